@@ -1,0 +1,172 @@
+//! Where ingested events go.
+//!
+//! A session hands each valid event to a [`Sink`]. The contract every sink honours, and that its
+//! tests prove against a real destination:
+//!
+//! * **Back-pressure**: [`Sink::submit`] resolves only once the sink has room for the event. A
+//!   session awaits it before reading its next frame, so a full or dead destination stops the
+//!   session from reading and TCP flow control pushes back to the client. No sink buffers without
+//!   bound.
+//! * **Durability is explicit**: the [`Receipt`] returned by `submit` resolves `Ok` only once the
+//!   destination holds the event durably (fsynced queue, Kafka acks=all). Only then may a client be
+//!   told its event is safe. An event whose receipt has not resolved `Ok` may be retried by the
+//!   client; it is never reported as acknowledged and then dropped.
+//! * **Failure is visible**: a receipt that resolves `Err` names why; sinks retry transient
+//!   failures themselves (a broker that is down) and keep holding back-pressure meanwhile.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An event as a client sends it (`002_*`): `{"msg": str, "clientId": str, "timestamp": ms}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Event {
+    pub msg: String,
+    pub client_id: String,
+    pub timestamp: i64,
+}
+
+/// An event stamped by the gateway that received it. `client_id` is the authenticated one (the
+/// JWT `sub`), never what the client claimed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StampedEvent {
+    pub msg: String,
+    pub client_id: String,
+    /// Client-side timestamp, ms since the epoch, as sent.
+    pub timestamp: i64,
+    /// Node id of the worker that received the event.
+    pub node: String,
+    /// Session id on that node.
+    pub session: u64,
+    /// Per-session sequence number, starting at 1: with `node` and `session` a unique key, so a
+    /// verifier can find duplicates and gaps.
+    pub seq: u64,
+    /// Receive time at the worker, ms since the epoch.
+    pub received_at: i64,
+}
+
+impl StampedEvent {
+    /// The JSON every sink writes, one event per record.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising a struct of strings and integers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SinkError {
+    /// The sink is shutting down and takes no more events.
+    #[error("sink closed")]
+    Closed,
+    /// The destination refused this event for good (too large, invalid); retrying will not help.
+    #[error("event rejected: {0}")]
+    Rejected(String),
+    /// The destination failed; the event is not known to be durable.
+    #[error("sink failed: {0}")]
+    Failed(String),
+}
+
+/// Resolves when the event it belongs to is durable at the destination, or has failed.
+#[must_use = "a receipt tells whether the event is durable"]
+pub struct Receipt(ReceiptInner);
+
+enum ReceiptInner {
+    Ready(Option<Result<(), SinkError>>),
+    Pending(oneshot::Receiver<Result<(), SinkError>>),
+}
+
+/// The sink's half of a pending [`Receipt`].
+pub struct ReceiptSender(oneshot::Sender<Result<(), SinkError>>);
+
+impl Receipt {
+    /// A receipt for an event that is already durable (or for sinks with no durability, such as
+    /// stdout, once written).
+    pub fn durable() -> Self {
+        Receipt(ReceiptInner::Ready(Some(Ok(()))))
+    }
+
+    pub fn failed(err: SinkError) -> Self {
+        Receipt(ReceiptInner::Ready(Some(Err(err))))
+    }
+
+    /// A receipt the sink completes later through the returned sender.
+    pub fn pending() -> (ReceiptSender, Receipt) {
+        let (tx, rx) = oneshot::channel();
+        (ReceiptSender(tx), Receipt(ReceiptInner::Pending(rx)))
+    }
+}
+
+impl ReceiptSender {
+    pub fn complete(self, outcome: Result<(), SinkError>) {
+        // The session may have gone away; the outcome then has no one to tell.
+        let _ = self.0.send(outcome);
+    }
+}
+
+impl Future for Receipt {
+    type Output = Result<(), SinkError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            ReceiptInner::Ready(outcome) => Poll::Ready(outcome.take().unwrap_or(Err(SinkError::Closed))),
+            ReceiptInner::Pending(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(SinkError::Closed))),
+        }
+    }
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Receipt")
+    }
+}
+
+/// A destination for events. See the crate docs for the contract.
+pub trait Sink: Send + Sync + 'static {
+    /// Short name for logs and metric labels (`queue`, `kafka`, `file`, `stdout`).
+    fn name(&self) -> &'static str;
+
+    /// Waits until the sink has room, then takes the event. The wait is the back-pressure.
+    fn submit(&self, event: StampedEvent) -> BoxFuture<'_, Result<Receipt, SinkError>>;
+
+    /// Waits until every event submitted so far is durable or failed. Called on drain.
+    fn flush(&self) -> BoxFuture<'_, Result<(), SinkError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_wire_format_is_camel_case_and_strict() {
+        let e: Event =
+            serde_json::from_str(r#"{"msg":"hi","clientId":"c1","timestamp":1456862575765}"#)
+                .expect("valid event");
+        assert_eq!(e.client_id, "c1");
+        assert!(serde_json::from_str::<Event>(r#"{"msg":"hi","clientId":"c1"}"#).is_err());
+        assert!(serde_json::from_str::<Event>(
+            r#"{"msg":"hi","clientId":"c1","timestamp":1,"extra":true}"#
+        )
+        .is_err());
+    }
+
+    #[tokio::test]
+    async fn receipts_resolve() {
+        assert_eq!(Receipt::durable().await, Ok(()));
+        let (tx, rx) = Receipt::pending();
+        tx.complete(Err(SinkError::Failed("down".into())));
+        assert_eq!(rx.await, Err(SinkError::Failed("down".into())));
+        let (tx, rx) = Receipt::pending();
+        drop(tx);
+        assert_eq!(rx.await, Err(SinkError::Closed));
+    }
+}
