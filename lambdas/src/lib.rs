@@ -1,1 +1,8 @@
-//! Placeholder.
+//! Elasticity for the worker group: the scaling policy, the two scaler Lambdas built on it, and
+//! `ews-sim`, which replays load curves through the very same policy.
+
+pub mod config;
+pub mod event;
+pub mod lambda;
+pub mod policy;
+pub mod scaler;

@@ -1,0 +1,210 @@
+//! Scaler configuration from the environment (the names the paper's functions use), checked once
+//! at cold start so a misconfigured function fails before it is ever invoked.
+
+use crate::policy::{Direction, Steps};
+
+/// Default clients per node step (the paper's 50,000).
+pub const DEFAULT_STEP: u64 = 50_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Which alarm this function answers, i.e. which way it steps.
+    pub direction: Direction,
+    /// `WS_ASG_NAME`: the worker Auto Scaling group.
+    pub asg_name: String,
+    /// `SCALE_UP_ALARM`.
+    pub scale_up_alarm: String,
+    /// `SCALE_DOWN_ALARM`.
+    pub scale_down_alarm: String,
+    /// `STEP` (50,000) and `HYSTERESIS` (default STEP / 10).
+    pub steps: Steps,
+    /// `MIN_SIZE` / `MAX_SIZE`: optional bounds, else the group's own.
+    pub min_size: Option<u32>,
+    pub max_size: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} = {value:?} is invalid: {why}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env(direction: Direction) -> Result<Config, ConfigError> {
+        Config::from_lookup(direction, |k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get` (the environment in production, a map in tests).
+    pub fn from_lookup(
+        direction: Direction,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let required = |name: &'static str| -> Result<String, ConfigError> {
+            match get(name).map(|v| v.trim().to_string()) {
+                Some(v) if !v.is_empty() => Ok(v),
+                _ => Err(ConfigError::Missing(name)),
+            }
+        };
+        let step: u64 = parse(&get, "STEP")?.unwrap_or(DEFAULT_STEP);
+        if step == 0 {
+            return Err(invalid("STEP", "0", "must be at least 1"));
+        }
+        let hysteresis: u64 = parse(&get, "HYSTERESIS")?.unwrap_or(step / 10);
+        if hysteresis >= step {
+            return Err(invalid(
+                "HYSTERESIS",
+                &hysteresis.to_string(),
+                &format!("must be below STEP ({step}), or scale-down could never fire"),
+            ));
+        }
+        let min_size: Option<u32> = parse(&get, "MIN_SIZE")?;
+        let max_size: Option<u32> = parse(&get, "MAX_SIZE")?;
+        if let (Some(lo), Some(hi)) = (min_size, max_size) {
+            if lo > hi {
+                return Err(invalid(
+                    "MIN_SIZE",
+                    &lo.to_string(),
+                    &format!("must not exceed MAX_SIZE ({hi})"),
+                ));
+            }
+        }
+        Ok(Config {
+            direction,
+            asg_name: required("WS_ASG_NAME")?,
+            scale_up_alarm: required("SCALE_UP_ALARM")?,
+            scale_down_alarm: required("SCALE_DOWN_ALARM")?,
+            steps: Steps { step, hysteresis },
+            min_size,
+            max_size,
+        })
+    }
+
+    /// The alarm whose ALARM transition this function acts on.
+    pub fn own_alarm(&self) -> &str {
+        match self.direction {
+            Direction::Up => &self.scale_up_alarm,
+            Direction::Down => &self.scale_down_alarm,
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(name) {
+        None => Ok(None),
+        Some(raw) if raw.trim().is_empty() => Ok(None),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e: T::Err| invalid(name, &raw, &e.to_string())),
+    }
+}
+
+fn invalid(name: &'static str, value: &str, why: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        why: why.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("WS_ASG_NAME", "workers"),
+        ("SCALE_UP_ALARM", "up"),
+        ("SCALE_DOWN_ALARM", "down"),
+    ];
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_lookup(Direction::Up, lookup(&BASE)).unwrap();
+        assert_eq!(c.asg_name, "workers");
+        assert_eq!(c.own_alarm(), "up");
+        assert_eq!(
+            c.steps,
+            Steps {
+                step: 50_000,
+                hysteresis: 5_000
+            }
+        );
+        assert_eq!((c.min_size, c.max_size), (None, None));
+        let d = Config::from_lookup(Direction::Down, lookup(&BASE)).unwrap();
+        assert_eq!(d.own_alarm(), "down");
+    }
+
+    #[test]
+    fn overrides() {
+        let mut env = BASE.to_vec();
+        env.extend([
+            ("STEP", "1000"),
+            ("HYSTERESIS", "0"),
+            ("MIN_SIZE", "3"),
+            ("MAX_SIZE", " 6 "),
+        ]);
+        let c = Config::from_lookup(Direction::Up, lookup(&env)).unwrap();
+        assert_eq!(
+            c.steps,
+            Steps {
+                step: 1000,
+                hysteresis: 0
+            }
+        );
+        assert_eq!((c.min_size, c.max_size), (Some(3), Some(6)));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for missing in ["WS_ASG_NAME", "SCALE_UP_ALARM", "SCALE_DOWN_ALARM"] {
+            let env: Vec<_> = BASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            let err = Config::from_lookup(Direction::Up, lookup(&env)).unwrap_err();
+            assert_eq!(err, ConfigError::Missing(missing));
+            assert!(err.to_string().contains(missing));
+        }
+        for (name, value) in [
+            ("STEP", "lots"),
+            ("STEP", "0"),
+            ("STEP", "-5"),
+            ("HYSTERESIS", "50000"),
+            ("MIN_SIZE", "two"),
+            ("MAX_SIZE", "1.5"),
+        ] {
+            let mut env = BASE.to_vec();
+            env.push((name, value));
+            let err = Config::from_lookup(Direction::Up, lookup(&env)).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={value}: {err}");
+        }
+        let mut env = BASE.to_vec();
+        env.extend([("MIN_SIZE", "5"), ("MAX_SIZE", "4")]);
+        let err = Config::from_lookup(Direction::Up, lookup(&env)).unwrap_err();
+        assert!(err.to_string().contains("MIN_SIZE"));
+    }
+}

@@ -1,0 +1,417 @@
+//! The scaler Lambda handler: one alarm transition in, at most one node of change out.
+//!
+//! Order of work and why:
+//! 1. Ignore anything that is not a transition into ALARM of this function's alarm.
+//! 2. Describe the fired alarm: if it is no longer in ALARM, this delivery is a retry of an event
+//!    already handled (we re-arm to OK at the end) or the load already recovered.
+//! 3. Describe the group; record the event's key in a group tag *before* changing capacity, so a
+//!    retry after a partial run cannot step twice (at worst a step is skipped, and the re-armed
+//!    alarm fires again one period later if the breach persists).
+//! 4. SetDesiredCapacity (clamped: moto does not enforce min/max, AWS rejects past them).
+//! 5. Rewrite both alarms for the new capacity. PutMetricAlarm replaces the whole alarm, so
+//!    every field of the described alarm is copied and only the threshold changes.
+//! 6. Re-arm the fired alarm (SetAlarmState OK) so a persisting breach fires again.
+//!
+//! Transient AWS errors are retried with backoff by the SDK clients' retry policy
+//! ([`retry_config`]); an error that remains names the failing call, and the function fails so
+//! AWS retries the whole event (safe by steps 2 and 3).
+
+use std::time::Duration;
+
+use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag as AsgTag};
+use aws_sdk_cloudwatch::types::{AlarmType, MetricAlarm, StateValue};
+use lambda_runtime::LambdaEvent;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::event::{classify_json, Verdict};
+use crate::policy::{decide, thresholds, Bounds, Decision, Direction};
+
+/// The group tag holding the key of the last alarm transition a scaler acted on.
+pub const LAST_EVENT_TAG: &str = "ews:last-scaling-event";
+
+/// Five attempts with exponential backoff from 200 ms: rides out throttling and brief outages
+/// well within a Lambda timeout.
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(5)
+        .with_initial_backoff(Duration::from_millis(200))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScaleError {
+    #[error("{call} failed: {detail}")]
+    Aws { call: &'static str, detail: String },
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// The function error AWS records: `error_type` names the failing call.
+impl From<ScaleError> for lambda_runtime::Diagnostic {
+    fn from(e: ScaleError) -> Self {
+        let error_type = match &e {
+            ScaleError::Aws { call, .. } => (*call).to_string(),
+            ScaleError::NotFound(_) => "NotFound".to_string(),
+        };
+        lambda_runtime::Diagnostic {
+            error_type,
+            error_message: e.to_string(),
+        }
+    }
+}
+
+fn aws_err<E>(call: &'static str) -> impl FnOnce(E) -> ScaleError
+where
+    E: std::error::Error + 'static,
+{
+    move |e| ScaleError::Aws {
+        call,
+        detail: aws_sdk_autoscaling::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// What an invocation did; the function's response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub action: Action,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Desired capacity stepped by one.
+    Scaled,
+    /// Already at the bound: thresholds checked, alarm re-armed, capacity unchanged.
+    AtBound,
+    /// The same transition was acted on before (a retried delivery after a partial run).
+    Duplicate,
+    /// Not a request to scale.
+    Ignored,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub group: String,
+    pub direction: Direction,
+    pub bounds: Bounds,
+    pub from: u32,
+    pub to: u32,
+    pub up_threshold: f64,
+    pub down_threshold: f64,
+    pub key: String,
+}
+
+/// A configured scaler with its AWS clients.
+pub struct Scaler {
+    cfg: Config,
+    asg: aws_sdk_autoscaling::Client,
+    cw: aws_sdk_cloudwatch::Client,
+}
+
+impl Scaler {
+    pub fn new(
+        cfg: Config,
+        asg: aws_sdk_autoscaling::Client,
+        cw: aws_sdk_cloudwatch::Client,
+    ) -> Scaler {
+        Scaler { cfg, asg, cw }
+    }
+
+    /// Clients from the Lambda environment (role credentials, region; `AWS_ENDPOINT_URL` for
+    /// local runs against moto).
+    pub async fn from_env(cfg: Config) -> Scaler {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(retry_config())
+            .load()
+            .await;
+        Scaler::new(
+            cfg,
+            aws_sdk_autoscaling::Client::new(&shared),
+            aws_sdk_cloudwatch::Client::new(&shared),
+        )
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The Lambda handler.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Outcome, ScaleError> {
+        let own = self.cfg.own_alarm().to_string();
+        let key = match classify_json(event.payload, &own) {
+            Verdict::Act { key } => key,
+            Verdict::Ignore(reason) => return Ok(ignored(reason)),
+        };
+
+        let alarms = self.describe_alarms().await?;
+        let fired = find_alarm(&alarms, &own)?;
+        if fired.state_value != Some(StateValue::Alarm) {
+            let now = fired
+                .state_value
+                .as_ref()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "unknown".into());
+            return Ok(ignored(format!(
+                "alarm {own:?} is {now} now, no longer ALARM: this transition was already \
+                 handled or the load recovered"
+            )));
+        }
+
+        let group = self.describe_group().await?;
+        let (group_min, group_max, desired) = sizes(&group)?;
+        let bounds = Bounds::effective(group_min, group_max, self.cfg.min_size, self.cfg.max_size);
+        let duplicate = group
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some(LAST_EVENT_TAG) && t.value() == Some(key.as_str()));
+        let decision = if duplicate {
+            let n = bounds.clamp(desired);
+            Decision {
+                from: desired,
+                to: n,
+                thresholds: thresholds(n, bounds, self.cfg.steps),
+            }
+        } else {
+            decide(desired, self.cfg.direction, bounds, self.cfg.steps)
+        };
+
+        if !duplicate {
+            self.record_key(&key).await?;
+        }
+        if decision.changes_capacity() {
+            self.set_desired(decision.to).await?;
+        }
+        for alarm in &alarms {
+            let threshold = if alarm.alarm_name() == Some(self.cfg.scale_up_alarm.as_str()) {
+                decision.thresholds.up
+            } else {
+                decision.thresholds.down
+            };
+            self.put_threshold(alarm, threshold).await?;
+        }
+        self.rearm(&own, &decision).await?;
+
+        let (action, reason) = if duplicate {
+            (
+                Action::Duplicate,
+                format!(
+                    "transition {key} was already acted on; thresholds checked, alarm re-armed"
+                ),
+            )
+        } else if decision.changes_capacity() {
+            (
+                Action::Scaled,
+                format!(
+                    "{} {} -> {} nodes",
+                    self.cfg.direction.as_str(),
+                    decision.from,
+                    decision.to
+                ),
+            )
+        } else {
+            (
+                Action::AtBound,
+                format!(
+                    "already at the {} bound ({} nodes)",
+                    match self.cfg.direction {
+                        Direction::Up => "max",
+                        Direction::Down => "min",
+                    },
+                    decision.to
+                ),
+            )
+        };
+        tracing::info!(?action, %reason, "scaling event handled");
+        Ok(Outcome {
+            action,
+            reason,
+            change: Some(Change {
+                group: self.cfg.asg_name.clone(),
+                direction: self.cfg.direction,
+                bounds,
+                from: decision.from,
+                to: decision.to,
+                up_threshold: decision.thresholds.up,
+                down_threshold: decision.thresholds.down,
+                key,
+            }),
+        })
+    }
+
+    async fn describe_alarms(&self) -> Result<Vec<MetricAlarm>, ScaleError> {
+        const CALL: &str = "cloudwatch:DescribeAlarms";
+        let out = self
+            .cw
+            .describe_alarms()
+            .alarm_names(&self.cfg.scale_up_alarm)
+            .alarm_names(&self.cfg.scale_down_alarm)
+            .alarm_types(AlarmType::MetricAlarm)
+            .send()
+            .await
+            .map_err(aws_err(CALL))?;
+        let alarms = out.metric_alarms().to_vec();
+        for name in [&self.cfg.scale_up_alarm, &self.cfg.scale_down_alarm] {
+            find_alarm(&alarms, name)?;
+        }
+        Ok(alarms)
+    }
+
+    async fn describe_group(&self) -> Result<AutoScalingGroup, ScaleError> {
+        const CALL: &str = "autoscaling:DescribeAutoScalingGroups";
+        let out = self
+            .asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&self.cfg.asg_name)
+            .send()
+            .await
+            .map_err(aws_err(CALL))?;
+        out.auto_scaling_groups()
+            .iter()
+            .find(|g| g.auto_scaling_group_name() == Some(self.cfg.asg_name.as_str()))
+            .cloned()
+            .ok_or_else(|| {
+                ScaleError::NotFound(format!(
+                    "{CALL}: Auto Scaling group {:?} (WS_ASG_NAME) not found",
+                    self.cfg.asg_name
+                ))
+            })
+    }
+
+    async fn record_key(&self, key: &str) -> Result<(), ScaleError> {
+        let tag = AsgTag::builder()
+            .resource_id(&self.cfg.asg_name)
+            .resource_type("auto-scaling-group")
+            .key(LAST_EVENT_TAG)
+            .value(key)
+            .propagate_at_launch(false)
+            .build();
+        self.asg
+            .create_or_update_tags()
+            .tags(tag)
+            .send()
+            .await
+            .map_err(aws_err("autoscaling:CreateOrUpdateTags"))?;
+        Ok(())
+    }
+
+    async fn set_desired(&self, n: u32) -> Result<(), ScaleError> {
+        self.asg
+            .set_desired_capacity()
+            .auto_scaling_group_name(&self.cfg.asg_name)
+            .desired_capacity(i32::try_from(n).unwrap_or(i32::MAX))
+            .honor_cooldown(false)
+            .send()
+            .await
+            .map_err(aws_err("autoscaling:SetDesiredCapacity"))?;
+        Ok(())
+    }
+
+    /// Rewrites `alarm` with `threshold`, copying every other field (no-op when it already has
+    /// that threshold).
+    async fn put_threshold(&self, alarm: &MetricAlarm, threshold: f64) -> Result<(), ScaleError> {
+        if alarm.threshold == Some(threshold) {
+            return Ok(());
+        }
+        let tags = match alarm.alarm_arn() {
+            Some(arn) => self
+                .cw
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .map_err(aws_err("cloudwatch:ListTagsForResource"))?
+                .tags
+                .filter(|t| !t.is_empty()),
+            None => None,
+        };
+        let mut put = self
+            .cw
+            .put_metric_alarm()
+            .set_alarm_name(alarm.alarm_name.clone())
+            .set_alarm_description(alarm.alarm_description.clone())
+            .set_actions_enabled(alarm.actions_enabled)
+            .set_ok_actions(alarm.ok_actions.clone())
+            .set_alarm_actions(alarm.alarm_actions.clone())
+            .set_insufficient_data_actions(alarm.insufficient_data_actions.clone())
+            .set_metric_name(alarm.metric_name.clone())
+            .set_namespace(alarm.namespace.clone())
+            .set_statistic(alarm.statistic.clone())
+            .set_extended_statistic(alarm.extended_statistic.clone())
+            .set_dimensions(alarm.dimensions.clone())
+            .set_period(alarm.period)
+            .set_unit(alarm.unit.clone())
+            .set_evaluation_periods(alarm.evaluation_periods)
+            .set_datapoints_to_alarm(alarm.datapoints_to_alarm)
+            .set_comparison_operator(alarm.comparison_operator.clone())
+            .set_treat_missing_data(alarm.treat_missing_data.clone())
+            .set_evaluate_low_sample_count_percentile(
+                alarm.evaluate_low_sample_count_percentile.clone(),
+            )
+            .set_metrics(alarm.metrics.clone().filter(|m| !m.is_empty()))
+            .set_tags(tags);
+        // An anomaly-detection band has no static threshold to rewrite; keep its band id.
+        put = match &alarm.threshold_metric_id {
+            Some(id) => put.threshold_metric_id(id),
+            None => put.threshold(threshold),
+        };
+        put.send()
+            .await
+            .map_err(aws_err("cloudwatch:PutMetricAlarm"))?;
+        Ok(())
+    }
+
+    async fn rearm(&self, alarm: &str, decision: &Decision) -> Result<(), ScaleError> {
+        self.cw
+            .set_alarm_state()
+            .alarm_name(alarm)
+            .state_value(StateValue::Ok)
+            .state_reason(format!(
+                "Re-armed by the ews {} scaler at {} nodes, so a persisting breach fires again",
+                self.cfg.direction.as_str(),
+                decision.to
+            ))
+            .send()
+            .await
+            .map_err(aws_err("cloudwatch:SetAlarmState"))?;
+        Ok(())
+    }
+}
+
+fn ignored(reason: String) -> Outcome {
+    tracing::info!(%reason, "event ignored");
+    Outcome {
+        action: Action::Ignored,
+        reason,
+        change: None,
+    }
+}
+
+fn find_alarm<'a>(alarms: &'a [MetricAlarm], name: &str) -> Result<&'a MetricAlarm, ScaleError> {
+    alarms
+        .iter()
+        .find(|a| a.alarm_name() == Some(name))
+        .ok_or_else(|| {
+            ScaleError::NotFound(format!(
+                "cloudwatch:DescribeAlarms: metric alarm {name:?} not found"
+            ))
+        })
+}
+
+fn sizes(group: &AutoScalingGroup) -> Result<(u32, u32, u32), ScaleError> {
+    let get = |v: Option<i32>, what: &str| {
+        v.and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
+            ScaleError::NotFound(format!(
+                "autoscaling:DescribeAutoScalingGroups: group has no valid {what}"
+            ))
+        })
+    };
+    Ok((
+        get(group.min_size(), "MinSize")?,
+        get(group.max_size(), "MaxSize")?,
+        get(group.desired_capacity(), "DesiredCapacity")?,
+    ))
+}
