@@ -1,0 +1,443 @@
+//! A running cluster member: the gossip server, the seed-contact loop with its give-up deadline,
+//! and the periodic refresh that turns gossip state into a [`ClusterView`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chitchat::transport::UdpTransport;
+use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::args::{ClusterArgs, ClusterSecret};
+use crate::metrics::ClusterMetrics;
+use crate::node::{
+    Role, Status, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTERNAL_ADDR, KEY_PUBLIC_ADDR,
+    KEY_ROLE, KEY_STATUS, KEY_VERSION,
+};
+use crate::seeds;
+use crate::view::{ClusterView, RawNode};
+
+/// Gossip only merges nodes that agree on this.
+const CLUSTER_ID: &str = "elastic-ws";
+
+/// The connection count changes with every client; gossiping it at most this often keeps the
+/// gossip deltas small while the cluster metric (published every 60 s) stays fresh.
+const CONNS_PUBLISH_PERIOD: Duration = Duration::from_secs(1);
+
+/// Everything a node needs to join. Build it with [`MembershipConfig::from_args`].
+#[derive(Debug, Clone)]
+pub struct MembershipConfig {
+    pub node_id: String,
+    pub role: Role,
+    pub seeds: Vec<String>,
+    /// Where gossip binds (UDP); the internal port.
+    pub internal_listen: SocketAddr,
+    pub advertise_host: Option<String>,
+    /// Listen addresses advertised to peers (with the advertise IP when they bind 0.0.0.0).
+    pub public_listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub capacity: u64,
+    pub gossip_interval: Duration,
+    pub seed_node_timeout: Duration,
+    /// `None`: keep trying forever.
+    pub join_give_up: Option<Duration>,
+    pub dead_node_grace: Duration,
+    pub secret: Option<ClusterSecret>,
+}
+
+impl MembershipConfig {
+    pub fn from_args(
+        args: &ClusterArgs,
+        role: Role,
+        internal_listen: SocketAddr,
+    ) -> anyhow::Result<MembershipConfig> {
+        Ok(MembershipConfig {
+            node_id: args.node_id(),
+            role,
+            seeds: args
+                .seeds
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            internal_listen,
+            advertise_host: args.advertise_host.clone(),
+            public_listen: None,
+            admin_listen: None,
+            capacity: 0,
+            gossip_interval: args.gossip_interval(),
+            seed_node_timeout: args.seed_node_timeout(),
+            join_give_up: args.join_give_up(),
+            dead_node_grace: args.dead_node_grace(),
+            secret: args.secret()?,
+        })
+    }
+}
+
+/// Where a node stands with respect to joining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinState {
+    /// No seed has answered yet.
+    Joining,
+    /// In the cluster (leaders are from the start: they are the seeds).
+    Joined,
+    /// No seed answered within `shutdown_after_unsuccessful_join`: the node should exit non-zero.
+    GaveUp,
+}
+
+/// A running cluster member. Dropping it stops gossip abruptly; call [`Membership::leave`] and
+/// [`Membership::shutdown`] for a graceful exit.
+pub struct Membership {
+    shared: Arc<Shared>,
+    chitchat: Arc<ChitchatHandle>,
+    view_rx: watch::Receiver<Arc<ClusterView>>,
+    join_rx: watch::Receiver<JoinState>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    config: MembershipConfig,
+    self_id: ChitchatId,
+    conns: AtomicU64,
+    metrics: ClusterMetrics,
+}
+
+impl Membership {
+    /// Binds the gossip socket, announces this node and starts contacting the seeds.
+    pub async fn start(config: MembershipConfig) -> anyhow::Result<Membership> {
+        let ip = seeds::advertise_ip(
+            config.advertise_host.as_deref(),
+            config.internal_listen,
+            &config.seeds,
+        )
+        .await?;
+        let advertise = |a: SocketAddr| advertised(ip, a).to_string();
+        let gossip_addr = advertised(ip, config.internal_listen);
+        let generation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let self_id = ChitchatId::new(config.node_id.clone(), generation, gossip_addr);
+        let initial_status = match config.role {
+            Role::Leader => Status::Up,
+            Role::Worker => Status::Joining,
+        };
+        let mut keys = vec![
+            (KEY_ROLE, config.role.to_string()),
+            (KEY_STATUS, initial_status.to_string()),
+            (KEY_INTERNAL_ADDR, gossip_addr.to_string()),
+            (KEY_CONNS, "0".to_string()),
+            (KEY_CAPACITY, config.capacity.to_string()),
+            (KEY_VERSION, env!("CARGO_PKG_VERSION").to_string()),
+        ];
+        if let Some(a) = config.public_listen {
+            keys.push((KEY_PUBLIC_ADDR, advertise(a)));
+        }
+        if let Some(a) = config.admin_listen {
+            keys.push((KEY_ADMIN_ADDR, advertise(a)));
+        }
+        let keys = keys.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+
+        let interval = config.gossip_interval;
+        let failure_detector_config = FailureDetectorConfig {
+            // The first heartbeat intervals are assumed to be about one gossip round, and a
+            // silence of 10 rounds is never averaged in: detection stays a few rounds long.
+            initial_interval: interval,
+            max_interval: interval * 10,
+            dead_node_grace_period: config.dead_node_grace,
+            ..FailureDetectorConfig::default()
+        };
+        let chitchat_config = ChitchatConfig {
+            chitchat_id: self_id.clone(),
+            cluster_id: CLUSTER_ID.to_string(),
+            gossip_interval: interval,
+            listen_addr: config.internal_listen,
+            seed_nodes: config.seeds.clone(),
+            failure_detector_config,
+            marked_for_deletion_grace_period: config.dead_node_grace,
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+            protocol_version: chitchat::ProtocolVersion::V0,
+        };
+        let chitchat = Arc::new(spawn_chitchat(chitchat_config, keys, &UdpTransport).await?);
+        info!(
+            node_id = %config.node_id, role = %config.role, gossip = %gossip_addr,
+            generation, seeds = ?config.seeds, "gossip started"
+        );
+
+        let initial_join = match config.role {
+            Role::Leader => JoinState::Joined,
+            Role::Worker => JoinState::Joining,
+        };
+        let (join_tx, join_rx) = watch::channel(initial_join);
+        let (view_tx, view_rx) = watch::channel(Arc::new(ClusterView::default()));
+        let shared = Arc::new(Shared {
+            config,
+            self_id,
+            conns: AtomicU64::new(0),
+            metrics: ClusterMetrics::default(),
+        });
+        let tasks = vec![
+            tokio::spawn(contact_seeds(
+                shared.clone(),
+                chitchat.clone(),
+                join_rx.clone(),
+            )),
+            tokio::spawn(refresh(
+                shared.clone(),
+                chitchat.chitchat(),
+                view_tx,
+                join_tx,
+            )),
+        ];
+        Ok(Membership {
+            shared,
+            chitchat,
+            view_rx,
+            join_rx,
+            tasks,
+        })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.shared.config.node_id
+    }
+
+    pub fn role(&self) -> Role {
+        self.shared.config.role
+    }
+
+    /// The address peers gossip with (advertised internal address).
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.shared.self_id.gossip_advertise_addr
+    }
+
+    pub fn secret(&self) -> Option<&ClusterSecret> {
+        self.shared.config.secret.as_ref()
+    }
+
+    /// The latest view (refreshed every gossip round).
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view_rx.borrow().clone()
+    }
+
+    /// Notified on every refresh; e.g. to follow the active leader.
+    pub fn watch_view(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.view_rx.clone()
+    }
+
+    /// Internal address (`host:port`) of the active leader, where the built-in queue lives.
+    pub fn active_leader_internal_addr(&self) -> Option<String> {
+        self.view()
+            .active_leader_internal_addr()
+            .map(str::to_string)
+    }
+
+    pub fn join_state(&self) -> watch::Receiver<JoinState> {
+        self.join_rx.clone()
+    }
+
+    /// Resolves only if the node gave up joining; a binary selects on it to exit non-zero.
+    pub async fn gave_up(&self) {
+        let mut rx = self.join_rx.clone();
+        if rx.wait_for(|s| *s == JoinState::GaveUp).await.is_err() {
+            // The refresh task is gone (shutdown): never resolve.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Reports this node's live client connections; gossiped at most once a second.
+    pub fn set_conns(&self, conns: u64) {
+        self.shared.conns.store(conns, Ordering::Relaxed);
+    }
+
+    /// Updates the advertised capacity (e.g. once the worker knows its file-descriptor limit).
+    pub async fn set_capacity(&self, capacity: u64) {
+        self.set_key(KEY_CAPACITY, capacity.to_string()).await;
+    }
+
+    pub fn metrics(&self) -> &ClusterMetrics {
+        &self.shared.metrics
+    }
+
+    /// Announces `status=leaving`: peers stop counting this node from their next gossip round.
+    /// Gossip keeps running (a draining worker stays visible as leaving) until
+    /// [`Membership::shutdown`].
+    pub async fn leave(&self) {
+        info!(node_id = %self.node_id(), "leaving the cluster");
+        self.set_key(KEY_STATUS, Status::Leaving.to_string()).await;
+    }
+
+    /// Stops gossip. Call [`Membership::leave`] a couple of gossip rounds before, so peers learn
+    /// about it from this node rather than from the failure detector.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let stopped = self.chitchat.termination_watcher();
+        let _ = self.chitchat.initiate_shutdown();
+        if let Err(e) = stopped.await {
+            warn!(error = %e, "gossip did not stop cleanly");
+        }
+        info!("gossip stopped");
+    }
+
+    async fn set_key(&self, key: &str, value: String) {
+        let cc = self.chitchat.chitchat();
+        let mut guard = cc.lock().await;
+        guard.self_node_state().set(key, value);
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn advertised(ip: IpAddr, listen: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() {
+        SocketAddr::new(ip, listen.port())
+    } else {
+        listen
+    }
+}
+
+type SharedChitchat = Arc<tokio::sync::Mutex<chitchat::Chitchat>>;
+
+/// The paper's seed contact: every `seed_node_timeout`, resolve the seeds again and gossip with
+/// each of them directly. chitchat alone re-resolves seed names only once a minute and only
+/// gossips with seeds it resolved; this loop is what makes a worker started before its leaders
+/// (or a leader whose DNS name moved) join within one `seed_node_timeout`.
+async fn contact_seeds(
+    shared: Arc<Shared>,
+    chitchat: Arc<ChitchatHandle>,
+    join_rx: watch::Receiver<JoinState>,
+) {
+    let config = &shared.config;
+    let mut tick = tokio::time::interval(config.seed_node_timeout);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if *join_rx.borrow() == JoinState::GaveUp {
+            return;
+        }
+        let targets: Vec<SocketAddr> = seeds::resolve(&config.seeds)
+            .await
+            .into_iter()
+            .filter(|a| *a != shared.self_id.gossip_advertise_addr)
+            .collect();
+        if targets.is_empty() && !config.seeds.is_empty() {
+            warn!(seeds = ?config.seeds, "no seed resolves; retrying");
+        }
+        for addr in targets {
+            if chitchat.gossip(addr).is_err() {
+                // The gossip server stopped (shutdown): nothing left to contact for.
+                return;
+            }
+        }
+    }
+}
+
+/// Every gossip round: rebuild the view, publish the connection count (throttled), move a worker
+/// from joining to up once it hears a peer, and give up after the join deadline.
+async fn refresh(
+    shared: Arc<Shared>,
+    chitchat: SharedChitchat,
+    view_tx: watch::Sender<Arc<ClusterView>>,
+    join_tx: watch::Sender<JoinState>,
+) {
+    let config = &shared.config;
+    let started = Instant::now();
+    let mut heard: HashMap<ChitchatId, (u64, Instant)> = HashMap::new();
+    let mut published_conns = 0u64;
+    let mut last_conns_publish = Instant::now();
+    let mut tick = tokio::time::interval(config.gossip_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let mut guard = chitchat.lock().await;
+
+        let conns = shared.conns.load(Ordering::Relaxed);
+        if conns != published_conns && now >= last_conns_publish + CONNS_PUBLISH_PERIOD {
+            guard.self_node_state().set(KEY_CONNS, conns);
+            published_conns = conns;
+            last_conns_publish = now;
+        }
+
+        let live: Vec<ChitchatId> = guard.live_nodes().cloned().collect();
+        let raw: Vec<RawNode> = guard
+            .node_states()
+            .iter()
+            .map(|(id, state)| {
+                let hb = u64::from(state.heartbeat());
+                let entry = heard.entry(id.clone()).or_insert((hb, now));
+                if entry.0 != hb {
+                    *entry = (hb, now);
+                }
+                let is_self = *id == shared.self_id;
+                RawNode {
+                    node_id: id.node_id.to_string(),
+                    generation: id.generation_id,
+                    gossip_addr: id.gossip_advertise_addr,
+                    keys: state
+                        .key_values()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    live: is_self || live.contains(id),
+                    last_heard: if is_self {
+                        Duration::ZERO
+                    } else {
+                        now - entry.1
+                    },
+                    is_self,
+                }
+            })
+            .collect();
+        heard.retain(|id, _| guard.node_states().contains_key(id));
+
+        let view = ClusterView::build(&config.node_id, raw);
+        let has_peer = view.members.iter().any(|m| !m.is_self && m.reachable);
+        let state = *join_tx.borrow();
+        match state {
+            JoinState::Joining if has_peer => {
+                // Unless the node started leaving meanwhile.
+                let self_state = guard.self_node_state();
+                if self_state.get(KEY_STATUS) == Some(Status::Joining.as_str()) {
+                    self_state.set(KEY_STATUS, Status::Up);
+                }
+                info!(
+                    after_ms = started.elapsed().as_millis() as u64,
+                    "joined the cluster"
+                );
+                let _ = join_tx.send(JoinState::Joined);
+            }
+            JoinState::Joining
+                if config
+                    .join_give_up
+                    .is_some_and(|limit| started.elapsed() >= limit) =>
+            {
+                error!(
+                    seeds = ?config.seeds,
+                    after_secs = started.elapsed().as_secs(),
+                    "could not join the cluster: no seed node answered; giving up \
+                     (shutdown-after-unsuccessful-join)"
+                );
+                let _ = join_tx.send(JoinState::GaveUp);
+            }
+            _ => {}
+        }
+        drop(guard);
+
+        shared.metrics.update(&view);
+        view_tx.send_replace(Arc::new(view));
+    }
+}
