@@ -1,0 +1,435 @@
+//! The scaler handlers against moto: real SDK calls, real event JSON, the handler called
+//! in-process exactly as `lambda_runtime` would call it.
+
+use aws_sdk_autoscaling::config::Credentials;
+use aws_sdk_cloudwatch::types::{
+    ComparisonOperator, Dimension, Metric, MetricAlarm, MetricDataQuery, MetricStat, StandardUnit,
+    StateValue, Statistic, Tag,
+};
+use ews_lambdas::config::Config;
+use ews_lambdas::policy::Direction;
+use ews_lambdas::scaler::{Action, Outcome, Scaler, LAST_EVENT_TAG};
+use ews_testkit::moto::Moto;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+
+const ASG: &str = "ews-workers";
+const UP: &str = "ews-scale-up-alarm";
+const DOWN: &str = "ews-scale-down-alarm";
+const UP_FN: &str = "arn:aws:lambda:us-east-1:123456789012:function:ews-scale-up";
+const DOWN_FN: &str = "arn:aws:lambda:us-east-1:123456789012:function:ews-scale-down";
+
+struct Env {
+    _moto: Moto,
+    asg: aws_sdk_autoscaling::Client,
+    cw: aws_sdk_cloudwatch::Client,
+}
+
+impl Env {
+    /// moto with a worker group of `desired` nodes (bounds 2..10) and both alarms at the paper's
+    /// initial thresholds for that capacity.
+    async fn start(desired: i32) -> Env {
+        let moto = Moto::start();
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(moto.endpoint())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .retry_config(ews_lambdas::scaler::retry_config())
+            .load()
+            .await;
+        let env = Env {
+            _moto: moto,
+            asg: aws_sdk_autoscaling::Client::new(&shared),
+            cw: aws_sdk_cloudwatch::Client::new(&shared),
+        };
+        env.asg
+            .create_launch_configuration()
+            .launch_configuration_name("ews-worker")
+            .image_id("ami-12c6146b")
+            .instance_type("t2.medium")
+            .send()
+            .await
+            .unwrap();
+        env.asg
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(ASG)
+            .launch_configuration_name("ews-worker")
+            .min_size(2)
+            .max_size(10)
+            .desired_capacity(desired)
+            .availability_zones("us-east-1a")
+            .send()
+            .await
+            .unwrap();
+        // Scale-up: a plain metric alarm on the cluster metric, with every optional field set.
+        env.cw
+            .put_metric_alarm()
+            .alarm_name(UP)
+            .alarm_description("Connected clients above the capacity of the current worker count")
+            .actions_enabled(true)
+            .alarm_actions(UP_FN)
+            .ok_actions("arn:aws:sns:us-east-1:123456789012:ews-ops")
+            .insufficient_data_actions("arn:aws:sns:us-east-1:123456789012:ews-ops")
+            .namespace("ElasticWS")
+            .metric_name("ConnectedClients")
+            .dimensions(Dimension::builder().name("Cluster").value("ews").build())
+            .statistic(Statistic::Maximum)
+            .period(60)
+            .unit(StandardUnit::Count)
+            .evaluation_periods(3)
+            .datapoints_to_alarm(2)
+            .threshold(initial_up(desired))
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .treat_missing_data("notBreaching")
+            .tags(Tag::builder().key("Project").value("elastic-ws").build())
+            .send()
+            .await
+            .unwrap();
+        // Scale-down: a metric-math alarm on the ALB's connection count.
+        env.cw
+            .put_metric_alarm()
+            .alarm_name(DOWN)
+            .alarm_description("Connected clients fit one worker fewer")
+            .actions_enabled(true)
+            .alarm_actions(DOWN_FN)
+            .metrics(
+                MetricDataQuery::builder()
+                    .id("e1")
+                    .expression("m1")
+                    .label("Connections")
+                    .return_data(true)
+                    .build(),
+            )
+            .metrics(
+                MetricDataQuery::builder()
+                    .id("m1")
+                    .metric_stat(
+                        MetricStat::builder()
+                            .metric(
+                                Metric::builder()
+                                    .namespace("AWS/ApplicationELB")
+                                    .metric_name("ActiveConnectionCount")
+                                    .dimensions(
+                                        Dimension::builder()
+                                            .name("LoadBalancer")
+                                            .value("app/ews/0123456789abcdef")
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                            .period(60)
+                            .stat("Sum")
+                            .build(),
+                    )
+                    .return_data(false)
+                    .build(),
+            )
+            .evaluation_periods(5)
+            .datapoints_to_alarm(5)
+            .threshold(initial_down(desired))
+            .comparison_operator(ComparisonOperator::LessThanThreshold)
+            .treat_missing_data("ignore")
+            .tags(Tag::builder().key("Project").value("elastic-ws").build())
+            .send()
+            .await
+            .unwrap();
+        env
+    }
+
+    fn scaler(&self, direction: Direction) -> Scaler {
+        let vars = [
+            ("WS_ASG_NAME", ASG),
+            ("SCALE_UP_ALARM", UP),
+            ("SCALE_DOWN_ALARM", DOWN),
+            ("STEP", "50000"),
+            ("HYSTERESIS", "5000"),
+        ];
+        let cfg = Config::from_lookup(direction, |k| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        Scaler::new(cfg, self.asg.clone(), self.cw.clone())
+    }
+
+    async fn desired(&self) -> i32 {
+        let out = self
+            .asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(ASG)
+            .send()
+            .await
+            .unwrap();
+        out.auto_scaling_groups()[0].desired_capacity().unwrap()
+    }
+
+    async fn set_desired(&self, n: i32) {
+        self.asg
+            .set_desired_capacity()
+            .auto_scaling_group_name(ASG)
+            .desired_capacity(n)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn alarm(&self, name: &str) -> MetricAlarm {
+        let out = self
+            .cw
+            .describe_alarms()
+            .alarm_names(name)
+            .send()
+            .await
+            .unwrap();
+        out.metric_alarms()[0].clone()
+    }
+
+    async fn tags(&self, name: &str) -> Vec<Tag> {
+        let arn = self.alarm(name).await.alarm_arn.unwrap();
+        self.cw
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .unwrap()
+            .tags
+            .unwrap_or_default()
+    }
+
+    /// Puts `name` into ALARM as CloudWatch would and returns the event its alarm action
+    /// delivers (the sample event with this alarm's name and state timestamp).
+    async fn breach(&self, name: &str) -> Value {
+        self.cw
+            .set_alarm_state()
+            .alarm_name(name)
+            .state_value(StateValue::Alarm)
+            .state_reason("Threshold Crossed (test)")
+            .send()
+            .await
+            .unwrap();
+        let at = self.alarm(name).await.state_updated_timestamp.unwrap();
+        let at = chrono::DateTime::from_timestamp_millis(at.to_millis().unwrap()).unwrap();
+        let file = if name == UP {
+            "scale-up-alarm.json"
+        } else {
+            "scale-down-alarm.json"
+        };
+        let mut event = sample(file);
+        event["alarmData"]["alarmName"] = name.into();
+        event["alarmData"]["state"]["timestamp"] = at.to_rfc3339().into();
+        event
+    }
+}
+
+fn initial_up(n: i32) -> f64 {
+    f64::from(n - 2 + 1) * 50_000.0
+}
+
+fn initial_down(n: i32) -> f64 {
+    f64::from(n - 2) * 50_000.0 - 5_000.0
+}
+
+fn sample(name: &str) -> Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+async fn invoke(scaler: &Scaler, payload: Value) -> Outcome {
+    scaler
+        .handle(LambdaEvent::new(payload, Context::default()))
+        .await
+        .unwrap()
+}
+
+/// Every field the scaler must carry over unchanged: the alarm minus threshold, state and
+/// timestamps.
+fn configuration(a: &MetricAlarm) -> MetricAlarm {
+    let mut a = a.clone();
+    a.threshold = None;
+    a.state_value = None;
+    a.state_reason = None;
+    a.state_reason_data = None;
+    a.state_updated_timestamp = None;
+    a.state_transitioned_timestamp = None;
+    a.alarm_configuration_updated_timestamp = None;
+    a.evaluation_state = None;
+    a
+}
+
+/// Asserts the group and both alarms are exactly what `n` nodes call for, every other alarm
+/// field unchanged from `before`.
+async fn assert_state(env: &Env, n: i32, before: &[(MetricAlarm, Vec<Tag>)]) {
+    assert_eq!(env.desired().await, n, "desired capacity");
+    for (old, old_tags) in before {
+        let name = old.alarm_name().unwrap();
+        let now = env.alarm(name).await;
+        let want = if name == UP {
+            initial_up(n)
+        } else {
+            initial_down(n)
+        };
+        assert_eq!(now.threshold, Some(want), "{name} threshold at {n} nodes");
+        assert_eq!(configuration(&now), configuration(old), "{name} fields");
+        assert_eq!(&env.tags(name).await, old_tags, "{name} tags");
+    }
+}
+
+async fn snapshot(env: &Env) -> Vec<(MetricAlarm, Vec<Tag>)> {
+    let mut out = Vec::new();
+    for name in [UP, DOWN] {
+        out.push((env.alarm(name).await, env.tags(name).await));
+    }
+    // The comparison is only as good as what moto keeps: make sure it kept the rich fields.
+    let (up, up_tags) = &out[0];
+    let (down, down_tags) = &out[1];
+    assert_eq!(up.dimensions().len(), 1, "{up:?}");
+    assert_eq!(up.datapoints_to_alarm, Some(2), "{up:?}");
+    assert!(
+        !up.alarm_actions().is_empty() && !up.ok_actions().is_empty(),
+        "{up:?}"
+    );
+    assert_eq!(down.metrics().len(), 2, "{down:?}");
+    assert_eq!(down.treat_missing_data(), Some("ignore"), "{down:?}");
+    assert!(!up_tags.is_empty() && !down_tags.is_empty());
+    out
+}
+
+#[tokio::test]
+async fn scale_up_rethresholds_both_alarms_rearms_and_is_idempotent() {
+    let env = Env::start(2).await;
+    let before = snapshot(&env).await;
+    let up = env.scaler(Direction::Up);
+
+    let event = env.breach(UP).await;
+    let out = invoke(&up, event.clone()).await;
+    assert_eq!(out.action, Action::Scaled, "{out:?}");
+    let change = out.change.clone().unwrap();
+    assert_eq!((change.from, change.to), (2, 3));
+    assert_eq!(
+        (change.up_threshold, change.down_threshold),
+        (100_000.0, 45_000.0)
+    );
+    assert_state(&env, 3, &before).await;
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Ok));
+
+    // AWS retries the same event: the alarm is OK again, nothing changes.
+    let again = invoke(&up, event).await;
+    assert_eq!(again.action, Action::Ignored, "{again:?}");
+    assert!(again.reason.contains("no longer ALARM"), "{}", again.reason);
+    assert_state(&env, 3, &before).await;
+
+    // A second breach after the re-arm steps again.
+    let second = env.breach(UP).await;
+    let out = invoke(&up, second).await;
+    assert_eq!(out.action, Action::Scaled, "{out:?}");
+    assert_state(&env, 4, &before).await;
+}
+
+#[tokio::test]
+async fn a_retry_after_a_partial_run_does_not_step_twice() {
+    let env = Env::start(3).await;
+    let before = snapshot(&env).await;
+    let up = env.scaler(Direction::Up);
+    let event = env.breach(UP).await;
+    let key = match ews_lambdas::event::classify_json(event.clone(), UP) {
+        ews_lambdas::event::Verdict::Act { key } => key,
+        other => panic!("{other:?}"),
+    };
+    // A first delivery recorded the key and stepped, then died before re-arming.
+    env.asg
+        .create_or_update_tags()
+        .tags(
+            aws_sdk_autoscaling::types::Tag::builder()
+                .resource_id(ASG)
+                .resource_type("auto-scaling-group")
+                .key(LAST_EVENT_TAG)
+                .value(&key)
+                .propagate_at_launch(false)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    env.set_desired(4).await;
+
+    let out = invoke(&up, event).await;
+    assert_eq!(out.action, Action::Duplicate, "{out:?}");
+    assert_state(&env, 4, &before).await;
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Ok));
+}
+
+#[tokio::test]
+async fn never_past_the_max_bound() {
+    let env = Env::start(9).await;
+    let before = snapshot(&env).await;
+    let up = env.scaler(Direction::Up);
+    let out = invoke(&up, env.breach(UP).await).await;
+    assert_eq!(out.action, Action::Scaled, "{out:?}");
+    assert_state(&env, 10, &before).await;
+    for _ in 0..2 {
+        let out = invoke(&up, env.breach(UP).await).await;
+        assert_eq!(out.action, Action::AtBound, "{out:?}");
+        assert_state(&env, 10, &before).await;
+    }
+    // moto does not enforce the group's max: a group already past it is pulled back.
+    env.set_desired(12).await;
+    let out = invoke(&up, env.breach(UP).await).await;
+    assert_eq!(out.change.unwrap().to, 10);
+    assert_state(&env, 10, &before).await;
+}
+
+#[tokio::test]
+async fn scale_down_to_min_and_no_further() {
+    let env = Env::start(3).await;
+    let before = snapshot(&env).await;
+    let down = env.scaler(Direction::Down);
+    let out = invoke(&down, env.breach(DOWN).await).await;
+    assert_eq!(out.action, Action::Scaled, "{out:?}");
+    assert_state(&env, 2, &before).await;
+    assert_eq!(env.alarm(DOWN).await.state_value, Some(StateValue::Ok));
+    let out = invoke(&down, env.breach(DOWN).await).await;
+    assert_eq!(out.action, Action::AtBound, "{out:?}");
+    assert_state(&env, 2, &before).await;
+}
+
+#[tokio::test]
+async fn other_events_are_ignored_with_a_reason() {
+    let env = Env::start(2).await;
+    let before = snapshot(&env).await;
+    let up = env.scaler(Direction::Up);
+    let down = env.scaler(Direction::Down);
+    // The scale-down function receives the scale-up alarm's event.
+    let out = invoke(&down, env.breach(UP).await).await;
+    assert_eq!(out.action, Action::Ignored);
+    assert!(
+        out.reason.contains("this function acts on"),
+        "{}",
+        out.reason
+    );
+    // An OK transition.
+    let out = invoke(&up, sample("scale-up-ok.json")).await;
+    assert_eq!(out.action, Action::Ignored);
+    assert!(out.reason.contains("not ALARM"), "{}", out.reason);
+    assert_state(&env, 2, &before).await;
+}
+
+#[tokio::test]
+async fn a_missing_group_is_an_error_naming_the_call() {
+    let env = Env::start(2).await;
+    env.asg
+        .delete_auto_scaling_group()
+        .auto_scaling_group_name(ASG)
+        .force_delete(true)
+        .send()
+        .await
+        .unwrap();
+    let up = env.scaler(Direction::Up);
+    let err = up
+        .handle(LambdaEvent::new(env.breach(UP).await, Context::default()))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("DescribeAutoScalingGroups"), "{msg}");
+    assert!(msg.contains("WS_ASG_NAME"), "{msg}");
+}
