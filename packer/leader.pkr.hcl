@@ -1,0 +1,43 @@
+# Leader AMI: Amazon Linux 2023 with ews-leader, its systemd unit, the boot-time configuration,
+# raised nofile limits and the same kernel tuning (leaders hold a link to every worker).
+source "amazon-ebs" "leader" {
+  region        = var.region
+  instance_type = var.instance_type
+  subnet_id     = var.subnet_id
+  ssh_username  = "ec2-user"
+  ami_name      = "ews-leader-${var.version}-${formatdate("YYYYMMDDhhmmss", timestamp())}"
+  source_ami_filter {
+    filters = {
+      name                = "al2023-ami-2023.*-kernel-6.1-x86_64"
+      virtualization-type = "hvm"
+      root-device-type    = "ebs"
+    }
+    owners      = ["amazon"]
+    most_recent = true
+  }
+  tags = {
+    Name        = "ews-leader"
+    Role        = "leader"
+    Version     = var.version
+    Application = "elastic-ws"
+  }
+}
+
+build {
+  sources = ["source.amazon-ebs.leader"]
+
+  provisioner "file" {
+    source      = "${path.root}/files/"
+    destination = "/tmp/ews-files"
+  }
+
+  provisioner "file" {
+    source      = "${var.bin_dir}/ews-leader"
+    destination = "/tmp/ews-files/ews-leader"
+  }
+
+  provisioner "shell" {
+    script          = "${path.root}/scripts/provision.sh"
+    execute_command = "chmod +x {{ .Path }}; sudo env EWS_FILES=/tmp/ews-files {{ .Path }} leader"
+  }
+}

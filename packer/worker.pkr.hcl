@@ -1,0 +1,43 @@
+# Worker AMI: Amazon Linux 2023 with ews-worker, its systemd unit, the boot-time configuration and
+# lifecycle-drain scripts, raised nofile limits and kernel tuning for many WebSockets.
+source "amazon-ebs" "worker" {
+  region        = var.region
+  instance_type = var.instance_type
+  subnet_id     = var.subnet_id
+  ssh_username  = "ec2-user"
+  ami_name      = "ews-worker-${var.version}-${formatdate("YYYYMMDDhhmmss", timestamp())}"
+  source_ami_filter {
+    filters = {
+      name                = "al2023-ami-2023.*-kernel-6.1-x86_64"
+      virtualization-type = "hvm"
+      root-device-type    = "ebs"
+    }
+    owners      = ["amazon"]
+    most_recent = true
+  }
+  tags = {
+    Name        = "ews-worker"
+    Role        = "worker"
+    Version     = var.version
+    Application = "elastic-ws"
+  }
+}
+
+build {
+  sources = ["source.amazon-ebs.worker"]
+
+  provisioner "file" {
+    source      = "${path.root}/files/"
+    destination = "/tmp/ews-files"
+  }
+
+  provisioner "file" {
+    source      = "${var.bin_dir}/ews-worker"
+    destination = "/tmp/ews-files/ews-worker"
+  }
+
+  provisioner "shell" {
+    script          = "${path.root}/scripts/provision.sh"
+    execute_command = "chmod +x {{ .Path }}; sudo env EWS_FILES=/tmp/ews-files {{ .Path }} worker"
+  }
+}

