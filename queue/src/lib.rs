@@ -1,1 +1,47 @@
-//! Placeholder.
+//! The built-in durable queue broker (`001_*`, made durable and bounded).
+//!
+//! * [`Broker`] holds named [`Queue`]s under a data directory. `send` is acknowledged with an id
+//!   only after a group-committed `fdatasync`; `receive{count}` adds to cumulative demand and the
+//!   broker pushes at most that many; `delete{id}` acknowledges; an undeleted message is
+//!   redelivered after the visibility timeout and dead-lettered after `max_deliveries`.
+//! * Storage is an append-only log of checksummed records per queue ([`record`], [`log`]),
+//!   replayed on open, with fully acknowledged segments deleted.
+//! * [`server`] speaks the `/queue/{name}` WebSocket protocol ([`protocol`]) for any hyper
+//!   server; [`client`] is its counterpart.
+
+pub mod args;
+pub mod broker;
+pub mod client;
+pub mod log;
+pub mod protocol;
+pub mod queue;
+pub mod record;
+pub mod server;
+
+pub use broker::Broker;
+pub use protocol::{ClientFrame, ServerFrame};
+pub use queue::{Delivery, Queue, QueueConfig};
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum QueueError {
+    #[error("queue closed")]
+    Closed,
+    #[error("message of {0} bytes exceeds the limit of {1}")]
+    TooLarge(usize, usize),
+    #[error("queue full")]
+    Full,
+    #[error("invalid queue name {0:?}")]
+    BadName(String),
+    #[error("storage: {0}")]
+    Io(String),
+    #[error("connect: {0}")]
+    Connect(String),
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl From<std::io::Error> for QueueError {
+    fn from(e: std::io::Error) -> Self {
+        QueueError::Io(e.to_string())
+    }
+}

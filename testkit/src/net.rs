@@ -82,7 +82,7 @@ pub fn http_request(
 /// Waits until `GET path` answers 200.
 pub fn wait_for_http_ok(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    let mut last = String::new();
+    let mut last;
     loop {
         match http_get(addr, path) {
             Ok((200, _)) => return Ok(()),

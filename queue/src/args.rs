@@ -1,0 +1,47 @@
+//! The broker's command-line flags, shared by every binary that hosts it (`ews-queue`,
+//! `ews-leader`, `ews-worker --standalone`), so each spells them the same way.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{Broker, QueueConfig, QueueError};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueueArgs {
+    /// Directory of the built-in queue's segment logs (one subdirectory per queue).
+    #[arg(long, env = "EWS_QUEUE_DIR", default_value = "./data/queue")]
+    pub queue_dir: PathBuf,
+    /// A delivered message not deleted within this time is delivered again.
+    #[arg(
+        long,
+        env = "EWS_QUEUE_VISIBILITY_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub queue_visibility_timeout_ms: u64,
+    /// Deliveries after which an undeleted message moves to `<queue>-dlq` (0: never).
+    #[arg(long, env = "EWS_QUEUE_MAX_DELIVERIES", default_value_t = 5)]
+    pub queue_max_deliveries: u32,
+    /// Messages a queue holds before senders are back-pressured.
+    #[arg(long, env = "EWS_QUEUE_MAX_DEPTH", default_value_t = 100_000)]
+    pub queue_max_depth: usize,
+    /// Body bytes a queue holds before senders are back-pressured.
+    #[arg(long, env = "EWS_QUEUE_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub queue_max_bytes: usize,
+}
+
+impl QueueArgs {
+    pub fn config(&self) -> QueueConfig {
+        QueueConfig {
+            visibility_timeout: Duration::from_millis(self.queue_visibility_timeout_ms),
+            max_deliveries: self.queue_max_deliveries,
+            max_depth: self.queue_max_depth,
+            max_bytes: self.queue_max_bytes,
+            ..QueueConfig::default()
+        }
+    }
+
+    /// Opens the broker these flags describe, recovering what is stored.
+    pub fn open(&self) -> Result<Broker, QueueError> {
+        Broker::open(&self.queue_dir, self.config())
+    }
+}

@@ -1,0 +1,117 @@
+//! The broker: named queues under one data directory, each with its dead-letter queue.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::queue::{Queue, QueueConfig};
+use crate::QueueError;
+
+/// Suffix of a queue's dead-letter queue: messages of `events` that were delivered
+/// `max_deliveries` times without being deleted move to `events-dlq`.
+pub const DEAD_LETTER_SUFFIX: &str = "-dlq";
+
+/// Named queues stored under one directory (one subdirectory per queue).
+pub struct Broker {
+    dir: PathBuf,
+    defaults: QueueConfig,
+    overrides: HashMap<String, QueueConfig>,
+    queues: Mutex<HashMap<String, Queue>>,
+}
+
+/// Whether `name` can name a queue: 1 to 64 of `[A-Za-z0-9_.-]`, not starting with a dot.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+impl Broker {
+    /// A broker over `dir`; every queue already stored there is recovered now, so its undeleted
+    /// messages are redelivered without waiting for a client to name the queue.
+    pub fn open(dir: impl Into<PathBuf>, defaults: QueueConfig) -> Result<Broker, QueueError> {
+        Self::with_overrides(dir, defaults, HashMap::new())
+    }
+
+    /// Like [`Broker::open`], with settings for particular queues (e.g. a shorter visibility
+    /// timeout for one queue).
+    pub fn with_overrides(
+        dir: impl Into<PathBuf>,
+        defaults: QueueConfig,
+        overrides: HashMap<String, QueueConfig>,
+    ) -> Result<Broker, QueueError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        let broker = Broker {
+            dir,
+            defaults,
+            overrides,
+            queues: Mutex::new(HashMap::new()),
+        };
+        let mut existing = Vec::new();
+        for entry in std::fs::read_dir(&broker.dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if valid_name(&name) && !name.ends_with(DEAD_LETTER_SUFFIX) {
+                existing.push(name);
+            }
+        }
+        for name in existing {
+            broker.queue(&name)?;
+        }
+        Ok(broker)
+    }
+
+    /// The queue called `name`, opened (and recovered) on first use.
+    pub fn queue(&self, name: &str) -> Result<Queue, QueueError> {
+        if !valid_name(name) {
+            return Err(QueueError::BadName(name.to_string()));
+        }
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = queues.get(name) {
+            return Ok(q.clone());
+        }
+        let dead_letters = if name.ends_with(DEAD_LETTER_SUFFIX) {
+            None
+        } else {
+            let dlq_name = format!("{name}{DEAD_LETTER_SUFFIX}");
+            match queues.get(&dlq_name) {
+                Some(q) => Some(q.clone()),
+                None => {
+                    let q = self.open_one(&dlq_name, None)?;
+                    queues.insert(dlq_name, q.clone());
+                    Some(q)
+                }
+            }
+        };
+        let q = self.open_one(name, dead_letters)?;
+        queues.insert(name.to_string(), q.clone());
+        Ok(q)
+    }
+
+    fn open_one(&self, name: &str, dead_letters: Option<Queue>) -> Result<Queue, QueueError> {
+        let mut config = self.overrides.get(name).unwrap_or(&self.defaults).clone();
+        if dead_letters.is_none() {
+            // A dead-letter queue keeps what it holds until someone deletes it.
+            config.max_deliveries = 0;
+        }
+        Queue::open(name, &self.dir.join(name), config, dead_letters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("events"));
+        assert!(valid_name("a-b_c.1"));
+        assert!(!valid_name(""));
+        assert!(!valid_name(".."));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(&"x".repeat(65)));
+    }
+}

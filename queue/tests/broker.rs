@@ -1,0 +1,287 @@
+//! The queue broker served by a real `ews-queue` process, driven over its WebSocket protocol.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ews_queue::client::{connect, FrameReceiver, FrameSender};
+use ews_queue::{ClientFrame, ServerFrame};
+use ews_testkit::{free_port, wait_for_http_ok, Proc};
+use tokio::time::timeout;
+
+struct BrokerProc {
+    addr: SocketAddr,
+    proc: Proc,
+}
+
+fn start(dir: &Path, args: &[&str]) -> BrokerProc {
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ews-queue"));
+    cmd.arg("--listen")
+        .arg(addr.to_string())
+        .arg("--queue-dir")
+        .arg(dir)
+        .args(args);
+    let proc = Proc::spawn("ews-queue", cmd);
+    if let Err(e) = wait_for_http_ok(addr, "/info", Duration::from_secs(10)) {
+        panic!("ews-queue did not start: {e}\n{}", proc.output());
+    }
+    BrokerProc { addr, proc }
+}
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ews-queue-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+async fn open(b: &BrokerProc, queue: &str) -> (FrameSender, FrameReceiver) {
+    connect(&format!("ws://{}/queue/{queue}", b.addr), &[])
+        .await
+        .expect("connect")
+}
+
+async fn next(rx: &mut FrameReceiver, wait: Duration) -> Option<ServerFrame> {
+    match timeout(wait, rx.next()).await {
+        Ok(Some(Ok(f))) => Some(f),
+        Ok(Some(Err(e))) => panic!("receive failed: {e}"),
+        Ok(None) | Err(_) => None,
+    }
+}
+
+async fn send_all(tx: &mut FrameSender, rx: &mut FrameReceiver, bodies: &[String]) -> Vec<u64> {
+    for b in bodies {
+        tx.feed(&ClientFrame::Send { body: b.clone() })
+            .await
+            .unwrap();
+    }
+    tx.flush().await.unwrap();
+    let mut ids = Vec::new();
+    while ids.len() < bodies.len() {
+        match next(rx, Duration::from_secs(10)).await {
+            Some(ServerFrame::Sent { id }) => ids.push(id),
+            other => panic!("expected sent, got {other:?}"),
+        }
+    }
+    ids
+}
+
+fn bodies(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+#[tokio::test]
+async fn demand_is_cumulative_and_never_exceeded() {
+    let dir = tmp_dir("demand");
+    let b = start(&dir, &[]);
+    let (mut tx, mut rx) = open(&b, "q").await;
+    let ids = send_all(&mut tx, &mut rx, &bodies("m", 20)).await;
+    assert_eq!(ids.len(), 20);
+
+    let (mut ctx, mut crx) = open(&b, "q").await;
+    ctx.send(&ClientFrame::Receive { count: 3 }).await.unwrap();
+    ctx.send(&ClientFrame::Receive { count: 2 }).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(f) = next(&mut crx, Duration::from_millis(700)).await {
+        match f {
+            ServerFrame::Message { id, body, .. } => got.push((id, body)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got.len(), 5, "exactly the cumulative demand: {got:?}");
+    assert_eq!(got[0].1, "m-0", "FIFO");
+    ctx.send(&ClientFrame::Receive { count: 100 })
+        .await
+        .unwrap();
+    while let Some(ServerFrame::Message { id, body, .. }) =
+        next(&mut crx, Duration::from_millis(700)).await
+    {
+        got.push((id, body));
+    }
+    assert_eq!(got.len(), 20);
+    let unique: HashSet<_> = got.iter().map(|(id, _)| *id).collect();
+    assert_eq!(unique.len(), 20);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn undeleted_message_is_redelivered_after_visibility_timeout_then_dead_lettered() {
+    let dir = tmp_dir("visibility");
+    let b = start(
+        &dir,
+        &[
+            "--queue-visibility-timeout-ms",
+            "300",
+            "--queue-max-deliveries",
+            "2",
+        ],
+    );
+    let (mut tx, mut rx) = open(&b, "jobs").await;
+    send_all(
+        &mut tx,
+        &mut rx,
+        &["poison".to_string(), "good".to_string()],
+    )
+    .await;
+
+    let (mut ctx, mut crx) = open(&b, "jobs").await;
+    ctx.send(&ClientFrame::Receive { count: 100 })
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let started = std::time::Instant::now();
+    while let Some(f) = next(&mut crx, Duration::from_millis(1500)).await {
+        let ServerFrame::Message {
+            id,
+            body,
+            deliveries,
+        } = f
+        else {
+            panic!("unexpected {f:?}");
+        };
+        if body == "good" {
+            ctx.send(&ClientFrame::Delete { id }).await.unwrap();
+        }
+        seen.push((body, deliveries, started.elapsed()));
+    }
+    let poison: Vec<_> = seen.iter().filter(|(b, _, _)| b == "poison").collect();
+    assert_eq!(poison.len(), 2, "delivered max_deliveries times: {seen:?}");
+    assert_eq!(poison[1].1, 2, "delivery count: {seen:?}");
+    assert!(
+        poison[1].2 - poison[0].2 >= Duration::from_millis(250),
+        "redelivered only after the visibility timeout: {seen:?}"
+    );
+    assert_eq!(seen.iter().filter(|(b, _, _)| b == "good").count(), 1);
+
+    let (mut dtx, mut drx) = open(&b, "jobs-dlq").await;
+    dtx.send(&ClientFrame::Receive { count: 10 }).await.unwrap();
+    match next(&mut drx, Duration::from_secs(3)).await {
+        Some(ServerFrame::Message { id, body, .. }) => {
+            assert_eq!(body, "poison");
+            dtx.send(&ClientFrame::Delete { id }).await.unwrap();
+        }
+        other => panic!("expected the poison message in the dead-letter queue, got {other:?}"),
+    }
+    let more = next(&mut drx, Duration::from_millis(600)).await;
+    assert!(more.is_none(), "{more:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn bounded_depth_back_pressures_a_fast_sender_until_a_receiver_drains() {
+    let dir = tmp_dir("bounded");
+    let b = start(&dir, &["--queue-max-depth", "50"]);
+    let (mut tx, mut rx) = open(&b, "q").await;
+    for body in bodies("m", 200) {
+        tx.feed(&ClientFrame::Send { body }).await.unwrap();
+    }
+    tx.flush().await.unwrap();
+    let mut acked = 0;
+    while let Some(f) = next(&mut rx, Duration::from_millis(800)).await {
+        assert!(matches!(f, ServerFrame::Sent { .. }), "{f:?}");
+        acked += 1;
+    }
+    assert_eq!(
+        acked, 50,
+        "only max_depth sends are acknowledged while nobody receives"
+    );
+
+    // A receiver drains; the sender resumes and every send is acknowledged.
+    let (mut ctx, mut crx) = open(&b, "q").await;
+    ctx.send(&ClientFrame::Receive { count: 1_000 })
+        .await
+        .unwrap();
+    let mut received = BTreeSet::new();
+    while received.len() < 200 {
+        tokio::select! {
+            f = next(&mut crx, Duration::from_secs(10)) => match f {
+                Some(ServerFrame::Message { id, body, .. }) => {
+                    ctx.send(&ClientFrame::Delete { id }).await.unwrap();
+                    received.insert(body);
+                }
+                other => panic!("receiver: {other:?} after {} messages", received.len()),
+            },
+            f = next(&mut rx, Duration::from_secs(10)) => match f {
+                Some(ServerFrame::Sent { .. }) => acked += 1,
+                other => panic!("sender: {other:?}"),
+            },
+        }
+    }
+    while acked < 200 {
+        match next(&mut rx, Duration::from_secs(5)).await {
+            Some(ServerFrame::Sent { .. }) => acked += 1,
+            other => panic!("sender: {other:?}"),
+        }
+    }
+    assert_eq!(received.len(), 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn kill_9_loses_no_acknowledged_message_and_redelivers_unacknowledged_ones() {
+    let dir = tmp_dir("crash");
+    let mut b = start(&dir, &["--queue-visibility-timeout-ms", "60000"]);
+    let (mut tx, mut rx) = open(&b, "q").await;
+    let first = send_all(&mut tx, &mut rx, &bodies("a", 300)).await;
+
+    // A receiver takes 100 and deletes 50 of them; the other 50 stay in flight.
+    let (mut ctx, mut crx) = open(&b, "q").await;
+    ctx.send(&ClientFrame::Receive { count: 100 })
+        .await
+        .unwrap();
+    let mut deleted = HashSet::new();
+    let mut in_flight = HashSet::new();
+    while deleted.len() + in_flight.len() < 100 {
+        match next(&mut crx, Duration::from_secs(5)).await {
+            Some(ServerFrame::Message { id, .. }) if deleted.len() < 50 => {
+                ctx.send(&ClientFrame::Delete { id }).await.unwrap();
+                deleted.insert(id);
+            }
+            Some(ServerFrame::Message { id, .. }) => {
+                in_flight.insert(id);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // More sends in flight while the broker dies.
+    for body in bodies("b", 2_000) {
+        tx.feed(&ClientFrame::Send { body }).await.unwrap();
+    }
+    tx.flush().await.unwrap();
+    let mut acked: HashSet<u64> = first.into_iter().collect();
+    for _ in 0..200 {
+        if let Some(ServerFrame::Sent { id }) = next(&mut rx, Duration::from_secs(5)).await {
+            acked.insert(id);
+        }
+    }
+    b.proc.kill();
+    while let Some(Ok(ServerFrame::Sent { id })) = rx.next().await {
+        acked.insert(id);
+    }
+
+    let b = start(&dir, &["--queue-visibility-timeout-ms", "60000"]);
+    let (mut ctx, mut crx) = open(&b, "q").await;
+    ctx.send(&ClientFrame::Receive { count: 100_000 })
+        .await
+        .unwrap();
+    let mut after = HashSet::new();
+    while let Some(f) = next(&mut crx, Duration::from_millis(1500)).await {
+        if let ServerFrame::Message { id, .. } = f {
+            after.insert(id);
+        }
+    }
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|id| !deleted.contains(id) && !after.contains(id))
+        .collect();
+    assert!(missing.is_empty(), "acknowledged and lost: {missing:?}");
+    assert!(
+        in_flight.iter().all(|id| after.contains(id)),
+        "received but undeleted messages are redelivered after a restart"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
