@@ -1,1 +1,125 @@
-fn main() {}
+//! `ews-load`: drives real WebSocket clients against a gateway on this host and reports what the
+//! clients saw and, given its PID, what the server spent. One subcommand per kind of load.
+
+mod connect;
+mod echo;
+mod idle;
+mod ingest;
+mod procfs;
+mod server;
+mod source_ips;
+mod stats;
+mod token;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+#[derive(Parser, Debug)]
+#[command(name = "ews-load", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Open N connections and hold them: connect rate, errors, server RSS per connection.
+    Idle(idle::IdleArgs),
+    /// Round trips against an echo route: latency percentiles, throughput, server CPU per message.
+    Echo(echo::EchoArgs),
+    /// Send `{"msg","clientId","timestamp"}` events at a rate, optionally counting acks.
+    Ingest(ingest::IngestArgs),
+}
+
+/// What every mode reports.
+pub trait Outcome: Serialize {
+    /// Human-readable lines, most important first.
+    fn human(&self) -> Vec<String>;
+    fn errors(&self) -> &BTreeMap<String, u64>;
+    /// Failed units (connections or events, per mode) over attempted ones.
+    fn error_ratio(&self) -> f64;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let nofile = connect::raise_nofile_limit();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ews-load: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.mode {
+            Mode::Idle(a) => {
+                let c = a.connect.clone();
+                finish(&c, nofile, idle::run(a)).await
+            }
+            Mode::Echo(a) => {
+                let c = a.connect.clone();
+                finish(&c, nofile, echo::run(a)).await
+            }
+            Mode::Ingest(a) => {
+                let c = a.connect.clone();
+                finish(&c, nofile, ingest::run(a)).await
+            }
+        }
+    })
+}
+
+/// Runs a mode under the global deadline, prints its report and turns it into an exit code.
+async fn finish<R: Outcome>(
+    args: &connect::ConnectArgs,
+    nofile: u64,
+    run: impl Future<Output = Result<R, String>>,
+) -> ExitCode {
+    if args.connections + 16 > nofile {
+        eprintln!(
+            "ews-load: {} connections need more open files than the limit ({nofile}); \
+             run several ews-load processes",
+            args.connections
+        );
+        return ExitCode::FAILURE;
+    }
+    let report = match tokio::time::timeout(Duration::from_secs(args.deadline_secs), run).await {
+        Err(_) => {
+            eprintln!("ews-load: deadline of {} s reached", args.deadline_secs);
+            return ExitCode::FAILURE;
+        }
+        Ok(Err(e)) => {
+            eprintln!("ews-load: {e}");
+            return ExitCode::from(2);
+        }
+        Ok(Ok(r)) => r,
+    };
+    for line in report.human() {
+        println!("{line}");
+    }
+    for (kind, n) in report.errors() {
+        println!("error: {kind}: {n}");
+    }
+    if args.json {
+        match serde_json::to_string(&report) {
+            Ok(j) => println!("{j}"),
+            Err(e) => eprintln!("ews-load: cannot serialise the summary: {e}"),
+        }
+    }
+    if report.error_ratio() > args.max_error_ratio {
+        eprintln!(
+            "ews-load: error ratio {:.4} above the allowed {}",
+            report.error_ratio(),
+            args.max_error_ratio
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
