@@ -1,1 +1,56 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use ews_worker::{sinks, Worker, WorkerArgs};
+
+/// The elastic-ws worker: authenticates WebSocket clients, ingests their events into a sink and
+/// pushes messages back.
+#[derive(Parser)]
+#[command(name = "ews-worker", version, about)]
+struct Cli {
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ews-worker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ews-worker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let sink = sinks::build(&cli.worker.sink).await?;
+    let node_id = host_name();
+    let worker = Worker::bind(cli.worker, node_id, sink).await?;
+    worker.run().await
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string())
+}

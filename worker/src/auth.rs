@@ -1,0 +1,220 @@
+//! Verifies client JWTs. The algorithm is never taken on trust from the token: each configured
+//! key source allows exactly one algorithm family (HS256 secret, RS256/ES256 PEM, JWKS keys), so
+//! `alg: none` and HS/RS confusion (an RS public key used as an HMAC secret) fail.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::JwtArgs;
+use crate::jwks::Jwks;
+
+/// What the gateway needs from a token: the client id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+/// Why a token was refused (logged as a kind, never with the token).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthError(pub String);
+
+pub struct Authenticator {
+    hs256: Option<DecodingKey>,
+    pem: Option<(DecodingKey, Algorithm)>,
+    jwks: Option<Jwks>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: u64,
+}
+
+impl Authenticator {
+    /// Builds from flags; `None` when no key source is configured.
+    pub fn from_args(args: &JwtArgs) -> anyhow::Result<Option<Authenticator>> {
+        let secret = match (&args.jwt_hs256_secret, &args.jwt_hs256_secret_file) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+                    .trim_end()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        if let Some(s) = &secret {
+            anyhow::ensure!(!s.is_empty(), "the HS256 secret is empty");
+        }
+        let pem = match &args.jwt_public_key_file {
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                Some(parse_pem(&bytes)?)
+            }
+            None => None,
+        };
+        let jwks = args.jwks_url.as_deref().map(Jwks::new).transpose()?;
+        if secret.is_none() && pem.is_none() && jwks.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Authenticator {
+            hs256: secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
+            pem,
+            jwks,
+            issuer: args.jwt_issuer.clone(),
+            audience: args.jwt_audience.clone(),
+            leeway: args.jwt_leeway_secs,
+        }))
+    }
+
+    /// A verifier for one HS256 secret (standalone development mode).
+    pub fn hs256(secret: &[u8], leeway: u64) -> Authenticator {
+        Authenticator {
+            hs256: Some(DecodingKey::from_secret(secret)),
+            pem: None,
+            jwks: None,
+            issuer: None,
+            audience: None,
+            leeway,
+        }
+    }
+
+    pub async fn prefetch(&self) {
+        if let Some(j) = &self.jwks {
+            j.prefetch().await;
+        }
+    }
+
+    /// Verifies `token` and returns its `sub`.
+    pub async fn verify(&self, token: &str) -> Result<String, AuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError(format!("malformed: {e}")))?;
+        let (key, alg) = match header.alg {
+            Algorithm::HS256 => match &self.hs256 {
+                Some(k) => (k.clone(), Algorithm::HS256),
+                None => return Err(AuthError("algorithm not allowed".into())),
+            },
+            Algorithm::RS256 | Algorithm::ES256 => {
+                self.asymmetric_key(header.alg, header.kid.as_deref())
+                    .await?
+            }
+            _ => return Err(AuthError("algorithm not allowed".into())),
+        };
+        let mut v = Validation::new(alg);
+        v.leeway = self.leeway;
+        v.validate_nbf = true;
+        v.set_required_spec_claims(&["exp", "sub"]);
+        match &self.issuer {
+            Some(iss) => v.set_issuer(&[iss]),
+            None => v.iss = None,
+        }
+        match &self.audience {
+            Some(aud) => v.set_audience(&[aud]),
+            None => v.validate_aud = false,
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &v)
+            .map_err(|e| AuthError(e.to_string()))?;
+        if data.claims.sub.is_empty() {
+            return Err(AuthError("empty sub".into()));
+        }
+        Ok(data.claims.sub)
+    }
+
+    async fn asymmetric_key(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<(DecodingKey, Algorithm), AuthError> {
+        if let (Some(kid), Some(jwks)) = (kid, &self.jwks) {
+            let (key, key_alg) = jwks.key(kid).await.map_err(AuthError)?;
+            if key_alg != alg {
+                return Err(AuthError("algorithm does not match the key".into()));
+            }
+            return Ok((key, alg));
+        }
+        match &self.pem {
+            Some((key, key_alg)) if *key_alg == alg => Ok((key.clone(), alg)),
+            Some(_) => Err(AuthError("algorithm does not match the key".into())),
+            None => Err(AuthError(
+                if self.jwks.is_some() {
+                    "no kid"
+                } else {
+                    "algorithm not allowed"
+                }
+                .into(),
+            )),
+        }
+    }
+}
+
+/// An RSA (→ RS256) or EC P-256 (→ ES256) public key in PEM.
+fn parse_pem(bytes: &[u8]) -> anyhow::Result<(DecodingKey, Algorithm)> {
+    if let Ok(k) = DecodingKey::from_rsa_pem(bytes) {
+        return Ok((k, Algorithm::RS256));
+    }
+    if let Ok(k) = DecodingKey::from_ec_pem(bytes) {
+        return Ok((k, Algorithm::ES256));
+    }
+    anyhow::bail!("--jwt-public-key-file is neither an RSA nor an EC public key in PEM")
+}
+
+/// A random 32-byte HS256 secret (hex) for standalone development mode.
+pub fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A development token for `sub`, valid for `valid_secs`.
+pub fn dev_token(secret: &[u8], sub: &str, valid_secs: u64) -> anyhow::Result<String> {
+    #[derive(Serialize)]
+    struct Dev<'a> {
+        sub: &'a str,
+        exp: u64,
+        iat: u64,
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let claims = Dev {
+        sub,
+        exp: now + valid_secs,
+        iat: now,
+    };
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dev_tokens_verify_and_wrong_secrets_fail() {
+        let t = dev_token(b"s3cret", "alice", 60).expect("token");
+        assert_eq!(
+            Authenticator::hs256(b"s3cret", 0)
+                .verify(&t)
+                .await
+                .expect("valid"),
+            "alice"
+        );
+        assert!(Authenticator::hs256(b"other", 0).verify(&t).await.is_err());
+        assert!(Authenticator::hs256(b"s3cret", 0)
+            .verify("not.a.token")
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn asymmetric_tokens_need_a_key() {
+        // An RS256 header with no PEM or JWKS configured.
+        let t = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4IiwiZXhwIjo5OTk5OTk5OTk5fQ.c2ln";
+        let err = Authenticator::hs256(b"s", 0)
+            .verify(t)
+            .await
+            .expect_err("refused");
+        assert!(err.0.contains("not allowed"), "{err}");
+    }
+}

@@ -1,0 +1,130 @@
+//! Command-line flags of the gateway. Every flag also reads an `EWS_*` environment variable, so
+//! the same names work in a systemd `EnvironmentFile`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::sinks::SinkArgs;
+
+/// Flags of the WebSocket gateway (public port, admin port, auth, limits, drain).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Public address (the ALB target): `/info`, WebSocket routes, the test page.
+    #[arg(long, env = "EWS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Admin address (`/metrics`, `/api/v1/sessions`, `/api/v1/publish`); never expose it
+    /// through the load balancer.
+    #[arg(long, env = "EWS_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// One machine, no cluster: serves the test page at `/` and, without a configured key,
+    /// generates an HS256 secret and prints a ready URL with a development token.
+    #[arg(long, env = "EWS_STANDALONE")]
+    pub standalone: bool,
+
+    /// Accept clients without a token. Logs a warning at start; for local tests only.
+    #[arg(long, env = "EWS_NO_AUTH")]
+    pub no_auth: bool,
+
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+
+    /// WebSocket routes: comma-separated `PATH=HANDLER` (handlers: `ingest`, `echo`).
+    #[arg(long, env = "EWS_ROUTES", default_value = "/ws=ingest,/echo=echo")]
+    pub routes: String,
+
+    /// Seconds between the first SIGTERM and exit: sessions are closed (1012) spread over this
+    /// window.
+    #[arg(long, env = "EWS_DRAIN_SECONDS", default_value_t = 30)]
+    pub drain_seconds: u64,
+
+    /// Seconds between server pings; a peer that has sent nothing (not even a pong) for two
+    /// intervals is dropped. Keep it below the load balancer's idle timeout.
+    #[arg(long, env = "EWS_PING_INTERVAL_SECS", default_value_t = 30)]
+    pub ping_interval_secs: u64,
+
+    /// Most concurrent WebSocket sessions; past it upgrades get 503. Default: derived from
+    /// RLIMIT_NOFILE (after raising the soft limit to the hard one).
+    #[arg(long, env = "EWS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Seconds a client has to send a complete upgrade request.
+    #[arg(long, env = "EWS_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
+
+    /// Largest accepted WebSocket message (and frame), in bytes; larger ones close the session
+    /// with 1009.
+    #[arg(long, env = "EWS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Initial read buffer per WebSocket session, in bytes. Small keeps idle sessions cheap;
+    /// larger messages grow it on demand.
+    #[arg(long, env = "EWS_WS_READ_BUFFER_BYTES", default_value_t = 512)]
+    pub ws_read_buffer_bytes: usize,
+
+    /// Messages pushed through `/api/v1/publish` that may wait for one slow session; past it
+    /// new pushes to that session are dropped (and reported to the publisher).
+    #[arg(long, env = "EWS_OUTBOUND_QUEUE", default_value_t = 64)]
+    pub outbound_queue: usize,
+
+    /// Events of one session whose sink receipt is awaited at once when the client asked for
+    /// acks (`?ack=1`); a full window stops reading from that client.
+    #[arg(long, env = "EWS_ACK_WINDOW", default_value_t = 64)]
+    pub ack_window: usize,
+
+    #[command(flatten)]
+    pub sink: SinkArgs,
+}
+
+/// Where the keys that verify client tokens come from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JwtArgs {
+    /// HS256 shared secret.
+    #[arg(long, env = "EWS_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+
+    /// File holding the HS256 secret (trailing whitespace ignored).
+    #[arg(
+        long,
+        env = "EWS_JWT_HS256_SECRET_FILE",
+        conflicts_with = "jwt_hs256_secret"
+    )]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+
+    /// PEM public key (RSA → RS256, EC P-256 → ES256).
+    #[arg(long, env = "EWS_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// JWKS URL (e.g. a Cloud Foundry UAA `/token_keys`), fetched at start and again when a
+    /// token names an unknown `kid`. Plain `http://` only (TLS is not built in).
+    #[arg(long, env = "EWS_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// Required `iss` claim.
+    #[arg(long, env = "EWS_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim.
+    #[arg(long, env = "EWS_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "EWS_JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+}
+
+impl WorkerArgs {
+    pub fn drain_window(&self) -> Duration {
+        Duration::from_secs(self.drain_seconds)
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs.max(1))
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs.max(1))
+    }
+}

@@ -1,0 +1,144 @@
+//! Prometheus metrics of the gateway, served as text on the admin port.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = [(&'static str, &'static str); 1];
+
+/// Every counter the gateway keeps. Cheap to share: each metric is an `Arc` of atomics.
+pub struct Metrics {
+    registry: Registry,
+    pub connections_active: Gauge,
+    pub connections_max: Gauge,
+    pub draining: Gauge,
+    handshakes: Family<Labels, Counter>,
+    pub frames_in: Counter,
+    pub frames_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    events: Family<Labels, Counter>,
+    drops: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("ews");
+        let m = Metrics {
+            connections_active: Gauge::default(),
+            connections_max: Gauge::default(),
+            draining: Gauge::default(),
+            handshakes: Family::default(),
+            frames_in: Counter::default(),
+            frames_out: Counter::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            events: Family::default(),
+            drops: Family::default(),
+            errors: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections_active",
+            "Open WebSocket sessions",
+            m.connections_active.clone(),
+        );
+        registry.register(
+            "connections_max",
+            "Session capacity of this node",
+            m.connections_max.clone(),
+        );
+        registry.register("draining", "1 while the node drains", m.draining.clone());
+        registry.register(
+            "handshakes",
+            "Upgrade attempts by outcome",
+            m.handshakes.clone(),
+        );
+        registry.register(
+            "frames_received",
+            "WebSocket frames received",
+            m.frames_in.clone(),
+        );
+        registry.register("frames_sent", "WebSocket frames sent", m.frames_out.clone());
+        registry.register(
+            "bytes_received",
+            "WebSocket payload bytes received",
+            m.bytes_in.clone(),
+        );
+        registry.register(
+            "bytes_sent",
+            "WebSocket payload bytes sent",
+            m.bytes_out.clone(),
+        );
+        registry.register("events", "Ingested events by outcome", m.events.clone());
+        registry.register("dropped", "Messages dropped by reason", m.drops.clone());
+        registry.register("errors", "Errors by kind", m.errors.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// `ews_handshakes_total{outcome}`: ok, unauthorized, over_capacity, draining, bad_request,
+    /// not_found, timeout.
+    pub fn handshake(&self, outcome: &'static str) {
+        self.handshakes.get_or_create(&[("outcome", outcome)]).inc();
+    }
+
+    /// `ews_events_total{outcome}`: accepted, invalid, acked, nacked, sink_error.
+    pub fn event(&self, outcome: &'static str) {
+        self.events.get_or_create(&[("outcome", outcome)]).inc();
+    }
+
+    /// `ews_dropped_total{reason}`.
+    pub fn dropped(&self, reason: &'static str) {
+        self.drops.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// `ews_errors_total{kind}`.
+    pub fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&[("kind", kind)]).inc();
+    }
+
+    pub fn frame_in(&self, bytes: usize) {
+        self.frames_in.inc();
+        self.bytes_in.inc_by(bytes as u64);
+    }
+
+    pub fn frame_out(&self, bytes: usize) {
+        self.frames_out.inc();
+        self.bytes_out.inc_by(bytes as u64);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_ews_prefix() {
+        let m = Metrics::new();
+        m.handshake("ok");
+        m.connections_active.set(3);
+        let text = m.render();
+        assert!(
+            text.contains("ews_handshakes_total{outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("ews_connections_active 3"), "{text}");
+    }
+}

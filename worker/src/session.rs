@@ -1,0 +1,235 @@
+//! One WebSocket session: read a message, let the route's handler act on it, write replies,
+//! pushes, acks and pings, close on drain. Everything happens in one task with no per-session
+//! timer: liveness rides on a node-wide tick, so an idle session costs its socket, its buffers
+//! and this task's state only.
+
+use std::collections::VecDeque;
+use std::future::{pending, poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ews_sink::Receipt;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio::time::{sleep, Sleep};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::frames;
+use crate::handler::{Handler, Outcome, SessionState};
+use crate::metrics::Metrics;
+use crate::registry::SessionShared;
+
+/// How long a peer has to answer our close frame before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+/// What every session on the node shares.
+pub struct SessionEnv {
+    pub metrics: Arc<Metrics>,
+    /// Ticks once per ping interval: ping, and drop peers silent since the last tick.
+    pub ticks: watch::Receiver<()>,
+    /// Cancelled when the node starts draining.
+    pub drain: CancellationToken,
+    /// Sessions close at a random point in `[0, drain_spread)` after the drain starts.
+    pub drain_spread: Duration,
+    pub ack_window: usize,
+    /// A write that does not complete in this time (a peer that stopped reading) ends the session.
+    pub write_timeout: Duration,
+}
+
+pub struct Session {
+    pub handler: Arc<dyn Handler>,
+    pub state: SessionState,
+    pub shared: Arc<SessionShared>,
+    /// The client asked for per-event acks (`?ack=1`).
+    pub ack: bool,
+}
+
+enum Flow {
+    Continue,
+    End,
+}
+
+pub async fn run<S>(mut ws: WebSocketStream<S>, mut session: Session, env: &SessionEnv)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let m = &env.metrics;
+    let mut inflight: VecDeque<(u64, Receipt)> = VecDeque::new();
+    let mut ticks = env.ticks.clone();
+    ticks.mark_unchanged();
+    let mut ticking = true;
+    let mut heard = true;
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    let mut closing = false;
+    let window = env.ack_window.max(1);
+
+    loop {
+        let flow = tokio::select! {
+            biased;
+            (seq, res) = next_receipt(&mut inflight), if !inflight.is_empty() => {
+                let frame = match res {
+                    Ok(()) => { m.event("acked"); frames::ack(seq) }
+                    Err(e) => { m.event("nacked"); frames::nack(seq, &e.to_string()) }
+                };
+                send(&mut ws, frame, env).await
+            }
+            _ = env.drain.cancelled(), if timer.is_none() && !closing => {
+                let spread = env.drain_spread.as_millis() as u64;
+                let delay = if spread == 0 { 0 } else { rand::random_range(0..spread) };
+                timer = Some(Box::pin(sleep(Duration::from_millis(delay))));
+                Flow::Continue
+            }
+            _ = wait(&mut timer), if timer.is_some() => {
+                if closing {
+                    Flow::End
+                } else {
+                    closing = true;
+                    timer = Some(Box::pin(sleep(CLOSE_GRACE)));
+                    close(&mut ws, CloseCode::Restart, "server draining", env).await
+                }
+            }
+            r = ticks.changed(), if ticking => match r {
+                Err(_) => { ticking = false; Flow::Continue }
+                Ok(()) if !heard => { m.error("dead_peer"); Flow::End }
+                Ok(()) => { heard = false; send(&mut ws, Message::Ping(Default::default()), env).await }
+            },
+            _ = session.shared.wake.notified() => {
+                let mut flow = Flow::Continue;
+                while let Some(text) = session.shared.pop() {
+                    if let Flow::End = send(&mut ws, Message::Text(text), env).await {
+                        flow = Flow::End;
+                        break;
+                    }
+                }
+                flow
+            }
+            msg = ws.next(), if inflight.len() < window => match msg {
+                None => Flow::End,
+                Some(Err(e)) => { on_error(&mut ws, e, env).await; Flow::End }
+                Some(Ok(msg)) => {
+                    heard = true;
+                    on_message(&mut ws, &mut session, &mut inflight, msg, closing, env).await
+                }
+            },
+        };
+        if let Flow::End = flow {
+            break;
+        }
+    }
+}
+
+async fn on_message<S>(
+    ws: &mut WebSocketStream<S>,
+    session: &mut Session,
+    inflight: &mut VecDeque<(u64, Receipt)>,
+    msg: Message,
+    closing: bool,
+    env: &SessionEnv,
+) -> Flow
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    env.metrics.frame_in(msg.len());
+    match msg {
+        Message::Text(_) | Message::Binary(_) if !closing => {
+            match session.handler.on_message(&mut session.state, msg).await {
+                Outcome::Nothing => Flow::Continue,
+                Outcome::Reply(reply) => send(ws, reply, env).await,
+                Outcome::Submitted { seq, receipt } => {
+                    if session.ack {
+                        inflight.push_back((seq, receipt));
+                    }
+                    Flow::Continue
+                }
+            }
+        }
+        // Pings are answered and close frames echoed by tungstenite on the next read or write.
+        _ => Flow::Continue,
+    }
+}
+
+async fn next_receipt(
+    inflight: &mut VecDeque<(u64, Receipt)>,
+) -> (u64, Result<(), ews_sink::SinkError>) {
+    let res = poll_fn(|cx| match inflight.front_mut() {
+        Some((_, r)) => Pin::new(r).poll(cx),
+        None => std::task::Poll::Pending,
+    })
+    .await;
+    let seq = inflight.pop_front().map(|(s, _)| s).unwrap_or(0);
+    (seq, res)
+}
+
+async fn wait(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer.as_mut() {
+        Some(t) => t.await,
+        None => pending().await,
+    }
+}
+
+async fn send<S>(ws: &mut WebSocketStream<S>, msg: Message, env: &SessionEnv) -> Flow
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let len = msg.len();
+    match tokio::time::timeout(env.write_timeout, ws.send(msg)).await {
+        Ok(Ok(())) => {
+            env.metrics.frame_out(len);
+            Flow::Continue
+        }
+        Ok(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => Flow::End,
+        Ok(Err(_)) => {
+            env.metrics.error("write");
+            Flow::End
+        }
+        Err(_) => {
+            env.metrics.error("write_timeout");
+            Flow::End
+        }
+    }
+}
+
+async fn close<S>(
+    ws: &mut WebSocketStream<S>,
+    code: CloseCode,
+    reason: &str,
+    env: &SessionEnv,
+) -> Flow
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    send(ws, Message::Close(Some(frame)), env).await
+}
+
+/// Maps a read error to the close code RFC 6455 asks for, sends it if the socket still can.
+async fn on_error<S>(ws: &mut WebSocketStream<S>, e: WsError, env: &SessionEnv)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (kind, code) = match &e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => return,
+        WsError::Capacity(_) => ("message_too_big", Some(CloseCode::Size)),
+        WsError::Protocol(_) => ("protocol", Some(CloseCode::Protocol)),
+        WsError::Utf8(_) => ("invalid_utf8", Some(CloseCode::Invalid)),
+        WsError::Io(_) => ("io", None),
+        _ => ("other", None),
+    };
+    env.metrics.error(kind);
+    if let Some(code) = code {
+        let frame = CloseFrame {
+            code,
+            reason: kind.into(),
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, ws.send(Message::Close(Some(frame)))).await;
+    }
+}
