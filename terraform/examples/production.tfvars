@@ -1,0 +1,60 @@
+# A full deployment: `terraform apply -var-file=examples/production.tfvars` (after the AMIs and the
+# Lambda zips exist; CI passes the AMI ids from the package stage instead).
+
+name   = "ews"
+region = "eu-central-1"
+
+# Network: two zones, a NAT gateway in each so a zone outage leaves the other half working.
+vpc_cidr           = "10.40.0.0/16"
+availability_zones = ["eu-central-1a", "eu-central-1b"]
+nat_gateway_per_az = true
+client_cidrs       = ["0.0.0.0/0"]
+admin_cidrs        = ["10.40.0.0/16"]
+
+# AMIs from `packer build packer/` (the package stage prints them).
+leader_ami_id = "ami-0123456789abcdef0"
+worker_ami_id = "ami-0fedcba9876543210"
+
+leader_instance_type = "t3.medium"
+worker_instance_type = "c6i.large"
+root_volume_size_gb  = 20
+
+# The paper's group: 2..10 workers, 50,000 connections per step.
+worker_min_size = 2
+worker_max_size = 10
+step            = 50000
+hysteresis      = 5000
+
+# wss:// with an ACM certificate for your host name (create a Route 53 alias to alb_dns_name).
+certificate_arn         = "arn:aws:acm:eu-central-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+alb_idle_timeout_secs   = 120
+ping_interval_secs      = 30
+drain_seconds           = 30
+alb_deletion_protection = true
+
+# Clients present JWTs from a Cloud Foundry UAA (as in the paper), checked against its keys.
+auth = {
+  jwks_url = "https://uaa.example.com/token_keys"
+  issuer   = "https://uaa.example.com/oauth/token"
+  audience = "elastic-ws"
+}
+
+# Events go to the built-in durable queue on the active leader.
+sink       = "queue"
+queue_name = "events"
+
+# Scale on the connected-client count the active leader publishes (counts each WebSocket once;
+# the ALB's ActiveConnectionCount also counts the ALB-to-worker side).
+scaling_metric                = "cluster"
+cloudwatch_namespace          = "ElasticWS"
+cloudwatch_metric             = "ConnectedClients"
+cloudwatch_interval_secs      = 60
+scale_up_evaluation_periods   = 1
+scale_down_evaluation_periods = 3
+
+log_retention_days = 30
+outputs_file       = "ews-outputs.json"
+
+tags = {
+  Owner = "platform-team"
+}

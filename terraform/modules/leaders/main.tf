@@ -1,0 +1,128 @@
+# Two leader instances in different zones with stable private DNS names. Each lists the other as
+# its seed (the paper's Fig. 6); workers list both. leader-1 has the lowest node id, so it is the
+# active leader (queue broker, cluster metric) while it is alive.
+locals {
+  leaders = ["leader-1", "leader-2"]
+  fqdn    = [for l in local.leaders : "${l}.${var.private_zone_name}"]
+  env = [
+    for i, l in local.leaders : merge({
+      EWS_NODE_ID                      = l
+      EWS_SEEDS                        = "${local.fqdn[1 - i]}:${var.internal_port}"
+      EWS_INTERNAL_LISTEN              = "0.0.0.0:${var.internal_port}"
+      EWS_ADMIN_LISTEN                 = "0.0.0.0:${var.admin_port}"
+      EWS_CLUSTER_SECRET_SSM_PARAMETER = var.cluster_secret_parameter_name
+      EWS_QUEUE_DIR                    = "/var/lib/ews/queue"
+      EWS_PUBLISH_METRIC               = tostring(var.publish_metric)
+      EWS_CLOUDWATCH_NAMESPACE         = var.cloudwatch_namespace
+      EWS_CLOUDWATCH_METRIC            = var.cloudwatch_metric
+      EWS_CLOUDWATCH_INTERVAL_SECS     = tostring(var.cloudwatch_interval_secs)
+    }, var.extra_env)
+  ]
+}
+
+resource "aws_route53_zone" "private" {
+  #checkov:skip=CKV2_AWS_38:DNSSEC signing is not available for private hosted zones.
+  #checkov:skip=CKV2_AWS_39:Query logging is not available for private hosted zones (only via Resolver query logs).
+  name    = var.private_zone_name
+  comment = "${var.name}: private names of the leader nodes"
+  vpc {
+    vpc_id = var.vpc_id
+  }
+  tags = var.tags
+}
+
+resource "aws_route53_record" "leader" {
+  count   = 2
+  zone_id = aws_route53_zone.private.zone_id
+  name    = local.fqdn[count.index]
+  type    = "A"
+  ttl     = 30
+  records = [aws_instance.leader[count.index].private_ip]
+}
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "leader" {
+  statement {
+    sid       = "ReadClusterSecret"
+    actions   = ["ssm:GetParameter"]
+    resources = [var.cluster_secret_parameter_arn]
+  }
+  # PutMetricData has no resource-level permissions; the namespace condition is the scope.
+  statement {
+    sid       = "PublishClusterMetric"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [var.cloudwatch_namespace]
+    }
+  }
+}
+
+resource "aws_iam_role" "leader" {
+  name               = "${var.name}-leader"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy" "leader" {
+  name   = "${var.name}-leader"
+  role   = aws_iam_role.leader.id
+  policy = data.aws_iam_policy_document.leader.json
+}
+
+resource "aws_iam_role_policy_attachment" "ssm_core" {
+  count      = var.enable_ssm_session_manager ? 1 : 0
+  role       = aws_iam_role.leader.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+data "aws_partition" "current" {}
+
+resource "aws_iam_instance_profile" "leader" {
+  name = "${var.name}-leader"
+  role = aws_iam_role.leader.name
+  tags = var.tags
+}
+
+resource "aws_instance" "leader" {
+  count                       = 2
+  ami                         = var.ami_id
+  instance_type               = var.instance_type
+  subnet_id                   = var.subnet_ids[count.index]
+  vpc_security_group_ids      = [var.security_group_id]
+  iam_instance_profile        = aws_iam_instance_profile.leader.name
+  associate_public_ip_address = false
+  monitoring                  = true
+  ebs_optimized               = true
+  user_data_replace_on_change = true
+  # Plain KEY=VALUE lines; ews-configure (packer/files) turns them into /etc/ews/ews.env.
+  user_data = join("\n", [for k, v in local.env[count.index] : "${k}=${v}"])
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  root_block_device {
+    volume_type = "gp3"
+    volume_size = var.root_volume_size_gb
+    encrypted   = true
+  }
+
+  tags = merge(var.tags, {
+    Name = "${var.name}-${local.leaders[count.index]}"
+    Role = "leader"
+  })
+}

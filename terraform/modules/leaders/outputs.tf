@@ -1,0 +1,19 @@
+output "seeds" {
+  description = "host:port of both leaders' internal port (EWS_SEEDS for the workers)."
+  value       = [for f in local.fqdn : "${f}:${var.internal_port}"]
+}
+
+output "hostnames" {
+  description = "Private DNS names of the leaders."
+  value       = local.fqdn
+}
+
+output "instance_ids" {
+  description = "EC2 instance ids of leader-1 and leader-2."
+  value       = aws_instance.leader[*].id
+}
+
+output "private_ips" {
+  description = "Private IPs of leader-1 and leader-2."
+  value       = aws_instance.leader[*].private_ip
+}

@@ -1,0 +1,104 @@
+variable "name" {
+  type        = string
+  description = "Name prefix for every resource of this deployment."
+}
+
+variable "ami_id" {
+  type        = string
+  description = "Leader AMI built by packer/leader.pkr.hcl."
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
+    error_message = "ami_id must look like ami-0123456789abcdef0."
+  }
+}
+
+variable "instance_type" {
+  type        = string
+  description = "EC2 instance type of the leaders (x86_64, like the release binaries)."
+}
+
+variable "vpc_id" {
+  type        = string
+  description = "VPC the private DNS zone is attached to."
+}
+
+variable "subnet_ids" {
+  type        = list(string)
+  description = "Two private subnets in different zones: leader-1 goes to the first, leader-2 to the second."
+  validation {
+    condition     = length(var.subnet_ids) == 2
+    error_message = "subnet_ids must list exactly two subnets."
+  }
+}
+
+variable "security_group_id" {
+  type        = string
+  description = "Security group of the leaders (internal and admin ports only)."
+}
+
+variable "private_zone_name" {
+  type        = string
+  description = "Private Route 53 zone holding the leaders' names (leader-1.<zone>, leader-2.<zone>), the workers' seeds."
+}
+
+variable "internal_port" {
+  type        = number
+  description = "Gossip (UDP) and node-link (TCP) port: EWS_INTERNAL_LISTEN."
+}
+
+variable "admin_port" {
+  type        = number
+  description = "Admin HTTP port (/info, /members, /metrics): EWS_ADMIN_LISTEN."
+}
+
+variable "cluster_secret_parameter_name" {
+  type        = string
+  description = "SSM SecureString holding the cluster secret; fetched at boot into EWS_CLUSTER_SECRET_FILE."
+}
+
+variable "cluster_secret_parameter_arn" {
+  type        = string
+  description = "ARN of that parameter, for the instance role."
+}
+
+variable "publish_metric" {
+  type        = bool
+  description = "Whether the active leader publishes the cluster-wide connected-client count to CloudWatch."
+}
+
+variable "cloudwatch_namespace" {
+  type        = string
+  description = "CloudWatch namespace of the cluster metric."
+}
+
+variable "cloudwatch_metric" {
+  type        = string
+  description = "CloudWatch metric name of the cluster-wide connected-client count."
+}
+
+variable "cloudwatch_interval_secs" {
+  type        = number
+  description = "How often the active leader publishes the cluster metric."
+}
+
+variable "extra_env" {
+  type        = map(string)
+  description = "Extra EWS_* settings for /etc/ews/ews.env on the leaders."
+  default     = {}
+}
+
+variable "enable_ssm_session_manager" {
+  type        = bool
+  description = "Attach AmazonSSMManagedInstanceCore so operators reach the nodes through Session Manager (no SSH, no bastion)."
+}
+
+variable "root_volume_size_gb" {
+  type        = number
+  description = "Root volume size; the built-in queue lives under /var/lib/ews on it."
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to every resource."
+  default     = {}
+}

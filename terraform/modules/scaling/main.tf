@@ -1,0 +1,193 @@
+# The two CloudWatch alarms and the two scaler Lambdas of the paper. Each alarm invokes its Lambda
+# directly (CloudWatch alarm Lambda action); the Lambda steps the group's desired capacity by one
+# and rewrites both alarms' thresholds for the new capacity. The thresholds set here are the
+# policy's at min capacity: scale-up at STEP, scale-down disabled.
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+locals {
+  alarm_names = {
+    up   = "${var.name}-scale-up"
+    down = "${var.name}-scale-down"
+  }
+  alarm_arns = {
+    for k, n in local.alarm_names :
+    k => "arn:${data.aws_partition.current.partition}:cloudwatch:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:alarm:${n}"
+  }
+  scalers = {
+    up   = { bin = "ews-scale-up", function = "${var.name}-scale-up" }
+    down = { bin = "ews-scale-down", function = "${var.name}-scale-down" }
+  }
+
+  # What the scaler binaries read (lambdas/): both get the same configuration.
+  lambda_env = merge({
+    WS_ASG_NAME      = var.asg_name
+    SCALE_UP_ALARM   = local.alarm_names.up
+    SCALE_DOWN_ALARM = local.alarm_names.down
+    STEP             = tostring(var.step)
+    HYSTERESIS       = tostring(var.hysteresis)
+    }, var.bounds_override == null ? {} : {
+    MIN_SIZE = tostring(var.bounds_override.min_size)
+    MAX_SIZE = tostring(var.bounds_override.max_size)
+  })
+
+  # ALB: every connection counted once per minute (Sum). Cluster: the active leader publishes one
+  # datapoint per interval; Maximum keeps a failover overlap from counting twice.
+  metric = var.metric_source == "alb" ? {
+    namespace  = "AWS/ApplicationELB"
+    name       = "ActiveConnectionCount"
+    statistic  = "Sum"
+    dimensions = { LoadBalancer = var.alb_arn_suffix }
+    } : {
+    namespace  = var.cloudwatch_namespace
+    name       = var.cloudwatch_metric
+    statistic  = "Maximum"
+    dimensions = {}
+  }
+
+  # Thresholds at n = min: up = (n - min + 1) x STEP = STEP; down = -1, which a connection count
+  # (never negative) cannot go below, i.e. scale-down is disabled at min capacity.
+  initial_threshold = {
+    up   = var.step
+    down = -1
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "scale_up" {
+  alarm_name          = local.alarm_names.up
+  alarm_description   = "${var.name}: connected clients above the current step; invokes ${local.scalers.up.function}. Threshold managed by the scalers."
+  namespace           = local.metric.namespace
+  metric_name         = local.metric.name
+  statistic           = local.metric.statistic
+  dimensions          = local.metric.dimensions
+  period              = 60
+  evaluation_periods  = var.scale_up_evaluation_periods
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = local.initial_threshold.up
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_lambda_function.scaler["up"].arn]
+  tags                = var.tags
+
+  lifecycle {
+    # The scalers rewrite the threshold on every step.
+    ignore_changes = [threshold]
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "scale_down" {
+  alarm_name          = local.alarm_names.down
+  alarm_description   = "${var.name}: connected clients below the current step minus hysteresis; invokes ${local.scalers.down.function}. Threshold managed by the scalers."
+  namespace           = local.metric.namespace
+  metric_name         = local.metric.name
+  statistic           = local.metric.statistic
+  dimensions          = local.metric.dimensions
+  period              = 60
+  evaluation_periods  = var.scale_down_evaluation_periods
+  comparison_operator = "LessThanThreshold"
+  threshold           = local.initial_threshold.down
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_lambda_function.scaler["down"].arn]
+  tags                = var.tags
+
+  lifecycle {
+    ignore_changes = [threshold]
+  }
+}
+
+resource "aws_cloudwatch_log_group" "scaler" {
+  #checkov:skip=CKV_AWS_158:Scaler logs hold no sensitive data; AWS-managed encryption at rest is enough.
+  #checkov:skip=CKV_AWS_338:Retention is the variable log_retention_days (operational logs, 30 days by default).
+  for_each          = local.scalers
+  name              = "/aws/lambda/${each.value.function}"
+  retention_in_days = var.log_retention_days
+  tags              = var.tags
+}
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+# Least privilege: read and resize this one group, read and rewrite these two alarms, write logs.
+data "aws_iam_policy_document" "scaler" {
+  for_each = local.scalers
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.scaler[each.key].arn}:*"]
+  }
+  # DescribeAutoScalingGroups supports no resource-level permissions.
+  statement {
+    sid       = "ReadGroup"
+    actions   = ["autoscaling:DescribeAutoScalingGroups"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "ResizeGroup"
+    actions   = ["autoscaling:SetDesiredCapacity"]
+    resources = [var.asg_arn]
+  }
+  statement {
+    sid       = "RewriteAlarms"
+    actions   = ["cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:SetAlarmState"]
+    resources = values(local.alarm_arns)
+  }
+}
+
+resource "aws_iam_role" "scaler" {
+  for_each           = local.scalers
+  name               = "${each.value.function}-lambda"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy" "scaler" {
+  for_each = local.scalers
+  name     = each.value.function
+  role     = aws_iam_role.scaler[each.key].id
+  policy   = data.aws_iam_policy_document.scaler[each.key].json
+}
+
+resource "aws_lambda_function" "scaler" {
+  #checkov:skip=CKV_AWS_50:X-Ray tracing adds cost and permissions for a once-per-alarm function; logs suffice.
+  #checkov:skip=CKV_AWS_116:Invoked by alarm transitions; a failed step is retried by the alarm firing again, a DLQ adds nothing.
+  #checkov:skip=CKV_AWS_117:Talks only to AWS APIs; a VPC would add NAT dependencies and no protection.
+  #checkov:skip=CKV_AWS_173:The environment holds names and numbers only, no secrets.
+  #checkov:skip=CKV_AWS_272:Code signing needs an organisation's signing profile; CI builds the zips from this repository.
+  for_each                       = local.scalers
+  function_name                  = each.value.function
+  description                    = "${var.name}: ${each.value.bin} (elastic-ws scaler)"
+  role                           = aws_iam_role.scaler[each.key].arn
+  runtime                        = "provided.al2023"
+  architectures                  = ["arm64"]
+  handler                        = "bootstrap"
+  filename                       = "${var.lambda_zip_dir}/${each.value.bin}/bootstrap.zip"
+  source_code_hash               = filebase64sha256("${var.lambda_zip_dir}/${each.value.bin}/bootstrap.zip")
+  memory_size                    = 128
+  timeout                        = 30
+  reserved_concurrent_executions = 1
+
+  environment {
+    variables = local.lambda_env
+  }
+
+  tags       = var.tags
+  depends_on = [aws_cloudwatch_log_group.scaler]
+}
+
+# CloudWatch alarms invoke Lambdas as this service principal; scoped to the one alarm.
+resource "aws_lambda_permission" "alarm" {
+  for_each       = local.scalers
+  statement_id   = "AllowInvokeFromAlarm"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.scaler[each.key].function_name
+  principal      = "lambda.alarms.cloudwatch.amazonaws.com"
+  source_arn     = local.alarm_arns[each.key]
+  source_account = data.aws_caller_identity.current.account_id
+}

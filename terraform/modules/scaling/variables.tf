@@ -1,0 +1,99 @@
+variable "name" {
+  type        = string
+  description = "Name prefix for every resource of this deployment."
+}
+
+variable "asg_name" {
+  type        = string
+  description = "Worker Auto Scaling group the scalers resize (WS_ASG_NAME)."
+}
+
+variable "asg_arn" {
+  type        = string
+  description = "ARN of that group, for the scalers' IAM policy."
+}
+
+variable "min_size" {
+  type        = number
+  description = "The group's minimum size: the initial thresholds are the policy's thresholds at this capacity."
+}
+
+variable "step" {
+  type        = number
+  description = "Connections per threshold step (STEP): scale up above (n - min + 1) x step, down below (n - min) x step - hysteresis."
+  validation {
+    condition     = var.step >= 1 && floor(var.step) == var.step
+    error_message = "step must be a positive whole number."
+  }
+}
+
+variable "hysteresis" {
+  type        = number
+  description = "Connections below a step boundary before scaling down (HYSTERESIS), so a load hovering at a boundary does not flap."
+  validation {
+    condition     = var.hysteresis >= 0 && floor(var.hysteresis) == var.hysteresis
+    error_message = "hysteresis must be a non-negative whole number."
+  }
+}
+
+variable "bounds_override" {
+  type = object({
+    min_size = number
+    max_size = number
+  })
+  description = "Optional MIN_SIZE/MAX_SIZE for the scalers instead of the group's own min/max; null = use the group's."
+  default     = null
+}
+
+variable "metric_source" {
+  type        = string
+  description = "\"alb\": the ALB's ActiveConnectionCount (Sum, 60 s); \"cluster\": the active leader's published connected-client count."
+  validation {
+    condition     = contains(["alb", "cluster"], var.metric_source)
+    error_message = "metric_source must be \"alb\" or \"cluster\"."
+  }
+}
+
+variable "alb_arn_suffix" {
+  type        = string
+  description = "LoadBalancer dimension of the ALB metric."
+}
+
+variable "cloudwatch_namespace" {
+  type        = string
+  description = "Namespace of the cluster metric."
+}
+
+variable "cloudwatch_metric" {
+  type        = string
+  description = "Name of the cluster metric."
+}
+
+variable "scale_up_evaluation_periods" {
+  type        = number
+  description = "Minutes above the threshold before scaling up."
+  default     = 1
+}
+
+variable "scale_down_evaluation_periods" {
+  type        = number
+  description = "Minutes below the threshold before scaling down."
+  default     = 3
+}
+
+variable "lambda_zip_dir" {
+  type        = string
+  description = "Directory with <binary>/bootstrap.zip from `cargo lambda build --release --arm64 --output-format zip` (target/lambda)."
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of the scalers' CloudWatch Logs."
+  default     = 30
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to every resource."
+  default     = {}
+}

@@ -1,0 +1,165 @@
+# Worker launch template (IMDSv2 required) and Auto Scaling group. The group's size is owned by the
+# scaler Lambdas after creation (desired_capacity is ignored here). A termination lifecycle hook
+# holds a leaving worker in Terminating:Wait so ews-lifecycle-watch can drain it.
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+locals {
+  asg_name       = "${var.name}-workers"
+  hook_name      = "${var.name}-drain"
+  asg_arn_prefix = "arn:${data.aws_partition.current.partition}:autoscaling:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:autoScalingGroup:*:autoScalingGroupName/${local.asg_name}"
+  env = merge({
+    EWS_SEEDS                        = join(",", var.seeds)
+    EWS_LISTEN                       = "0.0.0.0:${var.public_port}"
+    EWS_ADMIN_LISTEN                 = "0.0.0.0:${var.admin_port}"
+    EWS_INTERNAL_LISTEN              = "0.0.0.0:${var.internal_port}"
+    EWS_CLUSTER_SECRET_SSM_PARAMETER = var.cluster_secret_parameter_name
+    EWS_DRAIN_SECONDS                = tostring(var.drain_seconds)
+    EWS_PING_INTERVAL_SECS           = tostring(var.ping_interval_secs)
+    EWS_QUEUE_DIR                    = "/var/lib/ews/queue"
+    EWS_ASG_NAME                     = local.asg_name
+    EWS_LIFECYCLE_HOOK_NAME          = local.hook_name
+  }, var.auth_env, var.sink_env, var.extra_env)
+}
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "worker" {
+  statement {
+    sid       = "ReadSecrets"
+    actions   = ["ssm:GetParameter"]
+    resources = concat([var.cluster_secret_parameter_arn], var.auth_secret_parameter_arns)
+  }
+  statement {
+    sid       = "FinishDrain"
+    actions   = ["autoscaling:CompleteLifecycleAction"]
+    resources = [local.asg_arn_prefix]
+  }
+}
+
+resource "aws_iam_role" "worker" {
+  name               = "${var.name}-worker"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy" "worker" {
+  name   = "${var.name}-worker"
+  role   = aws_iam_role.worker.id
+  policy = data.aws_iam_policy_document.worker.json
+}
+
+resource "aws_iam_role_policy_attachment" "ssm_core" {
+  count      = var.enable_ssm_session_manager ? 1 : 0
+  role       = aws_iam_role.worker.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_instance_profile" "worker" {
+  name = "${var.name}-worker"
+  role = aws_iam_role.worker.name
+  tags = var.tags
+}
+
+resource "aws_launch_template" "worker" {
+  name_prefix            = "${var.name}-worker-"
+  image_id               = var.ami_id
+  instance_type          = var.instance_type
+  vpc_security_group_ids = [var.security_group_id]
+  ebs_optimized          = true
+  update_default_version = true
+  # Plain KEY=VALUE lines; ews-configure (packer/files) turns them into /etc/ews/ews.env.
+  user_data = base64encode(join("\n", [for k, v in local.env : "${k}=${v}"]))
+
+  iam_instance_profile {
+    arn = aws_iam_instance_profile.worker.arn
+  }
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  monitoring {
+    enabled = true
+  }
+
+  block_device_mappings {
+    device_name = "/dev/xvda"
+    ebs {
+      volume_type           = "gp3"
+      volume_size           = var.root_volume_size_gb
+      encrypted             = true
+      delete_on_termination = true
+    }
+  }
+
+  tag_specifications {
+    resource_type = "instance"
+    tags          = merge(var.tags, { Name = "${var.name}-worker", Role = "worker" })
+  }
+
+  tags = var.tags
+}
+
+resource "aws_autoscaling_group" "workers" {
+  name                      = local.asg_name
+  min_size                  = var.min_size
+  max_size                  = var.max_size
+  desired_capacity          = var.min_size
+  vpc_zone_identifier       = var.subnet_ids
+  target_group_arns         = [var.target_group_arn]
+  health_check_type         = "ELB"
+  health_check_grace_period = 90
+  # The paper: scaling in removes the newest node, which holds the fewest clients.
+  termination_policies = ["NewestInstance"]
+
+  launch_template {
+    id      = aws_launch_template.worker.id
+    version = aws_launch_template.worker.latest_version
+  }
+
+  # Part of the group from the start, so no instance is ever terminated without its drain.
+  initial_lifecycle_hook {
+    name                 = local.hook_name
+    lifecycle_transition = "autoscaling:EC2_INSTANCE_TERMINATING"
+    heartbeat_timeout    = var.drain_seconds + 60
+    default_result       = "CONTINUE"
+  }
+
+  instance_refresh {
+    strategy = "Rolling"
+    preferences {
+      min_healthy_percentage = 100
+      max_healthy_percentage = 200
+    }
+  }
+
+  dynamic "tag" {
+    for_each = merge(var.tags, { Name = "${var.name}-worker" })
+    content {
+      key                 = tag.key
+      value               = tag.value
+      propagate_at_launch = false
+    }
+  }
+
+  lifecycle {
+    # The scaler Lambdas own the group's size once it exists.
+    ignore_changes = [desired_capacity]
+    precondition {
+      condition     = var.max_size >= var.min_size
+      error_message = "max_size must be at least min_size."
+    }
+  }
+}

@@ -1,0 +1,125 @@
+variable "name" {
+  type        = string
+  description = "Name prefix for every resource of this deployment."
+}
+
+variable "ami_id" {
+  type        = string
+  description = "Worker AMI built by packer/worker.pkr.hcl."
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
+    error_message = "ami_id must look like ami-0123456789abcdef0."
+  }
+}
+
+variable "instance_type" {
+  type        = string
+  description = "EC2 instance type of the workers (x86_64, like the release binaries)."
+}
+
+variable "subnet_ids" {
+  type        = list(string)
+  description = "Private subnets the Auto Scaling group spreads the workers over."
+}
+
+variable "security_group_id" {
+  type        = string
+  description = "Security group of the workers."
+}
+
+variable "target_group_arn" {
+  type        = string
+  description = "ALB target group the workers register with."
+}
+
+variable "min_size" {
+  type        = number
+  description = "Minimum (and initial) number of workers; the scalers never go below it."
+  validation {
+    condition     = var.min_size >= 1
+    error_message = "min_size must be at least 1."
+  }
+}
+
+variable "max_size" {
+  type        = number
+  description = "Maximum number of workers; the scalers never go above it."
+}
+
+variable "seeds" {
+  type        = list(string)
+  description = "host:port of the leaders' internal port."
+}
+
+variable "public_port" {
+  type        = number
+  description = "WebSocket port the ALB forwards to: EWS_LISTEN."
+}
+
+variable "admin_port" {
+  type        = number
+  description = "Admin HTTP port (/metrics, /api/v1/publish): EWS_ADMIN_LISTEN."
+}
+
+variable "internal_port" {
+  type        = number
+  description = "Gossip (UDP) and node-link (TCP) port: EWS_INTERNAL_LISTEN."
+}
+
+variable "drain_seconds" {
+  type        = number
+  description = "Drain window after SIGTERM: EWS_DRAIN_SECONDS; the lifecycle hook waits this long plus a margin."
+}
+
+variable "ping_interval_secs" {
+  type        = number
+  description = "Server ping interval: EWS_PING_INTERVAL_SECS (below the ALB idle timeout)."
+}
+
+variable "cluster_secret_parameter_name" {
+  type        = string
+  description = "SSM SecureString holding the cluster secret; fetched at boot into EWS_CLUSTER_SECRET_FILE."
+}
+
+variable "cluster_secret_parameter_arn" {
+  type        = string
+  description = "ARN of that parameter, for the instance role."
+}
+
+variable "auth_env" {
+  type        = map(string)
+  description = "Authentication settings (EWS_JWKS_URL, EWS_JWT_*; EWS_JWT_HS256_SECRET_SSM_PARAMETER for an SSM-held secret)."
+}
+
+variable "auth_secret_parameter_arns" {
+  type        = list(string)
+  description = "ARNs of SSM parameters named in auth_env, for the instance role."
+  default     = []
+}
+
+variable "sink_env" {
+  type        = map(string)
+  description = "Event sink settings (EWS_SINK, EWS_KAFKA_*, EWS_QUEUE_NAME)."
+}
+
+variable "extra_env" {
+  type        = map(string)
+  description = "Extra EWS_* settings for /etc/ews/ews.env on the workers."
+  default     = {}
+}
+
+variable "enable_ssm_session_manager" {
+  type        = bool
+  description = "Attach AmazonSSMManagedInstanceCore so operators reach the nodes through Session Manager (no SSH, no bastion)."
+}
+
+variable "root_volume_size_gb" {
+  type        = number
+  description = "Root volume size of each worker."
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to every resource."
+  default     = {}
+}

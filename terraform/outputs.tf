@@ -1,0 +1,44 @@
+output "asg_name" {
+  description = "Worker Auto Scaling group."
+  value       = module.workers.asg_name
+}
+
+output "scale_up_alarm_name" {
+  description = "Scale-up alarm name."
+  value       = module.scaling.scale_up_alarm_name
+}
+
+output "scale_up_alarm_arn" {
+  description = "Scale-up alarm ARN."
+  value       = module.scaling.scale_up_alarm_arn
+}
+
+output "scale_down_alarm_name" {
+  description = "Scale-down alarm name."
+  value       = module.scaling.scale_down_alarm_name
+}
+
+output "scale_down_alarm_arn" {
+  description = "Scale-down alarm ARN."
+  value       = module.scaling.scale_down_alarm_arn
+}
+
+output "alb_dns_name" {
+  description = "DNS name of the ALB; point your WebSocket host name at it."
+  value       = module.alb.dns_name
+}
+
+output "websocket_url" {
+  description = "URL of the default /ws route."
+  value       = module.alb.url
+}
+
+output "leader_hostnames" {
+  description = "Private DNS names of the two leaders (the workers' seeds)."
+  value       = module.leaders.hostnames
+}
+
+output "outputs_file" {
+  description = "File holding these outputs as JSON."
+  value       = local_file.outputs.filename
+}

@@ -1,0 +1,360 @@
+variable "name" {
+  type        = string
+  description = "Name of this deployment; prefixes every resource (and the ALB name, so keep it short)."
+  default     = "ews"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,18}[a-z0-9]$", var.name))
+    error_message = "name must be 3-20 characters of a-z, 0-9 and -, starting with a letter."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "AWS region to deploy into."
+  default     = "eu-central-1"
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Extra tags on every resource."
+  default     = {}
+}
+
+# --- network ---------------------------------------------------------------------------------
+
+variable "vpc_cidr" {
+  type        = string
+  description = "IPv4 CIDR of the VPC."
+  default     = "10.40.0.0/16"
+}
+
+variable "availability_zones" {
+  type        = list(string)
+  description = "Two availability zones; empty = the region's first two."
+  default     = []
+  validation {
+    condition     = length(var.availability_zones) == 0 || length(var.availability_zones) == 2
+    error_message = "availability_zones must be empty or list exactly two zones."
+  }
+}
+
+variable "nat_gateway_per_az" {
+  type        = bool
+  description = "One NAT gateway per zone (zone-outage tolerant) instead of one shared (cheaper)."
+  default     = true
+}
+
+variable "admin_cidrs" {
+  type        = list(string)
+  description = "Source ranges allowed to reach the admin ports (9090) of workers and leaders; empty = the VPC only."
+  default     = []
+}
+
+variable "client_cidrs" {
+  type        = list(string)
+  description = "Source ranges allowed to reach the ALB (WebSocket clients)."
+  default     = ["0.0.0.0/0"]
+}
+
+variable "kafka_egress" {
+  type = object({
+    cidrs = list(string)
+    port  = number
+  })
+  description = "Where workers may reach Kafka brokers when sink = \"kafka\"; null = no Kafka egress."
+  default     = null
+}
+
+# --- nodes -----------------------------------------------------------------------------------
+
+variable "leader_ami_id" {
+  type        = string
+  description = "AMI built by packer/leader.pkr.hcl."
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.leader_ami_id))
+    error_message = "leader_ami_id must look like ami-0123456789abcdef0."
+  }
+}
+
+variable "worker_ami_id" {
+  type        = string
+  description = "AMI built by packer/worker.pkr.hcl."
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.worker_ami_id))
+    error_message = "worker_ami_id must look like ami-0123456789abcdef0."
+  }
+}
+
+variable "leader_instance_type" {
+  type        = string
+  description = "Instance type of the two leaders (x86_64)."
+  default     = "t3.medium"
+}
+
+variable "worker_instance_type" {
+  type        = string
+  description = "Instance type of the workers (x86_64)."
+  default     = "c6i.large"
+}
+
+variable "root_volume_size_gb" {
+  type        = number
+  description = "Root volume of every node (the leaders' built-in queue lives on it)."
+  default     = 20
+  validation {
+    condition     = var.root_volume_size_gb >= 8
+    error_message = "root_volume_size_gb must be at least 8."
+  }
+}
+
+variable "worker_min_size" {
+  type        = number
+  description = "Minimum and initial number of workers (the paper: 2)."
+  default     = 2
+  validation {
+    condition     = var.worker_min_size >= 1
+    error_message = "worker_min_size must be at least 1."
+  }
+}
+
+variable "worker_max_size" {
+  type        = number
+  description = "Maximum number of workers (the paper: 10)."
+  default     = 10
+  validation {
+    condition     = var.worker_max_size >= 1 && var.worker_max_size <= 100
+    error_message = "worker_max_size must be within 1..100."
+  }
+}
+
+variable "public_port" {
+  type        = number
+  description = "Worker WebSocket port behind the ALB (EWS_LISTEN)."
+  default     = 8080
+}
+
+variable "admin_port" {
+  type        = number
+  description = "Admin HTTP port of workers and leaders (EWS_ADMIN_LISTEN); never exposed through the ALB."
+  default     = 9090
+}
+
+variable "internal_port" {
+  type        = number
+  description = "Gossip (UDP) and node-link (TCP) port of every node (EWS_INTERNAL_LISTEN)."
+  default     = 7070
+}
+
+variable "private_zone_name" {
+  type        = string
+  description = "Private Route 53 zone for the leaders' names."
+  default     = "ews.internal"
+}
+
+variable "drain_seconds" {
+  type        = number
+  description = "Worker drain window after SIGTERM (EWS_DRAIN_SECONDS); also the ALB deregistration delay. At most 300, which the worker unit's TimeoutStopSec (330) covers."
+  default     = 30
+  validation {
+    condition     = var.drain_seconds >= 1 && var.drain_seconds <= 300
+    error_message = "drain_seconds must be within 1..300."
+  }
+}
+
+variable "ping_interval_secs" {
+  type        = number
+  description = "Worker ping interval (EWS_PING_INTERVAL_SECS); must stay below alb_idle_timeout_secs."
+  default     = 30
+  validation {
+    condition     = var.ping_interval_secs >= 1
+    error_message = "ping_interval_secs must be positive."
+  }
+}
+
+variable "alb_idle_timeout_secs" {
+  type        = number
+  description = "ALB idle timeout; above the ping interval so idle WebSockets are never cut."
+  default     = 120
+}
+
+variable "certificate_arn" {
+  type        = string
+  description = "ACM certificate for wss:// on 443 (port 80 then redirects); empty = ws:// on port 80 only."
+  default     = ""
+  validation {
+    condition     = var.certificate_arn == "" || can(regex("^arn:aws[a-z-]*:acm:", var.certificate_arn))
+    error_message = "certificate_arn must be empty or an ACM certificate ARN."
+  }
+}
+
+variable "alb_deletion_protection" {
+  type        = bool
+  description = "Protect the ALB from deletion."
+  default     = false
+}
+
+variable "alb_access_logs_bucket" {
+  type        = string
+  description = "S3 bucket for ALB access logs; empty = none."
+  default     = ""
+}
+
+variable "enable_ssm_session_manager" {
+  type        = bool
+  description = "Let operators open shells on nodes through SSM Session Manager (no SSH anywhere)."
+  default     = true
+}
+
+# --- worker behaviour ------------------------------------------------------------------------
+
+variable "auth" {
+  type = object({
+    jwks_url                   = optional(string, "")
+    issuer                     = optional(string, "")
+    audience                   = optional(string, "")
+    hs256_secret_ssm_parameter = optional(string, "")
+    leeway_secs                = optional(number)
+    no_auth                    = optional(bool, false)
+  })
+  description = "Client JWT validation: a JWKS URL (e.g. UAA /token_keys) or the name of an SSM SecureString holding an HS256 secret; issuer/audience checks. no_auth = true sets --no-auth (trials only)."
+  default     = {}
+  validation {
+    condition     = var.auth.no_auth || var.auth.jwks_url != "" || var.auth.hs256_secret_ssm_parameter != ""
+    error_message = "auth needs jwks_url or hs256_secret_ssm_parameter (or, for trials only, no_auth = true)."
+  }
+}
+
+variable "sink" {
+  type        = string
+  description = "Where workers put events: \"queue\" (the built-in queue on the active leader) or \"kafka\"."
+  default     = "queue"
+  validation {
+    condition     = contains(["queue", "kafka"], var.sink)
+    error_message = "sink must be \"queue\" or \"kafka\"."
+  }
+}
+
+variable "queue_name" {
+  type        = string
+  description = "Built-in queue the workers send events to (EWS_QUEUE_NAME)."
+  default     = "events"
+}
+
+variable "kafka_brokers" {
+  type        = string
+  description = "Comma-separated Kafka bootstrap brokers (EWS_KAFKA_BROKERS), when sink = \"kafka\"."
+  default     = ""
+}
+
+variable "kafka_topic" {
+  type        = string
+  description = "Kafka topic (EWS_KAFKA_TOPIC)."
+  default     = "events"
+}
+
+variable "worker_extra_env" {
+  type        = map(string)
+  description = "Further EWS_* settings for the workers' /etc/ews/ews.env."
+  default     = {}
+  validation {
+    condition     = alltrue([for k in keys(var.worker_extra_env) : can(regex("^EWS_[A-Z0-9_]+$", k))])
+    error_message = "worker_extra_env keys must be EWS_* variable names."
+  }
+}
+
+variable "leader_extra_env" {
+  type        = map(string)
+  description = "Further EWS_* settings for the leaders' /etc/ews/ews.env."
+  default     = {}
+  validation {
+    condition     = alltrue([for k in keys(var.leader_extra_env) : can(regex("^EWS_[A-Z0-9_]+$", k))])
+    error_message = "leader_extra_env keys must be EWS_* variable names."
+  }
+}
+
+# --- scaling ---------------------------------------------------------------------------------
+
+variable "scaling_metric" {
+  type        = string
+  description = "\"alb\": alarms on the ALB's ActiveConnectionCount (Sum, 60 s), as in the paper; \"cluster\": on the connected-client count the active leader publishes."
+  default     = "alb"
+  validation {
+    condition     = contains(["alb", "cluster"], var.scaling_metric)
+    error_message = "scaling_metric must be \"alb\" or \"cluster\"."
+  }
+}
+
+variable "publish_cluster_metric" {
+  type        = bool
+  description = "Whether the active leader publishes the cluster metric (always on when scaling_metric = \"cluster\")."
+  default     = false
+}
+
+variable "cloudwatch_namespace" {
+  type        = string
+  description = "Namespace of the cluster metric (EWS_CLOUDWATCH_NAMESPACE)."
+  default     = "ElasticWS"
+}
+
+variable "cloudwatch_metric" {
+  type        = string
+  description = "Name of the cluster metric (EWS_CLOUDWATCH_METRIC)."
+  default     = "ConnectedClients"
+}
+
+variable "cloudwatch_interval_secs" {
+  type        = number
+  description = "How often the active leader publishes the cluster metric (EWS_CLOUDWATCH_INTERVAL_SECS)."
+  default     = 60
+}
+
+variable "step" {
+  type        = number
+  description = "Connections per worker step (STEP): the paper's 50,000."
+  default     = 50000
+}
+
+variable "hysteresis" {
+  type        = number
+  description = "Connections below a step boundary before scaling down (HYSTERESIS)."
+  default     = 5000
+}
+
+variable "scaler_bounds_override" {
+  type = object({
+    min_size = number
+    max_size = number
+  })
+  description = "MIN_SIZE/MAX_SIZE for the scalers; null = the group's own min/max."
+  default     = null
+}
+
+variable "scale_up_evaluation_periods" {
+  type        = number
+  description = "Minutes above the threshold before a scale-up."
+  default     = 1
+}
+
+variable "scale_down_evaluation_periods" {
+  type        = number
+  description = "Minutes below the threshold before a scale-down."
+  default     = 3
+}
+
+variable "lambda_zip_dir" {
+  type        = string
+  description = "Directory of the Lambda zips (<bin>/bootstrap.zip); empty = ../target/lambda relative to this module."
+  default     = ""
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of the scalers' logs and the VPC flow logs."
+  default     = 30
+}
+
+variable "outputs_file" {
+  type        = string
+  description = "File the deployment's outputs (ASG name, alarm names/ARNs, ALB DNS) are written to as JSON, as the paper does; empty = ews-outputs.json next to this module."
+  default     = ""
+}
