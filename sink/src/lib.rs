@@ -22,6 +22,11 @@ use std::task::{Context, Poll};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+mod file;
+mod stdout;
+pub use file::FileSink;
+pub use stdout::StdoutSink;
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An event as a client sends it (`002_*`): `{"msg": str, "clientId": str, "timestamp": ms}`.
