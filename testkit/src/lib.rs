@@ -7,6 +7,7 @@
 
 pub mod moto;
 pub mod net;
+pub mod nodes;
 pub mod proc;
 
 use std::path::PathBuf;

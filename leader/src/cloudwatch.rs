@@ -1,0 +1,96 @@
+//! The cluster-wide connected-client count as a CloudWatch custom metric.
+//!
+//! Only the active leader publishes, so the metric has one writer even though both leaders run
+//! this loop: when the active one dies, the other takes over at its next tick. Scaling alarms
+//! can then use this metric instead of the ALB's `ActiveConnectionCount`, which counts
+//! connections per load-balancer node and misses clients that bypass it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit};
+use ews_cluster::ClusterView;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub namespace: String,
+    pub metric: String,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+/// `ews_cloudwatch_publish_total{outcome="ok|error"}`.
+#[derive(Clone, Default)]
+pub struct PublishMetrics(Family<Outcome, Counter>);
+
+impl PublishMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "ews_cloudwatch_publish",
+            "PutMetricData calls of the cluster connection count, by outcome",
+            self.0.clone(),
+        );
+    }
+
+    fn record(&self, outcome: &'static str) {
+        self.0.get_or_create(&Outcome { outcome }).inc();
+    }
+}
+
+/// Publishes every `interval` while this node is the active leader. The AWS configuration comes
+/// from the environment (region, credentials, `AWS_ENDPOINT_URL`).
+pub async fn run(
+    settings: Settings,
+    view: watch::Receiver<Arc<ClusterView>>,
+    metrics: PublishMetrics,
+) {
+    let config = aws_config::load_from_env().await;
+    let client = aws_sdk_cloudwatch::Client::new(&config);
+    let mut tick = tokio::time::interval(settings.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_active = false;
+    loop {
+        tick.tick().await;
+        let view = view.borrow().clone();
+        let active = view.is_active_leader();
+        if active != was_active {
+            info!(
+                active,
+                "cluster metric publisher {}",
+                if active { "active" } else { "standby" }
+            );
+            was_active = active;
+        }
+        if !active {
+            continue;
+        }
+        let datum = MetricDatum::builder()
+            .metric_name(&settings.metric)
+            .value(view.cluster_connections as f64)
+            .unit(StandardUnit::Count)
+            .build();
+        let sent = client
+            .put_metric_data()
+            .namespace(&settings.namespace)
+            .metric_data(datum)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => metrics.record("ok"),
+            Err(e) => {
+                metrics.record("error");
+                warn!(error = %aws_sdk_cloudwatch::error::DisplayErrorContext(&e), "PutMetricData failed");
+            }
+        }
+    }
+}

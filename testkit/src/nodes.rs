@@ -1,0 +1,121 @@
+//! Cluster nodes (`ews-leader`, `ews-worker`) on free loopback ports.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{bin_path, free_port, free_udp_port, net, Proc};
+
+/// A running node and where to reach it.
+pub struct Node {
+    pub node_id: String,
+    /// Admin port: `/info`, `/members`, `/metrics`.
+    pub admin: SocketAddr,
+    /// Internal port: gossip (UDP) and node links (TCP). Other nodes use it as a seed.
+    pub internal: SocketAddr,
+    /// Public WebSocket port (workers only).
+    pub public: Option<SocketAddr>,
+    pub proc: Proc,
+}
+
+/// What to start. `extra` flags come last, so they can override the defaults set here.
+pub struct NodeSpec<'a> {
+    pub node_id: &'a str,
+    pub seeds: &'a [SocketAddr],
+    pub gossip_interval_ms: u64,
+    pub extra: &'a [&'a str],
+    pub env: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> NodeSpec<'a> {
+    pub fn new(node_id: &'a str, seeds: &'a [SocketAddr]) -> NodeSpec<'a> {
+        NodeSpec {
+            node_id,
+            seeds,
+            gossip_interval_ms: 200,
+            extra: &[],
+            env: &[],
+        }
+    }
+}
+
+impl Node {
+    /// Starts `ews-leader` and waits until its admin port accepts connections.
+    pub fn leader(spec: &NodeSpec) -> Node {
+        Node::start("ews-leader", spec, None)
+    }
+
+    /// Starts `ews-worker` (no auth, stdout sink) and waits until its admin port accepts
+    /// connections (it does while still joining).
+    pub fn worker(spec: &NodeSpec) -> Node {
+        Node::start("ews-worker", spec, Some(free_port()))
+    }
+
+    /// Starts the node without waiting for it (e.g. to watch it give up).
+    pub fn spawn(binary: &str, spec: &NodeSpec) -> Node {
+        let public = (binary == "ews-worker").then(free_port);
+        Node::spawn_with(binary, spec, public)
+    }
+
+    fn start(binary: &str, spec: &NodeSpec, public: Option<u16>) -> Node {
+        let node = Node::spawn_with(binary, spec, public);
+        if let Err(e) = net::wait_for_tcp(node.admin, Duration::from_secs(20)) {
+            panic!(
+                "{} did not start: {e}\n{}",
+                spec.node_id,
+                node.proc.output()
+            );
+        }
+        node
+    }
+
+    fn spawn_with(binary: &str, spec: &NodeSpec, public: Option<u16>) -> Node {
+        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let internal: SocketAddr = ([127, 0, 0, 1], free_udp_port()).into();
+        let seeds = spec
+            .seeds
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cmd = Command::new(bin_path(binary));
+        cmd.env("RUST_LOG", "info")
+            .arg("--node-id")
+            .arg(spec.node_id)
+            .arg("--admin-listen")
+            .arg(admin.to_string())
+            .arg("--internal-listen")
+            .arg(internal.to_string())
+            .arg("--gossip-interval-ms")
+            .arg(spec.gossip_interval_ms.to_string());
+        if !seeds.is_empty() {
+            cmd.arg("--seeds").arg(seeds);
+        }
+        let public = public.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+        if let Some(p) = public {
+            cmd.args(["--no-auth", "--sink", "stdout", "--listen"])
+                .arg(p.to_string());
+        }
+        cmd.args(spec.extra);
+        for (k, v) in spec.env {
+            cmd.env(k, v);
+        }
+        let proc = Proc::spawn(spec.node_id, cmd);
+        Node {
+            node_id: spec.node_id.to_string(),
+            admin,
+            internal,
+            public,
+            proc,
+        }
+    }
+
+    /// The body of `GET /members` (JSON), or the error.
+    pub fn members(&self) -> Result<String, String> {
+        match net::http_get(self.admin, "/members") {
+            Ok((200, body)) => Ok(body),
+            Ok((code, body)) => Err(format!("{code} {body}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
