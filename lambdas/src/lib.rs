@@ -1,8 +1,11 @@
 //! Elasticity for the worker group: the scaling policy, the two scaler Lambdas built on it, and
 //! `ews-sim`, which replays load curves through the very same policy.
 
+pub mod chart;
 pub mod config;
 pub mod event;
 pub mod lambda;
 pub mod policy;
 pub mod scaler;
+pub mod scenario;
+pub mod sim;

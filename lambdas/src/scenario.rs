@@ -1,0 +1,187 @@
+//! Load curves for `ews-sim`: the paper's scenarios built in, or any curve from CSV.
+
+use std::fmt;
+
+/// Connected clients wanted over time: points `(seconds, clients)`, linearly interpolated, held
+/// flat after the last point. The curve ends at its last point's time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadCurve {
+    points: Vec<(u64, u64)>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CurveError {
+    #[error("a load curve needs at least two points")]
+    TooShort,
+    #[error("line {line}: {why}")]
+    Line { line: usize, why: String },
+    #[error("times must increase: {0} s follows a later point")]
+    NotIncreasing(u64),
+}
+
+impl LoadCurve {
+    pub fn new(points: Vec<(u64, u64)>) -> Result<LoadCurve, CurveError> {
+        if points.len() < 2 {
+            return Err(CurveError::TooShort);
+        }
+        for pair in points.windows(2) {
+            if pair[1].0 <= pair[0].0 {
+                return Err(CurveError::NotIncreasing(pair[1].0));
+            }
+        }
+        Ok(LoadCurve { points })
+    }
+
+    /// CSV of `seconds,clients` rows; a header line, blank lines and `#` comments are skipped.
+    pub fn from_csv(text: &str) -> Result<LoadCurve, CurveError> {
+        let mut points = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut cols = line.split(',').map(str::trim);
+            let (Some(a), Some(b)) = (cols.next(), cols.next()) else {
+                return Err(CurveError::Line {
+                    line: i + 1,
+                    why: "expected `seconds,clients`".into(),
+                });
+            };
+            match (a.parse::<u64>(), b.parse::<f64>()) {
+                (Ok(t), Ok(c)) if c.is_finite() && c >= 0.0 => points.push((t, c.round() as u64)),
+                _ if points.is_empty() && a.parse::<f64>().is_err() => continue, // header
+                _ => {
+                    return Err(CurveError::Line {
+                        line: i + 1,
+                        why: format!("not `seconds,clients`: {line:?}"),
+                    })
+                }
+            }
+        }
+        LoadCurve::new(points)
+    }
+
+    pub fn duration_secs(&self) -> u64 {
+        self.points.last().map(|p| p.0).unwrap_or(0)
+    }
+
+    pub fn peak(&self) -> u64 {
+        self.points.iter().map(|p| p.1).max().unwrap_or(0)
+    }
+
+    /// Clients wanted at `t` seconds.
+    pub fn at(&self, t: u64) -> u64 {
+        let i = self.points.partition_point(|p| p.0 <= t);
+        if i == 0 {
+            return self.points[0].1;
+        }
+        if i == self.points.len() {
+            return self.points[i - 1].1;
+        }
+        let (t0, c0) = self.points[i - 1];
+        let (t1, c1) = self.points[i];
+        let f = (t - t0) as f64 / (t1 - t0) as f64;
+        (c0 as f64 + (c1 as f64 - c0 as f64) * f).round() as u64
+    }
+}
+
+/// The paper's scenarios (003, section III.D Table II and section IV).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Table II: clients arrive steadily from 0 to 150,000 (500 a minute); the distribution is
+    /// reported at 50,000, 100,000 and 150,000.
+    Table2,
+    /// Case 1: 50,000 clients connected for 3 hours.
+    Case1,
+    /// Case 2: 100,000 clients for 2 hours, then 50,000 for 6 more hours.
+    Case2,
+}
+
+impl Scenario {
+    pub fn curve(self) -> LoadCurve {
+        const H: u64 = 3600;
+        let points = match self {
+            Scenario::Table2 => vec![(0, 0), (300 * 60, 150_000)],
+            Scenario::Case1 => vec![(0, 50_000), (3 * H, 50_000)],
+            Scenario::Case2 => vec![
+                (0, 100_000),
+                (2 * H - 1, 100_000),
+                (2 * H, 50_000),
+                (8 * H, 50_000),
+            ],
+        };
+        // The points above are increasing and more than one: `new` cannot fail.
+        LoadCurve { points }
+    }
+
+    /// Load levels at which the node distribution is reported.
+    pub fn marks(self) -> Vec<u64> {
+        match self {
+            Scenario::Table2 => vec![50_000, 100_000, 150_000],
+            Scenario::Case1 => vec![50_000],
+            Scenario::Case2 => vec![100_000],
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Scenario::Table2 => "Table II: 0 -> 150,000 clients at 500 a minute",
+            Scenario::Case1 => "Case 1: 50,000 clients for 3 h",
+            Scenario::Case2 => "Case 2: 100,000 clients for 2 h, then 50,000 for 6 h",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolates_and_holds() {
+        let c = LoadCurve::new(vec![(0, 0), (100, 1000), (200, 1000)]).unwrap();
+        assert_eq!(c.at(0), 0);
+        assert_eq!(c.at(50), 500);
+        assert_eq!(c.at(150), 1000);
+        assert_eq!(c.at(10_000), 1000);
+        assert_eq!(c.duration_secs(), 200);
+        assert_eq!(c.peak(), 1000);
+    }
+
+    #[test]
+    fn parses_csv() {
+        let c = LoadCurve::from_csv("seconds,clients\n# ramp\n0,0\n\n60, 1200.4\n").unwrap();
+        assert_eq!(c.at(60), 1200);
+        assert_eq!(
+            LoadCurve::from_csv("0,0\n60,x\n"),
+            Err(CurveError::Line {
+                line: 2,
+                why: "not `seconds,clients`: \"60,x\"".into()
+            })
+        );
+        assert_eq!(LoadCurve::from_csv("0,5\n"), Err(CurveError::TooShort));
+        assert_eq!(
+            LoadCurve::from_csv("0,5\n60,5\n30,5\n"),
+            Err(CurveError::NotIncreasing(30))
+        );
+        assert!(LoadCurve::from_csv("0,-3\n60,5\n").is_err());
+    }
+
+    #[test]
+    fn built_in_scenarios() {
+        let case2 = Scenario::Case2.curve();
+        assert_eq!(case2.at(3600), 100_000);
+        assert_eq!(case2.at(3 * 3600), 50_000);
+        assert_eq!(case2.duration_secs(), 8 * 3600);
+        assert_eq!(Scenario::Table2.curve().at(100 * 60), 50_000);
+        for s in [Scenario::Table2, Scenario::Case1, Scenario::Case2] {
+            let c = s.curve();
+            assert_eq!(LoadCurve::new(c.points.clone()), Ok(c));
+        }
+    }
+}
