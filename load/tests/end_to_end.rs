@@ -1,0 +1,244 @@
+//! `ews-load` against real servers on loopback: the bare tokio-tungstenite echo example (always)
+//! and `ews-worker` (when it has been built, as `scripts/test.sh` does).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use ews_testkit::{free_port, wait_for_http_ok, wait_for_tcp, Proc};
+use serde_json::Value;
+
+fn load() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ews-load"))
+}
+
+/// The `bare-echo` example next to this test binary (cargo builds examples with the tests).
+fn bare_echo() -> (Proc, u16) {
+    let exe = std::env::current_exe().unwrap();
+    let path: PathBuf = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|p| p.join("examples/bare-echo"))
+        .unwrap();
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build -p ews-load --examples`",
+        path.display()
+    );
+    let port = free_port();
+    let mut cmd = Command::new(path);
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")]);
+    let proc = Proc::spawn("bare-echo", cmd);
+    wait_for_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(10)).unwrap();
+    (proc, port)
+}
+
+/// Runs ews-load and returns its output and the `--json` summary (its last stdout line).
+fn run(cmd: &mut Command) -> (Output, Value) {
+    let out = cmd.output().expect("run ews-load");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
+    (out, json)
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn echo_round_trips_and_reads_server_cpu() {
+    let (server, port) = bare_echo();
+    let (out, j) = run(load().args([
+        "echo",
+        "--url",
+        &format!("ws://127.0.0.1:{port}/"),
+        "-n",
+        "20",
+        "--messages",
+        "10",
+        "--source-ips",
+        "127.0.0.1-127.0.0.4",
+        "--server-pid",
+        &server.pid().to_string(),
+        "--json",
+    ]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(j["connect"]["established"], 20, "{j}");
+    assert_eq!(j["connect"]["source_ips"], 4, "{j}");
+    assert_eq!(j["echoed"], 200, "{j}");
+    assert_eq!(j["round_trip"]["count"], 200, "{j}");
+    assert!(j["round_trip"]["p99_us"].as_u64().unwrap() > 0, "{j}");
+    assert_eq!(j["server_per_message"]["per"], 200, "{j}");
+    assert_eq!(j["errors"], serde_json::json!({}), "{j}");
+}
+
+#[test]
+fn idle_holds_connections_and_measures_server_rss() {
+    let (server, port) = bare_echo();
+    let (out, j) = run(load().args([
+        "idle",
+        "--url",
+        &format!("ws://127.0.0.1:{port}/"),
+        "-n",
+        "200",
+        "--source-ips",
+        "127.0.0.2-3",
+        "--hold-secs",
+        "1",
+        "--settle-ms",
+        "300",
+        "--server-pid",
+        &server.pid().to_string(),
+        "--json",
+    ]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(j["connect"]["established"], 200, "{j}");
+    assert_eq!(j["held"], 200, "{j}");
+    // tungstenite's default config reserves a 128 KiB read buffer per connection: the measured
+    // growth must show a real per-connection cost, not noise.
+    let per_conn = j["server_per_connection"]["rss_delta_per_unit_bytes"]
+        .as_f64()
+        .unwrap();
+    assert!(per_conn > 4096.0, "{j}");
+}
+
+#[test]
+fn connection_failures_are_counted_and_fail_the_run() {
+    let port = free_port(); // nothing listens there
+    let (out, j) = run(load().args([
+        "idle",
+        "--url",
+        &format!("ws://127.0.0.1:{port}/ws"),
+        "-n",
+        "5",
+        "--hold-secs",
+        "0",
+        "--json",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(j["connect"]["failed"], 5, "{j}");
+    assert_eq!(j["errors"]["connect: connection refused"], 5, "{j}");
+
+    // ...unless the threshold allows them.
+    let (out, _) = run(load().args([
+        "idle",
+        "--url",
+        &format!("ws://127.0.0.1:{port}/ws"),
+        "-n",
+        "5",
+        "--hold-secs",
+        "0",
+        "--max-error-ratio",
+        "1",
+    ]));
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn refuses_non_loopback_targets() {
+    let (out, _) = run(load().args(["echo", "--url", "ws://192.0.2.1:80/echo", "-n", "1"]));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let (out, _) = run(load().args(["idle", "--source-ips", "10.0.0.1", "-n", "1"]));
+    assert!(!out.status.success(), "{}", show(&out));
+}
+
+/// The gateway, when built: authenticated idle connections and acknowledged ingest events.
+#[test]
+fn authenticated_load_against_ews_worker() {
+    let exe = std::env::current_exe().unwrap();
+    let worker = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("ews-worker");
+    if !worker.exists() {
+        eprintln!("skipped: ews-worker not built (cargo build -p ews-worker --bins)");
+        return;
+    }
+    let (port, admin) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("ews-load-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new(ews_testkit::bin_path("ews-worker"));
+    cmd.args([
+        "--standalone",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--admin-listen",
+        &format!("127.0.0.1:{admin}"),
+        "--jwt-hs256-secret",
+        "e2e-secret",
+        "--sink",
+        "file",
+        "--sink-file",
+        dir.join("events.jsonl").to_str().unwrap(),
+    ])
+    .env("EWS_QUEUE_DIR", dir.join("queue"));
+    let _worker = Proc::spawn("ews-worker", cmd);
+    wait_for_http_ok(
+        ([127, 0, 0, 1], port).into(),
+        "/info",
+        Duration::from_secs(20),
+    )
+    .unwrap();
+
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let (out, j) = run(load().args([
+        "idle",
+        "--url",
+        &url,
+        "-n",
+        "50",
+        "--hold-secs",
+        "1",
+        "--settle-ms",
+        "200",
+        "--jwt-hs256-secret",
+        "e2e-secret",
+        "--json",
+    ]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(j["held"], 50, "{j}");
+
+    // Without a token the gateway refuses the upgrade with 401.
+    let (out, j) = run(load().args([
+        "idle",
+        "--url",
+        &url,
+        "-n",
+        "3",
+        "--hold-secs",
+        "0",
+        "--json",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(j["errors"]["http 401"], 3, "{j}");
+
+    let (out, j) = run(load().args([
+        "ingest",
+        "--url",
+        &url,
+        "-n",
+        "10",
+        "--messages",
+        "20",
+        "--rate",
+        "200",
+        "--ack",
+        "--jwt-hs256-secret",
+        "e2e-secret",
+        "--json",
+    ]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(j["sent"], 200, "{j}");
+    assert_eq!(j["acked"], 200, "{j}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
