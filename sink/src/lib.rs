@@ -27,6 +27,13 @@ mod stdout;
 pub use file::FileSink;
 pub use stdout::StdoutSink;
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod queue;
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaConfig, KafkaSink};
+pub use queue::QueueSink;
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An event as a client sends it (`002_*`): `{"msg": str, "clientId": str, "timestamp": ms}`.

@@ -9,6 +9,7 @@ pub mod moto;
 pub mod net;
 pub mod nodes;
 pub mod proc;
+pub mod tansu;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,219 @@
+//! The `queue` sink: events into the built-in durable queue, either embedded in this process
+//! (`--standalone`) or on the active leader over the `/queue/{name}` WebSocket protocol.
+//!
+//! Receipts resolve only when the broker has fsynced the event. The remote sink keeps a bounded
+//! window of unacknowledged events; when the connection drops it reconnects (to whatever the
+//! target resolver names then, e.g. a newly active leader) and resends them in order, so an event
+//! is never reported durable and then lost (it may arrive twice; `ews-load verify` counts that).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ews_queue::client::connect;
+use ews_queue::{ClientFrame, Queue, QueueError, ServerFrame};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use crate::{BoxFuture, Receipt, ReceiptSender, Sink, SinkError, StampedEvent};
+
+/// Names the queue URL (`ws://host:port/queue/{name}`) to connect to now, or `None` while no
+/// broker is known (the sink then waits and asks again).
+pub type Target = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+pub struct QueueSink(Mode);
+
+enum Mode {
+    Embedded(Queue),
+    Remote(Remote),
+}
+
+struct Remote {
+    tx: mpsc::Sender<Item>,
+    window: Arc<Semaphore>,
+    size: u32,
+}
+
+struct Item {
+    body: String,
+    receipt: ReceiptSender,
+    _slot: OwnedSemaphorePermit,
+}
+
+fn queue_error(e: QueueError) -> SinkError {
+    match e {
+        QueueError::TooLarge(..) | QueueError::BadName(_) => SinkError::Rejected(e.to_string()),
+        QueueError::Closed => SinkError::Closed,
+        e => SinkError::Failed(e.to_string()),
+    }
+}
+
+fn body_of(event: &StampedEvent) -> String {
+    String::from_utf8(event.to_json()).unwrap_or_default()
+}
+
+impl QueueSink {
+    /// Events go into `queue` in this process.
+    pub fn embedded(queue: Queue) -> QueueSink {
+        QueueSink(Mode::Embedded(queue))
+    }
+
+    /// Events go to a remote broker named by `target`, with `headers` on every connection (the
+    /// node link's credentials) and at most `window` events unacknowledged.
+    pub fn remote(target: Target, headers: Vec<(String, String)>, window: usize) -> QueueSink {
+        let size = window.clamp(1, 65_536) as u32;
+        let (tx, rx) = mpsc::channel(size as usize);
+        tokio::spawn(run_remote(rx, target, headers));
+        QueueSink(Mode::Remote(Remote {
+            tx,
+            window: Arc::new(Semaphore::new(size as usize)),
+            size,
+        }))
+    }
+}
+
+impl Sink for QueueSink {
+    fn name(&self) -> &'static str {
+        "queue"
+    }
+
+    fn submit(&self, event: StampedEvent) -> BoxFuture<'_, Result<Receipt, SinkError>> {
+        Box::pin(async move {
+            let body = body_of(&event);
+            let (done, receipt) = Receipt::pending();
+            match &self.0 {
+                Mode::Embedded(q) => {
+                    q.admit(body, move |r| {
+                        done.complete(r.map(|_| ()).map_err(queue_error))
+                    })
+                    .await
+                    .map_err(queue_error)?;
+                }
+                Mode::Remote(r) => {
+                    let slot = r
+                        .window
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| SinkError::Closed)?;
+                    r.tx.send(Item {
+                        body,
+                        receipt: done,
+                        _slot: slot,
+                    })
+                    .await
+                    .map_err(|_| SinkError::Closed)?;
+                }
+            }
+            Ok(receipt)
+        })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            match &self.0 {
+                Mode::Embedded(q) => q.barrier().await.map_err(queue_error),
+                Mode::Remote(r) => {
+                    // Every slot free = every event acknowledged.
+                    let all = r
+                        .window
+                        .acquire_many(r.size)
+                        .await
+                        .map_err(|_| SinkError::Closed)?;
+                    drop(all);
+                    Ok(())
+                }
+            }
+        })
+    }
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(3);
+
+/// Owns the connection: sends events, pairs `sent` answers (they come in send order) with the
+/// oldest unacknowledged event, reconnects and resends on failure.
+async fn run_remote(mut rx: mpsc::Receiver<Item>, target: Target, headers: Vec<(String, String)>) {
+    let mut unacked: VecDeque<Item> = VecDeque::new();
+    let mut backoff = BACKOFF_MIN;
+    let mut closed = false;
+    loop {
+        if closed && unacked.is_empty() {
+            return;
+        }
+        let Some(url) = target() else {
+            tokio::time::sleep(backoff).await;
+            continue;
+        };
+        let (mut out, mut inp) = match connect(&url, &headers).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(%url, error = %e, "queue sink cannot connect; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        tracing::info!(%url, resend = unacked.len(), "queue sink connected");
+        backoff = BACKOFF_MIN;
+        let mut ok = true;
+        for item in &unacked {
+            let frame = ClientFrame::Send {
+                body: item.body.clone(),
+            };
+            if out.feed(&frame).await.is_err() {
+                ok = false;
+                break;
+            }
+        }
+        if !ok || out.flush().await.is_err() {
+            continue;
+        }
+        loop {
+            tokio::select! {
+                item = rx.recv(), if !closed => {
+                    let Some(item) = item else {
+                        closed = true;
+                        continue;
+                    };
+                    let mut failed = out.feed(&ClientFrame::Send { body: item.body.clone() }).await.is_err();
+                    unacked.push_back(item);
+                    while !failed {
+                        let Ok(item) = rx.try_recv() else { break };
+                        failed = out.feed(&ClientFrame::Send { body: item.body.clone() }).await.is_err();
+                        unacked.push_back(item);
+                    }
+                    if failed || out.flush().await.is_err() {
+                        break;
+                    }
+                }
+                frame = inp.next() => match frame {
+                    Some(Ok(ServerFrame::Sent { .. })) => {
+                        if let Some(item) = unacked.pop_front() {
+                            item.receipt.complete(Ok(()));
+                        }
+                        if closed && unacked.is_empty() {
+                            out.close().await;
+                            return;
+                        }
+                    }
+                    Some(Ok(ServerFrame::Error { error })) => {
+                        // Send errors come in send order, like acknowledgements.
+                        if let Some(item) = unacked.pop_front() {
+                            item.receipt.complete(Err(SinkError::Failed(error)));
+                        }
+                    }
+                    Some(Ok(ServerFrame::Message { .. })) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "queue sink connection failed; reconnecting");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!("queue broker closed the connection; reconnecting");
+                        break;
+                    }
+                },
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
