@@ -92,6 +92,7 @@ resource "aws_route_table_association" "private" {
 resource "aws_cloudwatch_log_group" "flow_logs" {
   count = var.flow_logs_retention_days > 0 ? 1 : 0
   #checkov:skip=CKV_AWS_158:AWS-managed encryption at rest is enough for flow metadata; a CMK is a per-organisation choice.
+  #checkov:skip=CKV_AWS_338:Retention is a variable (flow_logs_retention_days); 30 days by default for flow metadata.
   name              = "/${var.name}/vpc-flow-logs"
   retention_in_days = var.flow_logs_retention_days
   tags              = var.tags

@@ -46,11 +46,13 @@ locals {
     dimensions = {}
   }
 
-  # Thresholds at n = min: up = (n - min + 1) x STEP = STEP; down = -1, which a connection count
-  # (never negative) cannot go below, i.e. scale-down is disabled at min capacity.
+  # The policy's thresholds (lambdas/src/policy.rs) at n = min: up = (n - min + 1) x STEP = STEP;
+  # down = (n - min) x STEP - HYSTERESIS = -HYSTERESIS, which a connection count (never negative)
+  # cannot go below, i.e. scale-down is disabled at min capacity. The first Lambda run therefore
+  # finds both thresholds already right.
   initial_threshold = {
     up   = var.step
-    down = -1
+    down = -var.hysteresis
   }
 }
 
@@ -72,6 +74,10 @@ resource "aws_cloudwatch_metric_alarm" "scale_up" {
   lifecycle {
     # The scalers rewrite the threshold on every step.
     ignore_changes = [threshold]
+    precondition {
+      condition     = var.hysteresis < var.step
+      error_message = "hysteresis must be below step (the scalers reject it otherwise)."
+    }
   }
 }
 

@@ -13,11 +13,6 @@ variable "asg_arn" {
   description = "ARN of that group, for the scalers' IAM policy."
 }
 
-variable "min_size" {
-  type        = number
-  description = "The group's minimum size: the initial thresholds are the policy's thresholds at this capacity."
-}
-
 variable "step" {
   type        = number
   description = "Connections per threshold step (STEP): scale up above (n - min + 1) x step, down below (n - min) x step - hysteresis."
