@@ -75,11 +75,21 @@ impl Config {
                 ));
             }
         }
+        let asg_name = required("WS_ASG_NAME")?;
+        let scale_up_alarm = required("SCALE_UP_ALARM")?;
+        let scale_down_alarm = required("SCALE_DOWN_ALARM")?;
+        if scale_up_alarm == scale_down_alarm {
+            return Err(invalid(
+                "SCALE_DOWN_ALARM",
+                &scale_down_alarm,
+                "must differ from SCALE_UP_ALARM",
+            ));
+        }
         Ok(Config {
             direction,
-            asg_name: required("WS_ASG_NAME")?,
-            scale_up_alarm: required("SCALE_UP_ALARM")?,
-            scale_down_alarm: required("SCALE_DOWN_ALARM")?,
+            asg_name,
+            scale_up_alarm,
+            scale_down_alarm,
             steps: Steps { step, hysteresis },
             min_size,
             max_size,
@@ -202,6 +212,13 @@ mod tests {
             let err = Config::from_lookup(Direction::Up, lookup(&env)).unwrap_err();
             assert!(err.to_string().contains(name), "{name}={value}: {err}");
         }
+        let env = [
+            ("WS_ASG_NAME", "workers"),
+            ("SCALE_UP_ALARM", "same"),
+            ("SCALE_DOWN_ALARM", "same"),
+        ];
+        let err = Config::from_lookup(Direction::Up, lookup(&env)).unwrap_err();
+        assert!(err.to_string().contains("SCALE_DOWN_ALARM"), "{err}");
         let mut env = BASE.to_vec();
         env.extend([("MIN_SIZE", "5"), ("MAX_SIZE", "4")]);
         let err = Config::from_lookup(Direction::Up, lookup(&env)).unwrap_err();
