@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Runs the Packer provisioning for both roles for real into a throwaway root, then checks the
+# installed limits, sysctl settings, units and user, and runs the boot-time ews-configure against
+# a local IMDSv2 endpoint to check the /etc/ews/ews.env it writes.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")/../.." && pwd)"
+work="$(mktemp -d)"
+imds_pid=""
+cleanup() {
+  if [ -n "$imds_pid" ]; then kill "$imds_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+ok() { echo "ok: $*"; }
+# unit_value FILE KEY: the value of KEY= in a unit file
+unit_value() { sed -n "s/^$2=//p" "$1" | tail -n 1; }
+
+for role in worker leader; do
+  root="$work/$role-root"
+  files="$work/$role-files"
+  mkdir -p "$root" "$files"
+  cp -r "$HERE/packer/files/." "$files/"
+  printf '#!/bin/sh\necho ews-%s\n' "$role" >"$files/ews-$role"
+  chmod +x "$files/ews-$role"
+  EWS_ROOT="$root" EWS_FILES="$files" bash "$HERE/packer/scripts/provision.sh" "$role"
+
+  [ -x "$root/usr/local/bin/ews-$role" ] && ok "$role: binary in /usr/local/bin" || fail "$role: binary missing"
+  [ -x "$root/usr/local/sbin/ews-configure" ] && ok "$role: ews-configure installed" || fail "$role: ews-configure missing"
+
+  # nofile limits: the paper's 100000 at least, soft and hard, for everyone and root.
+  limits="$root/etc/security/limits.d/90-ews-nofile.conf"
+  for who in '\*' root; do
+    for kind in soft hard; do
+      n="$(awk -v w="$who" -v k="$kind" '$1 ~ "^"w"$" && $2 == k && $3 == "nofile" { print $4 }' "$limits")"
+      if [ -n "$n" ] && [ "$n" -ge 100000 ]; then ok "$role: limits.d $who $kind nofile $n"; else fail "$role: limits.d $who $kind nofile '$n'"; fi
+    done
+  done
+  nofile="$(awk '$1 == "*" && $2 == "hard" && $3 == "nofile" { print $4 }' "$limits")"
+
+  # sysctl: every key exists on a Linux kernel, and the values fit together.
+  conf="$root/etc/sysctl.d/90-ews.conf"
+  declare -A sc=()
+  while IFS='=' read -r k v; do
+    k="$(echo "$k" | xargs)"; v="$(echo "$v" | xargs)"
+    case "$k" in '' | '#'*) continue ;; esac
+    sc[$k]="$v"
+    [ -e "/proc/sys/${k//.//}" ] || fail "$role: sysctl key $k does not exist on this kernel"
+  done <"$conf"
+  for k in fs.file-max fs.nr_open net.core.somaxconn net.ipv4.tcp_max_syn_backlog \
+    net.ipv4.ip_local_port_range net.ipv4.tcp_mem net.ipv4.tcp_rmem net.ipv4.tcp_wmem; do
+    [ -n "${sc[$k]:-}" ] && ok "$role: sysctl $k = ${sc[$k]}" || fail "$role: sysctl $k not set"
+  done
+  [ "${sc[fs.nr_open]:-0}" -ge "$nofile" ] || fail "$role: fs.nr_open below the nofile limit"
+  [ "${sc[fs.file-max]:-0}" -ge "${sc[fs.nr_open]:-0}" ] || fail "$role: fs.file-max below fs.nr_open"
+  [ "${sc[net.core.somaxconn]:-0}" -ge 4096 ] || fail "$role: somaxconn too small"
+  read -r lo hi <<<"${sc[net.ipv4.ip_local_port_range]:-0 0}"
+  [ "$lo" -le 10000 ] && [ "$hi" -ge 60000 ] || fail "$role: ip_local_port_range too narrow"
+  unset sc
+
+  # The unit: binary, environment file, nofile, restart, stop timeout, enabled.
+  unit="$root/etc/systemd/system/ews-$role.service"
+  [ "$(unit_value "$unit" ExecStart)" = "/usr/local/bin/ews-$role" ] || fail "$role: ExecStart"
+  [ "$(unit_value "$unit" EnvironmentFile)" = "/etc/ews/ews.env" ] || fail "$role: EnvironmentFile"
+  [ "$(unit_value "$unit" LimitNOFILE)" = "$nofile" ] || fail "$role: LimitNOFILE differs from limits.d"
+  [ "$(unit_value "$unit" Restart)" = "on-failure" ] || fail "$role: Restart policy"
+  [ "$(unit_value "$unit" User)" = "ews" ] || fail "$role: runs as ews"
+  stop="$(unit_value "$unit" TimeoutStopSec)"
+  if [ "$role" = worker ]; then min_stop=330; else min_stop=30; fi
+  [ "${stop:-0}" -ge "$min_stop" ] && ok "$role: TimeoutStopSec=$stop" || fail "$role: TimeoutStopSec=$stop < $min_stop"
+  for u in "ews-$role.service" ews-configure.service; do
+    [ -L "$root/etc/systemd/system/multi-user.target.wants/$u" ] || fail "$role: $u not enabled"
+  done
+  if [ "$role" = worker ]; then
+    [ -L "$root/etc/systemd/system/multi-user.target.wants/ews-lifecycle-watch.service" ] ||
+      fail "worker: ews-lifecycle-watch not enabled"
+  elif [ -e "$root/etc/systemd/system/ews-lifecycle-watch.service" ]; then
+    fail "leader: has the worker-only lifecycle watch"
+  fi
+  grep -q '^ews:x:[0-9]*:[0-9]*:elastic-ws:/var/lib/ews:' "$root/etc/passwd" && ok "$role: user ews" ||
+    fail "$role: user ews missing"
+done
+
+# Boot-time configuration from user data over IMDSv2 (into the leader root).
+root="$work/leader-root"
+cat >"$work/user-data" <<'UD'
+EWS_NODE_ID=leader-1
+EWS_SEEDS=leader-2.ews.internal:7070
+EWS_INTERNAL_LISTEN=0.0.0.0:7070
+# a comment
+this line is not a setting
+EWS_PUBLISH_METRIC=true
+UD
+python3 "$HERE/tests/infra/fake_imds.py" "$work/user-data" "$work/port" &
+imds_pid=$!
+for _ in $(seq 1 50); do [ -s "$work/port" ] && break; sleep 0.1; done
+EWS_ROOT="$root" EWS_IMDS_URL="http://127.0.0.1:$(cat "$work/port")" "$root/usr/local/sbin/ews-configure"
+env_file="$root/etc/ews/ews.env"
+expect() { grep -qx "$1" "$env_file" && ok "ews.env has $1" || fail "ews.env lacks $1"; }
+expect "EWS_ADVERTISE_HOST=10.40.8.15"
+expect "AWS_REGION=eu-central-1"
+expect "EWS_SEEDS=leader-2.ews.internal:7070"
+expect "EWS_PUBLISH_METRIC=true"
+# User data overrides the instance-id default: the last assignment wins in an EnvironmentFile.
+[ "$(sed -n 's/^EWS_NODE_ID=//p' "$env_file" | tail -n 1)" = "leader-1" ] && ok "node id from user data" ||
+  fail "EWS_NODE_ID override"
+grep -q 'this line' "$env_file" && fail "malformed user data line copied" || ok "malformed line dropped"
+[ "$(stat -c %a "$env_file")" = 600 ] && ok "ews.env mode 0600" || fail "ews.env mode $(stat -c %a "$env_file")"
+
+echo "provision test: $fails failure(s)"
+[ "$fails" = 0 ]
