@@ -20,7 +20,7 @@ const UP_FN: &str = "arn:aws:lambda:us-east-1:123456789012:function:ews-scale-up
 const DOWN_FN: &str = "arn:aws:lambda:us-east-1:123456789012:function:ews-scale-down";
 
 struct Env {
-    _moto: Moto,
+    moto: Option<Moto>,
     asg: aws_sdk_autoscaling::Client,
     cw: aws_sdk_cloudwatch::Client,
 }
@@ -38,7 +38,7 @@ impl Env {
             .load()
             .await;
         let env = Env {
-            _moto: moto,
+            moto: Some(moto),
             asg: aws_sdk_autoscaling::Client::new(&shared),
             cw: aws_sdk_cloudwatch::Client::new(&shared),
         };
@@ -432,4 +432,20 @@ async fn a_missing_group_is_an_error_naming_the_call() {
     let msg = err.to_string();
     assert!(msg.contains("DescribeAutoScalingGroups"), "{msg}");
     assert!(msg.contains("WS_ASG_NAME"), "{msg}");
+}
+
+#[tokio::test]
+async fn an_unreachable_aws_is_retried_then_reported_with_the_call() {
+    let mut env = Env::start(2).await;
+    let event = env.breach(UP).await;
+    drop(env.moto.take()); // AWS goes away
+    let up = env.scaler(Direction::Up);
+    let err = up
+        .handle(LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("cloudwatch:DescribeAlarms failed"), "{msg}");
+    let diag: lambda_runtime::Diagnostic = err.into();
+    assert_eq!(diag.error_type, "cloudwatch:DescribeAlarms");
 }
