@@ -157,8 +157,9 @@ impl Worker {
         let max_msg = args.max_message_bytes.max(1024);
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(args.ws_read_buffer_bytes.max(64))
+            // Write each frame at once; a session awaits every write before the next, so the
+            // write buffer never holds more than one frame.
             .write_buffer_size(0)
-            .max_write_buffer_size(max_msg.saturating_mul(2))
             .max_message_size(Some(max_msg))
             .max_frame_size(Some(max_msg));
         let registry = Arc::new(Registry::default());
@@ -267,10 +268,11 @@ impl Worker {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
             _ = handle.drain.cancelled() => tracing::info!("drain requested"),
         }
+        // The listener stays open through the drain: `/info` answers 503 and upgrades are
+        // refused with 503, so the load balancer sees the node leave instead of refused
+        // connections.
         handle.drain.cancel();
         public.metrics.draining.set(1);
-        stop_accept.cancel();
-        let _ = accept.await;
 
         let open = handle.connections();
         tracing::info!(
@@ -294,6 +296,8 @@ impl Worker {
             Err(_) => tracing::warn!("sink flush timed out"),
         }
         ticker.abort();
+        stop_accept.cancel();
+        let _ = accept.await;
         stop_admin.cancel();
         let _ = admin_task.await;
         tracing::info!("drained");

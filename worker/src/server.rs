@@ -85,12 +85,12 @@ async fn serve_conn(tcp: tokio::net::TcpStream, peer: SocketAddr, public: Arc<Pu
         let p = p.clone();
         async move { Ok::<_, Infallible>(route(req, peer, p).await) }
     });
-    // One request per connection (no keep-alive): the connection then lives at most one
-    // handshake timeout unless it upgrades, which bounds idle and slow (slowloris) clients.
+    // A connection lives at most one handshake timeout unless it upgrades, which bounds idle
+    // keep-alive and slow (slowloris) clients. (Not `keep_alive(false)`: hyper would then
+    // answer the 101 with `Connection: close`.)
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(public.handshake_timeout)
-        .keep_alive(false)
         .max_buf_size(16 * 1024)
         .serve_connection(TokioIo::new(tcp), svc)
         .with_upgrades();

@@ -1,0 +1,179 @@
+//! The public port's HTTP answers, limits and lifecycle, against a real `ews-worker` process.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ews_testkit::http_get;
+use ews_testkit::net::http_request;
+
+#[test]
+fn http_statuses_before_the_upgrade() {
+    let (w, _) = Worker::hs256(&[]);
+    assert_eq!(
+        http_get(w.public, "/info").expect("info"),
+        (200, "Success".to_string())
+    );
+    let (code, body) = http_request(w.public, "POST", "/ws", &[], b"x").expect("post");
+    assert_eq!((code, body.as_str()), (403, "Unhandled HTTP method"));
+    let (code, _) = http_request(w.public, "DELETE", "/", &[], b"").expect("delete");
+    assert_eq!(code, 403);
+    let (code, _) = http_get(w.public, "/ws").expect("plain get");
+    assert_eq!(code, 400);
+    // No test page outside standalone mode.
+    assert_eq!(http_get(w.public, "/").expect("root").0, 400);
+    let upgrade = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+    assert_eq!(
+        http_request(w.public, "GET", "/nope", &upgrade, b"")
+            .expect("404")
+            .0,
+        404
+    );
+    assert_eq!(
+        http_request(w.public, "GET", "/ws", &upgrade[..3], b"")
+            .expect("no version")
+            .0,
+        400
+    );
+    // No token.
+    assert_eq!(
+        http_request(w.public, "GET", "/ws", &upgrade, b"")
+            .expect("401")
+            .0,
+        401
+    );
+    let metrics = w.metrics();
+    assert!(
+        metrics.contains("ews_handshakes_total{outcome=\"unauthorized\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ews_handshakes_total{outcome=\"not_found\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn standalone_serves_the_test_page_and_a_dev_url() {
+    let w = Worker::start(&["--standalone", "--sink", "stdout"]);
+    let (code, body) = http_get(w.public, "/").expect("page");
+    assert_eq!(code, 200);
+    assert!(body.contains("new WebSocket"), "{body}");
+    w.proc
+        .wait_for_output(
+            &format!("http://127.0.0.1:{}/?access_token=ey", w.public.port()),
+            Duration::from_secs(5),
+        )
+        .expect("dev URL printed");
+}
+
+#[tokio::test]
+async fn capacity_is_enforced_with_503() {
+    let (w, _) = Worker::hs256(&["--max-connections", "1"]);
+    let t = hs_token(&claims("alice"));
+    let _first = connect_bearer(&w.url("/ws"), &t).await;
+    let auth = format!("Bearer {t}");
+    let err = connect(&w.url("/ws"), &[("authorization", &auth)])
+        .await
+        .err();
+    assert_eq!(err.map(|e| e.0), Some(503));
+    assert!(w.metrics().contains("ews_connections_active 1"));
+}
+
+#[test]
+fn a_handshake_that_never_finishes_is_cut_off() {
+    let w = Worker::start(&[
+        "--no-auth",
+        "--sink",
+        "stdout",
+        "--handshake-timeout-secs",
+        "1",
+    ]);
+    let mut s = TcpStream::connect(w.public).expect("connect");
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .expect("partial request");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut buf = [0u8; 512];
+    // The server answers 408 or just closes; either way the socket ends.
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) => panic!("socket still open after {:?}: {e}", started.elapsed()),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let m = w.metrics();
+    assert!(
+        m.contains("ews_handshakes_total{outcome=\"timeout\"}"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_with_1012_and_exits_zero() {
+    let (mut w, _) = Worker::hs256(&["--drain-seconds", "4"]);
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(connect_bearer(&w.url("/ws"), &hs_token(&claims(&format!("c{i}")))).await);
+    }
+    let started = Instant::now();
+    w.proc.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(http_get(w.public, "/info").expect("info").0, 503);
+    let auth = format!("Bearer {}", hs_token(&claims("late")));
+    assert_eq!(
+        connect(&w.url("/ws"), &[("authorization", &auth)])
+            .await
+            .err()
+            .map(|e| e.0),
+        Some(503)
+    );
+    for mut c in clients {
+        assert_eq!(close_code(&mut c, Duration::from_secs(5)).await, Some(1012));
+    }
+    let status = w.proc.wait_timeout(Duration::from_secs(5)).expect("exited");
+    assert!(status.success(), "{status:?}\n{}", w.proc.output());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "exited early once all sessions closed"
+    );
+}
+
+#[test]
+fn a_silent_peer_is_dropped_after_missed_pings() {
+    let w = Worker::start(&["--no-auth", "--sink", "stdout", "--ping-interval-secs", "1"]);
+    let mut s = TcpStream::connect(w.public).expect("connect");
+    s.write_all(
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .expect("handshake");
+    s.set_read_timeout(Some(Duration::from_secs(6)))
+        .expect("timeout");
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).expect("101");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    // Never answer the pings: the server must hang up within about two intervals.
+    let started = Instant::now();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) => panic!("still open after {:?}: {e}", started.elapsed()),
+        }
+    }
+    assert!(w
+        .metrics()
+        .contains("ews_errors_total{kind=\"dead_peer\"} 1"));
+}
