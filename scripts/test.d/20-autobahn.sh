@@ -21,10 +21,16 @@ APORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 WPID=$!
 cleanup() { kill "$WPID" 2>/dev/null || true; wait "$WPID" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$PORT/info" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+python3 - "$PORT" <<'PY'
+import sys, time, urllib.request
+for _ in range(200):
+    try:
+        urllib.request.urlopen("http://127.0.0.1:%s/info" % sys.argv[1], timeout=1)
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit("worker did not start")
+PY
 
 sed -e "s#@URL@#ws://127.0.0.1:$PORT/echo#" -e "s#@OUT@#$WORK/reports#" \
   worker/tests/autobahn/fuzzingclient.json >"$WORK/spec.json"
