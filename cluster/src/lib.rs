@@ -20,7 +20,7 @@ mod seeds;
 mod view;
 
 pub use args::{ClusterArgs, ClusterSecret};
-pub use membership::{JoinState, Membership, MembershipConfig};
+pub use membership::{JoinState, Membership, MembershipConfig, LEAVE_ROUNDS};
 pub use metrics::ClusterMetrics;
 pub use node::{Role, Status};
 pub use view::{ClusterView, Member};

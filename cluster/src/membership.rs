@@ -29,6 +29,10 @@ const CLUSTER_ID: &str = "elastic-ws";
 /// gossip deltas small while the cluster metric (published every 60 s) stays fresh.
 const CONNS_PUBLISH_PERIOD: Duration = Duration::from_secs(1);
 
+/// Gossip rounds between announcing `leaving` and going quiet. Each round gossips with up to
+/// three peers, so a handful of rounds reaches everyone in a cluster of this size.
+pub const LEAVE_ROUNDS: u32 = 4;
+
 /// Everything a node needs to join. Build it with [`MembershipConfig::from_args`].
 #[derive(Debug, Clone)]
 pub struct MembershipConfig {
@@ -269,13 +273,27 @@ impl Membership {
     /// Gossip keeps running (a draining worker stays visible as leaving) until
     /// [`Membership::shutdown`].
     pub async fn leave(&self) {
+        let cc = self.chitchat.chitchat();
+        let mut guard = cc.lock().await;
+        let state = guard.self_node_state();
+        if state.get(KEY_STATUS) == Some(Status::Leaving.as_str()) {
+            return;
+        }
+        state.set(KEY_STATUS, Status::Leaving);
+        drop(guard);
         info!(node_id = %self.node_id(), "leaving the cluster");
-        self.set_key(KEY_STATUS, Status::Leaving.to_string()).await;
     }
 
-    /// Stops gossip. Call [`Membership::leave`] a couple of gossip rounds before, so peers learn
-    /// about it from this node rather than from the failure detector.
-    pub async fn shutdown(self) {
+    /// Announces `leaving` (if not done yet), keeps gossiping for [`LEAVE_ROUNDS`] rounds so
+    /// every peer hears it from this node rather than from the failure detector, then stops.
+    pub async fn leave_and_shutdown(&self) {
+        self.leave().await;
+        tokio::time::sleep(self.shared.config.gossip_interval * LEAVE_ROUNDS).await;
+        self.shutdown().await;
+    }
+
+    /// Stops gossip at once. Prefer [`Membership::leave_and_shutdown`].
+    pub async fn shutdown(&self) {
         for t in &self.tasks {
             t.abort();
         }

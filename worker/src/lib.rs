@@ -12,6 +12,7 @@ mod frames;
 pub mod handler;
 mod jwks;
 pub mod limits;
+pub mod membership;
 pub mod metrics;
 mod page;
 pub mod registry;

@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use ews_worker::membership::{self, MembershipArgs};
 use ews_worker::{sinks, Worker, WorkerArgs};
 
 /// The elastic-ws worker: authenticates WebSocket clients, ingests their events into a sink and
@@ -10,6 +11,8 @@ use ews_worker::{sinks, Worker, WorkerArgs};
 struct Cli {
     #[command(flatten)]
     worker: WorkerArgs,
+    #[command(flatten)]
+    membership: MembershipArgs,
 }
 
 fn main() -> ExitCode {
@@ -41,16 +44,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let sink = sinks::build(&cli.worker.sink).await?;
-    let node_id = host_name();
-    let worker = Worker::bind(cli.worker, node_id, sink).await?;
-    worker.run().await
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".to_string())
+    let cluster = membership::start(&cli.membership, &cli.worker).await?;
+    let sink = sinks::build(&cli.worker.sink, cluster.as_ref()).await?;
+    let node_id = cli.membership.cluster.node_id();
+    let mut worker = Worker::bind(cli.worker, node_id, sink).await?;
+    if let Some(m) = &cluster {
+        membership::attach(m, &mut worker);
+    }
+    membership::serve(worker, cluster).await
 }
