@@ -8,8 +8,9 @@
 //!    retry after a partial run cannot step twice (at worst a step is skipped, and the re-armed
 //!    alarm fires again one period later if the breach persists).
 //! 4. SetDesiredCapacity (clamped: moto does not enforce min/max, AWS rejects past them).
-//! 5. Rewrite both alarms for the new capacity. PutMetricAlarm replaces the whole alarm, so
-//!    every field of the described alarm is copied and only the threshold changes.
+//! 5. Rewrite both alarms for the new capacity. PutMetricAlarm replaces the whole alarm
+//!    configuration, so every field of the described alarm is copied and only the threshold
+//!    changes (tags survive an update untouched).
 //! 6. Re-arm the fired alarm (SetAlarmState OK) so a persisting breach fires again.
 //!
 //! Transient AWS errors are retried with backoff by the SDK clients' retry policy
@@ -311,23 +312,12 @@ impl Scaler {
     }
 
     /// Rewrites `alarm` with `threshold`, copying every other field (no-op when it already has
-    /// that threshold).
+    /// that threshold). Tags are the exception: PutMetricAlarm ignores them when it updates an
+    /// existing alarm, which keeps its tags, and passing them would need `cloudwatch:TagResource`.
     async fn put_threshold(&self, alarm: &MetricAlarm, threshold: f64) -> Result<(), ScaleError> {
         if alarm.threshold == Some(threshold) {
             return Ok(());
         }
-        let tags = match alarm.alarm_arn() {
-            Some(arn) => self
-                .cw
-                .list_tags_for_resource()
-                .resource_arn(arn)
-                .send()
-                .await
-                .map_err(aws_err("cloudwatch:ListTagsForResource"))?
-                .tags
-                .filter(|t| !t.is_empty()),
-            None => None,
-        };
         let mut put = self
             .cw
             .put_metric_alarm()
@@ -351,8 +341,7 @@ impl Scaler {
             .set_evaluate_low_sample_count_percentile(
                 alarm.evaluate_low_sample_count_percentile.clone(),
             )
-            .set_metrics(alarm.metrics.clone().filter(|m| !m.is_empty()))
-            .set_tags(tags);
+            .set_metrics(alarm.metrics.clone().filter(|m| !m.is_empty()));
         // An anomaly-detection band has no static threshold to rewrite; keep its band id.
         put = match &alarm.threshold_metric_id {
             Some(id) => put.threshold_metric_id(id),

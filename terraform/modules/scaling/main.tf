@@ -135,8 +135,10 @@ data "aws_iam_policy_document" "scaler" {
     resources = ["*"]
   }
   statement {
+    # CreateOrUpdateTags: the scalers record the last alarm transition they acted on in the
+    # group tag ews:last-scaling-event, so a retried event never steps twice.
     sid       = "ResizeGroup"
-    actions   = ["autoscaling:SetDesiredCapacity"]
+    actions   = ["autoscaling:SetDesiredCapacity", "autoscaling:CreateOrUpdateTags"]
     resources = [var.asg_arn]
   }
   statement {
