@@ -53,6 +53,7 @@ pub struct Public {
 /// spinning: the pending connection stays in the kernel backlog until a descriptor frees up.
 pub async fn serve(listener: TcpListener, public: Arc<Public>, stop: CancellationToken) {
     let conns = TaskTracker::new();
+    let mut exhausted = false;
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -60,13 +61,18 @@ pub async fn serve(listener: TcpListener, public: Arc<Public>, stop: Cancellatio
         };
         match accepted {
             Ok((tcp, peer)) => {
+                if std::mem::take(&mut exhausted) {
+                    tracing::info!("accept: descriptors available again");
+                }
                 let _ = tcp.set_nodelay(true);
                 let public = public.clone();
                 conns.spawn(async move { serve_conn(tcp, peer, public).await });
             }
             Err(e) if limits::is_resource_exhaustion(&e) => {
                 public.metrics.error("accept_emfile");
-                tracing::warn!(error = %e, "accept: out of resources, backing off");
+                if !std::mem::replace(&mut exhausted, true) {
+                    tracing::warn!(error = %e, "accept: out of resources, backing off");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => {

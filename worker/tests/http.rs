@@ -177,3 +177,33 @@ fn a_silent_peer_is_dropped_after_missed_pings() {
         .metrics()
         .contains("ews_errors_total{kind=\"dead_peer\"} 1"));
 }
+
+#[test]
+fn out_of_descriptors_the_worker_backs_off_and_recovers() {
+    let args = [
+        "--no-auth",
+        "--sink",
+        "stdout",
+        "--max-connections",
+        "1000",
+        "--handshake-timeout-secs",
+        "30",
+    ];
+    let mut w = Worker::start_with_nofile(64, &args);
+    // More connections than the worker has descriptors: the rest wait in the backlog.
+    let clients: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(w.public).expect("connect"))
+        .collect();
+    w.proc
+        .wait_for_output("out of resources, backing off", Duration::from_secs(10))
+        .expect("EMFILE seen");
+    drop(clients);
+    ews_testkit::wait_for_http_ok(w.public, "/info", Duration::from_secs(20))
+        .expect("serving again");
+    let m = w.metrics();
+    assert!(
+        m.contains("ews_errors_total{kind=\"accept_emfile\"}"),
+        "{m}"
+    );
+    assert!(w.proc.is_running());
+}

@@ -29,9 +29,20 @@ pub struct Worker {
 impl Worker {
     /// Starts `ews-worker` with `args` on free loopback ports and waits for `/info`.
     pub fn start(args: &[&str]) -> Worker {
+        Worker::start_with(Command::new(env!("CARGO_BIN_EXE_ews-worker")), args)
+    }
+
+    /// Starts the worker with both RLIMIT_NOFILE limits lowered to `nofile`.
+    pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Worker {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("ulimit -n {nofile} && exec \"$0\" \"$@\"")])
+            .arg(env!("CARGO_BIN_EXE_ews-worker"));
+        Worker::start_with(cmd, args)
+    }
+
+    fn start_with(mut cmd: Command, args: &[&str]) -> Worker {
         let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ews-worker"));
         cmd.args([
             "--listen",
             &public.to_string(),
