@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::handler::{Handler, SessionState};
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::registry::{Registry, SessionShared};
 use crate::session::{self, Session, SessionEnv};
 use crate::{limits, page, token};
 
@@ -214,11 +214,20 @@ async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>) -> 
         return text(StatusCode::SERVICE_UNAVAILABLE, "over capacity");
     }
     p.metrics.connections_active.set(before as i64 + 1);
-    let slot = Slot(p.clone());
+    // Listed (and reachable by publish) from the moment the 101 goes out.
+    let shared = p.registry.register(
+        client_id.clone(),
+        route.as_str().into(),
+        peer,
+        p.outbound_queue,
+    );
+    let slot = Slot {
+        public: p.clone(),
+        shared: shared.clone(),
+    };
     p.metrics.handshake("ok");
 
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let route: Arc<str> = route.as_str().into();
     let handler = handler.clone();
     let pp = p.clone();
     p.sessions.spawn(async move {
@@ -236,9 +245,6 @@ async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>) -> 
             Some(pp.ws_config),
         )
         .await;
-        let shared = pp
-            .registry
-            .register(client_id.clone(), route, peer, pp.outbound_queue);
         let state = SessionState {
             id: shared.id,
             client_id,
@@ -252,7 +258,6 @@ async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>) -> 
             ack,
         };
         session::run(ws, session, &pp.env).await;
-        pp.registry.unregister(&shared);
     });
 
     let mut r = Response::new(Full::new(Bytes::new()));
@@ -272,12 +277,17 @@ async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>) -> 
     r
 }
 
-/// One unit of session capacity, released when the session ends however it ends.
-struct Slot(Arc<Public>);
+/// One unit of session capacity and the session's registry entry, released when the session
+/// ends however it ends (also when the upgrade itself fails).
+struct Slot {
+    public: Arc<Public>,
+    shared: Arc<SessionShared>,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let now = self.0.active.fetch_sub(1, Ordering::AcqRel) - 1;
-        self.0.metrics.connections_active.set(now as i64);
+        self.public.registry.unregister(&self.shared);
+        let now = self.public.active.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.public.metrics.connections_active.set(now as i64);
     }
 }

@@ -174,7 +174,7 @@ async fn a_slow_reader_hits_the_outbound_bound_without_hurting_the_node() {
     assert_eq!(next_json_or_text(&mut other).await, "ping?");
 }
 
-/// The session registers right after the 101 is sent; wait until the admin API lists it.
+/// Waits until the admin API lists a session of `client`.
 fn wait_for_session(w: &Worker, client: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let needle = format!("\"clientId\":\"{client}\"");
