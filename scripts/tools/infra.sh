@@ -28,3 +28,5 @@ ensure_venv checkov 3.11 'checkov==3.3.30'
 # HCL parser for the names cross-check (tests/infra/crosscheck.py).
 ensure_venv hcl2 3.11 'python-hcl2==8.1.4'
 
+# AWS CLI for the provisioning test's SSM secret fetch against moto (AL2023 ships its own).
+ensure_venv awscli 3.11 'awscli==1.46.3'

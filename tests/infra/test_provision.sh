@@ -5,9 +5,12 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/../.." && pwd)"
 work="$(mktemp -d)"
+TOOLS="${EWS_TOOLS_DIR:-$HERE/.tools}"
 imds_pid=""
+moto_pid=""
 cleanup() {
   if [ -n "$imds_pid" ]; then kill "$imds_pid" 2>/dev/null || true; fi
+  if [ -n "$moto_pid" ]; then kill "$moto_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -83,7 +86,8 @@ for role in worker leader; do
     fail "$role: user ews missing"
 done
 
-# Boot-time configuration from user data over IMDSv2 (into the leader root).
+# Boot-time configuration from user data over IMDSv2 (into the leader root), with the cluster
+# secret fetched from SSM Parameter Store (moto, through the real AWS CLI).
 root="$work/leader-root"
 cat >"$work/user-data" <<'UD'
 EWS_NODE_ID=leader-1
@@ -92,10 +96,21 @@ EWS_INTERNAL_LISTEN=0.0.0.0:7070
 # a comment
 this line is not a setting
 EWS_PUBLISH_METRIC=true
+EWS_CLUSTER_SECRET_SSM_PARAMETER=/ews/cluster-secret
 UD
 python3 "$HERE/tests/infra/fake_imds.py" "$work/user-data" "$work/port" &
 imds_pid=$!
-for _ in $(seq 1 50); do [ -s "$work/port" ] && break; sleep 0.1; done
+moto_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$TOOLS/moto/bin/python" -m moto.server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+moto_pid=$!
+for _ in $(seq 1 100); do
+  [ -s "$work/port" ] && curl -sf "http://127.0.0.1:$moto_port/moto-api/" >/dev/null && break
+  sleep 0.1
+done
+export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+export PATH="$TOOLS/awscli/bin:$PATH"
+aws ssm put-parameter --region eu-central-1 --name /ews/cluster-secret --type SecureString \
+  --value 's3cret-value' >/dev/null
 EWS_ROOT="$root" EWS_IMDS_URL="http://127.0.0.1:$(cat "$work/port")" "$root/usr/local/sbin/ews-configure"
 env_file="$root/etc/ews/ews.env"
 expect() { grep -qx "$1" "$env_file" && ok "ews.env has $1" || fail "ews.env lacks $1"; }
@@ -108,6 +123,16 @@ expect "EWS_PUBLISH_METRIC=true"
   fail "EWS_NODE_ID override"
 grep -q 'this line' "$env_file" && fail "malformed user data line copied" || ok "malformed line dropped"
 [ "$(stat -c %a "$env_file")" = 600 ] && ok "ews.env mode 0600" || fail "ews.env mode $(stat -c %a "$env_file")"
+# The secret: a file readable by group ews only, named in ews.env, never the value itself.
+expect "EWS_CLUSTER_SECRET_FILE=/etc/ews/secrets/cluster-secret"
+secret="$root/etc/ews/secrets/cluster-secret"
+[ "$(cat "$secret" 2>/dev/null)" = "s3cret-value" ] && ok "secret fetched from SSM" || fail "secret file content"
+ews_gid="$(awk -F: '$1 == "ews" { print $3 }' "$root/etc/group")"
+[ "$(stat -c '%a %g' "$secret")" = "640 $ews_gid" ] && ok "secret mode 0640 group ews" ||
+  fail "secret mode/group $(stat -c '%a %g' "$secret")"
+grep -q 's3cret-value\|SSM_PARAMETER' "$env_file" && fail "secret or SSM line leaked into ews.env" ||
+  ok "no secret in ews.env"
 
+[ "$fails" = 0 ] || { echo "--- ews.env:"; cat "$env_file"; }
 echo "provision test: $fails failure(s)"
 [ "$fails" = 0 ]
