@@ -189,3 +189,30 @@ fn wait_for_session(w: &Worker, client: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[tokio::test]
+async fn a_failing_sink_nacks_and_the_session_goes_on() {
+    // Every write to /dev/full fails with ENOSPC: the file sink resolves each receipt Err.
+    let w = Worker::start(&[
+        "--jwt-hs256-secret",
+        SECRET,
+        "--sink",
+        "file",
+        "--sink-file",
+        "/dev/full",
+    ]);
+    let mut ws = connect_bearer(&w.url("/ws?ack=1"), &hs_token(&claims("erin"))).await;
+    for seq in 1..=2 {
+        ws.send(event("lost")).await.expect("send");
+        let n = next_json(&mut ws).await;
+        assert_eq!(
+            (n["type"].as_str(), n["seq"].as_u64()),
+            (Some("nack"), Some(seq)),
+            "{n}"
+        );
+        assert!(n["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    assert!(w
+        .metrics()
+        .contains("ews_events_total{outcome=\"nacked\"} 2"));
+}
