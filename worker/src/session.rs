@@ -96,7 +96,9 @@ where
             }
             r = ticks.changed(), if ticking => match r {
                 Err(_) => { ticking = false; Flow::Continue }
-                Ok(()) if !heard => { m.error("dead_peer"); Flow::End }
+                // While a full ack window pauses reading, the peer's pongs wait unread: only
+                // a peer we are listening to can be judged silent.
+                Ok(()) if !heard && inflight.len() < window => { m.error("dead_peer"); Flow::End }
                 Ok(()) => { heard = false; send(&mut ws, Message::Ping(Default::default()), env).await }
             },
             _ = session.shared.wake.notified() => {
