@@ -59,11 +59,12 @@ expect_failure packer-unknown-argument \
     $'  ssh_username  = "ec2-user"\n  ssh_usrname   = "ec2-user"\n')" packer
 expect_failure iam-star-action \
   "$(mutate iam-star-action terraform/modules/scaling/main.tf \
-    'actions   = ["autoscaling:SetDesiredCapacity"]' 'actions   = ["*"]')" crosscheck checkov
+    $'data "aws_iam_policy_document" "scaler" {\n  for_each = local.scalers\n' \
+    $'data "aws_iam_policy_document" "scaler" {\n  for_each = local.scalers\n  statement {\n    actions   = ["*"]\n    resources = [var.asg_arn]\n  }\n')" \
+  crosscheck checkov
 expect_failure lambda-env-not-read \
   "$(mutate lambda-env-not-read terraform/modules/scaling/main.tf \
-    $'    HYSTERESIS       = tostring(var.hysteresis)\n' \
-    $'    HYSTERESIS       = tostring(var.hysteresis)\n    FIRST_INVOCATION = "false"\n')" crosscheck
+    $'lambda_env = merge({\n' $'lambda_env = merge({\n    FIRST_INVOCATION = "false"\n')" crosscheck
 
 echo "negative tests: $fails failure(s)"
 [ "$fails" = 0 ]
