@@ -98,7 +98,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = MembershipConfig::from_args(&cli.cluster, Role::Leader, cli.internal_listen)?;
     config.admin_listen = Some(admin_listener.local_addr()?);
     config.internal_listen = internal_listener.local_addr()?;
-    let gossip_interval = config.gossip_interval;
     let membership = Membership::start(config)
         .await
         .context("starting cluster membership")?;
@@ -150,11 +149,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ = sigint.recv() => info!("SIGINT: leaving the cluster"),
     }
     admin.draining.store(true, Ordering::Relaxed);
-    membership.leave().await;
-    // A few gossip rounds so every peer hears `leaving` from us before we go quiet.
-    tokio::time::sleep(gossip_interval * 3).await;
+    membership.leave_and_shutdown().await;
     tasks.abort_all();
-    membership.shutdown().await;
     info!("ews-leader stopped");
     Ok(())
 }

@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use crate::{bin_path, free_port, free_udp_port, net, Proc};
 
+/// A loopback address whose port is free for both TCP and UDP: an internal port.
+pub fn internal_addr() -> SocketAddr {
+    ([127, 0, 0, 1], free_udp_port()).into()
+}
+
 /// A running node and where to reach it.
 pub struct Node {
     pub node_id: String,
@@ -22,6 +27,9 @@ pub struct Node {
 pub struct NodeSpec<'a> {
     pub node_id: &'a str,
     pub seeds: &'a [SocketAddr],
+    /// Internal address to use, when peers must know it in advance (leaders seeding each other;
+    /// see [`internal_addr`]). Default: a fresh free port.
+    pub internal: Option<SocketAddr>,
     pub gossip_interval_ms: u64,
     pub extra: &'a [&'a str],
     pub env: &'a [(&'a str, &'a str)],
@@ -32,6 +40,7 @@ impl<'a> NodeSpec<'a> {
         NodeSpec {
             node_id,
             seeds,
+            internal: None,
             gossip_interval_ms: 200,
             extra: &[],
             env: &[],
@@ -71,7 +80,7 @@ impl Node {
 
     fn spawn_with(binary: &str, spec: &NodeSpec, public: Option<u16>) -> Node {
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let internal: SocketAddr = ([127, 0, 0, 1], free_udp_port()).into();
+        let internal = spec.internal.unwrap_or_else(internal_addr);
         let seeds = spec
             .seeds
             .iter()

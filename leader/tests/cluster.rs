@@ -1,0 +1,266 @@
+//! Multi-process cluster behaviour on loopback: real `ews-leader` and `ews-worker` binaries,
+//! real UDP gossip, observed through each node's `/members`.
+//!
+//! Gossip runs every 200 ms here. Timings are printed (run with `--nocapture` to see them) and
+//! only asserted against generous bounds: the machine running the tests may be busy.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
+use serde_json::Value;
+
+const GOSSIP_MS: u64 = 200;
+
+fn view(node: &Node) -> Option<Value> {
+    serde_json::from_str(&node.members().ok()?).ok()
+}
+
+fn member<'a>(view: &'a Value, id: &str) -> Option<&'a Value> {
+    view["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["node_id"] == id)
+}
+
+/// `node` sees `id` reachable with `status`.
+fn sees(node: &Node, id: &str, status: &str) -> bool {
+    view(node)
+        .and_then(|v| member(&v, id).map(|m| m["reachable"] == true && m["status"] == status))
+        .unwrap_or(false)
+}
+
+/// `node` no longer counts `id`: gone from its view, unreachable, or leaving.
+fn dropped(node: &Node, id: &str) -> bool {
+    view(node)
+        .map(|v| match member(&v, id) {
+            None => true,
+            Some(m) => m["reachable"] == false || m["status"] == "leaving",
+        })
+        .unwrap_or(false)
+}
+
+fn active_leader(node: &Node) -> Option<String> {
+    view(node)?["active_leader"].as_str().map(str::to_string)
+}
+
+/// Polls `cond` every 20 ms; the time it took, or a panic with `what` after `limit`.
+fn wait(what: &str, limit: Duration, nodes: &[&Node], mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        if start.elapsed() > limit {
+            let views: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("{}: {}", n.node_id, n.members().unwrap_or_default()))
+                .collect();
+            panic!("{what}: not after {limit:?}\n{}", views.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn leader(id: &str, internal: SocketAddr, peer: SocketAddr) -> Node {
+    Node::leader(&NodeSpec {
+        internal: Some(internal),
+        gossip_interval_ms: GOSSIP_MS,
+        ..NodeSpec::new(id, &[peer])
+    })
+}
+
+fn worker(id: &str, seeds: &[SocketAddr], extra: &[&str]) -> Node {
+    Node::worker(&NodeSpec {
+        gossip_interval_ms: GOSSIP_MS,
+        extra,
+        ..NodeSpec::new(id, seeds)
+    })
+}
+
+#[test]
+fn cluster_forms_detects_failures_and_survives_a_leader() {
+    let (i1, i2) = (internal_addr(), internal_addr());
+    let seeds = [i1, i2];
+    let start = Instant::now();
+    let mut l1 = leader("leader-1", i1, i2);
+    let l2 = leader("leader-2", i2, i1);
+    let fast_drain = ["--drain-seconds", "2", "--seed-node-timeout-secs", "1"];
+    let w1 = worker("worker-1", &seeds, &fast_drain);
+    let mut w2 = worker("worker-2", &seeds, &fast_drain);
+    let mut w3 = worker("worker-3", &seeds, &fast_drain);
+    let ids = ["leader-1", "leader-2", "worker-1", "worker-2", "worker-3"];
+
+    // 2 leaders + 3 workers converge: every node sees every node up.
+    {
+        let all = [&l1, &l2, &w1, &w2, &w3];
+        wait("convergence", Duration::from_secs(20), &all, || {
+            all.iter().all(|n| ids.iter().all(|id| sees(n, id, "up")))
+        });
+        eprintln!(
+            "[timing] 5 processes started and converged in {:?} (gossip {GOSSIP_MS} ms)",
+            start.elapsed()
+        );
+        for n in all {
+            assert_eq!(
+                active_leader(n).as_deref(),
+                Some("leader-1"),
+                "{}",
+                n.node_id
+            );
+        }
+        let v = view(&w1).unwrap();
+        let me = member(&v, "worker-1").unwrap();
+        assert!(me["capacity"].as_u64().unwrap_or(0) > 0, "{me}");
+        assert!(
+            me["public_addr"].is_string() && me["admin_addr"].is_string(),
+            "{me}"
+        );
+    }
+
+    // kill -9 of a worker: seen dead by everyone else.
+    {
+        w3.proc.kill();
+        let others = [&l1, &l2, &w1, &w2];
+        let took = wait("crash detection", Duration::from_secs(15), &others, || {
+            others.iter().all(|n| dropped(n, "worker-3"))
+        });
+        eprintln!("[timing] kill -9 of worker-3 seen by all 4 peers after {took:?}");
+    }
+
+    // SIGTERM of a worker: `leaving` within a few gossip rounds, then a clean exit.
+    {
+        w2.proc.signal(libc::SIGTERM);
+        let others = [&l1, &l2, &w1];
+        let took = wait("leave detection", Duration::from_secs(5), &others, || {
+            others.iter().all(|n| dropped(n, "worker-2"))
+        });
+        eprintln!("[timing] SIGTERM of worker-2 seen as leaving by all 3 peers after {took:?}");
+        let status = w2.proc.wait_timeout(Duration::from_secs(15));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "worker-2 did not exit 0: {status:?}\n{}",
+            w2.proc.output()
+        );
+    }
+
+    // kill -9 of the active leader: the other takes over, and a new worker joins through it.
+    {
+        l1.proc.kill();
+        let rest = [&l2, &w1];
+        let took = wait("leader failover", Duration::from_secs(15), &rest, || {
+            rest.iter()
+                .all(|n| active_leader(n).as_deref() == Some("leader-2"))
+        });
+        eprintln!("[timing] active leader moved to leader-2 after {took:?}");
+        let w4 = worker("worker-4", &seeds, &fast_drain);
+        let all = [&l2, &w1, &w4];
+        let took = wait(
+            "join through the surviving leader",
+            Duration::from_secs(20),
+            &all,
+            || {
+                all.iter().all(|n| {
+                    ["leader-2", "worker-1", "worker-4"]
+                        .iter()
+                        .all(|id| sees(n, id, "up"))
+                })
+            },
+        );
+        eprintln!("[timing] worker-4 joined through leader-2 and converged in {took:?}");
+    }
+}
+
+#[test]
+fn worker_started_before_the_leaders_joins_when_they_come_up() {
+    let (i1, i2) = (internal_addr(), internal_addr());
+    let w = worker(
+        "worker-1",
+        &[i1, i2],
+        &[
+            "--seed-node-timeout-secs",
+            "1",
+            "--shutdown-after-unsuccessful-join-secs",
+            "60",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(sees(&w, "worker-1", "joining"), "{:?}", w.members());
+
+    let l1 = leader("leader-1", i1, i2);
+    let l2 = leader("leader-2", i2, i1);
+    let all = [&w, &l1, &l2];
+    let took = wait("late join", Duration::from_secs(20), &all, || {
+        all.iter().all(|n| {
+            ["leader-1", "leader-2", "worker-1"]
+                .iter()
+                .all(|id| sees(n, id, "up"))
+        })
+    });
+    eprintln!("[timing] early worker joined {took:?} after the leaders started");
+}
+
+#[test]
+fn worker_with_unreachable_seeds_gives_up_and_exits_non_zero() {
+    let nowhere = internal_addr();
+    let mut w = Node::spawn(
+        "ews-worker",
+        &NodeSpec {
+            gossip_interval_ms: GOSSIP_MS,
+            extra: &[
+                "--seed-node-timeout-secs",
+                "1",
+                "--shutdown-after-unsuccessful-join-secs",
+                "2",
+            ],
+            ..NodeSpec::new("worker-1", &[nowhere])
+        },
+    );
+    let started = Instant::now();
+    let status = w.proc.wait_timeout(Duration::from_secs(20));
+    let took = started.elapsed();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "expected a non-zero exit, got {status:?}\n{}",
+        w.proc.output()
+    );
+    assert!(
+        w.proc.output().contains("could not join the cluster"),
+        "{}",
+        w.proc.output()
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "gave up too early: {took:?}"
+    );
+    eprintln!("[timing] gave up and exited after {took:?} (limit 2 s)");
+}
+
+#[test]
+fn leader_serves_info_and_refuses_websockets() {
+    let (i1, i2) = (internal_addr(), internal_addr());
+    let l1 = leader("leader-1", i1, i2);
+    assert_eq!(
+        ews_testkit::http_get(l1.admin, "/info").unwrap(),
+        (200, "Success".to_string())
+    );
+    let (code, _) = ews_testkit::net::request(
+        l1.admin,
+        "GET",
+        "/ws",
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 404);
+    let (_, metrics) = ews_testkit::http_get(l1.admin, "/metrics").unwrap();
+    assert!(
+        metrics.contains(r#"ews_cluster_members{role="leader",status="up"} 1"#),
+        "{metrics}"
+    );
+}
