@@ -2,7 +2,9 @@
 """A local stand-in for the EC2 instance metadata service (IMDSv2 only), for the provisioning
 test: the real one exists only on EC2. Tokenless reads get 401, as with `http_tokens = required`.
 
-Usage: fake_imds.py USER_DATA_FILE PORT_FILE   (writes the chosen port to PORT_FILE)
+Usage: fake_imds.py USER_DATA_FILE PORT_FILE [LIFECYCLE_STATE]
+(writes the chosen port to PORT_FILE; LIFECYCLE_STATE is the Auto Scaling target lifecycle state,
+InService by default)
 """
 
 import sys
@@ -14,7 +16,7 @@ META = {
     "/latest/meta-data/local-ipv4": b"10.40.8.15",
     "/latest/meta-data/instance-id": b"i-0123456789abcdef0",
     "/latest/meta-data/placement/region": b"eu-central-1",
-    "/latest/meta-data/autoscaling/target-lifecycle-state": b"InService",
+    "/latest/meta-data/autoscaling/target-lifecycle-state": (sys.argv[3] if len(sys.argv) > 3 else "InService").encode(),
     "/latest/user-data": USER_DATA,
 }
 

@@ -7,9 +7,11 @@ HERE="$(cd "$(dirname "$0")/../.." && pwd)"
 work="$(mktemp -d)"
 TOOLS="${EWS_TOOLS_DIR:-$HERE/.tools}"
 imds_pid=""
+imds2_pid=""
 moto_pid=""
 cleanup() {
   if [ -n "$imds_pid" ]; then kill "$imds_pid" 2>/dev/null || true; fi
+  if [ -n "$imds2_pid" ]; then kill "$imds2_pid" 2>/dev/null || true; fi
   if [ -n "$moto_pid" ]; then kill "$moto_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
@@ -132,6 +134,32 @@ ews_gid="$(awk -F: '$1 == "ews" { print $3 }' "$root/etc/group")"
   fail "secret mode/group $(stat -c '%a %g' "$secret")"
 grep -q 's3cret-value\|SSM_PARAMETER' "$env_file" && fail "secret or SSM line leaked into ews.env" ||
   ok "no secret in ews.env"
+
+# The worker's drain on Auto Scaling termination: with IMDS reporting target lifecycle state
+# `Terminated`, ews-lifecycle-watch must stop ews-worker (the drain) and only then complete the
+# lifecycle action for this instance. systemd and the Auto Scaling API are not available here
+# (moto lacks CompleteLifecycleAction), so both commands are recorded by stand-ins on PATH.
+shims="$work/shims"
+mkdir -p "$shims"
+for cmd in systemctl aws; do
+  printf '#!/bin/sh\necho "%s $*" >> "%s/calls"\n' "$cmd" "$work" >"$shims/$cmd"
+  chmod +x "$shims/$cmd"
+done
+python3 "$HERE/tests/infra/fake_imds.py" "$work/user-data" "$work/port2" Terminated &
+imds2_pid=$!
+for _ in $(seq 1 50); do [ -s "$work/port2" ] && break; sleep 0.1; done
+if PATH="$shims:$PATH" EWS_IMDS_URL="http://127.0.0.1:$(cat "$work/port2")" EWS_LIFECYCLE_POLL_SECS=0.1 \
+  EWS_ASG_NAME=ews-workers EWS_LIFECYCLE_HOOK_NAME=ews-drain \
+  timeout 20 "$work/worker-root/usr/local/sbin/ews-lifecycle-watch"; then
+  ok "lifecycle watch finished"
+else
+  fail "lifecycle watch did not finish"
+fi
+kill "$imds2_pid" 2>/dev/null || true
+want_calls="systemctl stop ews-worker.service
+aws autoscaling complete-lifecycle-action --region eu-central-1 --auto-scaling-group-name ews-workers --lifecycle-hook-name ews-drain --instance-id i-0123456789abcdef0 --lifecycle-action-result CONTINUE"
+[ "$(cat "$work/calls" 2>/dev/null)" = "$want_calls" ] && ok "drain, then complete the lifecycle action" ||
+  fail "lifecycle watch calls: $(cat "$work/calls" 2>/dev/null)"
 
 [ "$fails" = 0 ] || { echo "--- ews.env:"; cat "$env_file"; }
 echo "provision test: $fails failure(s)"
