@@ -4,7 +4,8 @@
 //! Gossip runs every 200 ms here. Timings are printed (run with `--nocapture` to see them) and
 //! only asserted against generous bounds: the machine running the tests may be busy.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
@@ -78,6 +79,27 @@ fn worker(id: &str, seeds: &[SocketAddr], extra: &[&str]) -> Node {
     })
 }
 
+/// A WebSocket session held open by a raw upgrade on `/ws` (the worker runs `--no-auth`).
+fn open_session(public: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(public).expect("connect to worker");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /ws HTTP/1.1\r\nHost: {public}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("upgrade response");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
 #[test]
 fn cluster_forms_detects_failures_and_survives_a_leader() {
     let (i1, i2) = (internal_addr(), internal_addr());
@@ -128,7 +150,22 @@ fn cluster_forms_detects_failures_and_survives_a_leader() {
         eprintln!("[timing] kill -9 of worker-3 seen by all 4 peers after {took:?}");
     }
 
-    // SIGTERM of a worker: `leaving` within a few gossip rounds, then a clean exit.
+    // A client session on worker-2 is gossiped as its connection count and summed by leaders.
+    let session = open_session(w2.public.expect("worker public port"));
+    wait(
+        "connection count",
+        Duration::from_secs(10),
+        &[&l1, &w2],
+        || {
+            view(&l1).is_some_and(|v| {
+                v["cluster_connections"] == 1
+                    && member(&v, "worker-2").is_some_and(|m| m["conns"] == 1)
+            })
+        },
+    );
+
+    // SIGTERM of a worker: `leaving` within a few gossip rounds while it keeps gossiping
+    // through its drain (the open session holds the drain), then a clean exit.
     {
         w2.proc.signal(libc::SIGTERM);
         let others = [&l1, &l2, &w1];
@@ -136,12 +173,19 @@ fn cluster_forms_detects_failures_and_survives_a_leader() {
             others.iter().all(|n| dropped(n, "worker-2"))
         });
         eprintln!("[timing] SIGTERM of worker-2 seen as leaving by all 3 peers after {took:?}");
+        assert!(
+            sees(&l1, "worker-2", "leaving"),
+            "worker-2 should still gossip (as leaving) during its drain: {:?}",
+            l1.members()
+        );
+        assert_eq!(active_leader(&l1).as_deref(), Some("leader-1"));
         let status = w2.proc.wait_timeout(Duration::from_secs(15));
         assert!(
             status.is_some_and(|s| s.success()),
             "worker-2 did not exit 0: {status:?}\n{}",
             w2.proc.output()
         );
+        drop(session);
     }
 
     // kill -9 of the active leader: the other takes over, and a new worker joins through it.
