@@ -6,14 +6,18 @@
 
 use std::sync::Arc;
 
-use ews_cluster::{link, ClusterSecret};
+use ews_cluster::{link, ClusterSecret, ClusterView};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use tokio::sync::watch;
 
 use crate::http::{text, Body};
 
 pub struct InternalRoutes {
     pub secret: Option<ClusterSecret>,
+    /// The built-in queue broker, served only while this leader is the active one.
+    pub queue: ews_queue::args::LazyBroker,
+    pub view: watch::Receiver<Arc<ClusterView>>,
 }
 
 impl InternalRoutes {
@@ -23,8 +27,19 @@ impl InternalRoutes {
         }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/info") => text(StatusCode::OK, "Success"),
-            // Node-link services are added here, e.g. `/queue/{name}` (WebSocket upgrade of the
-            // built-in queue, served by the active leader).
+            (&Method::GET, path) if path.starts_with("/queue/") => {
+                if !self.view.borrow().is_active_leader() {
+                    // The worker's queue sink retries and re-resolves the active leader.
+                    return text(StatusCode::SERVICE_UNAVAILABLE, "not the active leader");
+                }
+                match self.queue.get() {
+                    Ok(broker) => ews_queue::server::upgrade(&broker, req),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot open the built-in queue");
+                        text(StatusCode::SERVICE_UNAVAILABLE, "queue unavailable")
+                    }
+                }
+            }
             _ => text(StatusCode::NOT_FOUND, "Not found"),
         }
     }

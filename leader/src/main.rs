@@ -54,6 +54,10 @@ struct Cli {
     /// Seconds between two publications (CloudWatch's standard resolution is 60 s).
     #[arg(long, env = "EWS_CLOUDWATCH_INTERVAL_SECS", default_value_t = 60)]
     cloudwatch_interval_secs: u64,
+
+    /// The built-in queue broker this leader hosts while it is active.
+    #[command(flatten)]
+    queue: ews_queue::args::QueueArgs,
 }
 
 fn main() -> ExitCode {
@@ -114,6 +118,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     let internal = Arc::new(internal::InternalRoutes {
         secret: membership.secret().cloned(),
+        queue: ews_queue::args::LazyBroker::new(cli.queue.clone()),
+        view: membership.watch_view(),
     });
     let mut tasks = tokio::task::JoinSet::new();
     {

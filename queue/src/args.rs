@@ -2,6 +2,7 @@
 //! `ews-leader`, `ews-worker --standalone`), so each spells them the same way.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::{Broker, QueueConfig, QueueError};
@@ -43,5 +44,32 @@ impl QueueArgs {
     /// Opens the broker these flags describe, recovering what is stored.
     pub fn open(&self) -> Result<Broker, QueueError> {
         Broker::open(&self.queue_dir, self.config())
+    }
+}
+
+/// A broker opened on first use. A leader hosts the queue only while it is the active one, so it
+/// touches (and locks) its queue directory only once a client asks for a queue.
+pub struct LazyBroker {
+    args: QueueArgs,
+    broker: Mutex<Option<Arc<Broker>>>,
+}
+
+impl LazyBroker {
+    pub fn new(args: QueueArgs) -> LazyBroker {
+        LazyBroker {
+            args,
+            broker: Mutex::new(None),
+        }
+    }
+
+    /// The broker, opening (and recovering) it the first time.
+    pub fn get(&self) -> Result<Arc<Broker>, QueueError> {
+        let mut slot = self.broker.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = slot.as_ref() {
+            return Ok(b.clone());
+        }
+        let b = Arc::new(self.args.open()?);
+        *slot = Some(b.clone());
+        Ok(b)
     }
 }

@@ -13,6 +13,8 @@ pub const DEAD_LETTER_SUFFIX: &str = "-dlq";
 
 /// Named queues stored under one directory (one subdirectory per queue).
 pub struct Broker {
+    /// Held (flock) while the broker lives: two processes on one directory would corrupt it.
+    _lock: std::fs::File,
     dir: PathBuf,
     defaults: QueueConfig,
     overrides: HashMap<String, QueueConfig>,
@@ -27,6 +29,22 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Takes an exclusive advisory lock on `dir/.lock`, failing at once if another process holds it.
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, QueueError> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))?;
+    // SAFETY: flock(2) on a descriptor we own; it is released when the file is closed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(QueueError::Locked(dir.display().to_string()));
+    }
+    Ok(file)
 }
 
 impl Broker {
@@ -45,7 +63,9 @@ impl Broker {
     ) -> Result<Broker, QueueError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
+        let lock = lock_dir(&dir)?;
         let broker = Broker {
+            _lock: lock,
             dir,
             defaults,
             overrides,
@@ -104,6 +124,19 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_serves_one_broker_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("ews-queue-lock-{}", std::process::id()));
+        let first = Broker::open(&dir, QueueConfig::default()).unwrap();
+        assert!(matches!(
+            Broker::open(&dir, QueueConfig::default()),
+            Err(QueueError::Locked(_))
+        ));
+        drop(first);
+        assert!(Broker::open(&dir, QueueConfig::default()).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn names() {

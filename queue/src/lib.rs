@@ -30,6 +30,8 @@ pub enum QueueError {
     TooLarge(usize, usize),
     #[error("queue full")]
     Full,
+    #[error("queue directory {0} is in use by another process")]
+    Locked(String),
     #[error("invalid queue name {0:?}")]
     BadName(String),
     #[error("storage: {0}")]

@@ -26,15 +26,77 @@ pub struct SinkArgs {
     /// File the `file` sink appends to.
     #[arg(long, env = "EWS_SINK_FILE", default_value = "./data/events.jsonl")]
     pub sink_file: PathBuf,
+
+    /// Queue the `queue` sink sends events to.
+    #[arg(long, env = "EWS_QUEUE_NAME", default_value = "events")]
+    pub queue_name: String,
+
+    /// A queue broker to send to (`ws://host:port/queue/NAME`) instead of the active leader's
+    /// (in a cluster) or the embedded one (outside a cluster).
+    #[arg(long, env = "EWS_QUEUE_URL")]
+    pub queue_url: Option<String>,
+
+    /// The embedded broker's storage and limits (outside a cluster).
+    #[command(flatten)]
+    pub queue: ews_queue::args::QueueArgs,
+
+    /// Kafka bootstrap servers (`host:port,...`) for `--sink kafka`.
+    #[arg(long, env = "EWS_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+
+    /// Kafka topic events are produced to (key: the client id).
+    #[arg(long, env = "EWS_KAFKA_TOPIC", default_value = "events")]
+    pub kafka_topic: String,
 }
 
-pub async fn build(args: &SinkArgs) -> anyhow::Result<Arc<dyn Sink>> {
+/// Events a sink may hold unacknowledged before sessions are back-pressured.
+const SINK_WINDOW: usize = 8192;
+
+/// The sink `--sink` names. `cluster` is the worker's membership, if it is in a cluster: the
+/// `queue` sink then sends to the active leader's broker over the node link.
+pub async fn build(
+    args: &SinkArgs,
+    cluster: Option<&Arc<ews_cluster::Membership>>,
+) -> anyhow::Result<Arc<dyn Sink>> {
     Ok(match args.sink {
         SinkKind::Stdout => Arc::new(ews_sink::StdoutSink::new()),
         SinkKind::File => Arc::new(ews_sink::FileSink::open(&args.sink_file).await?),
-        SinkKind::Queue | SinkKind::Kafka => anyhow::bail!(
-            "--sink {:?} is not wired into this build yet; use --sink stdout or --sink file",
-            args.sink
-        ),
+        SinkKind::Queue => queue_sink(args, cluster)?,
+        SinkKind::Kafka => {
+            let mut config = ews_sink::KafkaConfig::new(&args.kafka_brokers, &args.kafka_topic);
+            config.max_in_flight = SINK_WINDOW;
+            Arc::new(ews_sink::KafkaSink::new(&config)?)
+        }
     })
+}
+
+fn queue_sink(
+    args: &SinkArgs,
+    cluster: Option<&Arc<ews_cluster::Membership>>,
+) -> anyhow::Result<Arc<dyn Sink>> {
+    use ews_sink::QueueSink;
+    if let Some(url) = &args.queue_url {
+        let url = url.clone();
+        return Ok(Arc::new(QueueSink::remote(
+            Arc::new(move || Some(url.clone())),
+            Vec::new(),
+            SINK_WINDOW,
+        )));
+    }
+    let Some(m) = cluster else {
+        let broker = Arc::new(args.queue.open()?);
+        tracing::info!(dir = %args.queue.queue_dir.display(), queue = %args.queue_name, "embedded queue");
+        return Ok(Arc::new(QueueSink::embedded_in(broker, &args.queue_name)?));
+    };
+    let headers = ews_cluster::link::secret_header(m.secret())
+        .and_then(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+        .into_iter()
+        .collect();
+    let m = m.clone();
+    let name = args.queue_name.clone();
+    let target = Arc::new(move || {
+        m.active_leader_internal_addr()
+            .map(|addr| format!("ws://{addr}/queue/{name}"))
+    });
+    Ok(Arc::new(QueueSink::remote(target, headers, SINK_WINDOW)))
 }

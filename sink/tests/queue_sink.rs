@@ -1,0 +1,141 @@
+//! The queue sink: embedded in process, and remote against a real `ews-queue` broker process that
+//! is killed and restarted under load.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ews_queue::client::connect;
+use ews_queue::{Broker, ClientFrame, QueueConfig, ServerFrame};
+use ews_sink::{QueueSink, Sink, StampedEvent};
+use ews_testkit::{bin_path, free_port, wait_for_http_ok, Proc};
+
+fn event(seq: u64) -> StampedEvent {
+    StampedEvent {
+        msg: format!("m{seq}"),
+        client_id: "c1".into(),
+        timestamp: 1,
+        node: "n1".into(),
+        session: 1,
+        seq,
+        received_at: 2,
+    }
+}
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ews-queue-sink-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn start_broker(addr: SocketAddr, dir: &Path) -> Proc {
+    let mut cmd = Command::new(bin_path("ews-queue"));
+    cmd.arg("--listen")
+        .arg(addr.to_string())
+        .arg("--queue-dir")
+        .arg(dir);
+    let proc = Proc::spawn("ews-queue", cmd);
+    if let Err(e) = wait_for_http_ok(addr, "/info", Duration::from_secs(10)) {
+        panic!("ews-queue did not start: {e}\n{}", proc.output());
+    }
+    proc
+}
+
+/// Receives everything in the queue at `url` (without deleting), as event sequence numbers.
+async fn drain(url: &str) -> Vec<u64> {
+    let (mut tx, mut rx) = connect(url, &[]).await.unwrap();
+    tx.send(&ClientFrame::Receive { count: 1_000_000 })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while let Ok(Some(Ok(ServerFrame::Message { body, .. }))) =
+        tokio::time::timeout(Duration::from_millis(1500), rx.next()).await
+    {
+        out.push(serde_json::from_str::<StampedEvent>(&body).unwrap().seq);
+    }
+    out
+}
+
+#[tokio::test]
+async fn embedded_receipts_resolve_once_durable() {
+    let dir = tmp_dir("embedded");
+    let broker = Broker::open(&dir, QueueConfig::default()).unwrap();
+    let queue = broker.queue("events").unwrap();
+    let sink = QueueSink::embedded(queue.clone());
+    let mut receipts = Vec::new();
+    for seq in 1..=1_000 {
+        receipts.push(sink.submit(event(seq)).await.unwrap());
+    }
+    sink.flush().await.unwrap();
+    for r in receipts {
+        assert_eq!(r.await, Ok(()));
+    }
+    assert_eq!(queue.depth(), 1_000);
+    let first = queue.take().await;
+    let e: StampedEvent = serde_json::from_str(&first.body).unwrap();
+    assert_eq!(e.seq, 1);
+    drop((sink, queue, broker));
+    // Reopened from disk: everything is still there.
+    let broker = Broker::open(&dir, QueueConfig::default()).unwrap();
+    assert_eq!(broker.queue("events").unwrap().depth(), 1_000);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_sink_survives_a_broker_kill_without_losing_acknowledged_events() {
+    let dir = tmp_dir("remote");
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut broker = start_broker(addr, &dir);
+    let url = format!("ws://{addr}/queue/events");
+    let target_url = url.clone();
+    let sink = Arc::new(QueueSink::remote(
+        Arc::new(move || Some(target_url.clone())),
+        Vec::new(),
+        256,
+    ));
+
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<(u64, bool)>();
+    let producer = {
+        let sink = sink.clone();
+        tokio::spawn(async move {
+            for seq in 1..=5_000u64 {
+                let receipt = sink.submit(event(seq)).await.unwrap();
+                let ack_tx = ack_tx.clone();
+                tokio::spawn(async move {
+                    let _ = ack_tx.send((seq, receipt.await.is_ok()));
+                });
+            }
+        })
+    };
+    let mut acked = HashSet::new();
+    while acked.len() < 1_000 {
+        let (seq, ok) = ack_rx.recv().await.unwrap();
+        assert!(ok);
+        acked.insert(seq);
+    }
+    broker.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _broker = start_broker(addr, &dir);
+    while acked.len() < 5_000 {
+        let (seq, ok) = tokio::time::timeout(Duration::from_secs(30), ack_rx.recv())
+            .await
+            .expect("acknowledgements resume after the broker returns")
+            .unwrap();
+        assert!(ok, "event {seq} failed");
+        acked.insert(seq);
+    }
+    producer.await.unwrap();
+    sink.flush().await.unwrap();
+
+    let got: HashSet<u64> = drain(&url).await.into_iter().collect();
+    let missing: Vec<_> = acked.iter().filter(|s| !got.contains(s)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost",
+        missing.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
