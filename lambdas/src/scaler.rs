@@ -136,10 +136,6 @@ impl Scaler {
         )
     }
 
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
     /// The Lambda handler.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Outcome, ScaleError> {
         let own = self.cfg.own_alarm().to_string();
