@@ -12,11 +12,10 @@ locals {
       EWS_ADMIN_LISTEN                 = "0.0.0.0:${var.admin_port}"
       EWS_CLUSTER_SECRET_SSM_PARAMETER = var.cluster_secret_parameter_name
       EWS_QUEUE_DIR                    = "/var/lib/ews/queue"
-      EWS_PUBLISH_METRIC               = tostring(var.publish_metric)
       EWS_CLOUDWATCH_NAMESPACE         = var.cloudwatch_namespace
       EWS_CLOUDWATCH_METRIC            = var.cloudwatch_metric
       EWS_CLOUDWATCH_INTERVAL_SECS     = tostring(var.cloudwatch_interval_secs)
-    }, var.extra_env)
+    }, var.publish_metric ? { EWS_PUBLISH_METRIC = "true" } : {}, var.extra_env)
   ]
 }
 
