@@ -471,6 +471,17 @@ for var, env in (("cloudwatch_namespace", "EWS_CLOUDWATCH_NAMESPACE"), ("cloudwa
     elif str(tf_v) != code_v.strip('"').removesuffix(".into()").removesuffix(".to_string()").strip('"'):
         err(f"terraform var.{var} = {tf_v!r} but ews-leader defaults {env} to {code_v}")
 
+# The example tfvars may only set declared root variables, and the full example sets every
+# variable that has no default.
+root_var_defs = {name: body for _, name, _, body in blocks("variable", root_vars)}
+for ex in sorted((TF / "examples").glob("*.tfvars")):
+    values = load_tf(ex)
+    for k in sorted(set(values) - set(root_var_defs)):
+        err(f"{rel(ex)} sets {k}, which is not a variable of the root module")
+    if ex.name == "production.tfvars":
+        for k in sorted(n for n, b in root_var_defs.items() if "default" not in b and n not in values):
+            err(f"{rel(ex)} (the full example) does not set the required variable {k}")
+
 # ----------------------------------------------------------------------------------------------
 # Packer and systemd units
 # ----------------------------------------------------------------------------------------------
