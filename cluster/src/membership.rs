@@ -350,6 +350,8 @@ async fn contact_seeds(
         let targets: Vec<SocketAddr> = seeds::resolve(&config.seeds)
             .await
             .into_iter()
+            // Our UDP socket speaks one address family: skip e.g. `localhost`'s ::1.
+            .filter(|a| a.is_ipv4() == config.internal_listen.is_ipv4())
             .filter(|a| *a != shared.self_id.gossip_advertise_addr)
             .collect();
         if targets.is_empty() && !config.seeds.is_empty() {

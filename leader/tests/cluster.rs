@@ -212,16 +212,46 @@ fn cluster_forms_detects_failures_and_survives_a_leader() {
             },
         );
         eprintln!("[timing] worker-4 joined through leader-2 and converged in {took:?}");
+
+        // leader-1 restarts at the same address: a new generation that replaces the old entry,
+        // and the lowest id is active again.
+        let old_gen = member(&view(&l2).unwrap(), "leader-1").map(|m| m["generation"].clone());
+        drop(l1);
+        let l1 = leader("leader-1", i1, i2);
+        let all = [&l1, &l2, &w1, &w4];
+        wait(
+            "restarted leader rejoins",
+            Duration::from_secs(20),
+            &all,
+            || {
+                all.iter().all(|n| {
+                    view(n).is_some_and(|v| {
+                        let entries = v["members"]
+                            .as_array()
+                            .map(|ms| ms.iter().filter(|m| m["node_id"] == "leader-1").count());
+                        v["active_leader"] == "leader-1"
+                            && entries == Some(1)
+                            && member(&v, "leader-1").is_some_and(|m| {
+                                m["reachable"] == true && Some(&m["generation"]) != old_gen.as_ref()
+                            })
+                    })
+                })
+            },
+        );
     }
 }
 
 #[test]
 fn worker_started_before_the_leaders_joins_when_they_come_up() {
     let (i1, i2) = (internal_addr(), internal_addr());
+    // Seeds by host name, as with the leaders' private DNS names in AWS.
+    let seeds = format!("localhost:{},localhost:{}", i1.port(), i2.port());
     let w = worker(
         "worker-1",
-        &[i1, i2],
+        &[],
         &[
+            "--seeds",
+            &seeds,
             "--seed-node-timeout-secs",
             "1",
             "--shutdown-after-unsuccessful-join-secs",
@@ -302,9 +332,29 @@ fn leader_serves_info_and_refuses_websockets() {
     )
     .unwrap();
     assert_eq!(code, 404);
+    // Without a configured secret the node link is open.
+    assert_eq!(ews_testkit::http_get(l1.internal, "/info").unwrap().0, 200);
     let (_, metrics) = ews_testkit::http_get(l1.admin, "/metrics").unwrap();
     assert!(
         metrics.contains(r#"ews_cluster_members{role="leader",status="up"} 1"#),
         "{metrics}"
     );
+}
+
+#[test]
+fn node_link_requires_the_cluster_secret() {
+    let (i1, i2) = (internal_addr(), internal_addr());
+    let l1 = Node::leader(&NodeSpec {
+        internal: Some(i1),
+        extra: &["--cluster-secret", "s3cret"],
+        ..NodeSpec::new("leader-1", &[i2])
+    });
+    let get = |headers: &[(&str, &str)]| {
+        ews_testkit::net::request(l1.internal, "GET", "/info", headers, b"")
+            .unwrap()
+            .0
+    };
+    assert_eq!(get(&[]), 401);
+    assert_eq!(get(&[("x-ews-cluster-secret", "wrong")]), 401);
+    assert_eq!(get(&[("x-ews-cluster-secret", "s3cret")]), 200);
 }
