@@ -124,25 +124,33 @@ def workspace_crates() -> dict[str, Path]:
     return {n: ROOT / d["path"] for n, d in deps.items() if isinstance(d, dict) and "path" in d}
 
 
-def crate_sources(crate: Path) -> str:
-    """Non-test source of a crate (each file cut at its `#[cfg(test)]`)."""
-    return "\n".join(strip_tests(p.read_text()) for p in sorted((crate / "src").rglob("*.rs")))
+def crate_sources(crate: Path, main: Path | None = None) -> str:
+    """Non-test library source of a crate (each file cut at its `#[cfg(test)]`), plus the one
+    binary entry point `main` if given: other binaries' flags are not this binary's."""
+    src = crate / "src"
+    files = [p for p in sorted(src.rglob("*.rs"))
+             if p != src / "main.rs" and (src / "bin") not in p.parents]
+    if main is not None and main.is_file():
+        files.append(main)
+    return "\n".join(strip_tests(p.read_text()) for p in files)
 
 
-def binaries() -> dict[str, Path]:
-    """Every [[bin]] of the workspace -> its crate directory."""
+def binaries() -> tuple[dict[str, Path], dict[str, Path]]:
+    """Every [[bin]] of the workspace -> its crate directory, and -> its entry point."""
     doc = tomllib.loads((ROOT / "Cargo.toml").read_text())
-    bins = {}
+    bins, mains = {}, {}
     for member in doc["workspace"]["members"]:
         manifest = tomllib.loads((ROOT / member / "Cargo.toml").read_text())
         for b in manifest.get("bin", []):
             bins[b["name"]] = ROOT / member
-    return bins
+            mains[b["name"]] = ROOT / member / b.get("path", "src/main.rs")
+    return bins, mains
 
 
-def binary_env(crate: Path, ws: dict[str, Path]) -> dict[str, str | None]:
-    """Names a binary crate reads: its own clap args plus those of workspace crates it uses."""
-    env = clap_env(crate_sources(crate))
+def binary_env(crate: Path, main: Path, ws: dict[str, Path]) -> dict[str, str | None]:
+    """Names a binary reads: its crate's library and entry point, plus the libraries of the
+    workspace crates it depends on (e.g. ClusterArgs from ews-cluster)."""
+    env = clap_env(crate_sources(crate, main))
     manifest = tomllib.loads((crate / "Cargo.toml").read_text())
     for dep in manifest.get("dependencies", {}):
         if dep in ws and ws[dep] != crate:
@@ -163,14 +171,14 @@ def lambda_env_names(crate: Path) -> set[str]:
 
 
 ws = workspace_crates()
-bins = binaries()
+bins, mains = binaries()
 code: dict[str, dict[str, str | None]] = {}
 for b in ("ews-worker", "ews-leader"):
     if b not in bins:
         err(f"Cargo: no [[bin]] named {b} (the contract's binary name)")
         code[b] = {}
         continue
-    env = binary_env(bins[b], ws)
+    env = binary_env(bins[b], mains[b], ws)
     has_cluster = any(k in env for k in CONTRACT["cluster"])
     if not env:
         warnings.append(f"{b}: no clap env names in the code yet; checking against the contract")
@@ -190,7 +198,7 @@ if not lambda_names:
 for n in LAMBDA_REQUIRED - lambda_names:
     err(f"lambdas: the code does not read {n}, which the contract and Terraform rely on")
 
-worker_src = crate_sources(bins["ews-worker"]) if "ews-worker" in bins else ""
+worker_src = crate_sources(bins["ews-worker"], mains["ews-worker"]) if "ews-worker" in bins else ""
 
 
 def default_port(binary: str, name: str) -> int | None:
@@ -390,8 +398,8 @@ SDK_OPS = {
 }
 
 
-def sdk_actions(crate: Path) -> set[str]:
-    src = crate_sources(crate)
+def sdk_actions(crate: Path, main: Path) -> set[str]:
+    src = crate_sources(crate, main)
     return {a for op, a in SDK_OPS.items() if re.search(r"\.%s\(\)" % op, src)}
 
 
@@ -405,23 +413,23 @@ def policy_actions(path: Path) -> set[str]:
 
 
 scaling_main = TF / "modules" / "scaling" / "main.tf"
-for label, crate, path, extra_ok in (
-    ("scaler Lambdas", bins.get("ews-scale-up"), scaling_main, set()),
-    ("leader instances", bins.get("ews-leader"), leaders_main, set()),
+for label, binary, path in (
+    ("scaler Lambdas", "ews-scale-up", scaling_main),
+    ("leader instances", "ews-leader", leaders_main),
 ):
-    if crate is None or not path.is_file():
+    if binary not in bins or not path.is_file():
         continue
-    need, have = sdk_actions(crate), policy_actions(path)
+    need, have = sdk_actions(bins[binary], mains[binary]), policy_actions(path)
     if not need:
         warnings.append(f"{label}: no AWS SDK calls found in the code yet; IAM not compared")
         continue
     for a in sorted(need - have):
         err(f"{rel(path)}: the {label}' role lacks {a}, which the code calls")
-    for a in sorted(have - need - extra_ok):
+    for a in sorted(have - need):
         err(f"{rel(path)}: the {label}' role allows {a}, which the code never calls (least privilege)")
 
 # The cluster-metric alarm has no dimensions: the leader must publish without any.
-if "ews-leader" in bins and ".dimensions(" in crate_sources(bins["ews-leader"]):
+if "ews-leader" in bins and ".dimensions(" in crate_sources(bins["ews-leader"], mains["ews-leader"]):
     err("ews-leader publishes its metric with dimensions, but the cluster alarm (modules/scaling) has none")
 
 # Ports, health path, drain, ping, metric names.
