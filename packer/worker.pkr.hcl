@@ -26,6 +26,11 @@ source "amazon-ebs" "worker" {
 build {
   sources = ["source.amazon-ebs.worker"]
 
+  # Directory uploads need an existing destination.
+  provisioner "shell" {
+    inline = ["mkdir -p /tmp/ews-files"]
+  }
+
   provisioner "file" {
     source      = "${path.root}/files/"
     destination = "/tmp/ews-files"
