@@ -10,6 +10,7 @@ mod server;
 mod source_ips;
 mod stats;
 mod token;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -34,6 +35,9 @@ enum Mode {
     Echo(echo::EchoArgs),
     /// Send `{"msg","clientId","timestamp"}` events at a rate, optionally counting acks.
     Ingest(ingest::IngestArgs),
+    /// Send events with acks, read them back from the queue or Kafka: sent, acknowledged,
+    /// received, duplicates, missing. Fails if an acknowledged event is missing.
+    Verify(verify::VerifyArgs),
 }
 
 /// What every mode reports.
@@ -71,6 +75,10 @@ fn main() -> ExitCode {
             Mode::Ingest(a) => {
                 let c = a.connect.clone();
                 finish(&c, nofile, ingest::run(a)).await
+            }
+            Mode::Verify(a) => {
+                let c = a.connect.clone();
+                finish(&c, nofile, verify::run(a)).await
             }
         }
     })

@@ -1,0 +1,346 @@
+//! `verify`: the seed's LoadTest with a delivery check. N clients send M events each with
+//! per-event acks (`?ack=1`); then the events are read back from the queue or the Kafka topic and
+//! matched by `msg` (unique per event and per run). Reports sent, acknowledged, received,
+//! duplicates and missing; any acknowledged event that is missing fails the run.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ews_queue::{ClientFrame, ServerFrame};
+use ews_sink::StampedEvent;
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::connect::{close_all, ConnectArgs, ConnectSummary, Connector, Target, Ws};
+use crate::stats::{per_sec, Errors};
+use crate::Outcome;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct VerifyArgs {
+    /// WebSocket URL of an ingest route (loopback only); `ack=1` is added.
+    #[arg(long, env = "EWS_URL", default_value = "ws://127.0.0.1:8080/ws")]
+    pub url: String,
+    /// Events per connection.
+    #[arg(long, env = "EWS_MESSAGES", default_value_t = 100)]
+    pub messages: u64,
+    /// Events per second per connection; 0 = as fast as acknowledgements allow.
+    #[arg(long, env = "EWS_RATE", default_value_t = 10.0)]
+    pub rate: f64,
+    /// Events a connection may have unacknowledged before it waits.
+    #[arg(long, env = "EWS_WINDOW", default_value_t = 256)]
+    pub window: usize,
+    /// After its last event, a connection waits this long for outstanding acks.
+    #[arg(long, env = "EWS_ACK_TIMEOUT_MS", default_value_t = 30_000)]
+    pub ack_timeout_ms: u64,
+    /// Read the events back from this queue (`ws://host:port/queue/NAME`: an `ews-queue`, or the
+    /// active leader's internal port with `--cluster-secret`).
+    #[arg(long, env = "EWS_QUEUE_URL", required_unless_present = "kafka_brokers")]
+    pub queue_url: Option<String>,
+    /// Secret for a leader's node link, sent as `x-ews-cluster-secret`.
+    #[arg(long, env = "EWS_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// Leave read events in the queue (by default they are deleted once counted).
+    #[arg(long, env = "EWS_KEEP")]
+    pub keep: bool,
+    /// Read the events back from Kafka (`host:port,...`) instead of a queue.
+    #[arg(long, env = "EWS_KAFKA_BROKERS", conflicts_with = "queue_url")]
+    pub kafka_brokers: Option<String>,
+    #[arg(long, env = "EWS_KAFKA_TOPIC", default_value = "events")]
+    pub kafka_topic: String,
+    /// Reading back stops once nothing new arrived for this long.
+    #[arg(long, env = "EWS_READ_IDLE_MS", default_value_t = 3_000)]
+    pub read_idle_ms: u64,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub mode: &'static str,
+    pub url: String,
+    /// Unique per run; every event's `msg` starts with it.
+    pub run: String,
+    pub connect: ConnectSummary,
+    pub sent: u64,
+    pub acked: u64,
+    pub nacked: u64,
+    /// Distinct events of this run read back.
+    pub received: u64,
+    /// Extra copies read back (at-least-once delivery after a reconnect).
+    pub duplicates: u64,
+    /// Acknowledged but not read back: must be 0.
+    pub missing: u64,
+    /// Sent, never acknowledged, yet read back (durable, the ack was lost).
+    pub received_unacked: u64,
+    pub send_secs: f64,
+    /// Acknowledged events per second during the send phase.
+    pub acked_per_sec: f64,
+    pub missing_sample: Vec<String>,
+    pub errors: BTreeMap<String, u64>,
+    pub error_ratio: f64,
+}
+
+#[derive(Default)]
+struct Tally {
+    sent: AtomicU64,
+    nacked: AtomicU64,
+    acked: Mutex<HashSet<String>>,
+}
+
+pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        return Err("--rate must be a non-negative number".into());
+    }
+    let run_id = format!(
+        "{:x}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let target = Target::parse(&args.url, Some("ack=1"))?;
+    let connector = Arc::new(Connector::new(&args.connect, target)?);
+    let errors = Arc::new(Errors::default());
+    let (conns, connect) = connector.open_all(&errors).await;
+
+    let tally = Arc::new(Tally::default());
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    for (i, ws) in conns {
+        let prefix = format!("{run_id}:{}:", connector.client_id(i));
+        tasks.spawn(send(
+            i,
+            prefix,
+            connector.client_id(i),
+            ws,
+            args.clone(),
+            tally.clone(),
+            errors.clone(),
+        ));
+    }
+    let mut kept = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        kept.extend(done.ok().flatten());
+    }
+    let send_time = start.elapsed();
+    close_all(kept).await;
+
+    let idle = Duration::from_millis(args.read_idle_ms);
+    let bodies = match (&args.queue_url, &args.kafka_brokers) {
+        (Some(url), _) => read_queue(url, &args, idle, &errors).await?,
+        (None, Some(brokers)) => {
+            ews_sink::kafka::read_topic(brokers, &args.kafka_topic, idle, Duration::from_secs(600))
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        (None, None) => return Err("give --queue-url or --kafka-brokers".into()),
+    };
+    let mut copies: HashMap<String, u64> = HashMap::new();
+    let run_prefix = format!("{run_id}:");
+    for body in bodies {
+        match serde_json::from_slice::<StampedEvent>(&body) {
+            Ok(e) if e.msg.starts_with(&run_prefix) => *copies.entry(e.msg).or_default() += 1,
+            Ok(_) => {}
+            Err(_) => errors.add("unreadable record"),
+        }
+    }
+    let acked = tally
+        .acked
+        .lock()
+        .map(|a| a.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    let mut missing: Vec<String> = acked
+        .iter()
+        .filter(|m| !copies.contains_key(*m))
+        .cloned()
+        .collect();
+    missing.sort();
+    let duplicates = copies.values().map(|n| n - 1).sum();
+    let received_unacked = copies.keys().filter(|m| !acked.contains(*m)).count() as u64;
+    Ok(VerifyReport {
+        mode: "verify",
+        url: args.url,
+        run: run_id,
+        connect,
+        sent: tally.sent.load(Ordering::Relaxed),
+        acked: acked.len() as u64,
+        nacked: tally.nacked.load(Ordering::Relaxed),
+        received: copies.len() as u64,
+        duplicates,
+        missing: missing.len() as u64,
+        received_unacked,
+        send_secs: send_time.as_secs_f64(),
+        acked_per_sec: per_sec(acked.len() as u64, send_time),
+        error_ratio: missing.len() as f64 / acked.len().max(1) as f64,
+        missing_sample: missing.into_iter().take(10).collect(),
+        errors: errors.snapshot(),
+    })
+}
+
+/// One client: sends its events (msg = `<run>:<client>:<n>`) with at most `window` unacknowledged,
+/// recording which were acknowledged (acks come back in send order).
+async fn send(
+    i: u64,
+    prefix: String,
+    client: String,
+    ws: Ws,
+    args: VerifyArgs,
+    tally: Arc<Tally>,
+    errors: Arc<Errors>,
+) -> Option<(u64, Ws)> {
+    let (mut tx, mut rx) = ws.split();
+    let period = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
+    let mut next_send = tokio::time::Instant::now();
+    let mut pending: VecDeque<String> = VecDeque::new();
+    let mut acked = Vec::new();
+    let mut n = 0u64;
+    let mut deadline = tokio::time::Instant::now();
+    let window = args.window.max(1);
+    loop {
+        let sending = n < args.messages;
+        if !sending && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_send), if sending && pending.len() < window => {
+                let msg = format!("{prefix}{n}");
+                let event = serde_json::json!({
+                    "msg": msg,
+                    "clientId": client,
+                    "timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+                });
+                if let Err(e) = tx.send(Message::text(event.to_string())).await {
+                    errors.add(format!("send: {e}"));
+                    break;
+                }
+                n += 1;
+                tally.sent.fetch_add(1, Ordering::Relaxed);
+                pending.push_back(msg);
+                match period {
+                    Some(p) => next_send += p,
+                    None => next_send = tokio::time::Instant::now(),
+                }
+                if n == args.messages {
+                    deadline = tokio::time::Instant::now() + Duration::from_millis(args.ack_timeout_ms);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline), if !sending => {
+                errors.add_n("ack missing", pending.len() as u64);
+                break;
+            }
+            msg = rx.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                    match v["type"].as_str() {
+                        Some("ack") => {
+                            if let Some(m) = pending.pop_front() {
+                                acked.push(m);
+                            }
+                        }
+                        Some("nack") => {
+                            pending.pop_front();
+                            tally.nacked.fetch_add(1, Ordering::Relaxed);
+                            errors.add(format!("nack: {}", v["error"].as_str().unwrap_or_default()));
+                        }
+                        _ => errors.add(format!("unexpected frame: {}", v["type"])),
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    errors.add("closed by server");
+                    break;
+                }
+                Some(Err(e)) => {
+                    errors.add(format!("read: {e}"));
+                    break;
+                }
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    if let Ok(mut all) = tally.acked.lock() {
+        all.extend(acked);
+    }
+    tx.reunite(rx).ok().map(|ws| (i, ws))
+}
+
+/// Reads every message of the queue at `url` until nothing new arrives for `idle`, deleting
+/// each one unless `--keep`.
+async fn read_queue(
+    url: &str,
+    args: &VerifyArgs,
+    idle: Duration,
+    errors: &Errors,
+) -> Result<Vec<Vec<u8>>, String> {
+    let headers: Vec<(String, String)> = args
+        .cluster_secret
+        .iter()
+        .map(|s| ("x-ews-cluster-secret".to_string(), s.clone()))
+        .collect();
+    let (mut tx, mut rx) = ews_queue::client::connect(url, &headers)
+        .await
+        .map_err(|e| format!("queue {url}: {e}"))?;
+    tx.send(&ClientFrame::Receive { count: u64::MAX })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, rx.next()).await {
+            Ok(Some(Ok(ServerFrame::Message { id, body, .. }))) => {
+                if !args.keep {
+                    tx.feed(&ClientFrame::Delete { id })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                out.push(body.into_bytes());
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => {
+                errors.add(format!("queue read: {e}"));
+                break;
+            }
+            Ok(None) | Err(_) => break,
+        }
+        if out.len() % 256 == 0 {
+            let _ = tx.flush().await;
+        }
+    }
+    let _ = tx.flush().await;
+    tx.close().await;
+    Ok(out)
+}
+
+impl Outcome for VerifyReport {
+    fn human(&self) -> Vec<String> {
+        let c = &self.connect;
+        let mut out = vec![
+            format!(
+                "verify {} (run {}): {}/{} connections",
+                self.url, self.run, c.established, c.attempted
+            ),
+            format!(
+                "sent {}, acknowledged {} ({:.0}/s over {:.2} s), nacked {}",
+                self.sent, self.acked, self.acked_per_sec, self.send_secs, self.nacked
+            ),
+            format!(
+                "received {} (duplicates {}, received unacknowledged {}), missing {}",
+                self.received, self.duplicates, self.received_unacked, self.missing
+            ),
+        ];
+        if !self.missing_sample.is_empty() {
+            out.push(format!("missing, e.g.: {}", self.missing_sample.join(", ")));
+        }
+        out
+    }
+
+    fn errors(&self) -> &BTreeMap<String, u64> {
+        &self.errors
+    }
+
+    fn error_ratio(&self) -> f64 {
+        self.error_ratio
+    }
+}
