@@ -376,7 +376,9 @@ if not any(b.get("principal") == "lambda.alarms.cloudwatch.amazonaws.com" and b.
 # IAM: no wildcard actions anywhere.
 for p, kind, name, body in list(blocks("data")) + list(blocks("resource")):
     text = str(body)
-    for act in re.findall(r"'actions': \[([^\]]*)\]", text) + re.findall(r'"Action"\s*:\s*\[?([^\]\n]*)', text):
+    for act in (re.findall(r"'actions': \[([^\]]*)\]", text)
+                + re.findall(r'"Action"\s*:\s*\[?([^\]\n]*)', text)
+                + re.findall(r"\bAction\s*=\s*(\[[^\]]*\]|\"[^\"]*\")", text)):
         for a in re.findall(r"'([^']*)'|\"([^\"]*)\"", act):
             a = a[0] or a[1]
             if a == "*" or a.endswith(":*"):
