@@ -1,0 +1,109 @@
+//! End to end: `ews-load verify` → `ews-worker` (ingest with `?ack=1`) → a real broker, read back
+//! and matched event by event. Needs the workspace binaries (`cargo build --workspace --bins`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use ews_testkit::tansu::Tansu;
+use ews_testkit::{bin_path, free_port, free_udp_port, wait_for_http_ok, Proc};
+
+fn start_queue(addr: SocketAddr, dir: &Path) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ews-queue"));
+    cmd.arg("--listen")
+        .arg(addr.to_string())
+        .arg("--queue-dir")
+        .arg(dir);
+    let p = Proc::spawn("ews-queue", cmd);
+    if let Err(e) = wait_for_http_ok(addr, "/info", Duration::from_secs(10)) {
+        panic!("ews-queue did not start: {e}\n{}", p.output());
+    }
+    p
+}
+
+fn start_worker(sink_args: &[&str]) -> (SocketAddr, Proc) {
+    let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut cmd = Command::new(bin_path("ews-worker"));
+    cmd.arg("--no-auth")
+        .arg("--listen")
+        .arg(public.to_string())
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--internal-listen")
+        .arg(format!("127.0.0.1:{}", free_udp_port()))
+        .args(sink_args);
+    let p = Proc::spawn("ews-worker", cmd);
+    if let Err(e) = wait_for_http_ok(public, "/info", Duration::from_secs(10)) {
+        panic!("ews-worker did not start: {e}\n{}", p.output());
+    }
+    (public, p)
+}
+
+fn verify(worker: SocketAddr, read_back: &[&str]) -> Command {
+    let mut cmd = Command::new(bin_path("ews-load"));
+    cmd.args(["verify", "--url", &format!("ws://{worker}/ws")])
+        .args(["--connections", "10", "--messages", "300", "--rate", "300"])
+        .args(["--read-idle-ms", "2000", "--deadline-secs", "120"])
+        .args(read_back);
+    cmd
+}
+
+fn report(p: &mut Proc) -> String {
+    let status = p
+        .wait_timeout(Duration::from_secs(150))
+        .expect("ews-load verify finished");
+    let out = p.output();
+    assert!(status.success(), "ews-load verify failed:\n{out}");
+    out
+}
+
+#[test]
+fn queue_broker_killed_mid_load_loses_no_acknowledged_event() {
+    let dir = std::env::temp_dir().join(format!("ews-pipeline-queue-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let qaddr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let url = format!("ws://{qaddr}/queue/events");
+    let mut broker = start_queue(qaddr, &dir);
+    let (worker, _w) = start_worker(&["--sink", "queue", "--queue-url", &url]);
+
+    let mut load = Proc::spawn("ews-load", verify(worker, &["--queue-url", &url]));
+    std::thread::sleep(Duration::from_millis(400));
+    broker.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    let _broker = start_queue(qaddr, &dir);
+    let out = report(&mut load);
+    assert!(out.contains("sent 3000, acknowledged 3000"), "{out}");
+    assert!(out.contains("missing 0"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn worker_into_kafka_loses_no_acknowledged_event() {
+    let tansu = Tansu::start();
+    tansu.create_topic("events", 3);
+    let (worker, _w) = start_worker(&[
+        "--sink",
+        "kafka",
+        "--kafka-brokers",
+        &tansu.bootstrap(),
+        "--kafka-topic",
+        "events",
+    ]);
+    let mut load = Proc::spawn(
+        "ews-load",
+        verify(
+            worker,
+            &[
+                "--kafka-brokers",
+                &tansu.bootstrap(),
+                "--kafka-topic",
+                "events",
+            ],
+        ),
+    );
+    let out = report(&mut load);
+    assert!(out.contains("sent 3000, acknowledged 3000"), "{out}");
+    assert!(out.contains("duplicates 0"), "{out}");
+    assert!(out.contains("missing 0"), "{out}");
+}
