@@ -45,9 +45,9 @@ shell_scripts() {
   find "$TREE" \( -path "$TREE/target" -o -path "$TREE/.tools" -o -path "$TREE/.git" \
     -o -name node_modules -o -path "$TREE/.cargo" \) -prune -o -type f -print |
     while IFS= read -r f; do
-      case "$f" in
+      case "${f##*/}" in
         *.sh) echo "$f" ;;
-        *.* ) ;;
+        *.*) ;;
         *) if head -c 64 "$f" 2>/dev/null | grep -qE '^#!(/usr/bin/env |/bin/)(ba)?sh'; then echo "$f"; fi ;;
       esac
     done
