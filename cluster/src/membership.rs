@@ -88,9 +88,11 @@ impl MembershipConfig {
 pub enum JoinState {
     /// No seed has answered yet.
     Joining,
-    /// In the cluster (leaders are from the start: they are the seeds).
+    /// In the cluster (`status=up`). A leader also gets here alone, after one seed-node timeout
+    /// without an answer: it is a seed, the cluster forms around it.
     Joined,
-    /// No seed answered within `shutdown_after_unsuccessful_join`: the node should exit non-zero.
+    /// No seed answered within `shutdown_after_unsuccessful_join`: the worker should exit
+    /// non-zero. Leaders never give up.
     GaveUp,
 }
 
@@ -127,13 +129,9 @@ impl Membership {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let self_id = ChitchatId::new(config.node_id.clone(), generation, gossip_addr);
-        let initial_status = match config.role {
-            Role::Leader => Status::Up,
-            Role::Worker => Status::Joining,
-        };
         let mut keys = vec![
             (KEY_ROLE, config.role.to_string()),
-            (KEY_STATUS, initial_status.to_string()),
+            (KEY_STATUS, Status::Joining.to_string()),
             (KEY_INTERNAL_ADDR, gossip_addr.to_string()),
             (KEY_CONNS, "0".to_string()),
             (KEY_CAPACITY, config.capacity.to_string()),
@@ -174,11 +172,7 @@ impl Membership {
             generation, seeds = ?config.seeds, "gossip started"
         );
 
-        let initial_join = match config.role {
-            Role::Leader => JoinState::Joined,
-            Role::Worker => JoinState::Joining,
-        };
-        let (join_tx, join_rx) = watch::channel(initial_join);
+        let (join_tx, join_rx) = watch::channel(JoinState::Joining);
         let (view_tx, view_rx) = watch::channel(Arc::new(ClusterView::default()));
         let shared = Arc::new(Shared {
             config,
@@ -425,10 +419,24 @@ async fn refresh(
         heard.retain(|id, _| guard.node_states().contains_key(id));
 
         let view = ClusterView::build(&config.node_id, raw);
-        let has_peer = view.members.iter().any(|m| !m.is_self && m.reachable);
+        // A worker has joined once anyone answers. A leader waits for the other leader, or forms
+        // the cluster alone after one seed-node timeout (Akka's first seed node): until then it
+        // is `joining`, so a leader that just (re)started never claims to be active before it
+        // has heard whether its peer already is.
+        let joined = match config.role {
+            Role::Worker => view.members.iter().any(|m| !m.is_self && m.reachable),
+            Role::Leader => {
+                config.seeds.is_empty()
+                    || started.elapsed() >= config.seed_node_timeout
+                    || view
+                        .members
+                        .iter()
+                        .any(|m| !m.is_self && m.reachable && m.role == Role::Leader)
+            }
+        };
         let state = *join_tx.borrow();
         match state {
-            JoinState::Joining if has_peer => {
+            JoinState::Joining if joined => {
                 // Unless the node started leaving meanwhile.
                 let self_state = guard.self_node_state();
                 if self_state.get(KEY_STATUS) == Some(Status::Joining.as_str()) {
@@ -441,9 +449,10 @@ async fn refresh(
                 let _ = join_tx.send(JoinState::Joined);
             }
             JoinState::Joining
-                if config
-                    .join_give_up
-                    .is_some_and(|limit| started.elapsed() >= limit) =>
+                if config.role == Role::Worker
+                    && config
+                        .join_give_up
+                        .is_some_and(|limit| started.elapsed() >= limit) =>
             {
                 error!(
                     seeds = ?config.seeds,

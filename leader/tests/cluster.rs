@@ -311,9 +311,22 @@ fn worker_with_unreachable_seeds_gives_up_and_exits_non_zero() {
 }
 
 #[test]
-fn leader_serves_info_and_refuses_websockets() {
+fn lone_leader_forms_the_cluster_after_the_seed_timeout_and_refuses_websockets() {
     let (i1, i2) = (internal_addr(), internal_addr());
-    let l1 = leader("leader-1", i1, i2);
+    let started = Instant::now();
+    let l1 = Node::leader(&NodeSpec {
+        internal: Some(i1),
+        gossip_interval_ms: GOSSIP_MS,
+        extra: &["--seed-node-timeout-secs", "2"],
+        ..NodeSpec::new("leader-1", &[i2])
+    });
+    // Its peer never answers: joining (not active) until one seed-node timeout has passed.
+    assert!(sees(&l1, "leader-1", "joining"), "{:?}", l1.members());
+    assert_eq!(active_leader(&l1), None);
+    wait("lone leader up", Duration::from_secs(10), &[&l1], || {
+        active_leader(&l1).as_deref() == Some("leader-1")
+    });
+    assert!(started.elapsed() >= Duration::from_secs(2));
     assert_eq!(
         ews_testkit::http_get(l1.admin, "/info").unwrap(),
         (200, "Success".to_string())
