@@ -22,7 +22,14 @@ impl Moto {
         );
         let port = free_port();
         let mut cmd = Command::new(python);
-        cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]);
+        cmd.args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ]);
         let proc = Proc::spawn("moto", cmd);
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         if let Err(e) = net::wait_for_http_ok(addr, "/moto-api/", Duration::from_secs(30)) {

@@ -90,7 +90,9 @@ pub fn wait_for_http_ok(addr: SocketAddr, path: &str, timeout: Duration) -> Resu
             Err(e) => last = e.to_string(),
         }
         if Instant::now() > deadline {
-            return Err(format!("GET http://{addr}{path} not 200 after {timeout:?}: {last}"));
+            return Err(format!(
+                "GET http://{addr}{path} not 200 after {timeout:?}: {last}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

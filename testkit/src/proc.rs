@@ -17,11 +17,7 @@ impl Proc {
     /// Spawns `cmd` in a new process group with output captured to a log file.
     pub fn spawn(name: &str, mut cmd: Command) -> Proc {
         use std::os::unix::process::CommandExt;
-        let log = crate::log_dir().join(format!(
-            "{name}-{}-{}.log",
-            std::process::id(),
-            unique()
-        ));
+        let log = crate::log_dir().join(format!("{name}-{}-{}.log", std::process::id(), unique()));
         let out = File::create(&log).expect("create process log");
         let err = out.try_clone().expect("clone log handle");
         cmd.stdin(Stdio::null())
