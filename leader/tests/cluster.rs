@@ -11,7 +11,19 @@ use std::time::{Duration, Instant};
 use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
 use serde_json::Value;
 
-const GOSSIP_MS: u64 = 200;
+/// Gossip interval of every node; `EWS_TEST_GOSSIP_MS` overrides it to measure other settings
+/// (the wait bounds scale with it).
+fn gossip_ms() -> u64 {
+    std::env::var("EWS_TEST_GOSSIP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+/// `secs` at 200 ms gossip, scaled to the configured interval.
+fn bound(secs: u64) -> Duration {
+    Duration::from_millis(secs * 1000 * gossip_ms().max(200) / 200)
+}
 
 fn view(node: &Node) -> Option<Value> {
     serde_json::from_str(&node.members().ok()?).ok()
@@ -66,14 +78,14 @@ fn wait(what: &str, limit: Duration, nodes: &[&Node], mut cond: impl FnMut() -> 
 fn leader(id: &str, internal: SocketAddr, peer: SocketAddr) -> Node {
     Node::leader(&NodeSpec {
         internal: Some(internal),
-        gossip_interval_ms: GOSSIP_MS,
+        gossip_interval_ms: gossip_ms(),
         ..NodeSpec::new(id, &[peer])
     })
 }
 
 fn worker(id: &str, seeds: &[SocketAddr], extra: &[&str]) -> Node {
     Node::worker(&NodeSpec {
-        gossip_interval_ms: GOSSIP_MS,
+        gossip_interval_ms: gossip_ms(),
         extra,
         ..NodeSpec::new(id, seeds)
     })
@@ -116,12 +128,13 @@ fn cluster_forms_detects_failures_and_survives_a_leader() {
     // 2 leaders + 3 workers converge: every node sees every node up.
     {
         let all = [&l1, &l2, &w1, &w2, &w3];
-        wait("convergence", Duration::from_secs(20), &all, || {
+        wait("convergence", bound(20), &all, || {
             all.iter().all(|n| ids.iter().all(|id| sees(n, id, "up")))
         });
         eprintln!(
-            "[timing] 5 processes started and converged in {:?} (gossip {GOSSIP_MS} ms)",
-            start.elapsed()
+            "[timing] 5 processes started and converged in {:?} (gossip {} ms)",
+            start.elapsed(),
+            gossip_ms()
         );
         for n in all {
             assert_eq!(
@@ -144,7 +157,7 @@ fn cluster_forms_detects_failures_and_survives_a_leader() {
     {
         w3.proc.kill();
         let others = [&l1, &l2, &w1, &w2];
-        let took = wait("crash detection", Duration::from_secs(15), &others, || {
+        let took = wait("crash detection", bound(15), &others, || {
             others.iter().all(|n| dropped(n, "worker-3"))
         });
         eprintln!("[timing] kill -9 of worker-3 seen by all 4 peers after {took:?}");
@@ -152,17 +165,11 @@ fn cluster_forms_detects_failures_and_survives_a_leader() {
 
     // A client session on worker-2 is gossiped as its connection count and summed by leaders.
     let session = open_session(w2.public.expect("worker public port"));
-    wait(
-        "connection count",
-        Duration::from_secs(10),
-        &[&l1, &w2],
-        || {
-            view(&l1).is_some_and(|v| {
-                v["cluster_connections"] == 1
-                    && member(&v, "worker-2").is_some_and(|m| m["conns"] == 1)
-            })
-        },
-    );
+    wait("connection count", bound(10), &[&l1, &w2], || {
+        view(&l1).is_some_and(|v| {
+            v["cluster_connections"] == 1 && member(&v, "worker-2").is_some_and(|m| m["conns"] == 1)
+        })
+    });
 
     // SIGTERM of a worker: `leaving` within a few gossip rounds while it keeps gossiping
     // through its drain (the open session holds the drain), then a clean exit.
@@ -172,7 +179,7 @@ fn cluster_forms_detects_failures_and_survives_a_leader() {
         // leader-1 must see it *leaving and reachable* (announced before gossip stopped), not
         // merely unreachable.
         let mut announced = false;
-        let took = wait("leave detection", Duration::from_secs(5), &others, || {
+        let took = wait("leave detection", bound(5), &others, || {
             announced |= sees(&l1, "worker-2", "leaving");
             announced && others.iter().all(|n| dropped(n, "worker-2"))
         });
@@ -191,25 +198,20 @@ fn cluster_forms_detects_failures_and_survives_a_leader() {
     {
         l1.proc.kill();
         let rest = [&l2, &w1];
-        let took = wait("leader failover", Duration::from_secs(15), &rest, || {
+        let took = wait("leader failover", bound(15), &rest, || {
             rest.iter()
                 .all(|n| active_leader(n).as_deref() == Some("leader-2"))
         });
         eprintln!("[timing] active leader moved to leader-2 after {took:?}");
         let w4 = worker("worker-4", &seeds, &fast_drain);
         let all = [&l2, &w1, &w4];
-        let took = wait(
-            "join through the surviving leader",
-            Duration::from_secs(20),
-            &all,
-            || {
-                all.iter().all(|n| {
-                    ["leader-2", "worker-1", "worker-4"]
-                        .iter()
-                        .all(|id| sees(n, id, "up"))
-                })
-            },
-        );
+        let took = wait("join through the surviving leader", bound(20), &all, || {
+            all.iter().all(|n| {
+                ["leader-2", "worker-1", "worker-4"]
+                    .iter()
+                    .all(|id| sees(n, id, "up"))
+            })
+        });
         eprintln!("[timing] worker-4 joined through leader-2 and converged in {took:?}");
 
         // leader-1 restarts at the same address: a new generation that replaces the old entry,
@@ -218,25 +220,20 @@ fn cluster_forms_detects_failures_and_survives_a_leader() {
         drop(l1);
         let l1 = leader("leader-1", i1, i2);
         let all = [&l1, &l2, &w1, &w4];
-        wait(
-            "restarted leader rejoins",
-            Duration::from_secs(20),
-            &all,
-            || {
-                all.iter().all(|n| {
-                    view(n).is_some_and(|v| {
-                        let entries = v["members"]
-                            .as_array()
-                            .map(|ms| ms.iter().filter(|m| m["node_id"] == "leader-1").count());
-                        v["active_leader"] == "leader-1"
-                            && entries == Some(1)
-                            && member(&v, "leader-1").is_some_and(|m| {
-                                m["reachable"] == true && Some(&m["generation"]) != old_gen.as_ref()
-                            })
-                    })
+        wait("restarted leader rejoins", bound(20), &all, || {
+            all.iter().all(|n| {
+                view(n).is_some_and(|v| {
+                    let entries = v["members"]
+                        .as_array()
+                        .map(|ms| ms.iter().filter(|m| m["node_id"] == "leader-1").count());
+                    v["active_leader"] == "leader-1"
+                        && entries == Some(1)
+                        && member(&v, "leader-1").is_some_and(|m| {
+                            m["reachable"] == true && Some(&m["generation"]) != old_gen.as_ref()
+                        })
                 })
-            },
-        );
+            })
+        });
     }
 }
 
@@ -263,7 +260,7 @@ fn worker_started_before_the_leaders_joins_when_they_come_up() {
     let l1 = leader("leader-1", i1, i2);
     let l2 = leader("leader-2", i2, i1);
     let all = [&w, &l1, &l2];
-    let took = wait("late join", Duration::from_secs(20), &all, || {
+    let took = wait("late join", bound(20), &all, || {
         all.iter().all(|n| {
             ["leader-1", "leader-2", "worker-1"]
                 .iter()
@@ -279,7 +276,7 @@ fn worker_with_unreachable_seeds_gives_up_and_exits_non_zero() {
     let mut w = Node::spawn(
         "ews-worker",
         &NodeSpec {
-            gossip_interval_ms: GOSSIP_MS,
+            gossip_interval_ms: gossip_ms(),
             extra: &[
                 "--seed-node-timeout-secs",
                 "1",
@@ -315,7 +312,7 @@ fn lone_leader_forms_the_cluster_after_the_seed_timeout_and_refuses_websockets()
     let started = Instant::now();
     let l1 = Node::leader(&NodeSpec {
         internal: Some(i1),
-        gossip_interval_ms: GOSSIP_MS,
+        gossip_interval_ms: gossip_ms(),
         extra: &["--seed-node-timeout-secs", "2"],
         ..NodeSpec::new("leader-1", &[i2])
     });
