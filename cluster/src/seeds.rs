@@ -24,7 +24,8 @@ pub(crate) async fn resolve(seeds: &[String]) -> Vec<SocketAddr> {
 }
 
 /// The IP peers should use to reach us: the explicit advertise host, the listen IP if it is
-/// specific, the local address that routes towards a seed, or loopback.
+/// specific, the local address that routes towards a seed (or, when no seed resolves yet, along
+/// the default route), or loopback.
 pub(crate) async fn advertise_ip(
     advertise_host: Option<&str>,
     listen: SocketAddr,
@@ -43,10 +44,12 @@ pub(crate) async fn advertise_ip(
     if !listen.ip().is_unspecified() {
         return Ok(listen.ip());
     }
-    for seed in resolve(seeds).await {
+    // TEST-NET-1 (never contacted) stands for "anywhere", i.e. the default route.
+    let anywhere = SocketAddr::from(([192, 0, 2, 1], 9));
+    for target in resolve(seeds).await.into_iter().chain([anywhere]) {
         // connect() on UDP sends nothing: it only asks the kernel for the route's source address.
         let routed = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
-            .and_then(|s| s.connect(seed).and_then(|_| s.local_addr()));
+            .and_then(|s| s.connect(target).and_then(|_| s.local_addr()));
         if let Ok(local) = routed {
             if !local.ip().is_unspecified() {
                 return Ok(local.ip());
