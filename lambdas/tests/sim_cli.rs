@@ -78,6 +78,11 @@ fn bad_input_is_a_clear_error() {
     let (ok, _, err) = sim(&["--load-csv", curve.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("line 2"), "{err}");
+    let long = dir.join("long.csv");
+    std::fs::write(&long, "0,0\n100000000,5\n").unwrap();
+    let (ok, _, err) = sim(&["--load-csv", long.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("--tick-secs"), "{err}");
     let (ok, _, err) = sim(&["--hysteresis", "60000"]);
     assert!(!ok);
     assert!(err.contains("--hysteresis"), "{err}");

@@ -107,6 +107,15 @@ fn simulate(args: &Args) -> Result<(), String> {
             args.scenario.marks(),
         ),
     };
+    // Every tick is kept for the report, CSV and chart: bound the run.
+    const MAX_TICKS: u64 = 1_000_000;
+    if curve.duration_secs() / args.tick_secs > MAX_TICKS {
+        return Err(format!(
+            "the curve lasts {} s: more than {MAX_TICKS} ticks of {} s; raise --tick-secs",
+            curve.duration_secs(),
+            args.tick_secs
+        ));
+    }
     let cfg = SimConfig {
         bounds: Bounds {
             min: args.min_size,
