@@ -12,7 +12,12 @@ use ews_lambdas::scenario::{LoadCurve, Scenario};
 use ews_lambdas::sim::{run, static_fleet, Report, Sample, SimConfig};
 
 #[derive(Parser, Debug)]
-#[command(name = "ews-sim", version, about)]
+#[command(
+    name = "ews-sim",
+    version,
+    about = "Replays a load curve through the scalers' policy: node counts, per-node connections, \
+             instance-hours and cost"
+)]
 struct Args {
     /// Built-in load curve from the paper (ignored when --load-csv is given).
     #[arg(long, env = "EWS_SCENARIO", value_enum, default_value = "case2")]
@@ -26,8 +31,10 @@ struct Args {
     /// Scale-down gap below the step (the Lambdas' HYSTERESIS; default STEP / 10).
     #[arg(long, env = "EWS_HYSTERESIS")]
     hysteresis: Option<u64>,
+    /// Group minimum (the policy's lower bound).
     #[arg(long, env = "EWS_MIN_SIZE", default_value_t = 2)]
     min_size: u32,
+    /// Group maximum.
     #[arg(long, env = "EWS_MAX_SIZE", default_value_t = 10)]
     max_size: u32,
     /// Simulation tick.
@@ -36,8 +43,10 @@ struct Args {
     /// Alarm period (a multiple of the tick).
     #[arg(long, env = "EWS_PERIOD_SECS", default_value_t = 60)]
     period_secs: u64,
+    /// Alarm evaluation periods (the window of datapoints).
     #[arg(long, env = "EWS_EVALUATION_PERIODS", default_value_t = 1)]
     evaluation_periods: usize,
+    /// Breaching datapoints within the window that put an alarm into ALARM.
     #[arg(long, env = "EWS_DATAPOINTS_TO_ALARM", default_value_t = 1)]
     datapoints_to_alarm: usize,
     /// Seconds from launch until a new node is in service.
@@ -55,6 +64,7 @@ struct Args {
     /// Clients per node of the static fleet compared against (the paper's bare AMI: 4,000).
     #[arg(long, env = "EWS_STATIC_PER_NODE", default_value_t = 4000)]
     static_per_node: u64,
+    /// Seed of the RNG that picks leaving and churning clients.
     #[arg(long, env = "EWS_SEED", default_value_t = 1)]
     seed: u64,
     /// Print a row every this many seconds (and at every scaling event).
