@@ -79,6 +79,7 @@ fn leader(id: &str, internal: SocketAddr, peer: SocketAddr) -> Node {
     Node::leader(&NodeSpec {
         internal: Some(internal),
         gossip_interval_ms: gossip_ms(),
+        extra: &["--dead-node-grace-secs", "3"],
         ..NodeSpec::new(id, &[peer])
     })
 }
@@ -161,6 +162,13 @@ fn cluster_forms_detects_failures_and_survives_a_leader() {
             others.iter().all(|n| dropped(n, "worker-3"))
         });
         eprintln!("[timing] kill -9 of worker-3 seen by all 4 peers after {took:?}");
+        // ... and forgotten after the dead-node grace period (3 s on the leaders here).
+        let leaders = [&l1, &l2];
+        wait("dead node forgotten", bound(15), &leaders, || {
+            leaders
+                .iter()
+                .all(|n| view(n).is_some_and(|v| member(&v, "worker-3").is_none()))
+        });
     }
 
     // A client session on worker-2 is gossiped as its connection count and summed by leaders.
