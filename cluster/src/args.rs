@@ -71,6 +71,27 @@ impl ClusterArgs {
         Duration::from_secs(self.seed_node_timeout_secs.max(1))
     }
 
+    /// The seeds, checked to be `host:port` so a typo fails at start instead of after the
+    /// give-up time.
+    pub fn seeds(&self) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for seed in self
+            .seeds
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
+            let port = seed
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            match port {
+                Some((host, Ok(p))) if !host.is_empty() && p != 0 => out.push(seed.to_string()),
+                _ => bail!("--seeds: {seed:?} is not host:port"),
+            }
+        }
+        Ok(out)
+    }
+
     /// `None` when the node should keep trying forever.
     pub fn join_give_up(&self) -> Option<Duration> {
         (self.shutdown_after_unsuccessful_join_secs > 0)
@@ -172,6 +193,19 @@ mod tests {
         assert_eq!(secret.expose(), "s3cret");
         assert!(!format!("{secret:?}").contains("s3cret"));
         let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn malformed_seeds_are_rejected() {
+        let cli = Cli::parse_from(["x", "--seeds", "leader-1:7070, ,[::1]:7070"]);
+        assert_eq!(
+            cli.cluster.seeds().unwrap(),
+            vec!["leader-1:7070", "[::1]:7070"]
+        );
+        for bad in ["leader-1", "leader-1:http", ":7070", "leader-1:0"] {
+            let cli = Cli::parse_from(["x", "--seeds", bad]);
+            assert!(cli.cluster.seeds().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -63,12 +63,7 @@ impl MembershipConfig {
         Ok(MembershipConfig {
             node_id: args.node_id(),
             role,
-            seeds: args
-                .seeds
-                .iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
+            seeds: args.seeds()?,
             internal_listen,
             advertise_host: args.advertise_host.clone(),
             public_listen: None,
