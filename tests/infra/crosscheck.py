@@ -188,6 +188,49 @@ for b in ("ews-worker", "ews-leader"):
         env.update(CONTRACT["cluster"])
     code[b] = env
 
+
+
+def built_binary(name: str, sources: list[Path]) -> Path | None:
+    """A built binary newer than every source it is made of, if there is one."""
+    dirs = [Path(d) for d in (os.environ.get("CARGO_TARGET_DIR"),) if d] + [ROOT / "target"]
+    newest_src = max((p.stat().st_mtime for p in sources), default=0)
+    for d in dirs:
+        for profile in ("debug", "release"):
+            exe = d / profile / name
+            if exe.is_file() and os.access(exe, os.X_OK) and exe.stat().st_mtime >= newest_src:
+                return exe
+    return None
+
+
+def help_env(exe: Path) -> set[str] | None:
+    """The `[env: NAME=...]` names `--help` prints, or None if it cannot be run."""
+    import subprocess
+    try:
+        out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=20,
+                             env={"PATH": os.environ.get("PATH", "")})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(re.findall(r"\[env: ([A-Z][A-Z0-9_]*)", out.stdout)) if out.returncode == 0 else None
+
+
+# Where a fresh build exists, its --help is the ground truth: names the source scan missed are
+# added (and reported), so the comparison below never depends on the scan alone.
+for b in ("ews-worker", "ews-leader"):
+    if b not in bins:
+        continue
+    srcs = [p for c in [bins[b]] + [ws[d] for d in tomllib.loads((bins[b] / "Cargo.toml").read_text()).get("dependencies", {}) if d in ws]
+            for p in (c / "src").rglob("*.rs")]
+    exe = built_binary(b, srcs)
+    names = help_env(exe) if exe else None
+    if names is None:
+        continue
+    missed = names - set(code[b])
+    if missed:
+        warnings.append(f"{b}: --help shows {sorted(missed)} the source scan missed")
+        for n in missed:
+            code[b][n] = None
+    print(f"crosscheck: {b}: {len(names)} env names from {exe} --help")
+
 for b in ("ews-scale-up", "ews-scale-down", "ews-sim", "ews-load"):
     if b not in bins:
         err(f"Cargo: no [[bin]] named {b} (the contract's binary name)")
