@@ -400,3 +400,49 @@ fn sizes(group: &AutoScalingGroup) -> Result<(u32, u32, u32), ScaleError> {
         get(group.desired_capacity(), "DesiredCapacity")?,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_response_shape() {
+        let ignored = serde_json::to_value(ignored("why".into())).unwrap();
+        assert_eq!(
+            ignored,
+            serde_json::json!({"action": "ignored", "reason": "why"})
+        );
+        let at_bound = Outcome {
+            action: Action::AtBound,
+            reason: "already at the max bound (10 nodes)".into(),
+            change: Some(Change {
+                group: "workers".into(),
+                direction: Direction::Up,
+                bounds: Bounds { min: 2, max: 10 },
+                from: 10,
+                to: 10,
+                up_threshold: 450_000.0,
+                down_threshold: 395_000.0,
+                key: "up@2026-01-05T10:15:00.123Z".into(),
+            }),
+        };
+        let v = serde_json::to_value(at_bound).unwrap();
+        assert_eq!(v["action"], "at-bound");
+        assert_eq!(v["change"]["direction"], "up");
+        assert_eq!(v["change"]["bounds"]["max"], 10);
+    }
+
+    #[test]
+    fn errors_become_diagnostics_naming_the_call() {
+        let d: lambda_runtime::Diagnostic = ScaleError::Aws {
+            call: "autoscaling:SetDesiredCapacity",
+            detail: "throttled".into(),
+        }
+        .into();
+        assert_eq!(d.error_type, "autoscaling:SetDesiredCapacity");
+        assert_eq!(
+            d.error_message,
+            "autoscaling:SetDesiredCapacity failed: throttled"
+        );
+    }
+}
