@@ -123,6 +123,34 @@ impl Handler for Ingest {
     }
 }
 
+/// Parses `--routes`: comma-separated `PATH=HANDLER`.
+pub fn parse_routes(
+    spec: &str,
+    sink: &Arc<dyn Sink>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Vec<(String, Arc<dyn Handler>)>> {
+    let mut routes = Vec::new();
+    for entry in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((path, name)) = entry.split_once('=') else {
+            anyhow::bail!("--routes entry {entry:?} is not PATH=HANDLER");
+        };
+        anyhow::ensure!(
+            path.starts_with('/'),
+            "--routes path {path:?} must start with /"
+        );
+        anyhow::ensure!(
+            !routes.iter().any(|(p, _)| p == path),
+            "--routes path {path:?} appears twice"
+        );
+        let Some(handler) = by_name(name, sink, metrics) else {
+            anyhow::bail!("--routes: unknown handler {name:?} (ingest, echo)");
+        };
+        routes.push((path.to_string(), handler));
+    }
+    anyhow::ensure!(!routes.is_empty(), "--routes names no route");
+    Ok(routes)
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -140,5 +168,22 @@ pub fn by_name(
         "echo" => Some(Arc::new(Echo)),
         "ingest" => Some(Arc::new(Ingest::new(sink.clone(), metrics.clone()))),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse_and_reject_mistakes() {
+        let sink: Arc<dyn Sink> = Arc::new(ews_sink::StdoutSink::new());
+        let m = Arc::new(Metrics::new());
+        let r = parse_routes("/ws=ingest, /echo=echo", &sink, &m).expect("valid");
+        let names: Vec<_> = r.iter().map(|(p, h)| (p.as_str(), h.name())).collect();
+        assert_eq!(names, vec![("/ws", "ingest"), ("/echo", "echo")]);
+        for bad in ["/ws", "ws=ingest", "/ws=nope", "/a=echo,/a=echo", ""] {
+            assert!(parse_routes(bad, &sink, &m).is_err(), "{bad:?}");
+        }
     }
 }

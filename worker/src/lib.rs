@@ -125,24 +125,7 @@ impl Worker {
             a.prefetch().await;
         }
 
-        let mut routes = Vec::new();
-        for spec in args
-            .routes
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            let (path, name) = spec
-                .split_once('=')
-                .with_context(|| format!("--routes entry {spec:?} is not PATH=HANDLER"))?;
-            anyhow::ensure!(
-                path.starts_with('/'),
-                "--routes path {path:?} must start with /"
-            );
-            let handler = handler::by_name(name, &sink, &metrics)
-                .with_context(|| format!("--routes: unknown handler {name:?} (ingest, echo)"))?;
-            routes.push((path.to_string(), handler));
-        }
+        let routes = handler::parse_routes(&args.routes, &sink, &metrics)?;
 
         let (ticks, ticks_rx) = watch::channel(());
         let drain = CancellationToken::new();

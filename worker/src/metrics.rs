@@ -26,57 +26,65 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("ews");
-        let m = Metrics {
-            connections_active: Gauge::default(),
-            connections_max: Gauge::default(),
-            draining: Gauge::default(),
-            handshakes: Family::default(),
-            frames_in: Counter::default(),
-            frames_out: Counter::default(),
-            bytes_in: Counter::default(),
-            bytes_out: Counter::default(),
-            events: Family::default(),
-            drops: Family::default(),
-            errors: Family::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
+        let connections_active = Gauge::default();
+        let connections_max = Gauge::default();
+        let draining = Gauge::default();
+        let handshakes = Family::<Labels, Counter>::default();
+        let (frames_in, frames_out) = (Counter::default(), Counter::default());
+        let (bytes_in, bytes_out) = (Counter::default(), Counter::default());
+        let events = Family::<Labels, Counter>::default();
+        let drops = Family::<Labels, Counter>::default();
+        let errors = Family::<Labels, Counter>::default();
+        let mut r = Registry::with_prefix("ews");
+        r.register(
             "connections_active",
             "Open WebSocket sessions",
-            m.connections_active.clone(),
+            connections_active.clone(),
         );
-        registry.register(
+        r.register(
             "connections_max",
             "Session capacity of this node",
-            m.connections_max.clone(),
+            connections_max.clone(),
         );
-        registry.register("draining", "1 while the node drains", m.draining.clone());
-        registry.register(
+        r.register("draining", "1 while the node drains", draining.clone());
+        r.register(
             "handshakes",
             "Upgrade attempts by outcome",
-            m.handshakes.clone(),
+            handshakes.clone(),
         );
-        registry.register(
+        r.register(
             "frames_received",
             "WebSocket frames received",
-            m.frames_in.clone(),
+            frames_in.clone(),
         );
-        registry.register("frames_sent", "WebSocket frames sent", m.frames_out.clone());
-        registry.register(
+        r.register("frames_sent", "WebSocket frames sent", frames_out.clone());
+        r.register(
             "bytes_received",
             "WebSocket payload bytes received",
-            m.bytes_in.clone(),
+            bytes_in.clone(),
         );
-        registry.register(
+        r.register(
             "bytes_sent",
             "WebSocket payload bytes sent",
-            m.bytes_out.clone(),
+            bytes_out.clone(),
         );
-        registry.register("events", "Ingested events by outcome", m.events.clone());
-        registry.register("dropped", "Messages dropped by reason", m.drops.clone());
-        registry.register("errors", "Errors by kind", m.errors.clone());
-        Metrics { registry, ..m }
+        r.register("events", "Ingested events by outcome", events.clone());
+        r.register("dropped", "Messages dropped by reason", drops.clone());
+        r.register("errors", "Errors by kind", errors.clone());
+        Metrics {
+            registry: r,
+            connections_active,
+            connections_max,
+            draining,
+            handshakes,
+            frames_in,
+            frames_out,
+            bytes_in,
+            bytes_out,
+            events,
+            drops,
+            errors,
+        }
     }
 
     /// `ews_handshakes_total{outcome}`: ok, unauthorized, over_capacity, draining, bad_request,

@@ -52,7 +52,6 @@ pub struct Public {
 /// Accepts until `stop` is cancelled. Out of descriptors (EMFILE) it backs off instead of
 /// spinning: the pending connection stays in the kernel backlog until a descriptor frees up.
 pub async fn serve(listener: TcpListener, public: Arc<Public>, stop: CancellationToken) {
-    let conns = TaskTracker::new();
     let mut exhausted = false;
     loop {
         let accepted = tokio::select! {
@@ -66,7 +65,7 @@ pub async fn serve(listener: TcpListener, public: Arc<Public>, stop: Cancellatio
                 }
                 let _ = tcp.set_nodelay(true);
                 let public = public.clone();
-                conns.spawn(async move { serve_conn(tcp, peer, public).await });
+                tokio::spawn(serve_conn(tcp, peer, public));
             }
             Err(e) if limits::is_resource_exhaustion(&e) => {
                 public.metrics.error("accept_emfile");
@@ -81,8 +80,6 @@ pub async fn serve(listener: TcpListener, public: Arc<Public>, stop: Cancellatio
             }
         }
     }
-    drop(listener);
-    conns.close();
 }
 
 async fn serve_conn(tcp: tokio::net::TcpStream, peer: SocketAddr, public: Arc<Public>) {

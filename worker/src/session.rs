@@ -1,7 +1,7 @@
 //! One WebSocket session: read a message, let the route's handler act on it, write replies,
-//! pushes, acks and pings, close on drain. Everything happens in one task with no per-session
-//! timer: liveness rides on a node-wide tick, so an idle session costs its socket, its buffers
-//! and this task's state only.
+//! pushes, acks and pings, close on drain. Everything happens in one task, and an idle session
+//! holds no timer: liveness rides on a node-wide tick, so an idle session costs its socket, its
+//! buffers and this task's state only (a timer exists only around a write and during drain).
 
 use std::collections::VecDeque;
 use std::future::{pending, poll_fn, Future};
