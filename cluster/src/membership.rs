@@ -104,13 +104,19 @@ pub struct Membership {
 struct Shared {
     config: MembershipConfig,
     self_id: ChitchatId,
+    advertise_ip: IpAddr,
     conns: AtomicU64,
     metrics: ClusterMetrics,
 }
 
 impl Membership {
     /// Binds the gossip socket, announces this node and starts contacting the seeds.
-    pub async fn start(config: MembershipConfig) -> anyhow::Result<Membership> {
+    pub async fn start(mut config: MembershipConfig) -> anyhow::Result<Membership> {
+        if config.internal_listen.port() == 0 {
+            // Peers need the real port in our advertised address: pick a free one now.
+            config.internal_listen =
+                std::net::UdpSocket::bind(config.internal_listen)?.local_addr()?;
+        }
         let ip = seeds::advertise_ip(
             config.advertise_host.as_deref(),
             config.internal_listen,
@@ -172,6 +178,7 @@ impl Membership {
         let shared = Arc::new(Shared {
             config,
             self_id,
+            advertise_ip: ip,
             conns: AtomicU64::new(0),
             metrics: ClusterMetrics::default(),
         });
@@ -247,6 +254,16 @@ impl Membership {
     /// Reports this node's live client connections; gossiped at most once a second.
     pub fn set_conns(&self, conns: u64) {
         self.shared.conns.store(conns, Ordering::Relaxed);
+    }
+
+    /// Advertises the public and admin addresses actually bound (e.g. after binding port 0).
+    pub async fn set_listen_addrs(&self, public: Option<SocketAddr>, admin: Option<SocketAddr>) {
+        let ip = self.shared.advertise_ip;
+        for (key, addr) in [(KEY_PUBLIC_ADDR, public), (KEY_ADMIN_ADDR, admin)] {
+            if let Some(a) = addr {
+                self.set_key(key, advertised(ip, a).to_string()).await;
+            }
+        }
     }
 
     /// Updates the advertised capacity (e.g. once the worker knows its file-descriptor limit).

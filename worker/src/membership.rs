@@ -55,8 +55,10 @@ pub fn attach(membership: &Arc<Membership>, worker: &mut Worker) {
         Arc::new(move || respond(StatusCode::OK, "application/json", m.view().to_json())),
     ));
     let handle = worker.handle();
+    let (public, admin) = (worker.public_addr().ok(), worker.admin_addr().ok());
     let m = membership.clone();
     tokio::spawn(async move {
+        m.set_listen_addrs(public, admin).await;
         m.set_capacity(handle.capacity() as u64).await;
         let mut every = tokio::time::interval(CONNS_SAMPLE_PERIOD);
         loop {
