@@ -72,6 +72,8 @@ for role in worker leader; do
   [ "$(unit_value "$unit" LimitNOFILE)" = "$nofile" ] || fail "$role: LimitNOFILE differs from limits.d"
   [ "$(unit_value "$unit" Restart)" = "on-failure" ] || fail "$role: Restart policy"
   [ "$(unit_value "$unit" User)" = "ews" ] || fail "$role: runs as ews"
+  [ "$(unit_value "$unit" StateDirectory)" = "ews" ] && [ "$(unit_value "$unit" WorkingDirectory)" = "/var/lib/ews" ] ||
+    fail "$role: state and working directory /var/lib/ews"
   stop="$(unit_value "$unit" TimeoutStopSec)"
   if [ "$role" = worker ]; then min_stop=330; else min_stop=30; fi
   [ "${stop:-0}" -ge "$min_stop" ] && ok "$role: TimeoutStopSec=$stop" || fail "$role: TimeoutStopSec=$stop < $min_stop"
