@@ -41,7 +41,7 @@ expect_failure() {
   fi
   summary="$(tail -n 1 "$out")"
   for c in "$@"; do
-    if grep -q "^infra: FAIL $c\$" "$out"; then hit="$c"; fi
+    if grep -q "^infra: FAIL $c\$" "$out"; then hit="${hit:+$hit, }$c"; fi
   done
   if [ -n "$hit" ]; then
     echo "ok: $name: caught by $hit ($summary)"
