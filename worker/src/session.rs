@@ -73,11 +73,7 @@ where
         let flow = tokio::select! {
             biased;
             (seq, res) = next_receipt(&mut inflight), if !inflight.is_empty() => {
-                let frame = match res {
-                    Ok(()) => { m.event("acked"); frames::ack(seq) }
-                    Err(e) => { m.event("nacked"); frames::nack(seq, &e.to_string()) }
-                };
-                send(&mut ws, frame, env).await
+                send_receipt(&mut ws, seq, res, env).await
             }
             _ = env.drain.cancelled(), if timer.is_none() && !closing => {
                 let spread = env.drain_spread.as_millis() as u64;
@@ -90,8 +86,26 @@ where
                     Flow::End
                 } else {
                     closing = true;
+                    // Answer every event already taken before saying goodbye, so a client
+                    // resends only what the sink really does not have.
+                    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+                    let mut flow = Flow::Continue;
+                    while !inflight.is_empty() {
+                        let Ok((seq, res)) =
+                            tokio::time::timeout_at(deadline, next_receipt(&mut inflight)).await
+                        else {
+                            break;
+                        };
+                        flow = send_receipt(&mut ws, seq, res, env).await;
+                        if let Flow::End = flow {
+                            break;
+                        }
+                    }
                     timer = Some(Box::pin(sleep(CLOSE_GRACE)));
-                    close(&mut ws, CloseCode::Restart, "server draining", env).await
+                    match flow {
+                        Flow::End => Flow::End,
+                        Flow::Continue => close(&mut ws, CloseCode::Restart, "server draining", env).await,
+                    }
                 }
             }
             r = ticks.changed(), if ticking => match r {
@@ -166,6 +180,28 @@ async fn next_receipt(
     .await;
     let seq = inflight.pop_front().map(|(s, _)| s).unwrap_or(0);
     (seq, res)
+}
+
+async fn send_receipt<S>(
+    ws: &mut WebSocketStream<S>,
+    seq: u64,
+    res: Result<(), ews_sink::SinkError>,
+    env: &SessionEnv,
+) -> Flow
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = match res {
+        Ok(()) => {
+            env.metrics.event("acked");
+            frames::ack(seq)
+        }
+        Err(e) => {
+            env.metrics.event("nacked");
+            frames::nack(seq, &e.to_string())
+        }
+    };
+    send(ws, frame, env).await
 }
 
 async fn wait(timer: &mut Option<Pin<Box<Sleep>>>) {

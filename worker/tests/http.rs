@@ -127,6 +127,11 @@ async fn sigterm_drains_with_1012_and_exits_zero() {
     for i in 0..3 {
         clients.push(connect_bearer(&w.url("/ws"), &hs_token(&claims(&format!("c{i}")))).await);
     }
+    // A client with acks on: its event is answered before its session is closed.
+    let mut acker = connect_bearer(&w.url("/ws?ack=1"), &hs_token(&claims("acker"))).await;
+    futures_util::SinkExt::send(&mut acker, event("last"))
+        .await
+        .expect("send");
     let started = Instant::now();
     w.proc.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -139,6 +144,11 @@ async fn sigterm_drains_with_1012_and_exits_zero() {
             .map(|e| e.0),
         Some(503)
     );
+    assert_eq!(
+        next_json(&mut acker).await,
+        serde_json::json!({"type": "ack", "seq": 1})
+    );
+    clients.push(acker);
     for mut c in clients {
         assert_eq!(close_code(&mut c, Duration::from_secs(5)).await, Some(1012));
     }
