@@ -100,8 +100,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("binding internal port {}", cli.internal_listen))?;
 
     let mut config = MembershipConfig::from_args(&cli.cluster, Role::Leader, cli.internal_listen)?;
-    config.admin_listen = Some(admin_listener.local_addr()?);
-    config.internal_listen = internal_listener.local_addr()?;
+    let (admin_addr, internal_addr) = (
+        admin_listener.local_addr()?,
+        internal_listener.local_addr()?,
+    );
+    config.admin_listen = Some(admin_addr);
+    config.internal_listen = internal_addr;
     let membership = Membership::start(config)
         .await
         .context("starting cluster membership")?;
@@ -144,8 +148,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     info!(
         node_id = membership.node_id(),
-        admin = %cli.admin_listen,
-        internal = %cli.internal_listen,
+        admin = %admin_addr,
+        internal = %internal_addr,
         publish_metric = cli.publish_metric,
         "ews-leader ready"
     );
