@@ -1,7 +1,7 @@
 //! A point-in-time picture of the cluster as one node sees it: the `/members` answer, the active
 //! leader and the cluster-wide connection count all derive from it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -82,18 +82,14 @@ impl ClusterView {
     pub(crate) fn build(self_id: &str, raw: Vec<RawNode>) -> ClusterView {
         // Newest generation per node id, so a restarted node's previous life disappears as soon
         // as the new one is heard, instead of lingering until the dead-node grace period ends.
-        let mut newest: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut newest: HashMap<&str, u64> = HashMap::new();
         for n in &raw {
             let g = newest.entry(n.node_id.as_str()).or_insert(n.generation);
             *g = (*g).max(n.generation);
         }
-        let newest: HashMap<String, u64> = newest
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
         let mut members: Vec<Member> = raw
             .iter()
-            .filter(|n| newest.get(&n.node_id) == Some(&n.generation))
+            .filter(|n| newest.get(n.node_id.as_str()) == Some(&n.generation))
             .filter_map(member_of)
             // A node that announced it is leaving and then went quiet has left: drop it now.
             .filter(|m| m.reachable || m.status != Status::Leaving)
