@@ -325,6 +325,9 @@ fn lone_leader_forms_the_cluster_after_the_seed_timeout_and_refuses_websockets()
         ..NodeSpec::new("leader-1", &[i2])
     });
     // Its peer never answers: joining (not active) until one seed-node timeout has passed.
+    wait("own entry", Duration::from_secs(1), &[&l1], || {
+        view(&l1).is_some_and(|v| member(&v, "leader-1").is_some())
+    });
     assert!(sees(&l1, "leader-1", "joining"), "{:?}", l1.members());
     assert_eq!(active_leader(&l1), None);
     wait("lone leader up", Duration::from_secs(10), &[&l1], || {
