@@ -98,7 +98,8 @@ pub struct JwtArgs {
     pub jwt_public_key_file: Option<PathBuf>,
 
     /// JWKS URL (e.g. a Cloud Foundry UAA `/token_keys`), fetched at start and again when a
-    /// token names an unknown `kid`. Plain `http://` only (TLS is not built in).
+    /// token names an unknown `kid`. `https://` is verified against the system's roots
+    /// (`SSL_CERT_FILE`/`SSL_CERT_DIR` override them).
     #[arg(long, env = "EWS_JWKS_URL")]
     pub jwks_url: Option<String>,
 

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -20,7 +22,45 @@ const MAX_AGE: Duration = Duration::from_secs(300);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BODY: usize = 1 << 20;
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+type Plain = Client<HttpConnector, Empty<Bytes>>;
+type Tls = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// `https://` URLs verify the server against the system's roots (`SSL_CERT_FILE` /
+/// `SSL_CERT_DIR` override them); `http://` stays plain for providers on a private network.
+enum HttpClient {
+    Plain(Plain),
+    Tls(Tls),
+}
+
+impl HttpClient {
+    fn for_url(url: &http::Uri) -> anyhow::Result<HttpClient> {
+        let builder = Client::builder(TokioExecutor::new());
+        match url.scheme_str() {
+            Some("http") => Ok(HttpClient::Plain(builder.build_http())),
+            Some("https") => {
+                let connector = HttpsConnectorBuilder::new()
+                    .with_native_roots()
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "no trusted root certificates for --jwks-url ({e}); set SSL_CERT_FILE"
+                        )
+                    })?
+                    .https_only()
+                    .enable_http1()
+                    .build();
+                Ok(HttpClient::Tls(builder.build(connector)))
+            }
+            _ => anyhow::bail!("--jwks-url must be an http:// or https:// URL"),
+        }
+    }
+
+    fn get(&self, url: http::Uri) -> ResponseFuture {
+        match self {
+            HttpClient::Plain(c) => c.get(url),
+            HttpClient::Tls(c) => c.get(url),
+        }
+    }
+}
 
 pub struct Jwks {
     url: http::Uri,
@@ -37,13 +77,9 @@ struct State {
 impl Jwks {
     pub fn new(url: &str) -> anyhow::Result<Jwks> {
         let url: http::Uri = url.parse()?;
-        anyhow::ensure!(
-            url.scheme_str() == Some("http"),
-            "--jwks-url must be an http:// URL (TLS is not built in; front the provider with a local proxy)"
-        );
         Ok(Jwks {
+            client: HttpClient::for_url(&url)?,
             url,
-            client: Client::builder(TokioExecutor::new()).build_http(),
             state: Mutex::new(State::default()),
         })
     }
@@ -60,7 +96,10 @@ impl Jwks {
                     tracing::info!(keys = keys.len(), "JWKS fetched");
                     state.keys = keys;
                 }
-                Err(e) => tracing::warn!(error = %e, "JWKS fetch failed; keeping cached keys"),
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "JWKS fetch failed; keeping cached keys"
+                ),
             }
             state.fetched = Some(Instant::now());
         }

@@ -209,6 +209,67 @@ async fn jwks_rotation_to_a_new_kid() {
     assert_eq!(with_bearer(&w, &hs_token(&claims("u"))).await, 401);
 }
 
+// Multi-threaded: the JWKS server must answer while the test thread waits for the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_over_https_trusts_the_configured_roots() {
+    let jwk: Value =
+        serde_json::from_slice(&std::fs::read(key_path("rsa1.jwk.json")).expect("jwk"))
+            .expect("json");
+    let doc = Arc::new(Mutex::new(json!({"keys": [jwk]}).to_string()));
+    let (addr, fetches) = serve_jwks_tls(doc).await;
+    let url = format!("https://{addr}/token_keys");
+    let ca = key_path("tls-ca.pem");
+    let w = Worker::start_env(
+        &[("SSL_CERT_FILE", ca.to_str().expect("path"))],
+        &["--sink", "stdout", "--jwks-url", &url],
+    );
+    let t = asym_token(Algorithm::RS256, "rsa1.pem", Some("rsa1"), &claims("u"));
+    assert_eq!(with_bearer(&w, &t).await, 101);
+    assert!(*fetches.lock().expect("lock") >= 1);
+
+    // With other roots the provider is not trusted: no keys, no entry.
+    let other = key_path("tls.pem");
+    let w = Worker::start_env(
+        &[("SSL_CERT_FILE", other.to_str().expect("path"))],
+        &["--sink", "stdout", "--jwks-url", &url],
+    );
+    assert_eq!(with_bearer(&w, &t).await, 401);
+}
+
+/// The JWKS server of [`serve_jwks`] behind TLS, with the certificate in `tests/keys/tls.pem`
+/// (issued for 127.0.0.1 by `tests/keys/tls-ca.pem`).
+async fn serve_jwks_tls(doc: Arc<Mutex<String>>) -> (std::net::SocketAddr, Arc<Mutex<u32>>) {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(key_path("tls.pem"))
+        .expect("cert file")
+        .collect::<Result<_, _>>()
+        .expect("certs");
+    let key = PrivateKeyDer::from_pem_file(key_path("tls.key")).expect("key");
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let fetches = Arc::new(Mutex::new(0u32));
+    let count = fetches.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (doc, count, acceptor) = (doc.clone(), count.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    answer_jwks(tls, doc, count).await;
+                }
+            });
+        }
+    });
+    (addr, fetches)
+}
+
 /// A one-route HTTP server answering every request with the current JWKS document.
 async fn serve_jwks(doc: Arc<Mutex<String>>) -> (std::net::SocketAddr, Arc<Mutex<u32>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -218,29 +279,33 @@ async fn serve_jwks(doc: Arc<Mutex<String>>) -> (std::net::SocketAddr, Arc<Mutex
     let fetches = Arc::new(Mutex::new(0u32));
     let count = fetches.clone();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let doc = doc.clone();
-            let count = count.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                *count.lock().expect("lock") += 1;
-                let body = doc.lock().expect("lock").clone();
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(answer_jwks(s, doc.clone(), count.clone()));
         }
     });
     (addr, fetches)
+}
+
+async fn answer_jwks<S>(mut s: S, doc: Arc<Mutex<String>>, count: Arc<Mutex<u32>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    *count.lock().expect("lock") += 1;
+    let body = doc.lock().expect("lock").clone();
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = s.write_all(resp.as_bytes()).await;
+    let _ = s.shutdown().await;
 }
 
 fn base64url(bytes: &[u8]) -> String {

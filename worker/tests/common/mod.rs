@@ -32,6 +32,13 @@ impl Worker {
         Worker::start_with(Command::new(env!("CARGO_BIN_EXE_ews-worker")), args)
     }
 
+    /// Starts the worker with extra environment variables.
+    pub fn start_env(env: &[(&str, &str)], args: &[&str]) -> Worker {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ews-worker"));
+        cmd.envs(env.iter().copied());
+        Worker::start_with(cmd, args)
+    }
+
     /// Starts the worker with both RLIMIT_NOFILE limits lowered to `nofile`.
     pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Worker {
         let mut cmd = Command::new("sh");
