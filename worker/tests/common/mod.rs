@@ -24,6 +24,16 @@ pub struct Worker {
     pub proc: Proc,
     pub public: SocketAddr,
     pub admin: SocketAddr,
+    /// A scratch directory removed with the worker.
+    scratch: Option<PathBuf>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 impl Worker {
@@ -66,6 +76,7 @@ impl Worker {
             proc,
             public,
             admin,
+            scratch: None,
         }
     }
 
@@ -76,7 +87,9 @@ impl Worker {
         let f = file.to_string_lossy().to_string();
         args.extend(["--sink-file", Box::leak(f.into_boxed_str())]);
         args.extend(extra);
-        (Worker::start(&args), file)
+        let mut w = Worker::start(&args);
+        w.scratch = file.parent().map(PathBuf::from);
+        (w, file)
     }
 
     pub fn url(&self, path: &str) -> String {
