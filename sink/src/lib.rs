@@ -128,7 +128,9 @@ impl Future for Receipt {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().0 {
-            ReceiptInner::Ready(outcome) => Poll::Ready(outcome.take().unwrap_or(Err(SinkError::Closed))),
+            ReceiptInner::Ready(outcome) => {
+                Poll::Ready(outcome.take().unwrap_or(Err(SinkError::Closed)))
+            }
             ReceiptInner::Pending(rx) => Pin::new(rx)
                 .poll(cx)
                 .map(|r| r.unwrap_or(Err(SinkError::Closed))),
