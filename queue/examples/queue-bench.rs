@@ -51,7 +51,7 @@ async fn main() -> Result<(), String> {
                             .await
                             .map_err(|e| e.to_string())?;
                         n += 1;
-                        if n % 64 == 0 {
+                        if n.is_multiple_of(64) {
                             tx.flush().await.map_err(|e| e.to_string())?;
                         }
                     }
