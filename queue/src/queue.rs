@@ -391,6 +391,23 @@ impl Queue {
         }
     }
 
+    /// Makes an in-flight message ready again at once (its delivery failed before reaching the
+    /// receiver). Its delivery count stays.
+    pub fn release(&self, id: u64) {
+        let mut st = self.state();
+        let Some(m) = st.msgs.get_mut(&id) else {
+            return;
+        };
+        let Where::InFlight(deadline) = m.at else {
+            return;
+        };
+        m.at = Where::Ready;
+        st.in_flight.remove(&(deadline, id));
+        st.ready.push_front(id);
+        drop(st);
+        self.0.ready.notify_one();
+    }
+
     /// Puts a message that could not be dead-lettered back in flight for another timeout.
     fn retry_later(&self, id: u64) {
         let mut st = self.state();
@@ -482,5 +499,60 @@ impl Budget {
         if units > 0 {
             self.sem.add_permits(units);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(name: &str, config: QueueConfig) -> (Queue, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("ews-queue-unit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (Queue::open(name, &dir, config, None).unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn released_message_is_ready_again_at_once() {
+        let (q, dir) = open("release", QueueConfig::default());
+        let id = q.send("m".into()).await.unwrap();
+        let d = q.take().await;
+        assert_eq!((d.id, d.deliveries), (id, 1));
+        q.release(id);
+        let d = tokio::time::timeout(Duration::from_millis(500), q.take())
+            .await
+            .expect("no visibility wait after a release");
+        assert_eq!((d.id, d.deliveries), (id, 2));
+        assert!(q.delete(id).await);
+        assert!(!q.delete(id).await);
+        assert_eq!(q.depth(), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_admits_again_after_a_delete() {
+        let config = QueueConfig {
+            max_depth: 2,
+            ..QueueConfig::default()
+        };
+        let (q, dir) = open("full", config);
+        q.send("a".into()).await.unwrap();
+        q.send("b".into()).await.unwrap();
+        let third = tokio::spawn({
+            let q = q.clone();
+            async move { q.send("c".into()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!third.is_finished(), "the third send waits for room");
+        let d = q.take().await;
+        q.delete(d.id).await;
+        let id = tokio::time::timeout(Duration::from_secs(2), third)
+            .await
+            .expect("the send resumes once a message is deleted")
+            .unwrap()
+            .unwrap();
+        assert_eq!(id, 3);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

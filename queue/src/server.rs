@@ -110,6 +110,7 @@ where
     let mut sends = FuturesOrdered::new();
     let mut demand: u64 = 0;
     loop {
+        let mut delivering = None;
         let reply = tokio::select! {
             biased;
             Some(sent) = sends.next(), if !sends.is_empty() => match sent {
@@ -118,6 +119,7 @@ where
             },
             d = queue.take(), if demand > 0 => {
                 demand -= 1;
+                delivering = Some(d.id);
                 ServerFrame::Message { id: d.id, body: d.body, deliveries: d.deliveries }
             }
             msg = inp.next(), if sends.len() < SEND_WINDOW => {
@@ -145,6 +147,10 @@ where
             }
         };
         if out.send(Message::text(reply.to_text())).await.is_err() {
+            if let Some(id) = delivering {
+                // Never reached the receiver: visible again now, not after the timeout.
+                queue.release(id);
+            }
             break;
         }
     }
