@@ -11,12 +11,13 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::link::Peers;
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::registry::{PushResult, Registry};
 use crate::server::Body;
 
 const MAX_PUBLISH_BODY: usize = 256 * 1024;
@@ -28,6 +29,8 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     pub extra: Vec<AdminRoute>,
+    /// The other workers, in a cluster: publish reaches their sessions too.
+    pub peers: Option<Arc<Peers>>,
 }
 
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationToken) {
@@ -80,11 +83,11 @@ fn json(status: StatusCode, v: &impl serde::Serialize) -> Response<Body> {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Publish {
-    client_id: String,
-    msg: String,
+pub(crate) struct Publish {
+    pub client_id: String,
+    pub msg: String,
 }
 
 async fn route(req: Request<Incoming>, a: &Admin) -> Response<Body> {
@@ -110,34 +113,59 @@ async fn route(req: Request<Incoming>, a: &Admin) -> Response<Body> {
 }
 
 /// `POST /api/v1/publish {"clientId","msg"}`: 200 when at least one session of the client took
-/// the message, 404 when the client has no session here, 503 when every one was full.
+/// the message, 404 when the client has no session, 503 when every one was full. In a cluster
+/// the other workers are asked too and the answer adds `failed` (peers that did not answer);
+/// 502 when nothing was delivered and some peer failed.
 async fn publish(req: Request<Incoming>, a: &Admin) -> Response<Body> {
+    let p = match read_publish(req).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let local = a.registry.push(&p.client_id, &p.msg);
+    if let Some(r) = &local {
+        for _ in 0..r.dropped {
+            a.metrics.dropped("outbound_full");
+        }
+    }
+    let Some(peers) = &a.peers else {
+        return local_response(local);
+    };
+    let body = Bytes::from(serde_json::to_vec(&p).unwrap_or_default());
+    let mut all = peers.publish(body).await;
+    if let Some(r) = local {
+        all.delivered += r.delivered;
+        all.dropped += r.dropped;
+    }
+    json(all.status(), &all)
+}
+
+/// Reads and parses a publish body (bounded).
+pub(crate) async fn read_publish(req: Request<Incoming>) -> Result<Publish, Response<Body>> {
     let body = match Limited::new(req.into_body(), MAX_PUBLISH_BODY)
         .collect()
         .await
     {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return respond(
+            return Err(respond(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "text/plain",
                 "body too large",
-            )
+            ))
         }
     };
-    let p: Publish = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => return respond(StatusCode::BAD_REQUEST, "text/plain", e.to_string()),
-    };
-    match a.registry.push(&p.client_id, &p.msg) {
+    serde_json::from_slice(&body)
+        .map_err(|e| respond(StatusCode::BAD_REQUEST, "text/plain", e.to_string()))
+}
+
+/// The answer for this node's sessions alone.
+pub(crate) fn local_response(r: Option<PushResult>) -> Response<Body> {
+    match r {
         None => json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"delivered": 0, "dropped": 0}),
         ),
         Some(r) => {
-            for _ in 0..r.dropped {
-                a.metrics.dropped("outbound_full");
-            }
             let status = if r.delivered > 0 {
                 StatusCode::OK
             } else {

@@ -12,6 +12,7 @@ mod frames;
 pub mod handler;
 mod jwks;
 pub mod limits;
+pub mod link;
 pub mod membership;
 pub mod metrics;
 mod page;
@@ -91,6 +92,7 @@ pub struct Worker {
     admin_listener: TcpListener,
     public: Arc<server::Public>,
     admin_routes: Vec<AdminRoute>,
+    peers: Option<Arc<link::Peers>>,
     sink: Arc<dyn Sink>,
     drain_window: Duration,
     ping_interval: Duration,
@@ -176,6 +178,7 @@ impl Worker {
             admin_listener,
             public,
             admin_routes: Vec::new(),
+            peers: None,
             sink,
             drain_window: args.drain_window(),
             ping_interval,
@@ -206,6 +209,11 @@ impl Worker {
         self.admin_routes.push(route);
     }
 
+    /// Makes the admin publish reach the other workers of the cluster too.
+    pub fn set_peers(&mut self, peers: Arc<link::Peers>) {
+        self.peers = Some(peers);
+    }
+
     /// Serves until SIGTERM/SIGINT or [`WorkerHandle::begin_drain`], then drains: `/info` turns
     /// 503, the listener closes, sessions are closed with 1012 spread over the drain window, the
     /// sink is flushed. Returns once all sessions are gone or the window has passed.
@@ -215,6 +223,7 @@ impl Worker {
             admin_listener,
             public,
             admin_routes,
+            peers,
             sink,
             drain_window,
             ping_interval,
@@ -232,6 +241,7 @@ impl Worker {
             metrics: public.metrics.clone(),
             registry: public.registry.clone(),
             extra: admin_routes,
+            peers,
         });
         let admin_task = tokio::spawn(admin::serve(admin_listener, admin, stop_admin.clone()));
         let ticker = tokio::spawn(async move {

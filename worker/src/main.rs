@@ -1,8 +1,9 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use ews_worker::membership::{self, MembershipArgs};
-use ews_worker::{sinks, Worker, WorkerArgs};
+use ews_worker::{link, sinks, Worker, WorkerArgs};
 
 /// The elastic-ws worker: authenticates WebSocket clients, ingests their events into a sink and
 /// pushes messages back.
@@ -50,6 +51,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut worker = Worker::bind(cli.worker, node_id, sink).await?;
     if let Some(m) = &cluster {
         membership::attach(m, &mut worker);
+        link::start(m, cli.membership.internal_listen, worker.handle()).await?;
+        worker.set_peers(Arc::new(link::Peers::new(m.clone())));
     }
     membership::serve(worker, cluster).await
 }

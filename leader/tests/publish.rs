@@ -1,0 +1,176 @@
+//! Cluster-wide publish: `POST /api/v1/publish` on one worker reaches a client connected to
+//! another worker, over the node link (the workers' internal TCP port, cluster secret required).
+//! Real `ews-leader` and `ews-worker` processes on loopback.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
+use ews_testkit::{bin_path, free_port, net, Proc};
+use serde_json::{json, Value};
+
+const SECRET: &str = "s3cret";
+const JWT_SECRET: &str = "jwt-test-secret";
+
+fn leader(id: &str, internal: SocketAddr, peer: SocketAddr) -> Node {
+    Node::leader(&NodeSpec {
+        internal: Some(internal),
+        extra: &["--cluster-secret", SECRET],
+        ..NodeSpec::new(id, &[peer])
+    })
+}
+
+/// A worker that authenticates clients with HS256 tokens (the testkit's workers run
+/// `--no-auth`, and a push needs the client id a token carries).
+fn auth_worker(id: &str, seeds: &[SocketAddr]) -> Node {
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let internal = internal_addr();
+    let seeds = seeds
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut cmd = Command::new(bin_path("ews-worker"));
+    cmd.env("RUST_LOG", "info").args([
+        "--node-id",
+        id,
+        "--admin-listen",
+        &admin.to_string(),
+        "--internal-listen",
+        &internal.to_string(),
+        "--listen",
+        &public.to_string(),
+        "--gossip-interval-ms",
+        "200",
+        "--seeds",
+        &seeds,
+        "--sink",
+        "stdout",
+        "--cluster-secret",
+        SECRET,
+        "--jwt-hs256-secret",
+        JWT_SECRET,
+    ]);
+    let proc = Proc::spawn(id, cmd);
+    if let Err(e) = net::wait_for_tcp(admin, Duration::from_secs(20)) {
+        panic!("{id} did not start: {e}\n{}", proc.output());
+    }
+    Node {
+        node_id: id.to_string(),
+        admin,
+        internal,
+        public: Some(public),
+        proc,
+    }
+}
+
+fn token(sub: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": sub, "iat": now, "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// An authenticated WebSocket session held open by a raw upgrade on `/ws`.
+fn open_session(public: SocketAddr, token: &str) -> TcpStream {
+    let mut s = TcpStream::connect(public).expect("connect to worker");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /ws?access_token={token} HTTP/1.1\r\nHost: {public}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("upgrade response");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+/// Reads one unmasked server text frame (short payload).
+fn read_text_frame(s: &mut TcpStream) -> String {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).expect("frame header");
+    assert_eq!(h[0], 0x81, "a final text frame");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).unwrap();
+            u16::from_be_bytes(l) as usize
+        }
+        127 => panic!("unexpectedly long frame"),
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    String::from_utf8(payload).unwrap()
+}
+
+fn publish(addr: SocketAddr, path: &str, headers: &[(&str, &str)], msg: &str) -> (u16, Value) {
+    let body = json!({"clientId": "alice", "msg": msg}).to_string();
+    let mut h = vec![("Content-Type", "application/json")];
+    h.extend_from_slice(headers);
+    let (code, body) = net::request(addr, "POST", path, &h, body.as_bytes()).unwrap();
+    (code, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn publish_on_one_worker_reaches_a_client_on_another() {
+    let (i1, i2) = (internal_addr(), internal_addr());
+    let _l1 = leader("leader-1", i1, i2);
+    let _l2 = leader("leader-2", i2, i1);
+    let seeds = [i1, i2];
+    let a = Node::worker(&NodeSpec {
+        extra: &["--cluster-secret", SECRET],
+        ..NodeSpec::new("worker-a", &seeds)
+    });
+    let b = auth_worker("worker-b", &seeds);
+    let mut client = open_session(b.public.unwrap(), &token("alice"));
+
+    // Until A's view holds B as up, A finds no session of alice (404); then it reaches B.
+    let start = Instant::now();
+    let answer = loop {
+        let (code, v) = publish(a.admin, "/api/v1/publish", &[], "hello from A");
+        if code == 200 {
+            break v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "publish never reached B: {code} {v}\nA: {}\nB: {}",
+            a.members().unwrap_or_default(),
+            b.proc.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(answer["delivered"], 1, "{answer}");
+    assert_eq!(answer["dropped"], 0, "{answer}");
+    assert_eq!(answer["failed"], json!([]), "{answer}");
+    let frame: Value = serde_json::from_str(&read_text_frame(&mut client)).unwrap();
+    assert_eq!(frame, json!({"type": "push", "msg": "hello from A"}));
+
+    // B's node link refuses a publish without (or with a wrong) cluster secret.
+    let path = "/internal/v1/publish";
+    assert_eq!(publish(b.internal, path, &[], "x").0, 401);
+    let wrong = [("x-ews-cluster-secret", "wrong")];
+    assert_eq!(publish(b.internal, path, &wrong, "x").0, 401);
+    let right = [("x-ews-cluster-secret", SECRET)];
+    let (code, v) = publish(b.internal, path, &right, "direct");
+    assert_eq!((code, &v["delivered"]), (200, &json!(1)), "{v}");
+    let frame: Value = serde_json::from_str(&read_text_frame(&mut client)).unwrap();
+    assert_eq!(frame["msg"], "direct");
+}
