@@ -54,6 +54,7 @@ pub struct WorkerHandle {
     capacity: usize,
     drain: CancellationToken,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
 }
 
 impl WorkerHandle {
@@ -81,9 +82,14 @@ impl WorkerHandle {
         self.drain.cancel()
     }
 
-    /// Pushes a text message to every session of `client_id` on this node.
+    /// Pushes a text message to every session of `client_id` on this node; each session whose
+    /// queue was full counts in `ews_dropped_total{reason="outbound_full"}`.
     pub fn push(&self, client_id: &str, msg: &str) -> Option<PushResult> {
-        self.registry.push(client_id, msg)
+        let r = self.registry.push(client_id, msg)?;
+        for _ in 0..r.dropped {
+            self.metrics.dropped("outbound_full");
+        }
+        Some(r)
     }
 }
 
@@ -173,6 +179,7 @@ impl Worker {
             sink = sink.name(),
             "worker ready"
         );
+        let handle_metrics = public.metrics.clone();
         Ok(Worker {
             public_listener,
             admin_listener,
@@ -188,6 +195,7 @@ impl Worker {
                 capacity,
                 drain,
                 registry,
+                metrics: handle_metrics,
             },
         })
     }
