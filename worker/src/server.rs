@@ -132,7 +132,8 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
 
 async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>) -> Response<Body> {
     let path = req.uri().path();
-    if path == "/info" {
+    // The health check is `GET /info` only: any other method, there too, is unhandled.
+    if path == "/info" && req.method() == Method::GET {
         return if p.env.drain.is_cancelled() {
             text(StatusCode::SERVICE_UNAVAILABLE, "draining")
         } else {

@@ -21,6 +21,8 @@ fn http_statuses_before_the_upgrade() {
     assert_eq!((code, body.as_str()), (403, "Unhandled HTTP method"));
     let (code, _) = http_request(w.public, "DELETE", "/", &[], b"").expect("delete");
     assert_eq!(code, 403);
+    let (code, body) = http_request(w.public, "POST", "/info", &[], b"").expect("post info");
+    assert_eq!((code, body.as_str()), (403, "Unhandled HTTP method"));
     let (code, _) = http_get(w.public, "/ws").expect("plain get");
     assert_eq!(code, 400);
     // No test page outside standalone mode.
