@@ -365,11 +365,10 @@ fn random_round(x: f64, rng: &mut StdRng) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scenario::Scenario;
-
-    fn paper() -> SimConfig {
+impl SimConfig {
+    /// The paper's set-up: 2..10 nodes, 50,000-client steps, 1-minute alarms, t2.medium price,
+    /// no boot delay and no churn. Tests vary it with struct update syntax.
+    pub(crate) fn paper() -> SimConfig {
         SimConfig {
             bounds: Bounds { min: 2, max: 10 },
             steps: Steps {
@@ -386,6 +385,16 @@ mod tests {
             price_per_hour: 0.0464,
             seed: 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    fn paper() -> SimConfig {
+        SimConfig::paper()
     }
 
     fn thousands(s: &Sample) -> Vec<f64> {
