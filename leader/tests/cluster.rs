@@ -4,7 +4,6 @@
 //! Gossip runs every 200 ms here. Timings are printed (run with `--nocapture` to see them) and
 //! only asserted against generous bounds: the machine running the tests may be busy.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -94,23 +93,7 @@ fn worker(id: &str, seeds: &[SocketAddr], extra: &[&str]) -> Node {
 
 /// A WebSocket session held open by a raw upgrade on `/ws` (the worker runs `--no-auth`).
 fn open_session(public: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(public).expect("connect to worker");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /ws HTTP/1.1\r\nHost: {public}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).expect("upgrade response");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    s
+    ews_testkit::ws_open(public, "/ws").expect("upgrade to a session")
 }
 
 #[test]

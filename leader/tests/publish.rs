@@ -2,7 +2,7 @@
 //! another worker, over the node link (the workers' internal TCP port, cluster secret required).
 //! Real `ews-leader` and `ews-worker` processes on loopback.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -82,24 +82,8 @@ fn token(sub: &str) -> String {
 
 /// An authenticated WebSocket session held open by a raw upgrade on `/ws`.
 fn open_session(public: SocketAddr, token: &str) -> TcpStream {
-    let mut s = TcpStream::connect(public).expect("connect to worker");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /ws?access_token={token} HTTP/1.1\r\nHost: {public}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).expect("upgrade response");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    s
+    ews_testkit::ws_open(public, &format!("/ws?access_token={token}"))
+        .expect("upgrade to a session")
 }
 
 /// Reads one unmasked server text frame (short payload).

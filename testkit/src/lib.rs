@@ -13,7 +13,7 @@ pub mod tansu;
 
 use std::path::PathBuf;
 
-pub use net::{free_port, free_udp_port, http_get, wait_for_http_ok, wait_for_tcp};
+pub use net::{free_port, free_udp_port, http_get, wait_for_http_ok, wait_for_tcp, ws_open};
 pub use proc::Proc;
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).

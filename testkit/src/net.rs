@@ -99,3 +99,27 @@ pub fn wait_for_http_ok(addr: SocketAddr, path: &str, timeout: Duration) -> Resu
 }
 
 pub use http_request as request;
+
+/// Opens a WebSocket session by a raw HTTP/1.1 upgrade of `path` (query included) and returns
+/// the socket once the server answered 101: enough for tests that only need a session to exist
+/// or to read a frame or two, without a WebSocket client library.
+pub fn ws_open(addr: SocketAddr, path: &str) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    if !head.starts_with("HTTP/1.1 101") {
+        return Err(std::io::Error::other(format!("upgrade refused: {head}")));
+    }
+    Ok(s)
+}
