@@ -7,6 +7,10 @@ export CARGO_TERM_COLOR=never
 # Two cores here: bounded parallelism for the build and for the tests that start processes.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 TEST_THREADS="${EWS_TEST_THREADS:-2}"
+# A wedged step must fail the run, not hold CI until its own limit: each stage has a budget
+# (seconds; a cold run takes about 10 minutes in all).
+CARGO_TEST_BUDGET="${EWS_CARGO_TEST_BUDGET:-2400}"
+STEP_BUDGET="${EWS_STEP_BUDGET:-1200}"
 
 log() { printf '\n==> %s\n' "$*"; }
 passed=0
@@ -17,11 +21,21 @@ count_cargo() { # sums the `test result:` lines of a cargo test log
   f=$(grep -E '^test result:' "$1" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ - | bc 2>/dev/null || echo 0)
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 }
-step() { # step NAME CMD...: a pass/fail check that is not a cargo test run
+step() { # step NAME CMD...: a pass/fail check that is not a cargo test run, within its budget
   log "$1"; shift
-  if "$@"; then passed=$((passed + 1)); else echo "FAILED: $*"; failed=$((failed + 1)); fi
+  local rc=0
+  timeout -k 30 "$STEP_BUDGET" "$@" || rc=$?
+  if [ "$rc" = 0 ]; then passed=$((passed + 1)); else
+    [ "$rc" = 124 ] && echo "TIMED OUT after ${STEP_BUDGET}s: $*"
+    echo "FAILED: $*"; failed=$((failed + 1))
+  fi
+}
+disk() { # free space where the build goes: a full disk shows up as odd linker errors otherwise
+  df -h "${CARGO_TARGET_DIR:-target}" 2>/dev/null | tail -1 | awk '{print "disk: " $4 " free of " $2 " (" $6 ")"}'
 }
 
+mkdir -p "${CARGO_TARGET_DIR:-target}"
+disk
 log "installing test tools"
 bash scripts/setup-tools.sh
 
@@ -31,16 +45,20 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-log "cargo build (all binaries, used by integration tests)"
-cargo build --workspace --bins --locked
+# One build of the test feature set; it also links every binary the integration tests start
+# (a separate `cargo build --bins` would compile the AWS stack a second time with other features).
+log "cargo test --no-run (tests and all binaries)"
+cargo test --workspace --locked --no-run
+disk
 
 log "cargo test"
 testlog="$(mktemp)"
 set +e
-cargo test --workspace --locked -- --test-threads="$TEST_THREADS" 2>&1 | tee "$testlog"
+timeout -k 30 "$CARGO_TEST_BUDGET" cargo test --workspace --locked -- --test-threads="$TEST_THREADS" 2>&1 | tee "$testlog"
 cargo_rc=${PIPESTATUS[0]}
 set -e
 count_cargo "$testlog"
+[ "$cargo_rc" = 124 ] && echo "cargo test TIMED OUT after ${CARGO_TEST_BUDGET}s"
 [ "$cargo_rc" = 0 ] || { echo "cargo test failed (exit $cargo_rc)"; failed=$((failed + (failed == 0 ? 1 : 0))); }
 
 for extra in scripts/test.d/*.sh; do
@@ -48,6 +66,7 @@ for extra in scripts/test.d/*.sh; do
   step "$(basename "$extra" .sh)" bash "$extra"
 done
 
+disk
 echo
 echo "summary: $passed passed, $failed failed"
 [ "$failed" = 0 ]
