@@ -54,7 +54,7 @@ disk
 log "cargo test"
 testlog="$(mktemp)"
 set +e
-timeout -k 30 "$CARGO_TEST_BUDGET" cargo test --workspace --locked -- --test-threads="$TEST_THREADS" 2>&1 | tee "$testlog"
+timeout -k 30 "$CARGO_TEST_BUDGET" cargo test --workspace --locked --no-fail-fast -- --test-threads="$TEST_THREADS" 2>&1 | tee "$testlog"
 cargo_rc=${PIPESTATUS[0]}
 set -e
 count_cargo "$testlog"

@@ -4,24 +4,60 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-/// A TCP port that was free on 127.0.0.1 a moment ago. The small race with other processes is
-/// acceptable for tests; readiness waits catch a lost race.
+/// A TCP port that was free on 127.0.0.1 a moment ago, never handed out twice by this process.
+///
+/// Ports come from below the kernel's ephemeral range: `bind(0)` and every outgoing connection
+/// draw from that range, so a port picked there can be taken by a test's client socket (or handed
+/// out again) before the node under test binds it. Below it only other test processes compete, and
+/// each starts at its own offset.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral TCP port")
+    next_port(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
 }
 
 /// A port free for both TCP and UDP on 127.0.0.1 (gossip uses UDP on the same port number as the
 /// node link's TCP).
 pub fn free_udp_port() -> u16 {
+    next_port(|p| {
+        TcpListener::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p)).is_ok()
+    })
+}
+
+/// Walks the non-ephemeral range from a per-process offset until `free` accepts a port; falls
+/// back to a kernel-chosen port if the range is exhausted or the ephemeral range starts too low.
+fn next_port(free: impl Fn(u16) -> bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let high = ephemeral_low().clamp(LOW, u32::from(u16::MAX));
+    let span = high - LOW;
+    if span >= 1_000 {
+        let seed = (std::process::id().wrapping_mul(2_654_435_761)) % span;
+        let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = (LOW + n % span) as u16;
+            if free(port) {
+                return port;
+            }
+        }
+    }
     loop {
-        let port = free_port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind an ephemeral TCP port");
+        if free(port) {
             return port;
         }
     }
+}
+
+/// First port of the kernel's ephemeral range (Linux default 32768).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(32_768)
 }
 
 /// Waits until something accepts TCP connections at `addr`.
@@ -122,4 +158,24 @@ pub fn ws_open(addr: SocketAddr, path: &str) -> std::io::Result<TcpStream> {
         return Err(std::io::Error::other(format!("upgrade refused: {head}")));
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_distinct_and_outside_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let unique: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(unique.len(), ports.len(), "a port was handed out twice");
+        if ephemeral_low() > 11_000 {
+            assert!(
+                ports.iter().all(|&p| u32::from(p) < ephemeral_low()),
+                "{ports:?}"
+            );
+        }
+        let udp = free_udp_port();
+        assert!(UdpSocket::bind(("127.0.0.1", udp)).is_ok());
+    }
 }
