@@ -15,11 +15,11 @@ STEP_BUDGET="${EWS_STEP_BUDGET:-1200}"
 log() { printf '\n==> %s\n' "$*"; }
 passed=0
 failed=0
-count_cargo() { # sums the `test result:` lines of a cargo test log
+count_cargo() { # sums the `test result:` lines of a cargo test log (awk: bc is not on every machine)
   local p f
-  p=$(grep -E '^test result:' "$1" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ - | bc 2>/dev/null || echo 0)
-  f=$(grep -E '^test result:' "$1" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ - | bc 2>/dev/null || echo 0)
-  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  p=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) s += $i } END { print s + 0 }' "$1")
+  f=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) s += $i } END { print s + 0 }' "$1")
+  passed=$((passed + p)); failed=$((failed + f))
 }
 step() { # step NAME CMD...: a pass/fail check that is not a cargo test run, within its budget
   log "$1"; shift
