@@ -46,8 +46,7 @@ fn table_ii_and_the_cost_cases() {
 
 #[test]
 fn csv_in_csv_and_png_out() {
-    let dir = std::env::temp_dir().join(format!("ews-sim-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ews_testkit::Scratch::new("sim-test");
     let curve = dir.join("curve.csv");
     std::fs::write(&curve, "seconds,clients\n0,0\n3600,160000\n7200,0\n").unwrap();
     let (csv, png) = (dir.join("out.csv"), dir.join("out.png"));
@@ -66,13 +65,11 @@ fn csv_in_csv_and_png_out() {
     assert!(rows.starts_with("t_secs,clients,connected,desired,in_service,booting"));
     assert_eq!(rows.lines().count(), 1 + 121);
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn bad_input_is_a_clear_error() {
-    let dir = std::env::temp_dir().join(format!("ews-sim-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ews_testkit::Scratch::new("sim-bad");
     let curve = dir.join("bad.csv");
     std::fs::write(&curve, "0,0\n60,lots\n").unwrap();
     let (ok, _, err) = sim(&["--load-csv", curve.to_str().unwrap()]);
@@ -86,5 +83,4 @@ fn bad_input_is_a_clear_error() {
     let (ok, _, err) = sim(&["--hysteresis", "60000"]);
     assert!(!ok);
     assert!(err.contains("--hysteresis"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -156,8 +156,7 @@ fn refuses_non_loopback_targets() {
 #[test]
 fn authenticated_load_against_ews_worker() {
     let (port, admin) = (free_port(), free_port());
-    let dir = std::env::temp_dir().join(format!("ews-load-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ews_testkit::Scratch::new("load-e2e");
     let mut cmd = Command::new(ews_testkit::bin_path("ews-worker"));
     cmd.args([
         "--standalone",
@@ -231,5 +230,4 @@ fn authenticated_load_against_ews_worker() {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(j["sent"], 200, "{j}");
     assert_eq!(j["acked"], 200, "{j}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

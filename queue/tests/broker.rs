@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use ews_queue::client::{connect, FrameReceiver, FrameSender};
 use ews_queue::{ClientFrame, ServerFrame};
-use ews_testkit::{free_port, wait_for_http_ok, Proc};
+use ews_testkit::{free_port, wait_for_http_ok, Proc, Scratch};
 use tokio::time::timeout;
 
 struct BrokerProc {
@@ -32,10 +32,8 @@ fn start(dir: &Path, args: &[&str]) -> BrokerProc {
     BrokerProc { addr, proc }
 }
 
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ews-queue-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+fn tmp_dir(name: &str) -> Scratch {
+    Scratch::new(&format!("queue-it-{name}"))
 }
 
 async fn open(b: &BrokerProc, queue: &str) -> (FrameSender, FrameReceiver) {
@@ -104,7 +102,6 @@ async fn demand_is_cumulative_and_never_exceeded() {
     assert_eq!(got.len(), 20);
     let unique: HashSet<_> = got.iter().map(|(id, _)| *id).collect();
     assert_eq!(unique.len(), 20);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -167,7 +164,6 @@ async fn undeleted_message_is_redelivered_after_visibility_timeout_then_dead_let
     }
     let more = next(&mut drx, Duration::from_millis(600)).await;
     assert!(more.is_none(), "{more:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -217,7 +213,6 @@ async fn bounded_depth_back_pressures_a_fast_sender_until_a_receiver_drains() {
         }
     }
     assert_eq!(received.len(), 200);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -283,5 +278,4 @@ async fn kill_9_loses_no_acknowledged_message_and_redelivers_unacknowledged_ones
         in_flight.iter().all(|id| after.contains(id)),
         "received but undeleted messages are redelivered after a restart"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

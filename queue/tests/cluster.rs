@@ -13,9 +13,8 @@ const SECRET: &str = "pipeline-test-secret";
 
 #[test]
 fn worker_events_reach_the_active_leaders_queue() {
-    let dir = std::env::temp_dir().join(format!("ews-pipeline-cluster-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let dir_arg = dir.to_string_lossy().into_owned();
+    let dir = ews_testkit::Scratch::new("pipeline-cluster");
+    let dir_arg = dir.arg();
     let leader_internal = internal_addr();
     let extra = ["--queue-dir", &dir_arg, "--cluster-secret", SECRET];
     let spec = NodeSpec {
@@ -64,5 +63,4 @@ fn worker_events_reach_the_active_leaders_queue() {
     );
     assert!(out.contains("sent 1000, acknowledged 1000"), "{out}");
     assert!(out.contains("missing 0"), "{out}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -60,8 +60,7 @@ fn report(p: &mut Proc) -> String {
 
 #[test]
 fn queue_broker_killed_mid_load_loses_no_acknowledged_event() {
-    let dir = std::env::temp_dir().join(format!("ews-pipeline-queue-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = ews_testkit::Scratch::new("pipeline-queue");
     let qaddr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let url = format!("ws://{qaddr}/queue/events");
     let mut broker = start_queue(qaddr, &dir);
@@ -75,7 +74,6 @@ fn queue_broker_killed_mid_load_loses_no_acknowledged_event() {
     let out = report(&mut load);
     assert!(out.contains("sent 3000, acknowledged 3000"), "{out}");
     assert!(out.contains("missing 0"), "{out}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use ews_queue::client::connect;
 use ews_queue::{Broker, ClientFrame, QueueConfig, ServerFrame};
 use ews_sink::{QueueSink, Sink, StampedEvent};
-use ews_testkit::{bin_path, free_port, wait_for_http_ok, Proc};
+use ews_testkit::{bin_path, free_port, wait_for_http_ok, Proc, Scratch};
 
 fn event(seq: u64) -> StampedEvent {
     StampedEvent {
@@ -25,10 +25,8 @@ fn event(seq: u64) -> StampedEvent {
     }
 }
 
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ews-queue-sink-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+fn tmp_dir(name: &str) -> Scratch {
+    Scratch::new(&format!("queue-sink-{name}"))
 }
 
 fn start_broker(addr: SocketAddr, dir: &Path) -> Proc {
@@ -62,7 +60,7 @@ async fn drain(url: &str) -> Vec<u64> {
 #[tokio::test]
 async fn embedded_receipts_resolve_once_durable() {
     let dir = tmp_dir("embedded");
-    let broker = Broker::open(&dir, QueueConfig::default()).unwrap();
+    let broker = Broker::open(dir.path(), QueueConfig::default()).unwrap();
     let queue = broker.queue("events").unwrap();
     let sink = QueueSink::embedded(queue.clone());
     let mut receipts = Vec::new();
@@ -79,9 +77,8 @@ async fn embedded_receipts_resolve_once_durable() {
     assert_eq!(e.seq, 1);
     drop((sink, queue, broker));
     // Reopened from disk: everything is still there.
-    let broker = Broker::open(&dir, QueueConfig::default()).unwrap();
+    let broker = Broker::open(dir.path(), QueueConfig::default()).unwrap();
     assert_eq!(broker.queue("events").unwrap().depth(), 1_000);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,5 +134,4 @@ async fn remote_sink_survives_a_broker_kill_without_losing_acknowledged_events()
         "{} acknowledged events lost",
         missing.len()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

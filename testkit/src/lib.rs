@@ -1,7 +1,8 @@
 //! Test support shared by every integration test in the workspace.
 //!
 //! Each helper starts a real process on a free loopback port and returns a guard that kills it
-//! (the whole process group) when dropped, so a failing test never leaves a server behind.
+//! (the whole process group) when dropped, so a failing test never leaves a server behind; scratch
+//! directories are removed the same way.
 //! Everything here is synchronous std code on purpose: it works the same from `#[test]` and
 //! `#[tokio::test]`, and it never depends on the crate under test.
 
@@ -9,12 +10,14 @@ pub mod moto;
 pub mod net;
 pub mod nodes;
 pub mod proc;
+pub mod scratch;
 pub mod tansu;
 
 use std::path::PathBuf;
 
 pub use net::{free_port, free_udp_port, http_get, wait_for_http_ok, wait_for_tcp, ws_open};
 pub use proc::Proc;
+pub use scratch::Scratch;
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ews_testkit::{free_port, http_get, wait_for_http_ok, Proc};
+use ews_testkit::{free_port, http_get, wait_for_http_ok, Proc, Scratch};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -24,16 +24,8 @@ pub struct Worker {
     pub proc: Proc,
     pub public: SocketAddr,
     pub admin: SocketAddr,
-    /// A scratch directory removed with the worker.
-    scratch: Option<PathBuf>,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(dir) = self.scratch.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
+    /// A scratch directory, removed after the process (fields drop in declaration order).
+    scratch: Option<Scratch>,
 }
 
 impl Worker {
@@ -82,13 +74,20 @@ impl Worker {
 
     /// A worker checking HS256 tokens signed with [`SECRET`], events to a file sink.
     pub fn hs256(extra: &[&str]) -> (Worker, PathBuf) {
-        let file = temp_path("events.jsonl");
-        let mut args = vec!["--jwt-hs256-secret", SECRET, "--sink", "file"];
-        let f = file.to_string_lossy().to_string();
-        args.extend(["--sink-file", Box::leak(f.into_boxed_str())]);
+        let scratch = Scratch::new("worker-test");
+        let file = scratch.join("events.jsonl");
+        let f = file.to_string_lossy().into_owned();
+        let mut args = vec![
+            "--jwt-hs256-secret",
+            SECRET,
+            "--sink",
+            "file",
+            "--sink-file",
+            &f,
+        ];
         args.extend(extra);
         let mut w = Worker::start(&args);
-        w.scratch = file.parent().map(PathBuf::from);
+        w.scratch = Some(scratch);
         (w, file)
     }
 
@@ -101,14 +100,6 @@ impl Worker {
             .map(|(_, b)| b)
             .unwrap_or_default()
     }
-}
-
-pub fn temp_path(name: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("ews-worker-test-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(name)
 }
 
 pub fn now() -> u64 {
