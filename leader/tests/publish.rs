@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ews_cluster::{Membership, MembershipConfig, Role};
 use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
 use ews_testkit::{bin_path, free_port, net, Proc};
 use serde_json::{json, Value};
@@ -106,7 +107,17 @@ fn read_text_frame(s: &mut TcpStream) -> String {
 }
 
 fn publish(addr: SocketAddr, path: &str, headers: &[(&str, &str)], msg: &str) -> (u16, Value) {
-    let body = json!({"clientId": "alice", "msg": msg}).to_string();
+    publish_to(addr, path, headers, "alice", msg)
+}
+
+fn publish_to(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    client: &str,
+    msg: &str,
+) -> (u16, Value) {
+    let body = json!({"clientId": client, "msg": msg}).to_string();
     let mut h = vec![("Content-Type", "application/json")];
     h.extend_from_slice(headers);
     let (code, body) = net::request(addr, "POST", path, &h, body.as_bytes()).unwrap();
@@ -157,4 +168,96 @@ fn publish_on_one_worker_reaches_a_client_on_another() {
     assert_eq!((code, &v["delivered"]), (200, &json!(1)), "{v}");
     let frame: Value = serde_json::from_str(&read_text_frame(&mut client)).unwrap();
     assert_eq!(frame["msg"], "direct");
+}
+
+/// A worker member that gossips like any other (the real membership library, real UDP) but whose
+/// node link accepts connections and never answers: what a hung or overloaded worker shows its
+/// peers. Unlike a stopped process it stays up in every view, so the test does not race failure
+/// detection.
+struct SilentPeer {
+    _membership: Membership,
+    _link: std::net::TcpListener,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn silent_peer(id: &str, seeds: &[SocketAddr]) -> SilentPeer {
+    let internal = internal_addr();
+    let link = std::net::TcpListener::bind(internal).expect("bind the silent node link");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let membership = rt
+        .block_on(Membership::start(MembershipConfig {
+            node_id: id.into(),
+            role: Role::Worker,
+            seeds: seeds.iter().map(|s| s.to_string()).collect(),
+            internal_listen: internal,
+            advertise_host: None,
+            public_listen: None,
+            admin_listen: None,
+            capacity: 10,
+            gossip_interval: Duration::from_millis(200),
+            seed_node_timeout: Duration::from_secs(1),
+            join_give_up: None,
+            dead_node_grace: Duration::from_secs(30),
+            secret: None,
+        }))
+        .expect("start the silent peer's membership");
+    SilentPeer {
+        _membership: membership,
+        _link: link,
+        _rt: rt,
+    }
+}
+
+/// `node`'s view holds `id` as a reachable, up member.
+fn sees_up(node: &Node, id: &str) -> bool {
+    node.members()
+        .ok()
+        .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+        .and_then(|v| {
+            v["members"]
+                .as_array()?
+                .iter()
+                .find(|m| m["node_id"] == id)
+                .map(|m| m["reachable"] == true && m["status"] == "up")
+        })
+        .unwrap_or(false)
+}
+
+/// A peer that never answers is named in `failed` once its ask times out, and does not hold back
+/// delivery through the live peer; with nothing delivered anywhere the answer is 502.
+#[test]
+fn a_silent_peer_is_named_and_does_not_hold_back_the_others() {
+    let (i1, i2) = (internal_addr(), internal_addr());
+    let _l1 = leader("leader-1", i1, i2);
+    let _l2 = leader("leader-2", i2, i1);
+    let seeds = [i1, i2];
+    let a = Node::worker(&NodeSpec {
+        extra: &["--cluster-secret", SECRET],
+        ..NodeSpec::new("worker-a", &seeds)
+    });
+    let b = auth_worker("worker-b", &seeds);
+    let _c = silent_peer("worker-c", &seeds);
+    let mut client = open_session(b.public.unwrap(), &token("alice"));
+
+    let start = Instant::now();
+    while !(sees_up(&a, "worker-b") && sees_up(&a, "worker-c")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "A never saw B and C up: {}",
+            a.members().unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (code, v) = publish(a.admin, "/api/v1/publish", &[], "past a silent peer");
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["delivered"], 1, "{v}");
+    assert_eq!(v["failed"], json!(["worker-c"]), "{v}");
+    let frame: Value = serde_json::from_str(&read_text_frame(&mut client)).unwrap();
+    assert_eq!(frame["msg"], "past a silent peer");
+
+    let (code, v) = publish_to(a.admin, "/api/v1/publish", &[], "nobody", "lost");
+    assert_eq!(code, 502, "{v}");
+    assert_eq!(v["delivered"], 0, "{v}");
+    assert_eq!(v["failed"], json!(["worker-c"]), "{v}");
 }
