@@ -46,7 +46,7 @@ pub fn bin_path(name: &str) -> PathBuf {
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
-        "{} not built: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        "{} not built: run `cargo build --workspace --bins` first (scripts/test.sh builds every binary)",
         path.display()
     );
     path
