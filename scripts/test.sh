@@ -26,9 +26,15 @@ step() { # step NAME CMD...: a pass/fail check that is not a cargo test run, wit
   local rc=0
   timeout -k 30 "$STEP_BUDGET" "$@" || rc=$?
   if [ "$rc" = 0 ]; then passed=$((passed + 1)); else
-    [ "$rc" = 124 ] && echo "TIMED OUT after ${STEP_BUDGET}s: $*"
+    [ "$rc" = 124 ] && { echo "TIMED OUT after ${STEP_BUDGET}s: $*"; reap_strays; }
     echo "FAILED: $*"; failed=$((failed + 1))
   fi
+}
+reap_strays() { # after a timeout: killed tests cannot stop the nodes and brokers they started
+  # (each leads its own process group), so stop whatever still runs from this checkout's target
+  # and tools dirs.
+  pkill -KILL -f "$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/" || true
+  pkill -KILL -f "${EWS_TOOLS_DIR:-$PWD/.tools}/" || true
 }
 disk() { # free space where the build goes: a full disk shows up as odd linker errors otherwise
   df -h "${CARGO_TARGET_DIR:-target}" 2>/dev/null | tail -1 | awk '{print "disk: " $4 " free of " $2 " (" $6 ")"}'
@@ -58,7 +64,7 @@ timeout -k 30 "$CARGO_TEST_BUDGET" cargo test --workspace --locked --no-fail-fas
 cargo_rc=${PIPESTATUS[0]}
 set -e
 count_cargo "$testlog"
-[ "$cargo_rc" = 124 ] && echo "cargo test TIMED OUT after ${CARGO_TEST_BUDGET}s"
+[ "$cargo_rc" = 124 ] && { echo "cargo test TIMED OUT after ${CARGO_TEST_BUDGET}s"; reap_strays; }
 [ "$cargo_rc" = 0 ] || { echo "cargo test failed (exit $cargo_rc)"; failed=$((failed + (failed == 0 ? 1 : 0))); }
 
 for extra in scripts/test.d/*.sh; do

@@ -35,7 +35,7 @@ PY
 sed -e "s#@URL@#ws://127.0.0.1:$PORT/echo#" -e "s#@OUT@#$WORK/reports#" \
   worker/tests/autobahn/fuzzingclient.json >"$WORK/spec.json"
 # About two minutes here; the bound turns a wedged fuzzer (a full disk once) into a clear failure.
-(cd "$WORK" && timeout -k 10 "${EWS_AUTOBAHN_BUDGET:-900}" "$WSTEST" -m fuzzingclient -s spec.json >"$WORK/wstest.log" 2>&1) || {
+(cd "$WORK" && timeout --foreground -k 10 "${EWS_AUTOBAHN_BUDGET:-900}" "$WSTEST" -m fuzzingclient -s spec.json >"$WORK/wstest.log" 2>&1) || {
   echo "wstest failed or ran past ${EWS_AUTOBAHN_BUDGET:-900}s"; tail -20 "$WORK/wstest.log"; exit 1; }
 
 python3 - "$WORK/reports/index.json" <<'PY'
