@@ -124,17 +124,38 @@ fn publish_to(
     (code, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
+/// Two leaders, worker A (publishes, runs `--no-auth`) and worker B (authenticates the client).
+/// Keep it whole: a destructuring `let` would drop (and stop) the leaders at once.
+struct Cluster {
+    _leaders: [Node; 2],
+    seeds: [SocketAddr; 2],
+    a: Node,
+    b: Node,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let (i1, i2) = (internal_addr(), internal_addr());
+        let leaders = [leader("leader-1", i1, i2), leader("leader-2", i2, i1)];
+        let seeds = [i1, i2];
+        let a = Node::worker(&NodeSpec {
+            extra: &["--cluster-secret", SECRET],
+            ..NodeSpec::new("worker-a", &seeds)
+        });
+        let b = auth_worker("worker-b", &seeds);
+        Cluster {
+            _leaders: leaders,
+            seeds,
+            a,
+            b,
+        }
+    }
+}
+
 #[test]
 fn publish_on_one_worker_reaches_a_client_on_another() {
-    let (i1, i2) = (internal_addr(), internal_addr());
-    let _l1 = leader("leader-1", i1, i2);
-    let _l2 = leader("leader-2", i2, i1);
-    let seeds = [i1, i2];
-    let a = Node::worker(&NodeSpec {
-        extra: &["--cluster-secret", SECRET],
-        ..NodeSpec::new("worker-a", &seeds)
-    });
-    let b = auth_worker("worker-b", &seeds);
+    let cluster = Cluster::start();
+    let (a, b) = (&cluster.a, &cluster.b);
     let mut client = open_session(b.public.unwrap(), &token("alice"));
 
     // Until A's view holds B as up, A finds no session of alice (404); then it reaches B.
@@ -227,20 +248,13 @@ fn sees_up(node: &Node, id: &str) -> bool {
 /// delivery through the live peer; with nothing delivered anywhere the answer is 502.
 #[test]
 fn a_silent_peer_is_named_and_does_not_hold_back_the_others() {
-    let (i1, i2) = (internal_addr(), internal_addr());
-    let _l1 = leader("leader-1", i1, i2);
-    let _l2 = leader("leader-2", i2, i1);
-    let seeds = [i1, i2];
-    let a = Node::worker(&NodeSpec {
-        extra: &["--cluster-secret", SECRET],
-        ..NodeSpec::new("worker-a", &seeds)
-    });
-    let b = auth_worker("worker-b", &seeds);
-    let _c = silent_peer("worker-c", &seeds);
+    let cluster = Cluster::start();
+    let (a, b) = (&cluster.a, &cluster.b);
+    let _c = silent_peer("worker-c", &cluster.seeds);
     let mut client = open_session(b.public.unwrap(), &token("alice"));
 
     let start = Instant::now();
-    while !(sees_up(&a, "worker-b") && sees_up(&a, "worker-c")) {
+    while !(sees_up(a, "worker-b") && sees_up(a, "worker-c")) {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "A never saw B and C up: {}",
