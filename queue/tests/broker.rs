@@ -3,12 +3,11 @@
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use ews_queue::client::{connect, FrameReceiver, FrameSender};
 use ews_queue::{ClientFrame, ServerFrame};
-use ews_testkit::{free_port, wait_for_http_ok, Proc, Scratch};
+use ews_testkit::{free_port, queue_broker, Proc, Scratch};
 use tokio::time::timeout;
 
 struct BrokerProc {
@@ -19,17 +18,10 @@ struct BrokerProc {
 fn start(dir: &Path, args: &[&str]) -> BrokerProc {
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ews-queue"));
-    cmd.arg("--listen")
-        .arg(addr.to_string())
-        .arg("--queue-dir")
-        .arg(dir)
-        .args(args);
-    let proc = Proc::spawn("ews-queue", cmd);
-    if let Err(e) = wait_for_http_ok(addr, "/info", Duration::from_secs(10)) {
-        panic!("ews-queue did not start: {e}\n{}", proc.output());
+    BrokerProc {
+        addr,
+        proc: queue_broker(addr, dir, args),
     }
-    BrokerProc { addr, proc }
 }
 
 fn tmp_dir(name: &str) -> Scratch {

@@ -2,25 +2,11 @@
 //! and matched event by event. Needs the workspace binaries (`cargo build --workspace --bins`).
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use ews_testkit::tansu::Tansu;
-use ews_testkit::{bin_path, free_port, free_udp_port, wait_for_http_ok, Proc};
-
-fn start_queue(addr: SocketAddr, dir: &Path) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ews-queue"));
-    cmd.arg("--listen")
-        .arg(addr.to_string())
-        .arg("--queue-dir")
-        .arg(dir);
-    let p = Proc::spawn("ews-queue", cmd);
-    if let Err(e) = wait_for_http_ok(addr, "/info", Duration::from_secs(10)) {
-        panic!("ews-queue did not start: {e}\n{}", p.output());
-    }
-    p
-}
+use ews_testkit::{bin_path, free_port, free_udp_port, queue_broker, wait_for_http_ok, Proc};
 
 fn start_worker(sink_args: &[&str]) -> (SocketAddr, Proc) {
     let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -63,14 +49,14 @@ fn queue_broker_killed_mid_load_loses_no_acknowledged_event() {
     let dir = ews_testkit::Scratch::new("pipeline-queue");
     let qaddr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let url = format!("ws://{qaddr}/queue/events");
-    let mut broker = start_queue(qaddr, &dir);
+    let mut broker = queue_broker(qaddr, &dir, &[]);
     let (worker, _w) = start_worker(&["--sink", "queue", "--queue-url", &url]);
 
     let mut load = Proc::spawn("ews-load", verify(worker, &["--queue-url", &url]));
     std::thread::sleep(Duration::from_millis(400));
     broker.kill();
     std::thread::sleep(Duration::from_millis(500));
-    let _broker = start_queue(qaddr, &dir);
+    let _broker = queue_broker(qaddr, &dir, &[]);
     let out = report(&mut load);
     assert!(out.contains("sent 3000, acknowledged 3000"), "{out}");
     assert!(out.contains("missing 0"), "{out}");

@@ -3,15 +3,13 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ews_queue::client::connect;
 use ews_queue::{Broker, ClientFrame, QueueConfig, ServerFrame};
 use ews_sink::{QueueSink, Sink, StampedEvent};
-use ews_testkit::{bin_path, free_port, wait_for_http_ok, Proc, Scratch};
+use ews_testkit::{free_port, queue_broker, Scratch};
 
 fn event(seq: u64) -> StampedEvent {
     StampedEvent {
@@ -27,19 +25,6 @@ fn event(seq: u64) -> StampedEvent {
 
 fn tmp_dir(name: &str) -> Scratch {
     Scratch::new(&format!("queue-sink-{name}"))
-}
-
-fn start_broker(addr: SocketAddr, dir: &Path) -> Proc {
-    let mut cmd = Command::new(bin_path("ews-queue"));
-    cmd.arg("--listen")
-        .arg(addr.to_string())
-        .arg("--queue-dir")
-        .arg(dir);
-    let proc = Proc::spawn("ews-queue", cmd);
-    if let Err(e) = wait_for_http_ok(addr, "/info", Duration::from_secs(10)) {
-        panic!("ews-queue did not start: {e}\n{}", proc.output());
-    }
-    proc
 }
 
 /// Receives everything in the queue at `url` (without deleting), as event sequence numbers.
@@ -85,7 +70,7 @@ async fn embedded_receipts_resolve_once_durable() {
 async fn remote_sink_survives_a_broker_kill_without_losing_acknowledged_events() {
     let dir = tmp_dir("remote");
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let mut broker = start_broker(addr, &dir);
+    let mut broker = queue_broker(addr, &dir, &[]);
     let url = format!("ws://{addr}/queue/events");
     let target_url = url.clone();
     let sink = Arc::new(QueueSink::remote(
@@ -115,7 +100,7 @@ async fn remote_sink_survives_a_broker_kill_without_losing_acknowledged_events()
     }
     broker.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _broker = start_broker(addr, &dir);
+    let _broker = queue_broker(addr, &dir, &[]);
     while acked.len() < 5_000 {
         let (seq, ok) = tokio::time::timeout(Duration::from_secs(30), ack_rx.recv())
             .await

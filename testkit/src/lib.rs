@@ -10,6 +10,7 @@ pub mod moto;
 pub mod net;
 pub mod nodes;
 pub mod proc;
+pub mod queue;
 pub mod scratch;
 pub mod tansu;
 
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 
 pub use net::{free_port, free_udp_port, http_get, wait_for_http_ok, wait_for_tcp, ws_open};
 pub use proc::Proc;
+pub use queue::queue_broker;
 pub use scratch::Scratch;
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
