@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test entry: installs what the tests need on a fresh machine, then runs every check and
-# test. `.ci/run` calls exactly this. Prints `summary: N passed, M failed` last.
+# test. `.ci/run` calls exactly this. Prints `summary: N passed, M failed, K skipped` last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -15,17 +15,21 @@ STEP_BUDGET="${EWS_STEP_BUDGET:-1200}"
 log() { printf '\n==> %s\n' "$*"; }
 passed=0
 failed=0
+skipped=0
 count_cargo() { # sums the `test result:` lines of a cargo test log (awk: bc is not on every machine)
   local p f
   p=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) s += $i } END { print s + 0 }' "$1")
   f=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) s += $i } END { print s + 0 }' "$1")
   passed=$((passed + p)); failed=$((failed + f))
 }
-step() { # step NAME CMD...: a pass/fail check that is not a cargo test run, within its budget
+step() { # step NAME CMD...: a pass/fail check that is not a cargo test run, within its budget.
+  # Exit 77 means skipped (the step says why): it counts as neither passed nor failed.
   log "$1"; shift
   local rc=0
   timeout -k 30 "$STEP_BUDGET" "$@" || rc=$?
-  if [ "$rc" = 0 ]; then passed=$((passed + 1)); else
+  if [ "$rc" = 0 ]; then passed=$((passed + 1)); elif [ "$rc" = 77 ]; then
+    echo "SKIPPED: $*"; skipped=$((skipped + 1))
+  else
     [ "$rc" = 124 ] && { echo "TIMED OUT after ${STEP_BUDGET}s: $*"; reap_strays; }
     echo "FAILED: $*"; failed=$((failed + 1))
   fi
@@ -74,5 +78,5 @@ done
 
 disk
 echo
-echo "summary: $passed passed, $failed failed"
+echo "summary: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

@@ -13,8 +13,16 @@ locals {
   azs            = length(var.availability_zones) == 2 ? var.availability_zones : slice(data.aws_availability_zones.available.names, 0, 2)
   admin_cidrs    = length(var.admin_cidrs) > 0 ? var.admin_cidrs : [var.vpc_cidr]
   lambda_zip_dir = var.lambda_zip_dir != "" ? var.lambda_zip_dir : "${path.module}/../target/lambda"
-  outputs_file   = var.outputs_file != "" ? var.outputs_file : "${path.module}/ews-outputs.json"
-  ssm_arn_prefix = "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter"
+  # Scale-in timeline (docs/deploy.md): Auto Scaling first deregisters a terminating worker from
+  # the target group and waits out the deregistration delay, and only then puts it into
+  # Terminating:Wait (https://docs.aws.amazon.com/autoscaling/ec2/userguide/lifecycle-hooks-overview.html).
+  # IMDS shows the target lifecycle state `Terminated` as soon as the termination starts
+  # (https://docs.aws.amazon.com/autoscaling/ec2/userguide/retrieving-target-lifecycle-state-through-imds.html),
+  # so ews-lifecycle-watch starts the worker's 1012 drain at once. The delay covers the watcher's
+  # poll (5 s), the drain window and a margin, so every client is closed by the worker, with a
+  # reconnect hint, before the ALB cuts what is left.
+  deregistration_delay_secs = var.drain_seconds + 15
+  ssm_arn_prefix            = "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter"
 
   auth_env = merge(
     var.auth.no_auth ? { EWS_NO_AUTH = "true" } : {},
@@ -47,19 +55,22 @@ module "network" {
   flow_logs_retention_days = var.log_retention_days
 }
 
-# The cluster secret authenticates node-to-node links. It lives in SSM Parameter Store (and in the
-# Terraform state, which GitLab encrypts); nodes fetch it at boot, it is never in user data.
-resource "random_password" "cluster_secret" {
-  length  = 48
-  special = false
+# The cluster secret authenticates node-to-node links. Secrets Manager's GetRandomPassword makes it
+# (an ephemeral value, never stored) and SSM Parameter Store keeps it as a write-only argument, so it
+# is in neither the Terraform state nor a saved plan; nodes fetch it at boot, never from user data.
+# Rotate by raising cluster_secret_version (a new password is written; nodes read it on restart).
+ephemeral "aws_secretsmanager_random_password" "cluster_secret" {
+  password_length     = 48
+  exclude_punctuation = true
 }
 
 resource "aws_ssm_parameter" "cluster_secret" {
   #checkov:skip=CKV_AWS_337:The AWS-managed aws/ssm key encrypts it; a customer-managed key is a per-organisation choice.
-  name        = "/${var.name}/cluster-secret"
-  description = "elastic-ws ${var.name}: node-to-node cluster secret"
-  type        = "SecureString"
-  value       = random_password.cluster_secret.result
+  name             = "/${var.name}/cluster-secret"
+  description      = "elastic-ws ${var.name}: node-to-node cluster secret"
+  type             = "SecureString"
+  value_wo         = ephemeral.aws_secretsmanager_random_password.cluster_secret.random_password
+  value_wo_version = var.cluster_secret_version
 }
 
 module "leaders" {
@@ -82,6 +93,7 @@ module "leaders" {
   extra_env                     = var.leader_extra_env
   enable_ssm_session_manager    = var.enable_ssm_session_manager
   root_volume_size_gb           = var.root_volume_size_gb
+  detailed_monitoring           = var.leader_detailed_monitoring
 }
 
 module "alb" {
@@ -93,7 +105,7 @@ module "alb" {
   target_port               = var.public_port
   health_check_path         = "/info"
   idle_timeout_secs         = var.alb_idle_timeout_secs
-  deregistration_delay_secs = var.drain_seconds
+  deregistration_delay_secs = local.deregistration_delay_secs
   certificate_arn           = var.certificate_arn
   deletion_protection       = var.alb_deletion_protection
   access_logs_bucket        = var.alb_access_logs_bucket
@@ -123,6 +135,7 @@ module "workers" {
   extra_env                     = var.worker_extra_env
   enable_ssm_session_manager    = var.enable_ssm_session_manager
   root_volume_size_gb           = var.root_volume_size_gb
+  instance_warmup_secs          = var.worker_instance_warmup_secs
 }
 
 module "scaling" {
@@ -141,6 +154,37 @@ module "scaling" {
   scale_down_evaluation_periods = var.scale_down_evaluation_periods
   lambda_zip_dir                = local.lambda_zip_dir
   log_retention_days            = var.log_retention_days
+  reserved_concurrency          = var.scaler_reserved_concurrency
+  notification_topic_arns       = var.alarm_topic_arns
+}
+
+# The AMIs must exist where we deploy: a var file for another region than the one the package
+# stage built in fails here, before anything is created.
+data "aws_ami" "node" {
+  for_each = { leader = var.leader_ami_id, worker = var.worker_ami_id }
+  owners   = ["self", "amazon", "aws-marketplace"]
+  filter {
+    name   = "image-id"
+    values = [each.value]
+  }
+}
+
+# An unhealthy worker is taken out of the ALB and replaced; several at once is an incident.
+resource "aws_cloudwatch_metric_alarm" "unhealthy_workers" {
+  alarm_name          = "${var.name}-unhealthy-workers"
+  alarm_description   = "${var.name}: workers failing the ALB's /info health check."
+  namespace           = "AWS/ApplicationELB"
+  metric_name         = "UnHealthyHostCount"
+  dimensions          = { LoadBalancer = module.alb.arn_suffix, TargetGroup = module.alb.target_group_arn_suffix }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_topic_arns
+  ok_actions          = var.alarm_topic_arns
+  tags                = var.tags
 }
 
 # Settings that only make sense together.
@@ -155,26 +199,16 @@ resource "terraform_data" "checks" {
       error_message = "worker_max_size must be at least worker_min_size."
     }
     precondition {
+      condition     = alltrue([for z in local.azs : startswith(z, data.aws_region.current.name)])
+      error_message = "availability_zones (${join(", ", local.azs)}) are not in the region ${data.aws_region.current.name}: the var file and the region (CI: AWS_REGION) disagree."
+    }
+    precondition {
+      condition     = alltrue([for k, ami in data.aws_ami.node : ami.architecture == "x86_64"])
+      error_message = "leader_ami_id and worker_ami_id must be x86_64 AMIs (the release binaries are x86-64)."
+    }
+    precondition {
       condition     = var.sink != "kafka" || (var.kafka_brokers != "" && var.kafka_egress != null)
       error_message = "sink = \"kafka\" needs kafka_brokers and kafka_egress."
     }
   }
-}
-
-# The paper writes the alarm names/ARNs and the group name to a file for the Lambdas' settings;
-# here Terraform wires them directly, and the file is for operators and scripts.
-resource "local_file" "outputs" {
-  filename        = local.outputs_file
-  file_permission = "0644"
-  content = jsonencode({
-    asg_name              = module.workers.asg_name
-    scale_up_alarm_name   = module.scaling.scale_up_alarm_name
-    scale_up_alarm_arn    = module.scaling.scale_up_alarm_arn
-    scale_down_alarm_name = module.scaling.scale_down_alarm_name
-    scale_down_alarm_arn  = module.scaling.scale_down_alarm_arn
-    alb_dns_name          = module.alb.dns_name
-    websocket_url         = module.alb.url
-    leader_hostnames      = module.leaders.hostnames
-    scaler_functions      = module.scaling.lambda_function_names
-  })
 }

@@ -38,7 +38,7 @@ output "leader_hostnames" {
   value       = module.leaders.hostnames
 }
 
-output "outputs_file" {
-  description = "File holding these outputs as JSON."
-  value       = local_file.outputs.filename
+output "scaler_functions" {
+  description = "Names of the scaler Lambdas, by direction."
+  value       = module.scaling.lambda_function_names
 }

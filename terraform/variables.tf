@@ -353,8 +353,36 @@ variable "log_retention_days" {
   default     = 30
 }
 
-variable "outputs_file" {
-  type        = string
-  description = "File the deployment's outputs (ASG name, alarm names/ARNs, ALB DNS) are written to as JSON, as the paper does; empty = ews-outputs.json next to this module."
-  default     = ""
+variable "leader_detailed_monitoring" {
+  type        = bool
+  description = "EC2 detailed (1-minute) monitoring of the two leaders."
+  default     = true
+}
+
+variable "worker_instance_warmup_secs" {
+  type        = number
+  description = "Seconds a new worker needs to boot, join the cluster and pass the health check (the group's default instance warmup)."
+  default     = 120
+}
+
+variable "scaler_reserved_concurrency" {
+  type        = number
+  description = "Reserved concurrency of each scaler Lambda; null (default) = unreserved. Accounts with a low concurrency quota (new accounts) cannot reserve any."
+  default     = null
+}
+
+variable "alarm_topic_arns" {
+  type        = list(string)
+  description = "SNS topics notified by the operational alarms (unhealthy workers, scaler errors); empty = the alarms only show in the console."
+  default     = []
+}
+
+variable "cluster_secret_version" {
+  type        = number
+  description = "Generation of the cluster secret: raise it to write a new random secret to SSM (nodes read it when they restart)."
+  default     = 1
+  validation {
+    condition     = var.cluster_secret_version >= 1 && floor(var.cluster_secret_version) == var.cluster_secret_version
+    error_message = "cluster_secret_version must be a positive whole number."
+  }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use ews_cluster::ClusterView;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -21,6 +21,8 @@ use tracing::{info, warn};
 pub struct Settings {
     pub namespace: String,
     pub metric: String,
+    /// `Deployment` dimension: keeps two deployments in one account and region apart.
+    pub deployment: Option<String>,
     pub interval: Duration,
 }
 
@@ -78,6 +80,12 @@ pub async fn run(
             .metric_name(&settings.metric)
             .value(view.cluster_connections as f64)
             .unit(StandardUnit::Count)
+            .set_dimensions(
+                settings
+                    .deployment
+                    .as_ref()
+                    .map(|d| vec![Dimension::builder().name("Deployment").value(d).build()]),
+            )
             .build();
         let sent = client
             .put_metric_data()

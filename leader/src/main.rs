@@ -51,6 +51,12 @@ struct Cli {
     )]
     cloudwatch_metric: String,
 
+    /// Value of the metric's `Deployment` dimension. Two deployments in one account and region
+    /// would otherwise write one metric and feed each other's scaling alarms; Terraform sets it
+    /// to the deployment's name. Empty: no dimension.
+    #[arg(long, env = "EWS_CLOUDWATCH_DEPLOYMENT", default_value = "")]
+    cloudwatch_deployment: String,
+
     /// Seconds between two publications (CloudWatch's standard resolution is 60 s).
     #[arg(long, env = "EWS_CLOUDWATCH_INTERVAL_SECS", default_value_t = 60)]
     cloudwatch_interval_secs: u64,
@@ -140,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cloudwatch::Settings {
                 namespace: cli.cloudwatch_namespace.clone(),
                 metric: cli.cloudwatch_metric.clone(),
+                deployment: Some(cli.cloudwatch_deployment.clone()).filter(|d| !d.is_empty()),
                 interval: Duration::from_secs(cli.cloudwatch_interval_secs.max(1)),
             },
             membership.watch_view(),

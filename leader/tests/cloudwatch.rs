@@ -10,6 +10,8 @@ use ews_testkit::nodes::{Node, NodeSpec};
 
 const NAMESPACE: &str = "ElasticWSTest";
 const METRIC: &str = "ConnectedClients";
+/// The dimension the scaling alarms select on (Terraform: the deployment's name).
+const DEPLOYMENT: &str = "ews-test";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_leader_publishes_cluster_connections() {
@@ -28,6 +30,8 @@ async fn active_leader_publishes_cluster_connections() {
             "1",
             "--cloudwatch-namespace",
             NAMESPACE,
+            "--cloudwatch-deployment",
+            DEPLOYMENT,
         ],
         env: &aws_env,
         ..NodeSpec::new("leader-1", &[])
@@ -69,6 +73,12 @@ async fn active_leader_publishes_cluster_connections() {
             .get_metric_statistics()
             .namespace(NAMESPACE)
             .metric_name(METRIC)
+            .dimensions(
+                aws_sdk_cloudwatch::types::Dimension::builder()
+                    .name("Deployment")
+                    .value(DEPLOYMENT)
+                    .build(),
+            )
             .start_time(DateTime::from(now - Duration::from_secs(600)))
             .end_time(DateTime::from(now + Duration::from_secs(600)))
             .period(60)

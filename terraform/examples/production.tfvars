@@ -1,10 +1,15 @@
 # A full deployment: `terraform apply -var-file=examples/production.tfvars` (after the AMIs and the
 # Lambda zips exist; CI passes the AMI ids from the package stage instead).
 
-name   = "ews"
-region = "eu-central-1"
+name = "ews"
 
+# The region is not set here: CI sets it from AWS_REGION (TF_VAR_region), locally pass
+# -var region=... A var file always wins over TF_VAR_*, so setting it here would silently override
+# the region the AMIs were built in.
+#
 # Network: two zones, a NAT gateway in each so a zone outage leaves the other half working.
+# The zones must be in the deployment's region (the plan stops with an error otherwise); leave
+# availability_zones out to take the region's first two.
 vpc_cidr           = "10.40.0.0/16"
 availability_zones = ["eu-central-1a", "eu-central-1b"]
 nat_gateway_per_az = true
@@ -53,7 +58,6 @@ scale_up_evaluation_periods   = 1
 scale_down_evaluation_periods = 3
 
 log_retention_days = 30
-outputs_file       = "ews-outputs.json"
 
 tags = {
   Owner = "platform-team"

@@ -1,7 +1,6 @@
 # The smallest deployment for a first try: ws:// on port 80, no authentication, one NAT gateway.
 # Never use no_auth for real clients.
 name               = "ews-trial"
-region             = "eu-central-1"
 nat_gateway_per_az = false
 leader_ami_id      = "ami-0123456789abcdef0"
 worker_ami_id      = "ami-0fedcba9876543210"

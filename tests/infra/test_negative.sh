@@ -66,5 +66,32 @@ expect_failure lambda-env-not-read \
   "$(mutate lambda-env-not-read terraform/modules/scaling/main.tf \
     $'lambda_env = merge({\n' $'lambda_env = merge({\n    FIRST_INVOCATION = "false"\n')" crosscheck
 
+# expect_tf_failure NAME DIR SUMMARY WORD: `terraform validate` (tests/infra/terraform_moto.sh) must
+# fail on DIR with the error SUMMARY naming WORD; where that step is skipped here, so is this test.
+expect_tf_failure() {
+  local name="$1" dir="$2" message="$3" word="$4" out="$work/$1.log" rc=0
+  bash "$HERE/tests/infra/terraform_moto.sh" --validate-only "$dir" >"$out" 2>&1 || rc=$?
+  if [ "$rc" = 77 ]; then
+    echo "skipped: $name: $(grep -m1 SKIPPED "$out")"
+  elif [ "$rc" = 0 ]; then
+    echo "FAIL: $name: terraform validate passed on a broken tree"
+    fails=$((fails + 1))
+  elif grep -q "Error: $message" "$out" && grep -q "\"$word\"" "$out"; then
+    echo "ok: $name: caught by terraform validate ($message \"$word\")"
+  else
+    echo "FAIL: $name: failed, but not with \"$message\""
+    cat "$out"
+    fails=$((fails + 1))
+  fi
+}
+
+expect_tf_failure tf-unknown-argument \
+  "$(mutate tf-unknown-argument terraform/modules/alb/main.tf \
+    '  deregistration_delay = var.deregistration_delay_secs' '  deregistration_dalay = var.deregistration_delay_secs')" \
+  'Unsupported argument' deregistration_dalay
+expect_tf_failure tf-misspelt-attribute \
+  "$(mutate tf-misspelt-attribute terraform/modules/alb/outputs.tf 'aws_lb.this.arn_suffix' 'aws_lb.this.arn_sufix')" \
+  'Unsupported attribute' arn_sufix
+
 echo "negative tests: $fails failure(s)"
 [ "$fails" = 0 ]

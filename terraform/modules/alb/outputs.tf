@@ -22,3 +22,8 @@ output "url" {
   description = "WebSocket URL of the default /ws route."
   value       = "${local.https ? "wss" : "ws"}://${aws_lb.this.dns_name}/ws"
 }
+
+output "target_group_arn_suffix" {
+  description = "ARN suffix of the worker target group: the TargetGroup dimension of its CloudWatch metrics."
+  value       = aws_lb_target_group.workers.arn_suffix
+}

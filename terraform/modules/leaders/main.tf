@@ -4,6 +4,9 @@
 locals {
   leaders = ["leader-1", "leader-2"]
   fqdn    = [for l in local.leaders : "${l}.${var.private_zone_name}"]
+  # Fixed private addresses (the 10th of each subnet), so the DNS names exist before the instances
+  # boot: a leader that starts before its peer's record would otherwise wait out its seed retries.
+  private_ips = [for s in data.aws_subnet.leader : cidrhost(s.cidr_block, 10)]
   env = [
     for i, l in local.leaders : merge({
       EWS_NODE_ID                      = l
@@ -14,6 +17,7 @@ locals {
       EWS_QUEUE_DIR                    = "/var/lib/ews/queue"
       EWS_CLOUDWATCH_NAMESPACE         = var.cloudwatch_namespace
       EWS_CLOUDWATCH_METRIC            = var.cloudwatch_metric
+      EWS_CLOUDWATCH_DEPLOYMENT        = var.name
       EWS_CLOUDWATCH_INTERVAL_SECS     = tostring(var.cloudwatch_interval_secs)
     }, var.publish_metric ? { EWS_PUBLISH_METRIC = "true" } : {}, var.extra_env)
   ]
@@ -30,13 +34,19 @@ resource "aws_route53_zone" "private" {
   tags = var.tags
 }
 
+data "aws_subnet" "leader" {
+  count = 2
+  id    = var.subnet_ids[count.index]
+}
+
 resource "aws_route53_record" "leader" {
+  #checkov:skip=CKV2_AWS_23:The record names the leader's network interface (attached to its instance), whose address outlives a replacement; the check knows only instances and EIPs.
   count   = 2
   zone_id = aws_route53_zone.private.zone_id
   name    = local.fqdn[count.index]
   type    = "A"
   ttl     = 30
-  records = [aws_instance.leader[count.index].private_ip]
+  records = [aws_network_interface.leader[count.index].private_ip]
 }
 
 data "aws_iam_policy_document" "assume" {
@@ -68,8 +78,9 @@ data "aws_iam_policy_document" "leader" {
   }
 }
 
+# IAM names are global to the account: the region keeps two regions' deployments apart.
 resource "aws_iam_role" "leader" {
-  name               = "${var.name}-leader"
+  name               = "${var.name}-leader-${data.aws_region.current.name}"
   assume_role_policy = data.aws_iam_policy_document.assume.json
   tags               = var.tags
 }
@@ -87,26 +98,40 @@ resource "aws_iam_role_policy_attachment" "ssm_core" {
 }
 
 data "aws_partition" "current" {}
+data "aws_region" "current" {}
 
 resource "aws_iam_instance_profile" "leader" {
-  name = "${var.name}-leader"
+  name = "${var.name}-leader-${data.aws_region.current.name}"
   role = aws_iam_role.leader.name
   tags = var.tags
+}
+
+# Each leader's address lives on its own network interface, which outlives the instance: a leader
+# replaced for a new AMI comes back at the address its DNS name (and every worker's seed) names.
+resource "aws_network_interface" "leader" {
+  count           = 2
+  subnet_id       = var.subnet_ids[count.index]
+  private_ips     = [local.private_ips[count.index]]
+  security_groups = [var.security_group_id]
+  description     = "${var.name}-${local.leaders[count.index]}"
+  tags            = merge(var.tags, { Name = "${var.name}-${local.leaders[count.index]}" })
 }
 
 resource "aws_instance" "leader" {
   count                       = 2
   ami                         = var.ami_id
   instance_type               = var.instance_type
-  subnet_id                   = var.subnet_ids[count.index]
-  vpc_security_group_ids      = [var.security_group_id]
   iam_instance_profile        = aws_iam_instance_profile.leader.name
-  associate_public_ip_address = false
-  monitoring                  = true
+  monitoring                  = var.detailed_monitoring
   ebs_optimized               = true
   user_data_replace_on_change = true
   # Plain KEY=VALUE lines; ews-configure (packer/files) turns them into /etc/ews/ews.env.
   user_data = join("\n", [for k, v in local.env[count.index] : "${k}=${v}"])
+
+  network_interface {
+    network_interface_id = aws_network_interface.leader[count.index].id
+    device_index         = 0
+  }
 
   metadata_options {
     http_endpoint               = "enabled"
@@ -124,4 +149,13 @@ resource "aws_instance" "leader" {
     Name = "${var.name}-${local.leaders[count.index]}"
     Role = "leader"
   })
+
+  # A new AMI or new settings would replace both leaders in one apply: the whole cluster core and
+  # the built-in queue's host at once. They stay as they are until an operator rolls them one at
+  # a time (docs/deploy.md, "Rolling the leaders": `terraform apply -replace=...` per leader).
+  lifecycle {
+    ignore_changes = [ami, user_data]
+  }
+
+  depends_on = [aws_route53_record.leader]
 }

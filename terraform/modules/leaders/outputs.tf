@@ -1,6 +1,8 @@
 output "seeds" {
   description = "host:port of both leaders' internal port (EWS_SEEDS for the workers)."
   value       = [for f in local.fqdn : "${f}:${var.internal_port}"]
+  # Workers resolve these at boot: the records exist before any worker is launched.
+  depends_on = [aws_route53_record.leader]
 }
 
 output "hostnames" {
@@ -15,5 +17,5 @@ output "instance_ids" {
 
 output "private_ips" {
   description = "Private IPs of leader-1 and leader-2."
-  value       = aws_instance.leader[*].private_ip
+  value       = local.private_ips
 }

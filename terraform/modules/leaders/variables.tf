@@ -97,6 +97,12 @@ variable "root_volume_size_gb" {
   description = "Root volume size; the built-in queue lives under /var/lib/ews on it."
 }
 
+variable "detailed_monitoring" {
+  type        = bool
+  description = "EC2 detailed (1-minute) monitoring of the leader instances."
+  default     = true
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags added to every resource."

@@ -35,7 +35,9 @@ resource "aws_subnet" "private" {
   vpc_id            = aws_vpc.this.id
   availability_zone = var.availability_zones[count.index]
   cidr_block        = cidrsubnet(var.cidr_block, 4, count.index + 8)
-  tags              = merge(var.tags, { Name = "${var.name}-private-${var.availability_zones[count.index]}" })
+  # Nodes never get a public address.
+  map_public_ip_on_launch = false
+  tags                    = merge(var.tags, { Name = "${var.name}-private-${var.availability_zones[count.index]}" })
 }
 
 resource "aws_eip" "nat" {
@@ -98,6 +100,8 @@ resource "aws_cloudwatch_log_group" "flow_logs" {
   tags              = var.tags
 }
 
+data "aws_region" "current" {}
+
 data "aws_iam_policy_document" "flow_logs_assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -118,7 +122,7 @@ data "aws_iam_policy_document" "flow_logs" {
 
 resource "aws_iam_role" "flow_logs" {
   count              = var.flow_logs_retention_days > 0 ? 1 : 0
-  name               = "${var.name}-vpc-flow-logs"
+  name               = "${var.name}-vpc-flow-logs-${data.aws_region.current.name}"
   assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
   tags               = var.tags
 }

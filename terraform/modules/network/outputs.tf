@@ -14,6 +14,9 @@ output "public_subnet_ids" {
 }
 
 output "private_subnet_ids" {
-  description = "Private subnets, one per zone (leaders, workers)."
+  description = "Private subnets, one per zone (leaders, workers); known once their NAT routes exist."
   value       = aws_subnet.private[*].id
+  # Nodes reach SSM, CloudWatch and Auto Scaling through the NAT gateway from their first boot
+  # (ews-configure fetches the secrets): nothing is placed in these subnets before the route.
+  depends_on = [aws_route.private_nat, aws_route_table_association.private]
 }

@@ -32,18 +32,42 @@ locals {
     MAX_SIZE = tostring(var.bounds_override.max_size)
   })
 
-  # ALB: every connection counted once per minute (Sum). Cluster: the active leader publishes one
-  # datapoint per interval; Maximum keeps a failover overlap from counting twice.
+  # ALB: every connection counted once per minute (Sum). ActiveConnectionCount counts both the
+  # client-to-ALB and the ALB-to-target connection of each WebSocket, and the ALB publishes no
+  # datapoint at all in a minute without traffic
+  # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html:
+  # "reports ... only when requests are flowing"), so the alarms read FILL(m1, 0): a quiet minute
+  # is zero clients, and the scale-down alarm can fire at zero traffic.
+  # Cluster: the active leader publishes one datapoint per interval, zero included, with a
+  # Deployment dimension so two deployments in one account and region stay apart; Maximum keeps a
+  # failover overlap from counting twice. A missing datapoint there means no active leader, not
+  # zero clients, so it is not filled (and treat_missing_data keeps the alarms where they are).
   metric = var.metric_source == "alb" ? {
     namespace  = "AWS/ApplicationELB"
     name       = "ActiveConnectionCount"
     statistic  = "Sum"
     dimensions = { LoadBalancer = var.alb_arn_suffix }
+    expression = "FILL(m1, 0)"
+    label      = "WebSocket connections (ALB, both sides; a quiet minute is 0)"
     } : {
     namespace  = var.cloudwatch_namespace
     name       = var.cloudwatch_metric
     statistic  = "Maximum"
-    dimensions = {}
+    dimensions = { Deployment = var.name }
+    expression = "m1"
+    label      = "Connected clients (cluster)"
+  }
+  alarms = {
+    up = {
+      comparison          = "GreaterThanThreshold"
+      evaluation_periods  = var.scale_up_evaluation_periods
+      description_trigger = "above the current step"
+    }
+    down = {
+      comparison          = "LessThanThreshold"
+      evaluation_periods  = var.scale_down_evaluation_periods
+      description_trigger = "below the current step minus hysteresis"
+    }
   }
 
   # The policy's thresholds (lambdas/src/policy.rs) at n = min: up = (n - min + 1) x STEP = STEP;
@@ -56,20 +80,34 @@ locals {
   }
 }
 
-resource "aws_cloudwatch_metric_alarm" "scale_up" {
-  alarm_name          = local.alarm_names.up
-  alarm_description   = "${var.name}: connected clients above the current step; invokes ${local.scalers.up.function}. Threshold managed by the scalers."
-  namespace           = local.metric.namespace
-  metric_name         = local.metric.name
-  statistic           = local.metric.statistic
-  dimensions          = local.metric.dimensions
-  period              = 60
-  evaluation_periods  = var.scale_up_evaluation_periods
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = local.initial_threshold.up
+resource "aws_cloudwatch_metric_alarm" "scale" {
+  for_each            = local.alarms
+  alarm_name          = local.alarm_names[each.key]
+  alarm_description   = "${var.name}: connected clients ${each.value.description_trigger}; invokes ${local.scalers[each.key].function}. Threshold managed by the scalers."
+  evaluation_periods  = each.value.evaluation_periods
+  comparison_operator = each.value.comparison
+  threshold           = local.initial_threshold[each.key]
   treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_lambda_function.scaler["up"].arn]
+  alarm_actions       = [aws_lambda_function.scaler[each.key].arn]
   tags                = var.tags
+
+  metric_query {
+    id          = "clients"
+    expression  = local.metric.expression
+    label       = local.metric.label
+    return_data = true
+  }
+
+  metric_query {
+    id = "m1"
+    metric {
+      namespace   = local.metric.namespace
+      metric_name = local.metric.name
+      stat        = local.metric.statistic
+      dimensions  = local.metric.dimensions
+      period      = 60
+    }
+  }
 
   lifecycle {
     # The scalers rewrite the threshold on every step.
@@ -78,26 +116,6 @@ resource "aws_cloudwatch_metric_alarm" "scale_up" {
       condition     = var.hysteresis < var.step
       error_message = "hysteresis must be below step (the scalers reject it otherwise)."
     }
-  }
-}
-
-resource "aws_cloudwatch_metric_alarm" "scale_down" {
-  alarm_name          = local.alarm_names.down
-  alarm_description   = "${var.name}: connected clients below the current step minus hysteresis; invokes ${local.scalers.down.function}. Threshold managed by the scalers."
-  namespace           = local.metric.namespace
-  metric_name         = local.metric.name
-  statistic           = local.metric.statistic
-  dimensions          = local.metric.dimensions
-  period              = 60
-  evaluation_periods  = var.scale_down_evaluation_periods
-  comparison_operator = "LessThanThreshold"
-  threshold           = local.initial_threshold.down
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_lambda_function.scaler["down"].arn]
-  tags                = var.tags
-
-  lifecycle {
-    ignore_changes = [threshold]
   }
 }
 
@@ -149,8 +167,9 @@ data "aws_iam_policy_document" "scaler" {
 }
 
 resource "aws_iam_role" "scaler" {
-  for_each           = local.scalers
-  name               = "${each.value.function}-lambda"
+  for_each = local.scalers
+  # IAM names are global to the account: the region keeps two regions' deployments apart.
+  name               = "${each.value.function}-${data.aws_region.current.name}"
   assume_role_policy = data.aws_iam_policy_document.assume.json
   tags               = var.tags
 }
@@ -168,18 +187,22 @@ resource "aws_lambda_function" "scaler" {
   #checkov:skip=CKV_AWS_117:Talks only to AWS APIs; a VPC would add NAT dependencies and no protection.
   #checkov:skip=CKV_AWS_173:The environment holds names and numbers only, no secrets.
   #checkov:skip=CKV_AWS_272:Code signing needs an organisation's signing profile; CI builds the zips from this repository.
-  for_each                       = local.scalers
-  function_name                  = each.value.function
-  description                    = "${var.name}: ${each.value.bin} (elastic-ws scaler)"
-  role                           = aws_iam_role.scaler[each.key].arn
-  runtime                        = "provided.al2023"
-  architectures                  = ["arm64"]
-  handler                        = "bootstrap"
-  filename                       = "${var.lambda_zip_dir}/${each.value.bin}/bootstrap.zip"
-  source_code_hash               = filebase64sha256("${var.lambda_zip_dir}/${each.value.bin}/bootstrap.zip")
-  memory_size                    = 128
-  timeout                        = 30
-  reserved_concurrent_executions = 1
+  for_each         = local.scalers
+  function_name    = each.value.function
+  description      = "${var.name}: ${each.value.bin} (elastic-ws scaler)"
+  role             = aws_iam_role.scaler[each.key].arn
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  handler          = "bootstrap"
+  filename         = "${var.lambda_zip_dir}/${each.value.bin}/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.lambda_zip_dir}/${each.value.bin}/bootstrap.zip")
+  memory_size      = 128
+  timeout          = 30
+  # Off by default: reserving concurrency fails on accounts whose concurrency quota is low (new
+  # accounts: "decreases account's UnreservedConcurrentExecution below its minimum value of
+  # [10]", https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+  # -1 = unreserved.
+  reserved_concurrent_executions = var.reserved_concurrency == null ? -1 : var.reserved_concurrency
 
   environment {
     variables = local.lambda_env
@@ -198,4 +221,23 @@ resource "aws_lambda_permission" "alarm" {
   principal      = "lambda.alarms.cloudwatch.amazonaws.com"
   source_arn     = local.alarm_arns[each.key]
   source_account = data.aws_caller_identity.current.account_id
+}
+
+# A scaler that fails is worth a page: its alarm stays in ALARM without stepping.
+resource "aws_cloudwatch_metric_alarm" "scaler_errors" {
+  for_each            = local.scalers
+  alarm_name          = "${each.value.function}-errors"
+  alarm_description   = "${var.name}: ${each.value.function} failed; the group may not have been resized. See its log group."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.scaler[each.key].function_name }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.notification_topic_arns
+  ok_actions          = var.notification_topic_arns
+  tags                = var.tags
 }

@@ -1,21 +1,21 @@
 output "scale_up_alarm_name" {
   description = "Name of the scale-up alarm (SCALE_UP_ALARM)."
-  value       = aws_cloudwatch_metric_alarm.scale_up.alarm_name
+  value       = aws_cloudwatch_metric_alarm.scale["up"].alarm_name
 }
 
 output "scale_up_alarm_arn" {
   description = "ARN of the scale-up alarm."
-  value       = aws_cloudwatch_metric_alarm.scale_up.arn
+  value       = aws_cloudwatch_metric_alarm.scale["up"].arn
 }
 
 output "scale_down_alarm_name" {
   description = "Name of the scale-down alarm (SCALE_DOWN_ALARM)."
-  value       = aws_cloudwatch_metric_alarm.scale_down.alarm_name
+  value       = aws_cloudwatch_metric_alarm.scale["down"].alarm_name
 }
 
 output "scale_down_alarm_arn" {
   description = "ARN of the scale-down alarm."
-  value       = aws_cloudwatch_metric_alarm.scale_down.arn
+  value       = aws_cloudwatch_metric_alarm.scale["down"].arn
 }
 
 output "lambda_function_names" {

@@ -87,6 +87,22 @@ variable "log_retention_days" {
   default     = 30
 }
 
+variable "reserved_concurrency" {
+  type        = number
+  description = "Reserved concurrency of each scaler; null = unreserved (accounts with a low concurrency quota cannot reserve any)."
+  default     = null
+  validation {
+    condition     = var.reserved_concurrency == null || try(var.reserved_concurrency >= 1, false)
+    error_message = "reserved_concurrency must be null or at least 1."
+  }
+}
+
+variable "notification_topic_arns" {
+  type        = list(string)
+  description = "SNS topics the operational alarms (scaler errors) notify; empty = alarms without actions."
+  default     = []
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags added to every resource."

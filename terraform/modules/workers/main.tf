@@ -46,8 +46,9 @@ data "aws_iam_policy_document" "worker" {
   }
 }
 
+# IAM names are global to the account: the region keeps two regions' deployments apart.
 resource "aws_iam_role" "worker" {
-  name               = "${var.name}-worker"
+  name               = "${var.name}-worker-${data.aws_region.current.name}"
   assume_role_policy = data.aws_iam_policy_document.assume.json
   tags               = var.tags
 }
@@ -65,7 +66,7 @@ resource "aws_iam_role_policy_attachment" "ssm_core" {
 }
 
 resource "aws_iam_instance_profile" "worker" {
-  name = "${var.name}-worker"
+  name = "${var.name}-worker-${data.aws_region.current.name}"
   role = aws_iam_role.worker.name
   tags = var.tags
 }
@@ -123,6 +124,13 @@ resource "aws_autoscaling_group" "workers" {
   health_check_grace_period = 90
   # The paper: scaling in removes the newest node, which holds the fewest clients.
   termination_policies = ["NewestInstance"]
+  # AZRebalance would terminate workers holding connections just to even out the zones
+  # (https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-suspend-resume-processes.html);
+  # the group only ever changes size through the scalers and health checks.
+  suspended_processes = ["AZRebalance"]
+  # A new worker counts towards the group's metrics (and instance refresh) only once it has booted,
+  # joined the cluster and passed the ALB health check.
+  default_instance_warmup = var.instance_warmup_secs
 
   launch_template {
     id      = aws_launch_template.worker.id

@@ -118,6 +118,12 @@ variable "root_volume_size_gb" {
   description = "Root volume size of each worker."
 }
 
+variable "instance_warmup_secs" {
+  type        = number
+  description = "Seconds a new worker needs to boot, join and pass the health check (the group's default instance warmup)."
+  default     = 120
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags added to every resource."

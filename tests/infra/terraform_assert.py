@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""What the Terraform root module leaves in AWS, checked against a moto server.
+
+Run with the moto venv's python (it has boto3); AWS_ENDPOINT_URL points at moto.
+
+  terraform_assert.py prepare EXAMPLE ZIP_DIR      prints a tfvars JSON: AMIs (and a certificate)
+                                                   registered in moto, moto-only settings
+  terraform_assert.py check EXAMPLE OUTPUTS TFVARS asserts on what moto holds after an apply
+  terraform_assert.py gone EXAMPLE                 asserts destroy removed what apply made
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import boto3
+
+FAILURES: list[str] = []
+
+
+def check(cond: bool, what: str) -> None:
+    print(("ok:   " if cond else "FAIL: ") + what)
+    if not cond:
+        FAILURES.append(what)
+
+
+def tfvars(path: str) -> dict:
+    """The plain `key = value` scalars of a tfvars file (enough for the settings checked here)."""
+    out: dict = {}
+    for line in open(path):
+        m = re.match(r'^([a-z_]+)\s*=\s*("([^"]*)"|true|false|-?\d+)\s*$', line.strip())
+        if m:
+            raw = m.group(2)
+            out[m.group(1)] = m.group(3) if raw.startswith('"') else (
+                raw == "true" if raw in ("true", "false") else int(raw))
+    return out
+
+
+def prepare(example: str, zip_dir: str) -> None:
+    ec2 = boto3.client("ec2")
+    # As Packer makes them: an image of an instance of a stock x86_64 image (moto's RegisterImage
+    # would keep no architecture).
+    base = next(i for i in ec2.describe_images(
+        Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["x86_64"]}])["Images"]
+        if "Windows" not in i.get("Name", ""))
+    amis = {}
+    for role in ("leader", "worker"):
+        inst = ec2.run_instances(ImageId=base["ImageId"], MinCount=1, MaxCount=1,
+                                 InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+        amis[role] = ec2.create_image(InstanceId=inst, Name=f"elastic-ws-{role}-test")["ImageId"]
+        ec2.terminate_instances(InstanceIds=[inst])
+    out = {
+        "leader_ami_id": amis["leader"],
+        "worker_ami_id": amis["worker"],
+        "lambda_zip_dir": zip_dir,
+        # moto has no MonitorInstances.
+        "leader_detailed_monitoring": False,
+        # Deletion protection would make the destroy at the end of the test fail by design.
+        "alb_deletion_protection": False,
+    }
+    if example == "production":
+        out["certificate_arn"] = boto3.client("acm").request_certificate(
+            DomainName="ws.example.com", ValidationMethod="DNS")["CertificateArn"]
+    json.dump(out, sys.stdout)
+
+
+def by_group(rules: list[dict], group_id: str, egress: bool) -> list[dict]:
+    return [r for r in rules if r["GroupId"] == group_id and r["IsEgress"] == egress]
+
+
+def port_rules(rules: list[dict], port: int) -> list[dict]:
+    return [r for r in rules if r.get("FromPort") == port and r.get("ToPort") == port]
+
+
+def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
+    outputs = {k: v["value"] for k, v in json.load(open(outputs_path)).items()}
+    settings = tfvars(tfvars_path)
+    name = settings.get("name", "ews")
+    min_size = settings.get("worker_min_size", 2)
+    max_size = settings.get("worker_max_size", 10)
+    step = settings.get("step", 50000)
+    hysteresis = settings.get("hysteresis", 5000)
+    metric_source = settings.get("scaling_metric", "alb")
+    public_port, admin_port, internal_port = 8080, 9090, 7070
+
+    for key in ("asg_name", "scale_up_alarm_name", "scale_up_alarm_arn", "scale_down_alarm_name",
+                "scale_down_alarm_arn", "alb_dns_name", "websocket_url", "leader_hostnames",
+                "scaler_functions"):
+        check(key in outputs, f"output {key} present")
+
+    # --- the worker group -------------------------------------------------------------------
+    asg_client = boto3.client("autoscaling")
+    groups = asg_client.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[outputs["asg_name"]])["AutoScalingGroups"]
+    check(len(groups) == 1, f"ASG {outputs['asg_name']} exists")
+    if not groups:
+        return
+    asg = groups[0]
+    check((asg["MinSize"], asg["MaxSize"]) == (min_size, max_size),
+          f"ASG bounds {asg['MinSize']}..{asg['MaxSize']} == {min_size}..{max_size}")
+    check(asg["DesiredCapacity"] == min_size, f"ASG starts at min ({asg['DesiredCapacity']})")
+    check(asg["HealthCheckType"] == "ELB", "ASG uses the ALB health check")
+    check(asg.get("TerminationPolicies") == ["NewestInstance"], "scale-in removes the newest instance")
+    check(len(asg.get("VPCZoneIdentifier", "").split(",")) == 2, "ASG spans two subnets")
+    suspended = {p["ProcessName"] for p in asg.get("SuspendedProcesses", [])}
+    check("AZRebalance" in suspended, f"AZRebalance suspended ({sorted(suspended)})")
+    hooks = asg_client.describe_lifecycle_hooks(AutoScalingGroupName=asg["AutoScalingGroupName"])["LifecycleHooks"]
+    check(any(h["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING" and
+              h["DefaultResult"] == "CONTINUE" for h in hooks), "termination lifecycle hook (drain)")
+
+    # --- the load balancer ------------------------------------------------------------------
+    elb = boto3.client("elbv2")
+    lbs = [lb for lb in elb.describe_load_balancers()["LoadBalancers"]
+           if lb["DNSName"] == outputs["alb_dns_name"]]
+    check(len(lbs) == 1, "ALB of alb_dns_name exists")
+    if not lbs:
+        return
+    lb = lbs[0]
+    check(lb.get("Type") == "application", "an application load balancer")
+    tgs = elb.describe_target_groups(LoadBalancerArn=lb["LoadBalancerArn"])["TargetGroups"]
+    check(len(tgs) == 1, "one target group")
+    tg = tgs[0]
+    check(tg["Port"] == public_port and tg["Protocol"] == "HTTP", f"targets on {public_port}/HTTP")
+    check(tg.get("HealthCheckPath") == "/info", f"health check path {tg.get('HealthCheckPath')}")
+    check(tg.get("Matcher", {}).get("HttpCode") == "200", "health check expects 200")
+    check(str(tg.get("HealthCheckPort")) == "traffic-port", "health check on the traffic port")
+    check(tg["TargetGroupArn"] in asg.get("TargetGroupARNs", []), "ASG registers into the target group")
+    attrs = {a["Key"]: a["Value"] for a in
+             elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]}
+    drain = settings.get("drain_seconds", 30)
+    check(int(attrs.get("deregistration_delay.timeout_seconds", -1)) > drain,
+          f"deregistration delay {attrs.get('deregistration_delay.timeout_seconds')} s outlasts the worker's {drain} s drain")
+    lb_attrs = {a["Key"]: a["Value"] for a in
+                elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])["Attributes"]}
+    idle = settings.get("alb_idle_timeout_secs", 120)
+    check(lb_attrs.get("idle_timeout.timeout_seconds") == str(idle), f"ALB idle timeout {idle} s")
+    listeners = {l["Port"]: l for l in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]}
+    if example == "production":
+        https = listeners.get(443)
+        check(https is not None and https["Protocol"] == "HTTPS", "HTTPS listener on 443")
+        if https:
+            check(bool(https.get("Certificates")) and https["Certificates"][0]["CertificateArn"].startswith("arn:aws:acm:"),
+                  "HTTPS listener carries the ACM certificate")
+            check(https["DefaultActions"][0]["Type"] == "forward", "443 forwards to the workers")
+        http = listeners.get(80)
+        check(http is not None and http["DefaultActions"][0]["Type"] == "redirect", "80 redirects to HTTPS")
+        check(outputs["websocket_url"].startswith("wss://"), f"websocket_url is wss:// ({outputs['websocket_url']})")
+    else:
+        check(set(listeners) == {80}, f"trial: only port 80 ({sorted(listeners)})")
+        check(listeners[80]["DefaultActions"][0]["Type"] == "forward", "80 forwards to the workers")
+
+    # --- alarms, scalers and their permissions ----------------------------------------------
+    cw = boto3.client("cloudwatch")
+    lam = boto3.client("lambda")
+    functions = outputs["scaler_functions"]
+    for direction in ("up", "down"):
+        alarm_name = outputs[f"scale_{direction}_alarm_name"]
+        alarms = cw.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
+        check(len(alarms) == 1, f"alarm {alarm_name} exists")
+        if not alarms:
+            continue
+        alarm = alarms[0]
+        fn = lam.get_function(FunctionName=functions[direction])["Configuration"]
+        check(alarm["AlarmActions"] == [fn["FunctionArn"]], f"{direction}: alarm invokes {fn['FunctionName']}")
+        check(alarm["ComparisonOperator"] == ("GreaterThanThreshold" if direction == "up" else "LessThanThreshold"),
+              f"{direction}: comparison {alarm['ComparisonOperator']}")
+        want = step if direction == "up" else -hysteresis
+        check(alarm["Threshold"] == want, f"{direction}: initial threshold {alarm['Threshold']} == {want}")
+        queries = alarm.get("Metrics") or []
+        stats = [q["MetricStat"] for q in queries if "MetricStat" in q]
+        check(len(stats) == 1, f"{direction}: one metric behind the alarm")
+        if stats:
+            metric = stats[0]["Metric"]
+            dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+            if metric_source == "alb":
+                check((metric["Namespace"], metric["MetricName"]) == ("AWS/ApplicationELB", "ActiveConnectionCount"),
+                      f"{direction}: metric AWS/ApplicationELB ActiveConnectionCount")
+                check(dims == {"LoadBalancer": lb["LoadBalancerArn"].split(":loadbalancer/")[1]},
+                      f"{direction}: dimension LoadBalancer = this ALB ({dims})")
+            else:
+                check((metric["Namespace"], metric["MetricName"]) ==
+                      (settings.get("cloudwatch_namespace", "ElasticWS"), settings.get("cloudwatch_metric", "ConnectedClients")),
+                      f"{direction}: metric {metric['Namespace']} {metric['MetricName']}")
+                check(dims == {"Deployment": name}, f"{direction}: dimension Deployment = {name} ({dims})")
+        expr = [q for q in queries if q.get("ReturnData")]
+        if metric_source == "alb":
+            # The ALB publishes nothing in a minute without traffic: that minute is zero clients.
+            check(len(expr) == 1 and "FILL(m1, 0)" in expr[0].get("Expression", ""),
+                  f"{direction}: a minute without ALB datapoints counts as zero clients (FILL)")
+        else:
+            # No datapoint from the leaders means no active leader, not zero clients.
+            check(len(expr) == 1 and expr[0].get("Expression") == "m1" and
+                  alarm.get("TreatMissingData") == "notBreaching",
+                  f"{direction}: a missing cluster datapoint is not read as zero clients")
+        policy = json.loads(lam.get_policy(FunctionName=fn["FunctionName"])["Policy"])
+        stmts = [s for s in policy["Statement"] if s.get("Action") == "lambda:InvokeFunction"]
+        check(len(stmts) == 1, f"{direction}: one invoke permission")
+        if stmts:
+            s = stmts[0]
+            principal = s.get("Principal", {})
+            principal = principal.get("Service") if isinstance(principal, dict) else principal
+            check(principal == "lambda.alarms.cloudwatch.amazonaws.com",
+                  f"{direction}: permission for the CloudWatch alarms principal ({principal})")
+            source = s.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn")
+            check(source == outputs[f"scale_{direction}_alarm_arn"], f"{direction}: only its own alarm may invoke ({source})")
+        check(fn["Runtime"] == "provided.al2023" and fn["Architectures"] == ["arm64"], f"{direction}: provided.al2023 on arm64")
+        env = fn.get("Environment", {}).get("Variables", {})
+        check(env.get("WS_ASG_NAME") == outputs["asg_name"], f"{direction}: WS_ASG_NAME")
+        check(env.get("SCALE_UP_ALARM") == outputs["scale_up_alarm_name"] and
+              env.get("SCALE_DOWN_ALARM") == outputs["scale_down_alarm_name"], f"{direction}: alarm names in env")
+        check(env.get("STEP") == str(step), f"{direction}: STEP {env.get('STEP')}")
+    alarm_names = {a["AlarmName"] for a in cw.describe_alarms()["MetricAlarms"]}
+    for extra in (f"{name}-unhealthy-workers", f"{name}-scale-up-errors", f"{name}-scale-down-errors"):
+        check(extra in alarm_names, f"operational alarm {extra}")
+
+    # --- security groups ----------------------------------------------------------------------
+    ec2 = boto3.client("ec2")
+    sgs = {g["GroupName"]: g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
+    alb_sg, workers_sg, leaders_sg = (sgs.get(f"{name}-{r}") for r in ("alb", "workers", "leaders"))
+    check(None not in (alb_sg, workers_sg, leaders_sg), "security groups alb, workers, leaders")
+    rules = ec2.describe_security_group_rules()["SecurityGroupRules"]
+    w_in = by_group(rules, workers_sg, False)
+    public = port_rules(w_in, public_port)
+    check(len(public) == 1 and public[0].get("ReferencedGroupInfo", {}).get("GroupId") == alb_sg
+          and "CidrIpv4" not in public[0], f"workers: {public_port} only from the ALB's group")
+    check(all(r.get("ReferencedGroupInfo", {}).get("GroupId") != alb_sg for r in port_rules(w_in, admin_port)),
+          f"workers: admin port {admin_port} not from the ALB")
+    for sg, role in ((workers_sg, "workers"), (leaders_sg, "leaders")):
+        ing = by_group(rules, sg, False)
+        internal = port_rules(ing, internal_port)
+        got = {(r["IpProtocol"], r.get("ReferencedGroupInfo", {}).get("GroupId")) for r in internal}
+        want = {(p, g) for p in ("tcp", "udp") for g in (workers_sg, leaders_sg)}
+        check(got == want, f"{role}: internal {internal_port} tcp+udp from the node groups only")
+        check(not any("CidrIpv4" in r for r in internal), f"{role}: internal port open to no CIDR")
+        check(all(r.get("CidrIpv4") != "0.0.0.0/0" for r in ing), f"{role}: nothing open to the internet")
+    check(not port_rules(by_group(rules, leaders_sg, False), public_port), "leaders: no client port")
+    alb_in = {r["FromPort"] for r in by_group(rules, alb_sg, False)}
+    check(alb_in == ({80, 443} if example == "production" else {80}), f"ALB accepts {sorted(alb_in)}")
+    alb_out = by_group(rules, alb_sg, True)
+    check(len(alb_out) == 1 and alb_out[0].get("FromPort") == public_port and
+          alb_out[0].get("ReferencedGroupInfo", {}).get("GroupId") == workers_sg, "ALB egress: workers' port only")
+
+    # --- leaders, their names and the cluster secret -----------------------------------------
+    res = ec2.describe_instances(Filters=[{"Name": "tag:Role", "Values": ["leader"]},
+                                          {"Name": "instance-state-name", "Values": ["running", "pending"]}])
+    leaders = [i for r in res["Reservations"] for i in r["Instances"]]
+    check(len(leaders) == 2, f"two leader instances ({len(leaders)})")
+    check(all("PublicIpAddress" not in i for i in leaders), "leaders have no public IP")
+    subnet_ids = list({n["SubnetId"] for i in leaders for n in i.get("NetworkInterfaces", [])})
+    subnets = ec2.describe_subnets(SubnetIds=subnet_ids)["Subnets"] if subnet_ids else []
+    check(len({s["AvailabilityZone"] for s in subnets}) == 2, "leaders in two zones")
+    check(all(not s.get("MapPublicIpOnLaunch") for s in subnets), "leader subnets map no public IPs")
+    check(all(i.get("MetadataOptions", {}).get("HttpTokens") == "required" for i in leaders), "leaders require IMDSv2")
+    r53 = boto3.client("route53")
+    zone_name = settings.get("private_zone_name", "ews.internal")
+    zones = [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"].rstrip(".") == zone_name]
+    check(len(zones) == 1, f"the private zone {zone_name}")
+    if zones:
+        records = r53.list_resource_record_sets(HostedZoneId=zones[0]["Id"])["ResourceRecordSets"]
+        a = {r["Name"].rstrip("."): [x["Value"] for x in r["ResourceRecords"]] for r in records if r["Type"] == "A"}
+        ips = sorted(i["PrivateIpAddress"] for i in leaders)
+        named = sorted(v for h in outputs["leader_hostnames"] for v in a.get(h, []))
+        check(named == ips, f"leader names resolve to the leaders ({named} vs {ips})")
+    ssm = boto3.client("ssm")
+    secret = ssm.get_parameter(Name=f"/{name}/cluster-secret", WithDecryption=True)["Parameter"]
+    check(secret["Type"] == "SecureString" and len(secret["Value"]) == 48 and secret["Value"].isalnum(),
+          "cluster secret: 48 random alphanumerics in an SSM SecureString")
+
+    # --- names are per region (IAM is global) -------------------------------------------------
+    region = boto3.session.Session().region_name
+    iam = boto3.client("iam")
+    roles = [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(f"{name}-")]
+    check(roles and all(region in r for r in roles), f"IAM role names carry the region ({roles})")
+    profiles = [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]]
+    check(profiles and all(region in p for p in profiles), f"instance profile names carry the region ({profiles})")
+
+
+def check_gone(example: str) -> None:
+    asg = boto3.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    check(not asg, f"no Auto Scaling group left ({len(asg)})")
+    alarms = boto3.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    check(not alarms, f"no alarm left ({len(alarms)})")
+    fns = boto3.client("lambda").list_functions()["Functions"]
+    check(not fns, f"no function left ({len(fns)})")
+    lbs = boto3.client("elbv2").describe_load_balancers()["LoadBalancers"]
+    check(not lbs, f"no load balancer left ({len(lbs)})")
+    res = boto3.client("ec2").describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["running", "pending"]}])["Reservations"]
+    check(not res, "no running instance left")
+    params = boto3.client("ssm").describe_parameters()["Parameters"]
+    check(not params, f"no SSM parameter left ({len(params)})")
+
+
+def main() -> int:
+    mode = sys.argv[1]
+    if mode == "prepare":
+        prepare(sys.argv[2], sys.argv[3])
+        return 0
+    if mode == "check":
+        check_applied(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif mode == "gone":
+        check_gone(sys.argv[2])
+    else:
+        print(__doc__)
+        return 2
+    print(f"{sys.argv[2]}: {len(FAILURES)} failed check(s)")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
