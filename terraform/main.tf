@@ -94,6 +94,8 @@ module "leaders" {
   enable_ssm_session_manager    = var.enable_ssm_session_manager
   root_volume_size_gb           = var.root_volume_size_gb
   detailed_monitoring           = var.leader_detailed_monitoring
+  # The built-in queue keeps its events on a volume of its own only where it is the sink.
+  data_volume_size_gb = var.sink == "queue" ? var.leader_data_volume_size_gb : 0
 }
 
 module "alb" {

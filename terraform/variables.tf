@@ -353,6 +353,16 @@ variable "log_retention_days" {
   default     = 30
 }
 
+variable "leader_data_volume_size_gb" {
+  type        = number
+  description = "With sink = \"queue\": size of each leader's EBS volume for the built-in queue, which outlives leader replacement."
+  default     = 20
+  validation {
+    condition     = var.leader_data_volume_size_gb >= 1
+    error_message = "leader_data_volume_size_gb must be at least 1."
+  }
+}
+
 variable "leader_detailed_monitoring" {
   type        = bool
   description = "EC2 detailed (1-minute) monitoring of the two leaders."

@@ -351,8 +351,13 @@ for name, cp in units.items():
         role = "ews-worker" if "worker" in (cp["Unit"].get("After", "") + cp["Unit"].get("Description", "")) else "ews-leader"
         script_reads[role] |= reads
 
-# Names ews-configure writes itself: must be read by both binaries.
+# Names ews-configure takes from the user data for itself (e.g. EWS_DATA_VOLUME_ID): read at boot.
 configure = FILES / "ews-configure"
+consumed = set(re.findall(r'"\$key" = (EWS_[A-Z0-9_]+)', configure.read_text())) if configure.is_file() else set()
+for role in script_reads:
+    script_reads[role] |= consumed
+
+# Names ews-configure writes itself: must be read by both binaries.
 written = set(re.findall(r'echo "(EWS_[A-Z0-9_]+|AWS_[A-Z0-9_]+)=', configure.read_text())) if configure.is_file() else set()
 if not written:
     err("packer/files/ews-configure: missing or writes no settings")

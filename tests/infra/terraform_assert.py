@@ -187,8 +187,9 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
         expr = [q for q in queries if q.get("ReturnData")]
         if metric_source == "alb":
             # The ALB publishes nothing in a minute without traffic: that minute is zero clients.
-            check(len(expr) == 1 and "FILL(m1, 0)" in expr[0].get("Expression", ""),
-                  f"{direction}: a minute without ALB datapoints counts as zero clients (FILL)")
+            # ActiveConnectionCount counts both sides of each WebSocket: halved, it is clients.
+            check(len(expr) == 1 and expr[0].get("Expression") == "FILL(m1, 0) / 2",
+                  f"{direction}: ALB connections halved to clients, a quiet minute as zero (FILL)")
         else:
             # No datapoint from the leaders means no active leader, not zero clients.
             check(len(expr) == 1 and expr[0].get("Expression") == "m1" and
@@ -253,6 +254,12 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
     check(len({s["AvailabilityZone"] for s in subnets}) == 2, "leaders in two zones")
     check(all(not s.get("MapPublicIpOnLaunch") for s in subnets), "leader subnets map no public IPs")
     check(all(i.get("MetadataOptions", {}).get("HttpTokens") == "required" for i in leaders), "leaders require IMDSv2")
+    if settings.get("sink", "queue") == "queue":
+        # The built-in queue's volume outlives its leader: one per leader, in its zone, attached.
+        vols = ec2.describe_volumes(Filters=[{"Name": "tag:Name", "Values": [f"{name}-leader-*-data"]}])["Volumes"]
+        attached = {a["InstanceId"] for v in vols for a in v.get("Attachments", [])}
+        check(len(vols) == 2 and all(v["Encrypted"] for v in vols), f"two encrypted leader data volumes ({len(vols)})")
+        check(attached == {i["InstanceId"] for i in leaders}, "each leader has its data volume attached")
     r53 = boto3.client("route53")
     zone_name = settings.get("private_zone_name", "ews.internal")
     zones = [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"].rstrip(".") == zone_name]

@@ -8,10 +8,14 @@ work="$(mktemp -d)"
 TOOLS="${EWS_TOOLS_DIR:-$HERE/.tools}"
 imds_pid=""
 imds2_pid=""
+imds3_pid=""
+loopdev=""
 moto_pid=""
 cleanup() {
   if [ -n "$imds_pid" ]; then kill "$imds_pid" 2>/dev/null || true; fi
   if [ -n "$imds2_pid" ]; then kill "$imds2_pid" 2>/dev/null || true; fi
+  if [ -n "$imds3_pid" ]; then kill "$imds3_pid" 2>/dev/null || true; fi
+  if [ -n "$loopdev" ]; then umount "$work/vol-root/var/lib/ews" 2>/dev/null || true; losetup -d "$loopdev" 2>/dev/null || true; fi
   if [ -n "$moto_pid" ]; then kill "$moto_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
@@ -55,7 +59,7 @@ for role in worker leader; do
     [ -e "/proc/sys/${k//.//}" ] || fail "$role: sysctl key $k does not exist on this kernel"
   done <"$conf"
   for k in fs.file-max fs.nr_open net.core.somaxconn net.ipv4.tcp_max_syn_backlog \
-    net.ipv4.ip_local_port_range net.ipv4.tcp_mem net.ipv4.tcp_rmem net.ipv4.tcp_wmem; do
+    net.ipv4.ip_local_port_range net.ipv4.tcp_rmem net.ipv4.tcp_wmem; do
     [ -n "${sc[$k]:-}" ] && ok "$role: sysctl $k = ${sc[$k]}" || fail "$role: sysctl $k not set"
   done
   [ "${sc[fs.nr_open]:-0}" -ge "$nofile" ] || fail "$role: fs.nr_open below the nofile limit"
@@ -113,9 +117,21 @@ for _ in $(seq 1 100); do
 done
 export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 export PATH="$TOOLS/awscli/bin:$PATH"
+# A 4 GiB instance (the tcp_mem check below).
+printf 'MemTotal:        4000000 kB\nMemFree:         3000000 kB\n' >"$work/meminfo"
+# At first boot SSM can lag: the parameter appears only a few seconds after ews-configure starts,
+# which must wait for it rather than give up.
+EWS_ROOT="$root" EWS_IMDS_URL="http://127.0.0.1:$(cat "$work/port")" EWS_MEMINFO="$work/meminfo" \
+  EWS_SSM_RETRY_SECS=60 "$root/usr/local/sbin/ews-configure" 2>"$work/configure.log" &
+configure_pid=$!
+sleep 3
 aws ssm put-parameter --region eu-central-1 --name /ews/cluster-secret --type SecureString \
   --value 's3cret-value' >/dev/null
-EWS_ROOT="$root" EWS_IMDS_URL="http://127.0.0.1:$(cat "$work/port")" "$root/usr/local/sbin/ews-configure"
+if wait "$configure_pid"; then ok "ews-configure waited for the late SSM parameter"; else
+  fail "ews-configure gave up on a late SSM parameter: $(cat "$work/configure.log")"
+fi
+grep -q "attempt 1 failed" "$work/configure.log" && ok "the first SSM read failed and was retried" ||
+  fail "the SSM parameter was there at once: the retry was not exercised"
 env_file="$root/etc/ews/ews.env"
 expect() { grep -qx "$1" "$env_file" && ok "ews.env has $1" || fail "ews.env lacks $1"; }
 expect "EWS_ADVERTISE_HOST=10.40.8.15"
@@ -137,16 +153,63 @@ ews_gid="$(awk -F: '$1 == "ews" { print $3 }' "$root/etc/group")"
 grep -q 's3cret-value\|SSM_PARAMETER' "$env_file" && fail "secret or SSM line leaked into ews.env" ||
   ok "no secret in ews.env"
 
+# TCP memory from the instance's memory: 4,000,000 kB = 1,000,000 pages -> 1/4, 3/8, 1/2.
+tcp_mem="$(sed -n 's/^net.ipv4.tcp_mem = //p' "$root/etc/sysctl.d/91-ews-tcp-mem.conf" 2>/dev/null)"
+[ "$tcp_mem" = "250000 375000 500000" ] && ok "tcp_mem from MemTotal ($tcp_mem pages)" ||
+  fail "tcp_mem '$tcp_mem' (want 250000 375000 500000 for 4,000,000 kB)"
+for k in $(awk -F' = ' '/^net/ { print $1 }' "$root/etc/sysctl.d/91-ews-tcp-mem.conf"); do
+  [ -e "/proc/sys/${k//.//}" ] || fail "tcp_mem key $k does not exist on this kernel"
+done
+
+# The leaders' data volume: a blank EBS volume (a loop device here) gets a file system and is
+# mounted at /var/lib/ews; a second boot (a replaced leader) keeps what is on it.
+if command -v mkfs.ext4 >/dev/null && losetup -f >/dev/null 2>&1; then
+  vol_root="$work/vol-root"
+  mkdir -p "$vol_root/etc" "$work/by-id"
+  cp "$root/etc/passwd" "$root/etc/group" "$vol_root/etc/"
+  truncate -s 64M "$work/vol.img"
+  loopdev="$(losetup -f --show "$work/vol.img")"
+  ln -s "$loopdev" "$work/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"
+  printf 'EWS_NODE_ID=leader-1\nEWS_DATA_VOLUME_ID=vol-0123456789abcdef0\n' >"$work/user-data-vol"
+  python3 "$HERE/tests/infra/fake_imds.py" "$work/user-data-vol" "$work/port3" &
+  imds3_pid=$!
+  for _ in $(seq 1 50); do [ -s "$work/port3" ] && break; sleep 0.1; done
+  boot_with_volume() {
+    EWS_ROOT="$vol_root" EWS_IMDS_URL="http://127.0.0.1:$(cat "$work/port3")" EWS_MEMINFO="$work/meminfo" \
+      EWS_DEVICE_DIR="$work/by-id" EWS_DATA_VOLUME_WAIT_SECS=5 "$vol_root/../leader-root/usr/local/sbin/ews-configure"
+  }
+  if boot_with_volume 2>"$work/vol.log" && mountpoint -q "$vol_root/var/lib/ews"; then
+    ok "data volume formatted and mounted at /var/lib/ews"
+    echo "acked event" >"$vol_root/var/lib/ews/marker"
+    umount "$vol_root/var/lib/ews"
+    boot_with_volume 2>>"$work/vol.log"
+    [ "$(cat "$vol_root/var/lib/ews/marker" 2>/dev/null)" = "acked event" ] &&
+      ok "a second boot keeps the volume's data (no new file system)" || fail "data volume lost its data on a second boot"
+    [ "$(grep -c '/var/lib/ews ext4' "$vol_root/etc/fstab")" = 1 ] && ok "one fstab entry for the data volume" ||
+      fail "fstab: $(cat "$vol_root/etc/fstab")"
+    grep -q EWS_DATA_VOLUME_ID "$vol_root/etc/ews/ews.env" && fail "EWS_DATA_VOLUME_ID leaked into ews.env" || true
+    umount "$vol_root/var/lib/ews" || true
+  else
+    fail "data volume not mounted: $(cat "$work/vol.log")"
+  fi
+  losetup -d "$loopdev" || true
+  loopdev=""
+else
+  echo "skipped: data volume check (no mkfs.ext4 or loop device on this machine)"
+fi
+
 # The worker's drain on Auto Scaling termination: with IMDS reporting target lifecycle state
 # `Terminated`, ews-lifecycle-watch must stop ews-worker (the drain) and only then complete the
 # lifecycle action for this instance. systemd and the Auto Scaling API are not available here
 # (moto lacks CompleteLifecycleAction), so both commands are recorded by stand-ins on PATH.
 shims="$work/shims"
 mkdir -p "$shims"
-for cmd in systemctl aws; do
-  printf '#!/bin/sh\necho "%s $*" >> "%s/calls"\n' "$cmd" "$work" >"$shims/$cmd"
-  chmod +x "$shims/$cmd"
-done
+printf '#!/bin/sh\necho "systemctl $*" >> "%s/calls"\n' "$work" >"$shims/systemctl"
+# The Auto Scaling API refuses the completion until the deregistration delay is over (the
+# instance is not yet in Terminating:Wait): the stand-in fails twice, then succeeds.
+printf '#!/bin/sh\necho "aws $*" >> "%s/calls"\n[ "$(grep -c "^aws " "%s/calls")" -ge 3 ]\n' \
+  "$work" "$work" >"$shims/aws"
+chmod +x "$shims/systemctl" "$shims/aws"
 python3 "$HERE/tests/infra/fake_imds.py" "$work/user-data" "$work/port2" Terminated &
 imds2_pid=$!
 for _ in $(seq 1 50); do [ -s "$work/port2" ] && break; sleep 0.1; done
@@ -158,9 +221,12 @@ else
   fail "lifecycle watch did not finish"
 fi
 kill "$imds2_pid" 2>/dev/null || true
+complete="aws autoscaling complete-lifecycle-action --region eu-central-1 --auto-scaling-group-name ews-workers --lifecycle-hook-name ews-drain --instance-id i-0123456789abcdef0 --lifecycle-action-result CONTINUE"
 want_calls="systemctl stop ews-worker.service
-aws autoscaling complete-lifecycle-action --region eu-central-1 --auto-scaling-group-name ews-workers --lifecycle-hook-name ews-drain --instance-id i-0123456789abcdef0 --lifecycle-action-result CONTINUE"
-[ "$(cat "$work/calls" 2>/dev/null)" = "$want_calls" ] && ok "drain, then complete the lifecycle action" ||
+$complete
+$complete
+$complete"
+[ "$(cat "$work/calls" 2>/dev/null)" = "$want_calls" ] && ok "drain, then complete the lifecycle action (retried until Terminating:Wait)" ||
   fail "lifecycle watch calls: $(cat "$work/calls" 2>/dev/null)"
 
 [ "$fails" = 0 ] || { echo "--- ews.env:"; cat "$env_file"; }

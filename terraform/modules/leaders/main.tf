@@ -19,7 +19,10 @@ locals {
       EWS_CLOUDWATCH_METRIC            = var.cloudwatch_metric
       EWS_CLOUDWATCH_DEPLOYMENT        = var.name
       EWS_CLOUDWATCH_INTERVAL_SECS     = tostring(var.cloudwatch_interval_secs)
-    }, var.publish_metric ? { EWS_PUBLISH_METRIC = "true" } : {}, var.extra_env)
+      }, var.publish_metric ? { EWS_PUBLISH_METRIC = "true" } : {},
+      # ews-configure mounts this volume at /var/lib/ews (the built-in queue) before the leader starts.
+      var.data_volume_size_gb > 0 ? { EWS_DATA_VOLUME_ID = aws_ebs_volume.data[i].id } : {},
+    var.extra_env)
   ]
 }
 
@@ -115,6 +118,27 @@ resource "aws_network_interface" "leader" {
   security_groups = [var.security_group_id]
   description     = "${var.name}-${local.leaders[count.index]}"
   tags            = merge(var.tags, { Name = "${var.name}-${local.leaders[count.index]}" })
+}
+
+# The built-in queue's data, on a volume of its own: it survives the replacement of its leader
+# (a new AMI) and is attached to the new instance. Delete it only with the deployment.
+resource "aws_ebs_volume" "data" {
+  #checkov:skip=CKV_AWS_189:Encrypted with the AWS-managed EBS key, like the root volumes; a customer-managed key is a per-organisation choice.
+  count             = var.data_volume_size_gb > 0 ? 2 : 0
+  availability_zone = data.aws_subnet.leader[count.index].availability_zone
+  size              = var.data_volume_size_gb
+  type              = "gp3"
+  encrypted         = true
+  tags              = merge(var.tags, { Name = "${var.name}-${local.leaders[count.index]}-data" })
+}
+
+resource "aws_volume_attachment" "data" {
+  count       = var.data_volume_size_gb > 0 ? 2 : 0
+  device_name = "/dev/sdf"
+  volume_id   = aws_ebs_volume.data[count.index].id
+  instance_id = aws_instance.leader[count.index].id
+  # Stop the leader before the volume is taken away, so the queue's log is closed cleanly.
+  stop_instance_before_detaching = true
 }
 
 resource "aws_instance" "leader" {

@@ -97,6 +97,16 @@ variable "root_volume_size_gb" {
   description = "Root volume size; the built-in queue lives under /var/lib/ews on it."
 }
 
+variable "data_volume_size_gb" {
+  type        = number
+  description = "Size of each leader's data volume for the built-in queue (mounted at /var/lib/ews, kept across instance replacement); 0 = none."
+  default     = 0
+  validation {
+    condition     = var.data_volume_size_gb == 0 || var.data_volume_size_gb >= 1
+    error_message = "data_volume_size_gb must be 0 (none) or at least 1."
+  }
+}
+
 variable "detailed_monitoring" {
   type        = bool
   description = "EC2 detailed (1-minute) monitoring of the leader instances."

@@ -32,12 +32,14 @@ locals {
     MAX_SIZE = tostring(var.bounds_override.max_size)
   })
 
-  # ALB: every connection counted once per minute (Sum). ActiveConnectionCount counts both the
-  # client-to-ALB and the ALB-to-target connection of each WebSocket, and the ALB publishes no
-  # datapoint at all in a minute without traffic
-  # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html:
-  # "reports ... only when requests are flowing"), so the alarms read FILL(m1, 0): a quiet minute
-  # is zero clients, and the scale-down alarm can fire at zero traffic.
+  # Both sources give the alarms one figure: connected WebSocket clients, which STEP is sized in.
+  # ALB: ActiveConnectionCount (Sum per minute) counts each WebSocket twice, once from the client to
+  # the ALB and once from the ALB to the worker ("The total number of concurrent TCP connections
+  # active from clients to the load balancer and from the load balancer to targets",
+  # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html),
+  # hence the division by two; and the ALB publishes no datapoint in a minute without traffic
+  # (the same page: metrics are reported "only when requests are flowing"), hence FILL(m1, 0): a
+  # quiet minute is zero clients, so the scale-down alarm fires at zero traffic.
   # Cluster: the active leader publishes one datapoint per interval, zero included, with a
   # Deployment dimension so two deployments in one account and region stay apart; Maximum keeps a
   # failover overlap from counting twice. A missing datapoint there means no active leader, not
@@ -47,8 +49,8 @@ locals {
     name       = "ActiveConnectionCount"
     statistic  = "Sum"
     dimensions = { LoadBalancer = var.alb_arn_suffix }
-    expression = "FILL(m1, 0)"
-    label      = "WebSocket connections (ALB, both sides; a quiet minute is 0)"
+    expression = "FILL(m1, 0) / 2"
+    label      = "WebSocket clients (ALB connections, both sides, / 2; a quiet minute is 0)"
     } : {
     namespace  = var.cloudwatch_namespace
     name       = var.cloudwatch_metric
