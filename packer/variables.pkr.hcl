@@ -12,8 +12,8 @@ variable "instance_type" {
 
 variable "bin_dir" {
   type        = string
-  description = "Directory holding the release binaries ews-worker and ews-leader (CI: target/release)."
-  default     = "../target/release"
+  description = "Directory holding the release binaries ews-worker and ews-leader; empty = target/release of this repository (found from this directory, so `packer build packer/` works from the repository root)."
+  default     = ""
 }
 
 variable "version" {
@@ -24,6 +24,18 @@ variable "version" {
 
 variable "subnet_id" {
   type        = string
-  description = "Subnet for the builder instance; empty = the default VPC."
+  description = "Subnet for the builder instance; empty = the region's default VPC. Accounts without a default VPC must name a subnet whose route reaches the internet (Packer connects over SSH)."
   default     = ""
+}
+
+variable "associate_public_ip_address" {
+  type        = bool
+  description = "Give the builder instance a public IP so Packer can reach it over SSH (needed in a public subnet that does not map public IPs by itself)."
+  default     = true
+}
+
+locals {
+  # Variable defaults cannot name path.root; a relative "../target/release" would resolve from the
+  # working directory instead of this one.
+  bin_dir = var.bin_dir != "" ? var.bin_dir : "${path.root}/../target/release"
 }

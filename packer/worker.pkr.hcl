@@ -15,6 +15,8 @@ source "amazon-ebs" "worker" {
     owners      = ["amazon"]
     most_recent = true
   }
+  # Only meaningful with a subnet of our choosing; the default VPC maps public IPs itself.
+  associate_public_ip_address = var.subnet_id != "" ? var.associate_public_ip_address : null
   tags = {
     Name        = "ews-worker"
     Role        = "worker"
@@ -37,7 +39,7 @@ build {
   }
 
   provisioner "file" {
-    source      = "${var.bin_dir}/ews-worker"
+    source      = "${local.bin_dir}/ews-worker"
     destination = "/tmp/ews-files/ews-worker"
   }
 

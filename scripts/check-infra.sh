@@ -85,17 +85,18 @@ check_checkov() {
 }
 
 # Packer 1.6.6 (Debian) knows HCL2 and the Amazon builder but not `packer { required_plugins }`:
-# validate a copy without plugins.pkr.hcl, with placeholder release binaries.
+# validate a copy without plugins.pkr.hcl, with placeholder release binaries where the default
+# bin_dir finds them, run as documented from the repository root (`packer validate packer/`).
 check_packer() {
-  local copy="$work/packer"
-  rm -rf "$copy"
+  local copy="$work/packer" bins="$work/target/release"
+  rm -rf "$copy" "$bins"
   cp -r "$TREE/packer" "$copy"
   rm -f "$copy/plugins.pkr.hcl"
-  mkdir -p "$copy/bin"
-  printf '#!/bin/sh\n' >"$copy/bin/ews-worker"
-  printf '#!/bin/sh\n' >"$copy/bin/ews-leader"
+  mkdir -p "$bins"
+  printf '#!/bin/sh\n' >"$bins/ews-worker"
+  printf '#!/bin/sh\n' >"$bins/ews-leader"
   packer fmt -check -diff "$TREE/packer" &&
-    (cd "$copy" && packer validate -var "bin_dir=$copy/bin" .)
+    (cd "$work" && packer validate packer/)
 }
 
 # systemd-analyze verify exits 0 even on errors, so any output at all fails the check.
