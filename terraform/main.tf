@@ -73,6 +73,15 @@ resource "aws_ssm_parameter" "cluster_secret" {
   value_wo_version = var.cluster_secret_version
 }
 
+# Application logs of the nodes (the CloudWatch agent ships /var/log/ews), one group per role.
+resource "aws_cloudwatch_log_group" "nodes" {
+  #checkov:skip=CKV_AWS_158:AWS-managed encryption at rest is enough for application logs; a CMK is a per-organisation choice.
+  #checkov:skip=CKV_AWS_338:Retention is the variable log_retention_days (operational logs, 30 days by default).
+  for_each          = toset(["leaders", "workers"])
+  name              = "/${var.name}/${each.key}"
+  retention_in_days = var.log_retention_days
+}
+
 module "leaders" {
   source                        = "./modules/leaders"
   name                          = var.name
@@ -94,6 +103,8 @@ module "leaders" {
   enable_ssm_session_manager    = var.enable_ssm_session_manager
   root_volume_size_gb           = var.root_volume_size_gb
   detailed_monitoring           = var.leader_detailed_monitoring
+  log_group_name                = aws_cloudwatch_log_group.nodes["leaders"].name
+  log_group_arn                 = aws_cloudwatch_log_group.nodes["leaders"].arn
   # The built-in queue keeps its events on a volume of its own only where it is the sink.
   data_volume_size_gb = var.sink == "queue" ? var.leader_data_volume_size_gb : 0
 }
@@ -138,6 +149,8 @@ module "workers" {
   enable_ssm_session_manager    = var.enable_ssm_session_manager
   root_volume_size_gb           = var.root_volume_size_gb
   instance_warmup_secs          = var.worker_instance_warmup_secs
+  log_group_name                = aws_cloudwatch_log_group.nodes["workers"].name
+  log_group_arn                 = aws_cloudwatch_log_group.nodes["workers"].arn
 }
 
 module "scaling" {

@@ -32,6 +32,8 @@ install -m 0644 "$FILES/ews-configure.service" "$ROOT/etc/systemd/system/ews-con
 install -m 0644 "$FILES/90-ews-nofile.conf" "$ROOT/etc/security/limits.d/90-ews-nofile.conf"
 install -m 0644 "$FILES/90-ews-sysctl.conf" "$ROOT/etc/sysctl.d/90-ews.conf"
 install -m 0644 "$FILES/ews-sysusers.conf" "$ROOT/usr/lib/sysusers.d/ews.conf"
+install -d -m 0755 "$ROOT/etc/logrotate.d"
+install -m 0644 "$FILES/ews-logrotate" "$ROOT/etc/logrotate.d/ews"
 units=("ews-configure.service" "ews-$role.service")
 if [ "$role" = worker ]; then
   install -m 0755 "$FILES/ews-lifecycle-watch" "$ROOT/usr/local/sbin/ews-lifecycle-watch"
@@ -54,6 +56,9 @@ for unit in "${units[@]}"; do
 done
 
 if [ "$APPLY" = 1 ]; then
+  # Ships /var/log/ews to CloudWatch Logs (configured at boot by ews-configure); logrotate bounds
+  # the files. Both are Amazon Linux 2023 packages.
+  dnf install -y -q amazon-cloudwatch-agent logrotate
   sysctl --system >/dev/null
   systemctl daemon-reload
 fi

@@ -284,6 +284,20 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
     check(profiles and all(region in p for p in profiles), f"instance profile names carry the region ({profiles})")
 
 
+    # --- node logs ------------------------------------------------------------------------------
+    logs = boto3.client("logs")
+    retention = settings.get("log_retention_days", 30)
+    for role in ("leaders", "workers"):
+        groups = logs.describe_log_groups(logGroupNamePrefix=f"/{name}/{role}")["logGroups"]
+        check(len(groups) == 1 and groups[0].get("retentionInDays") == retention,
+              f"log group /{name}/{role} with {retention} days retention")
+    for role_name in (r for r in roles if "-leader-" in r or "-worker-" in r):
+        docs = [iam.get_role_policy(RoleName=role_name, PolicyName=p)["PolicyDocument"]
+                for p in iam.list_role_policies(RoleName=role_name)["PolicyNames"]]
+        actions = {a for d in docs for s in d["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+        check("logs:PutLogEvents" in actions, f"{role_name} may ship its logs")
+
+
 def check_gone(example: str) -> None:
     asg = boto3.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
     check(not asg, f"no Auto Scaling group left ({len(asg)})")

@@ -78,6 +78,11 @@ for role in worker leader; do
   [ "$(unit_value "$unit" User)" = "ews" ] || fail "$role: runs as ews"
   [ "$(unit_value "$unit" StateDirectory)" = "ews" ] && [ "$(unit_value "$unit" WorkingDirectory)" = "/var/lib/ews" ] ||
     fail "$role: state and working directory /var/lib/ews"
+  [ "$(unit_value "$unit" StandardOutput)" = "append:/var/log/ews/ews-$role.log" ] &&
+    [ "$(unit_value "$unit" LogsDirectory)" = "ews" ] && ok "$role: logs to /var/log/ews/ews-$role.log" ||
+    fail "$role: log file (StandardOutput/LogsDirectory)"
+  grep -q '^/var/log/ews/\*.log {' "$root/etc/logrotate.d/ews" 2>/dev/null && ok "$role: logrotate bounds /var/log/ews" ||
+    fail "$role: no logrotate entry for /var/log/ews"
   stop="$(unit_value "$unit" TimeoutStopSec)"
   if [ "$role" = worker ]; then min_stop=330; else min_stop=30; fi
   [ "${stop:-0}" -ge "$min_stop" ] && ok "$role: TimeoutStopSec=$stop" || fail "$role: TimeoutStopSec=$stop < $min_stop"
@@ -105,6 +110,7 @@ EWS_INTERNAL_LISTEN=0.0.0.0:7070
 this line is not a setting
 EWS_PUBLISH_METRIC=true
 EWS_CLUSTER_SECRET_SSM_PARAMETER=/ews/cluster-secret
+EWS_LOG_GROUP=/ews/leaders
 UD
 python3 "$HERE/tests/infra/fake_imds.py" "$work/user-data" "$work/port" &
 imds_pid=$!
@@ -152,6 +158,18 @@ ews_gid="$(awk -F: '$1 == "ews" { print $3 }' "$root/etc/group")"
   fail "secret mode/group $(stat -c '%a %g' "$secret")"
 grep -q 's3cret-value\|SSM_PARAMETER' "$env_file" && fail "secret or SSM line leaked into ews.env" ||
   ok "no secret in ews.env"
+
+# Logs: the CloudWatch agent ships the unit's log file to the deployment's group, one stream per
+# instance; EWS_LOG_GROUP itself is for ews-configure, not the node.
+agent_conf="$root/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"
+if python3 - "$agent_conf" <<'PY'
+import json, sys
+files = json.load(open(sys.argv[1]))["logs"]["logs_collected"]["files"]["collect_list"]
+assert files == [{"file_path": "/var/log/ews/*.log", "log_group_name": "/ews/leaders",
+                  "log_stream_name": "{instance_id}"}], files
+PY
+then ok "CloudWatch agent ships /var/log/ews/*.log to /ews/leaders"; else fail "CloudWatch agent configuration"; fi
+grep -q EWS_LOG_GROUP "$env_file" && fail "EWS_LOG_GROUP leaked into ews.env" || ok "EWS_LOG_GROUP consumed at boot"
 
 # TCP memory from the instance's memory: 4,000,000 kB = 1,000,000 pages -> 1/4, 3/8, 1/2.
 tcp_mem="$(sed -n 's/^net.ipv4.tcp_mem = //p' "$root/etc/sysctl.d/91-ews-tcp-mem.conf" 2>/dev/null)"

@@ -19,6 +19,7 @@ locals {
       EWS_CLOUDWATCH_METRIC            = var.cloudwatch_metric
       EWS_CLOUDWATCH_DEPLOYMENT        = var.name
       EWS_CLOUDWATCH_INTERVAL_SECS     = tostring(var.cloudwatch_interval_secs)
+      EWS_LOG_GROUP                    = var.log_group_name
       }, var.publish_metric ? { EWS_PUBLISH_METRIC = "true" } : {},
       # ews-configure mounts this volume at /var/lib/ews (the built-in queue) before the leader starts.
       var.data_volume_size_gb > 0 ? { EWS_DATA_VOLUME_ID = aws_ebs_volume.data[i].id } : {},
@@ -63,6 +64,11 @@ data "aws_iam_policy_document" "assume" {
 }
 
 data "aws_iam_policy_document" "leader" {
+  statement {
+    sid       = "ShipLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = ["${var.log_group_arn}:*"]
+  }
   statement {
     sid       = "ReadClusterSecret"
     actions   = ["ssm:GetParameter"]

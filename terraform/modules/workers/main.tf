@@ -20,6 +20,7 @@ locals {
     EWS_QUEUE_DIR                    = "/var/lib/ews/queue"
     EWS_ASG_NAME                     = local.asg_name
     EWS_LIFECYCLE_HOOK_NAME          = local.hook_name
+    EWS_LOG_GROUP                    = var.log_group_name
   }, var.auth_env, var.sink_env, var.extra_env)
 }
 
@@ -34,6 +35,11 @@ data "aws_iam_policy_document" "assume" {
 }
 
 data "aws_iam_policy_document" "worker" {
+  statement {
+    sid       = "ShipLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = ["${var.log_group_arn}:*"]
+  }
   statement {
     sid       = "ReadSecrets"
     actions   = ["ssm:GetParameter"]

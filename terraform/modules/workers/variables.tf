@@ -124,6 +124,16 @@ variable "instance_warmup_secs" {
   default     = 120
 }
 
+variable "log_group_name" {
+  type        = string
+  description = "CloudWatch Logs group the CloudWatch agent ships the node logs (/var/log/ews) to (EWS_LOG_GROUP)."
+}
+
+variable "log_group_arn" {
+  type        = string
+  description = "ARN of that log group, for the instance role."
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags added to every resource."
