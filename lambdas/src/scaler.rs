@@ -10,7 +10,9 @@
 //! 4. SetDesiredCapacity (clamped: moto does not enforce min/max, AWS rejects past them).
 //! 5. Rewrite both alarms for the new capacity. PutMetricAlarm replaces the whole alarm
 //!    configuration, so every field of the described alarm is copied and only the threshold
-//!    changes (tags survive an update untouched).
+//!    changes (tags survive an update untouched). Then re-read the group and rewrite again until
+//!    the thresholds match its desired capacity: the other direction's scaler may run at the
+//!    same time ([`Scaler::settle_thresholds`]).
 //! 6. Re-arm the fired alarm (SetAlarmState OK) so a persisting breach fires again.
 //!
 //! Transient AWS errors are retried with backoff by the SDK clients' retry policy
@@ -27,7 +29,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::event::{classify_json, Verdict};
-use crate::policy::{decide, thresholds, Bounds, Decision, Direction};
+use crate::policy::{decide, thresholds, Bounds, Decision, Direction, Thresholds};
 
 /// The group tag holding the key of the last alarm transition a scaler acted on.
 pub const LAST_EVENT_TAG: &str = "ews:last-scaling-event";
@@ -46,6 +48,16 @@ pub enum ScaleError {
     Aws { call: &'static str, detail: String },
     #[error("{0}")]
     NotFound(String),
+    /// The group kept changing size while the thresholds were rewritten; the function fails so
+    /// AWS retries it.
+    #[error("{0}")]
+    Unsettled(String),
+}
+
+/// The capacity the thresholds were last written (and confirmed) for.
+struct Settled {
+    nodes: u32,
+    thresholds: Thresholds,
 }
 
 /// The function error AWS records: `error_type` names the failing call.
@@ -54,6 +66,7 @@ impl From<ScaleError> for lambda_runtime::Diagnostic {
         let error_type = match &e {
             ScaleError::Aws { call, .. } => (*call).to_string(),
             ScaleError::NotFound(_) => "NotFound".to_string(),
+            ScaleError::Unsettled(_) => "Unsettled".to_string(),
         };
         lambda_runtime::Diagnostic {
             error_type,
@@ -182,15 +195,8 @@ impl Scaler {
         if decision.changes_capacity() {
             self.set_desired(decision.to).await?;
         }
-        for alarm in &alarms {
-            let threshold = if alarm.alarm_name() == Some(self.cfg.scale_up_alarm.as_str()) {
-                decision.thresholds.up
-            } else {
-                decision.thresholds.down
-            };
-            self.put_threshold(alarm, threshold).await?;
-        }
-        self.rearm(&own, &decision).await?;
+        let settled = self.settle_thresholds(decision.to, bounds).await?;
+        self.rearm(&own, settled.nodes).await?;
 
         let (action, reason) = if duplicate {
             (
@@ -232,11 +238,52 @@ impl Scaler {
                 bounds,
                 from: decision.from,
                 to: decision.to,
-                up_threshold: decision.thresholds.up,
-                down_threshold: decision.thresholds.down,
+                up_threshold: settled.thresholds.up,
+                down_threshold: settled.thresholds.down,
                 key,
             }),
         })
+    }
+
+    /// Writes both alarms' thresholds for `nodes`, then re-reads the group: if its desired
+    /// capacity moved meanwhile (the other direction's scaler, or an operator, acting at the same
+    /// time), the thresholds are rewritten for what is there, until a read confirms them. Every
+    /// threshold write is thus followed by a read that confirms it, so whichever scaler writes
+    /// last leaves thresholds that match the group: the two functions need no shared lock
+    /// (reserved concurrency is optional, and cannot serialize two functions anyway).
+    async fn settle_thresholds(&self, nodes: u32, bounds: Bounds) -> Result<Settled, ScaleError> {
+        /// Each round is a few API calls; two concurrent scalers settle in one or two.
+        const ROUNDS: usize = 5;
+        let mut nodes = nodes;
+        for _ in 0..ROUNDS {
+            let t = thresholds(nodes, bounds, self.cfg.steps);
+            // Fresh copies: another scaler may have rewritten them since this one started.
+            for alarm in &self.describe_alarms().await? {
+                let threshold = if alarm.alarm_name() == Some(self.cfg.scale_up_alarm.as_str()) {
+                    t.up
+                } else {
+                    t.down
+                };
+                self.put_threshold(alarm, threshold).await?;
+            }
+            let (_, _, desired) = sizes(&self.describe_group().await?)?;
+            let now = bounds.clamp(desired);
+            if now == nodes {
+                return Ok(Settled {
+                    nodes,
+                    thresholds: t,
+                });
+            }
+            tracing::info!(
+                from = nodes,
+                to = now,
+                "desired capacity moved while rewriting thresholds; settling on the group's"
+            );
+            nodes = now;
+        }
+        Err(ScaleError::Unsettled(format!(
+            "desired capacity kept changing over {ROUNDS} threshold rewrites (last {nodes})"
+        )))
     }
 
     async fn describe_alarms(&self) -> Result<Vec<MetricAlarm>, ScaleError> {
@@ -349,7 +396,7 @@ impl Scaler {
         Ok(())
     }
 
-    async fn rearm(&self, alarm: &str, decision: &Decision) -> Result<(), ScaleError> {
+    async fn rearm(&self, alarm: &str, nodes: u32) -> Result<(), ScaleError> {
         self.cw
             .set_alarm_state()
             .alarm_name(alarm)
@@ -357,7 +404,7 @@ impl Scaler {
             .state_reason(format!(
                 "Re-armed by the ews {} scaler at {} nodes, so a persisting breach fires again",
                 self.cfg.direction.as_str(),
-                decision.to
+                nodes
             ))
             .send()
             .await

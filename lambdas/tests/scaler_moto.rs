@@ -449,3 +449,34 @@ async fn an_unreachable_aws_is_retried_then_reported_with_the_call() {
     let diag: lambda_runtime::Diagnostic = err.into();
     assert_eq!(diag.error_type, "cloudwatch:DescribeAlarms");
 }
+
+/// Scale-up and scale-down fired together (a load at a step boundary, or a retry overlapping the
+/// other alarm): without a lock between the two functions, whichever writes last must leave both
+/// thresholds matching the group's final desired capacity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_up_and_down_leave_thresholds_matching_the_group() {
+    let env = Env::start(5).await;
+    let up = env.scaler(Direction::Up);
+    let down = env.scaler(Direction::Down);
+    for round in 0..20 {
+        let up_event = env.breach(UP).await;
+        let down_event = env.breach(DOWN).await;
+        let (a, b) = tokio::join!(
+            up.handle(LambdaEvent::new(up_event, Context::default())),
+            down.handle(LambdaEvent::new(down_event, Context::default()))
+        );
+        let (a, b) = (a.expect("scale-up"), b.expect("scale-down"));
+        let n = env.desired().await;
+        assert!((2..=10).contains(&n), "round {round}: desired {n}");
+        assert_eq!(
+            env.alarm(UP).await.threshold,
+            Some(initial_up(n)),
+            "round {round}: up threshold at {n} nodes ({a:?} / {b:?})"
+        );
+        assert_eq!(
+            env.alarm(DOWN).await.threshold,
+            Some(initial_down(n)),
+            "round {round}: down threshold at {n} nodes ({a:?} / {b:?})"
+        );
+    }
+}
