@@ -25,8 +25,9 @@ count_cargo() { # sums the `test result:` lines of a cargo test log (awk: bc is 
 step() { # step NAME CMD...: a pass/fail check that is not a cargo test run, within its budget.
   # Exit 77 means skipped (the step says why): it counts as neither passed nor failed.
   log "$1"; shift
-  local rc=0
+  local rc=0 t0=$SECONDS
   timeout -k 30 "$STEP_BUDGET" "$@" || rc=$?
+  echo "step took $((SECONDS - t0)) s"
   if [ "$rc" = 0 ]; then passed=$((passed + 1)); elif [ "$rc" = 77 ]; then
     echo "SKIPPED: $*"; skipped=$((skipped + 1))
   else

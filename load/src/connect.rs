@@ -1,6 +1,7 @@
 //! Opening many client connections: source-address round-robin, a concurrency limit and a rate,
 //! one minted token per client, and a tally of what failed and why.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::source_ips::SourceIps;
 use crate::stats::{per_sec, Errors, Latency, LatencySummary};
-use crate::token::Minter;
+use crate::token::{read_secret, Minter};
 
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -128,6 +129,27 @@ pub struct ConnectSummary {
     pub handshake_latency: LatencySummary,
 }
 
+/// "no connection was established (http 401: 50)": the reason a run measured nothing, with the
+/// most frequent errors, so a refused token or a wrong URL is named.
+pub fn no_connection(c: &ConnectSummary, errors: &BTreeMap<String, u64>) -> String {
+    let mut top: Vec<(&String, &u64)> = errors.iter().collect();
+    top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let named: Vec<String> = top
+        .iter()
+        .take(3)
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    if named.is_empty() {
+        format!("no connection was established (0/{})", c.attempted)
+    } else {
+        format!(
+            "no connection was established (0/{}; {})",
+            c.attempted,
+            named.join(", ")
+        )
+    }
+}
+
 /// Everything a mode needs to open its connections.
 pub struct Connector {
     args: ConnectArgs,
@@ -138,15 +160,10 @@ pub struct Connector {
 
 impl Connector {
     pub fn new(args: &ConnectArgs, target: Target) -> Result<Connector, String> {
-        let secret = match (&args.jwt_hs256_secret, &args.jwt_hs256_secret_file) {
-            (Some(s), _) => Some(s.as_bytes().to_vec()),
-            (None, Some(path)) => {
-                let s = std::fs::read_to_string(path)
-                    .map_err(|e| format!("read {}: {e}", path.display()))?;
-                Some(s.trim_end_matches(['\r', '\n']).as_bytes().to_vec())
-            }
-            (None, None) => None,
-        };
+        let secret = read_secret(
+            args.jwt_hs256_secret.as_deref(),
+            args.jwt_hs256_secret_file.as_deref(),
+        )?;
         let minter = secret.map(|s| {
             Minter::new(
                 &s,

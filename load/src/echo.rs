@@ -11,7 +11,9 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::connect::{close_all, ConnectArgs, ConnectSummary, Connector, Target, Ws};
+use crate::connect::{
+    close_all, no_connection, ConnectArgs, ConnectSummary, Connector, Target, Ws,
+};
 use crate::server::{self, ServerUsage};
 use crate::stats::{per_sec, Errors, Latency, LatencySummary};
 use crate::Outcome;
@@ -200,6 +202,16 @@ impl Outcome for EchoReport {
 
     fn error_ratio(&self) -> f64 {
         self.error_ratio
+    }
+
+    fn shortfall(&self) -> Option<String> {
+        if self.connect.established == 0 {
+            Some(no_connection(&self.connect, &self.errors))
+        } else if self.echoed == 0 {
+            Some("no message was echoed back".into())
+        } else {
+            None
+        }
     }
 }
 

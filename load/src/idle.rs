@@ -9,7 +9,9 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::connect::{close_all, ConnectArgs, ConnectSummary, Connector, Target, Ws};
+use crate::connect::{
+    close_all, no_connection, ConnectArgs, ConnectSummary, Connector, Target, Ws,
+};
 use crate::server::{self, ServerUsage};
 use crate::stats::Errors;
 use crate::Outcome;
@@ -152,5 +154,9 @@ impl Outcome for IdleReport {
 
     fn error_ratio(&self) -> f64 {
         self.error_ratio
+    }
+
+    fn shortfall(&self) -> Option<String> {
+        (self.connect.established == 0).then(|| no_connection(&self.connect, &self.errors))
     }
 }

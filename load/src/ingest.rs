@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::connect::{close_all, ConnectArgs, ConnectSummary, Connector, Target, Ws};
+use crate::connect::{
+    close_all, no_connection, ConnectArgs, ConnectSummary, Connector, Target, Ws,
+};
 use crate::server::{self, ServerUsage};
 use crate::stats::{per_sec, Errors, Latency, LatencySummary};
 use crate::Outcome;
@@ -43,6 +45,8 @@ pub struct IngestReport {
     pub mode: &'static str,
     pub url: String,
     pub connect: ConnectSummary,
+    /// Whether acks were asked for (`--ack`): then an event counts once acknowledged.
+    pub ack: bool,
     pub sent: u64,
     pub acked: u64,
     pub nacked: u64,
@@ -123,6 +127,7 @@ pub async fn run(args: IngestArgs) -> Result<IngestReport, String> {
     Ok(IngestReport {
         mode: "ingest",
         url: args.url,
+        ack: args.ack,
         sent,
         acked,
         nacked: c.nacked.load(Ordering::Relaxed),
@@ -265,6 +270,18 @@ impl Outcome for IngestReport {
 
     fn error_ratio(&self) -> f64 {
         self.error_ratio
+    }
+
+    fn shortfall(&self) -> Option<String> {
+        if self.connect.established == 0 {
+            Some(no_connection(&self.connect, &self.errors))
+        } else if self.sent == 0 {
+            Some("no event was sent".into())
+        } else if self.ack && self.acked == 0 {
+            Some(format!("none of {} events was acknowledged", self.sent))
+        } else {
+            None
+        }
     }
 }
 

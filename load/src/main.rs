@@ -27,8 +27,20 @@ struct Cli {
     mode: Mode,
 }
 
+// Parsed once at start and consumed at once: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Mode {
+    /// Print a JWT the worker accepts (HS256; `sub` = client id, optional `topics`), for a
+    /// person: `ews-load token --sub alice --jwt-hs256-secret-file secret.txt`.
+    Token(token::TokenArgs),
+    #[command(flatten)]
+    Load(Load),
+}
+
+/// The modes that drive clients against a gateway.
+#[derive(Subcommand, Debug)]
+enum Load {
     /// Open N connections and hold them: connect rate, errors, server RSS per connection.
     Idle(idle::IdleArgs),
     /// Round trips against an echo route: latency percentiles, throughput, server CPU per message.
@@ -47,10 +59,28 @@ pub trait Outcome: Serialize {
     fn errors(&self) -> &BTreeMap<String, u64>;
     /// Failed units (connections or events, per mode) over attempted ones.
     fn error_ratio(&self) -> f64;
+    /// Why the run did not measure or verify what it was asked to (no connection, nothing
+    /// acknowledged, nothing read back): such a run fails whatever `--max-error-ratio` allows,
+    /// because a figure over nothing is not a result.
+    fn shortfall(&self) -> Option<String>;
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let load = match Cli::parse().mode {
+        Mode::Token(args) => {
+            return match token::token(&args) {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ews-load token: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Mode::Load(load) => load,
+    };
     let nofile = connect::raise_nofile_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,20 +93,20 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match cli.mode {
-            Mode::Idle(a) => {
+        match load {
+            Load::Idle(a) => {
                 let c = a.connect.clone();
                 finish(&c, nofile, idle::run(a)).await
             }
-            Mode::Echo(a) => {
+            Load::Echo(a) => {
                 let c = a.connect.clone();
                 finish(&c, nofile, echo::run(a)).await
             }
-            Mode::Ingest(a) => {
+            Load::Ingest(a) => {
                 let c = a.connect.clone();
                 finish(&c, nofile, ingest::run(a)).await
             }
-            Mode::Verify(a) => {
+            Load::Verify(a) => {
                 let c = a.connect.clone();
                 finish(&c, nofile, verify::run(a)).await
             }
@@ -115,11 +145,19 @@ async fn finish<R: Outcome>(
     for (kind, n) in report.errors() {
         println!("error: {kind}: {n}");
     }
+    let shortfall = report.shortfall();
+    if let Some(why) = &shortfall {
+        println!("failed: {why}");
+    }
     if args.json {
         match serde_json::to_string(&report) {
             Ok(j) => println!("{j}"),
             Err(e) => eprintln!("ews-load: cannot serialise the summary: {e}"),
         }
+    }
+    if let Some(why) = &shortfall {
+        eprintln!("ews-load: {why}");
+        return ExitCode::FAILURE;
     }
     if report.error_ratio() > args.max_error_ratio {
         eprintln!(

@@ -1,13 +1,113 @@
-//! Per-client credentials: an HS256 JWT whose `sub` is the client id.
+//! Credentials: an HS256 JWT whose `sub` is the client id.
 //!
 //! The gateway takes the client id from the token's `sub`, so each simulated client carries its
 //! own token; minting them here (rather than reading a token file) lets a run of any size
-//! authenticate without preparing anything.
+//! authenticate without preparing anything. `ews-load token` mints one for a person (a browser
+//! tab, `websocat`, a curl script) with the same code.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use clap::Args;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde::Serialize;
+
+/// The HS256 secret from the flag or from a file (trailing newline ignored); `None` if neither.
+pub fn read_secret(inline: Option<&str>, file: Option<&Path>) -> Result<Option<Vec<u8>>, String> {
+    match (inline, file) {
+        (Some(s), _) => Ok(Some(s.as_bytes().to_vec())),
+        (None, Some(path)) => {
+            let s = std::fs::read_to_string(path)
+                .map_err(|e| format!("read {}: {e}", path.display()))?;
+            let s = s.trim_end_matches(['\r', '\n']);
+            if s.is_empty() {
+                return Err(format!("{} holds no secret", path.display()));
+            }
+            Ok(Some(s.as_bytes().to_vec()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `ews-load token`: prints one JWT the worker accepts.
+#[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// Client id (the token's `sub`): what the gateway stamps on this client's events and what a
+    /// publish to this client names.
+    #[arg(long)]
+    pub sub: String,
+    /// Topics the client may subscribe to (the token's `topics` claim), comma-separated;
+    /// `*` at the end of a name matches any suffix (`chat.*`).
+    #[arg(long, value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Lifetime: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`, `7d`).
+    #[arg(long, default_value = "1h")]
+    pub ttl: Ttl,
+    /// The worker's HS256 secret (`--jwt-hs256-secret` of ews-worker).
+    #[arg(long, env = "EWS_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+    /// File holding the HS256 secret (trailing newline ignored).
+    #[arg(
+        long,
+        env = "EWS_JWT_HS256_SECRET_FILE",
+        conflicts_with = "jwt_hs256_secret"
+    )]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+    /// `iss` claim, when the worker checks `--jwt-issuer`.
+    #[arg(long, env = "EWS_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// `aud` claim, when the worker checks `--jwt-audience`.
+    #[arg(long, env = "EWS_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+}
+
+/// Mints the token `ews-load token` prints.
+pub fn token(args: &TokenArgs) -> Result<String, String> {
+    let secret = read_secret(
+        args.jwt_hs256_secret.as_deref(),
+        args.jwt_hs256_secret_file.as_deref(),
+    )?
+    .ok_or("give --jwt-hs256-secret-file (or --jwt-hs256-secret): the worker's HS256 secret")?;
+    if args.sub.is_empty() {
+        return Err("--sub must not be empty".into());
+    }
+    Minter::new(
+        &secret,
+        args.ttl.0.as_secs(),
+        args.jwt_issuer.clone(),
+        args.jwt_audience.clone(),
+    )
+    .mint_with_topics(&args.sub, &args.topics)
+    .map_err(|e| format!("cannot sign the token: {e}"))
+}
+
+/// A token lifetime parsed at the command line: `3600`, `90s`, `15m`, `1h`, `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl(pub Duration);
+
+impl FromStr for Ttl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Ttl, String> {
+        let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{s:?}: a lifetime is a whole number with s, m, h or d"))?;
+        let per = match unit {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h or d)")),
+        };
+        match n.checked_mul(per) {
+            Some(0) => Err("a lifetime must be positive".into()),
+            Some(secs) => Ok(Ttl(Duration::from_secs(secs))),
+            None => Err(format!("{s:?}: too long")),
+        }
+    }
+}
 
 /// Mints tokens for `client-<n>` style ids with one shared secret.
 #[derive(Clone)]
@@ -27,6 +127,8 @@ struct Claims<'a> {
     iss: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    topics: &'a [String],
 }
 
 impl Minter {
@@ -46,6 +148,15 @@ impl Minter {
 
     /// A signed HS256 token for `sub`, valid from now for the configured lifetime.
     pub fn mint(&self, sub: &str) -> Result<String, jsonwebtoken::errors::Error> {
+        self.mint_with_topics(sub, &[])
+    }
+
+    /// Like [`Minter::mint`], with a `topics` claim when `topics` is not empty.
+    pub fn mint_with_topics(
+        &self,
+        sub: &str,
+        topics: &[String],
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -56,6 +167,7 @@ impl Minter {
             exp: now + self.ttl_secs,
             iss: self.issuer.as_deref(),
             aud: self.audience.as_deref(),
+            topics,
         };
         encode(&Header::default(), &claims, &self.key)
     }
@@ -91,6 +203,45 @@ mod tests {
     }
 
     #[test]
+    fn lifetimes_parse_with_units_and_reject_the_rest() {
+        assert_eq!("90".parse::<Ttl>(), Ok(Ttl(Duration::from_secs(90))));
+        assert_eq!("15m".parse::<Ttl>(), Ok(Ttl(Duration::from_secs(900))));
+        assert_eq!("1h".parse::<Ttl>(), Ok(Ttl(Duration::from_secs(3600))));
+        assert_eq!("7d".parse::<Ttl>(), Ok(Ttl(Duration::from_secs(604_800))));
+        for bad in ["", "h", "1w", "-5m", "0", "1.5h", "99999999999999999999d"] {
+            assert!(bad.parse::<Ttl>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn the_token_command_carries_sub_topics_and_lifetime() {
+        let args = TokenArgs {
+            sub: "alice".into(),
+            topics: vec!["news".into(), "chat.*".into()],
+            ttl: Ttl(Duration::from_secs(600)),
+            jwt_hs256_secret: Some("k".into()),
+            jwt_hs256_secret_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+        };
+        let t = token(&args).unwrap();
+        let mut v = Validation::new(Algorithm::HS256);
+        v.validate_aud = false;
+        let back = decode::<serde_json::Value>(&t, &DecodingKey::from_secret(b"k"), &v).unwrap();
+        assert_eq!(back.claims["sub"], "alice");
+        assert_eq!(back.claims["topics"], serde_json::json!(["news", "chat.*"]));
+        let life = back.claims["exp"].as_u64().unwrap() - back.claims["iat"].as_u64().unwrap();
+        assert_eq!(life, 600);
+        let no_secret = TokenArgs {
+            jwt_hs256_secret: None,
+            ..args
+        };
+        assert!(token(&no_secret)
+            .unwrap_err()
+            .contains("--jwt-hs256-secret-file"));
+    }
+
+    #[test]
     fn optional_claims_are_omitted() {
         let m = Minter::new(b"k", 60, None, None);
         let t = m.mint("client-1").unwrap();
@@ -100,5 +251,6 @@ mod tests {
         let back = decode::<serde_json::Value>(&t, &DecodingKey::from_secret(b"k"), &v).unwrap();
         assert!(back.claims.get("iss").is_none());
         assert!(back.claims.get("aud").is_none());
+        assert!(back.claims.get("topics").is_none());
     }
 }

@@ -15,7 +15,9 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::connect::{close_all, ConnectArgs, ConnectSummary, Connector, Target, Ws};
+use crate::connect::{
+    close_all, no_connection, ConnectArgs, ConnectSummary, Connector, Target, Ws,
+};
 use crate::stats::{per_sec, Errors};
 use crate::Outcome;
 
@@ -342,5 +344,27 @@ impl Outcome for VerifyReport {
 
     fn error_ratio(&self) -> f64 {
         self.error_ratio
+    }
+
+    fn shortfall(&self) -> Option<String> {
+        let c = &self.connect;
+        if c.established == 0 {
+            Some(no_connection(c, &self.errors))
+        } else if self.acked == 0 {
+            Some(format!("none of {} events was acknowledged", self.sent))
+        } else if self.received == 0 {
+            Some(format!(
+                "nothing of this run was read back ({} acknowledged)",
+                self.acked
+            ))
+        } else if c.established < c.attempted {
+            // A verifier that checked some clients must not pass for all of them.
+            Some(format!(
+                "only {}/{} connections were established",
+                c.established, c.attempted
+            ))
+        } else {
+            None
+        }
     }
 }

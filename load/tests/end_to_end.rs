@@ -128,7 +128,7 @@ fn connection_failures_are_counted_and_fail_the_run() {
     assert_eq!(j["connect"]["failed"], 5, "{j}");
     assert_eq!(j["errors"]["connect: connection refused"], 5, "{j}");
 
-    // ...unless the threshold allows them.
+    // A run that connected nothing measured nothing: no error threshold makes it pass.
     let (out, _) = run(load().args([
         "idle",
         "--url",
@@ -140,7 +140,15 @@ fn connection_failures_are_counted_and_fail_the_run() {
         "--max-error-ratio",
         "1",
     ]));
-    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "failed: no connection was established (0/5; connect: connection refused: 5)"
+        ),
+        "{}",
+        show(&out)
+    );
 }
 
 #[test]
@@ -211,6 +219,79 @@ fn authenticated_load_against_ews_worker() {
     ]));
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert_eq!(j["errors"]["http 401"], 3, "{j}");
+
+    // `ews-load token` mints what a person needs to connect by hand: the worker accepts it (here
+    // as the browsers' `access_token` query parameter), and refuses one signed with another secret.
+    let secret_file = dir.join("jwt-secret");
+    std::fs::write(&secret_file, "e2e-secret\n").unwrap();
+    let mint = |file: &std::path::Path| {
+        let out = load()
+            .args([
+                "token",
+                "--sub",
+                "alice",
+                "--topics",
+                "news,chat.*",
+                "--ttl",
+                "10m",
+            ])
+            .arg("--jwt-hs256-secret-file")
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let token = mint(&secret_file);
+    let addr = ([127, 0, 0, 1], port).into();
+    ews_testkit::ws_open(addr, &format!("/ws?access_token={token}"))
+        .unwrap_or_else(|e| panic!("the worker refused a minted token: {e}"));
+    let other_file = dir.join("other-secret");
+    std::fs::write(&other_file, "not-the-secret").unwrap();
+    let forged = mint(&other_file);
+    let refused = ews_testkit::ws_open(addr, &format!("/ws?access_token={forged}"));
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("401")),
+        "{refused:?}"
+    );
+    let out = load()
+        .args(["token", "--sub", "alice"])
+        .env_remove("EWS_JWT_HS256_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+
+    // Every mode fails against a gateway that refuses every connection, and says why; the
+    // verifier too, which once reported success with nothing verified.
+    let queue_dir = ews_testkit::Scratch::new("load-e2e-queue");
+    let queue_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let _queue = ews_testkit::queue_broker(queue_addr, queue_dir.path(), &[]);
+    let queue_url = format!("ws://{queue_addr}/queue/events");
+    for mode in [
+        vec!["echo", "--messages", "1"],
+        vec!["ingest", "--messages", "1", "--ack"],
+        vec![
+            "verify",
+            "--messages",
+            "1",
+            "--queue-url",
+            &queue_url,
+            "--read-idle-ms",
+            "300",
+        ],
+    ] {
+        let (out, _) =
+            run(load()
+                .args(&mode)
+                .args(["--url", &url, "-n", "3", "--max-error-ratio", "1"]));
+        assert_eq!(out.status.code(), Some(1), "{mode:?}: {}", show(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("failed: no connection was established (0/3; http 401: 3)"),
+            "{mode:?}: {}",
+            show(&out)
+        );
+    }
 
     let (out, j) = run(load().args([
         "ingest",
