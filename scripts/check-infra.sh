@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Offline checks of everything that deploys elastic-ws: GitLab CI (schema, yamllint), shell scripts
+# Offline checks of everything that deploys elastic-ws: GitLab CI (schema, yamllint, which jobs
+# each kind of pipeline gets through gitlab-ci-local), shell scripts
 # (shellcheck), Terraform (fmt, checkov with every skip justified), Packer (fmt, validate), the
 # systemd units (systemd-analyze verify in a throwaway root) and the names cross-check between the
 # Rust code and the infrastructure (tests/infra/crosscheck.py).
@@ -18,6 +19,8 @@ if [ ! -x "$TOOLS/infra-lint/bin/yamllint" ] || [ ! -x "$TOOLS/checkov/bin/check
   [ ! -x "$TOOLS/hcl2/bin/python" ] || ! command -v packer >/dev/null; then
   bash "$HERE/scripts/tools/infra.sh"
 fi
+GCL="$TOOLS/gitlab-ci-local/node_modules/.bin/gitlab-ci-local"
+[ -x "$GCL" ] || bash "$HERE/scripts/tools/gitlab-ci-local.sh"
 LINT="$TOOLS/infra-lint/bin"
 
 work="$(mktemp -d)"
@@ -99,6 +102,34 @@ check_packer() {
     (cd "$work" && packer validate packer/)
 }
 
+# Which jobs a pipeline gets, evaluated by gitlab-ci-local as GitLab would (rules, extends, needs):
+# the default branch deploys, other branches only lint/test/build, a version tag releases and never
+# deploys, another tag does not release.
+check_pipeline_rules() {
+  local dir="$work/pipeline" got bad=0
+  mkdir -p "$dir"
+  cp "$TREE/.gitlab-ci.yml" "$dir/"
+  jobs_for() { # jobs_for BRANCH TAG: the job names of that pipeline, one line, in file order
+    (cd "$dir" && "$GCL" --list --variable "CI_COMMIT_BRANCH=$1" --variable "CI_DEFAULT_BRANCH=main" \
+      --variable "CI_COMMIT_TAG=$2" 2>/dev/null) |
+      awk 'seen { print $1 } /^name +description/ { seen = 1 }' | tr '\n' ' ' | sed 's/ $//'
+  }
+  expect_jobs() { # expect_jobs WHAT BRANCH TAG JOBS
+    got="$(jobs_for "$2" "$3")"
+    if [ "$got" != "$4" ]; then
+      echo "$1: jobs '$got', want '$4'"
+      bad=1
+    fi
+  }
+  local base="fmt-clippy infra test build-binaries build-lambdas"
+  expect_jobs "default branch" main "" "$base package-amis terraform-plan terraform-apply"
+  expect_jobs "other branch" feature "" "$base"
+  expect_jobs "version tag" "" v1.2.3 \
+    "fmt-clippy infra test build-binaries build-binaries-arm64 build-lambdas publish-packages release"
+  expect_jobs "other tag" "" nightly "$base"
+  return "$bad"
+}
+
 # systemd-analyze verify exits 0 even on errors, so any output at all fails the check.
 check_units() {
   local root="$work/root" src="$work/files" role out unit
@@ -123,6 +154,7 @@ check_units() {
 
 run yamllint "$LINT/yamllint" --strict -c "$HERE/tests/infra/yamllint.yml" "$TREE/.gitlab-ci.yml"
 run gitlab-ci-schema "$LINT/check-jsonschema" --builtin-schema vendor.gitlab-ci "$TREE/.gitlab-ci.yml"
+run pipeline-rules check_pipeline_rules
 run shellcheck check_shellcheck
 run terraform-fmt check_terraform_fmt
 run checkov check_checkov

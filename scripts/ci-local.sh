@@ -11,19 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
 TOOLS="${EWS_TOOLS_DIR:-$REPO/.tools}"
-# 4.69: the last release that runs on Node.js 20 (later ones need Node.js 22).
-VERSION="4.69.0"
 GCL="$TOOLS/gitlab-ci-local/node_modules/.bin/gitlab-ci-local"
-
-# gitlab-ci-local copies the tracked files with rsync.
-if ! command -v rsync >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync >/dev/null
-fi
-if [ ! -x "$GCL" ] || [ "$("$GCL" --version 2>/dev/null | tail -n 1)" != "$VERSION" ]; then
-  command -v npm >/dev/null || { echo "ci-local: npm is needed (apt-get install nodejs npm)" >&2; exit 1; }
-  mkdir -p "$TOOLS/gitlab-ci-local"
-  npm install --prefix "$TOOLS/gitlab-ci-local" --no-audit --no-fund --silent "gitlab-ci-local@$VERSION"
-fi
+EWS_TOOLS_DIR="$TOOLS" bash scripts/tools/gitlab-ci-local.sh
 
 if [ "${1:-}" = "--list" ]; then
   exec "$GCL" --list-all

@@ -54,6 +54,9 @@ expect_failure() {
 
 expect_failure ci-key-typo \
   "$(mutate ci-key-typo .gitlab-ci.yml $'\n  script:\n' $'\n  scirpt:\n')" gitlab-ci-schema
+expect_failure deploy-from-any-branch \
+  "$(mutate deploy-from-any-branch .gitlab-ci.yml \
+    "    - if: '\$CI_COMMIT_BRANCH == \$CI_DEFAULT_BRANCH'" "    - if: '\$CI_COMMIT_BRANCH'")" pipeline-rules
 expect_failure packer-unknown-argument \
   "$(mutate packer-unknown-argument packer/worker.pkr.hcl $'  ssh_username  = "ec2-user"\n' \
     $'  ssh_username  = "ec2-user"\n  ssh_usrname   = "ec2-user"\n')" packer
