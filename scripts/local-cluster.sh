@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
 # Runs a whole cluster on this machine: 2 leaders (each seeding the other) and N workers (seeding
-# both), on loopback, from already built binaries. Prints where everything is; Ctrl-C stops all
-# of it (SIGTERM, so workers drain and leave the cluster as in production).
+# both), on loopback, from already built binaries. Prints where everything is, a ready client
+# token and a ready publish command; Ctrl-C stops all of it (SIGTERM, so workers drain and leave
+# the cluster as in production).
 #
-#   cargo build --release -p ews-leader -p ews-worker
+#   cargo build --release -p ews-leader -p ews-worker -p ews-load
 #   scripts/local-cluster.sh [N]            # N workers, default 3
+#
+# Secure by default, like a deployment: every run has its own JWT secret (clients need a token;
+# the script prints one) and its own cluster secret (node links refuse anyone without it), both
+# generated into the run's directory unless the environment names them, and its own free ports,
+# so two runs on one machine never find, let alone join, each other.
 #
 # Environment:
 #   EWS_BIN_DIR        directory holding ews-leader and ews-worker (default: target/release, else
-#                      target/debug, under $CARGO_TARGET_DIR if set)
-#   EWS_LOCAL_DIR      logs and queue data (default: target/local-cluster)
-#   EWS_PORT_OFFSET    added to every port below (default 0), to run beside other services
-#   Any EWS_* flag variable (EWS_SINK, EWS_JWT_HS256_SECRET, EWS_GOSSIP_INTERVAL_MS, ...) is
-#   passed through to the nodes. Without a JWT key variable the workers run --no-auth.
+#                      target/debug, under $CARGO_TARGET_DIR if set); ews-load there mints the token
+#   EWS_LOCAL_DIR      logs, secrets and queue data (default: target/local-cluster/<pid>)
+#   EWS_PORT_OFFSET    use the fixed port layout below, shifted by this much, instead of free ports
+#   EWS_JWT_HS256_SECRET_FILE / EWS_CLUSTER_SECRET_FILE (or the inline variables): use these
+#                      secrets instead of generated ones; EWS_NO_AUTH=true turns client auth off
+#   Any other EWS_* flag variable (EWS_SINK, EWS_GOSSIP_INTERVAL_MS, ...) is passed through.
 #
-# Ports: leader-K internal 707K (UDP gossip + TCP node link), admin 909K;
-#        worker-I public 8080+I, admin 9100+I, internal 7100+I.
+# Fixed layout (EWS_PORT_OFFSET): leader-K internal 707K (UDP gossip + TCP node link), admin
+# 909K; worker-I public 8080+I, admin 9100+I, internal 7100+I.
 set -euo pipefail
 
 workers=${1:-3}
-if ! [[ $workers =~ ^[0-9]+$ ]]; then
+if ! [[ $workers =~ ^[0-9]+$ ]] || [ "$workers" -lt 1 ]; then
     echo "usage: $0 [number-of-workers]" >&2
     exit 2
 fi
@@ -36,18 +43,58 @@ if [[ -z $bin_dir ]]; then
     done
 fi
 if [[ -z $bin_dir || ! -x $bin_dir/ews-leader || ! -x $bin_dir/ews-worker ]]; then
-    echo "ews-leader/ews-worker not found; build them: cargo build --release -p ews-leader -p ews-worker" >&2
+    echo "ews-leader/ews-worker not found; build them: cargo build --release -p ews-leader -p ews-worker -p ews-load" >&2
     exit 1
 fi
 
-dir=${EWS_LOCAL_DIR:-$root/target/local-cluster}
-off=${EWS_PORT_OFFSET:-0}
+dir=${EWS_LOCAL_DIR:-$root/target/local-cluster/$$}
 host=127.0.0.1
 mkdir -p "$dir"
+chmod 0700 "$dir"
 
-auth=()
-if [[ -z ${EWS_JWT_HS256_SECRET:-}${EWS_JWT_HS256_SECRET_FILE:-}${EWS_JWT_PUBLIC_KEY_FILE:-}${EWS_JWKS_URL:-} ]]; then
-    auth=(--no-auth)
+# --- secrets: the environment's, or new ones for this run --------------------------------------
+new_secret() { # new_secret FILE: 32 random bytes, hex, readable by this user only
+    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$1")
+}
+if [[ -z ${EWS_CLUSTER_SECRET:-}${EWS_CLUSTER_SECRET_FILE:-} ]]; then
+    new_secret "$dir/cluster-secret"
+    export EWS_CLUSTER_SECRET_FILE="$dir/cluster-secret"
+fi
+jwt_file=""
+if [[ ${EWS_NO_AUTH:-} != true && -z ${EWS_JWT_HS256_SECRET:-}${EWS_JWT_HS256_SECRET_FILE:-}${EWS_JWT_PUBLIC_KEY_FILE:-}${EWS_JWKS_URL:-} ]]; then
+    new_secret "$dir/jwt-secret"
+    export EWS_JWT_HS256_SECRET_FILE="$dir/jwt-secret"
+fi
+if [[ -n ${EWS_JWT_HS256_SECRET_FILE:-} ]]; then jwt_file=$EWS_JWT_HS256_SECRET_FILE; fi
+
+# --- ports: free ones (below the ephemeral range, so no outgoing connection holds them) -----------
+# Four per worker-or-leader slot; UDP and TCP of an internal port are checked together.
+nports=$((2 * 2 + 3 * workers))
+if [[ -n ${EWS_PORT_OFFSET:-} ]]; then
+    off=$EWS_PORT_OFFSET
+    ports=($((7071 + off)) $((9091 + off)) $((7072 + off)) $((9092 + off)))
+    for i in $(seq 1 "$workers"); do
+        ports+=($((8080 + i + off)) $((9100 + i + off)) $((7100 + i + off)))
+    done
+else
+    mapfile -t ports < <(python3 - "$nports" <<'PY'
+import random, socket, sys
+want, got = int(sys.argv[1]), []
+while len(got) < want:
+    p = random.randint(20000, 30000)
+    if p in got:
+        continue
+    try:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            s = socket.socket(socket.AF_INET, kind)
+            s.bind(("127.0.0.1", p))
+            s.close()
+    except OSError:
+        continue
+    got.append(p)
+print("\n".join(map(str, got)))
+PY
+    )
 fi
 
 names=()
@@ -73,29 +120,46 @@ start() {
     pids+=("$!")
 }
 
-l1=$host:$((7071 + off))
-l2=$host:$((7072 + off))
+l1=$host:${ports[0]}
+l2=$host:${ports[2]}
 start leader-1 "$bin_dir/ews-leader" --node-id leader-1 --internal-listen "$l1" \
-    --admin-listen "$host:$((9091 + off))" --seeds "$l2" --queue-dir "$dir/leader-1/queue"
+    --admin-listen "$host:${ports[1]}" --seeds "$l2" --queue-dir "$dir/leader-1/queue"
 start leader-2 "$bin_dir/ews-leader" --node-id leader-2 --internal-listen "$l2" \
-    --admin-listen "$host:$((9092 + off))" --seeds "$l1" --queue-dir "$dir/leader-2/queue"
+    --admin-listen "$host:${ports[3]}" --seeds "$l1" --queue-dir "$dir/leader-2/queue"
 
+public=()
+admin=()
 for i in $(seq 1 "$workers"); do
+    k=$((4 + 3 * (i - 1)))
+    public+=("${ports[$k]}")
+    admin+=("${ports[$((k + 1))]}")
     start "worker-$i" "$bin_dir/ews-worker" --node-id "worker-$i" \
-        --listen "$host:$((8080 + i + off))" --admin-listen "$host:$((9100 + i + off))" \
-        --internal-listen "$host:$((7100 + i + off))" --seeds "$l1,$l2" \
-        --drain-seconds "${EWS_DRAIN_SECONDS:-5}" "${auth[@]}"
+        --listen "$host:${ports[$k]}" --admin-listen "$host:${ports[$((k + 1))]}" \
+        --internal-listen "$host:${ports[$((k + 2))]}" --seeds "$l1,$l2" \
+        --drain-seconds "${EWS_DRAIN_SECONDS:-5}"
 done
 
-echo "binaries: $bin_dir    logs: $dir/<node>.log"
+echo "binaries: $bin_dir    run directory (logs, secrets): $dir"
 printf '%-10s %-28s %-28s %s\n' NODE PUBLIC ADMIN INTERNAL
-printf '%-10s %-28s %-28s %s\n' leader-1 - "http://$host:$((9091 + off))" "$l1"
-printf '%-10s %-28s %-28s %s\n' leader-2 - "http://$host:$((9092 + off))" "$l2"
+printf '%-10s %-28s %-28s %s\n' leader-1 - "http://$host:${ports[1]}" "$l1"
+printf '%-10s %-28s %-28s %s\n' leader-2 - "http://$host:${ports[3]}" "$l2"
 for i in $(seq 1 "$workers"); do
-    printf '%-10s %-28s %-28s %s\n' "worker-$i" "ws://$host:$((8080 + i + off))/ws" \
-        "http://$host:$((9100 + i + off))" "$host:$((7100 + i + off))"
+    k=$((4 + 3 * (i - 1)))
+    printf '%-10s %-28s %-28s %s\n' "worker-$i" "ws://$host:${ports[$k]}/ws" \
+        "http://$host:${ports[$((k + 1))]}" "$host:${ports[$((k + 2))]}"
 done
-echo "cluster view: curl -s http://$host:$((9091 + off))/members    (Ctrl-C stops everything)"
+echo "cluster view: curl -s http://$host:${ports[1]}/members"
+echo "cluster secret: ${EWS_CLUSTER_SECRET_FILE:-(from EWS_CLUSTER_SECRET)}"
+if [[ -n $jwt_file && -x $bin_dir/ews-load ]]; then
+    token=$("$bin_dir/ews-load" token --sub alice --ttl 1d --jwt-hs256-secret-file "$jwt_file")
+    echo "client alice (token valid 1 day): ws://$host:${public[0]}/ws?access_token=$token"
+    echo "publish to alice (any worker reaches her, wherever she is connected):"
+    echo "  curl -s -X POST http://$host:${admin[$((workers - 1))]}/api/v1/publish -d '{\"clientId\":\"alice\",\"msg\":\"hello\"}'"
+    echo "more tokens: $bin_dir/ews-load token --sub NAME --jwt-hs256-secret-file $jwt_file"
+elif [[ -n $jwt_file ]]; then
+    echo "client tokens: build ews-load (cargo build -p ews-load), then ews-load token --sub NAME --jwt-hs256-secret-file $jwt_file"
+fi
+echo "(Ctrl-C stops everything)"
 
 # Report nodes that exit on their own (bad flags, port in use, gave up joining).
 declare -A reported=()
