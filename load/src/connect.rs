@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::source_ips::SourceIps;
 use crate::stats::{per_sec, Errors, Latency, LatencySummary};
-use crate::token::{read_secret, Minter};
+use crate::token::{JwtKey, Minter};
 
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -42,23 +41,10 @@ pub struct ConnectArgs {
     /// Give up on one connection attempt (TCP + upgrade) after this long.
     #[arg(long, env = "EWS_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
     pub connect_timeout_ms: u64,
-    /// Mint an HS256 JWT per client (`sub` = client id) with this secret and send it as
+    /// Signing key and claims of the tokens minted per client (`sub` = client id), sent as
     /// `Authorization: Bearer`. Without a secret, connections are unauthenticated.
-    #[arg(long, env = "EWS_JWT_HS256_SECRET", hide_env_values = true)]
-    pub jwt_hs256_secret: Option<String>,
-    /// File holding the HS256 secret (trailing newline ignored).
-    #[arg(
-        long,
-        env = "EWS_JWT_HS256_SECRET_FILE",
-        conflicts_with = "jwt_hs256_secret"
-    )]
-    pub jwt_hs256_secret_file: Option<PathBuf>,
-    /// `iss` claim of minted tokens.
-    #[arg(long, env = "EWS_JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-    /// `aud` claim of minted tokens.
-    #[arg(long, env = "EWS_JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
+    #[command(flatten)]
+    pub jwt: JwtKey,
     /// Lifetime of minted tokens.
     #[arg(long, env = "EWS_JWT_TTL_SECS", default_value_t = 3600)]
     pub jwt_ttl_secs: u64,
@@ -160,18 +146,10 @@ pub struct Connector {
 
 impl Connector {
     pub fn new(args: &ConnectArgs, target: Target) -> Result<Connector, String> {
-        let secret = read_secret(
-            args.jwt_hs256_secret.as_deref(),
-            args.jwt_hs256_secret_file.as_deref(),
-        )?;
-        let minter = secret.map(|s| {
-            Minter::new(
-                &s,
-                args.jwt_ttl_secs,
-                args.jwt_issuer.clone(),
-                args.jwt_audience.clone(),
-            )
-        });
+        let minter = args
+            .jwt
+            .secret()?
+            .map(|s| args.jwt.minter(&s, args.jwt_ttl_secs));
         if args.connect_concurrency == 0 {
             return Err("--connect-concurrency must be at least 1".into());
         }

@@ -5,7 +5,7 @@
 //! authenticate without preparing anything. `ews-load token` mints one for a person (a browser
 //! tab, `websocat`, a curl script) with the same code.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,37 +13,10 @@ use clap::Args;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde::Serialize;
 
-/// The HS256 secret from the flag or from a file (trailing newline ignored); `None` if neither.
-pub fn read_secret(inline: Option<&str>, file: Option<&Path>) -> Result<Option<Vec<u8>>, String> {
-    match (inline, file) {
-        (Some(s), _) => Ok(Some(s.as_bytes().to_vec())),
-        (None, Some(path)) => {
-            let s = std::fs::read_to_string(path)
-                .map_err(|e| format!("read {}: {e}", path.display()))?;
-            let s = s.trim_end_matches(['\r', '\n']);
-            if s.is_empty() {
-                return Err(format!("{} holds no secret", path.display()));
-            }
-            Ok(Some(s.as_bytes().to_vec()))
-        }
-        (None, None) => Ok(None),
-    }
-}
-
-/// `ews-load token`: prints one JWT the worker accepts.
+/// The HS256 key and the claims a worker may check: one set of flags for `ews-load token` and
+/// for the tokens every load mode mints per client.
 #[derive(Args, Debug, Clone)]
-pub struct TokenArgs {
-    /// Client id (the token's `sub`): what the gateway stamps on this client's events and what a
-    /// publish to this client names.
-    #[arg(long)]
-    pub sub: String,
-    /// Topics the client may subscribe to (the token's `topics` claim), comma-separated;
-    /// `*` at the end of a name matches any suffix (`chat.*`).
-    #[arg(long, value_delimiter = ',')]
-    pub topics: Vec<String>,
-    /// Lifetime: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`, `7d`).
-    #[arg(long, default_value = "1h")]
-    pub ttl: Ttl,
+pub struct JwtKey {
     /// The worker's HS256 secret (`--jwt-hs256-secret` of ews-worker).
     #[arg(long, env = "EWS_JWT_HS256_SECRET", hide_env_values = true)]
     pub jwt_hs256_secret: Option<String>,
@@ -62,24 +35,66 @@ pub struct TokenArgs {
     pub jwt_audience: Option<String>,
 }
 
+impl JwtKey {
+    /// The secret from the flag or from its file (trailing newline ignored); `None` if neither.
+    pub fn secret(&self) -> Result<Option<Vec<u8>>, String> {
+        match (&self.jwt_hs256_secret, &self.jwt_hs256_secret_file) {
+            (Some(s), _) => Ok(Some(s.as_bytes().to_vec())),
+            (None, Some(path)) => {
+                let s = std::fs::read_to_string(path)
+                    .map_err(|e| format!("read {}: {e}", path.display()))?;
+                let s = s.trim_end_matches(['\r', '\n']);
+                if s.is_empty() {
+                    return Err(format!("{} holds no secret", path.display()));
+                }
+                Ok(Some(s.as_bytes().to_vec()))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// A minter with this key's claims and tokens living `ttl_secs`.
+    pub fn minter(&self, secret: &[u8], ttl_secs: u64) -> Minter {
+        Minter::new(
+            secret,
+            ttl_secs,
+            self.jwt_issuer.clone(),
+            self.jwt_audience.clone(),
+        )
+    }
+}
+
+/// `ews-load token`: prints one JWT the worker accepts.
+#[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// Client id (the token's `sub`): what the gateway stamps on this client's events and what a
+    /// publish to this client names.
+    #[arg(long)]
+    pub sub: String,
+    /// Topics the client may subscribe to (the token's `topics` claim), comma-separated;
+    /// `*` at the end of a name matches any suffix (`chat.*`).
+    #[arg(long, value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Lifetime: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`, `7d`).
+    #[arg(long, default_value = "1h")]
+    pub ttl: Ttl,
+    #[command(flatten)]
+    pub key: JwtKey,
+}
+
 /// Mints the token `ews-load token` prints.
 pub fn token(args: &TokenArgs) -> Result<String, String> {
-    let secret = read_secret(
-        args.jwt_hs256_secret.as_deref(),
-        args.jwt_hs256_secret_file.as_deref(),
-    )?
-    .ok_or("give --jwt-hs256-secret-file (or --jwt-hs256-secret): the worker's HS256 secret")?;
+    let secret = args
+        .key
+        .secret()?
+        .ok_or("give --jwt-hs256-secret-file (or --jwt-hs256-secret): the worker's HS256 secret")?;
     if args.sub.is_empty() {
         return Err("--sub must not be empty".into());
     }
-    Minter::new(
-        &secret,
-        args.ttl.0.as_secs(),
-        args.jwt_issuer.clone(),
-        args.jwt_audience.clone(),
-    )
-    .mint_with_topics(&args.sub, &args.topics)
-    .map_err(|e| format!("cannot sign the token: {e}"))
+    args.key
+        .minter(&secret, args.ttl.0.as_secs())
+        .mint_with_topics(&args.sub, &args.topics)
+        .map_err(|e| format!("cannot sign the token: {e}"))
 }
 
 /// A token lifetime parsed at the command line: `3600`, `90s`, `15m`, `1h`, `7d`.
@@ -219,10 +234,12 @@ mod tests {
             sub: "alice".into(),
             topics: vec!["news".into(), "chat.*".into()],
             ttl: Ttl(Duration::from_secs(600)),
-            jwt_hs256_secret: Some("k".into()),
-            jwt_hs256_secret_file: None,
-            jwt_issuer: None,
-            jwt_audience: None,
+            key: JwtKey {
+                jwt_hs256_secret: Some("k".into()),
+                jwt_hs256_secret_file: None,
+                jwt_issuer: None,
+                jwt_audience: None,
+            },
         };
         let t = token(&args).unwrap();
         let mut v = Validation::new(Algorithm::HS256);
@@ -232,10 +249,8 @@ mod tests {
         assert_eq!(back.claims["topics"], serde_json::json!(["news", "chat.*"]));
         let life = back.claims["exp"].as_u64().unwrap() - back.claims["iat"].as_u64().unwrap();
         assert_eq!(life, 600);
-        let no_secret = TokenArgs {
-            jwt_hs256_secret: None,
-            ..args
-        };
+        let mut no_secret = args;
+        no_secret.key.jwt_hs256_secret = None;
         assert!(token(&no_secret)
             .unwrap_err()
             .contains("--jwt-hs256-secret-file"));

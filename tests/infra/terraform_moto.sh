@@ -171,9 +171,11 @@ apply_example() {
   # What the package stage and the operator would provide: AMIs in the region (and, for the
   # production example, an ACM certificate), plus the moto-only settings.
   AWS_DEFAULT_REGION="$region" "$PY" "$HERE/tests/infra/terraform_assert.py" prepare "$name" "$zips" >"$vars"
+  # The same state and settings for apply, the second plan and destroy.
+  local args=(-input=false -no-color -state="$state" -var-file="examples/$name.tfvars" -var-file="$vars"
+    -var "region=$region")
   say "$name: apply into moto ($region)"
-  if ! terraform -chdir="$tf" apply -input=false -no-color -auto-approve -state="$state" \
-    -var-file="examples/$name.tfvars" -var-file="$vars" -var "region=$region" >"$work/$name.apply.log" 2>&1; then
+  if ! terraform -chdir="$tf" apply -auto-approve "${args[@]}" >"$work/$name.apply.log" 2>&1; then
     tail -n 60 "$work/$name.apply.log"
     echo "FAIL: $name: terraform apply"
     fails=$((fails + 1))
@@ -187,8 +189,7 @@ apply_example() {
     fails=$((fails + 1))
   fi
   # A second plan must be empty but for what moto does not store.
-  terraform -chdir="$tf" plan -input=false -no-color -state="$state" -out="$work/$name.replan" \
-    -var-file="examples/$name.tfvars" -var-file="$vars" -var "region=$region" >"$work/$name.replan.log" 2>&1 || {
+  terraform -chdir="$tf" plan -out="$work/$name.replan" "${args[@]}" >"$work/$name.replan.log" 2>&1 || {
     tail -n 40 "$work/$name.replan.log"; echo "FAIL: $name: second plan"; fails=$((fails + 1)); }
   terraform -chdir="$tf" show -json "$work/$name.replan" >"$work/$name.replan.json"
   if ! "$PY" "$HERE/tests/infra/terraform_plan_check.py" "$work/$name.replan.json"; then
@@ -200,8 +201,7 @@ apply_example() {
   # keeps it available), so Terraform could not delete the leaders' interfaces: they leave the
   # state here and go with moto's reset.
   terraform -chdir="$tf" state rm -state="$state" 'module.leaders.aws_network_interface.leader' >/dev/null
-  if ! terraform -chdir="$tf" destroy -input=false -no-color -auto-approve -state="$state" \
-    -var-file="examples/$name.tfvars" -var-file="$vars" -var "region=$region" >"$work/$name.destroy.log" 2>&1; then
+  if ! terraform -chdir="$tf" destroy -auto-approve "${args[@]}" >"$work/$name.destroy.log" 2>&1; then
     tail -n 40 "$work/$name.destroy.log"
     echo "FAIL: $name: terraform destroy"
     fails=$((fails + 1))
