@@ -1,5 +1,5 @@
 //! Opening many client connections: source-address round-robin, a concurrency limit and a rate,
-//! one minted token per client, and a tally of what failed and why.
+//! one minted token per client, TLS for `wss://`, and a tally of what failed and why.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -10,17 +10,27 @@ use serde::Serialize;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::either::Either;
 
 use crate::source_ips::SourceIps;
 use crate::stats::{per_sec, Errors, Latency, LatencySummary};
 use crate::token::{JwtKey, Minter};
 
-pub type Ws = WebSocketStream<TcpStream>;
+/// A client connection: plain for `ws://`, TLS for `wss://`.
+pub type Ws = WebSocketStream<Either<TcpStream, TlsStream<TcpStream>>>;
+
+/// Connections per second against a target that is not on this machine, unless `--connect-rate`
+/// says otherwise: a load test of a deployment should ramp up, not arrive as a flood.
+const REMOTE_CONNECT_RATE: u64 = 100;
 
 /// How to reach the server and authenticate; shared by every mode.
 #[derive(clap::Args, Debug, Clone)]
@@ -35,9 +45,14 @@ pub struct ConnectArgs {
     /// Connection attempts (TCP connect + upgrade) in flight at once.
     #[arg(long, env = "EWS_CONNECT_CONCURRENCY", default_value_t = 64)]
     pub connect_concurrency: usize,
-    /// New connections started per second; 0 = as fast as the concurrency allows.
-    #[arg(long, env = "EWS_CONNECT_RATE", default_value_t = 0)]
-    pub connect_rate: u64,
+    /// New connections started per second; 0 = as fast as the concurrency allows. Default:
+    /// unlimited on loopback, 100/s against a remote target.
+    #[arg(long, env = "EWS_CONNECT_RATE")]
+    pub connect_rate: Option<u64>,
+    /// Allow a target that is not on this machine (a deployment you run, e.g. through its load
+    /// balancer). Without it only loopback targets are accepted.
+    #[arg(long, env = "EWS_ALLOW_REMOTE")]
+    pub allow_remote: bool,
     /// Give up on one connection attempt (TCP + upgrade) after this long.
     #[arg(long, env = "EWS_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
     pub connect_timeout_ms: u64,
@@ -69,37 +84,98 @@ pub struct ConnectArgs {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub uri: Uri,
-    pub addr: SocketAddr,
+    /// Every address the host resolved to; connections take them in turn (an ALB name resolves
+    /// to one address per zone).
+    pub addrs: Vec<SocketAddr>,
+    /// The name to verify the server's certificate against, for `wss://`.
+    pub tls: Option<ServerName<'static>>,
 }
 
 impl Target {
-    /// Parses `url` (plus `extra_query`, e.g. `ack=1`), refusing anything but `ws://` to a
-    /// loopback host: ews-load is a local benchmark tool, not a way to load someone's server.
-    pub fn parse(url: &str, extra_query: Option<&str>) -> Result<Target, String> {
+    /// Parses `url` (plus `extra_query`, e.g. `ack=1`) and resolves its host. A target that is not
+    /// on this machine needs `allow_remote`: ews-load loads servers its user runs, not anyone's.
+    pub fn parse(
+        url: &str,
+        extra_query: Option<&str>,
+        allow_remote: bool,
+    ) -> Result<Target, String> {
         let url = match extra_query {
             None => url.to_string(),
             Some(q) if url.contains('?') => format!("{url}&{q}"),
             Some(q) => format!("{url}?{q}"),
         };
         let uri: Uri = url.parse().map_err(|e| format!("bad url {url:?}: {e}"))?;
-        if uri.scheme_str() != Some("ws") {
-            return Err(format!("{url:?}: only ws:// URLs are supported"));
-        }
-        let host = uri.host().ok_or_else(|| format!("{url:?} has no host"))?;
-        let ip: IpAddr = match host {
-            "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            h => h
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse()
-                .map_err(|_| format!("{url:?}: host must be an IP address or localhost"))?,
+        let (tls, default_port) = match uri.scheme_str() {
+            Some("ws") => (false, 80),
+            Some("wss") => (true, 443),
+            _ => return Err(format!("{url:?}: only ws:// and wss:// URLs are supported")),
         };
-        if !ip.is_loopback() {
-            return Err(format!("{url:?}: only loopback targets are allowed"));
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("{url:?} has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(default_port);
+        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) if host == "localhost" => {
+                vec![SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)]
+            }
+            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .map_err(|e| format!("{url:?}: cannot resolve {host}: {e}"))?
+                .collect(),
+        };
+        if addrs.is_empty() {
+            return Err(format!("{url:?}: {host} resolved to no address"));
         }
-        let addr = SocketAddr::new(ip, uri.port_u16().unwrap_or(80));
-        Ok(Target { uri, addr })
+        if !allow_remote && addrs.iter().any(|a| !a.ip().is_loopback()) {
+            return Err(format!(
+                "{url:?}: not a loopback target; pass --allow-remote to load a deployment you run"
+            ));
+        }
+        let tls = if tls {
+            Some(
+                ServerName::try_from(host.clone())
+                    .map_err(|e| format!("{url:?}: {host} is no TLS server name: {e}"))?,
+            )
+        } else {
+            None
+        };
+        Ok(Target { uri, addrs, tls })
     }
+
+    /// Whether every address is on this machine (source addresses and an unlimited rate apply).
+    pub fn is_local(&self) -> bool {
+        self.addrs.iter().all(|a| a.ip().is_loopback())
+    }
+}
+
+/// The TLS client for `wss://`: the system's trust roots (`SSL_CERT_FILE` / `SSL_CERT_DIR`
+/// override them), the same crypto provider as the rest of the workspace, HTTP/1.1 for the
+/// upgrade.
+fn tls_connector() -> Result<TlsConnector, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(format!(
+            "no trusted root certificates for wss:// ({}); set SSL_CERT_FILE",
+            found
+                .errors
+                .first()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "none found".into())
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 /// What opening the connections took.
@@ -142,6 +218,9 @@ pub struct Connector {
     target: Target,
     minter: Option<Minter>,
     config: WebSocketConfig,
+    tls: Option<TlsConnector>,
+    /// Connections started per second; 0 = unlimited.
+    rate: u64,
 }
 
 impl Connector {
@@ -153,8 +232,25 @@ impl Connector {
         if args.connect_concurrency == 0 {
             return Err("--connect-concurrency must be at least 1".into());
         }
+        let rate = match (args.connect_rate, target.is_local()) {
+            (Some(r), _) => r,
+            (None, true) => 0,
+            (None, false) => {
+                eprintln!(
+                    "ews-load: remote target: {REMOTE_CONNECT_RATE} new connections/s \
+                     (--connect-rate to change)"
+                );
+                REMOTE_CONNECT_RATE
+            }
+        };
+        let tls = match target.tls {
+            Some(_) => Some(tls_connector()?),
+            None => None,
+        };
         Ok(Connector {
             args: args.clone(),
+            tls,
+            rate,
             target,
             minter,
             // The load generator holds thousands of sockets itself: keep its buffers small so its
@@ -181,8 +277,8 @@ impl Connector {
         let mut conns = Vec::with_capacity(n.min(1 << 20) as usize);
         let start = Instant::now();
         for i in 0..n {
-            if self.args.connect_rate > 0 {
-                let at = start + Duration::from_secs_f64(i as f64 / self.args.connect_rate as f64);
+            if self.rate > 0 {
+                let at = start + Duration::from_secs_f64(i as f64 / self.rate as f64);
                 tokio::time::sleep_until(at.into()).await;
             }
             // The semaphore is never closed, so acquiring only waits.
@@ -252,7 +348,15 @@ impl Connector {
                 .map_err(|e| format!("token header: {e}"))?;
             request.headers_mut().insert("authorization", value);
         }
-        let stream = self.tcp_connect(n).await?;
+        let tcp = self.tcp_connect(n).await?;
+        let stream = match (&self.tls, &self.target.tls) {
+            (Some(tls), Some(name)) => Either::Right(
+                tls.connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| format!("tls: {}", tls_error_kind(&e)))?,
+            ),
+            _ => Either::Left(tcp),
+        };
         match tokio_tungstenite::client_async_with_config(request, stream, Some(self.config)).await
         {
             Ok((ws, _response)) => Ok(ws),
@@ -263,8 +367,12 @@ impl Connector {
     }
 
     async fn tcp_connect(&self, n: u64) -> Result<TcpStream, String> {
-        let socket = match self.target.addr {
-            SocketAddr::V4(_) => {
+        let addrs = &self.target.addrs;
+        let addr = addrs[(n % addrs.len() as u64) as usize];
+        let socket = match addr {
+            // Loopback source addresses spread many clients over more ports; a remote target is
+            // reached from whatever address the route gives.
+            SocketAddr::V4(_) if self.target.is_local() => {
                 let s = TcpSocket::new_v4().map_err(|e| format!("socket: {}", e.kind()))?;
                 // Lets a port whose previous connection sits in TIME_WAIT be bound again, so
                 // back-to-back runs do not exhaust the ports of a source address.
@@ -275,17 +383,32 @@ impl Connector {
                     .map_err(|e| format!("bind {src}: {}", e.kind()))?;
                 s
             }
-            // The source list is IPv4 loopback; an IPv6 target connects from ::1.
+            SocketAddr::V4(_) => {
+                TcpSocket::new_v4().map_err(|e| format!("socket: {}", e.kind()))?
+            }
+            // The source list is IPv4 loopback; an IPv6 target connects from the route's address.
             SocketAddr::V6(_) => {
                 TcpSocket::new_v6().map_err(|e| format!("socket: {}", e.kind()))?
             }
         };
         let stream = socket
-            .connect(self.target.addr)
+            .connect(addr)
             .await
             .map_err(|e| format!("connect: {}", e.kind()))?;
         let _ = stream.set_nodelay(true);
         Ok(stream)
+    }
+}
+
+/// A short kind for a failed TLS handshake ("certificate: UnknownIssuer"), for the error tally.
+fn tls_error_kind(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(c)) => format!("certificate: {c:?}"),
+        Some(other) => other.to_string(),
+        None => e.kind().to_string(),
     }
 }
 
@@ -341,22 +464,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_are_loopback_ws_only() {
-        let t = Target::parse("ws://127.0.0.1:9000/ws", None).unwrap();
-        assert_eq!(t.addr, "127.0.0.1:9000".parse().unwrap());
-        let t = Target::parse("ws://localhost/ws", Some("ack=1")).unwrap();
-        assert_eq!(t.addr.port(), 80);
+    fn loopback_targets_without_allow_remote() {
+        let t = Target::parse("ws://127.0.0.1:9000/ws", None, false).unwrap();
+        assert_eq!(t.addrs, vec!["127.0.0.1:9000".parse().unwrap()]);
+        assert!(t.tls.is_none() && t.is_local());
+        let t = Target::parse("ws://localhost/ws", Some("ack=1"), false).unwrap();
+        assert_eq!(t.addrs[0].port(), 80);
         assert_eq!(t.uri.query(), Some("ack=1"));
-        let t = Target::parse("ws://[::1]:1/x?a=b", Some("ack=1")).unwrap();
+        let t = Target::parse("ws://[::1]:1/x?a=b", Some("ack=1"), false).unwrap();
         assert_eq!(t.uri.query(), Some("a=b&ack=1"));
-        for bad in [
-            "ws://10.1.2.3:80/ws",
-            "wss://127.0.0.1/ws",
-            "http://127.0.0.1/ws",
-            "ws://example.com/ws",
-            "not a url",
-        ] {
-            assert!(Target::parse(bad, None).is_err(), "{bad} accepted");
+        let t = Target::parse("wss://127.0.0.1/ws", None, false).unwrap();
+        assert_eq!(t.addrs[0].port(), 443);
+        assert!(t.tls.is_some());
+        for bad in ["http://127.0.0.1/ws", "not a url", "ws://10.1.2.3:80/ws"] {
+            assert!(Target::parse(bad, None, false).is_err(), "{bad} accepted");
         }
+        let err = Target::parse("wss://192.0.2.1/ws", None, false).unwrap_err();
+        assert!(err.contains("--allow-remote"), "{err}");
+    }
+
+    #[test]
+    fn remote_targets_with_allow_remote() {
+        let t = Target::parse("wss://192.0.2.1:8443/ws", None, true).unwrap();
+        assert_eq!(t.addrs, vec!["192.0.2.1:8443".parse().unwrap()]);
+        assert!(!t.is_local());
+        assert_eq!(
+            t.tls,
+            Some(ServerName::try_from("192.0.2.1".to_string()).unwrap())
+        );
     }
 }

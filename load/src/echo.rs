@@ -69,7 +69,7 @@ pub async fn run(args: EchoArgs) -> Result<EchoReport, String> {
     if !(args.rate >= 0.0 && args.rate.is_finite()) {
         return Err("--rate must be a non-negative number".into());
     }
-    let target = Target::parse(&args.url, None)?;
+    let target = Target::parse(&args.url, None, args.connect.allow_remote)?;
     let connector = Arc::new(Connector::new(&args.connect, target)?);
     let errors = Arc::new(Errors::default());
     let (conns, connect) = connector.open_all(&errors).await;

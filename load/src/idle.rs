@@ -46,7 +46,7 @@ pub struct IdleReport {
 }
 
 pub async fn run(args: IdleArgs) -> Result<IdleReport, String> {
-    let target = Target::parse(&args.url, None)?;
+    let target = Target::parse(&args.url, None, args.connect.allow_remote)?;
     let connector = Arc::new(Connector::new(&args.connect, target)?);
     let errors = Arc::new(Errors::default());
     let pid = args.connect.server_pid;

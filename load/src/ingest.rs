@@ -89,7 +89,11 @@ pub async fn run(args: IngestArgs) -> Result<IngestReport, String> {
     if !(args.rate >= 0.0 && args.rate.is_finite()) {
         return Err("--rate must be a non-negative number".into());
     }
-    let target = Target::parse(&args.url, args.ack.then_some("ack=1"))?;
+    let target = Target::parse(
+        &args.url,
+        args.ack.then_some("ack=1"),
+        args.connect.allow_remote,
+    )?;
     let connector = Arc::new(Connector::new(&args.connect, target)?);
     let errors = Arc::new(Errors::default());
     let (conns, connect) = connector.open_all(&errors).await;

@@ -104,7 +104,7 @@ pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     );
-    let target = Target::parse(&args.url, Some("ack=1"))?;
+    let target = Target::parse(&args.url, Some("ack=1"), args.connect.allow_remote)?;
     let connector = Arc::new(Connector::new(&args.connect, target)?);
     let errors = Arc::new(Errors::default());
     let (conns, connect) = connector.open_all(&errors).await;

@@ -155,6 +155,11 @@ fn connection_failures_are_counted_and_fail_the_run() {
 fn refuses_non_loopback_targets() {
     let (out, _) = run(load().args(["echo", "--url", "ws://192.0.2.1:80/echo", "-n", "1"]));
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--allow-remote"),
+        "{}",
+        show(&out)
+    );
     let (out, _) = run(load().args(["idle", "--source-ips", "10.0.0.1", "-n", "1"]));
     assert!(!out.status.success(), "{}", show(&out));
 }
@@ -260,6 +265,44 @@ fn authenticated_load_against_ews_worker() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+
+    // Through a TLS-terminating proxy, as through an ALB with a certificate: wss:// with the
+    // proxy's CA trusted through SSL_CERT_FILE, acknowledged events end to end.
+    let keys = ews_testkit::workspace_root().join("worker/tests/keys");
+    let proxy = ews_testkit::nginx::TlsProxy::start(
+        ([127, 0, 0, 1], port).into(),
+        &keys.join("tls.pem"),
+        &keys.join("tls.key"),
+    );
+    let wss = format!("wss://{}/ws", proxy.addr);
+    let (out, j) = run(load()
+        .args([
+            "ingest",
+            "--url",
+            &wss,
+            "-n",
+            "5",
+            "--messages",
+            "4",
+            "--ack",
+        ])
+        .args(["--jwt-hs256-secret", "e2e-secret", "--json"])
+        .env("SSL_CERT_FILE", keys.join("tls-ca.pem")));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(j["connect"]["established"], 5, "{j}");
+    assert_eq!(j["acked"], 20, "{j}");
+    // A server whose certificate is not trusted is not loaded: with another CA as the only root
+    // the handshake fails, and so does the run, naming why.
+    let (out, _) = run(load()
+        .args(["idle", "--url", &wss, "-n", "2", "--hold-secs", "0"])
+        .args(["--jwt-hs256-secret", "e2e-secret"])
+        .env("SSL_CERT_FILE", keys.join("other-ca.pem")));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tls: certificate: UnknownIssuer: 2"),
+        "{}",
+        show(&out)
+    );
 
     // Every mode fails against a gateway that refuses every connection, and says why; the
     // verifier too, which once reported success with nothing verified.
