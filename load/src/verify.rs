@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ews_queue::{ClientFrame, ServerFrame};
 use ews_sink::StampedEvent;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
@@ -282,36 +281,25 @@ async fn read_queue(
         .iter()
         .map(|s| ("x-ews-cluster-secret".to_string(), s.clone()))
         .collect();
-    let (mut tx, mut rx) = ews_queue::client::connect(url, &headers)
-        .await
-        .map_err(|e| format!("queue {url}: {e}"))?;
-    tx.send(&ClientFrame::Receive { count: u64::MAX })
-        .await
-        .map_err(|e| e.to_string())?;
+    let opts = ews_queue::client::ReadOptions {
+        delete: !args.keep,
+        idle: Some(idle),
+        max: None,
+    };
     let mut out = Vec::new();
-    loop {
-        match tokio::time::timeout(idle, rx.next()).await {
-            Ok(Some(Ok(ServerFrame::Message { id, body, .. }))) => {
-                if !args.keep {
-                    tx.feed(&ClientFrame::Delete { id })
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                out.push(body.into_bytes());
-            }
-            Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(e))) => {
-                errors.add(format!("queue read: {e}"));
-                break;
-            }
-            Ok(None) | Err(_) => break,
+    if let Err(e) = ews_queue::client::read(url, &headers, opts, |_, body, _| {
+        out.push(body.into_bytes());
+        std::ops::ControlFlow::Continue(())
+    })
+    .await
+    {
+        // A connection that never opened is a usage error; one that broke mid-read is counted
+        // and what was read still counts.
+        if out.is_empty() && matches!(e, ews_queue::QueueError::Connect(_)) {
+            return Err(format!("queue {url}: {e}"));
         }
-        if out.len() % 256 == 0 {
-            let _ = tx.flush().await;
-        }
+        errors.add(format!("queue read: {e}"));
     }
-    let _ = tx.flush().await;
-    tx.close().await;
     Ok(out)
 }
 

@@ -355,3 +355,90 @@ fn authenticated_load_against_ews_worker() {
     assert_eq!(j["sent"], 200, "{j}");
     assert_eq!(j["acked"], 200, "{j}");
 }
+
+/// What `ews-load verify --keep` leaves in the queue, `ews-queue read` prints as JSON lines (the
+/// stamped events), without consuming it; `--delete` consumes it.
+#[test]
+fn ews_queue_read_prints_what_verify_kept() {
+    let dir = ews_testkit::Scratch::new("queue-read");
+    let queue_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    // A short visibility timeout: a message read without --delete is delivered again after it.
+    let _queue = ews_testkit::queue_broker(
+        queue_addr,
+        &dir.join("queue"),
+        &["--queue-visibility-timeout-ms", "1000"],
+    );
+    let queue_url = format!("ws://{queue_addr}/queue/events");
+    let visible_again = || std::thread::sleep(Duration::from_millis(1_500));
+    let port = free_port();
+    let mut cmd = Command::new(ews_testkit::bin_path("ews-worker"));
+    cmd.args(["--standalone", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--jwt-hs256-secret",
+            "e2e-secret",
+            "--queue-url",
+            &queue_url,
+        ])
+        .env("EWS_QUEUE_DIR", dir.join("embedded"));
+    let _worker = Proc::spawn("ews-worker", cmd);
+    wait_for_http_ok(
+        ([127, 0, 0, 1], port).into(),
+        "/info",
+        Duration::from_secs(20),
+    )
+    .unwrap();
+
+    let (out, j) = run(load()
+        .args(["verify", "--url", &format!("ws://127.0.0.1:{port}/ws")])
+        .args([
+            "-n",
+            "3",
+            "--messages",
+            "5",
+            "--queue-url",
+            &queue_url,
+            "--keep",
+        ])
+        .args([
+            "--read-idle-ms",
+            "500",
+            "--jwt-hs256-secret",
+            "e2e-secret",
+            "--json",
+        ]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(j["acked"], 15, "{j}");
+    let run_id = j["run"].as_str().unwrap().to_string();
+
+    let read = |extra: &[&str]| {
+        let out = Command::new(ews_testkit::bin_path("ews-queue"))
+            .args(["read", "--url", &queue_url, "--idle-ms", "500"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+            .collect();
+        lines
+    };
+    let ours = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| e["msg"].as_str().unwrap_or("").starts_with(&run_id))
+            .count()
+    };
+    visible_again();
+    let kept = read(&[]);
+    assert_eq!(ours(&kept), 15, "{kept:?}");
+    assert!(kept.iter().all(|e| e["clientId"].is_string()), "{kept:?}");
+    // Read without --delete, so still there; --max stops early; --delete consumes.
+    visible_again();
+    assert_eq!(read(&["--max", "4"]).len(), 4);
+    visible_again();
+    assert_eq!(ours(&read(&["--delete"])), 15);
+    visible_again();
+    assert_eq!(ours(&read(&[])), 0, "--delete consumed them");
+}

@@ -89,3 +89,73 @@ impl FrameReceiver {
         }
     }
 }
+
+/// How [`read`] takes messages off a queue.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// Acknowledge (`delete`) every message read, consuming it; otherwise the broker delivers it
+    /// again once its visibility timeout passes.
+    pub delete: bool,
+    /// Stop after this long without a message; `None`: keep reading until the connection ends.
+    pub idle: Option<std::time::Duration>,
+    /// Stop after this many messages.
+    pub max: Option<u64>,
+}
+
+/// Reads the messages of the queue at `url` in delivery order, handing each (id, body,
+/// deliveries) to `each`, until `opts` says stop or `each` breaks (the message it broke on is not
+/// deleted). Returns how many were taken; an error ends the read (what was handed over stays
+/// handed over).
+pub async fn read(
+    url: &str,
+    headers: &[(String, String)],
+    opts: ReadOptions,
+    mut each: impl FnMut(u64, String, u32) -> std::ops::ControlFlow<()>,
+) -> Result<u64, QueueError> {
+    let (mut tx, mut rx) = connect(url, headers).await?;
+    // Demand is cumulative: ask for what may be read, once.
+    tx.send(&ClientFrame::Receive {
+        count: opts.max.unwrap_or(u64::MAX),
+    })
+    .await?;
+    let mut n = 0u64;
+    let outcome = loop {
+        if opts.max.is_some_and(|max| n >= max) {
+            break Ok(n);
+        }
+        let frame = match opts.idle {
+            Some(idle) => match tokio::time::timeout(idle, rx.next()).await {
+                Ok(f) => f,
+                Err(_) => break Ok(n),
+            },
+            None => rx.next().await,
+        };
+        match frame {
+            Some(Ok(ServerFrame::Message {
+                id,
+                body,
+                deliveries,
+            })) => {
+                // Deleted only once taken: a reader that stops keeps the message in the queue.
+                if each(id, body, deliveries).is_break() {
+                    break Ok(n);
+                }
+                if opts.delete {
+                    tx.feed(&ClientFrame::Delete { id }).await?;
+                }
+                n += 1;
+                // Deletes go out in bursts, at the latest when the queue goes quiet.
+                if n.is_multiple_of(256) {
+                    tx.flush().await?;
+                }
+            }
+            Some(Ok(ServerFrame::Error { error })) => break Err(QueueError::Protocol(error)),
+            Some(Ok(ServerFrame::Sent { .. })) => {}
+            Some(Err(e)) => break Err(e),
+            None => break Ok(n),
+        }
+    };
+    let _ = tx.flush().await;
+    tx.close().await;
+    outcome
+}

@@ -1,15 +1,42 @@
-//! `ews-queue`: the built-in queue broker on its own, serving `/queue/{name}` WebSockets. The
+//! `ews-queue`: the built-in queue broker on its own, serving `/queue/{name}` WebSockets (the
 //! leader hosts the same broker on its internal port; this binary exists for tests, benchmarks
-//! and single-box setups.
+//! and single-box setups), and `ews-queue read`, the consumer a person uses to look at events.
 
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use ews_queue::args::QueueArgs;
+use ews_queue::client::ReadOptions;
 
+/// Without a subcommand, serves the broker.
 #[derive(Debug, Parser)]
-#[command(name = "ews-queue", version, about)]
+#[command(
+    name = "ews-queue",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the messages of a queue as JSON lines (the worker's stamped events), oldest first:
+    /// `ews-queue read --url ws://127.0.0.1:7070/queue/events [--follow] [--delete]`.
+    Read(ReadArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
     /// Address to serve `/queue/{name}` and `/info` on.
     #[arg(long, env = "EWS_LISTEN", default_value = "0.0.0.0:7070")]
     listen: String,
@@ -17,14 +44,109 @@ struct Cli {
     queue: QueueArgs,
 }
 
+#[derive(Debug, Args)]
+struct ReadArgs {
+    /// The queue: `ws://HOST:PORT/queue/NAME` of an `ews-queue`, or of the active leader's
+    /// internal port (with the cluster secret).
+    #[arg(long)]
+    url: String,
+    /// Keep reading as new messages arrive, until Ctrl-C.
+    #[arg(long)]
+    follow: bool,
+    /// Consume what is read (acknowledge it). Without it the messages stay in the queue and are
+    /// delivered again once the broker's visibility timeout passes.
+    #[arg(long)]
+    delete: bool,
+    /// Stop after this many messages.
+    #[arg(long)]
+    max: Option<u64>,
+    /// Without --follow: stop once no message has come for this long.
+    #[arg(long, default_value_t = 1000)]
+    idle_ms: u64,
+    /// The cluster secret, to read from a leader's internal port.
+    #[arg(long, env = "EWS_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+    /// File holding the cluster secret (trailing newline ignored).
+    #[arg(
+        long,
+        env = "EWS_CLUSTER_SECRET_FILE",
+        conflicts_with = "cluster_secret"
+    )]
+    cluster_secret_file: Option<PathBuf>,
+}
+
+/// One output line per message: the body itself when it is one line of JSON (a stamped event),
+/// else the body as a JSON string, so every line parses.
+fn json_line(body: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(_) if !body.contains('\n') => body.to_string(),
+        _ => serde_json::Value::String(body.to_string()).to_string(),
+    }
+}
+
+async fn read(args: ReadArgs) -> ExitCode {
+    let secret = match (&args.cluster_secret, &args.cluster_secret_file) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
+            Err(e) => {
+                eprintln!("ews-queue read: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => None,
+    };
+    let headers: Vec<(String, String)> = secret
+        .into_iter()
+        .map(|s| ("x-ews-cluster-secret".to_string(), s))
+        .collect();
+    let opts = ReadOptions {
+        delete: args.delete,
+        idle: (!args.follow).then(|| Duration::from_millis(args.idle_ms)),
+        max: args.max,
+    };
+    let mut stdout = std::io::stdout().lock();
+    let reading = ews_queue::client::read(&args.url, &headers, opts, |_, body, _| {
+        // A closed stdout (`| head`) ends the read; that message is not deleted.
+        match writeln!(stdout, "{}", json_line(&body)).and_then(|()| stdout.flush()) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        }
+    });
+    let outcome = tokio::select! {
+        r = reading => r,
+        _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+    };
+    match outcome {
+        Ok(n) => {
+            eprintln!(
+                "ews-queue read: {n} message(s){}",
+                if args.delete { ", deleted" } else { "" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ews-queue read: {}: {e}", args.url);
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Read(args)) => read(args).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+async fn serve(cli: ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let cli = Cli::parse();
     let broker = match cli.queue.open() {
         Ok(b) => Arc::new(b),
         Err(e) => {
@@ -32,14 +154,14 @@ async fn main() -> std::process::ExitCode {
                 "ews-queue: cannot open {}: {e}",
                 cli.queue.queue_dir.display()
             );
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
     let listener = match tokio::net::TcpListener::bind(&cli.listen).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("ews-queue: cannot listen on {}: {e}", cli.listen);
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
     let addr = listener
@@ -51,5 +173,5 @@ async fn main() -> std::process::ExitCode {
         let _ = tokio::signal::ctrl_c().await;
     };
     ews_queue::server::serve(listener, broker, shutdown).await;
-    std::process::ExitCode::SUCCESS
+    ExitCode::SUCCESS
 }
