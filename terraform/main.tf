@@ -10,6 +10,7 @@ data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
 
 locals {
+  node_amis      = { leader = var.leader_ami_id, worker = var.worker_ami_id }
   azs            = length(var.availability_zones) == 2 ? var.availability_zones : slice(data.aws_availability_zones.available.names, 0, 2)
   admin_cidrs    = length(var.admin_cidrs) > 0 ? var.admin_cidrs : [var.vpc_cidr]
   lambda_zip_dir = var.lambda_zip_dir != "" ? var.lambda_zip_dir : "${path.module}/../target/lambda"
@@ -174,9 +175,19 @@ module "scaling" {
 }
 
 # The AMIs must exist where we deploy: a var file for another region than the one the package
-# stage built in fails here, before anything is created.
+# stage built in fails in the checks below, before anything is created. (aws_ami_ids finds nothing
+# without failing, so the error can say what is wrong; aws_ami then reads the ones that exist.)
+data "aws_ami_ids" "node" {
+  for_each = local.node_amis
+  owners   = ["self", "amazon", "aws-marketplace"]
+  filter {
+    name   = "image-id"
+    values = [each.value]
+  }
+}
+
 data "aws_ami" "node" {
-  for_each = { leader = var.leader_ami_id, worker = var.worker_ami_id }
+  for_each = { for role, found in data.aws_ami_ids.node : role => found.ids[0] if length(found.ids) > 0 }
   owners   = ["self", "amazon", "aws-marketplace"]
   filter {
     name   = "image-id"
@@ -216,6 +227,10 @@ resource "terraform_data" "checks" {
     precondition {
       condition     = alltrue([for z in local.azs : startswith(z, data.aws_region.current.name)])
       error_message = "availability_zones (${join(", ", local.azs)}) are not in the region ${data.aws_region.current.name}: the var file and the region (CI: AWS_REGION) disagree."
+    }
+    precondition {
+      condition     = length(data.aws_ami.node) == 2
+      error_message = "AMI ${join(" and ", [for role, found in data.aws_ami_ids.node : "${role}_ami_id = ${local.node_amis[role]}" if length(found.ids) == 0])} does not exist in ${data.aws_region.current.name}: the AMIs were built in another region (CI: AWS_REGION) or not at all."
     }
     precondition {
       condition     = alltrue([for k, ami in data.aws_ami.node : ami.architecture == "x86_64"])
