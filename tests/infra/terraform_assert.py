@@ -6,6 +6,7 @@ Run with the moto venv's python (it has boto3); AWS_ENDPOINT_URL points at moto.
   terraform_assert.py prepare EXAMPLE ZIP_DIR      prints a tfvars JSON: AMIs (and a certificate)
                                                    registered in moto, moto-only settings
   terraform_assert.py check EXAMPLE OUTPUTS TFVARS asserts on what moto holds after an apply
+  terraform_assert.py scale EXAMPLE OUTPUTS         does what a scale-up Lambda does to the group
   terraform_assert.py gone EXAMPLE                 asserts destroy removed what apply made
 """
 
@@ -104,6 +105,8 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
     check(asg["HealthCheckType"] == "ELB", "ASG uses the ALB health check")
     check(asg.get("TerminationPolicies") == ["NewestInstance"], "scale-in removes the newest instance")
     check(len(asg.get("VPCZoneIdentifier", "").split(",")) == 2, "ASG spans two subnets")
+    tags = {tg["Key"]: tg["Value"] for tg in asg.get("Tags", [])}
+    check(tags.get("Name") == f"{name}-worker", f"the group's own tags are set ({tags})")
     suspended = {p["ProcessName"] for p in asg.get("SuspendedProcesses", [])}
     check("AZRebalance" in suspended, f"AZRebalance suspended ({sorted(suspended)})")
     hooks = asg_client.describe_lifecycle_hooks(AutoScalingGroupName=asg["AutoScalingGroupName"])["LifecycleHooks"]
@@ -298,6 +301,19 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
         check("logs:PutLogEvents" in actions, f"{role_name} may ship its logs")
 
 
+def scale(outputs_path: str) -> None:
+    """A scale-up as the Lambda makes it: the idempotency tag first, then the desired capacity.
+    The second plan must not undo either."""
+    outputs = {k: v["value"] for k, v in json.load(open(outputs_path)).items()}
+    asg = boto3.client("autoscaling")
+    name = outputs["asg_name"]
+    asg.create_or_update_tags(Tags=[{
+        "ResourceId": name, "ResourceType": "auto-scaling-group", "Key": "ews:last-scaling-event",
+        "Value": "ews-scale-up@2026-01-05T10:15:00.123Z", "PropagateAtLaunch": False}])
+    desired = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]["DesiredCapacity"]
+    asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=desired + 1)
+
+
 def check_gone(example: str) -> None:
     asg = boto3.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
     check(not asg, f"no Auto Scaling group left ({len(asg)})")
@@ -318,6 +334,9 @@ def main() -> int:
     mode = sys.argv[1]
     if mode == "prepare":
         prepare(sys.argv[2], sys.argv[3])
+        return 0
+    if mode == "scale":
+        scale(sys.argv[3])
         return 0
     if mode == "check":
         check_applied(sys.argv[2], sys.argv[3], sys.argv[4])

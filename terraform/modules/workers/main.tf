@@ -119,7 +119,19 @@ resource "aws_launch_template" "worker" {
   tags = var.tags
 }
 
+# The group's tags, each its own resource: see the lifecycle note on the group.
+resource "aws_autoscaling_group_tag" "workers" {
+  for_each               = merge(var.tags, { Name = "${var.name}-worker" })
+  autoscaling_group_name = aws_autoscaling_group.workers.name
+  tag {
+    key                 = each.key
+    value               = each.value
+    propagate_at_launch = false
+  }
+}
+
 resource "aws_autoscaling_group" "workers" {
+  #checkov:skip=CKV_AWS_153:Instances are tagged by the launch template (tag_specifications); the group's own tags are aws_autoscaling_group_tag resources, so the scalers' tag is never drift.
   name                      = local.asg_name
   min_size                  = var.min_size
   max_size                  = var.max_size
@@ -159,18 +171,11 @@ resource "aws_autoscaling_group" "workers" {
     }
   }
 
-  dynamic "tag" {
-    for_each = merge(var.tags, { Name = "${var.name}-worker" })
-    content {
-      key                 = tag.key
-      value               = tag.value
-      propagate_at_launch = false
-    }
-  }
-
   lifecycle {
-    # The scaler Lambdas own the group's size once it exists.
-    ignore_changes = [desired_capacity]
+    # The scaler Lambdas own the group's size once it exists, and its tag ews:last-scaling-event
+    # (their idempotency key): the group's own tags are managed one by one below, so Terraform
+    # never sees the scalers' tag as drift and deletes it (hashicorp/terraform-provider-aws#33492).
+    ignore_changes = [desired_capacity, tag]
     precondition {
       condition     = var.max_size >= var.min_size
       error_message = "max_size must be at least min_size."
