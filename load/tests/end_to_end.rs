@@ -164,34 +164,36 @@ fn refuses_non_loopback_targets() {
     assert!(!out.status.success(), "{}", show(&out));
 }
 
-/// The gateway: authenticated idle connections and acknowledged ingest events. `scripts/test.sh`
-/// builds every binary first; `bin_path` fails with how to build it when it is missing.
-#[test]
-fn authenticated_load_against_ews_worker() {
-    let (port, admin) = (free_port(), free_port());
-    let dir = ews_testkit::Scratch::new("load-e2e");
+/// A standalone `ews-worker` (HS256 secret `e2e-secret`) on free loopback ports, its state under
+/// `dir`, with `extra` flags; returns it once `/info` answers, and its public port.
+/// `scripts/test.sh` builds every binary first; `bin_path` fails with how to build it when missing.
+fn standalone_worker(dir: &std::path::Path, extra: &[&str]) -> (Proc, u16) {
+    let port = free_port();
     let mut cmd = Command::new(ews_testkit::bin_path("ews-worker"));
-    cmd.args([
-        "--standalone",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--admin-listen",
-        &format!("127.0.0.1:{admin}"),
-        "--jwt-hs256-secret",
-        "e2e-secret",
-        "--sink",
-        "file",
-        "--sink-file",
-        dir.join("events.jsonl").to_str().unwrap(),
-    ])
-    .env("EWS_QUEUE_DIR", dir.join("queue"));
-    let _worker = Proc::spawn("ews-worker", cmd);
+    cmd.args(["--standalone", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--jwt-hs256-secret", "e2e-secret"])
+        .args(extra)
+        .env("EWS_QUEUE_DIR", dir.join("embedded-queue"));
+    let worker = Proc::spawn("ews-worker", cmd);
     wait_for_http_ok(
         ([127, 0, 0, 1], port).into(),
         "/info",
         Duration::from_secs(20),
     )
     .unwrap();
+    (worker, port)
+}
+
+/// The gateway: authenticated idle connections and acknowledged ingest events.
+#[test]
+fn authenticated_load_against_ews_worker() {
+    let dir = ews_testkit::Scratch::new("load-e2e");
+    let sink_file = dir.join("events.jsonl");
+    let (_worker, port) = standalone_worker(
+        &dir,
+        &["--sink", "file", "--sink-file", sink_file.to_str().unwrap()],
+    );
 
     let url = format!("ws://127.0.0.1:{port}/ws");
     let (out, j) = run(load().args([
@@ -370,24 +372,7 @@ fn ews_queue_read_prints_what_verify_kept() {
     );
     let queue_url = format!("ws://{queue_addr}/queue/events");
     let visible_again = || std::thread::sleep(Duration::from_millis(1_500));
-    let port = free_port();
-    let mut cmd = Command::new(ews_testkit::bin_path("ews-worker"));
-    cmd.args(["--standalone", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
-        .args([
-            "--jwt-hs256-secret",
-            "e2e-secret",
-            "--queue-url",
-            &queue_url,
-        ])
-        .env("EWS_QUEUE_DIR", dir.join("embedded"));
-    let _worker = Proc::spawn("ews-worker", cmd);
-    wait_for_http_ok(
-        ([127, 0, 0, 1], port).into(),
-        "/info",
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let (_worker, port) = standalone_worker(&dir, &["--queue-url", &queue_url]);
 
     let (out, j) = run(load()
         .args(["verify", "--url", &format!("ws://127.0.0.1:{port}/ws")])
