@@ -46,7 +46,7 @@ run() { # run NAME CMD...: one check; its output is shown only when it fails
 # Shell scripts of the tree: *.sh plus files with a shell shebang, outside build/tool dirs.
 shell_scripts() {
   find "$TREE" \( -path "$TREE/target" -o -path "$TREE/.tools" -o -path "$TREE/.git" \
-    -o -name node_modules -o -path "$TREE/.cargo" \) -prune -o -type f -print |
+    -o -name node_modules -o -path "$TREE/.cargo" -o -path "$TREE/.gitlab-ci-local" \) -prune -o -type f -print |
     while IFS= read -r f; do
       case "${f##*/}" in
         *.sh) echo "$f" ;;

@@ -66,14 +66,19 @@ impl Node {
         Node::spawn_with(binary, spec, public)
     }
 
+    /// Started means both TCP ports accept: the admin port and the node link (tests talk to
+    /// either as soon as this returns; a cold CI run once saw the node link refuse right after
+    /// the admin port answered).
     fn start(binary: &str, spec: &NodeSpec, public: Option<u16>) -> Node {
         let node = Node::spawn_with(binary, spec, public);
-        if let Err(e) = net::wait_for_tcp(node.admin, Duration::from_secs(20)) {
-            panic!(
-                "{} did not start: {e}\n{}",
-                spec.node_id,
-                node.proc.output()
-            );
+        for addr in [node.admin, node.internal] {
+            if let Err(e) = net::wait_for_tcp(addr, Duration::from_secs(20)) {
+                panic!(
+                    "{} did not start: {e}\n{}",
+                    spec.node_id,
+                    node.proc.output()
+                );
+            }
         }
         node
     }
