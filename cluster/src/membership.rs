@@ -231,11 +231,9 @@ impl Membership {
         self.view_rx.clone()
     }
 
-    /// Internal address (`host:port`) of the active leader, where the built-in queue lives.
-    pub fn active_leader_internal_addr(&self) -> Option<String> {
-        self.view()
-            .active_leader_internal_addr()
-            .map(str::to_string)
+    /// Internal address of the active leader, where the built-in queue lives.
+    pub fn active_leader_internal_addr(&self) -> Option<SocketAddr> {
+        self.view().active_leader_internal_addr()
     }
 
     pub fn join_state(&self) -> watch::Receiver<JoinState> {

@@ -23,9 +23,9 @@ pub struct Member {
     /// False once the failure detector stopped hearing from the node.
     pub reachable: bool,
     pub gossip_addr: SocketAddr,
-    pub public_addr: Option<String>,
-    pub internal_addr: Option<String>,
-    pub admin_addr: Option<String>,
+    pub public_addr: Option<SocketAddr>,
+    pub internal_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
     /// Live client connections (workers; throttled).
     pub conns: u64,
     /// Maximum client connections the node accepts.
@@ -121,10 +121,10 @@ impl ClusterView {
             .find(|m| m.node_id == id && m.role == Role::Leader)
     }
 
-    /// The active leader's internal (node-link) address, `host:port`: where a worker's queue
-    /// sink connects to reach the built-in queue.
-    pub fn active_leader_internal_addr(&self) -> Option<&str> {
-        self.active_leader()?.internal_addr.as_deref()
+    /// The active leader's internal (node-link) address: where a worker's queue sink connects
+    /// to reach the built-in queue.
+    pub fn active_leader_internal_addr(&self) -> Option<SocketAddr> {
+        self.active_leader()?.internal_addr
     }
 
     /// Whether this node is the active leader.
@@ -153,6 +153,8 @@ impl ClusterView {
 fn member_of(n: &RawNode) -> Option<Member> {
     let key = |k: &str| n.keys.get(k).cloned();
     let num = |k: &str| key(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // An address that does not parse is as good as none: nothing could connect to it.
+    let addr = |k: &str| key(k).and_then(|v| v.parse::<SocketAddr>().ok());
     Some(Member {
         node_id: n.node_id.clone(),
         generation: n.generation,
@@ -160,9 +162,9 @@ fn member_of(n: &RawNode) -> Option<Member> {
         status: key(KEY_STATUS)?.parse().ok()?,
         reachable: n.live,
         gossip_addr: n.gossip_addr,
-        public_addr: key(KEY_PUBLIC_ADDR),
-        internal_addr: key(KEY_INTERNAL_ADDR),
-        admin_addr: key(KEY_ADMIN_ADDR),
+        public_addr: addr(KEY_PUBLIC_ADDR),
+        internal_addr: addr(KEY_INTERNAL_ADDR),
+        admin_addr: addr(KEY_ADMIN_ADDR),
         conns: num(KEY_CONNS),
         capacity: num(KEY_CAPACITY),
         version: key(KEY_VERSION).unwrap_or_default(),
@@ -180,7 +182,7 @@ mod tests {
             (KEY_ROLE, role.to_string()),
             (KEY_STATUS, status.to_string()),
             (KEY_CONNS, conns.to_string()),
-            (KEY_INTERNAL_ADDR, format!("{id}:7070")),
+            (KEY_INTERNAL_ADDR, format!("10.0.0.{}:7070", id.len())),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -207,7 +209,10 @@ mod tests {
             ],
         );
         assert_eq!(v.active_leader.as_deref(), Some("leader-1"));
-        assert_eq!(v.active_leader_internal_addr(), Some("leader-1:7070"));
+        assert_eq!(
+            v.active_leader_internal_addr(),
+            Some("10.0.0.8:7070".parse().unwrap())
+        );
         assert!(!v.is_active_leader());
     }
 

@@ -73,10 +73,7 @@ async fn worker_joins_reports_load_and_leaves() {
     })
     .await;
     assert_eq!(worker.view().active_leader.as_deref(), Some("leader-1"));
-    assert_eq!(
-        worker.active_leader_internal_addr(),
-        Some(leader_addr.to_string())
-    );
+    assert_eq!(worker.active_leader_internal_addr(), Some(leader_addr));
 
     worker.set_conns(7);
     until("conns gossiped", &leader, |v| v.cluster_connections == 7).await;

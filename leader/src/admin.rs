@@ -1,6 +1,7 @@
 //! The admin port (9090): health, the cluster view and Prometheus metrics. Leaders accept no
 //! client WebSockets, here or anywhere.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::http::{respond, text, Body};
+use ews_http::reply::{self, Body};
 
 pub struct Admin {
     pub view: watch::Receiver<Arc<ClusterView>>,
@@ -20,31 +21,29 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+    pub async fn route(self: Arc<Self>, req: Request<Incoming>, _: SocketAddr) -> Response<Body> {
         if req.method() != Method::GET {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "Unhandled HTTP method");
+            return reply::text(StatusCode::METHOD_NOT_ALLOWED, "Unhandled HTTP method");
         }
         match req.uri().path() {
             "/info" if self.draining.load(Ordering::Relaxed) => {
-                text(StatusCode::SERVICE_UNAVAILABLE, "draining")
+                reply::text(StatusCode::SERVICE_UNAVAILABLE, "draining")
             }
-            "/info" => text(StatusCode::OK, "Success"),
+            "/info" => reply::text(StatusCode::OK, "Success"),
             "/members" => {
                 let view = self.view.borrow().clone();
-                respond(StatusCode::OK, "application/json", view.to_json())
+                reply::with_type(StatusCode::OK, "application/json", view.to_json())
             }
             "/metrics" => {
                 let mut out = String::new();
                 match prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-                    Ok(()) => respond(
-                        StatusCode::OK,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        out,
-                    ),
-                    Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed"),
+                    Ok(()) => reply::metrics(out),
+                    Err(_) => {
+                        reply::text(StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed")
+                    }
                 }
             }
-            _ => text(StatusCode::NOT_FOUND, "Not found"),
+            _ => reply::text(StatusCode::NOT_FOUND, "Not found"),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! [`InternalRoutes::handle`]: the active leader's built-in queue is served here as the
 //! WebSocket `/queue/{name}`, next to `/info`, which peers use to check the link.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ews_cluster::{link, ClusterSecret, ClusterView};
@@ -11,36 +12,39 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::watch;
 
-use crate::http::{text, Body};
+use ews_http::reply::{self, Body};
+use tokio_util::task::TaskTracker;
 
 pub struct InternalRoutes {
     pub secret: Option<ClusterSecret>,
     /// The built-in queue broker, served only while this leader is the active one.
     pub queue: ews_queue::args::LazyBroker,
     pub view: watch::Receiver<Arc<ClusterView>>,
+    /// The queue connections served over this port.
+    pub connections: TaskTracker,
 }
 
 impl InternalRoutes {
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+    pub async fn route(self: Arc<Self>, req: Request<Incoming>, _: SocketAddr) -> Response<Body> {
         if !link::authorized(req.headers(), self.secret.as_ref()) {
-            return text(StatusCode::UNAUTHORIZED, "cluster secret required");
+            return reply::text(StatusCode::UNAUTHORIZED, "cluster secret required");
         }
         match (req.method(), req.uri().path()) {
-            (&Method::GET, "/info") => text(StatusCode::OK, "Success"),
+            (&Method::GET, "/info") => reply::text(StatusCode::OK, "Success"),
             (&Method::GET, path) if path.starts_with("/queue/") => {
                 if !self.view.borrow().is_active_leader() {
                     // The worker's queue sink retries and re-resolves the active leader.
-                    return text(StatusCode::SERVICE_UNAVAILABLE, "not the active leader");
+                    return reply::text(StatusCode::SERVICE_UNAVAILABLE, "not the active leader");
                 }
                 match self.queue.get() {
-                    Ok(broker) => ews_queue::server::upgrade(&broker, req),
+                    Ok(broker) => ews_queue::server::upgrade(&broker, req, &self.connections),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot open the built-in queue");
-                        text(StatusCode::SERVICE_UNAVAILABLE, "queue unavailable")
+                        reply::text(StatusCode::SERVICE_UNAVAILABLE, "queue unavailable")
                     }
                 }
             }
-            _ => text(StatusCode::NOT_FOUND, "Not found"),
+            _ => reply::text(StatusCode::NOT_FOUND, "Not found"),
         }
     }
 }

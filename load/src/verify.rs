@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ews_sink::StampedEvent;
+use ews_proto::{Event, ServerFrame, StampedEvent};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -209,12 +209,12 @@ async fn send(
         tokio::select! {
             _ = tokio::time::sleep_until(next_send), if sending && pending.len() < window => {
                 let msg = format!("{prefix}{n}");
-                let event = serde_json::json!({
-                    "msg": msg,
-                    "clientId": client,
-                    "timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
-                });
-                if let Err(e) = tx.send(Message::text(event.to_string())).await {
+                let event = Event {
+                    msg: msg.clone(),
+                    client_id: client.to_string(),
+                    timestamp: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+                };
+                if let Err(e) = tx.send(Message::text(event.to_text())).await {
                     errors.add(format!("send: {e}"));
                     break;
                 }
@@ -234,22 +234,20 @@ async fn send(
                 break;
             }
             msg = rx.next() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
-                    match v["type"].as_str() {
-                        Some("ack") => {
-                            if let Some(m) = pending.pop_front() {
-                                acked.push(m);
-                            }
+                Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerFrame>(t.as_str()) {
+                    Ok(ServerFrame::Ack { .. }) => {
+                        if let Some(m) = pending.pop_front() {
+                            acked.push(m);
                         }
-                        Some("nack") => {
-                            pending.pop_front();
-                            tally.nacked.fetch_add(1, Ordering::Relaxed);
-                            errors.add(format!("nack: {}", v["error"].as_str().unwrap_or_default()));
-                        }
-                        _ => errors.add(format!("unexpected frame: {}", v["type"])),
                     }
-                }
+                    Ok(ServerFrame::Nack { error, .. }) => {
+                        pending.pop_front();
+                        tally.nacked.fetch_add(1, Ordering::Relaxed);
+                        errors.add(format!("nack: {error}"));
+                    }
+                    Ok(other) => errors.add(format!("unexpected frame: {}", other.to_text())),
+                    Err(e) => errors.add(format!("unreadable frame: {e}")),
+                },
                 Some(Ok(Message::Close(_))) | None => {
                     errors.add("closed by server");
                     break;

@@ -4,25 +4,27 @@
 //!   only after a group-committed `fdatasync`; `receive{count}` adds to cumulative demand and the
 //!   broker pushes at most that many; `delete{id}` acknowledges; an undeleted message is
 //!   redelivered after the visibility timeout and dead-lettered after `max_deliveries`.
-//! * Storage is an append-only log of checksummed records per queue ([`record`], [`log`]),
-//!   replayed on open, with fully acknowledged segments deleted.
+//! * Storage (`storage`) is an append-only log of checksummed records per queue, replayed on
+//!   open, with fully acknowledged segments deleted; its writer thread only reports durability,
+//!   and [`Queue`] turns that into [`Durable`] futures.
 //! * [`server`] speaks the `/queue/{name}` WebSocket protocol ([`protocol`]) for any hyper
 //!   server; [`client`] is its counterpart.
 
 pub mod args;
-pub mod broker;
-pub mod client;
-pub mod log;
-pub mod protocol;
-pub mod queue;
-pub mod record;
-pub mod server;
+mod broker;
+mod net;
+mod queue;
+mod storage;
+
+pub use net::{client, protocol, server};
 
 pub use broker::Broker;
 pub use protocol::{ClientFrame, ServerFrame};
-pub use queue::{Delivery, Queue, QueueConfig};
+pub use queue::{Delivery, Durable, Queue, QueueConfig};
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+use std::sync::Arc;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     #[error("queue closed")]
     Closed,
@@ -35,7 +37,7 @@ pub enum QueueError {
     #[error("invalid queue name {0:?}")]
     BadName(String),
     #[error("storage: {0}")]
-    Io(String),
+    Io(#[source] Arc<std::io::Error>),
     #[error("connect: {0}")]
     Connect(String),
     #[error("protocol: {0}")]
@@ -44,6 +46,6 @@ pub enum QueueError {
 
 impl From<std::io::Error> for QueueError {
     fn from(e: std::io::Error) -> Self {
-        QueueError::Io(e.to_string())
+        QueueError::Io(Arc::new(e))
     }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::time::Instant;
 
-use crate::log::{self, Done, Op};
-use crate::record::Record;
+use crate::storage::log::{self, Op};
+use crate::storage::record::Record;
 use crate::QueueError;
 
 /// Per-queue settings.
@@ -71,7 +71,34 @@ struct Inner {
     depth: Budget,
     bytes: Budget,
     writer: mpsc::Sender<Op>,
+    /// Sends on their way to the committer, which makes them deliverable once durable.
+    commits: mpsc::Sender<Pending>,
     dead_letters: Option<Queue>,
+}
+
+/// A send written to the log and not yet known durable.
+struct Pending {
+    id: u64,
+    body: String,
+    durable: oneshot::Receiver<std::io::Result<()>>,
+    waiter: oneshot::Sender<Result<u64, QueueError>>,
+}
+
+/// Resolves with a sent message's id once it is durable (fsynced) and deliverable, or with why
+/// it is not. Dropping it changes nothing: the message is committed all the same.
+pub struct Durable(oneshot::Receiver<Result<u64, QueueError>>);
+
+impl std::future::Future for Durable {
+    type Output = Result<u64, QueueError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(QueueError::Closed)))
+    }
 }
 
 enum Where {
@@ -168,7 +195,13 @@ impl Queue {
         if count > 0 {
             tracing::info!(queue = name, messages = count, "recovered queue");
         }
-        Ok(Queue(Arc::new(Inner {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            QueueError::Io(Arc::new(std::io::Error::other(
+                "a queue is opened inside a tokio runtime",
+            )))
+        })?;
+        let (commits, pending) = mpsc::channel(COMMIT_CHANNEL);
+        let queue = Queue(Arc::new(Inner {
             name: name.to_string(),
             depth: Budget::new(config.max_depth, count),
             bytes: Budget::new(config.max_bytes, bytes),
@@ -176,8 +209,11 @@ impl Queue {
             state: Mutex::new(state),
             ready: Notify::new(),
             writer: opened.writer,
+            commits,
             dead_letters,
-        })))
+        }));
+        runtime.spawn(commit_in_order(Arc::downgrade(&queue.0), pending));
+        Ok(queue)
     }
 
     pub fn name(&self) -> &str {
@@ -201,21 +237,12 @@ impl Queue {
 
     /// Sends a message and waits until it is durable; returns its id.
     pub async fn send(&self, body: String) -> Result<u64, QueueError> {
-        let (tx, rx) = oneshot::channel();
-        self.admit(body, move |r| {
-            let _ = tx.send(r);
-        })
-        .await?;
-        rx.await.map_err(|_| QueueError::Closed)?
+        self.admit(body).await?.await
     }
 
-    /// Waits for room (the back-pressure), assigns an id and queues the durable write. `done`
-    /// runs with the id once the message is fsynced and deliverable, or with the error.
-    pub async fn admit(
-        &self,
-        body: String,
-        done: impl FnOnce(Result<u64, QueueError>) + Send + 'static,
-    ) -> Result<(), QueueError> {
+    /// Waits for room (the back-pressure), assigns an id and queues the durable write; the
+    /// returned [`Durable`] resolves once the message is fsynced and deliverable.
+    pub async fn admit(&self, body: String) -> Result<Durable, QueueError> {
         let len = body.len();
         if len > self.0.config.max_message_bytes {
             return Err(QueueError::TooLarge(len, self.0.config.max_message_bytes));
@@ -225,15 +252,13 @@ impl Queue {
             self.0.depth.release(1);
             return Err(e);
         }
-        self.append_send(body, Box::new(done)).await
+        let (waiter, durable) = oneshot::channel();
+        self.append_send(body, waiter).await?;
+        Ok(Durable(durable))
     }
 
     /// Like [`Queue::admit`] but fails with [`QueueError::Full`] instead of waiting for room.
-    fn try_admit(
-        &self,
-        body: String,
-        done: impl FnOnce(Result<u64, QueueError>) + Send + 'static,
-    ) -> Result<(), QueueError> {
+    fn try_admit(&self, body: String) -> Result<Durable, QueueError> {
         let len = body.len();
         if !self.0.depth.try_acquire(1) {
             return Err(QueueError::Full);
@@ -242,19 +267,22 @@ impl Queue {
             self.0.depth.release(1);
             return Err(QueueError::Full);
         }
+        let (waiter, durable) = oneshot::channel();
         let me = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = me.append_send(body, Box::new(done)).await {
+            if let Err(e) = me.append_send(body, waiter).await {
                 tracing::warn!(queue = me.name(), error = %e, "dead-letter append failed");
             }
         });
-        Ok(())
+        Ok(Durable(durable))
     }
 
+    /// Writes the send record (its room already taken) and hands it to the committer, which
+    /// tells `waiter`.
     async fn append_send(
         &self,
         body: String,
-        done: Box<dyn FnOnce(Result<u64, QueueError>) + Send>,
+        waiter: oneshot::Sender<Result<u64, QueueError>>,
     ) -> Result<(), QueueError> {
         let len = body.len();
         let id = {
@@ -263,34 +291,27 @@ impl Queue {
             st.next_id += 1;
             id
         };
+        // The record owns the body until it is written; the state gets a copy on commit.
+        let copy = body.clone();
         let rec = Record::Send {
             id,
             deliveries: 0,
             body,
         };
-        let me = self.clone();
-        // The record owns the body until it is written; the state gets it back on commit.
-        let body_back = match &rec {
-            Record::Send { body, .. } => body.clone(),
-            _ => String::new(),
+        let (done, durable) = oneshot::channel();
+        let pending = Pending {
+            id,
+            body: copy,
+            durable,
+            waiter,
         };
-        let on_durable: Done = Box::new(move |res| match res {
-            Ok(()) => {
-                me.commit(id, body_back);
-                done(Ok(id));
-            }
-            Err(e) => {
-                me.0.depth.release(1);
-                me.0.bytes.release(len);
-                done(Err(QueueError::Io(e.to_string())));
-            }
-        });
         if self
             .0
             .writer
-            .send(Op::Append(rec, Some(on_durable)))
+            .send(Op::Append(rec, Some(done)))
             .await
             .is_err()
+            || self.0.commits.send(pending).await.is_err()
         {
             self.0.depth.release(1);
             self.0.bytes.release(len);
@@ -317,17 +338,14 @@ impl Queue {
     /// Resolves once every send admitted so far is durable.
     pub async fn barrier(&self) -> Result<(), QueueError> {
         let (tx, rx) = oneshot::channel();
-        let done: Done = Box::new(move |r| {
-            let _ = tx.send(r);
-        });
         self.0
             .writer
-            .send(Op::Barrier(done))
+            .send(Op::Barrier(tx))
             .await
             .map_err(|_| QueueError::Closed)?;
         rx.await
             .map_err(|_| QueueError::Closed)?
-            .map_err(|e| QueueError::Io(e.to_string()))
+            .map_err(|e| QueueError::Io(Arc::new(e)))
     }
 
     /// Waits for the next deliverable message: a ready one, or one whose visibility timeout
@@ -373,21 +391,26 @@ impl Queue {
         let Some(dlq) = &self.0.dead_letters else {
             return;
         };
-        let me = self.clone();
-        let handle = tokio::runtime::Handle::current();
-        let moved = dlq.try_admit(body, move |res| match res {
-            Ok(dlq_id) => {
-                tracing::info!(queue = me.name(), id, dlq_id, "message dead-lettered");
-                handle.spawn(async move { me.delete(id).await });
+        match dlq.try_admit(body) {
+            Ok(durable) => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    match durable.await {
+                        Ok(dlq_id) => {
+                            tracing::info!(queue = me.name(), id, dlq_id, "message dead-lettered");
+                            me.delete(id).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(queue = me.name(), id, error = %e, "dead-lettering failed");
+                            me.retry_later(id);
+                        }
+                    }
+                });
             }
             Err(e) => {
-                tracing::warn!(queue = me.name(), id, error = %e, "dead-lettering failed");
-                me.retry_later(id);
+                tracing::warn!(queue = self.name(), id, error = %e, "dead-letter queue refused message");
+                self.retry_later(id);
             }
-        });
-        if let Err(e) = moved {
-            tracing::warn!(queue = self.name(), id, error = %e, "dead-letter queue refused message");
-            self.retry_later(id);
         }
     }
 
@@ -444,6 +467,40 @@ impl Queue {
             .send(Op::Append(Record::Delete { id }, None))
             .await;
         true
+    }
+}
+
+/// Sends awaiting their durable write, per queue (each has its room taken already, so the
+/// queue's depth bounds them too).
+const COMMIT_CHANNEL: usize = 16 * 1024;
+
+/// Makes each written send deliverable once the writer reports it durable, then tells its
+/// sender; on a failed write gives its room back. Runs for the queue's life.
+async fn commit_in_order(queue: std::sync::Weak<Inner>, mut pending: mpsc::Receiver<Pending>) {
+    while let Some(p) = pending.recv().await {
+        let written = p.durable.await;
+        let Some(inner) = queue.upgrade() else {
+            let _ = p.waiter.send(Err(QueueError::Closed));
+            continue;
+        };
+        let q = Queue(inner);
+        let outcome = match written {
+            Ok(Ok(())) => {
+                q.commit(p.id, p.body);
+                Ok(p.id)
+            }
+            Ok(Err(e)) => {
+                q.0.depth.release(1);
+                q.0.bytes.release(p.body.len());
+                Err(QueueError::Io(Arc::new(e)))
+            }
+            Err(_) => {
+                q.0.depth.release(1);
+                q.0.bytes.release(p.body.len());
+                Err(QueueError::Closed)
+            }
+        };
+        let _ = p.waiter.send(outcome);
     }
 }
 

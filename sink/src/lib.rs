@@ -19,7 +19,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 mod file;
@@ -36,42 +35,8 @@ pub use queue::QueueSink;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// An event as a client sends it (`002_*`): `{"msg": str, "clientId": str, "timestamp": ms}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Event {
-    pub msg: String,
-    pub client_id: String,
-    pub timestamp: i64,
-}
-
-/// An event stamped by the gateway that received it. `client_id` is the authenticated one (the
-/// JWT `sub`), never what the client claimed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StampedEvent {
-    pub msg: String,
-    pub client_id: String,
-    /// Client-side timestamp, ms since the epoch, as sent.
-    pub timestamp: i64,
-    /// Node id of the worker that received the event.
-    pub node: String,
-    /// Session id on that node.
-    pub session: u64,
-    /// Per-session sequence number, starting at 1: with `node` and `session` a unique key, so a
-    /// verifier can find duplicates and gaps.
-    pub seq: u64,
-    /// Receive time at the worker, ms since the epoch.
-    pub received_at: i64,
-}
-
-impl StampedEvent {
-    /// The JSON every sink writes, one event per record.
-    pub fn to_json(&self) -> Vec<u8> {
-        // Serialising a struct of strings and integers cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-}
+/// What a client sends and what a sink stores: the types of the client protocol.
+pub use ews_proto::{Event, StampedEvent};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SinkError {
@@ -93,6 +58,8 @@ pub struct Receipt(ReceiptInner);
 enum ReceiptInner {
     Ready(Option<Result<(), SinkError>>),
     Pending(oneshot::Receiver<Result<(), SinkError>>),
+    /// A send to the embedded queue, durable when its write is.
+    Queued(ews_queue::Durable),
 }
 
 /// The sink's half of a pending [`Receipt`].
@@ -107,6 +74,11 @@ impl Receipt {
 
     pub fn failed(err: SinkError) -> Self {
         Receipt(ReceiptInner::Ready(Some(Err(err))))
+    }
+
+    /// A receipt for a send to a queue in this process.
+    pub(crate) fn queued(durable: ews_queue::Durable) -> Self {
+        Receipt(ReceiptInner::Queued(durable))
     }
 
     /// A receipt the sink completes later through the returned sender.
@@ -134,6 +106,9 @@ impl Future for Receipt {
             ReceiptInner::Pending(rx) => Pin::new(rx)
                 .poll(cx)
                 .map(|r| r.unwrap_or(Err(SinkError::Closed))),
+            ReceiptInner::Queued(d) => Pin::new(d)
+                .poll(cx)
+                .map(|r| r.map(|_| ()).map_err(queue::queue_error)),
         }
     }
 }
@@ -159,19 +134,6 @@ pub trait Sink: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_wire_format_is_camel_case_and_strict() {
-        let e: Event =
-            serde_json::from_str(r#"{"msg":"hi","clientId":"c1","timestamp":1456862575765}"#)
-                .expect("valid event");
-        assert_eq!(e.client_id, "c1");
-        assert!(serde_json::from_str::<Event>(r#"{"msg":"hi","clientId":"c1"}"#).is_err());
-        assert!(serde_json::from_str::<Event>(
-            r#"{"msg":"hi","clientId":"c1","timestamp":1,"extra":true}"#
-        )
-        .is_err());
-    }
 
     #[tokio::test]
     async fn receipts_resolve() {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ews_queue::client::connect;
-use ews_queue::{Broker, ClientFrame, Queue, QueueError, ServerFrame};
+use ews_queue::{ClientFrame, Queue, QueueError, ServerFrame};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::{BoxFuture, Receipt, ReceiptSender, Sink, SinkError, StampedEvent};
@@ -23,8 +23,8 @@ pub type Target = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 pub struct QueueSink(Mode);
 
 enum Mode {
-    /// The broker is only held: it keeps its directory locked as long as the sink lives.
-    Embedded(Queue, #[allow(dead_code)] Option<Arc<Broker>>),
+    /// A queue of a broker in this process (its owner keeps the broker open).
+    Embedded(Queue),
     Remote(Remote),
 }
 
@@ -40,7 +40,7 @@ struct Item {
     _slot: OwnedSemaphorePermit,
 }
 
-fn queue_error(e: QueueError) -> SinkError {
+pub(crate) fn queue_error(e: QueueError) -> SinkError {
     match e {
         QueueError::TooLarge(..) | QueueError::BadName(_) => SinkError::Rejected(e.to_string()),
         QueueError::Closed => SinkError::Closed,
@@ -55,13 +55,7 @@ fn body_of(event: &StampedEvent) -> String {
 impl QueueSink {
     /// Events go into `queue` in this process.
     pub fn embedded(queue: Queue) -> QueueSink {
-        QueueSink(Mode::Embedded(queue, None))
-    }
-
-    /// Events go into queue `name` of `broker`, which this sink keeps open.
-    pub fn embedded_in(broker: Arc<Broker>, name: &str) -> Result<QueueSink, SinkError> {
-        let queue = broker.queue(name).map_err(queue_error)?;
-        Ok(QueueSink(Mode::Embedded(queue, Some(broker))))
+        QueueSink(Mode::Embedded(queue))
     }
 
     /// Events go to a remote broker named by `target`, with `headers` on every connection (the
@@ -86,16 +80,10 @@ impl Sink for QueueSink {
     fn submit(&self, event: StampedEvent) -> BoxFuture<'_, Result<Receipt, SinkError>> {
         Box::pin(async move {
             let body = body_of(&event);
-            let (done, receipt) = Receipt::pending();
             match &self.0 {
-                Mode::Embedded(q, _) => {
-                    q.admit(body, move |r| {
-                        done.complete(r.map(|_| ()).map_err(queue_error))
-                    })
-                    .await
-                    .map_err(queue_error)?;
-                }
+                Mode::Embedded(q) => Ok(Receipt::queued(q.admit(body).await.map_err(queue_error)?)),
                 Mode::Remote(r) => {
+                    let (done, receipt) = Receipt::pending();
                     let slot = r
                         .window
                         .clone()
@@ -109,16 +97,16 @@ impl Sink for QueueSink {
                     })
                     .await
                     .map_err(|_| SinkError::Closed)?;
+                    Ok(receipt)
                 }
             }
-            Ok(receipt)
         })
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async move {
             match &self.0 {
-                Mode::Embedded(q, _) => q.barrier().await.map_err(queue_error),
+                Mode::Embedded(q) => q.barrier().await.map_err(queue_error),
                 Mode::Remote(r) => {
                     // Every slot free = every event acknowledged.
                     let all = r

@@ -160,6 +160,50 @@ pub fn ws_open(addr: SocketAddr, path: &str) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
+/// Opens `n` TCP connections to `addr` that will never send a byte (a silent or malicious peer).
+/// Connections the server has not accepted yet still connect: the kernel queues them.
+pub fn silent_connections(addr: SocketAddr, n: usize) -> std::io::Result<Vec<TcpStream>> {
+    (0..n)
+        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
+        .collect()
+}
+
+/// Waits until the server has closed every one of `conns` (a read sees end of file or a reset),
+/// at most `within` in all; the count still open otherwise.
+pub fn wait_all_closed(conns: &mut [TcpStream], within: Duration) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + within;
+    let mut open = 0;
+    for c in conns.iter_mut() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            open += 1;
+            continue;
+        }
+        let _ = c.set_read_timeout(Some(left));
+        let mut buf = [0u8; 256];
+        let closed = loop {
+            match c.read(&mut buf) {
+                Ok(0) => break true,
+                // An answer (e.g. a 408) before the close is fine: read on.
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break false,
+                Err(_) => break true,
+            }
+        };
+        if !closed {
+            open += 1;
+        }
+    }
+    match open {
+        0 => Ok(()),
+        n => Err(format!(
+            "{n} of {} silent connections still open after {within:?}",
+            conns.len()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
+
+use ews_http::args::{positive_secs, secs, PortArgs};
 
 use crate::sinks::SinkArgs;
 
@@ -33,46 +36,50 @@ pub struct WorkerArgs {
 
     /// WebSocket routes: comma-separated `PATH=HANDLER` (handlers: `ingest`, `echo`).
     #[arg(long, env = "EWS_ROUTES", default_value = "/ws=ingest,/echo=echo")]
-    pub routes: String,
+    pub routes: Routes,
 
     /// Seconds between the first SIGTERM and exit: sessions are closed (1012) spread over this
     /// window.
-    #[arg(long, env = "EWS_DRAIN_SECONDS", default_value_t = 30)]
-    pub drain_seconds: u64,
+    #[arg(long = "drain-seconds", env = "EWS_DRAIN_SECONDS", default_value = "30", value_parser = secs)]
+    pub drain_window: Duration,
 
     /// Seconds between server pings; a peer that has sent nothing (not even a pong) for two
     /// intervals is dropped. Keep it below the load balancer's idle timeout.
-    #[arg(long, env = "EWS_PING_INTERVAL_SECS", default_value_t = 30)]
-    pub ping_interval_secs: u64,
+    #[arg(long = "ping-interval-secs", env = "EWS_PING_INTERVAL_SECS", default_value = "30", value_parser = positive_secs)]
+    pub ping_interval: Duration,
 
     /// Most concurrent WebSocket sessions; past it upgrades get 503. Default: derived from
     /// RLIMIT_NOFILE (after raising the soft limit to the hard one).
     #[arg(long, env = "EWS_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
-    /// Seconds a client has to send a complete upgrade request.
-    #[arg(long, env = "EWS_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
-    pub handshake_timeout_secs: u64,
+    /// Seconds a client has to send a complete upgrade request (also the longest a connection
+    /// to the public port may stay without upgrading).
+    #[arg(long = "handshake-timeout-secs", env = "EWS_HANDSHAKE_TIMEOUT_SECS", default_value = "10", value_parser = positive_secs)]
+    pub handshake_timeout: Duration,
 
     /// Largest accepted WebSocket message (and frame), in bytes; larger ones close the session
     /// with 1009.
-    #[arg(long, env = "EWS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "EWS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024, value_parser = at_least(1024))]
     pub max_message_bytes: usize,
 
     /// Initial read buffer per WebSocket session, in bytes. Small keeps idle sessions cheap;
     /// larger messages grow it on demand.
-    #[arg(long, env = "EWS_WS_READ_BUFFER_BYTES", default_value_t = 512)]
+    #[arg(long, env = "EWS_WS_READ_BUFFER_BYTES", default_value_t = 512, value_parser = at_least(64))]
     pub ws_read_buffer_bytes: usize,
 
     /// Messages pushed through `/api/v1/publish` that may wait for one slow session; past it
     /// new pushes to that session are dropped (and reported to the publisher).
-    #[arg(long, env = "EWS_OUTBOUND_QUEUE", default_value_t = 64)]
+    #[arg(long, env = "EWS_OUTBOUND_QUEUE", default_value_t = 64, value_parser = at_least(1))]
     pub outbound_queue: usize,
 
     /// Events of one session whose sink receipt is awaited at once when the client asked for
     /// acks (`?ack=1`); a full window stops reading from that client.
-    #[arg(long, env = "EWS_ACK_WINDOW", default_value_t = 64)]
+    #[arg(long, env = "EWS_ACK_WINDOW", default_value_t = 64, value_parser = at_least(1))]
     pub ack_window: usize,
+
+    #[command(flatten)]
+    pub ports: PortArgs,
 
     #[command(flatten)]
     pub sink: SinkArgs,
@@ -116,16 +123,80 @@ pub struct JwtArgs {
     pub jwt_leeway_secs: u64,
 }
 
-impl WorkerArgs {
-    pub fn drain_window(&self) -> Duration {
-        Duration::from_secs(self.drain_seconds)
+/// A flag value that must be at least `min` (a smaller one is an error, not rounded up).
+fn at_least(min: usize) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |s| match s.trim().parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        Ok(n) => Err(format!("{n} is below the minimum of {min}")),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
+}
+
+/// What a route does with the messages of its sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerKind {
+    /// Events into the sink.
+    Ingest,
+    /// Every message back (the conformance target).
+    Echo,
+}
+
+/// `--routes`: the WebSocket paths of the public port and their handlers, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes(pub Vec<(String, HandlerKind)>);
+
+impl FromStr for Routes {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let mut routes: Vec<(String, HandlerKind)> = Vec::new();
+        for entry in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let Some((path, name)) = entry.split_once('=') else {
+                return Err(format!("entry {entry:?} is not PATH=HANDLER"));
+            };
+            if !path.starts_with('/') {
+                return Err(format!("path {path:?} must start with /"));
+            }
+            if routes.iter().any(|(p, _)| p == path) {
+                return Err(format!("path {path:?} appears twice"));
+            }
+            let kind = match name {
+                "ingest" => HandlerKind::Ingest,
+                "echo" => HandlerKind::Echo,
+                _ => return Err(format!("unknown handler {name:?} (ingest, echo)")),
+            };
+            routes.push((path.to_string(), kind));
+        }
+        if routes.is_empty() {
+            return Err("names no route".into());
+        }
+        Ok(Routes(routes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse_and_reject_mistakes() {
+        let r: Routes = "/ws=ingest, /echo=echo".parse().expect("valid");
+        assert_eq!(
+            r.0,
+            vec![
+                ("/ws".to_string(), HandlerKind::Ingest),
+                ("/echo".to_string(), HandlerKind::Echo)
+            ]
+        );
+        for bad in ["/ws", "ws=ingest", "/ws=nope", "/a=echo,/a=echo", ""] {
+            assert!(bad.parse::<Routes>().is_err(), "{bad:?}");
+        }
     }
 
-    pub fn ping_interval(&self) -> Duration {
-        Duration::from_secs(self.ping_interval_secs.max(1))
-    }
-
-    pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_secs(self.handshake_timeout_secs.max(1))
+    #[test]
+    fn limits_below_their_minimum_are_errors() {
+        assert_eq!(at_least(64)("512"), Ok(512));
+        assert!(at_least(64)("10").is_err());
+        assert!(at_least(1)("-3").is_err());
     }
 }

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ews_proto::{ErrorKind, ServerFrame};
 use ews_sink::{BoxFuture, Event, Receipt, Sink, StampedEvent};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::frames;
+use crate::config::{HandlerKind, Routes};
 use crate::metrics::Metrics;
 
 /// What a session knows about itself.
@@ -22,19 +23,13 @@ pub struct SessionState {
 
 /// What the session does after a message.
 pub enum Outcome {
-    Nothing,
     /// Send this frame back (with back-pressure: the session reads on once it is written).
     Reply(Message),
     /// Event `seq` was taken by the sink; the receipt tells when it is durable.
-    Submitted {
-        seq: u64,
-        receipt: Receipt,
-    },
+    Submitted { seq: u64, receipt: Receipt },
 }
 
 pub trait Handler: Send + Sync + 'static {
-    fn name(&self) -> &'static str;
-
     /// Handles one text or binary message. The session does not read the next one until the
     /// returned future resolves, which is how a full sink slows a client down.
     fn on_message<'a>(
@@ -48,10 +43,6 @@ pub trait Handler: Send + Sync + 'static {
 pub struct Echo;
 
 impl Handler for Echo {
-    fn name(&self) -> &'static str {
-        "echo"
-    }
-
     fn on_message<'a>(&'a self, _: &'a mut SessionState, msg: Message) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { Outcome::Reply(msg) })
     }
@@ -70,27 +61,23 @@ impl Ingest {
 }
 
 impl Handler for Ingest {
-    fn name(&self) -> &'static str {
-        "ingest"
-    }
-
     fn on_message<'a>(&'a self, s: &'a mut SessionState, msg: Message) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let text = match &msg {
                 Message::Text(t) => t.as_str(),
                 _ => {
                     self.metrics.event("invalid");
-                    return Outcome::Reply(frames::error(
-                        "invalid_event",
-                        "events are JSON text frames",
-                    ));
+                    return error(
+                        ErrorKind::InvalidEvent,
+                        "events are JSON text frames".into(),
+                    );
                 }
             };
             let event: Event = match serde_json::from_str(text) {
                 Ok(e) => e,
                 Err(e) => {
                     self.metrics.event("invalid");
-                    return Outcome::Reply(frames::error("invalid_event", &e.to_string()));
+                    return error(ErrorKind::InvalidEvent, e.to_string());
                 }
             };
             let seq = s.last_seq + 1;
@@ -116,39 +103,36 @@ impl Handler for Ingest {
                 }
                 Err(e) => {
                     self.metrics.event("sink_error");
-                    Outcome::Reply(frames::error("sink_unavailable", &e.to_string()))
+                    error(ErrorKind::SinkUnavailable, e.to_string())
                 }
             }
         })
     }
 }
 
-/// Parses `--routes`: comma-separated `PATH=HANDLER`.
-pub fn parse_routes(
-    spec: &str,
+fn error(error: ErrorKind, detail: String) -> Outcome {
+    Outcome::Reply(Message::text(
+        ServerFrame::Error { error, detail }.to_text(),
+    ))
+}
+
+/// The handlers of `--routes`, ready to serve.
+pub fn build(
+    routes: &Routes,
     sink: &Arc<dyn Sink>,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<Vec<(String, Arc<dyn Handler>)>> {
-    let mut routes = Vec::new();
-    for entry in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let Some((path, name)) = entry.split_once('=') else {
-            anyhow::bail!("--routes entry {entry:?} is not PATH=HANDLER");
-        };
-        anyhow::ensure!(
-            path.starts_with('/'),
-            "--routes path {path:?} must start with /"
-        );
-        anyhow::ensure!(
-            !routes.iter().any(|(p, _)| p == path),
-            "--routes path {path:?} appears twice"
-        );
-        let Some(handler) = by_name(name, sink, metrics) else {
-            anyhow::bail!("--routes: unknown handler {name:?} (ingest, echo)");
-        };
-        routes.push((path.to_string(), handler));
-    }
-    anyhow::ensure!(!routes.is_empty(), "--routes names no route");
-    Ok(routes)
+) -> Vec<(String, Arc<dyn Handler>)> {
+    routes
+        .0
+        .iter()
+        .map(|(path, kind)| {
+            let h: Arc<dyn Handler> = match kind {
+                HandlerKind::Echo => Arc::new(Echo),
+                HandlerKind::Ingest => Arc::new(Ingest::new(sink.clone(), metrics.clone())),
+            };
+            (path.clone(), h)
+        })
+        .collect()
 }
 
 pub fn now_ms() -> i64 {
@@ -156,34 +140,4 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// A handler by its route name.
-pub fn by_name(
-    name: &str,
-    sink: &Arc<dyn Sink>,
-    metrics: &Arc<Metrics>,
-) -> Option<Arc<dyn Handler>> {
-    match name {
-        "echo" => Some(Arc::new(Echo)),
-        "ingest" => Some(Arc::new(Ingest::new(sink.clone(), metrics.clone()))),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_parse_and_reject_mistakes() {
-        let sink: Arc<dyn Sink> = Arc::new(ews_sink::StdoutSink::new());
-        let m = Arc::new(Metrics::new());
-        let r = parse_routes("/ws=ingest, /echo=echo", &sink, &m).expect("valid");
-        let names: Vec<_> = r.iter().map(|(p, h)| (p.as_str(), h.name())).collect();
-        assert_eq!(names, vec![("/ws", "ingest"), ("/echo", "echo")]);
-        for bad in ["/ws", "ws=ingest", "/ws=nope", "/a=echo,/a=echo", ""] {
-            assert!(parse_routes(bad, &sink, &m).is_err(), "{bad:?}");
-        }
-    }
 }

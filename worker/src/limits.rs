@@ -35,14 +35,6 @@ pub fn max_connections_for(nofile: u64) -> usize {
     nofile.saturating_sub(reserve).max(1) as usize
 }
 
-/// Whether an accept error means "out of descriptors or memory" (back off, do not spin).
-pub fn is_resource_exhaustion(err: &std::io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,15 +50,5 @@ mod tests {
     fn raising_never_lowers() {
         let before = raise_nofile().expect("getrlimit");
         assert!(raise_nofile().expect("getrlimit") >= before);
-    }
-
-    #[test]
-    fn emfile_is_exhaustion() {
-        assert!(is_resource_exhaustion(&std::io::Error::from_raw_os_error(
-            libc::EMFILE
-        )));
-        assert!(!is_resource_exhaustion(&std::io::Error::from_raw_os_error(
-            libc::ECONNABORTED
-        )));
     }
 }

@@ -1,9 +1,8 @@
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
-use ews_worker::membership::{self, MembershipArgs};
-use ews_worker::{link, sinks, Worker, WorkerArgs};
+use ews_worker::{Node, NodeArgs};
+use tokio_util::sync::CancellationToken;
 
 /// The elastic-ws worker: authenticates WebSocket clients, ingests their events into a sink and
 /// pushes messages back.
@@ -11,9 +10,7 @@ use ews_worker::{link, sinks, Worker, WorkerArgs};
 #[command(name = "ews-worker", version, about)]
 struct Cli {
     #[command(flatten)]
-    worker: WorkerArgs,
-    #[command(flatten)]
-    membership: MembershipArgs,
+    node: NodeArgs,
 }
 
 fn main() -> ExitCode {
@@ -45,14 +42,27 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let cluster = membership::start(&cli.membership, &cli.worker).await?;
-    let sink = sinks::build(&cli.worker.sink, cluster.as_ref()).await?;
-    let node_id = cli.membership.cluster.node_id();
-    let mut worker = Worker::bind(cli.worker, node_id, sink).await?;
-    if let Some(m) = &cluster {
-        membership::attach(m, &mut worker);
-        link::start(m, cli.membership.internal_listen, worker.handle()).await?;
-        worker.set_peers(Arc::new(link::Peers::new(m.clone())));
-    }
-    membership::serve(worker, cluster).await
+    let signal = shutdown_signal()?;
+    let node = Node::build(cli.node).await?;
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        signal.await;
+        trigger.cancel();
+    });
+    node.run(shutdown).await
+}
+
+/// Resolves on the first SIGTERM or SIGINT (installed now, so a signal during start-up is not
+/// lost).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+    })
 }

@@ -7,9 +7,12 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use ews_proto::ServerFrame;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::publish::Delivery;
 
 /// The part of a session other tasks can reach.
 pub struct SessionShared {
@@ -51,12 +54,6 @@ pub struct SessionInfo {
     pub route: String,
     pub peer: String,
     pub connected_at: i64,
-}
-
-#[derive(Debug, PartialEq, Eq, Serialize)]
-pub struct PushResult {
-    pub delivered: usize,
-    pub dropped: usize,
 }
 
 #[derive(Default)]
@@ -111,18 +108,18 @@ impl Registry {
         }
     }
 
-    /// Pushes `msg` to every session of `client_id`; `None` when the client has none here.
-    pub fn push(&self, client_id: &str, msg: &str) -> Option<PushResult> {
+    /// Pushes `msg` to every session of `client_id` on this node (none: all counts zero).
+    pub fn push(&self, client_id: &str, msg: &str) -> Delivery {
         let targets: Vec<Arc<SessionShared>> = {
             let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            let ids = g.by_client.get(client_id)?;
+            let ids = g.by_client.get(client_id).map(Vec::as_slice).unwrap_or(&[]);
             ids.iter().filter_map(|i| g.by_id.get(i).cloned()).collect()
         };
-        let frame = Utf8Bytes::from(crate::frames::push(msg));
-        let mut r = PushResult {
-            delivered: 0,
-            dropped: 0,
-        };
+        let mut r = Delivery::default();
+        if targets.is_empty() {
+            return r;
+        }
+        let frame = Utf8Bytes::from(ServerFrame::Push { msg: msg.into() }.to_text());
         for s in targets {
             if s.push(frame.clone()) {
                 r.delivered += 1;
@@ -130,7 +127,7 @@ impl Registry {
                 r.dropped += 1;
             }
         }
-        Some(r)
+        r
     }
 
     pub fn list(&self) -> Vec<SessionInfo> {
@@ -149,51 +146,33 @@ impl Registry {
         v.sort_by_key(|s| s.id);
         v
     }
-
-    pub fn len(&self) -> usize {
-        self.inner.lock().map(|g| g.by_id.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn counts(delivered: usize, dropped: usize) -> Delivery {
+        Delivery {
+            delivered,
+            dropped,
+            failed: Vec::new(),
+        }
+    }
+
     #[test]
     fn push_is_bounded_per_session() {
         let r = Registry::default();
         let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
         let a = r.register(Some("alice".into()), "/ws".into(), peer, 2);
-        assert_eq!(r.push("bob", "x"), None);
-        assert_eq!(
-            r.push("alice", "1"),
-            Some(PushResult {
-                delivered: 1,
-                dropped: 0
-            })
-        );
-        assert_eq!(
-            r.push("alice", "2"),
-            Some(PushResult {
-                delivered: 1,
-                dropped: 0
-            })
-        );
-        assert_eq!(
-            r.push("alice", "3"),
-            Some(PushResult {
-                delivered: 0,
-                dropped: 1
-            })
-        );
+        assert_eq!(r.push("bob", "x"), counts(0, 0));
+        assert_eq!(r.push("alice", "1"), counts(1, 0));
+        assert_eq!(r.push("alice", "2"), counts(1, 0));
+        assert_eq!(r.push("alice", "3"), counts(0, 1));
         assert!(a.pop().is_some());
         assert_eq!(r.list().len(), 1);
         r.unregister(&a);
-        assert!(r.is_empty());
-        assert_eq!(r.push("alice", "4"), None);
+        assert!(r.list().is_empty());
+        assert_eq!(r.push("alice", "4"), counts(0, 0));
     }
 }

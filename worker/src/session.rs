@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ews_proto::ServerFrame;
 use ews_sink::Receipt;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,7 +21,6 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::frames;
 use crate::handler::{Handler, Outcome, SessionState};
 use crate::metrics::Metrics;
 use crate::registry::SessionShared;
@@ -155,7 +155,6 @@ where
     match msg {
         Message::Text(_) | Message::Binary(_) if !closing => {
             match session.handler.on_message(&mut session.state, msg).await {
-                Outcome::Nothing => Flow::Continue,
                 Outcome::Reply(reply) => send(ws, reply, env).await,
                 Outcome::Submitted { seq, receipt } => {
                     if session.ack {
@@ -194,14 +193,17 @@ where
     let frame = match res {
         Ok(()) => {
             env.metrics.event("acked");
-            frames::ack(seq)
+            ServerFrame::Ack { seq }
         }
         Err(e) => {
             env.metrics.event("nacked");
-            frames::nack(seq, &e.to_string())
+            ServerFrame::Nack {
+                seq,
+                error: e.to_string(),
+            }
         }
     };
-    send(ws, frame, env).await
+    send(ws, Message::text(frame.to_text()), env).await
 }
 
 async fn wait(timer: &mut Option<Pin<Box<Sleep>>>) {

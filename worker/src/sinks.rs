@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ews_cluster::Membership;
+use ews_queue::Broker;
 use ews_sink::Sink;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,16 +54,29 @@ pub struct SinkArgs {
 /// Events a sink may hold unacknowledged before sessions are back-pressured.
 const SINK_WINDOW: usize = 8192;
 
+/// The broker the node hosts for its own queue sink: outside a cluster, without `--queue-url`.
+/// The node holds it for its life (it keeps the queue directory locked).
+pub fn embedded_broker(args: &SinkArgs, in_cluster: bool) -> anyhow::Result<Option<Arc<Broker>>> {
+    if args.sink != SinkKind::Queue || args.queue_url.is_some() || in_cluster {
+        return Ok(None);
+    }
+    let broker = args.queue.open()?;
+    tracing::info!(dir = %args.queue.queue_dir.display(), queue = %args.queue_name, "embedded queue");
+    Ok(Some(Arc::new(broker)))
+}
+
 /// The sink `--sink` names. `cluster` is the worker's membership, if it is in a cluster: the
-/// `queue` sink then sends to the active leader's broker over the node link.
+/// `queue` sink then sends to the active leader's broker over the node link; `broker` is the
+/// node's embedded one, if it hosts one.
 pub async fn build(
     args: &SinkArgs,
-    cluster: Option<&Arc<ews_cluster::Membership>>,
+    cluster: Option<&Arc<Membership>>,
+    broker: Option<&Arc<Broker>>,
 ) -> anyhow::Result<Arc<dyn Sink>> {
     Ok(match args.sink {
         SinkKind::Stdout => Arc::new(ews_sink::StdoutSink::new()),
         SinkKind::File => Arc::new(ews_sink::FileSink::open(&args.sink_file).await?),
-        SinkKind::Queue => queue_sink(args, cluster)?,
+        SinkKind::Queue => queue_sink(args, cluster, broker)?,
         SinkKind::Kafka => {
             let mut config = ews_sink::KafkaConfig::new(&args.kafka_brokers, &args.kafka_topic);
             config.max_in_flight = SINK_WINDOW;
@@ -72,9 +87,13 @@ pub async fn build(
 
 fn queue_sink(
     args: &SinkArgs,
-    cluster: Option<&Arc<ews_cluster::Membership>>,
+    cluster: Option<&Arc<Membership>>,
+    broker: Option<&Arc<Broker>>,
 ) -> anyhow::Result<Arc<dyn Sink>> {
     use ews_sink::QueueSink;
+    if let Some(b) = broker {
+        return Ok(Arc::new(QueueSink::embedded(b.queue(&args.queue_name)?)));
+    }
     if let Some(url) = &args.queue_url {
         let url = url.clone();
         return Ok(Arc::new(QueueSink::remote(
@@ -84,9 +103,7 @@ fn queue_sink(
         )));
     }
     let Some(m) = cluster else {
-        let broker = Arc::new(args.queue.open()?);
-        tracing::info!(dir = %args.queue.queue_dir.display(), queue = %args.queue_name, "embedded queue");
-        return Ok(Arc::new(QueueSink::embedded_in(broker, &args.queue_name)?));
+        anyhow::bail!("the queue sink has no broker: pass --queue-url, --seeds or --standalone");
     };
     let headers = ews_cluster::link::secret_header(m.secret())
         .and_then(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))

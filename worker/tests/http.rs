@@ -39,9 +39,22 @@ fn http_statuses_before_the_upgrade() {
             .0,
         404
     );
+    // RFC 6455 4.4: a version we do not speak is 426, naming the one we do.
     assert_eq!(
         http_request(w.public, "GET", "/ws", &upgrade[..3], b"")
             .expect("no version")
+            .0,
+        426
+    );
+    let bad_key = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "c2hvcnQ="),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+    assert_eq!(
+        http_request(w.public, "GET", "/ws", &bad_key, b"")
+            .expect("bad key")
             .0,
         400
     );

@@ -3,6 +3,7 @@
 //! and single-box setups), and `ews-queue read`, the consumer a person uses to look at events.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,8 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use ews_http::args::PortArgs;
 use ews_queue::args::QueueArgs;
 use ews_queue::client::ReadOptions;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
 
 /// Without a subcommand, serves the broker.
 #[derive(Debug, Parser)]
@@ -39,9 +43,11 @@ enum Command {
 struct ServeArgs {
     /// Address to serve `/queue/{name}` and `/info` on.
     #[arg(long, env = "EWS_LISTEN", default_value = "0.0.0.0:7070")]
-    listen: String,
+    listen: SocketAddr,
     #[command(flatten)]
     queue: QueueArgs,
+    #[command(flatten)]
+    ports: PortArgs,
 }
 
 #[derive(Debug, Args)]
@@ -157,7 +163,7 @@ async fn serve(cli: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listener = match tokio::net::TcpListener::bind(&cli.listen).await {
+    let listener = match ews_http::bind(cli.listen, cli.ports.backlog()) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("ews-queue: cannot listen on {}: {e}", cli.listen);
@@ -169,9 +175,25 @@ async fn serve(cli: ServeArgs) -> ExitCode {
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(%addr, dir = %cli.queue.queue_dir.display(), "ews-queue listening");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("ews-queue: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    ews_queue::server::serve(listener, broker, shutdown).await;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        trigger.cancel();
+    });
+    ews_queue::server::serve(listener, broker, shutdown, cli.ports.limits()).await;
     ExitCode::SUCCESS
 }

@@ -13,18 +13,19 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::record::{self, Record, Tail};
+use super::record::{self, Record, Tail};
 
-/// Called on the writer thread once a record (and everything before it) is durable, or failed.
-pub type Done = Box<dyn FnOnce(io::Result<()>) + Send>;
+/// Told once a record (and everything before it) is durable, or why it is not. The writer thread
+/// only sends on it: what follows durability runs on the receiving side, never on the writer.
+pub type Durable = oneshot::Sender<io::Result<()>>;
 
 pub enum Op {
-    /// Append a record; `done`, if any, runs after the batch holding it is fsynced.
-    Append(Record, Option<Done>),
-    /// Runs `done` once every earlier append is durable.
-    Barrier(Done),
+    /// Append a record; `durable`, if any, is told after the batch holding it is fsynced.
+    Append(Record, Option<Durable>),
+    /// Told once every earlier append is durable.
+    Barrier(Durable),
 }
 
 /// A message found on disk that no delete record covers.
@@ -273,7 +274,8 @@ impl Writer {
                     Op::Barrier(done) => Some(done),
                 };
                 if let Some(done) = done {
-                    done(match &result {
+                    // A dropped receiver only means nobody waits for this one.
+                    let _ = done.send(match &result {
                         Ok(()) => Ok(()),
                         Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
                     });
@@ -330,18 +332,14 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::mpsc as std_mpsc;
 
     fn append(tx: &mpsc::Sender<Op>, rec: Record) -> io::Result<()> {
-        let (done_tx, done_rx) = std_mpsc::channel();
-        tx.blocking_send(Op::Append(
-            rec,
-            Some(Box::new(move |r| {
-                let _ = done_tx.send(r);
-            })),
-        ))
-        .map_err(|_| io::Error::other("writer gone"))?;
-        done_rx.recv().map_err(|_| io::Error::other("no answer"))?
+        let (done_tx, done_rx) = oneshot::channel();
+        tx.blocking_send(Op::Append(rec, Some(done_tx)))
+            .map_err(|_| io::Error::other("writer gone"))?;
+        done_rx
+            .blocking_recv()
+            .map_err(|_| io::Error::other("no answer"))?
     }
 
     fn send(id: u64, body: &str) -> Record {

@@ -1,0 +1,106 @@
+//! The flags every node binary shares for its ports, and the duration parsers every flag in
+//! seconds uses (so `0` or junk is an error at start, never a silent clamp).
+
+use std::time::Duration;
+
+use crate::{Backlog, Limits};
+
+/// Flags for the ports that serve operators, scrapers and other nodes (admin, node link, queue).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PortArgs {
+    /// Accept-queue length of every listening port. Default: the kernel's ceiling,
+    /// `net.core.somaxconn`, so a burst of reconnects is queued instead of dropped.
+    #[arg(long, env = "EWS_LISTEN_BACKLOG")]
+    pub listen_backlog: Option<Backlog>,
+
+    /// HTTP connections each admin, node-link and queue port serves at once; more wait in the
+    /// accept queue.
+    #[arg(
+        long,
+        env = "EWS_PORT_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub port_max_connections: u32,
+
+    /// Seconds a connection to an admin, node-link or queue port has to send a request head;
+    /// also how long an idle keep-alive connection stays open.
+    #[arg(
+        long = "port-header-timeout-secs",
+        env = "EWS_PORT_HEADER_TIMEOUT_SECS",
+        default_value = "10",
+        value_parser = positive_secs
+    )]
+    pub port_header_timeout: Duration,
+}
+
+impl PortArgs {
+    pub fn backlog(&self) -> Backlog {
+        self.listen_backlog.unwrap_or_else(Backlog::system)
+    }
+
+    /// The limits of an admin, node-link or queue port.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.port_max_connections as usize,
+            header_read_timeout: self.port_header_timeout,
+            ..Limits::internal()
+        }
+    }
+}
+
+/// A whole number of seconds, `0` included.
+pub fn secs(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|e| format!("not a whole number of seconds: {e}"))
+}
+
+/// A whole number of seconds, at least 1.
+pub fn positive_secs(s: &str) -> Result<Duration, String> {
+    match secs(s)? {
+        d if d.is_zero() => Err("must be at least 1 second".into()),
+        d => Ok(d),
+    }
+}
+
+/// A whole number of milliseconds, at least 1.
+pub fn positive_millis(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1 millisecond".into()),
+        Ok(n) => Ok(Duration::from_millis(n)),
+        Err(e) => Err(format!("not a whole number of milliseconds: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_refuse_zero_and_junk() {
+        assert_eq!(secs("0"), Ok(Duration::ZERO));
+        assert_eq!(positive_secs("30"), Ok(Duration::from_secs(30)));
+        assert!(positive_secs("0").is_err());
+        assert!(positive_secs("-1").is_err());
+        assert!(positive_secs("1.5").is_err());
+        assert_eq!(positive_millis("250"), Ok(Duration::from_millis(250)));
+        assert!(positive_millis("0").is_err());
+    }
+
+    #[test]
+    fn port_flags_parse() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            ports: PortArgs,
+        }
+        let c = Cli::try_parse_from(["x", "--port-max-connections", "8"]).unwrap();
+        assert_eq!(c.ports.limits().max_connections, 8);
+        assert!(Cli::try_parse_from(["x", "--port-max-connections", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--port-header-timeout-secs", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--listen-backlog", "0"]).is_err());
+    }
+}

@@ -1,0 +1,198 @@
+//! A leader node: membership (a seed of the cluster), the admin port, the internal port (the
+//! node link, which serves the built-in queue while this leader is active) and the CloudWatch
+//! publisher. The same shape as a worker: [`Leader::build`] binds and joins, [`Leader::run`]
+//! serves until its shutdown token is cancelled, then leaves the cluster.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ews_cluster::{ClusterArgs, Membership, MembershipConfig, Role};
+use ews_http::args::{positive_secs, PortArgs};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::admin::Admin;
+use crate::cloudwatch;
+use crate::internal::InternalRoutes;
+
+/// Every flag of `ews-leader`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LeaderArgs {
+    /// Admin HTTP port: /info, /members, /metrics. Never exposed through the load balancer.
+    #[arg(long, env = "EWS_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// Internal port: gossip on UDP and node links on TCP (same port number).
+    #[arg(long, env = "EWS_INTERNAL_LISTEN", default_value = "0.0.0.0:7070")]
+    pub internal_listen: SocketAddr,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Publish the cluster-wide connected-client count to CloudWatch (active leader only).
+    #[arg(long, env = "EWS_PUBLISH_METRIC")]
+    pub publish_metric: bool,
+
+    /// CloudWatch namespace of the published metric.
+    #[arg(long, env = "EWS_CLOUDWATCH_NAMESPACE", default_value = "ElasticWS")]
+    pub cloudwatch_namespace: String,
+
+    /// CloudWatch metric name of the cluster-wide connected-client count.
+    #[arg(
+        long,
+        env = "EWS_CLOUDWATCH_METRIC",
+        default_value = "ConnectedClients"
+    )]
+    pub cloudwatch_metric: String,
+
+    /// Value of the metric's `Deployment` dimension. Two deployments in one account and region
+    /// would otherwise write one metric and feed each other's scaling alarms; Terraform sets it
+    /// to the deployment's name. Empty: no dimension.
+    #[arg(long, env = "EWS_CLOUDWATCH_DEPLOYMENT", default_value = "")]
+    pub cloudwatch_deployment: String,
+
+    /// Seconds between two publications (CloudWatch's standard resolution is 60 s).
+    #[arg(
+        long = "cloudwatch-interval-secs",
+        env = "EWS_CLOUDWATCH_INTERVAL_SECS",
+        default_value = "60",
+        value_parser = positive_secs
+    )]
+    pub cloudwatch_interval: Duration,
+
+    /// The built-in queue broker this leader hosts while it is active.
+    #[command(flatten)]
+    pub queue: ews_queue::args::QueueArgs,
+
+    #[command(flatten)]
+    pub ports: PortArgs,
+}
+
+pub struct Leader {
+    admin_listener: TcpListener,
+    internal_listener: TcpListener,
+    membership: Membership,
+    admin: Arc<Admin>,
+    internal: Arc<InternalRoutes>,
+    cloudwatch: Option<(cloudwatch::Settings, cloudwatch::PublishMetrics)>,
+    limits: ews_http::Limits,
+}
+
+impl Leader {
+    /// Binds both ports and starts gossip.
+    pub async fn build(args: LeaderArgs) -> anyhow::Result<Leader> {
+        let backlog = args.ports.backlog();
+        let admin_listener = ews_http::bind(args.admin_listen, backlog)
+            .with_context(|| format!("binding admin port {}", args.admin_listen))?;
+        let internal_listener = ews_http::bind(args.internal_listen, backlog)
+            .with_context(|| format!("binding internal port {}", args.internal_listen))?;
+
+        let mut config =
+            MembershipConfig::from_args(&args.cluster, Role::Leader, args.internal_listen)?;
+        config.admin_listen = Some(admin_listener.local_addr()?);
+        config.internal_listen = internal_listener.local_addr()?;
+        let membership = Membership::start(config)
+            .await
+            .context("starting cluster membership")?;
+
+        let mut registry = Registry::default();
+        membership.metrics().register(&mut registry);
+        let publish_metrics = cloudwatch::PublishMetrics::default();
+        publish_metrics.register(&mut registry);
+        let admin = Arc::new(Admin {
+            view: membership.watch_view(),
+            registry,
+            draining: AtomicBool::new(false),
+        });
+        let internal = Arc::new(InternalRoutes {
+            secret: membership.secret().cloned(),
+            queue: ews_queue::args::LazyBroker::new(args.queue.clone()),
+            view: membership.watch_view(),
+            connections: TaskTracker::new(),
+        });
+        let cloudwatch = args.publish_metric.then(|| {
+            (
+                cloudwatch::Settings {
+                    namespace: args.cloudwatch_namespace.clone(),
+                    metric: args.cloudwatch_metric.clone(),
+                    deployment: Some(args.cloudwatch_deployment.clone()).filter(|d| !d.is_empty()),
+                    interval: args.cloudwatch_interval,
+                },
+                publish_metrics,
+            )
+        });
+        info!(
+            node_id = membership.node_id(),
+            admin = %admin_listener.local_addr()?,
+            internal = %internal_listener.local_addr()?,
+            publish_metric = args.publish_metric,
+            "ews-leader ready"
+        );
+        Ok(Leader {
+            admin_listener,
+            internal_listener,
+            membership,
+            admin,
+            internal,
+            cloudwatch,
+            limits: args.ports.limits(),
+        })
+    }
+
+    /// Serves until `shutdown` is cancelled; then `/info` turns 503, the leader says it is
+    /// leaving, gossip stops, the ports finish their requests in flight and close.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Leader {
+            admin_listener,
+            internal_listener,
+            membership,
+            admin,
+            internal,
+            cloudwatch,
+            limits,
+        } = self;
+        let ports = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let a = admin.clone();
+        tasks.spawn(ews_http::serve(
+            admin_listener,
+            move |req, peer| a.clone().route(req, peer),
+            ports.child_token(),
+            limits.clone(),
+        ));
+        let i = internal.clone();
+        tasks.spawn(ews_http::serve(
+            internal_listener,
+            move |req, peer| i.clone().route(req, peer),
+            ports.child_token(),
+            limits,
+        ));
+        if let Some((settings, metrics)) = cloudwatch {
+            let view = membership.watch_view();
+            let stop = ports.child_token();
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = cloudwatch::run(settings, view, metrics) => {}
+                }
+            });
+        }
+        tasks.close();
+
+        shutdown.cancelled().await;
+        info!("leaving the cluster");
+        admin.draining.store(true, Ordering::Relaxed);
+        membership.leave_and_shutdown().await;
+        ports.cancel();
+        internal.connections.close();
+        tasks.wait().await;
+        info!("ews-leader stopped");
+        Ok(())
+    }
+}

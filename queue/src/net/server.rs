@@ -1,0 +1,150 @@
+//! The broker side of the `/queue/{name}` WebSocket protocol, for any hyper server: the leader's
+//! internal router, the worker's public router, or the small `ews-queue` binary.
+
+use std::sync::Arc;
+
+use ews_http::reply::{self, Body};
+use ews_http::WsUpgrade;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::protocol::{ClientFrame, ServerFrame};
+use crate::{Broker, Queue};
+
+/// Sends one connection may have awaiting their durable write. Past it the connection is not
+/// read, so a fast sender is slowed by TCP flow control.
+pub const SEND_WINDOW: usize = 1024;
+
+/// WebSocket settings for queue connections: small buffers, bounded frames.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(4 * 1024 * 1024)
+        .max_message_size(Some(2 * 1024 * 1024))
+        .max_frame_size(Some(2 * 1024 * 1024))
+}
+
+/// The queue name in a `/queue/{name}` path.
+pub fn queue_name(path: &str) -> Option<&str> {
+    path.strip_prefix("/queue/")
+        .filter(|n| crate::broker::valid_name(n))
+}
+
+/// Answers a `GET /queue/{name}` WebSocket upgrade request: `101` and, on `connections`, a
+/// task serving the connection; `404` for another path, a typed rejection for a request that is
+/// not a valid handshake. The connection must be served by [`ews_http::serve`] (upgrades on).
+pub fn upgrade<B>(
+    broker: &Arc<Broker>,
+    mut req: Request<B>,
+    connections: &TaskTracker,
+) -> Response<Body> {
+    let Some(name) = queue_name(req.uri().path()).map(str::to_string) else {
+        return reply::text(StatusCode::NOT_FOUND, "no such queue path\n");
+    };
+    let upgrade = match WsUpgrade::from_request(&mut req) {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let queue = match broker.queue(&name) {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::warn!(queue = %name, error = %e, "cannot open queue");
+            return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "queue unavailable\n");
+        }
+    };
+    upgrade.accept(ws_config(), connections, move |ws| serve_socket(ws, queue))
+}
+
+/// Serves one client connection on `queue` until it closes: sends are pipelined (answered in
+/// order once durable), deliveries are pushed while the connection's cumulative demand lasts.
+pub async fn serve_socket<S>(ws: WebSocketStream<S>, queue: Queue)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut out, mut inp) = ws.split();
+    let mut sends = FuturesOrdered::new();
+    let mut demand: u64 = 0;
+    loop {
+        let mut delivering = None;
+        let reply = tokio::select! {
+            biased;
+            Some(sent) = sends.next(), if !sends.is_empty() => match sent {
+                Ok(id) => ServerFrame::Sent { id },
+                Err(e) => ServerFrame::Error { error: format!("send failed: {e}") },
+            },
+            d = queue.take(), if demand > 0 => {
+                demand -= 1;
+                delivering = Some(d.id);
+                ServerFrame::Message { id: d.id, body: d.body, deliveries: d.deliveries }
+            }
+            msg = inp.next(), if sends.len() < SEND_WINDOW => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                match serde_json::from_str::<ClientFrame>(&text) {
+                    Ok(ClientFrame::Send { body }) => {
+                        let q = queue.clone();
+                        sends.push_back(async move { q.send(body).await });
+                        continue;
+                    }
+                    Ok(ClientFrame::Receive { count }) => {
+                        demand = demand.saturating_add(count);
+                        continue;
+                    }
+                    Ok(ClientFrame::Delete { id }) => {
+                        queue.delete(id).await;
+                        continue;
+                    }
+                    Err(e) => ServerFrame::Error { error: format!("bad frame: {e}") },
+                }
+            }
+        };
+        if out.send(Message::text(reply.to_text())).await.is_err() {
+            if let Some(id) = delivering {
+                // Never reached the receiver: visible again now, not after the timeout.
+                queue.release(id);
+            }
+            break;
+        }
+    }
+    // Sends still in `sends` complete durably but are not acknowledged: the client resends.
+}
+
+/// Serves `/queue/{name}` (and `GET /info` for readiness) on `listener` until `shutdown` is
+/// cancelled; then waits for the HTTP requests in flight and closes the queue connections. Used
+/// by the `ews-queue` binary and by tests.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+    limits: ews_http::Limits,
+) {
+    let connections = TaskTracker::new();
+    let tracker = connections.clone();
+    ews_http::serve(
+        listener,
+        move |req, _| {
+            let resp = if req.uri().path() == "/info" {
+                reply::text(StatusCode::OK, "Success")
+            } else {
+                upgrade(&broker, req, &tracker)
+            };
+            std::future::ready(resp)
+        },
+        shutdown,
+        limits,
+    )
+    .await;
+    connections.close();
+}

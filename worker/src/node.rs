@@ -1,0 +1,398 @@
+//! A worker node: the gateway (public port and its sessions), the admin port, and, in a cluster,
+//! membership and the node link; the sink its events go to and, outside a cluster, the embedded
+//! queue broker that sink writes to. [`Node::build`] opens everything (so a bad flag or a taken
+//! port fails before anything serves); [`Node::run`] serves until told to stop, then drains.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ews_cluster::Membership;
+use ews_queue::Broker;
+use ews_sink::Sink;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::Admin;
+use crate::auth::{self, Authenticator};
+use crate::link::{Link, Peers};
+use crate::membership::{self, MembershipArgs};
+use crate::metrics::Metrics;
+use crate::public::{self, Public};
+use crate::registry::Registry;
+use crate::session::SessionEnv;
+use crate::{handler, limits, sinks, WorkerArgs};
+
+/// How long the sink gets to flush after the sessions are closed.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every flag of `ews-worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    #[command(flatten)]
+    pub membership: MembershipArgs,
+}
+
+/// A cheap, cloneable view of a running worker for the rest of the node.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    active: Arc<AtomicUsize>,
+    capacity: usize,
+    drain: CancellationToken,
+}
+
+impl WorkerHandle {
+    /// Open WebSocket sessions.
+    pub fn connections(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Most sessions this node accepts.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_cancelled()
+    }
+
+    /// Resolves once the drain has begun.
+    pub async fn draining(&self) {
+        self.drain.cancelled().await
+    }
+
+    /// Starts the drain as a shutdown would.
+    pub fn begin_drain(&self) {
+        self.drain.cancel()
+    }
+}
+
+/// The node link: its listener and routes.
+struct NodeLink {
+    listener: TcpListener,
+    link: Arc<Link>,
+}
+
+pub struct Node {
+    public_listener: TcpListener,
+    admin_listener: TcpListener,
+    public: Arc<Public>,
+    admin: Arc<Admin>,
+    link: Option<NodeLink>,
+    membership: Option<Arc<Membership>>,
+    port_limits: ews_http::Limits,
+    sink: Arc<dyn Sink>,
+    /// Held for the node's life: it keeps the queue directory locked.
+    _broker: Option<Arc<Broker>>,
+    drain_window: Duration,
+    ping_interval: Duration,
+    ticks: watch::Sender<()>,
+    handle: WorkerHandle,
+}
+
+impl Node {
+    /// Joins the cluster (if `--seeds`), opens the sink, binds every port and prepares auth.
+    pub async fn build(args: NodeArgs) -> anyhow::Result<Node> {
+        let NodeArgs {
+            worker: args,
+            membership: cluster_args,
+        } = args;
+        let backlog = args.ports.backlog();
+        let nofile = limits::raise_nofile().context("reading RLIMIT_NOFILE")?;
+        let capacity = args
+            .max_connections
+            .unwrap_or_else(|| limits::max_connections_for(nofile));
+        let metrics = Arc::new(Metrics::new());
+        metrics.connections_max.set(capacity as i64);
+
+        let public_listener = ews_http::bind(args.listen, backlog)
+            .with_context(|| format!("binding --listen {}", args.listen))?;
+        let admin_listener = ews_http::bind(args.admin_listen, backlog)
+            .with_context(|| format!("binding --admin-listen {}", args.admin_listen))?;
+        let public_addr = public_listener.local_addr()?;
+
+        // Before the sink: in a cluster the queue sink follows the active leader.
+        let membership = membership::start(&cluster_args, &args).await?;
+        let link_listener = match &membership {
+            // Gossip may have picked the port when `--internal-listen` asked for port 0.
+            Some(m) => {
+                let addr =
+                    SocketAddr::new(cluster_args.internal_listen.ip(), m.gossip_addr().port());
+                Some(
+                    ews_http::bind(addr, backlog)
+                        .with_context(|| format!("binding the internal TCP port {addr}"))?,
+                )
+            }
+            None => None,
+        };
+        let broker = sinks::embedded_broker(&args.sink, membership.is_some())?;
+        let sink = sinks::build(&args.sink, membership.as_ref(), broker.as_ref()).await?;
+
+        let auth = build_auth(&args, public_addr)?;
+        if let Some(a) = &auth {
+            a.prefetch().await;
+        }
+        let node_id = cluster_args.cluster.node_id();
+        let routes = handler::build(&args.routes, &sink, &metrics);
+        let (ticks, ticks_rx) = watch::channel(());
+        let drain = CancellationToken::new();
+        let env = Arc::new(SessionEnv {
+            metrics: metrics.clone(),
+            ticks: ticks_rx,
+            drain: drain.clone(),
+            drain_spread: args.drain_window * 3 / 4,
+            ack_window: args.ack_window,
+            write_timeout: args.ping_interval * 2,
+        });
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(args.ws_read_buffer_bytes)
+            // Write each frame at once; a session awaits every write before the next, so the
+            // write buffer never holds more than one frame.
+            .write_buffer_size(0)
+            .max_message_size(Some(args.max_message_bytes))
+            .max_frame_size(Some(args.max_message_bytes));
+        let registry = Arc::new(Registry::default());
+        let active = Arc::new(AtomicUsize::new(0));
+        let public = Arc::new(Public {
+            routes,
+            auth,
+            standalone: args.standalone,
+            node: node_id.into(),
+            metrics: metrics.clone(),
+            registry: registry.clone(),
+            env,
+            ws_config,
+            max_connections: capacity,
+            active: active.clone(),
+            outbound_queue: args.outbound_queue,
+            handshake_timeout: args.handshake_timeout,
+            sessions: TaskTracker::new(),
+        });
+        let admin = Arc::new(Admin {
+            metrics: metrics.clone(),
+            registry: registry.clone(),
+            cluster: membership.clone().map(|m| (m.clone(), Peers::new(m))),
+        });
+        let link = link_listener
+            .zip(membership.as_ref())
+            .map(|(listener, m)| NodeLink {
+                listener,
+                link: Arc::new(Link {
+                    secret: m.secret().cloned(),
+                    registry,
+                    metrics: metrics.clone(),
+                }),
+            });
+        tracing::info!(
+            listen = %public_addr,
+            admin = %admin_listener.local_addr()?,
+            internal = ?link.as_ref().and_then(|l| l.listener.local_addr().ok()),
+            nofile,
+            capacity,
+            backlog = %backlog,
+            sink = sink.name(),
+            "worker ready"
+        );
+        Ok(Node {
+            public_listener,
+            admin_listener,
+            public,
+            admin,
+            link,
+            membership,
+            port_limits: args.ports.limits(),
+            sink,
+            _broker: broker,
+            drain_window: args.drain_window,
+            ping_interval: args.ping_interval,
+            ticks,
+            handle: WorkerHandle {
+                active,
+                capacity,
+                drain,
+            },
+        })
+    }
+
+    pub fn handle(&self) -> WorkerHandle {
+        self.handle.clone()
+    }
+
+    pub fn public_addr(&self) -> std::io::Result<SocketAddr> {
+        self.public_listener.local_addr()
+    }
+
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin_listener.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled (or [`WorkerHandle::begin_drain`]), then drains:
+    /// `/info` turns 503 and upgrades are refused (the listener stays open, so the load balancer
+    /// sees the node leave rather than refused connections), sessions are closed with 1012
+    /// spread over the drain window, the sink is flushed, the ports close, gossip says goodbye.
+    /// Fails if the node gave up joining its cluster.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let public_addr = self.public_addr()?;
+        let admin_addr = self.admin_addr()?;
+        let Node {
+            public_listener,
+            admin_listener,
+            public,
+            admin,
+            link,
+            membership,
+            port_limits,
+            sink,
+            _broker,
+            drain_window,
+            ping_interval,
+            ticks,
+            handle,
+        } = self;
+        // Everything below stops when `ports` is cancelled, after the drain.
+        let ports = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let p = public.clone();
+        tasks.spawn(ews_http::serve(
+            public_listener,
+            move |req, peer| public::route(req, peer, p.clone()),
+            ports.child_token(),
+            public::limits(&public),
+        ));
+        tasks.spawn(ews_http::serve(
+            admin_listener,
+            move |req, peer| admin.clone().route(req, peer),
+            ports.child_token(),
+            port_limits.clone(),
+        ));
+        if let Some(NodeLink { listener, link }) = link {
+            tasks.spawn(ews_http::serve(
+                listener,
+                move |req, peer| link.clone().route(req, peer),
+                ports.child_token(),
+                port_limits,
+            ));
+        }
+        tasks.spawn(tick(ping_interval, ticks, ports.child_token()));
+        if let Some(m) = &membership {
+            tasks.spawn(membership::report(
+                m.clone(),
+                handle.clone(),
+                (public_addr, admin_addr),
+                ports.child_token(),
+            ));
+        }
+        tasks.close();
+
+        let gave_up = async {
+            match &membership {
+                Some(m) => m.gave_up().await,
+                None => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => { tracing::info!("shutting down: draining"); Ok(()) }
+            _ = handle.draining() => { tracing::info!("drain requested"); Ok(()) }
+            _ = gave_up => Err(anyhow::anyhow!(
+                "could not join the cluster: no seed node answered in time"
+            )),
+        };
+        handle.begin_drain();
+        public.metrics.draining.set(1);
+        if result.is_ok() {
+            drain(&public, &handle, drain_window).await;
+        }
+        match tokio::time::timeout(FLUSH_TIMEOUT, sink.flush()).await {
+            Ok(Ok(())) => tracing::info!(sink = sink.name(), "sink flushed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sink flush failed"),
+            Err(_) => tracing::warn!("sink flush timed out"),
+        }
+        ports.cancel();
+        tasks.wait().await;
+        if let Some(m) = &membership {
+            if result.is_ok() {
+                m.leave_and_shutdown().await;
+            } else {
+                m.shutdown().await;
+            }
+        }
+        tracing::info!("drained");
+        result
+    }
+}
+
+/// Closes every session (1012, spread over the window) and waits for them, at most `window`.
+async fn drain(public: &Public, handle: &WorkerHandle, window: Duration) {
+    tracing::info!(
+        open = handle.connections(),
+        window_secs = window.as_secs(),
+        "closing sessions with 1012"
+    );
+    public.sessions.close();
+    if tokio::time::timeout(window, public.sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = handle.connections(),
+            "drain window over with sessions still open"
+        );
+    }
+}
+
+/// The node-wide liveness tick every session pings and judges its peer on.
+async fn tick(period: Duration, ticks: watch::Sender<()>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {
+                if ticks.send(()).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The token verifier, or `None` with `--no-auth`. Standalone without a key gets a random
+/// HS256 secret and a development token printed once, as a ready URL.
+fn build_auth(args: &WorkerArgs, public: SocketAddr) -> anyhow::Result<Option<Authenticator>> {
+    if args.no_auth {
+        tracing::warn!("--no-auth: clients are NOT authenticated; never use this in production");
+        return Ok(None);
+    }
+    if let Some(a) = Authenticator::from_args(&args.jwt)? {
+        if args.standalone {
+            println!(
+                "test page: http://127.0.0.1:{}/?access_token=<your token>",
+                public.port()
+            );
+        }
+        return Ok(Some(a));
+    }
+    anyhow::ensure!(
+        args.standalone,
+        "no JWT key configured: pass --jwt-hs256-secret[-file], --jwt-public-key-file or --jwks-url (or --no-auth for tests)"
+    );
+    let secret = auth::random_secret();
+    let token = auth::dev_token(secret.as_bytes(), "dev-client", 24 * 3600)?;
+    // The one place a token is printed: the developer asked for a ready-to-use URL.
+    println!(
+        "test page: http://127.0.0.1:{}/?access_token={token}",
+        public.port()
+    );
+    Ok(Some(Authenticator::hs256(
+        secret.as_bytes(),
+        args.jwt.jwt_leeway_secs,
+    )))
+}

@@ -1,0 +1,184 @@
+//! The public port: `/info` for the load balancer, WebSocket upgrades on the configured routes,
+//! the test page in standalone mode. Every refusal happens before the upgrade, as an HTTP status
+//! the client (and the load balancer) can see.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ews_http::reply::{self, Body};
+use ews_http::{Event, Events, Limits, WsUpgrade};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::handler::{Handler, SessionState};
+use crate::metrics::Metrics;
+use crate::registry::{Registry, SessionShared};
+use crate::session::{self, Session, SessionEnv};
+use crate::{page, token};
+
+/// Everything the public port needs, shared by all connections.
+pub struct Public {
+    pub routes: Vec<(String, Arc<dyn Handler>)>,
+    /// `None` only with `--no-auth`.
+    pub auth: Option<Authenticator>,
+    pub standalone: bool,
+    pub node: Arc<str>,
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<Registry>,
+    pub env: Arc<SessionEnv>,
+    pub ws_config: WebSocketConfig,
+    pub max_connections: usize,
+    pub active: Arc<AtomicUsize>,
+    pub outbound_queue: usize,
+    pub handshake_timeout: Duration,
+    pub sessions: TaskTracker,
+}
+
+/// The public port's limits: pending (not yet upgraded) connections up to the session capacity
+/// (more could not become sessions anyway), each with one handshake timeout to upgrade.
+pub fn limits(public: &Public) -> Limits {
+    let metrics = public.metrics.clone();
+    Limits {
+        max_connections: public.max_connections,
+        header_read_timeout: public.handshake_timeout,
+        request_timeout: public.handshake_timeout,
+        events: Events::new(move |e| match e {
+            Event::AcceptExhausted => metrics.error("accept_emfile"),
+            Event::AcceptFailed => metrics.error("accept"),
+            Event::HeaderTimeout | Event::RequestTimeout => metrics.handshake("timeout"),
+        }),
+    }
+}
+
+pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>) -> Response<Body> {
+    let path = req.uri().path();
+    // The health check is `GET /info` only: any other method, there too, is unhandled.
+    if path == "/info" && req.method() == Method::GET {
+        return if p.env.drain.is_cancelled() {
+            reply::text(StatusCode::SERVICE_UNAVAILABLE, "draining")
+        } else {
+            reply::text(StatusCode::OK, "Success")
+        };
+    }
+    if req.method() != Method::GET {
+        return reply::text(StatusCode::FORBIDDEN, "Unhandled HTTP method");
+    }
+    if !WsUpgrade::is_requested(req.headers()) {
+        if p.standalone && path == "/" {
+            return reply::with_type(StatusCode::OK, "text/html; charset=utf-8", page::HTML);
+        }
+        p.metrics.handshake("bad_request");
+        return reply::text(StatusCode::BAD_REQUEST, "no websocket upgrade header");
+    }
+    let Some((route, handler)) = p.routes.iter().find(|(r, _)| r == path) else {
+        p.metrics.handshake("not_found");
+        return reply::text(StatusCode::NOT_FOUND, "no such WebSocket route");
+    };
+    let (route, handler) = (Arc::<str>::from(route.as_str()), handler.clone());
+    let upgrade = match WsUpgrade::from_request(&mut req) {
+        Ok(u) => u,
+        Err(rejection) => {
+            p.metrics.handshake("bad_request");
+            return rejection.into_response();
+        }
+    };
+    if p.env.drain.is_cancelled() {
+        p.metrics.handshake("draining");
+        return reply::text(StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    if p.active.load(Ordering::Relaxed) >= p.max_connections {
+        p.metrics.handshake("over_capacity");
+        return reply::text(StatusCode::SERVICE_UNAVAILABLE, "over capacity");
+    }
+
+    let query = req.uri().query();
+    let ack = query.and_then(|q| token::query_param(q, "ack")) == Some("1");
+    let found = token::find(req.headers(), query);
+    let via_subprotocol = found.as_ref().is_some_and(|f| f.via_subprotocol);
+    let client_id: Option<Arc<str>> = match &p.auth {
+        None => None,
+        Some(auth) => {
+            let verdict = match &found {
+                Some(f) => auth.verify(f.token).await,
+                None => Err(crate::auth::AuthError("no token".into())),
+            };
+            match verdict {
+                Ok(sub) => Some(sub.into()),
+                Err(e) => {
+                    p.metrics.handshake("unauthorized");
+                    tracing::info!(%peer, reason = %e, "token refused");
+                    let mut r = reply::text(StatusCode::UNAUTHORIZED, "invalid token");
+                    r.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                    );
+                    return r;
+                }
+            }
+        }
+    };
+
+    // Reserve the slot now so concurrent upgrades cannot overshoot the capacity.
+    let before = p.active.fetch_add(1, Ordering::AcqRel);
+    if before >= p.max_connections {
+        p.active.fetch_sub(1, Ordering::AcqRel);
+        p.metrics.handshake("over_capacity");
+        return reply::text(StatusCode::SERVICE_UNAVAILABLE, "over capacity");
+    }
+    p.metrics.connections_active.set(before as i64 + 1);
+    // Listed (and reachable by publish) from the moment the 101 goes out.
+    let shared = p
+        .registry
+        .register(client_id.clone(), route, peer, p.outbound_queue);
+    // Released however the session ends, also when the upgrade itself fails (the closure is
+    // then dropped unrun).
+    let slot = Slot {
+        public: p.clone(),
+        shared: shared.clone(),
+    };
+    p.metrics.handshake("ok");
+
+    let upgrade = if via_subprotocol {
+        upgrade.protocol(token::BEARER_PROTOCOL)
+    } else {
+        upgrade
+    };
+    let env = p.env.clone();
+    let node = p.node.clone();
+    upgrade.accept(p.ws_config, &p.sessions, move |ws| async move {
+        let state = SessionState {
+            id: shared.id,
+            client_id,
+            node,
+            last_seq: 0,
+        };
+        let session = Session {
+            handler,
+            state,
+            shared,
+            ack,
+        };
+        session::run(ws, session, &env).await;
+        drop(slot);
+    })
+}
+
+/// One unit of session capacity and the session's registry entry, released when the session
+/// ends however it ends.
+struct Slot {
+    public: Arc<Public>,
+    shared: Arc<SessionShared>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.public.registry.unregister(&self.shared);
+        let now = self.public.active.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.public.metrics.connections_active.set(now as i64);
+    }
+}
