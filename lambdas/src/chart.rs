@@ -1,5 +1,5 @@
 //! A PNG chart of a simulation run, drawn directly into an indexed-colour bitmap: no plotting,
-//! image or font stack, only zlib for the PNG data stream. Text-free by design; the README
+//! image or font stack, only zlib for the PNG data stream. Text-free by design; docs/scaling.md
 //! carries the legend.
 //!
 //! Top panel: clients wanted (black), each node's connections (one colour per node), the

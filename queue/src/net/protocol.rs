@@ -1,5 +1,5 @@
 //! The JSON frames clients and the broker exchange over a `/queue/{name}` WebSocket (one frame per
-//! WebSocket text message; documented in the README).
+//! WebSocket text message; documented in docs/pipeline.md).
 
 use serde::{Deserialize, Serialize};
 
