@@ -1,10 +1,10 @@
 //! The cluster flags every node binary shares (`ews-worker` and `ews-leader` flatten them).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use ews_http::args::{positive_secs, read_secret_file, Secret};
 
 /// Cluster membership flags. Defaults follow the paper's Akka configuration
 /// (`seed-node-timeout = 10s`, `shutdown-after-unsuccessful-join-seed-nodes = 100s`).
@@ -18,20 +18,31 @@ pub struct ClusterArgs {
     /// Comma-separated host:port of the leaders' internal port. Host names are re-resolved on
     /// every retry, so private DNS names survive a leader's replacement.
     #[arg(long, env = "EWS_SEEDS", value_delimiter = ',')]
-    pub seeds: Vec<String>,
+    pub seeds: Vec<Seed>,
 
     /// Host or IP peers use to reach this node (default: the listen IP if specific, else the
     /// local address that routes to the first seed, else 127.0.0.1).
     #[arg(long, env = "EWS_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
 
-    /// Gossip round interval in milliseconds. Failure detection takes a few rounds.
-    #[arg(long, env = "EWS_GOSSIP_INTERVAL_MS", default_value_t = 500)]
-    pub gossip_interval_ms: u64,
+    /// Gossip round interval in milliseconds (at least 10). Failure detection takes a few
+    /// rounds.
+    #[arg(
+        long = "gossip-interval-ms",
+        env = "EWS_GOSSIP_INTERVAL_MS",
+        default_value = "500",
+        value_parser = gossip_interval
+    )]
+    pub gossip_interval: Duration,
 
     /// Seconds between attempts to contact the seeds (the paper's `seed-node-timeout`).
-    #[arg(long, env = "EWS_SEED_NODE_TIMEOUT_SECS", default_value_t = 10)]
-    pub seed_node_timeout_secs: u64,
+    #[arg(
+        long = "seed-node-timeout-secs",
+        env = "EWS_SEED_NODE_TIMEOUT_SECS",
+        default_value = "10",
+        value_parser = positive_secs
+    )]
+    pub seed_node_timeout: Duration,
 
     /// A worker that has not joined after this many seconds exits non-zero (the paper's
     /// `shutdown-after-unsuccessful-join-seed-nodes`). 0 waits forever.
@@ -44,8 +55,13 @@ pub struct ClusterArgs {
 
     /// Seconds an unreachable node stays listed before it is forgotten. Short, so a replaced
     /// instance does not linger in the view (a restarted node comes back with a new generation).
-    #[arg(long, env = "EWS_DEAD_NODE_GRACE_SECS", default_value_t = 60)]
-    pub dead_node_grace_secs: u64,
+    #[arg(
+        long = "dead-node-grace-secs",
+        env = "EWS_DEAD_NODE_GRACE_SECS",
+        default_value = "60",
+        value_parser = positive_secs
+    )]
+    pub dead_node_grace: Duration,
 
     /// Shared secret of the cluster, required on node-to-node links (TCP, internal port).
     /// Gossip (UDP) is not authenticated: keep the internal port private to the cluster.
@@ -55,54 +71,19 @@ pub struct ClusterArgs {
         hide_env_values = true,
         conflicts_with = "cluster_secret_file"
     )]
-    pub cluster_secret: Option<String>,
+    pub cluster_secret: Option<Secret>,
 
     /// File holding the cluster secret (trailing whitespace ignored).
-    #[arg(long, env = "EWS_CLUSTER_SECRET_FILE")]
-    pub cluster_secret_file: Option<PathBuf>,
+    #[arg(long, env = "EWS_CLUSTER_SECRET_FILE", value_parser = read_secret_file)]
+    pub cluster_secret_file: Option<Secret>,
 }
 
 impl ClusterArgs {
-    pub fn gossip_interval(&self) -> Duration {
-        Duration::from_millis(self.gossip_interval_ms.max(10))
-    }
-
-    pub fn seed_node_timeout(&self) -> Duration {
-        Duration::from_secs(self.seed_node_timeout_secs.max(1))
-    }
-
-    /// The seeds, checked to be `host:port` so a typo fails at start instead of after the
-    /// give-up time.
-    pub fn seeds(&self) -> anyhow::Result<Vec<String>> {
-        let mut out = Vec::new();
-        for seed in self
-            .seeds
-            .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-        {
-            let port = seed
-                .rsplit_once(':')
-                .map(|(host, port)| (host, port.parse::<u16>()));
-            match port {
-                Some((host, Ok(p))) if !host.is_empty() && p != 0 => out.push(seed.to_string()),
-                _ => bail!("--seeds: {seed:?} is not host:port"),
-            }
-        }
-        Ok(out)
-    }
-
-    /// `None` when the node should keep trying forever.
     pub fn join_give_up(&self) -> Option<Duration> {
         (self.shutdown_after_unsuccessful_join_secs > 0)
             .then(|| Duration::from_secs(self.shutdown_after_unsuccessful_join_secs))
     }
 
-    pub fn dead_node_grace(&self) -> Duration {
-        Duration::from_secs(self.dead_node_grace_secs.max(1))
-    }
-
-    /// The configured node id, else the host name.
     pub fn node_id(&self) -> String {
         self.node_id
             .clone()
@@ -110,39 +91,52 @@ impl ClusterArgs {
             .unwrap_or_else(host_name)
     }
 
-    /// Reads the cluster secret from the flag or the file; `None` when neither is set.
-    pub fn secret(&self) -> anyhow::Result<Option<ClusterSecret>> {
-        let raw = match (&self.cluster_secret, &self.cluster_secret_file) {
-            (Some(s), _) => s.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .with_context(|| format!("reading cluster secret file {}", path.display()))?,
-            (None, None) => return Ok(None),
-        };
-        let secret = raw.trim_end().to_string();
-        if secret.is_empty() {
-            bail!("the cluster secret is empty");
+    /// The cluster secret, from `--cluster-secret` or `--cluster-secret-file`.
+    pub fn secret(&self) -> Option<&ClusterSecret> {
+        self.cluster_secret
+            .as_ref()
+            .or(self.cluster_secret_file.as_ref())
+    }
+}
+
+/// The shared secret of a cluster.
+pub type ClusterSecret = Secret;
+
+/// A seed: `host:port` of a leader's internal port. The host stays a name (it is resolved again
+/// on every attempt); the port is checked now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    host: String,
+    port: u16,
+}
+
+impl FromStr for Seed {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        match s.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+            Some((host, Ok(port))) if !host.is_empty() && port != 0 => Ok(Seed {
+                host: host.to_string(),
+                port,
+            }),
+            _ => Err(format!("{s:?} is not host:port")),
         }
-        Ok(Some(ClusterSecret(secret)))
     }
 }
 
-/// The shared cluster secret. Its `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClusterSecret(String);
-
-impl ClusterSecret {
-    pub fn new(secret: impl Into<String>) -> ClusterSecret {
-        ClusterSecret(secret.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ClusterSecret {
+impl fmt::Display for Seed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClusterSecret(..)")
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// A gossip interval: whole milliseconds, at least 10.
+fn gossip_interval(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(ms) if ms >= 10 => Ok(Duration::from_millis(ms)),
+        Ok(ms) => Err(format!("{ms} ms is below the minimum of 10 ms")),
+        Err(e) => Err(format!("not a whole number of milliseconds: {e}")),
     }
 }
 
@@ -169,7 +163,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_paper() {
         let cli = Cli::parse_from(["x"]);
-        assert_eq!(cli.cluster.seed_node_timeout(), Duration::from_secs(10));
+        assert_eq!(cli.cluster.seed_node_timeout, Duration::from_secs(10));
         assert_eq!(cli.cluster.join_give_up(), Some(Duration::from_secs(100)));
         assert!(cli.cluster.seeds.is_empty());
         assert!(!cli.cluster.node_id().is_empty());
@@ -178,10 +172,8 @@ mod tests {
     #[test]
     fn seeds_are_comma_separated() {
         let cli = Cli::parse_from(["x", "--seeds", "leader-1.ews.internal:7070,10.0.0.2:7070"]);
-        assert_eq!(
-            cli.cluster.seeds,
-            vec!["leader-1.ews.internal:7070", "10.0.0.2:7070"]
-        );
+        let seeds: Vec<String> = cli.cluster.seeds.iter().map(Seed::to_string).collect();
+        assert_eq!(seeds, vec!["leader-1.ews.internal:7070", "10.0.0.2:7070"]);
     }
 
     #[test]
@@ -189,23 +181,22 @@ mod tests {
         let path = std::env::temp_dir().join(format!("ews-secret-{}", std::process::id()));
         std::fs::write(&path, "s3cret\n").unwrap();
         let cli = Cli::parse_from(["x", "--cluster-secret-file", path.to_str().unwrap()]);
-        let secret = cli.cluster.secret().unwrap().unwrap();
+        let secret = cli.cluster.secret().unwrap();
         assert_eq!(secret.expose(), "s3cret");
         assert!(!format!("{secret:?}").contains("s3cret"));
         let _ = std::fs::remove_file(path);
     }
 
     #[test]
-    fn malformed_seeds_are_rejected() {
-        let cli = Cli::parse_from(["x", "--seeds", "leader-1:7070, ,[::1]:7070"]);
-        assert_eq!(
-            cli.cluster.seeds().unwrap(),
-            vec!["leader-1:7070", "[::1]:7070"]
-        );
+    fn malformed_flags_are_errors_at_start() {
+        let cli = Cli::parse_from(["x", "--seeds", "leader-1:7070,[::1]:7070"]);
+        assert_eq!(cli.cluster.seeds.len(), 2);
         for bad in ["leader-1", "leader-1:http", ":7070", "leader-1:0"] {
-            let cli = Cli::parse_from(["x", "--seeds", bad]);
-            assert!(cli.cluster.seeds().is_err(), "{bad}");
+            assert!(Cli::try_parse_from(["x", "--seeds", bad]).is_err(), "{bad}");
         }
+        assert!(Cli::try_parse_from(["x", "--gossip-interval-ms", "5"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--seed-node-timeout-secs", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--cluster-secret", ""]).is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod node;
 mod seeds;
 mod view;
 
-pub use args::{ClusterArgs, ClusterSecret};
+pub use args::{ClusterArgs, ClusterSecret, Seed};
 pub use membership::{JoinState, Membership, MembershipConfig, LEAVE_ROUNDS};
 pub use metrics::ClusterMetrics;
 pub use node::{Role, Status};

@@ -63,17 +63,17 @@ impl MembershipConfig {
         Ok(MembershipConfig {
             node_id: args.node_id(),
             role,
-            seeds: args.seeds()?,
+            seeds: args.seeds.iter().map(ToString::to_string).collect(),
             internal_listen,
             advertise_host: args.advertise_host.clone(),
             public_listen: None,
             admin_listen: None,
             capacity: 0,
-            gossip_interval: args.gossip_interval(),
-            seed_node_timeout: args.seed_node_timeout(),
+            gossip_interval: args.gossip_interval,
+            seed_node_timeout: args.seed_node_timeout,
             join_give_up: args.join_give_up(),
-            dead_node_grace: args.dead_node_grace(),
-            secret: args.secret()?,
+            dead_node_grace: args.dead_node_grace,
+            secret: args.secret().cloned(),
         })
     }
 }

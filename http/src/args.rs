@@ -1,6 +1,9 @@
-//! The flags every node binary shares for its ports, and the duration parsers every flag in
-//! seconds uses (so `0` or junk is an error at start, never a silent clamp).
+//! The flags every node binary shares for its ports, and the parsers every binary's flags use:
+//! durations (so `0` or junk is an error at start, never a silent clamp) and secrets given
+//! either on the command line or in a file (read once, at the boundary, into a [`Secret`]).
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::{Backlog, Limits};
@@ -74,6 +77,46 @@ pub fn positive_millis(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A shared secret (the cluster secret, an HS256 key). Never printed: its `Debug` is redacted.
+/// A flag `--x` takes it as text, its companion `--x-file` through [`read_secret_file`]; either
+/// way an empty secret is an error.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim_end_matches(['\r', '\n']);
+        if s.is_empty() {
+            return Err("the secret is empty".into());
+        }
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Reads a secret from the file at `path` (trailing white space ignored).
+pub fn read_secret_file(path: &str) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
+    text.trim_end().parse().map_err(|e| format!("{path}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +130,21 @@ mod tests {
         assert!(positive_secs("1.5").is_err());
         assert_eq!(positive_millis("250"), Ok(Duration::from_millis(250)));
         assert!(positive_millis("0").is_err());
+    }
+
+    #[test]
+    fn secrets_come_from_text_or_a_file_and_are_never_printed() {
+        assert_eq!("abc\n".parse::<Secret>().unwrap().expose(), "abc");
+        assert!("".parse::<Secret>().is_err());
+        let path = std::env::temp_dir().join(format!("ews-secret-{}", std::process::id()));
+        std::fs::write(&path, "from-file  \n").unwrap();
+        let s = read_secret_file(path.to_str().unwrap()).unwrap();
+        assert_eq!(s.expose(), "from-file");
+        assert_eq!(format!("{s:?}"), "Secret(..)");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_secret_file(path.to_str().unwrap()).is_err());
+        let _ = std::fs::remove_file(&path);
+        assert!(read_secret_file("/nonexistent/secret").is_err());
     }
 
     #[test]

@@ -227,7 +227,7 @@ impl Connector {
     pub fn new(args: &ConnectArgs, target: Target) -> Result<Connector, String> {
         let minter = args
             .jwt
-            .secret()?
+            .secret()
             .map(|s| args.jwt.minter(&s, args.jwt_ttl_secs));
         if args.connect_concurrency == 0 {
             return Err("--connect-concurrency must be at least 1".into());

@@ -5,11 +5,11 @@
 //! authenticate without preparing anything. `ews-load token` mints one for a person (a browser
 //! tab, `websocat`, a curl script) with the same code.
 
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use ews_http::args::{read_secret_file, Secret};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde::Serialize;
 
@@ -19,14 +19,15 @@ use serde::Serialize;
 pub struct JwtKey {
     /// The worker's HS256 secret (`--jwt-hs256-secret` of ews-worker).
     #[arg(long, env = "EWS_JWT_HS256_SECRET", hide_env_values = true)]
-    pub jwt_hs256_secret: Option<String>,
+    pub jwt_hs256_secret: Option<Secret>,
     /// File holding the HS256 secret (trailing newline ignored).
     #[arg(
         long,
         env = "EWS_JWT_HS256_SECRET_FILE",
-        conflicts_with = "jwt_hs256_secret"
+        conflicts_with = "jwt_hs256_secret",
+        value_parser = read_secret_file
     )]
-    pub jwt_hs256_secret_file: Option<PathBuf>,
+    pub jwt_hs256_secret_file: Option<Secret>,
     /// `iss` claim, when the worker checks `--jwt-issuer`.
     #[arg(long, env = "EWS_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -36,21 +37,12 @@ pub struct JwtKey {
 }
 
 impl JwtKey {
-    /// The secret from the flag or from its file (trailing newline ignored); `None` if neither.
-    pub fn secret(&self) -> Result<Option<Vec<u8>>, String> {
-        match (&self.jwt_hs256_secret, &self.jwt_hs256_secret_file) {
-            (Some(s), _) => Ok(Some(s.as_bytes().to_vec())),
-            (None, Some(path)) => {
-                let s = std::fs::read_to_string(path)
-                    .map_err(|e| format!("read {}: {e}", path.display()))?;
-                let s = s.trim_end_matches(['\r', '\n']);
-                if s.is_empty() {
-                    return Err(format!("{} holds no secret", path.display()));
-                }
-                Ok(Some(s.as_bytes().to_vec()))
-            }
-            (None, None) => Ok(None),
-        }
+    /// The secret from the flag or from its file; `None` if neither.
+    pub fn secret(&self) -> Option<Vec<u8>> {
+        self.jwt_hs256_secret
+            .as_ref()
+            .or(self.jwt_hs256_secret_file.as_ref())
+            .map(|s| s.expose().as_bytes().to_vec())
     }
 
     /// A minter with this key's claims and tokens living `ttl_secs`.
@@ -86,7 +78,7 @@ pub struct TokenArgs {
 pub fn token(args: &TokenArgs) -> Result<String, String> {
     let secret = args
         .key
-        .secret()?
+        .secret()
         .ok_or("give --jwt-hs256-secret-file (or --jwt-hs256-secret): the worker's HS256 secret")?;
     if args.sub.is_empty() {
         return Err("--sub must not be empty".into());
@@ -235,7 +227,7 @@ mod tests {
             topics: vec!["news".into(), "chat.*".into()],
             ttl: Ttl(Duration::from_secs(600)),
             key: JwtKey {
-                jwt_hs256_secret: Some("k".into()),
+                jwt_hs256_secret: Some(Secret::new("k")),
                 jwt_hs256_secret_file: None,
                 jwt_issuer: None,
                 jwt_audience: None,

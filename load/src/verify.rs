@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ews_http::args::Secret;
 use ews_proto::{Event, ServerFrame, StampedEvent};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
@@ -43,7 +44,7 @@ pub struct VerifyArgs {
     pub queue_url: Option<String>,
     /// Secret for a leader's node link, sent as `x-ews-cluster-secret`.
     #[arg(long, env = "EWS_CLUSTER_SECRET", hide_env_values = true)]
-    pub cluster_secret: Option<String>,
+    pub cluster_secret: Option<Secret>,
     /// Leave read events in the queue (by default they are deleted once counted).
     #[arg(long, env = "EWS_KEEP")]
     pub keep: bool,
@@ -277,7 +278,7 @@ async fn read_queue(
     let headers: Vec<(String, String)> = args
         .cluster_secret
         .iter()
-        .map(|s| ("x-ews-cluster-secret".to_string(), s.clone()))
+        .map(|s| ("x-ews-cluster-secret".to_string(), s.expose().to_string()))
         .collect();
     let opts = ews_queue::client::ReadOptions {
         delete: !args.keep,

@@ -16,18 +16,28 @@ pub struct QueueArgs {
     #[arg(
         long,
         env = "EWS_QUEUE_VISIBILITY_TIMEOUT_MS",
-        default_value_t = 10_000
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub queue_visibility_timeout_ms: u64,
     /// Deliveries after which an undeleted message moves to `<queue>-dlq` (0: never).
     #[arg(long, env = "EWS_QUEUE_MAX_DELIVERIES", default_value_t = 5)]
     pub queue_max_deliveries: u32,
     /// Messages a queue holds before senders are back-pressured.
-    #[arg(long, env = "EWS_QUEUE_MAX_DEPTH", default_value_t = 100_000)]
+    #[arg(long, env = "EWS_QUEUE_MAX_DEPTH", default_value_t = 100_000, value_parser = at_least_one)]
     pub queue_max_depth: usize,
     /// Body bytes a queue holds before senders are back-pressured.
-    #[arg(long, env = "EWS_QUEUE_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    #[arg(long, env = "EWS_QUEUE_MAX_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = at_least_one)]
     pub queue_max_bytes: usize,
+}
+
+/// A bound that must hold at least one (message or byte): `0` is an error, not rounded up.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
 }
 
 impl QueueArgs {

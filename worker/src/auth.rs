@@ -33,19 +33,7 @@ pub struct Authenticator {
 impl Authenticator {
     /// Builds from flags; `None` when no key source is configured.
     pub fn from_args(args: &JwtArgs) -> anyhow::Result<Option<Authenticator>> {
-        let secret = match (&args.jwt_hs256_secret, &args.jwt_hs256_secret_file) {
-            (Some(s), _) => Some(s.clone()),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
-                    .trim_end()
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
-        if let Some(s) = &secret {
-            anyhow::ensure!(!s.is_empty(), "the HS256 secret is empty");
-        }
+        let secret = args.hs256_secret().map(|s| s.expose().to_string());
         let pem = match &args.jwt_public_key_file {
             Some(path) => {
                 let bytes = std::fs::read(path)

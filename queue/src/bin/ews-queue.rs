@@ -5,13 +5,12 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use ews_http::args::PortArgs;
+use ews_http::args::{read_secret_file, PortArgs, Secret};
 use ews_queue::args::QueueArgs;
 use ews_queue::client::ReadOptions;
 use tokio::signal::unix::{signal, SignalKind};
@@ -71,14 +70,15 @@ struct ReadArgs {
     idle_ms: u64,
     /// The cluster secret, to read from a leader's internal port.
     #[arg(long, env = "EWS_CLUSTER_SECRET", hide_env_values = true)]
-    cluster_secret: Option<String>,
+    cluster_secret: Option<Secret>,
     /// File holding the cluster secret (trailing newline ignored).
     #[arg(
         long,
         env = "EWS_CLUSTER_SECRET_FILE",
-        conflicts_with = "cluster_secret"
+        conflicts_with = "cluster_secret",
+        value_parser = read_secret_file
     )]
-    cluster_secret_file: Option<PathBuf>,
+    cluster_secret_file: Option<Secret>,
 }
 
 /// One output line per message: the body itself when it is one line of JSON (a stamped event),
@@ -91,20 +91,12 @@ fn json_line(body: &str) -> String {
 }
 
 async fn read(args: ReadArgs) -> ExitCode {
-    let secret = match (&args.cluster_secret, &args.cluster_secret_file) {
-        (Some(s), _) => Some(s.clone()),
-        (None, Some(path)) => match std::fs::read_to_string(path) {
-            Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
-            Err(e) => {
-                eprintln!("ews-queue read: {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        },
-        (None, None) => None,
-    };
-    let headers: Vec<(String, String)> = secret
+    let headers: Vec<(String, String)> = args
+        .cluster_secret
+        .as_ref()
+        .or(args.cluster_secret_file.as_ref())
+        .map(|s| ("x-ews-cluster-secret".to_string(), s.expose().to_string()))
         .into_iter()
-        .map(|s| ("x-ews-cluster-secret".to_string(), s))
         .collect();
     let opts = ReadOptions {
         delete: args.delete,
