@@ -10,11 +10,13 @@
 
 pub mod args;
 mod listen;
+mod ports;
 pub mod reply;
 mod serve;
 mod ws;
 
 pub use listen::{bind, Backlog};
+pub use ports::Ports;
 pub use reply::Body;
 pub use serve::{serve, Event, Events, Limits};
 pub use ws::{Rejection, WsStream, WsUpgrade};

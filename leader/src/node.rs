@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ews_cluster::{ClusterArgs, Membership, MembershipConfig, Role};
 use ews_http::args::{positive_secs, PortArgs};
+use ews_http::Ports;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -148,50 +149,35 @@ impl Leader {
     /// Serves until `shutdown` is cancelled; then `/info` turns 503, the leader says it is
     /// leaving, gossip stops, the ports finish their requests in flight and close.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Leader {
-            admin_listener,
-            internal_listener,
-            membership,
-            admin,
-            internal,
-            cloudwatch,
-            limits,
-        } = self;
-        let ports = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let a = admin.clone();
-        tasks.spawn(ews_http::serve(
-            admin_listener,
+        let ports = Ports::new();
+        let a = self.admin.clone();
+        ports.serve(
+            self.admin_listener,
             move |req, peer| a.clone().route(req, peer),
-            ports.child_token(),
-            limits.clone(),
-        ));
-        let i = internal.clone();
-        tasks.spawn(ews_http::serve(
-            internal_listener,
+            self.limits.clone(),
+        );
+        let i = self.internal.clone();
+        ports.serve(
+            self.internal_listener,
             move |req, peer| i.clone().route(req, peer),
-            ports.child_token(),
-            limits,
-        ));
-        if let Some((settings, metrics)) = cloudwatch {
-            let view = membership.watch_view();
-            let stop = ports.child_token();
-            tasks.spawn(async move {
+            self.limits,
+        );
+        if let Some((settings, metrics)) = self.cloudwatch {
+            let view = self.membership.watch_view();
+            ports.spawn(|stop| async move {
                 tokio::select! {
                     _ = stop.cancelled() => {}
                     _ = cloudwatch::run(settings, view, metrics) => {}
                 }
             });
         }
-        tasks.close();
 
         shutdown.cancelled().await;
         info!("leaving the cluster");
-        admin.draining.store(true, Ordering::Relaxed);
-        membership.leave_and_shutdown().await;
-        ports.cancel();
-        internal.connections.close();
-        tasks.wait().await;
+        self.admin.draining.store(true, Ordering::Relaxed);
+        self.membership.leave_and_shutdown().await;
+        self.internal.connections.close();
+        ports.close().await;
         info!("ews-leader stopped");
         Ok(())
     }

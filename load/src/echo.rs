@@ -1,7 +1,6 @@
 //! `echo`: M round trips per connection against an echo route; latency, throughput and the
 //! server's CPU per message.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use crate::connect::{
     close_all, no_connection, ConnectArgs, ConnectSummary, Connector, Target, Ws,
 };
 use crate::server::{self, ServerUsage};
-use crate::stats::{per_sec, Errors, Latency, LatencySummary};
+use crate::stats::{per_sec, Errors, Failures, Latency, LatencySummary};
 use crate::Outcome;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -51,8 +50,8 @@ pub struct EchoReport {
     pub round_trip: LatencySummary,
     /// Server CPU and RSS growth over the echo phase, per echoed message.
     pub server_per_message: Option<ServerUsage>,
-    pub errors: BTreeMap<String, u64>,
-    pub error_ratio: f64,
+    #[serde(flatten)]
+    pub failures: Failures,
 }
 
 struct Shared {
@@ -106,8 +105,10 @@ pub async fn run(args: EchoArgs) -> Result<EchoReport, String> {
         round_trip: shared.latency.summary(),
         server_per_message: ServerUsage::between(before, after, echoed),
         // A connection stops at its first error, so this is the fraction of failed connections.
-        error_ratio: errors.total() as f64 / connect.attempted.max(1) as f64,
-        errors: errors.snapshot(),
+        failures: Failures {
+            errors: errors.snapshot(),
+            error_ratio: errors.total() as f64 / connect.attempted.max(1) as f64,
+        },
         connect,
     })
 }
@@ -196,17 +197,13 @@ impl Outcome for EchoReport {
         out
     }
 
-    fn errors(&self) -> &BTreeMap<String, u64> {
-        &self.errors
-    }
-
-    fn error_ratio(&self) -> f64 {
-        self.error_ratio
+    fn failures(&self) -> &Failures {
+        &self.failures
     }
 
     fn shortfall(&self) -> Option<String> {
         if self.connect.established == 0 {
-            Some(no_connection(&self.connect, &self.errors))
+            Some(no_connection(&self.connect, &self.failures.errors))
         } else if self.echoed == 0 {
             Some("no message was echoed back".into())
         } else {

@@ -1,6 +1,5 @@
 //! `idle`: open N connections and hold them, measuring what each costs the server.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use crate::connect::{
 };
 use crate::server::{self, ServerUsage};
 use crate::stats::Errors;
+use crate::stats::Failures;
 use crate::Outcome;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -41,8 +41,8 @@ pub struct IdleReport {
     pub hold_secs: u64,
     /// Server RSS growth per established connection (after settling) and CPU per handshake.
     pub server_per_connection: Option<ServerUsage>,
-    pub errors: BTreeMap<String, u64>,
-    pub error_ratio: f64,
+    #[serde(flatten)]
+    pub failures: Failures,
 }
 
 pub async fn run(args: IdleArgs) -> Result<IdleReport, String> {
@@ -94,8 +94,10 @@ pub async fn run(args: IdleArgs) -> Result<IdleReport, String> {
         held,
         hold_secs: args.hold_secs,
         server_per_connection,
-        errors: errors.snapshot(),
-        error_ratio: errors.total() as f64 / attempts.max(1) as f64,
+        failures: Failures {
+            errors: errors.snapshot(),
+            error_ratio: errors.total() as f64 / attempts.max(1) as f64,
+        },
     })
 }
 
@@ -148,15 +150,11 @@ impl Outcome for IdleReport {
         out
     }
 
-    fn errors(&self) -> &BTreeMap<String, u64> {
-        &self.errors
-    }
-
-    fn error_ratio(&self) -> f64 {
-        self.error_ratio
+    fn failures(&self) -> &Failures {
+        &self.failures
     }
 
     fn shortfall(&self) -> Option<String> {
-        (self.connect.established == 0).then(|| no_connection(&self.connect, &self.errors))
+        (self.connect.established == 0).then(|| no_connection(&self.connect, &self.failures.errors))
     }
 }

@@ -1,7 +1,7 @@
 //! `ingest`: each client sends `{"msg","clientId","timestamp"}` events at a rate (the seed's
 //! LoadTest), optionally asking for per-event acks (`?ack=1`) and counting them.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +16,7 @@ use crate::connect::{
     close_all, no_connection, ConnectArgs, ConnectSummary, Connector, Target, Ws,
 };
 use crate::server::{self, ServerUsage};
-use crate::stats::{per_sec, Errors, Latency, LatencySummary};
+use crate::stats::{per_sec, Errors, Failures, Latency, LatencySummary};
 use crate::Outcome;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -58,8 +58,8 @@ pub struct IngestReport {
     /// Send to ack, when acks were asked for.
     pub ack_latency: LatencySummary,
     pub server_per_event: Option<ServerUsage>,
-    pub errors: BTreeMap<String, u64>,
-    pub error_ratio: f64,
+    #[serde(flatten)]
+    pub failures: Failures,
 }
 
 #[derive(Default)]
@@ -134,9 +134,11 @@ pub async fn run(args: IngestArgs) -> Result<IngestReport, String> {
         server_per_event: ServerUsage::between(before, after, sent),
         // Events that did not make it (never sent, or not acknowledged when acks were asked
         // for) plus events the server rejected, out of all planned.
-        error_ratio: ((planned - delivered.min(planned)) + error_frames) as f64
-            / planned.max(1) as f64,
-        errors: errors.snapshot(),
+        failures: Failures {
+            errors: errors.snapshot(),
+            error_ratio: ((planned - delivered.min(planned)) + error_frames) as f64
+                / planned.max(1) as f64,
+        },
         connect,
     })
 }
@@ -262,17 +264,13 @@ impl Outcome for IngestReport {
         out
     }
 
-    fn errors(&self) -> &BTreeMap<String, u64> {
-        &self.errors
-    }
-
-    fn error_ratio(&self) -> f64 {
-        self.error_ratio
+    fn failures(&self) -> &Failures {
+        &self.failures
     }
 
     fn shortfall(&self) -> Option<String> {
         if self.connect.established == 0 {
-            Some(no_connection(&self.connect, &self.errors))
+            Some(no_connection(&self.connect, &self.failures.errors))
         } else if self.sent == 0 {
             Some("no event was sent".into())
         } else if self.ack && self.acked == 0 {

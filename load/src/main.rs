@@ -12,7 +12,6 @@ mod stats;
 mod token;
 mod verify;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -56,9 +55,8 @@ enum Load {
 pub trait Outcome: Serialize {
     /// Human-readable lines, most important first.
     fn human(&self) -> Vec<String>;
-    fn errors(&self) -> &BTreeMap<String, u64>;
-    /// Failed units (connections or events, per mode) over attempted ones.
-    fn error_ratio(&self) -> f64;
+    /// Errors by kind, and failed units (connections or events, per mode) over attempted ones.
+    fn failures(&self) -> &stats::Failures;
     /// Why the run did not measure or verify what it was asked to (no connection, nothing
     /// acknowledged, nothing read back): such a run fails whatever `--max-error-ratio` allows,
     /// because a figure over nothing is not a result.
@@ -142,7 +140,7 @@ async fn finish<R: Outcome>(
     for line in report.human() {
         println!("{line}");
     }
-    for (kind, n) in report.errors() {
+    for (kind, n) in &report.failures().errors {
         println!("error: {kind}: {n}");
     }
     let shortfall = report.shortfall();
@@ -159,10 +157,10 @@ async fn finish<R: Outcome>(
         eprintln!("ews-load: {why}");
         return ExitCode::FAILURE;
     }
-    if report.error_ratio() > args.max_error_ratio {
+    if report.failures().error_ratio > args.max_error_ratio {
         eprintln!(
             "ews-load: error ratio {:.4} above the allowed {}",
-            report.error_ratio(),
+            report.failures().error_ratio,
             args.max_error_ratio
         );
         return ExitCode::FAILURE;

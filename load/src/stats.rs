@@ -120,6 +120,15 @@ pub fn per_sec(count: u64, elapsed: Duration) -> f64 {
     }
 }
 
+/// What went wrong in a run, as every report carries it (flattened into its JSON).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Failures {
+    /// Error counts by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Failed units (connections or events, per mode) over attempted ones.
+    pub error_ratio: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! matched by `msg` (unique per event and per run). Reports sent, acknowledged, received,
 //! duplicates and missing; any acknowledged event that is missing fails the run.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::connect::{
     close_all, no_connection, ConnectArgs, ConnectSummary, Connector, Target, Ws,
 };
-use crate::stats::{per_sec, Errors};
+use crate::stats::{per_sec, Errors, Failures};
 use crate::Outcome;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -82,8 +82,8 @@ pub struct VerifyReport {
     /// Acknowledged events per second during the send phase.
     pub acked_per_sec: f64,
     pub missing_sample: Vec<String>,
-    pub errors: BTreeMap<String, u64>,
-    pub error_ratio: f64,
+    #[serde(flatten)]
+    pub failures: Failures,
 }
 
 #[derive(Default)]
@@ -177,9 +177,11 @@ pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
         received_unacked,
         send_secs: send_time.as_secs_f64(),
         acked_per_sec: per_sec(acked.len() as u64, send_time),
-        error_ratio: missing.len() as f64 / acked.len().max(1) as f64,
+        failures: Failures {
+            errors: errors.snapshot(),
+            error_ratio: missing.len() as f64 / acked.len().max(1) as f64,
+        },
         missing_sample: missing.into_iter().take(10).collect(),
-        errors: errors.snapshot(),
     })
 }
 
@@ -325,18 +327,14 @@ impl Outcome for VerifyReport {
         out
     }
 
-    fn errors(&self) -> &BTreeMap<String, u64> {
-        &self.errors
-    }
-
-    fn error_ratio(&self) -> f64 {
-        self.error_ratio
+    fn failures(&self) -> &Failures {
+        &self.failures
     }
 
     fn shortfall(&self) -> Option<String> {
         let c = &self.connect;
         if c.established == 0 {
-            Some(no_connection(c, &self.errors))
+            Some(no_connection(c, &self.failures.errors))
         } else if self.acked == 0 {
             Some(format!("none of {} events was acknowledged", self.sent))
         } else if self.received == 0 {

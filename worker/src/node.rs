@@ -18,6 +18,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use ews_http::Ports;
+
 use crate::admin::Admin;
 use crate::auth::{self, Authenticator};
 use crate::link::{Link, Peers};
@@ -241,82 +243,58 @@ impl Node {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let public_addr = self.public_addr()?;
         let admin_addr = self.admin_addr()?;
-        let Node {
-            public_listener,
-            admin_listener,
-            public,
-            admin,
-            link,
-            membership,
-            port_limits,
-            sink,
-            _broker,
-            drain_window,
-            ping_interval,
-            ticks,
-            handle,
-        } = self;
-        // Everything below stops when `ports` is cancelled, after the drain.
-        let ports = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let p = public.clone();
-        tasks.spawn(ews_http::serve(
-            public_listener,
+        // Everything below stops when the ports close, after the drain.
+        let ports = Ports::new();
+        let p = self.public.clone();
+        ports.serve(
+            self.public_listener,
             move |req, peer| public::route(req, peer, p.clone()),
-            ports.child_token(),
-            public::limits(&public),
-        ));
-        tasks.spawn(ews_http::serve(
-            admin_listener,
+            public::limits(&self.public),
+        );
+        let admin = self.admin;
+        ports.serve(
+            self.admin_listener,
             move |req, peer| admin.clone().route(req, peer),
-            ports.child_token(),
-            port_limits.clone(),
-        ));
-        if let Some(NodeLink { listener, link }) = link {
-            tasks.spawn(ews_http::serve(
+            self.port_limits.clone(),
+        );
+        if let Some(NodeLink { listener, link }) = self.link {
+            ports.serve(
                 listener,
                 move |req, peer| link.clone().route(req, peer),
-                ports.child_token(),
-                port_limits,
-            ));
+                self.port_limits,
+            );
         }
-        tasks.spawn(tick(ping_interval, ticks, ports.child_token()));
-        if let Some(m) = &membership {
-            tasks.spawn(membership::report(
-                m.clone(),
-                handle.clone(),
-                (public_addr, admin_addr),
-                ports.child_token(),
-            ));
+        ports.spawn(|stop| tick(self.ping_interval, self.ticks, stop));
+        if let Some(m) = &self.membership {
+            let (m, worker) = (m.clone(), self.handle.clone());
+            ports.spawn(|stop| membership::report(m, worker, (public_addr, admin_addr), stop));
         }
-        tasks.close();
 
         let gave_up = async {
-            match &membership {
+            match &self.membership {
                 Some(m) => m.gave_up().await,
                 None => std::future::pending().await,
             }
         };
         let result = tokio::select! {
             _ = shutdown.cancelled() => { tracing::info!("shutting down: draining"); Ok(()) }
-            _ = handle.draining() => { tracing::info!("drain requested"); Ok(()) }
+            _ = self.handle.draining() => { tracing::info!("drain requested"); Ok(()) }
             _ = gave_up => Err(anyhow::anyhow!(
                 "could not join the cluster: no seed node answered in time"
             )),
         };
-        handle.begin_drain();
-        public.metrics.draining.set(1);
+        self.handle.begin_drain();
+        self.public.metrics.draining.set(1);
         if result.is_ok() {
-            drain(&public, &handle, drain_window).await;
+            drain(&self.public, &self.handle, self.drain_window).await;
         }
-        match tokio::time::timeout(FLUSH_TIMEOUT, sink.flush()).await {
-            Ok(Ok(())) => tracing::info!(sink = sink.name(), "sink flushed"),
+        match tokio::time::timeout(FLUSH_TIMEOUT, self.sink.flush()).await {
+            Ok(Ok(())) => tracing::info!(sink = self.sink.name(), "sink flushed"),
             Ok(Err(e)) => tracing::warn!(error = %e, "sink flush failed"),
             Err(_) => tracing::warn!("sink flush timed out"),
         }
-        ports.cancel();
-        tasks.wait().await;
-        if let Some(m) = &membership {
+        ports.close().await;
+        if let Some(m) = &self.membership {
             if result.is_ok() {
                 m.leave_and_shutdown().await;
             } else {
