@@ -19,4 +19,4 @@ pub use listen::{bind, Backlog};
 pub use ports::Ports;
 pub use reply::Body;
 pub use serve::{serve, Event, Events, Limits};
-pub use ws::{Rejection, WsStream, WsUpgrade};
+pub use ws::{Rejection, Upgrading, WsStream, WsUpgrade};

@@ -3,8 +3,6 @@
 //! typed [`Rejection`]; [`WsUpgrade::accept`] answers `101` and runs the session once hyper hands
 //! over the connection.
 
-use std::future::Future;
-
 use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::upgrade::{OnUpgrade, Upgraded};
@@ -12,7 +10,6 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
-use tokio_util::task::TaskTracker;
 
 use crate::reply::{self, Body};
 
@@ -102,38 +99,15 @@ impl WsUpgrade {
         self
     }
 
-    /// Answers `101` and, on `sessions`, runs `session` over the upgraded connection with
-    /// `config`. If the upgrade fails, `session` is dropped unrun (so whatever it owns is
-    /// released).
-    pub fn accept<S, F>(
-        self,
-        config: WebSocketConfig,
-        sessions: &TaskTracker,
-        session: S,
-    ) -> Response<Body>
-    where
-        S: FnOnce(WsStream) -> F + Send + 'static,
-        F: Future<Output = ()> + Send + 'static,
-    {
+    /// Answers `101`; the [`Upgrading`] yields the WebSocket once hyper hands the connection
+    /// over. The caller spawns the session around it, so a session task holds nothing twice
+    /// (an idle session's size is the node's memory per connection).
+    pub fn accept(self) -> (Response<Body>, Upgrading) {
         let WsUpgrade {
             accept_key,
             protocol,
             on_upgrade,
         } = self;
-        sessions.spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let ws = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
-                        Role::Server,
-                        Some(config),
-                    )
-                    .await;
-                    session(ws).await
-                }
-                Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
-            }
-        });
         let mut r = reply::empty(StatusCode::SWITCHING_PROTOCOLS);
         let h = r.headers_mut();
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -142,7 +116,32 @@ impl WsUpgrade {
         if let Some(p) = protocol {
             h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
         }
-        r
+        (r, Upgrading(on_upgrade))
+    }
+}
+
+/// The server side of an accepted handshake, until the connection is handed over.
+#[derive(Debug)]
+pub struct Upgrading(OnUpgrade);
+
+impl Upgrading {
+    /// The WebSocket over the upgraded connection, with `config`; `None` if the upgrade failed
+    /// (the client went away before the `101` reached it).
+    pub async fn into_stream(self, config: WebSocketConfig) -> Option<WsStream> {
+        match self.0.await {
+            Ok(upgraded) => Some(
+                WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await,
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "WebSocket upgrade failed");
+                None
+            }
+        }
     }
 }
 

@@ -148,13 +148,16 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
     } else {
         upgrade
     };
-    let env = p.env.clone();
-    let node = p.node.clone();
-    upgrade.accept(p.ws_config, &p.sessions, move |ws| async move {
+    let (response, upgrading) = upgrade.accept();
+    let pp = p.clone();
+    p.sessions.spawn(async move {
+        let Some(ws) = upgrading.into_stream(pp.ws_config).await else {
+            return; // `slot` goes with this task
+        };
         let state = SessionState {
             id: shared.id,
             client_id,
-            node,
+            node: pp.node.clone(),
             last_seq: 0,
         };
         let session = Session {
@@ -163,9 +166,10 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
             shared,
             ack,
         };
-        session::run(ws, session, &env).await;
+        session::run(ws, session, &pp.env).await;
         drop(slot);
-    })
+    });
+    response
 }
 
 /// One unit of session capacity and the session's registry entry, released when the session

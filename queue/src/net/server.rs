@@ -61,7 +61,13 @@ pub fn upgrade<B>(
             return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "queue unavailable\n");
         }
     };
-    upgrade.accept(ws_config(), connections, move |ws| serve_socket(ws, queue))
+    let (response, upgrading) = upgrade.accept();
+    connections.spawn(async move {
+        if let Some(ws) = upgrading.into_stream(ws_config()).await {
+            serve_socket(ws, queue).await;
+        }
+    });
+    response
 }
 
 /// Serves one client connection on `queue` until it closes: sends are pipelined (answered in
