@@ -8,7 +8,8 @@
 #   scripts/local-cluster.sh [N]            # N workers, default 3
 #
 # Secure by default, like a deployment: every run has its own JWT secret (clients need a token;
-# the script prints one) and its own cluster secret (node links refuse anyone without it), both
+# the script prints one), its own admin token (the admin API refuses anyone without it) and its
+# own cluster secret (node links refuse anyone who cannot prove it), all
 # generated into the run's directory unless the environment names them, and its own free ports,
 # so two runs on one machine never find, let alone join, each other.
 #
@@ -61,6 +62,11 @@ if [[ -z ${EWS_CLUSTER_SECRET:-}${EWS_CLUSTER_SECRET_FILE:-} ]]; then
     export EWS_CLUSTER_SECRET_FILE="$dir/cluster-secret"
 fi
 jwt_file=""
+if [[ -z ${EWS_ADMIN_TOKEN:-}${EWS_ADMIN_TOKEN_FILE:-} ]]; then
+    new_secret "$dir/admin-token"
+    export EWS_ADMIN_TOKEN_FILE="$dir/admin-token"
+fi
+admin_auth="Authorization: Bearer \$(cat ${EWS_ADMIN_TOKEN_FILE:-<your token file>})"
 if [[ ${EWS_NO_AUTH:-} != true && -z ${EWS_JWT_HS256_SECRET:-}${EWS_JWT_HS256_SECRET_FILE:-}${EWS_JWT_PUBLIC_KEY_FILE:-}${EWS_JWKS_URL:-} ]]; then
     new_secret "$dir/jwt-secret"
     export EWS_JWT_HS256_SECRET_FILE="$dir/jwt-secret"
@@ -148,13 +154,14 @@ for i in $(seq 1 "$workers"); do
     printf '%-10s %-28s %-28s %s\n' "worker-$i" "ws://$host:${ports[$k]}/ws" \
         "http://$host:${ports[$((k + 1))]}" "$host:${ports[$((k + 2))]}"
 done
-echo "cluster view: curl -s http://$host:${ports[1]}/members"
+echo "cluster view: curl -s -H \"$admin_auth\" http://$host:${ports[1]}/members"
+echo "admin token (every admin route but /info and /metrics): ${EWS_ADMIN_TOKEN_FILE:-(from EWS_ADMIN_TOKEN)}"
 echo "cluster secret: ${EWS_CLUSTER_SECRET_FILE:-(from EWS_CLUSTER_SECRET)}"
 if [[ -n $jwt_file && -x $bin_dir/ews-load ]]; then
     token=$("$bin_dir/ews-load" token --sub alice --ttl 1d --jwt-hs256-secret-file "$jwt_file")
     echo "client alice (token valid 1 day): ws://$host:${public[0]}/ws?access_token=$token"
     echo "publish to alice (any worker reaches her, wherever she is connected):"
-    echo "  curl -s -X POST http://$host:${admin[$((workers - 1))]}/api/v1/publish -d '{\"clientId\":\"alice\",\"msg\":\"hello\"}'"
+    echo "  curl -s -H \"$admin_auth\" -X POST http://$host:${admin[$((workers - 1))]}/api/v1/publish -d '{\"clientId\":\"alice\",\"msg\":\"hello\"}'"
     echo "more tokens: $bin_dir/ews-load token --sub NAME --jwt-hs256-secret-file $jwt_file"
 elif [[ -n $jwt_file ]]; then
     echo "client tokens: build ews-load (cargo build -p ews-load), then ews-load token --sub NAME --jwt-hs256-secret-file $jwt_file"

@@ -74,6 +74,24 @@ resource "aws_ssm_parameter" "cluster_secret" {
   value_wo_version = var.cluster_secret_version
 }
 
+# The admin token guards every admin route of every node but /info and /metrics (publish, the
+# session list, the cluster view), made and kept the same way as the cluster secret. Operators
+# read it with `aws ssm get-parameter --with-decryption --name <admin_token_parameter>`. Rotate by
+# raising admin_token_version and restarting the nodes.
+ephemeral "aws_secretsmanager_random_password" "admin_token" {
+  password_length     = 48
+  exclude_punctuation = true
+}
+
+resource "aws_ssm_parameter" "admin_token" {
+  #checkov:skip=CKV_AWS_337:The AWS-managed aws/ssm key encrypts it; a customer-managed key is a per-organisation choice.
+  name             = "/${var.name}/admin-token"
+  description      = "elastic-ws ${var.name}: admin API token"
+  type             = "SecureString"
+  value_wo         = ephemeral.aws_secretsmanager_random_password.admin_token.random_password
+  value_wo_version = var.admin_token_version
+}
+
 # Application logs of the nodes (the CloudWatch agent ships /var/log/ews), one group per role.
 resource "aws_cloudwatch_log_group" "nodes" {
   #checkov:skip=CKV_AWS_158:AWS-managed encryption at rest is enough for application logs; a CMK is a per-organisation choice.
@@ -96,6 +114,8 @@ module "leaders" {
   admin_port                    = var.admin_port
   cluster_secret_parameter_name = aws_ssm_parameter.cluster_secret.name
   cluster_secret_parameter_arn  = aws_ssm_parameter.cluster_secret.arn
+  admin_token_parameter_name    = aws_ssm_parameter.admin_token.name
+  admin_token_parameter_arn     = aws_ssm_parameter.admin_token.arn
   publish_metric                = var.publish_cluster_metric || var.scaling_metric == "cluster"
   cloudwatch_namespace          = var.cloudwatch_namespace
   cloudwatch_metric             = var.cloudwatch_metric
@@ -143,6 +163,8 @@ module "workers" {
   ping_interval_secs            = var.ping_interval_secs
   cluster_secret_parameter_name = aws_ssm_parameter.cluster_secret.name
   cluster_secret_parameter_arn  = aws_ssm_parameter.cluster_secret.arn
+  admin_token_parameter_name    = aws_ssm_parameter.admin_token.name
+  admin_token_parameter_arn     = aws_ssm_parameter.admin_token.arn
   auth_env                      = local.auth_env
   auth_secret_parameter_arns    = local.auth_secret_parameter_arns
   sink_env                      = local.sink_env

@@ -42,3 +42,8 @@ output "scaler_functions" {
   description = "Names of the scaler Lambdas, by direction."
   value       = module.scaling.lambda_function_names
 }
+
+output "admin_token_parameter" {
+  description = "SSM parameter holding the admin token (Authorization: Bearer <token> on the admin ports)."
+  value       = aws_ssm_parameter.admin_token.name
+}

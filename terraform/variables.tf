@@ -387,6 +387,16 @@ variable "alarm_topic_arns" {
   default     = []
 }
 
+variable "admin_token_version" {
+  type        = number
+  description = "Generation of the admin token: raise it to write a new random token to SSM (nodes read it when they restart)."
+  default     = 1
+  validation {
+    condition     = var.admin_token_version >= 1 && floor(var.admin_token_version) == var.admin_token_version
+    error_message = "admin_token_version must be a positive whole number."
+  }
+}
+
 variable "cluster_secret_version" {
   type        = number
   description = "Generation of the cluster secret: raise it to write a new random secret to SSM (nodes read it when they restart)."

@@ -12,7 +12,6 @@
 //! [`Membership::leave`] then [`Membership::shutdown`] on the way out.
 
 mod args;
-pub mod link;
 mod membership;
 mod metrics;
 mod node;

@@ -7,6 +7,8 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use ews_http::args::Secret;
+use ews_http::link::LinkKey;
 use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
 use serde_json::Value;
 
@@ -357,7 +359,34 @@ fn node_link_requires_the_cluster_secret() {
             .unwrap()
             .0
     };
+    let signed = |secret: &str| {
+        let key = LinkKey::derive(&Secret::new(secret));
+        let (header, _) = key.sign(&http::Method::GET, "/info", b"");
+        header.to_str().expect("ascii").to_string()
+    };
     assert_eq!(get(&[]), 401);
-    assert_eq!(get(&[("x-ews-cluster-secret", "wrong")]), 401);
-    assert_eq!(get(&[("x-ews-cluster-secret", "s3cret")]), 200);
+    assert_eq!(get(&[("x-ews-link", &signed("wrong"))]), 401);
+    // The secret itself opens nothing: it is never sent.
+    assert_eq!(get(&[("x-ews-cluster-secret", "s3cret")]), 401);
+    let good = signed("s3cret");
+    assert_eq!(get(&[("x-ews-link", &good)]), 200);
+    assert_eq!(get(&[("x-ews-link", &good)]), 401, "a replayed signature");
+}
+
+#[test]
+fn leader_admin_routes_need_the_admin_token() {
+    let l1 = Node::leader(&NodeSpec {
+        extra: &["--admin-token", "t0k"],
+        ..NodeSpec::new("leader-1", &[])
+    });
+    let get = |headers: &[(&str, &str)], path: &str| {
+        ews_testkit::net::request(l1.admin, "GET", path, headers, b"")
+            .unwrap()
+            .0
+    };
+    assert_eq!(get(&[], "/info"), 200);
+    assert_eq!(get(&[], "/metrics"), 200);
+    assert_eq!(get(&[], "/members"), 401);
+    assert_eq!(get(&[("Authorization", "Bearer nope")], "/members"), 401);
+    assert_eq!(get(&[("Authorization", "Bearer t0k")], "/members"), 200);
 }

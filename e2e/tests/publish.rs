@@ -8,6 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ews_cluster::{Membership, MembershipConfig, Role};
+use ews_http::args::Secret;
+use ews_http::link::LinkKey;
 use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
 use ews_testkit::{bin_path, free_port, net, Proc};
 use serde_json::{json, Value};
@@ -124,6 +126,16 @@ fn publish_to(
     (code, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
+/// A node-link publish of `msg` to alice, signed with `secret` over the body of `signed_msg`.
+fn publish_signed(addr: SocketAddr, secret: &str, signed_msg: &str, msg: &str) -> (u16, Value) {
+    let path = "/internal/v1/publish";
+    let signed_body = json!({"clientId": "alice", "msg": signed_msg}).to_string();
+    let key = LinkKey::derive(&Secret::new(secret));
+    let (header, _) = key.sign(&http::Method::POST, path, signed_body.as_bytes());
+    let header = header.to_str().expect("ascii").to_string();
+    publish(addr, path, &[("x-ews-link", &header)], msg)
+}
+
 /// Two leaders, worker A (publishes, runs `--no-auth`) and worker B (authenticates the client).
 /// Keep it whole: a destructuring `let` would drop (and stop) the leaders at once.
 struct Cluster {
@@ -179,13 +191,15 @@ fn publish_on_one_worker_reaches_a_client_on_another() {
     let frame: Value = serde_json::from_str(&read_text_frame(&mut client)).unwrap();
     assert_eq!(frame, json!({"type": "push", "msg": "hello from A"}));
 
-    // B's node link refuses a publish without (or with a wrong) cluster secret.
+    // B's node link refuses a publish not signed with the cluster key, signed for another body,
+    // or carrying the secret itself.
     let path = "/internal/v1/publish";
     assert_eq!(publish(b.internal, path, &[], "x").0, 401);
-    let wrong = [("x-ews-cluster-secret", "wrong")];
-    assert_eq!(publish(b.internal, path, &wrong, "x").0, 401);
-    let right = [("x-ews-cluster-secret", SECRET)];
-    let (code, v) = publish(b.internal, path, &right, "direct");
+    let clear = [("x-ews-cluster-secret", SECRET)];
+    assert_eq!(publish(b.internal, path, &clear, "x").0, 401);
+    assert_eq!(publish_signed(b.internal, "wrong", "x", "x").0, 401);
+    assert_eq!(publish_signed(b.internal, SECRET, "other", "x").0, 401);
+    let (code, v) = publish_signed(b.internal, SECRET, "direct", "direct");
     assert_eq!((code, &v["delivered"]), (200, &json!(1)), "{v}");
     let frame: Value = serde_json::from_str(&read_text_frame(&mut client)).unwrap();
     assert_eq!(frame["msg"], "direct");

@@ -52,6 +52,62 @@ impl PortArgs {
     }
 }
 
+/// The admin token: what every admin route but `/metrics` and `/info` requires, as
+/// `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdminArgs {
+    /// Token the admin API requires (`Authorization: Bearer <token>`) on every route but
+    /// `/metrics` and `/info`. Without one, the admin port listens on loopback only.
+    #[arg(
+        long,
+        env = "EWS_ADMIN_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "admin_token_file"
+    )]
+    pub admin_token: Option<Secret>,
+
+    /// File holding the admin token (trailing white space ignored).
+    #[arg(long, env = "EWS_ADMIN_TOKEN_FILE", value_parser = read_secret_file)]
+    pub admin_token_file: Option<Secret>,
+}
+
+impl AdminArgs {
+    pub fn token(&self) -> Option<&Secret> {
+        self.admin_token.as_ref().or(self.admin_token_file.as_ref())
+    }
+
+    /// Where the admin port may listen: `wanted`, or, without a token, the loopback address of
+    /// the same family and port (an admin API without a credential must not face a network).
+    pub fn listen(&self, wanted: std::net::SocketAddr) -> std::net::SocketAddr {
+        if self.token().is_some() || wanted.ip().is_loopback() {
+            return wanted;
+        }
+        let loopback: std::net::IpAddr = if wanted.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        tracing::warn!(
+            wanted = %wanted,
+            "no --admin-token: the admin port listens on loopback only"
+        );
+        std::net::SocketAddr::new(loopback, wanted.port())
+    }
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` (compared in constant time).
+pub fn bearer_matches(headers: &http::HeaderMap, token: &Secret) -> bool {
+    let Some(given) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.expose().as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A whole number of seconds, `0` included.
 pub fn secs(s: &str) -> Result<Duration, String> {
     s.trim()
@@ -145,6 +201,30 @@ mod tests {
         assert!(read_secret_file(path.to_str().unwrap()).is_err());
         let _ = std::fs::remove_file(&path);
         assert!(read_secret_file("/nonexistent/secret").is_err());
+    }
+
+    #[test]
+    fn the_admin_token_is_a_bearer_and_without_it_admin_is_loopback_only() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            admin: AdminArgs,
+        }
+        let open = Cli::try_parse_from(["x"]).unwrap().admin;
+        let any: std::net::SocketAddr = "0.0.0.0:9090".parse().unwrap();
+        assert_eq!(open.listen(any), "127.0.0.1:9090".parse().unwrap());
+        let with = Cli::try_parse_from(["x", "--admin-token", "t0k"])
+            .unwrap()
+            .admin;
+        assert_eq!(with.listen(any), any);
+        let token = with.token().unwrap();
+        let mut h = http::HeaderMap::new();
+        assert!(!bearer_matches(&h, token));
+        h.insert(http::header::AUTHORIZATION, "Bearer t0x".parse().unwrap());
+        assert!(!bearer_matches(&h, token));
+        h.insert(http::header::AUTHORIZATION, "Bearer t0k".parse().unwrap());
+        assert!(bearer_matches(&h, token));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! validates a WebSocket handshake into a typed value before anything is spawned.
 
 pub mod args;
+pub mod link;
 mod listen;
 mod ports;
 pub mod reply;

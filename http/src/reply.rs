@@ -46,6 +46,14 @@ pub fn metrics(body: impl Into<Bytes>) -> Response<Body> {
     )
 }
 
+/// A `401` asking for a bearer token.
+pub fn unauthorized(why: &'static str) -> Response<Body> {
+    let mut r = text(StatusCode::UNAUTHORIZED, why);
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
 /// An empty response.
 pub fn empty(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::new()));

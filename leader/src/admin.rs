@@ -11,9 +11,12 @@ use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+use ews_http::args::{bearer_matches, Secret};
 use ews_http::reply::{self, Body};
 
 pub struct Admin {
+    /// Required on every route but `/info` and `/metrics`; `None` only on a loopback-bound port.
+    pub token: Option<Secret>,
     pub view: watch::Receiver<Arc<ClusterView>>,
     pub registry: Registry,
     /// Set on SIGTERM: `/info` answers 503 from then on.
@@ -24,6 +27,15 @@ impl Admin {
     pub async fn route(self: Arc<Self>, req: Request<Incoming>, _: SocketAddr) -> Response<Body> {
         if req.method() != Method::GET {
             return reply::text(StatusCode::METHOD_NOT_ALLOWED, "Unhandled HTTP method");
+        }
+        let open = matches!(req.uri().path(), "/info" | "/metrics");
+        if !open
+            && self
+                .token
+                .as_ref()
+                .is_some_and(|t| !bearer_matches(req.headers(), t))
+        {
+            return reply::unauthorized("admin token required (Authorization: Bearer <token>)");
         }
         match req.uri().path() {
             "/info" if self.draining.load(Ordering::Relaxed) => {

@@ -1,13 +1,15 @@
 //! The node-link side of the internal port (TCP; gossip uses UDP on the same port number).
 //!
-//! Every request must carry the cluster secret (see [`ews_cluster::link`]). Routes live in
-//! [`InternalRoutes::handle`]: the active leader's built-in queue is served here as the
-//! WebSocket `/queue/{name}`, next to `/info`, which peers use to check the link.
+//! Every request must be signed with the cluster key and every answer proves the key back
+//! (`ews_http::link`; the secret never crosses the wire). The active leader's built-in queue is
+//! served here as the WebSocket `/queue/{name}`, next to `/info`, which peers use to check the
+//! link.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ews_cluster::{link, ClusterSecret, ClusterView};
+use ews_cluster::ClusterView;
+use ews_http::link::{self, Verifier};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::watch;
@@ -16,7 +18,8 @@ use ews_http::reply::{self, Body};
 use tokio_util::task::TaskTracker;
 
 pub struct InternalRoutes {
-    pub secret: Option<ClusterSecret>,
+    /// `None` without a cluster secret (loopback development): the port is then open.
+    pub verifier: Option<Verifier>,
     /// The built-in queue broker, served only while this leader is the active one.
     pub queue: ews_queue::args::LazyBroker,
     pub view: watch::Receiver<Arc<ClusterView>>,
@@ -26,9 +29,20 @@ pub struct InternalRoutes {
 
 impl InternalRoutes {
     pub async fn route(self: Arc<Self>, req: Request<Incoming>, _: SocketAddr) -> Response<Body> {
-        if !link::authorized(req.headers(), self.secret.as_ref()) {
-            return reply::text(StatusCode::UNAUTHORIZED, "cluster secret required");
+        let accepted = match link::admit(self.verifier.as_ref(), &req) {
+            Ok(a) => a,
+            Err(refusal) => return refusal.into_response(),
+        };
+        let mut resp = self.answer(req);
+        // Every answer proves the key, the queue's 101 included: a worker sends no event to a
+        // node that cannot.
+        if let Some(a) = &accepted {
+            a.prove(&mut resp);
         }
+        resp
+    }
+
+    fn answer(&self, req: Request<Incoming>) -> Response<Body> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/info") => reply::text(StatusCode::OK, "Success"),
             (&Method::GET, path) if path.starts_with("/queue/") => {

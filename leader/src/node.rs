@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ews_cluster::{ClusterArgs, Membership, MembershipConfig, Role};
-use ews_http::args::{positive_secs, PortArgs};
+use ews_http::args::{positive_secs, AdminArgs, PortArgs};
+use ews_http::link::{LinkKey, Verifier};
 use ews_http::Ports;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -73,6 +74,9 @@ pub struct LeaderArgs {
 
     #[command(flatten)]
     pub ports: PortArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 pub struct Leader {
@@ -89,8 +93,9 @@ impl Leader {
     /// Binds both ports and starts gossip.
     pub async fn build(args: LeaderArgs) -> anyhow::Result<Leader> {
         let backlog = args.ports.backlog();
-        let admin_listener = ews_http::bind(args.admin_listen, backlog)
-            .with_context(|| format!("binding admin port {}", args.admin_listen))?;
+        let admin_listen = args.admin.listen(args.admin_listen);
+        let admin_listener = ews_http::bind(admin_listen, backlog)
+            .with_context(|| format!("binding admin port {admin_listen}"))?;
         let internal_listener = ews_http::bind(args.internal_listen, backlog)
             .with_context(|| format!("binding internal port {}", args.internal_listen))?;
 
@@ -107,12 +112,15 @@ impl Leader {
         let publish_metrics = cloudwatch::PublishMetrics::default();
         publish_metrics.register(&mut registry);
         let admin = Arc::new(Admin {
+            token: args.admin.token().cloned(),
             view: membership.watch_view(),
             registry,
             draining: AtomicBool::new(false),
         });
         let internal = Arc::new(InternalRoutes {
-            secret: membership.secret().cloned(),
+            verifier: membership
+                .secret()
+                .map(|s| Verifier::new(LinkKey::derive(s))),
             queue: ews_queue::args::LazyBroker::new(args.queue.clone()),
             view: membership.watch_view(),
             connections: TaskTracker::new(),

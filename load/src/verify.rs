@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ews_http::args::Secret;
+use ews_http::link::LinkKey;
 use ews_proto::{Event, ServerFrame, StampedEvent};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
@@ -42,7 +43,8 @@ pub struct VerifyArgs {
     /// active leader's internal port with `--cluster-secret`).
     #[arg(long, env = "EWS_QUEUE_URL", required_unless_present = "kafka_brokers")]
     pub queue_url: Option<String>,
-    /// Secret for a leader's node link, sent as `x-ews-cluster-secret`.
+    /// The cluster secret, to read from a leader's node link (it signs the connection; the
+    /// secret itself is never sent).
     #[arg(long, env = "EWS_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<Secret>,
     /// Leave read events in the queue (by default they are deleted once counted).
@@ -277,18 +279,14 @@ async fn read_queue(
     idle: Duration,
     errors: &Errors,
 ) -> Result<Vec<Vec<u8>>, String> {
-    let headers: Vec<(String, String)> = args
-        .cluster_secret
-        .iter()
-        .map(|s| ("x-ews-cluster-secret".to_string(), s.expose().to_string()))
-        .collect();
+    let link = args.cluster_secret.as_ref().map(LinkKey::derive);
     let opts = ews_queue::client::ReadOptions {
         delete: !args.keep,
         idle: Some(idle),
         max: None,
     };
     let mut out = Vec::new();
-    if let Err(e) = ews_queue::client::read(url, &headers, opts, |_, body, _| {
+    if let Err(e) = ews_queue::client::read(url, link.as_ref(), opts, |_, body, _| {
         out.push(body.into_bytes());
         std::ops::ControlFlow::Continue(())
     })

@@ -38,7 +38,7 @@ async fn main() -> Result<(), String> {
     for c in 0..args.consumers {
         let (args, received) = (args.clone(), received.clone());
         tasks.spawn(async move {
-            let (mut tx, mut rx) = connect(&args.url, &[]).await.map_err(|e| e.to_string())?;
+            let (mut tx, mut rx) = connect(&args.url, None).await.map_err(|e| e.to_string())?;
             tx.send(&ClientFrame::Receive { count: u64::MAX })
                 .await
                 .map_err(|e| e.to_string())?;
@@ -71,7 +71,7 @@ async fn main() -> Result<(), String> {
         tasks.spawn(async move {
             let share =
                 args.messages / args.producers + u64::from(p < args.messages % args.producers);
-            let (mut tx, mut rx) = connect(&args.url, &[]).await.map_err(|e| e.to_string())?;
+            let (mut tx, mut rx) = connect(&args.url, None).await.map_err(|e| e.to_string())?;
             let body = "x".repeat(args.body_bytes);
             let (mut sent, mut acked) = (0u64, 0u64);
             while acked < share {

@@ -29,6 +29,14 @@ pub struct QueueArgs {
     /// Body bytes a queue holds before senders are back-pressured.
     #[arg(long, env = "EWS_QUEUE_MAX_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = at_least_one)]
     pub queue_max_bytes: usize,
+    /// Messages one consumer connection may hold delivered and not yet deleted; past it it gets
+    /// nothing more until it deletes, so a greedy consumer cannot starve the others.
+    #[arg(long, env = "EWS_QUEUE_MAX_UNACKED", default_value_t = 1000, value_parser = at_least_one)]
+    pub queue_max_unacked: usize,
+    /// Queues (besides their dead-letter queues) the broker creates at most; a client naming
+    /// one more gets an error frame. Queues already stored are always recovered.
+    #[arg(long, env = "EWS_QUEUE_MAX_QUEUES", default_value_t = crate::broker::DEFAULT_MAX_QUEUES, value_parser = at_least_one)]
+    pub queue_max_queues: usize,
 }
 
 /// A bound that must hold at least one (message or byte): `0` is an error, not rounded up.
@@ -47,13 +55,14 @@ impl QueueArgs {
             max_deliveries: self.queue_max_deliveries,
             max_depth: self.queue_max_depth,
             max_bytes: self.queue_max_bytes,
+            max_unacked: self.queue_max_unacked,
             ..QueueConfig::default()
         }
     }
 
     /// Opens the broker these flags describe, recovering what is stored.
     pub fn open(&self) -> Result<Broker, QueueError> {
-        Broker::open(&self.queue_dir, self.config())
+        Ok(Broker::open(&self.queue_dir, self.config())?.max_queues(self.queue_max_queues))
     }
 }
 

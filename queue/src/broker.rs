@@ -19,7 +19,14 @@ pub struct Broker {
     defaults: QueueConfig,
     overrides: HashMap<String, QueueConfig>,
     queues: Mutex<HashMap<String, Queue>>,
+    /// Queues (not counting dead-letter queues) this broker creates at most. Each holds a
+    /// directory, a writer thread and descriptors: without a bound, a client naming ever new
+    /// queues exhausts the process.
+    max_queues: usize,
 }
+
+/// Queues a broker creates unless told otherwise.
+pub const DEFAULT_MAX_QUEUES: usize = 100;
 
 /// Whether `name` can name a queue: 1 to 64 of `[A-Za-z0-9_.-]`, not starting with a dot.
 pub fn valid_name(name: &str) -> bool {
@@ -70,6 +77,7 @@ impl Broker {
             defaults,
             overrides,
             queues: Mutex::new(HashMap::new()),
+            max_queues: DEFAULT_MAX_QUEUES,
         };
         let mut existing = Vec::new();
         for entry in std::fs::read_dir(&broker.dir)? {
@@ -84,6 +92,13 @@ impl Broker {
         Ok(broker)
     }
 
+    /// Sets how many queues this broker creates at most (those already stored are always
+    /// recovered, even past it).
+    pub fn max_queues(mut self, max: usize) -> Broker {
+        self.max_queues = max;
+        self
+    }
+
     /// The queue called `name`, opened (and recovered) on first use.
     pub fn queue(&self, name: &str) -> Result<Queue, QueueError> {
         if !valid_name(name) {
@@ -92,6 +107,14 @@ impl Broker {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(q) = queues.get(name) {
             return Ok(q.clone());
+        }
+        let primaries = queues
+            .keys()
+            .filter(|n| !n.ends_with(DEAD_LETTER_SUFFIX))
+            .count();
+        let stored = self.dir.join(name).is_dir();
+        if primaries >= self.max_queues && !stored {
+            return Err(QueueError::TooManyQueues(self.max_queues));
         }
         let dead_letters = if name.ends_with(DEAD_LETTER_SUFFIX) {
             None
@@ -135,6 +158,23 @@ mod tests {
         ));
         drop(first);
         assert!(Broker::open(&dir, QueueConfig::default()).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn queues_past_the_cap_are_refused_and_the_others_still_serve() {
+        let dir = std::env::temp_dir().join(format!("ews-queue-cap-{}", std::process::id()));
+        let b = Broker::open(&dir, QueueConfig::default())
+            .unwrap()
+            .max_queues(3);
+        for name in ["a", "b", "c"] {
+            b.queue(name).unwrap();
+        }
+        assert!(matches!(b.queue("d"), Err(QueueError::TooManyQueues(3))));
+        // Existing queues (and their dead-letter queues) are still served.
+        assert!(b.queue("a").is_ok());
+        assert!(b.queue("a-dlq").is_ok());
+        drop(b);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

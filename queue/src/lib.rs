@@ -36,10 +36,14 @@ pub enum QueueError {
     Locked(String),
     #[error("invalid queue name {0:?}")]
     BadName(String),
+    #[error("too many queues: this broker holds at most {0}")]
+    TooManyQueues(usize),
     #[error("storage: {0}")]
     Io(#[source] Arc<std::io::Error>),
     #[error("connect: {0}")]
     Connect(String),
+    #[error("the broker could not prove the cluster key: {0}")]
+    Untrusted(ews_http::link::LinkError),
     #[error("protocol: {0}")]
     Protocol(String),
 }

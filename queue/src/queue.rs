@@ -34,6 +34,10 @@ pub struct QueueConfig {
     pub max_message_bytes: usize,
     /// A segment file is rolled once it reaches this size.
     pub segment_bytes: u64,
+    /// Messages one connection may hold delivered and not yet deleted. Past it the connection
+    /// gets nothing more until it deletes (or its deliveries time out), so one greedy consumer
+    /// cannot take every message from the others.
+    pub max_unacked: usize,
 }
 
 impl Default for QueueConfig {
@@ -45,6 +49,7 @@ impl Default for QueueConfig {
             max_bytes: 256 * 1024 * 1024,
             max_message_bytes: 1024 * 1024,
             segment_bytes: 64 * 1024 * 1024,
+            max_unacked: 1000,
         }
     }
 }

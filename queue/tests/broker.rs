@@ -29,7 +29,7 @@ fn tmp_dir(name: &str) -> Scratch {
 }
 
 async fn open(b: &BrokerProc, queue: &str) -> (FrameSender, FrameReceiver) {
-    connect(&format!("ws://{}/queue/{queue}", b.addr), &[])
+    connect(&format!("ws://{}/queue/{queue}", b.addr), None)
         .await
         .expect("connect")
 }
@@ -270,4 +270,115 @@ async fn kill_9_loses_no_acknowledged_message_and_redelivers_unacknowledged_ones
         in_flight.iter().all(|id| after.contains(id)),
         "received but undeleted messages are redelivered after a restart"
     );
+}
+
+#[tokio::test]
+async fn queue_names_past_the_cap_are_refused_and_the_broker_stays_up() {
+    let dir = tmp_dir("max-queues");
+    let b = start(&dir, &["--queue-max-queues", "20"]);
+    let addr = b.addr;
+    let names: Vec<String> = (0..10_000).map(|i| format!("q{i}")).collect();
+    let mut refused = 0;
+    let mut served = 0;
+    for chunk in names.chunks(64) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for name in chunk {
+            let url = format!("ws://{addr}/queue/{name}");
+            tasks.spawn(async move {
+                let (_tx, mut rx) = connect(&url, None).await.expect("connect");
+                // A refused queue answers with an error frame and closes; a served one waits.
+                match timeout(Duration::from_millis(300), rx.next()).await {
+                    Ok(Some(Ok(ServerFrame::Error { error }))) => {
+                        assert!(error.contains("too many queues"), "{error}");
+                        true
+                    }
+                    _ => false,
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            if r.expect("join") {
+                refused += 1;
+            } else {
+                served += 1;
+            }
+        }
+    }
+    assert_eq!((served, refused), (20, 9_980));
+    // Alive, and the queues it holds still work.
+    let (mut tx, mut rx) = open(&b, "q0").await;
+    assert_eq!(send_all(&mut tx, &mut rx, &bodies("m", 3)).await.len(), 3);
+    let dirs = std::fs::read_dir(dir.path()).expect("queue dir").count();
+    assert!(dirs <= 41, "{dirs} entries: a directory per refused name?");
+}
+
+#[tokio::test]
+async fn a_greedy_consumer_cannot_starve_a_well_behaved_one() {
+    let dir = tmp_dir("fair");
+    let b = start(
+        &dir,
+        &[
+            "--queue-max-unacked",
+            "16",
+            "--queue-visibility-timeout-ms",
+            "600000",
+        ],
+    );
+    let (mut tx, mut rx) = open(&b, "jobs").await;
+    send_all(&mut tx, &mut rx, &bodies("m", 200)).await;
+
+    // Asks for everything and never deletes.
+    let (mut gtx, mut grx) = open(&b, "jobs").await;
+    gtx.send(&ClientFrame::Receive { count: 100_000 })
+        .await
+        .unwrap();
+    let mut greedy = 0;
+    while let Some(ServerFrame::Message { .. }) = next(&mut grx, Duration::from_millis(500)).await {
+        greedy += 1;
+    }
+    assert_eq!(greedy, 16, "the greedy consumer holds at most its cap");
+
+    // Takes one at a time and deletes it: gets all the rest.
+    let (mut ctx, mut crx) = open(&b, "jobs").await;
+    let mut good = 0;
+    loop {
+        ctx.send(&ClientFrame::Receive { count: 1 }).await.unwrap();
+        match next(&mut crx, Duration::from_millis(500)).await {
+            Some(ServerFrame::Message { id, .. }) => {
+                good += 1;
+                ctx.send(&ClientFrame::Delete { id }).await.unwrap();
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(good, 184);
+    // Still nothing more for the greedy one.
+    assert!(next(&mut grx, Duration::from_millis(300)).await.is_none());
+}
+
+#[tokio::test]
+async fn binary_and_oversized_frames_are_answered() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tmp_dir("frames");
+    let b = start(&dir, &[]);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/queue/q", b.addr))
+        .await
+        .expect("connect");
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    match timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => assert!(t.contains("binary frames"), "{t}"),
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+    // Larger than the 2 MiB frame limit.
+    let _ = ws.send(Message::text("x".repeat(3 * 1024 * 1024))).await;
+    let close = loop {
+        match timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Close(f)))) => break f.map(|f| f.code),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected close 1009, got {other:?}"),
+        }
+    };
+    assert_eq!(close, Some(CloseCode::Size));
 }

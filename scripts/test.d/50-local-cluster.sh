@@ -28,7 +28,7 @@ members() {
   local admin
   admin="$(awk '$1 == "leader-1" { print $3 }' "$work/$1.out")"
   [ -n "$admin" ] || return 0
-  curl -sf "$admin/members" 2>/dev/null |
+  curl -sf -H "Authorization: Bearer $(cat "$work/$1/admin-token")" "$admin/members" 2>/dev/null |
     python3 -c 'import json, sys; [print(m["node_id"], m["gossip_addr"]) for m in json.load(sys.stdin)["members"]]' 2>/dev/null || true
 }
 internal_addrs() { awk '$1 ~ /^(leader|worker)-/ { print $NF }' "$work/$1.out" | sort; }
@@ -67,8 +67,19 @@ else
   [ "$(upgrade "$url")" = 101 ] && ok "the printed token opens a WebSocket" || fail "printed token refused: $(upgrade "$url")"
   [ "$(upgrade "${url%%\?*}")" = 401 ] && ok "without a token: 401" || fail "no token: $(upgrade "${url%%\?*}")"
 fi
-grep -q 'curl -s -X POST http://127.0.0.1:[0-9]*/api/v1/publish' "$work/a.out" && ok "a ready publish command is printed" ||
+publish_cmd="$(grep -o 'curl -s -H .*/api/v1/publish.*' "$work/a.out" | head -1)"
+if [ -n "$publish_cmd" ]; then
+  ok "a ready publish command is printed"
+  # It works as printed (the client is not connected: 404 is the answer that proves the token).
+  fmt='%{http_code}'
+  code="$(bash -c "${publish_cmd/curl -s/curl -s -o /dev/null -w $fmt}")"
+  [ "$code" = 404 ] && ok "the printed publish command is let in" || fail "printed publish command: $code"
+else
   fail "no publish command printed"
+fi
+admin_b="$(awk '$1 == "leader-1" { print $3 }' "$work/b.out")"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$admin_b/members")" = 401 ] && ok "the admin API refuses a request without the token" ||
+  fail "the admin API answered without the token"
 
 echo "local cluster test: $fails failure(s)"
 [ "$fails" = 0 ]

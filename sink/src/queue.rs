@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ews_http::link::LinkKey;
 use ews_queue::client::connect;
 use ews_queue::{ClientFrame, Queue, QueueError, ServerFrame};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -58,12 +59,13 @@ impl QueueSink {
         QueueSink(Mode::Embedded(queue))
     }
 
-    /// Events go to a remote broker named by `target`, with `headers` on every connection (the
-    /// node link's credentials) and at most `window` events unacknowledged.
-    pub fn remote(target: Target, headers: Vec<(String, String)>, window: usize) -> QueueSink {
+    /// Events go to a remote broker named by `target`, at most `window` of them unacknowledged.
+    /// With `link` (a leader's node link) every connection is signed with the cluster key and
+    /// the broker must prove the key before any event is sent.
+    pub fn remote(target: Target, link: Option<LinkKey>, window: usize) -> QueueSink {
         let size = window.clamp(1, 65_536) as u32;
         let (tx, rx) = mpsc::channel(size as usize);
-        tokio::spawn(run_remote(rx, target, headers));
+        tokio::spawn(run_remote(rx, target, link));
         QueueSink(Mode::Remote(Remote {
             tx,
             window: Arc::new(Semaphore::new(size as usize)),
@@ -127,7 +129,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(3);
 
 /// Owns the connection: sends events, pairs `sent` answers (they come in send order) with the
 /// oldest unacknowledged event, reconnects and resends on failure.
-async fn run_remote(mut rx: mpsc::Receiver<Item>, target: Target, headers: Vec<(String, String)>) {
+async fn run_remote(mut rx: mpsc::Receiver<Item>, target: Target, link: Option<LinkKey>) {
     let mut unacked: VecDeque<Item> = VecDeque::new();
     let mut backoff = BACKOFF_MIN;
     let mut closed = false;
@@ -139,7 +141,7 @@ async fn run_remote(mut rx: mpsc::Receiver<Item>, target: Target, headers: Vec<(
             tokio::time::sleep(backoff).await;
             continue;
         };
-        let (mut out, mut inp) = match connect(&url, &headers).await {
+        let (mut out, mut inp) = match connect(&url, link.as_ref()).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(%url, error = %e, "queue sink cannot connect; retrying");

@@ -27,17 +27,19 @@ fn tmp_dir(name: &str) -> Scratch {
     Scratch::new(&format!("queue-sink-{name}"))
 }
 
-/// Receives everything in the queue at `url` (without deleting), as event sequence numbers.
+/// Consumes everything in the queue at `url`, as event sequence numbers (deleting each one: a
+/// consumer holds at most `--queue-max-unacked` undeleted messages).
 async fn drain(url: &str) -> Vec<u64> {
-    let (mut tx, mut rx) = connect(url, &[]).await.unwrap();
+    let (mut tx, mut rx) = connect(url, None).await.unwrap();
     tx.send(&ClientFrame::Receive { count: 1_000_000 })
         .await
         .unwrap();
     let mut out = Vec::new();
-    while let Ok(Some(Ok(ServerFrame::Message { body, .. }))) =
+    while let Ok(Some(Ok(ServerFrame::Message { id, body, .. }))) =
         tokio::time::timeout(Duration::from_millis(1500), rx.next()).await
     {
         out.push(serde_json::from_str::<StampedEvent>(&body).unwrap().seq);
+        tx.send(&ClientFrame::Delete { id }).await.unwrap();
     }
     out
 }
@@ -75,7 +77,7 @@ async fn remote_sink_survives_a_broker_kill_without_losing_acknowledged_events()
     let target_url = url.clone();
     let sink = Arc::new(QueueSink::remote(
         Arc::new(move || Some(target_url.clone())),
-        Vec::new(),
+        None,
         256,
     ));
 
@@ -119,4 +121,26 @@ async fn remote_sink_survives_a_broker_kill_without_losing_acknowledged_events()
         "{} acknowledged events lost",
         missing.len()
     );
+}
+
+/// A broker that cannot prove the cluster key (here a plain `ews-queue`, which has none) is
+/// never sent an event: the sink signs its connection, finds no proof in the answer, hangs up
+/// and retries; the event stays pending and the broker stays empty.
+#[tokio::test]
+async fn a_broker_that_cannot_prove_the_cluster_key_gets_no_event() {
+    let dir = tmp_dir("untrusted");
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let _broker = queue_broker(addr, &dir, &[]);
+    let url = format!("ws://{addr}/queue/events");
+    let target_url = url.clone();
+    let key = ews_http::link::LinkKey::derive(&ews_http::args::Secret::new("s3cret"));
+    let sink = QueueSink::remote(Arc::new(move || Some(target_url.clone())), Some(key), 16);
+    let receipt = sink.submit(event(1)).await.expect("taken into the window");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), receipt)
+            .await
+            .is_err(),
+        "an event was acknowledged by a broker that cannot prove the key"
+    );
+    assert_eq!(drain(&url).await, Vec::<u64>::new());
 }

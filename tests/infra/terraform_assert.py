@@ -277,6 +277,10 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
     secret = ssm.get_parameter(Name=f"/{name}/cluster-secret", WithDecryption=True)["Parameter"]
     check(secret["Type"] == "SecureString" and len(secret["Value"]) == 48 and secret["Value"].isalnum(),
           "cluster secret: 48 random alphanumerics in an SSM SecureString")
+    token = ssm.get_parameter(Name=outputs.get("admin_token_parameter", f"/{name}/admin-token"),
+                              WithDecryption=True)["Parameter"]
+    check(token["Type"] == "SecureString" and len(token["Value"]) == 48 and token["Value"] != secret["Value"],
+          "admin token: its own 48 random characters in an SSM SecureString")
 
     # --- names are per region (IAM is global) -------------------------------------------------
     region = boto3.session.Session().region_name

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ews_cluster::Membership;
+use ews_http::args::{bearer_matches, Secret};
 use ews_http::reply::{self, Body};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -16,6 +17,8 @@ use crate::publish;
 use crate::registry::Registry;
 
 pub struct Admin {
+    /// Required on every route but `/metrics`; `None` only on a loopback-bound port.
+    pub token: Option<Secret>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     /// In a cluster: `/members`, and the peers a publish fans out to.
@@ -24,8 +27,15 @@ pub struct Admin {
 
 impl Admin {
     pub async fn route(self: Arc<Self>, req: Request<Incoming>, _: SocketAddr) -> Response<Body> {
+        if (req.method(), req.uri().path()) == (&Method::GET, "/metrics") {
+            return reply::metrics(self.metrics.render());
+        }
+        if let Some(token) = &self.token {
+            if !bearer_matches(req.headers(), token) {
+                return reply::unauthorized("admin token required (Authorization: Bearer <token>)");
+            }
+        }
         match (req.method(), req.uri().path()) {
-            (&Method::GET, "/metrics") => reply::metrics(self.metrics.render()),
             (&Method::GET, "/api/v1/sessions") => {
                 reply::json(StatusCode::OK, &self.registry.list())
             }
@@ -44,7 +54,7 @@ impl Admin {
     /// `POST /api/v1/publish {"clientId","msg"}` to this node's sessions of the client and, in a
     /// cluster, every other serving worker's; the status is [`publish::Delivery::status`].
     async fn publish(&self, req: Request<Incoming>) -> Response<Body> {
-        let p = match publish::read(req).await {
+        let p = match publish::read(req, None).await {
             Ok(p) => p,
             Err(r) => return r,
         };

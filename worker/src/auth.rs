@@ -8,6 +8,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::JwtArgs;
+use std::sync::Arc;
+
 use crate::jwks::Jwks;
 
 /// What the gateway needs from a token: the client id.
@@ -24,7 +26,7 @@ pub struct AuthError(pub String);
 pub struct Authenticator {
     hs256: Option<DecodingKey>,
     pem: Option<(DecodingKey, Algorithm)>,
-    jwks: Option<Jwks>,
+    jwks: Option<Arc<Jwks>>,
     issuer: Option<String>,
     audience: Option<String>,
     leeway: u64,
@@ -42,7 +44,11 @@ impl Authenticator {
             }
             None => None,
         };
-        let jwks = args.jwks_url.as_deref().map(Jwks::new).transpose()?;
+        let jwks = args
+            .jwks_url
+            .as_deref()
+            .map(|u| Jwks::new(u).map(Arc::new))
+            .transpose()?;
         if secret.is_none() && pem.is_none() && jwks.is_none() {
             return Ok(None);
         }
@@ -103,8 +109,9 @@ impl Authenticator {
         }
         let data = jsonwebtoken::decode::<Claims>(token, &key, &v)
             .map_err(|e| AuthError(e.to_string()))?;
-        if data.claims.sub.is_empty() {
-            return Err(AuthError("empty sub".into()));
+        // A blank `sub` names no client: every such token would share one identity.
+        if data.claims.sub.trim().is_empty() {
+            return Err(AuthError("blank sub".into()));
         }
         Ok(data.claims.sub)
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use ews_http::args::{positive_secs, read_secret_file, secs, PortArgs, Secret};
+use ews_http::args::{positive_secs, read_secret_file, secs, AdminArgs, PortArgs, Secret};
 
 use crate::sinks::SinkArgs;
 
@@ -18,12 +18,14 @@ pub struct WorkerArgs {
     pub listen: SocketAddr,
 
     /// Admin address (`/metrics`, `/api/v1/sessions`, `/api/v1/publish`); never expose it
-    /// through the load balancer.
+    /// through the load balancer. Without `--admin-token` it is bound to loopback whatever the
+    /// address asks.
     #[arg(long, env = "EWS_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     pub admin_listen: SocketAddr,
 
     /// One machine, no cluster: serves the test page at `/` and, without a configured key,
-    /// generates an HS256 secret and prints a ready URL with a development token.
+    /// generates an HS256 secret and prints a ready URL with a development token. The public
+    /// and admin ports default to 127.0.0.1 then (pass `--listen 0.0.0.0:8080` to expose it).
     #[arg(long, env = "EWS_STANDALONE")]
     pub standalone: bool,
 
@@ -80,6 +82,9 @@ pub struct WorkerArgs {
 
     #[command(flatten)]
     pub ports: PortArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
 
     #[command(flatten)]
     pub sink: SinkArgs,

@@ -1,8 +1,13 @@
 //! A JWKS endpoint (e.g. Cloud Foundry UAA `/token_keys`) cached in memory. Identity providers
 //! rotate keys by publishing a new `kid` before signing with it, so an unknown `kid` triggers one
 //! refetch; refetches are rate-limited so random `kid`s cannot hammer the provider.
+//!
+//! A fetch never holds up a token whose key is known: lookups read the cache under a short
+//! lock, fetches are single-flight behind a separate one (only tokens with an unknown `kid` wait
+//! for it), and a stale cache is refreshed in the background while its keys keep working.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -65,7 +70,9 @@ impl HttpClient {
 pub struct Jwks {
     url: http::Uri,
     client: HttpClient,
-    state: Mutex<State>,
+    state: RwLock<State>,
+    /// Held for the length of one fetch: the single flight.
+    fetching: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -80,39 +87,69 @@ impl Jwks {
         Ok(Jwks {
             client: HttpClient::for_url(&url)?,
             url,
-            state: Mutex::new(State::default()),
+            state: RwLock::new(State::default()),
+            fetching: Mutex::new(()),
         })
     }
 
-    /// The key named `kid`, fetching the set when it is unknown or stale.
-    pub async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), String> {
-        let mut state = self.state.lock().await;
+    fn cached(&self, kid: &str) -> (Option<(DecodingKey, Algorithm)>, bool, bool) {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         let stale = state.fetched.is_none_or(|t| t.elapsed() > MAX_AGE);
-        let unknown = !state.keys.contains_key(kid);
         let may_fetch = state.fetched.is_none_or(|t| t.elapsed() >= MIN_REFETCH);
-        if (stale || unknown) && may_fetch {
-            match self.fetch().await {
-                Ok(keys) => {
-                    tracing::info!(keys = keys.len(), "JWKS fetched");
-                    state.keys = keys;
-                }
-                Err(e) => tracing::warn!(
-                    error = format!("{e:#}"),
-                    "JWKS fetch failed; keeping cached keys"
-                ),
+        (state.keys.get(kid).cloned(), stale, may_fetch)
+    }
+
+    /// The key named `kid`. A known key answers at once (a stale set is refreshed in the
+    /// background); an unknown one waits for the single fetch in flight, or starts it.
+    pub async fn key(self: &Arc<Self>, kid: &str) -> Result<(DecodingKey, Algorithm), String> {
+        let (known, stale, may_fetch) = self.cached(kid);
+        if let Some(k) = known {
+            if stale && may_fetch {
+                let me = self.clone();
+                tokio::spawn(async move { me.refresh(false).await });
             }
-            state.fetched = Some(Instant::now());
+            return Ok(k);
         }
-        state
-            .keys
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| "unknown kid".to_string())
+        self.refresh(true).await;
+        self.cached(kid).0.ok_or_else(|| "unknown kid".to_string())
+    }
+
+    /// Fetches the set unless a fetch is running (`wait`: wait for it instead) or one ended less
+    /// than [`MIN_REFETCH`] ago.
+    async fn refresh(&self, wait: bool) {
+        let _flight = if wait {
+            self.fetching.lock().await
+        } else {
+            match self.fetching.try_lock() {
+                Ok(g) => g,
+                Err(_) => return,
+            }
+        };
+        let recent = {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            state.fetched.is_some_and(|t| t.elapsed() < MIN_REFETCH)
+        };
+        if recent {
+            return;
+        }
+        let fetched = self.fetch().await;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        match fetched {
+            Ok(keys) => {
+                tracing::info!(keys = keys.len(), "JWKS fetched");
+                state.keys = keys;
+            }
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "JWKS fetch failed; keeping cached keys"
+            ),
+        }
+        state.fetched = Some(Instant::now());
     }
 
     /// Fetches at start so the first clients do not wait; failure is logged, not fatal.
     pub async fn prefetch(&self) {
-        let _ = self.key("").await;
+        self.refresh(true).await;
     }
 
     async fn fetch(&self) -> anyhow::Result<HashMap<String, (DecodingKey, Algorithm)>> {

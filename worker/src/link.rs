@@ -1,7 +1,8 @@
 //! The node link: HTTP on the internal TCP port (gossip uses UDP on the same port number).
 //!
 //! A worker in a cluster serves `POST /internal/v1/publish` here: the same body as the admin
-//! API, delivered to this node's sessions only, guarded by the cluster secret. [`Peers`] is the
+//! API, delivered to this node's sessions only. Requests are signed with the cluster key and
+//! answers prove it back (`ews_http::link`); the secret itself never crosses the wire. [`Peers`] is the
 //! other side: the admin publish fans a message out to every other serving worker, a few at a
 //! time and with a short timeout each, so one slow or dead peer costs at most that timeout and
 //! never stalls the others.
@@ -11,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ews_cluster::{link, ClusterSecret, Membership, Role};
+use ews_cluster::{Membership, Role};
+use ews_http::link::{self, LinkKey, Verifier, REQUEST_HEADER};
 use ews_http::reply::{self, Body};
 use futures_util::stream::{self, StreamExt};
 use http::{Method, Request, Response, StatusCode};
@@ -36,19 +38,22 @@ const MAX_ANSWER: usize = 64 * 1024;
 
 /// The node-link routes of a worker.
 pub struct Link {
-    pub secret: Option<ClusterSecret>,
+    /// `None` without a cluster secret (loopback development): the link is then open.
+    pub verifier: Option<Verifier>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
 }
 
 impl Link {
+    /// Every request must be signed with the cluster key; every answer proves the key back.
     pub async fn route(self: Arc<Self>, req: Request<Incoming>, _: SocketAddr) -> Response<Body> {
-        if !link::authorized(req.headers(), self.secret.as_ref()) {
-            return reply::text(StatusCode::UNAUTHORIZED, "cluster secret required");
-        }
-        match (req.method(), req.uri().path()) {
+        let accepted = match link::admit(self.verifier.as_ref(), &req) {
+            Ok(a) => a,
+            Err(refusal) => return refusal.into_response(),
+        };
+        let mut resp = match (req.method(), req.uri().path()) {
             (&Method::GET, "/info") => reply::text(StatusCode::OK, "Success"),
-            (&Method::POST, PUBLISH_PATH) => match publish::read(req).await {
+            (&Method::POST, PUBLISH_PATH) => match publish::read(req, accepted.as_ref()).await {
                 Ok(p) => {
                     let d = self.registry.push(&p.client_id, &p.msg);
                     for _ in 0..d.dropped {
@@ -59,13 +64,18 @@ impl Link {
                 Err(r) => r,
             },
             _ => reply::text(StatusCode::NOT_FOUND, "not found"),
+        };
+        if let Some(a) = &accepted {
+            a.prove(&mut resp);
         }
+        resp
     }
 }
 
 /// The other workers of the cluster, reached over their node link.
 pub struct Peers {
     membership: Arc<Membership>,
+    link: Option<LinkKey>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -74,6 +84,7 @@ impl Peers {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(PEER_TIMEOUT));
         Peers {
+            link: membership.secret().map(LinkKey::derive),
             membership,
             client: Client::builder(TokioExecutor::new()).build(connector),
         }
@@ -114,15 +125,27 @@ impl Peers {
     }
 
     async fn ask(&self, addr: SocketAddr, body: Bytes) -> Option<Delivery> {
+        let challenge = self.link.as_ref().map(|key| {
+            let (header, challenge) = key.sign(&Method::POST, PUBLISH_PATH, &body);
+            (header, challenge)
+        });
         let mut req = Request::post(format!("http://{addr}{PUBLISH_PATH}"))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .ok()?;
-        if let Some((name, value)) = link::secret_header(self.membership.secret()) {
-            req.headers_mut().insert(name, value);
-        }
+        let challenge = challenge.map(|(header, challenge)| {
+            req.headers_mut().insert(REQUEST_HEADER, header);
+            challenge
+        });
         let exchange = async {
             let resp = self.client.request(req).await.ok()?;
+            // A peer that cannot prove the key gets no credit (and was sent no secret).
+            if let Some(c) = &challenge {
+                if let Err(e) = c.verify(resp.headers()) {
+                    tracing::warn!(%addr, error = %e, "peer refused: it cannot prove the cluster key");
+                    return None;
+                }
+            }
             let status = resp.status();
             // 404 (no session there) and 503 (all full) still carry counts.
             if !(status.is_success()

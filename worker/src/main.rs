@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use ews_worker::{Node, NodeArgs};
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,6 +40,34 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The flags, with `--standalone`'s safer defaults: a one-machine worker listens on 127.0.0.1
+/// unless `--listen`/`--admin-listen` say otherwise.
+fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let w = &mut cli.node.worker;
+    if w.standalone {
+        let defaulted = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
+        let local = std::net::Ipv4Addr::LOCALHOST.into();
+        if defaulted("listen") {
+            w.listen.set_ip(local);
+        }
+        if defaulted("admin_listen") {
+            w.admin_listen.set_ip(local);
+        }
+        println!(
+            "standalone: listening on {} (public) and {} (admin); pass --listen 0.0.0.0:{} to reach it from other machines",
+            w.listen,
+            w.admin_listen,
+            w.listen.port()
+        );
+    }
+    cli
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

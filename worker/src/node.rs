@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use ews_http::link::{LinkKey, Verifier};
 use ews_http::Ports;
 
 use crate::admin::Admin;
@@ -103,9 +104,10 @@ impl Node {
     /// Joins the cluster (if `--seeds`), opens the sink, binds every port and prepares auth.
     pub async fn build(args: NodeArgs) -> anyhow::Result<Node> {
         let NodeArgs {
-            worker: args,
+            worker: mut args,
             membership: cluster_args,
         } = args;
+        args.admin_listen = args.admin.listen(args.admin_listen);
         let backlog = args.ports.backlog();
         let nofile = limits::raise_nofile().context("reading RLIMIT_NOFILE")?;
         let capacity = args
@@ -178,6 +180,7 @@ impl Node {
             sessions: TaskTracker::new(),
         });
         let admin = Arc::new(Admin {
+            token: args.admin.token().cloned(),
             metrics: metrics.clone(),
             registry: registry.clone(),
             cluster: membership.clone().map(|m| (m.clone(), Peers::new(m))),
@@ -187,7 +190,7 @@ impl Node {
             .map(|(listener, m)| NodeLink {
                 listener,
                 link: Arc::new(Link {
-                    secret: m.secret().cloned(),
+                    verifier: m.secret().map(|s| Verifier::new(LinkKey::derive(s))),
                     registry,
                     metrics: metrics.clone(),
                 }),

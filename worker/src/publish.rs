@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
+use ews_http::link::Accepted;
 use ews_http::reply::{self, Body};
 
 /// Largest publish body accepted, in bytes.
@@ -59,12 +60,22 @@ impl Delivery {
     }
 }
 
-/// Reads and parses a publish body: 413 past [`MAX_BODY`], 400 for anything not a [`Publish`].
-pub async fn read(req: Request<Incoming>) -> Result<Publish, Response<Body>> {
+/// Reads and parses a publish body: 413 past [`MAX_BODY`], 400 for anything not a [`Publish`],
+/// 401 if `signed` (a node-link request) covers another body.
+pub async fn read(
+    req: Request<Incoming>,
+    signed: Option<&Accepted>,
+) -> Result<Publish, Response<Body>> {
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Err(reply::text(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
     };
+    if signed.is_some_and(|s| !s.body_matches(&body)) {
+        return Err(reply::text(
+            StatusCode::UNAUTHORIZED,
+            "the body does not match its signature",
+        ));
+    }
     serde_json::from_slice(&body).map_err(|e| reply::text(StatusCode::BAD_REQUEST, e.to_string()))
 }
 

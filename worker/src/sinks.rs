@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ews_cluster::Membership;
+use ews_http::link::LinkKey;
 use ews_queue::Broker;
 use ews_sink::Sink;
 
@@ -98,22 +99,19 @@ fn queue_sink(
         let url = url.clone();
         return Ok(Arc::new(QueueSink::remote(
             Arc::new(move || Some(url.clone())),
-            Vec::new(),
+            None,
             SINK_WINDOW,
         )));
     }
     let Some(m) = cluster else {
         anyhow::bail!("the queue sink has no broker: pass --queue-url, --seeds or --standalone");
     };
-    let headers = ews_cluster::link::secret_header(m.secret())
-        .and_then(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
-        .into_iter()
-        .collect();
+    let link = m.secret().map(LinkKey::derive);
     let m = m.clone();
     let name = args.queue_name.clone();
     let target = Arc::new(move || {
         m.active_leader_internal_addr()
             .map(|addr| format!("ws://{addr}/queue/{name}"))
     });
-    Ok(Arc::new(QueueSink::remote(target, headers, SINK_WINDOW)))
+    Ok(Arc::new(QueueSink::remote(target, link, SINK_WINDOW)))
 }

@@ -322,3 +322,81 @@ fn base64url(bytes: &[u8]) -> String {
     }
     out
 }
+
+// Multi-threaded: the JWKS server must answer while the test thread waits for the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_jwks_fetch_never_holds_up_tokens_with_known_keys() {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let jwk: Value =
+        serde_json::from_slice(&std::fs::read(key_path("rsa1.jwk.json")).expect("jwk"))
+            .expect("json");
+    let doc = json!({"keys": [jwk]}).to_string();
+    // Answers the first fetch at once and holds every later one until released.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let release = Arc::new(tokio::sync::Notify::new());
+    let held = Arc::new(AtomicBool::new(false));
+    let fetches = Arc::new(AtomicU32::new(0));
+    {
+        let (release, held, fetches) = (release.clone(), held.clone(), fetches.clone());
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let (release, held, fetches) = (release.clone(), held.clone(), fetches.clone());
+                let doc = Arc::new(Mutex::new(doc.clone()));
+                tokio::spawn(async move {
+                    if fetches.fetch_add(1, Ordering::SeqCst) > 0 {
+                        let wait = release.notified();
+                        held.store(true, Ordering::SeqCst);
+                        wait.await;
+                    }
+                    answer_jwks(s, doc, Arc::new(Mutex::new(0))).await;
+                });
+            }
+        });
+    }
+    let url = format!("http://{addr}/token_keys");
+    let w = Worker::start(&["--sink", "stdout", "--jwks-url", &url]);
+    let known = asym_token(Algorithm::RS256, "rsa1.pem", Some("rsa1"), &claims("u"));
+    assert_eq!(with_bearer(&w, &known).await, 101);
+
+    // A token naming an unknown key starts a fetch the provider holds.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let unknown = asym_token(Algorithm::RS256, "rsa2.pem", Some("rsa2"), &claims("u"));
+    let ws_url = w.url("/ws");
+    let waiting = tokio::spawn(async move {
+        connect(&ws_url, &[("authorization", &format!("Bearer {unknown}"))])
+            .await
+            .err()
+            .map(|(code, _)| code)
+    });
+    for _ in 0..200 {
+        if held.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        held.load(Ordering::SeqCst),
+        "the second fetch never arrived"
+    );
+
+    // While it hangs, tokens with the known key get in.
+    for _ in 0..20 {
+        assert_eq!(with_bearer(&w, &known).await, 101);
+    }
+    assert!(
+        !waiting.is_finished(),
+        "the unknown-kid login should still be waiting for the held fetch"
+    );
+    release.notify_waiters();
+    assert_eq!(waiting.await.expect("join"), Some(401));
+}
+
+#[tokio::test]
+async fn a_blank_sub_is_no_client_id() {
+    let (w, _) = Worker::hs256(&[]);
+    assert_eq!(with_bearer(&w, &hs_token(&claims("   "))).await, 401);
+    assert_eq!(with_bearer(&w, &hs_token(&claims("alice"))).await, 101);
+}

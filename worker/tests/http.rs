@@ -232,3 +232,56 @@ fn out_of_descriptors_the_worker_backs_off_and_recovers() {
     );
     assert!(w.proc.is_running());
 }
+
+#[test]
+fn admin_routes_need_the_admin_token_but_metrics_do_not() {
+    let w = Worker::start(&["--no-auth", "--sink", "stdout", "--admin-token", "t0k"]);
+    let get = |headers: &[(&str, &str)], path: &str| {
+        http_request(w.admin, "GET", path, headers, b"")
+            .expect("admin answers")
+            .0
+    };
+    assert_eq!(get(&[], "/metrics"), 200);
+    assert_eq!(get(&[], "/api/v1/sessions"), 401);
+    assert_eq!(
+        get(&[("Authorization", "Bearer wrong")], "/api/v1/sessions"),
+        401
+    );
+    assert_eq!(get(&[("Authorization", "t0k")], "/api/v1/sessions"), 401);
+    assert_eq!(
+        get(&[("Authorization", "Bearer t0k")], "/api/v1/sessions"),
+        200
+    );
+    let publish = |headers: &[(&str, &str)]| {
+        http_request(
+            w.admin,
+            "POST",
+            "/api/v1/publish",
+            headers,
+            br#"{"clientId":"nobody","msg":"x"}"#,
+        )
+        .expect("publish answers")
+        .0
+    };
+    assert_eq!(publish(&[]), 401);
+    assert_eq!(publish(&[("Authorization", "Bearer t0k")]), 404);
+}
+
+#[test]
+fn without_an_admin_token_the_admin_port_faces_loopback_only() {
+    let (public, port) = (ews_testkit::free_port(), ews_testkit::free_port());
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ews-worker"));
+    cmd.args(["--no-auth", "--sink", "stdout"])
+        .args(["--listen", &format!("127.0.0.1:{public}")])
+        .args(["--admin-listen", &format!("0.0.0.0:{port}")])
+        .env("RUST_LOG", "info");
+    let proc = ews_testkit::Proc::spawn("ews-worker", cmd);
+    proc.wait_for_output(
+        "the admin port listens on loopback only",
+        Duration::from_secs(20),
+    )
+    .expect("the worker says where its admin port is");
+    let local: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    ews_testkit::wait_for_http_ok(local, "/metrics", Duration::from_secs(10))
+        .expect("the admin port answers on loopback");
+}

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ews_http::args::{read_secret_file, PortArgs, Secret};
+use ews_http::link::LinkKey;
 use ews_queue::args::QueueArgs;
 use ews_queue::client::ReadOptions;
 use tokio::signal::unix::{signal, SignalKind};
@@ -91,20 +92,18 @@ fn json_line(body: &str) -> String {
 }
 
 async fn read(args: ReadArgs) -> ExitCode {
-    let headers: Vec<(String, String)> = args
+    let link = args
         .cluster_secret
         .as_ref()
         .or(args.cluster_secret_file.as_ref())
-        .map(|s| ("x-ews-cluster-secret".to_string(), s.expose().to_string()))
-        .into_iter()
-        .collect();
+        .map(LinkKey::derive);
     let opts = ReadOptions {
         delete: args.delete,
         idle: (!args.follow).then(|| Duration::from_millis(args.idle_ms)),
         max: args.max,
     };
     let mut stdout = std::io::stdout().lock();
-    let reading = ews_queue::client::read(&args.url, &headers, opts, |_, body, _| {
+    let reading = ews_queue::client::read(&args.url, link.as_ref(), opts, |_, body, _| {
         // A closed stdout (`| head`) ends the read; that message is not deleted.
         match writeln!(stdout, "{}", json_line(&body)).and_then(|()| stdout.flush()) {
             Ok(()) => ControlFlow::Continue(()),

@@ -9,6 +9,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use ews_http::link::{LinkKey, REQUEST_HEADER};
+
 use crate::protocol::{ClientFrame, ServerFrame};
 use crate::QueueError;
 
@@ -20,26 +22,37 @@ pub struct FrameSender(SplitSink<Ws, Message>);
 /// The reading half of a queue connection.
 pub struct FrameReceiver(SplitStream<Ws>);
 
-/// Connects to `url` (`ws://host:port/queue/{name}`), adding `headers` to the upgrade request
-/// (for example the cluster secret on a node link).
+/// Connects to `url` (`ws://host:port/queue/{name}`). With `link` (a leader's node link), the
+/// upgrade is signed with the cluster key and the broker must prove the key in its answer
+/// before a single frame is sent: a peer that cannot is refused.
 pub async fn connect(
     url: &str,
-    headers: &[(String, String)],
+    link: Option<&LinkKey>,
 ) -> Result<(FrameSender, FrameReceiver), QueueError> {
     let mut req = url
         .into_client_request()
         .map_err(|e| QueueError::Connect(e.to_string()))?;
-    for (k, v) in headers {
-        let name = http::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|e| QueueError::Connect(e.to_string()))?;
-        let value =
-            http::HeaderValue::from_str(v).map_err(|e| QueueError::Connect(e.to_string()))?;
-        req.headers_mut().insert(name, value);
-    }
-    let (ws, _) =
+    let challenge = link.map(|key| {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let (header, challenge) = key.sign(&http::Method::GET, &target, b"");
+        req.headers_mut().insert(REQUEST_HEADER, header);
+        challenge
+    });
+    let (ws, resp) =
         tokio_tungstenite::connect_async_with_config(req, Some(crate::server::ws_config()), true)
             .await
             .map_err(|e| QueueError::Connect(e.to_string()))?;
+    if let Some(c) = challenge {
+        if let Err(e) = c.verify(resp.headers()) {
+            let mut ws = ws;
+            let _ = ws.close(None).await;
+            return Err(QueueError::Untrusted(e));
+        }
+    }
     let (tx, rx) = ws.split();
     Ok((FrameSender(tx), FrameReceiver(rx)))
 }
@@ -108,11 +121,11 @@ pub struct ReadOptions {
 /// handed over).
 pub async fn read(
     url: &str,
-    headers: &[(String, String)],
+    link: Option<&LinkKey>,
     opts: ReadOptions,
     mut each: impl FnMut(u64, String, u32) -> std::ops::ControlFlow<()>,
 ) -> Result<u64, QueueError> {
-    let (mut tx, mut rx) = connect(url, headers).await?;
+    let (mut tx, mut rx) = connect(url, link).await?;
     // Demand is cumulative: ask for what may be read, once.
     tx.send(&ClientFrame::Receive {
         count: opts.max.unwrap_or(u64::MAX),

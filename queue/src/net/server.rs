@@ -10,8 +10,9 @@ use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -54,20 +55,89 @@ pub fn upgrade<B>(
         Ok(u) => u,
         Err(rejection) => return rejection.into_response(),
     };
-    let queue = match broker.queue(&name) {
-        Ok(q) => q,
+    let (response, upgrading) = upgrade.accept();
+    match broker.queue(&name) {
+        Ok(queue) => connections.spawn(async move {
+            if let Some(ws) = upgrading.into_stream(ws_config()).await {
+                serve_socket(ws, queue).await;
+            }
+        }),
         Err(e) => {
             tracing::warn!(queue = %name, error = %e, "cannot open queue");
-            return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "queue unavailable\n");
+            // Said in the protocol, so a client sees why rather than a bare status.
+            let frame = ServerFrame::Error {
+                error: format!("queue unavailable: {e}"),
+            };
+            connections.spawn(async move {
+                if let Some(ws) = upgrading.into_stream(ws_config()).await {
+                    refuse(ws, frame).await;
+                }
+            })
         }
     };
-    let (response, upgrading) = upgrade.accept();
-    connections.spawn(async move {
-        if let Some(ws) = upgrading.into_stream(ws_config()).await {
-            serve_socket(ws, queue).await;
-        }
-    });
     response
+}
+
+/// Sends `frame` and closes: the queue the client asked for cannot be served.
+async fn refuse<S>(mut ws: WebSocketStream<S>, frame: ServerFrame)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = ws.send(Message::text(frame.to_text())).await;
+    let _ = ws.close(None).await;
+}
+
+/// What one connection holds delivered and not yet deleted, oldest first, so that past the
+/// queue's `max_unacked` it gets nothing more. A delivery stops counting when it is deleted or
+/// when its visibility timeout has passed (the queue then hands it to someone else).
+struct Unacked {
+    max: usize,
+    timeout: std::time::Duration,
+    held: std::collections::VecDeque<(tokio::time::Instant, u64)>,
+    ids: std::collections::HashSet<u64>,
+}
+
+impl Unacked {
+    fn new(queue: &Queue) -> Unacked {
+        Unacked {
+            max: queue.config().max_unacked.max(1),
+            timeout: queue.config().visibility_timeout,
+            held: Default::default(),
+            ids: Default::default(),
+        }
+    }
+
+    fn has_room(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        while let Some(&(at, id)) = self.held.front() {
+            if !self.ids.contains(&id) {
+                self.held.pop_front();
+            } else if at + self.timeout <= now {
+                self.held.pop_front();
+                self.ids.remove(&id);
+            } else {
+                break;
+            }
+        }
+        self.ids.len() < self.max
+    }
+
+    fn delivered(&mut self, id: u64) {
+        if self.ids.insert(id) {
+            self.held.push_back((tokio::time::Instant::now(), id));
+        }
+    }
+
+    fn deleted(&mut self, id: u64) {
+        self.ids.remove(&id);
+    }
+
+    /// When the oldest delivery stops counting, if the connection is full.
+    fn frees_at(&self) -> Option<tokio::time::Instant> {
+        (self.ids.len() >= self.max)
+            .then(|| self.held.front().map(|&(at, _)| at + self.timeout))
+            .flatten()
+    }
 }
 
 /// Serves one client connection on `queue` until it closes: sends are pipelined (answered in
@@ -79,22 +149,40 @@ where
     let (mut out, mut inp) = ws.split();
     let mut sends = FuturesOrdered::new();
     let mut demand: u64 = 0;
+    let mut unacked = Unacked::new(&queue);
     loop {
         let mut delivering = None;
+        let room = unacked.has_room();
+        let frees_at = unacked.frees_at();
         let reply = tokio::select! {
             biased;
             Some(sent) = sends.next(), if !sends.is_empty() => match sent {
                 Ok(id) => ServerFrame::Sent { id },
                 Err(e) => ServerFrame::Error { error: format!("send failed: {e}") },
             },
-            d = queue.take(), if demand > 0 => {
+            d = queue.take(), if demand > 0 && room => {
                 demand -= 1;
                 delivering = Some(d.id);
+                unacked.delivered(d.id);
                 ServerFrame::Message { id: d.id, body: d.body, deliveries: d.deliveries }
             }
+            // A full connection wakes when its oldest delivery times out.
+            _ = tokio::time::sleep_until(frees_at.unwrap_or_else(tokio::time::Instant::now)), if frees_at.is_some() => continue,
             msg = inp.next(), if sends.len() < SEND_WINDOW => {
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Binary(_))) => {
+                        let e = ServerFrame::Error { error: "binary frames are not part of the queue protocol".into() };
+                        if out.send(Message::text(e.to_text())).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Some(Err(WsError::Capacity(_))) => {
+                        let close = CloseFrame { code: CloseCode::Size, reason: "frame too large".into() };
+                        let _ = out.send(Message::Close(Some(close))).await;
+                        break;
+                    }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue,
                 };
@@ -109,6 +197,7 @@ where
                         continue;
                     }
                     Ok(ClientFrame::Delete { id }) => {
+                        unacked.deleted(id);
                         queue.delete(id).await;
                         continue;
                     }
@@ -119,6 +208,7 @@ where
         if out.send(Message::text(reply.to_text())).await.is_err() {
             if let Some(id) = delivering {
                 // Never reached the receiver: visible again now, not after the timeout.
+                unacked.deleted(id);
                 queue.release(id);
             }
             break;

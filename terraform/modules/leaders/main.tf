@@ -14,6 +14,7 @@ locals {
       EWS_INTERNAL_LISTEN              = "0.0.0.0:${var.internal_port}"
       EWS_ADMIN_LISTEN                 = "0.0.0.0:${var.admin_port}"
       EWS_CLUSTER_SECRET_SSM_PARAMETER = var.cluster_secret_parameter_name
+      EWS_ADMIN_TOKEN_SSM_PARAMETER    = var.admin_token_parameter_name
       EWS_QUEUE_DIR                    = "/var/lib/ews/queue"
       EWS_CLOUDWATCH_NAMESPACE         = var.cloudwatch_namespace
       EWS_CLOUDWATCH_METRIC            = var.cloudwatch_metric
@@ -70,9 +71,9 @@ data "aws_iam_policy_document" "leader" {
     resources = ["${var.log_group_arn}:*"]
   }
   statement {
-    sid       = "ReadClusterSecret"
+    sid       = "ReadSecrets"
     actions   = ["ssm:GetParameter"]
-    resources = [var.cluster_secret_parameter_arn]
+    resources = [var.cluster_secret_parameter_arn, var.admin_token_parameter_arn]
   }
   # PutMetricData has no resource-level permissions; the namespace condition is the scope.
   statement {

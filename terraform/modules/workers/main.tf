@@ -15,6 +15,7 @@ locals {
     EWS_ADMIN_LISTEN                 = "0.0.0.0:${var.admin_port}"
     EWS_INTERNAL_LISTEN              = "0.0.0.0:${var.internal_port}"
     EWS_CLUSTER_SECRET_SSM_PARAMETER = var.cluster_secret_parameter_name
+    EWS_ADMIN_TOKEN_SSM_PARAMETER    = var.admin_token_parameter_name
     EWS_DRAIN_SECONDS                = tostring(var.drain_seconds)
     EWS_PING_INTERVAL_SECS           = tostring(var.ping_interval_secs)
     EWS_QUEUE_DIR                    = "/var/lib/ews/queue"
@@ -43,7 +44,7 @@ data "aws_iam_policy_document" "worker" {
   statement {
     sid       = "ReadSecrets"
     actions   = ["ssm:GetParameter"]
-    resources = concat([var.cluster_secret_parameter_arn], var.auth_secret_parameter_arns)
+    resources = concat([var.cluster_secret_parameter_arn, var.admin_token_parameter_arn], var.auth_secret_parameter_arns)
   }
   statement {
     sid       = "FinishDrain"

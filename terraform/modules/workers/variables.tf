@@ -81,6 +81,16 @@ variable "cluster_secret_parameter_name" {
   description = "SSM SecureString holding the cluster secret; fetched at boot into EWS_CLUSTER_SECRET_FILE."
 }
 
+variable "admin_token_parameter_name" {
+  type        = string
+  description = "SSM SecureString holding the admin token; fetched at boot into EWS_ADMIN_TOKEN_FILE."
+}
+
+variable "admin_token_parameter_arn" {
+  type        = string
+  description = "ARN of that parameter, for the instance role."
+}
+
 variable "cluster_secret_parameter_arn" {
   type        = string
   description = "ARN of that parameter, for the instance role."
