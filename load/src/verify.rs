@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ews_http::args::Secret;
 use ews_http::link::LinkKey;
 use ews_proto::{Event, ServerFrame, StampedEvent};
+use ews_queue::client::Credential;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -47,6 +48,15 @@ pub struct VerifyArgs {
     /// secret itself is never sent).
     #[arg(long, env = "EWS_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<Secret>,
+    /// The admin token, to read a standalone worker's embedded queue on its admin port
+    /// (`ws://HOST:ADMIN_PORT/queue/events`).
+    #[arg(
+        long,
+        env = "EWS_ADMIN_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "cluster_secret"
+    )]
+    pub admin_token: Option<Secret>,
     /// Leave read events in the queue (by default they are deleted once counted).
     #[arg(long, env = "EWS_KEEP")]
     pub keep: bool,
@@ -280,13 +290,18 @@ async fn read_queue(
     errors: &Errors,
 ) -> Result<Vec<Vec<u8>>, String> {
     let link = args.cluster_secret.as_ref().map(LinkKey::derive);
+    let credential = match (&link, &args.admin_token) {
+        (Some(key), _) => Some(Credential::Link(key)),
+        (None, Some(token)) => Some(Credential::Admin(token)),
+        (None, None) => None,
+    };
     let opts = ews_queue::client::ReadOptions {
         delete: !args.keep,
         idle: Some(idle),
         max: None,
     };
     let mut out = Vec::new();
-    if let Err(e) = ews_queue::client::read(url, link.as_ref(), opts, |_, body, _| {
+    if let Err(e) = ews_queue::client::read(url, credential, opts, |_, body, _| {
         out.push(body.into_bytes());
         std::ops::ControlFlow::Continue(())
     })

@@ -427,3 +427,55 @@ fn ews_queue_read_prints_what_verify_kept() {
     visible_again();
     assert_eq!(ours(&read(&[])), 0, "--delete consumed them");
 }
+
+/// A standalone worker keeps its events in its embedded queue; `ews-queue read` reads them from
+/// the worker's admin port while it runs, with the admin token and only with it.
+#[test]
+fn a_running_standalone_worker_serves_its_queue_behind_the_admin_token() {
+    let dir = ews_testkit::Scratch::new("standalone-read");
+    let (port, admin) = (free_port(), free_port());
+    let mut cmd = Command::new(ews_testkit::bin_path("ews-worker"));
+    cmd.args(["--standalone", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--jwt-hs256-secret", "e2e-secret", "--admin-token", "adm1n"])
+        .env("EWS_QUEUE_DIR", dir.join("embedded-queue"));
+    let _worker = Proc::spawn("ews-worker", cmd);
+    wait_for_http_ok(
+        ([127, 0, 0, 1], port).into(),
+        "/info",
+        Duration::from_secs(20),
+    )
+    .unwrap();
+
+    let (out, j) = run(load()
+        .args(["ingest", "--url", &format!("ws://127.0.0.1:{port}/ws")])
+        .args(["-n", "2", "--messages", "5", "--ack"])
+        .args(["--jwt-hs256-secret", "e2e-secret", "--json"]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(j["acked"], 10, "{j}");
+
+    let url = format!("ws://127.0.0.1:{admin}/queue/events");
+    let read = |extra: &[&str]| {
+        Command::new(ews_testkit::bin_path("ews-queue"))
+            .args(["read", "--url", &url, "--idle-ms", "500"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = read(&[]);
+    assert!(
+        !refused.status.success(),
+        "read without the admin token: {}",
+        show(&refused)
+    );
+    let out = read(&["--admin-token", "adm1n", "--delete"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(events.len(), 10, "{events:?}");
+    assert!(events
+        .iter()
+        .all(|e| e["node"].is_string() && e["seq"].is_u64()));
+}

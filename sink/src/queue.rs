@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ews_http::link::LinkKey;
-use ews_queue::client::connect;
+use ews_queue::client::{connect, Credential};
 use ews_queue::{ClientFrame, Queue, QueueError, ServerFrame};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
@@ -141,7 +141,7 @@ async fn run_remote(mut rx: mpsc::Receiver<Item>, target: Target, link: Option<L
             tokio::time::sleep(backoff).await;
             continue;
         };
-        let (mut out, mut inp) = match connect(&url, link.as_ref()).await {
+        let (mut out, mut inp) = match connect(&url, link.as_ref().map(Credential::Link)).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(%url, error = %e, "queue sink cannot connect; retrying");

@@ -1,6 +1,8 @@
 //! The admin port: metrics, the session API and publish. Never routed through the load
 //! balancer. In a cluster it also serves the cluster view (`/members`) and publish reaches the
-//! other workers through [`Peers`].
+//! other workers through [`Peers`]; a standalone worker serves its embedded queue here
+//! (`/queue/{name}`), so `ews-queue read` can read its events while it runs. Every route but
+//! `/metrics` needs the admin token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,8 +10,10 @@ use std::sync::Arc;
 use ews_cluster::Membership;
 use ews_http::args::{bearer_matches, Secret};
 use ews_http::reply::{self, Body};
+use ews_queue::Broker;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use tokio_util::task::TaskTracker;
 
 use crate::link::Peers;
 use crate::metrics::Metrics;
@@ -23,6 +27,11 @@ pub struct Admin {
     pub registry: Arc<Registry>,
     /// In a cluster: `/members`, and the peers a publish fans out to.
     pub cluster: Option<(Arc<Membership>, Peers)>,
+    /// The embedded queue broker (a standalone worker), served as `/queue/{name}` so its events
+    /// can be read while the worker runs.
+    pub broker: Option<Arc<Broker>>,
+    /// Those queue connections.
+    pub queue_connections: TaskTracker,
 }
 
 impl Admin {
@@ -45,6 +54,13 @@ impl Admin {
                     reply::with_type(StatusCode::OK, "application/json", m.view().to_json())
                 }
                 None => reply::text(StatusCode::NOT_FOUND, "not found"),
+            },
+            (&Method::GET, path) if path.starts_with("/queue/") => match &self.broker {
+                Some(b) => ews_queue::server::upgrade(b, req, &self.queue_connections),
+                None => reply::text(
+                    StatusCode::NOT_FOUND,
+                    "no embedded queue on this node (it sends events elsewhere)",
+                ),
             },
             (&Method::GET, _) => reply::text(StatusCode::NOT_FOUND, "not found"),
             _ => reply::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),

@@ -184,6 +184,8 @@ impl Node {
             metrics: metrics.clone(),
             registry: registry.clone(),
             cluster: membership.clone().map(|m| (m.clone(), Peers::new(m))),
+            broker: broker.clone(),
+            queue_connections: TaskTracker::new(),
         });
         let link = link_listener
             .zip(membership.as_ref())

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use ews_http::args::{read_secret_file, PortArgs, Secret};
 use ews_http::link::LinkKey;
 use ews_queue::args::QueueArgs;
-use ews_queue::client::ReadOptions;
+use ews_queue::client::{Credential, ReadOptions};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -52,8 +52,9 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct ReadArgs {
-    /// The queue: `ws://HOST:PORT/queue/NAME` of an `ews-queue`, or of the active leader's
-    /// internal port (with the cluster secret).
+    /// The queue: `ws://HOST:PORT/queue/NAME` of an `ews-queue`, of the active leader's
+    /// internal port (with the cluster secret), or of a standalone worker's admin port (with the
+    /// admin token).
     #[arg(long)]
     url: String,
     /// Keep reading as new messages arrive, until Ctrl-C.
@@ -80,6 +81,22 @@ struct ReadArgs {
         value_parser = read_secret_file
     )]
     cluster_secret_file: Option<Secret>,
+    /// The admin token, to read a standalone worker's embedded queue on its admin port.
+    #[arg(
+        long,
+        env = "EWS_ADMIN_TOKEN",
+        hide_env_values = true,
+        conflicts_with_all = ["admin_token_file", "cluster_secret", "cluster_secret_file"]
+    )]
+    admin_token: Option<Secret>,
+    /// File holding the admin token.
+    #[arg(
+        long,
+        env = "EWS_ADMIN_TOKEN_FILE",
+        value_parser = read_secret_file,
+        conflicts_with_all = ["cluster_secret", "cluster_secret_file"]
+    )]
+    admin_token_file: Option<Secret>,
 }
 
 /// One output line per message: the body itself when it is one line of JSON (a stamped event),
@@ -97,13 +114,19 @@ async fn read(args: ReadArgs) -> ExitCode {
         .as_ref()
         .or(args.cluster_secret_file.as_ref())
         .map(LinkKey::derive);
+    let token = args.admin_token.as_ref().or(args.admin_token_file.as_ref());
+    let credential = match (&link, token) {
+        (Some(key), _) => Some(Credential::Link(key)),
+        (None, Some(t)) => Some(Credential::Admin(t)),
+        (None, None) => None,
+    };
     let opts = ReadOptions {
         delete: args.delete,
         idle: (!args.follow).then(|| Duration::from_millis(args.idle_ms)),
         max: args.max,
     };
     let mut stdout = std::io::stdout().lock();
-    let reading = ews_queue::client::read(&args.url, link.as_ref(), opts, |_, body, _| {
+    let reading = ews_queue::client::read(&args.url, credential, opts, |_, body, _| {
         // A closed stdout (`| head`) ends the read; that message is not deleted.
         match writeln!(stdout, "{}", json_line(&body)).and_then(|()| stdout.flush()) {
             Ok(()) => ControlFlow::Continue(()),

@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use ews_http::args::Secret;
 use ews_http::link::{LinkKey, REQUEST_HEADER};
 
 use crate::protocol::{ClientFrame, ServerFrame};
@@ -22,16 +23,33 @@ pub struct FrameSender(SplitSink<Ws, Message>);
 /// The reading half of a queue connection.
 pub struct FrameReceiver(SplitStream<Ws>);
 
-/// Connects to `url` (`ws://host:port/queue/{name}`). With `link` (a leader's node link), the
-/// upgrade is signed with the cluster key and the broker must prove the key in its answer
-/// before a single frame is sent: a peer that cannot is refused.
+/// What a queue connection proves about its client.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    /// A leader's node link: the upgrade is signed with the cluster key, and the broker must
+    /// prove the key in its answer before a single frame is sent.
+    Link(&'a LinkKey),
+    /// A node's admin port (a standalone worker's embedded queue): the admin token.
+    Admin(&'a Secret),
+}
+
+/// Connects to `url` (`ws://host:port/queue/{name}`) with `credential`, if the port wants one.
 pub async fn connect(
     url: &str,
-    link: Option<&LinkKey>,
+    credential: Option<Credential<'_>>,
 ) -> Result<(FrameSender, FrameReceiver), QueueError> {
     let mut req = url
         .into_client_request()
         .map_err(|e| QueueError::Connect(e.to_string()))?;
+    if let Some(Credential::Admin(token)) = credential {
+        let value = http::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| QueueError::Connect("the admin token is not valid header text".into()))?;
+        req.headers_mut().insert(http::header::AUTHORIZATION, value);
+    }
+    let link = match credential {
+        Some(Credential::Link(key)) => Some(key),
+        _ => None,
+    };
     let challenge = link.map(|key| {
         let target = req
             .uri()
@@ -121,11 +139,11 @@ pub struct ReadOptions {
 /// handed over).
 pub async fn read(
     url: &str,
-    link: Option<&LinkKey>,
+    credential: Option<Credential<'_>>,
     opts: ReadOptions,
     mut each: impl FnMut(u64, String, u32) -> std::ops::ControlFlow<()>,
 ) -> Result<u64, QueueError> {
-    let (mut tx, mut rx) = connect(url, link).await?;
+    let (mut tx, mut rx) = connect(url, credential).await?;
     // Demand is cumulative: ask for what may be read, once.
     tx.send(&ClientFrame::Receive {
         count: opts.max.unwrap_or(u64::MAX),
