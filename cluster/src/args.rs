@@ -63,8 +63,8 @@ pub struct ClusterArgs {
     )]
     pub dead_node_grace: Duration,
 
-    /// Shared secret of the cluster, required on node-to-node links (TCP, internal port).
-    /// Gossip (UDP) is not authenticated: keep the internal port private to the cluster.
+    /// Shared secret of the cluster: node links are signed with a key derived from it, and a peer
+    /// counts only once it has proven it (gossip alone decides nothing).
     #[arg(
         long,
         env = "EWS_CLUSTER_SECRET",
@@ -76,6 +76,20 @@ pub struct ClusterArgs {
     /// File holding the cluster secret (trailing whitespace ignored).
     #[arg(long, env = "EWS_CLUSTER_SECRET_FILE", value_parser = read_secret_file)]
     pub cluster_secret_file: Option<Secret>,
+
+    /// A second cluster secret this node also accepts (never signs with): the middle step of a
+    /// rotation without downtime (docs/trust.md).
+    #[arg(
+        long,
+        env = "EWS_CLUSTER_SECRET_ACCEPT",
+        hide_env_values = true,
+        conflicts_with = "cluster_secret_accept_file"
+    )]
+    pub cluster_secret_accept: Option<Secret>,
+
+    /// File holding that second secret.
+    #[arg(long, env = "EWS_CLUSTER_SECRET_ACCEPT_FILE", value_parser = read_secret_file)]
+    pub cluster_secret_accept_file: Option<Secret>,
 }
 
 impl ClusterArgs {
@@ -96,6 +110,13 @@ impl ClusterArgs {
         self.cluster_secret
             .as_ref()
             .or(self.cluster_secret_file.as_ref())
+    }
+
+    /// The secret accepted besides it during a rotation.
+    pub fn accepted_secret(&self) -> Option<&ClusterSecret> {
+        self.cluster_secret_accept
+            .as_ref()
+            .or(self.cluster_secret_accept_file.as_ref())
     }
 }
 

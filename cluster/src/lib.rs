@@ -15,11 +15,12 @@ mod args;
 mod membership;
 mod metrics;
 mod node;
+mod proof;
 mod seeds;
 mod view;
 
 pub use args::{ClusterArgs, ClusterSecret, Seed};
 pub use membership::{JoinState, Membership, MembershipConfig, LEAVE_ROUNDS};
 pub use metrics::ClusterMetrics;
-pub use node::{Role, Status};
+pub use node::{NodeState, Role, Status, STATE_PATH};
 pub use view::{ClusterView, Member};

@@ -1,10 +1,10 @@
 //! A running cluster member: the gossip server, the seed-contact loop with its give-up deadline,
 //! and the periodic refresh that turns gossip state into a [`ClusterView`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chitchat::transport::UdpTransport;
@@ -15,12 +15,15 @@ use tracing::{error, info, warn};
 
 use crate::args::{ClusterArgs, ClusterSecret};
 use crate::metrics::ClusterMetrics;
+use crate::node::NodeState;
 use crate::node::{
     Role, Status, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTERNAL_ADDR, KEY_PUBLIC_ADDR,
     KEY_ROLE, KEY_STATUS, KEY_VERSION,
 };
+use crate::proof::{Proven, ProvenPeers, Prover};
 use crate::seeds;
-use crate::view::{ClusterView, RawNode};
+use crate::view::{ClusterView, RawNode, Trust};
+use ews_http::link::LinkKey;
 
 /// Gossip only merges nodes that agree on this.
 const CLUSTER_ID: &str = "elastic-ws";
@@ -52,6 +55,8 @@ pub struct MembershipConfig {
     pub join_give_up: Option<Duration>,
     pub dead_node_grace: Duration,
     pub secret: Option<ClusterSecret>,
+    /// Accepted on node links besides `secret`, never signed with (a rotation's middle step).
+    pub accepted_secret: Option<ClusterSecret>,
 }
 
 impl MembershipConfig {
@@ -74,6 +79,7 @@ impl MembershipConfig {
             join_give_up: args.join_give_up(),
             dead_node_grace: args.dead_node_grace,
             secret: args.secret().cloned(),
+            accepted_secret: args.accepted_secret().cloned(),
         })
     }
 }
@@ -107,6 +113,14 @@ struct Shared {
     advertise_ip: IpAddr,
     conns: AtomicU64,
     metrics: ClusterMetrics,
+    /// This node's own state, as its node link serves it ([`Membership::own_state`]).
+    status: Mutex<Status>,
+    capacity: AtomicU64,
+    listen_addrs: Mutex<(Option<SocketAddr>, Option<SocketAddr>)>,
+    /// Peers that proved the cluster key with their state (only with a secret).
+    proven: Mutex<ProvenPeers>,
+    /// What the configured seeds resolve to now: the only addresses a leader is accepted at.
+    seed_addrs: Mutex<HashSet<SocketAddr>>,
 }
 
 impl Membership {
@@ -175,14 +189,23 @@ impl Membership {
 
         let (join_tx, join_rx) = watch::channel(JoinState::Joining);
         let (view_tx, view_rx) = watch::channel(Arc::new(ClusterView::default()));
+        let listen_addrs = (
+            config.public_listen.map(|a| advertised(ip, a)),
+            config.admin_listen.map(|a| advertised(ip, a)),
+        );
         let shared = Arc::new(Shared {
+            capacity: AtomicU64::new(config.capacity),
             config,
             self_id,
             advertise_ip: ip,
             conns: AtomicU64::new(0),
             metrics: ClusterMetrics::default(),
+            status: Mutex::new(Status::Joining),
+            listen_addrs: Mutex::new(listen_addrs),
+            proven: Mutex::new(ProvenPeers::new()),
+            seed_addrs: Mutex::new(HashSet::new()),
         });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(contact_seeds(
                 shared.clone(),
                 chitchat.clone(),
@@ -195,6 +218,14 @@ impl Membership {
                 join_tx,
             )),
         ];
+        if let Some(secret) = &shared.config.secret {
+            let prover = Prover::new(LinkKey::derive(secret));
+            tasks.push(tokio::spawn(prove_peers(
+                shared.clone(),
+                chitchat.chitchat(),
+                prover,
+            )));
+        }
         Ok(Membership {
             shared,
             chitchat,
@@ -219,6 +250,16 @@ impl Membership {
 
     pub fn secret(&self) -> Option<&ClusterSecret> {
         self.shared.config.secret.as_ref()
+    }
+
+    /// The node-link verifier for this node's servers: the secret's key and, during a rotation,
+    /// the accepted one's. `None` without a secret (loopback development: links are open).
+    pub fn link_verifier(&self) -> Option<ews_http::link::Verifier> {
+        let config = &self.shared.config;
+        let primary = LinkKey::derive(config.secret.as_ref()?);
+        let mut keys = vec![primary];
+        keys.extend(config.accepted_secret.as_ref().map(LinkKey::derive));
+        Some(ews_http::link::Verifier::with_keys(keys))
     }
 
     /// The latest view (refreshed every gossip round).
@@ -249,6 +290,39 @@ impl Membership {
         }
     }
 
+    /// This node's own state, as its node link serves it to peers (who, with a cluster secret,
+    /// believe nothing else about it).
+    pub fn own_state(&self) -> NodeState {
+        let sh = &self.shared;
+        let (public_addr, admin_addr) = *lock(&sh.listen_addrs);
+        NodeState {
+            node_id: sh.config.node_id.clone(),
+            generation: sh.self_id.generation_id,
+            role: sh.config.role,
+            status: *lock(&sh.status),
+            conns: sh.conns.load(Ordering::Relaxed),
+            capacity: sh.capacity.load(Ordering::Relaxed),
+            internal_addr: sh.self_id.gossip_advertise_addr,
+            public_addr,
+            admin_addr,
+        }
+    }
+
+    /// The node-link answer to `GET /internal/v1/state`: [`Membership::own_state`] as JSON, the
+    /// proof (when the request was signed) covering the body, since peers decide from it.
+    pub fn state_answer(
+        &self,
+        accepted: Option<&ews_http::link::Accepted>,
+    ) -> http::Response<ews_http::Body> {
+        let body = serde_json::to_vec(&self.own_state()).unwrap_or_default();
+        let mut resp =
+            ews_http::reply::with_type(http::StatusCode::OK, "application/json", body.clone());
+        if let Some(a) = accepted {
+            a.prove_with_body(&mut resp, &body);
+        }
+        resp
+    }
+
     /// Reports this node's live client connections; gossiped at most once a second.
     pub fn set_conns(&self, conns: u64) {
         self.shared.conns.store(conns, Ordering::Relaxed);
@@ -257,6 +331,15 @@ impl Membership {
     /// Advertises the public and admin addresses actually bound (e.g. after binding port 0).
     pub async fn set_listen_addrs(&self, public: Option<SocketAddr>, admin: Option<SocketAddr>) {
         let ip = self.shared.advertise_ip;
+        {
+            let mut addrs = lock(&self.shared.listen_addrs);
+            if let Some(a) = public {
+                addrs.0 = Some(advertised(ip, a));
+            }
+            if let Some(a) = admin {
+                addrs.1 = Some(advertised(ip, a));
+            }
+        }
         for (key, addr) in [(KEY_PUBLIC_ADDR, public), (KEY_ADMIN_ADDR, admin)] {
             if let Some(a) = addr {
                 self.set_key(key, advertised(ip, a).to_string()).await;
@@ -266,6 +349,7 @@ impl Membership {
 
     /// Updates the advertised capacity (e.g. once the worker knows its file-descriptor limit).
     pub async fn set_capacity(&self, capacity: u64) {
+        self.shared.capacity.store(capacity, Ordering::Relaxed);
         self.set_key(KEY_CAPACITY, capacity.to_string()).await;
     }
 
@@ -284,6 +368,7 @@ impl Membership {
             return;
         }
         state.set(KEY_STATUS, Status::Leaving);
+        *lock(&self.shared.status) = Status::Leaving;
         drop(guard);
         info!(node_id = %self.node_id(), "leaving the cluster");
     }
@@ -324,6 +409,49 @@ impl Drop for Membership {
     }
 }
 
+/// How long a proof of a peer's state stays good: a few probe rounds, so one slow answer does
+/// not drop a live peer, while a peer that stopped answering drops out within seconds.
+fn proof_freshness(gossip_interval: Duration) -> Duration {
+    gossip_interval * 5 + Duration::from_secs(2)
+}
+
+/// Every gossip round: ask each peer gossip knows of for its state over the signed node link;
+/// keep what they prove, forget peers gossip no longer lists.
+async fn prove_peers(shared: Arc<Shared>, chitchat: SharedChitchat, prover: Prover) {
+    let mut tick = tokio::time::interval(shared.config.gossip_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let targets: Vec<(String, u64, SocketAddr)> = {
+            let guard = chitchat.lock().await;
+            guard
+                .node_states()
+                .iter()
+                .filter(|(id, _)| **id != shared.self_id)
+                .filter_map(|(id, state)| {
+                    let addr = state.get(KEY_INTERNAL_ADDR)?.parse().ok()?;
+                    Some((id.node_id.to_string(), id.generation_id, addr))
+                })
+                .collect()
+        };
+        let proven = prover.probe_all(&targets).await;
+        let now = Instant::now();
+        let mut map = lock(&shared.proven);
+        map.retain(|(id, g), _| targets.iter().any(|(i, gen, _)| i == id && gen == g));
+        for state in proven {
+            map.insert(
+                (state.node_id.clone(), state.generation),
+                Proven { state, at: now },
+            );
+        }
+    }
+}
+
+/// A poisoned lock still holds consistent data here (plain values): keep going.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn advertised(ip: IpAddr, listen: SocketAddr) -> SocketAddr {
     if listen.ip().is_unspecified() {
         SocketAddr::new(ip, listen.port())
@@ -351,8 +479,12 @@ async fn contact_seeds(
         if *join_rx.borrow() == JoinState::GaveUp {
             return;
         }
-        let targets: Vec<SocketAddr> = seeds::resolve(&config.seeds)
-            .await
+        let resolved = seeds::resolve(&config.seeds).await;
+        if !resolved.is_empty() || config.seeds.is_empty() {
+            // A failed lookup keeps the last known addresses rather than dropping every leader.
+            *lock(&shared.seed_addrs) = resolved.iter().copied().collect();
+        }
+        let targets: Vec<SocketAddr> = resolved
             .into_iter()
             // Our UDP socket speaks one address family: skip e.g. `localhost`'s ::1.
             .filter(|a| a.is_ipv4() == config.internal_listen.is_ipv4())
@@ -428,20 +560,36 @@ async fn refresh(
             .collect();
         heard.retain(|id, _| guard.node_states().contains_key(id));
 
-        let view = ClusterView::build(&config.node_id, raw);
+        let view = {
+            let proven = lock(&shared.proven);
+            let seed_addrs = lock(&shared.seed_addrs);
+            ClusterView::build(
+                &config.node_id,
+                raw,
+                &Trust {
+                    proven: config.secret.is_some().then_some(&*proven),
+                    fresh: proof_freshness(config.gossip_interval),
+                    now,
+                    seed_addrs: &seed_addrs,
+                },
+            )
+        };
         // A worker has joined once anyone answers. A leader waits for the other leader, or forms
         // the cluster alone after one seed-node timeout (Akka's first seed node): until then it
         // is `joining`, so a leader that just (re)started never claims to be active before it
         // has heard whether its peer already is.
         let joined = match config.role {
-            Role::Worker => view.members.iter().any(|m| !m.is_self && m.reachable),
+            Role::Worker => view
+                .members
+                .iter()
+                .any(|m| !m.is_self && m.reachable && m.verified),
             Role::Leader => {
                 config.seeds.is_empty()
                     || started.elapsed() >= config.seed_node_timeout
                     || view
                         .members
                         .iter()
-                        .any(|m| !m.is_self && m.reachable && m.role == Role::Leader)
+                        .any(|m| !m.is_self && m.reachable && m.verified && m.role == Role::Leader)
             }
         };
         let state = *join_tx.borrow();
@@ -451,6 +599,7 @@ async fn refresh(
                 let self_state = guard.self_node_state();
                 if self_state.get(KEY_STATUS) == Some(Status::Joining.as_str()) {
                     self_state.set(KEY_STATUS, Status::Up);
+                    *lock(&shared.status) = Status::Up;
                 }
                 info!(
                     after_ms = started.elapsed().as_millis() as u64,

@@ -54,7 +54,8 @@ impl ClusterMetrics {
                 let n = view
                     .members
                     .iter()
-                    .filter(|m| m.role == role && m.health() == status)
+                    // Unverified members are listed in `/members`, never counted.
+                    .filter(|m| m.verified && m.role == role && m.health() == status)
                     .count();
                 self.members
                     .get_or_create(&MemberLabels {
@@ -73,7 +74,7 @@ impl ClusterMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::{Member, RawNode};
+    use crate::view::{Member, RawNode, Trust};
 
     #[test]
     fn renders_members_by_role_and_status() {
@@ -87,8 +88,9 @@ mod tests {
                 .collect(),
             live,
             last_heard: Default::default(),
-            is_self: false,
+            is_self: id == "l1",
         };
+        let seeds = Default::default();
         let view = ClusterView::build(
             "l1",
             vec![
@@ -96,6 +98,7 @@ mod tests {
                 raw("w1", "worker", "up", true),
                 raw("w2", "worker", "up", false),
             ],
+            &Trust::gossip(&seeds),
         );
         let _: &Member = &view.members[0];
         let m = ClusterMetrics::default();

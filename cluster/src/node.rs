@@ -1,9 +1,10 @@
 //! What a node gossips about itself: the key names and the values they take.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub(crate) const KEY_ROLE: &str = "role";
 pub(crate) const KEY_STATUS: &str = "status";
@@ -14,8 +15,27 @@ pub(crate) const KEY_CONNS: &str = "conns";
 pub(crate) const KEY_CAPACITY: &str = "capacity";
 pub(crate) const KEY_VERSION: &str = "version";
 
+/// A node's own account of itself, served on its node link (`GET /internal/v1/state`) and
+/// proven with the cluster key. With a cluster secret, peers decide from this, never from what
+/// gossip says about the node: gossip datagrams are not authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub node_id: String,
+    pub generation: u64,
+    pub role: Role,
+    pub status: Status,
+    pub conns: u64,
+    pub capacity: u64,
+    pub internal_addr: SocketAddr,
+    pub public_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+}
+
+/// Node-link path of [`NodeState`].
+pub const STATE_PATH: &str = "/internal/v1/state";
+
 /// What a node does in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Seed node, cluster view, active one hosts the queue and publishes the cluster metric.
@@ -36,7 +56,7 @@ impl Role {
 }
 
 /// Lifecycle of a node as it gossips it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Started, has not reached a seed yet.

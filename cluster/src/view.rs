@@ -1,9 +1,9 @@
 //! A point-in-time picture of the cluster as one node sees it: the `/members` answer, the active
 //! leader and the cluster-wide connection count all derive from it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -11,6 +11,7 @@ use crate::node::{
     Role, Status, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTERNAL_ADDR, KEY_PUBLIC_ADDR,
     KEY_ROLE, KEY_STATUS, KEY_VERSION,
 };
+use crate::proof::ProvenPeers;
 
 /// One node as seen from here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,12 +36,15 @@ pub struct Member {
     pub last_heard_ms: u64,
     #[serde(rename = "self")]
     pub is_self: bool,
+    /// The node proved the cluster key on its node link and its state is what it said there
+    /// (always true without a cluster secret). An unverified member is listed, never counted.
+    pub verified: bool,
 }
 
 impl Member {
-    /// Reachable and not leaving: counts for leader choice and placement.
+    /// Verified, reachable and not leaving: counts for leader choice and placement.
     pub fn is_serving(&self) -> bool {
-        self.reachable && self.status != Status::Leaving
+        self.verified && self.reachable && self.status != Status::Leaving
     }
 
     /// The status label for metrics: the gossiped status, or `unreachable`.
@@ -64,6 +68,28 @@ pub(crate) struct RawNode {
     pub is_self: bool,
 }
 
+/// What a view may believe. With a cluster secret (`proven` set), a peer counts only with a
+/// fresh proof of its state; a leader counts only at an address the configured seeds resolve to.
+pub(crate) struct Trust<'a> {
+    pub proven: Option<&'a ProvenPeers>,
+    pub fresh: Duration,
+    pub now: Instant,
+    pub seed_addrs: &'a HashSet<SocketAddr>,
+}
+
+impl Trust<'_> {
+    /// Trusts everything gossip says (tests of the view itself).
+    #[cfg(test)]
+    pub(crate) fn gossip(seed_addrs: &HashSet<SocketAddr>) -> Trust<'_> {
+        Trust {
+            proven: None,
+            fresh: Duration::ZERO,
+            now: Instant::now(),
+            seed_addrs,
+        }
+    }
+}
+
 /// The cluster as one node sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ClusterView {
@@ -79,30 +105,38 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
-    pub(crate) fn build(self_id: &str, raw: Vec<RawNode>) -> ClusterView {
-        // Newest generation per node id, so a restarted node's previous life disappears as soon
-        // as the new one is heard, instead of lingering until the dead-node grace period ends.
+    pub(crate) fn build(self_id: &str, raw: Vec<RawNode>, trust: &Trust) -> ClusterView {
+        let all: Vec<Member> = raw.iter().filter_map(|n| member_of(n, trust)).collect();
+        // Newest verified generation per node id, so a restarted node's previous life disappears
+        // as soon as the new one is heard (instead of lingering until the dead-node grace period
+        // ends), while an unproven newer generation cannot push a real node out.
         let mut newest: HashMap<&str, u64> = HashMap::new();
-        for n in &raw {
-            let g = newest.entry(n.node_id.as_str()).or_insert(n.generation);
-            *g = (*g).max(n.generation);
+        for m in all.iter().filter(|m| m.verified) {
+            let g = newest.entry(m.node_id.as_str()).or_insert(m.generation);
+            *g = (*g).max(m.generation);
         }
-        let mut members: Vec<Member> = raw
+        let mut members: Vec<Member> = all
             .iter()
-            .filter(|n| newest.get(n.node_id.as_str()) == Some(&n.generation))
-            .filter_map(member_of)
+            .filter(|m| !m.verified || newest.get(m.node_id.as_str()) == Some(&m.generation))
             // A node that announced it is leaving and then went quiet has left: drop it now.
             .filter(|m| m.reachable || m.status != Status::Leaving)
+            .cloned()
             .collect();
         members.sort_by(|a, b| (a.role, &a.node_id).cmp(&(b.role, &b.node_id)));
         let active_leader = members
             .iter()
             .filter(|m| m.role == Role::Leader && m.is_serving() && m.status == Status::Up)
+            // Defence in depth: a leader only at an address our seeds name (or ourselves).
+            .filter(|m| {
+                m.is_self
+                    || m.internal_addr
+                        .is_some_and(|a| trust.seed_addrs.contains(&a))
+            })
             .map(|m| m.node_id.clone())
             .min();
         let cluster_connections = members
             .iter()
-            .filter(|m| m.role == Role::Worker && m.reachable)
+            .filter(|m| m.role == Role::Worker && m.reachable && m.verified)
             .map(|m| m.conns)
             .sum();
         ClusterView {
@@ -149,13 +183,15 @@ impl ClusterView {
     }
 }
 
-/// Interprets a node's keys; `None` until its role and status have been gossiped.
-fn member_of(n: &RawNode) -> Option<Member> {
+/// Interprets a node; `None` until its role and status are known. With a cluster secret, what
+/// counts (role, status, load, addresses, liveness) comes from the node's proven state; gossip's
+/// keys only describe an unverified member.
+fn member_of(n: &RawNode, trust: &Trust) -> Option<Member> {
     let key = |k: &str| n.keys.get(k).cloned();
     let num = |k: &str| key(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // An address that does not parse is as good as none: nothing could connect to it.
     let addr = |k: &str| key(k).and_then(|v| v.parse::<SocketAddr>().ok());
-    Some(Member {
+    let gossiped = Member {
         node_id: n.node_id.clone(),
         generation: n.generation,
         role: key(KEY_ROLE)?.parse().ok()?,
@@ -170,12 +206,41 @@ fn member_of(n: &RawNode) -> Option<Member> {
         version: key(KEY_VERSION).unwrap_or_default(),
         last_heard_ms: n.last_heard.as_millis() as u64,
         is_self: n.is_self,
+        verified: true,
+    };
+    let Some(proven) = trust.proven else {
+        return Some(gossiped);
+    };
+    if n.is_self {
+        return Some(gossiped);
+    }
+    let fresh = proven
+        .get(&(n.node_id.clone(), n.generation))
+        .filter(|p| trust.now.saturating_duration_since(p.at) <= trust.fresh);
+    Some(match fresh {
+        Some(p) => Member {
+            role: p.state.role,
+            status: p.state.status,
+            public_addr: p.state.public_addr,
+            internal_addr: Some(p.state.internal_addr),
+            admin_addr: p.state.admin_addr,
+            conns: p.state.conns,
+            capacity: p.state.capacity,
+            ..gossiped
+        },
+        None => Member {
+            reachable: false,
+            verified: false,
+            ..gossiped
+        },
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::NodeState;
+    use crate::proof::Proven;
 
     fn node(id: &str, gen: u64, role: &str, status: &str, live: bool, conns: u64) -> RawNode {
         let keys = [
@@ -198,9 +263,21 @@ mod tests {
         }
     }
 
+    /// Both leaders at addresses the seeds name.
+    fn seeds() -> HashSet<SocketAddr> {
+        ["10.0.0.8:7070", "10.0.0.8:7070"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect()
+    }
+
+    fn build(self_id: &str, raw: Vec<RawNode>) -> ClusterView {
+        ClusterView::build(self_id, raw, &Trust::gossip(&seeds()))
+    }
+
     #[test]
     fn active_leader_is_lowest_serving_leader() {
-        let v = ClusterView::build(
+        let v = build(
             "w1",
             vec![
                 node("leader-2", 1, "leader", "up", true, 0),
@@ -218,7 +295,7 @@ mod tests {
 
     #[test]
     fn dead_or_leaving_leader_is_not_active() {
-        let v = ClusterView::build(
+        let v = build(
             "leader-2",
             vec![
                 node("leader-1", 1, "leader", "up", false, 0),
@@ -227,7 +304,7 @@ mod tests {
         );
         assert_eq!(v.active_leader.as_deref(), Some("leader-2"));
         assert!(v.is_active_leader());
-        let v = ClusterView::build(
+        let v = build(
             "leader-2",
             vec![
                 node("leader-1", 1, "leader", "leaving", true, 0),
@@ -239,7 +316,7 @@ mod tests {
 
     #[test]
     fn left_nodes_and_old_generations_are_dropped() {
-        let v = ClusterView::build(
+        let v = build(
             "leader-1",
             vec![
                 node("leader-1", 1, "leader", "up", true, 0),
@@ -263,8 +340,94 @@ mod tests {
     fn nodes_without_state_yet_are_skipped() {
         let mut n = node("w1", 1, "worker", "up", true, 0);
         n.keys.clear();
-        let v = ClusterView::build("leader-1", vec![n]);
+        let v = build("leader-1", vec![n]);
         assert!(v.members.is_empty());
         assert_eq!(v.active_leader, None);
+    }
+
+    fn proven(node: &RawNode, role: Role, conns: u64) -> ((String, u64), Proven) {
+        let state = NodeState {
+            node_id: node.node_id.clone(),
+            generation: node.generation,
+            role,
+            status: Status::Up,
+            conns,
+            capacity: 100,
+            internal_addr: node.keys[KEY_INTERNAL_ADDR].parse().unwrap(),
+            public_addr: None,
+            admin_addr: None,
+        };
+        (
+            (node.node_id.clone(), node.generation),
+            Proven {
+                state,
+                at: Instant::now(),
+            },
+        )
+    }
+
+    #[test]
+    fn with_a_secret_only_proven_state_counts() {
+        let leader = node("leader-1", 1, "leader", "up", true, 0);
+        // Gossip says the worker has 10^12 connections; it proved 5.
+        let worker = node("w1", 1, "worker", "up", true, 1_000_000_000_000);
+        // A stranger announcing itself as a leader that sorts first, and as a newer life of
+        // leader-1, with no proof of either.
+        let mut rogue = node("0rogue", 1, "leader", "up", true, 0);
+        rogue
+            .keys
+            .insert(KEY_INTERNAL_ADDR.into(), "10.0.0.8:7070".into());
+        let impostor = node("leader-1", 2, "leader", "up", true, 0);
+        let proofs: ProvenPeers = [
+            proven(&leader, Role::Leader, 0),
+            proven(&worker, Role::Worker, 5),
+        ]
+        .into_iter()
+        .collect();
+        let seeds = seeds();
+        let trust = Trust {
+            proven: Some(&proofs),
+            fresh: Duration::from_secs(5),
+            now: Instant::now(),
+            seed_addrs: &seeds,
+        };
+        let v = ClusterView::build("w2", vec![leader, worker, rogue, impostor], &trust);
+        assert_eq!(v.active_leader.as_deref(), Some("leader-1"));
+        assert_eq!(v.active_leader().map(|m| m.generation), Some(1));
+        assert_eq!(v.cluster_connections, 5);
+        let rogue = v.member("0rogue").expect("listed");
+        assert!(!rogue.verified && !rogue.reachable);
+        assert_eq!(v.serving(Role::Leader).count(), 1);
+    }
+
+    #[test]
+    fn a_stale_proof_counts_no_more() {
+        let worker = node("w1", 1, "worker", "up", true, 0);
+        let mut proofs = ProvenPeers::new();
+        let (k, mut p) = proven(&worker, Role::Worker, 7);
+        p.at = Instant::now() - Duration::from_secs(60);
+        proofs.insert(k, p);
+        let seeds = seeds();
+        let trust = Trust {
+            proven: Some(&proofs),
+            fresh: Duration::from_secs(5),
+            now: Instant::now(),
+            seed_addrs: &seeds,
+        };
+        let v = ClusterView::build("leader-1", vec![worker], &trust);
+        assert_eq!(v.cluster_connections, 0);
+        assert!(!v.members[0].verified);
+    }
+
+    #[test]
+    fn a_leader_counts_only_at_a_seed_address() {
+        let mut far = node("leader-0", 1, "leader", "up", true, 0);
+        far.keys
+            .insert(KEY_INTERNAL_ADDR.into(), "192.0.2.1:7070".into());
+        let v = build(
+            "w1",
+            vec![far, node("leader-1", 1, "leader", "up", true, 0)],
+        );
+        assert_eq!(v.active_leader.as_deref(), Some("leader-1"));
     }
 }

@@ -28,6 +28,7 @@ fn config(id: &str, role: Role, listen: SocketAddr, seeds: &[SocketAddr]) -> Mem
         join_give_up: Some(Duration::from_secs(30)),
         dead_node_grace: Duration::from_secs(30),
         secret: None,
+        accepted_secret: None,
     }
 }
 

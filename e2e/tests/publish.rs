@@ -7,12 +7,16 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ews_cluster::{Membership, MembershipConfig, Role};
+use std::sync::Arc;
+
+use ews_cluster::{Membership, MembershipConfig, Role, STATE_PATH};
 use ews_http::args::Secret;
 use ews_http::link::LinkKey;
+use ews_http::link::Verifier;
 use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
 use ews_testkit::{bin_path, free_port, net, Proc};
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "s3cret";
 const JWT_SECRET: &str = "jwt-test-secret";
@@ -205,22 +209,20 @@ fn publish_on_one_worker_reaches_a_client_on_another() {
     assert_eq!(frame["msg"], "direct");
 }
 
-/// A worker member that gossips like any other (the real membership library, real UDP) but whose
-/// node link accepts connections and never answers: what a hung or overloaded worker shows its
-/// peers. Unlike a stopped process it stays up in every view, so the test does not race failure
-/// detection.
+/// A worker member that gossips like any other (the real membership library, real UDP) and
+/// proves the cluster key when asked for its state, but whose node link never answers a publish:
+/// what a hung or overloaded worker shows its peers. Unlike a stopped process it stays up in every
+/// view, so the test does not race failure detection.
 struct SilentPeer {
-    _membership: Membership,
-    _link: std::net::TcpListener,
+    _membership: Arc<Membership>,
     _rt: tokio::runtime::Runtime,
 }
 
 fn silent_peer(id: &str, seeds: &[SocketAddr]) -> SilentPeer {
     let internal = internal_addr();
-    let link = std::net::TcpListener::bind(internal).expect("bind the silent node link");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let membership = rt
-        .block_on(Membership::start(MembershipConfig {
+    let membership = Arc::new(
+        rt.block_on(Membership::start(MembershipConfig {
             node_id: id.into(),
             role: Role::Worker,
             seeds: seeds.iter().map(|s| s.to_string()).collect(),
@@ -233,12 +235,34 @@ fn silent_peer(id: &str, seeds: &[SocketAddr]) -> SilentPeer {
             seed_node_timeout: Duration::from_secs(1),
             join_give_up: None,
             dead_node_grace: Duration::from_secs(30),
-            secret: None,
+            secret: Some(Secret::new(SECRET)),
+            accepted_secret: None,
         }))
-        .expect("start the silent peer's membership");
+        .expect("start the silent peer's membership"),
+    );
+    let verifier = Arc::new(Verifier::new(LinkKey::derive(&Secret::new(SECRET))));
+    let m = membership.clone();
+    let _guard = rt.enter();
+    let listener = ews_http::bind(internal, ews_http::Backlog::system()).expect("bind the link");
+    rt.spawn(ews_http::serve(
+        listener,
+        move |req, _| {
+            let (m, verifier) = (m.clone(), verifier.clone());
+            async move {
+                match ews_http::link::admit(Some(&verifier), &req) {
+                    Err(e) => e.into_response(),
+                    Ok(a) if req.uri().path() == STATE_PATH => m.state_answer(a.as_ref()),
+                    // Hangs: the publish is never answered.
+                    Ok(_) => std::future::pending().await,
+                }
+            }
+        },
+        CancellationToken::new(),
+        ews_http::Limits::internal(),
+    ));
+    drop(_guard);
     SilentPeer {
         _membership: membership,
-        _link: link,
         _rt: rt,
     }
 }

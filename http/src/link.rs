@@ -6,8 +6,9 @@
 //! A request carries one header, `x-ews-link: v1;ts=…;nonce=…;body=…;sig=…`: the signature
 //! covers the method, the path and query, the time, a fresh random nonce and the SHA-256 of the
 //! body. The server accepts it within [`WINDOW`] of its own clock and only once (nonces are
-//! remembered for twice the window), and answers with `x-ews-link-proof`, a signature over the
-//! client's nonce, which the client checks before it believes the answer.
+//! remembered for twice the window), and answers with `x-ews-link-proof`: a signature over the
+//! client's nonce, the answer's status and, when the answer's body carries facts the client
+//! will act on, the body's hash. The client checks it before it believes the answer.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -139,12 +140,13 @@ impl LinkKey {
         )
     }
 
-    fn proof(&self, nonce: &str) -> HeaderValue {
-        let sig = hex(&self
-            .mac(&[b"proof", nonce.as_bytes()])
-            .finalize()
-            .into_bytes());
-        HeaderValue::from_str(&sig).expect("hex is valid header text")
+    fn proof_mac(&self, nonce: &str, status: u16, body: &str) -> HmacSha256 {
+        self.mac(&[
+            b"proof",
+            nonce.as_bytes(),
+            status.to_string().as_bytes(),
+            body.as_bytes(),
+        ])
     }
 }
 
@@ -156,15 +158,40 @@ pub struct Challenge {
 }
 
 impl Challenge {
-    /// Whether the answer's headers prove the server holds the key.
-    pub fn verify(&self, headers: &HeaderMap) -> Result<(), LinkError> {
+    /// Whether the answer (its status and headers) proves the server holds the key.
+    pub fn verify(&self, status: http::StatusCode, headers: &HeaderMap) -> Result<(), LinkError> {
+        self.verify_proof(status, headers).map(|_| ())
+    }
+
+    /// Like [`Challenge::verify`], and the proof must also cover `body`: for answers whose body
+    /// the client acts on.
+    pub fn verify_with_body(
+        &self,
+        status: http::StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), LinkError> {
+        match self.verify_proof(status, headers)? {
+            Some(hash) if hash == hex(&Sha256::digest(body)) => Ok(()),
+            _ => Err(LinkError::BadBody),
+        }
+    }
+
+    /// The body hash the proof covers, if any.
+    fn verify_proof(
+        &self,
+        status: http::StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, LinkError> {
         let got = headers.get(PROOF_HEADER).ok_or(LinkError::Missing)?;
         let got = got.to_str().map_err(|_| LinkError::Malformed)?;
-        let got: [u8; 32] = unhex(got).ok_or(LinkError::Malformed)?;
+        let (body, sig) = got.split_once(';').ok_or(LinkError::Malformed)?;
+        let sig: [u8; 32] = unhex(sig).ok_or(LinkError::Malformed)?;
         self.key
-            .mac(&[b"proof", self.nonce.as_bytes()])
-            .verify_slice(&got)
-            .map_err(|_| LinkError::BadSignature)
+            .proof_mac(&self.nonce, status.as_u16(), body)
+            .verify_slice(&sig)
+            .map_err(|_| LinkError::BadSignature)?;
+        Ok((body != "-").then(|| body.to_string()))
     }
 }
 
@@ -173,7 +200,8 @@ impl Challenge {
 #[derive(Debug)]
 pub struct Accepted {
     body: [u8; 32],
-    proof: HeaderValue,
+    key: LinkKey,
+    nonce: String,
 }
 
 impl Accepted {
@@ -182,15 +210,34 @@ impl Accepted {
         Sha256::digest(body)[..] == self.body[..]
     }
 
-    /// Adds the server's proof to an answer.
+    /// Adds the server's proof (of the key, bound to the client's nonce and the status) to an
+    /// answer.
     pub fn prove<B>(&self, resp: &mut http::Response<B>) {
-        resp.headers_mut().insert(PROOF_HEADER, self.proof.clone());
+        self.insert_proof(resp, "-".to_string());
+    }
+
+    /// Like [`Accepted::prove`], the proof also covering `body` (the answer's whole body).
+    pub fn prove_with_body<B>(&self, resp: &mut http::Response<B>, body: &[u8]) {
+        self.insert_proof(resp, hex(&Sha256::digest(body)));
+    }
+
+    fn insert_proof<B>(&self, resp: &mut http::Response<B>, body: String) {
+        let sig = hex(&self
+            .key
+            .proof_mac(&self.nonce, resp.status().as_u16(), &body)
+            .finalize()
+            .into_bytes());
+        let value = HeaderValue::from_str(&format!("{body};{sig}"))
+            .expect("hex and a dash are valid header text");
+        resp.headers_mut().insert(PROOF_HEADER, value);
     }
 }
 
 /// The server side: checks signatures, times and nonces.
 pub struct Verifier {
-    key: LinkKey,
+    /// The keys accepted: the node's own first, then one being rotated in or out. An answer is
+    /// proven with the key its request was signed with.
+    keys: Vec<LinkKey>,
     seen: Mutex<Seen>,
 }
 
@@ -202,8 +249,13 @@ struct Seen {
 
 impl Verifier {
     pub fn new(key: LinkKey) -> Verifier {
+        Verifier::with_keys(vec![key])
+    }
+
+    /// A verifier accepting any of `keys` (during a rotation).
+    pub fn with_keys(keys: Vec<LinkKey>) -> Verifier {
         Verifier {
-            key,
+            keys,
             seen: Mutex::new(Seen::default()),
         }
     }
@@ -245,17 +297,23 @@ impl Verifier {
         let nonce: [u8; 16] = unhex(nonce_hex).ok_or(LinkError::Malformed)?;
         let body: [u8; 32] = unhex(body_hex).ok_or(LinkError::Malformed)?;
         let sig: [u8; 32] = unhex(sig_hex).ok_or(LinkError::Malformed)?;
-        self.key
-            .request_mac(method, target, ts, nonce_hex, body_hex)
-            .verify_slice(&sig)
-            .map_err(|_| LinkError::BadSignature)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| {
+                k.request_mac(method, target, ts, nonce_hex, body_hex)
+                    .verify_slice(&sig)
+                    .is_ok()
+            })
+            .ok_or(LinkError::BadSignature)?;
         if ts.abs_diff(now) > WINDOW.as_secs() {
             return Err(LinkError::Stale);
         }
         self.remember(nonce, now)?;
         Ok(Accepted {
             body,
-            proof: self.key.proof(nonce_hex),
+            key: key.clone(),
+            nonce: nonce_hex.to_string(),
         })
     }
 
@@ -331,7 +389,23 @@ mod tests {
         assert!(!ok.body_matches(b"{\"x\":1}"));
         let mut resp = http::Response::new(());
         ok.prove(&mut resp);
-        assert_eq!(challenge.verify(resp.headers()), Ok(()));
+        assert_eq!(challenge.verify(resp.status(), resp.headers()), Ok(()));
+        // The proof is bound to the status: a 200 cannot pass for a 404.
+        assert_eq!(
+            challenge.verify(http::StatusCode::NOT_FOUND, resp.headers()),
+            Err(LinkError::BadSignature)
+        );
+        // And, where the answer says so, to its body.
+        let mut resp = http::Response::new(());
+        ok.prove_with_body(&mut resp, b"{\"role\":\"leader\"}");
+        assert_eq!(
+            challenge.verify_with_body(resp.status(), resp.headers(), b"{\"role\":\"leader\"}"),
+            Ok(())
+        );
+        assert_eq!(
+            challenge.verify_with_body(resp.status(), resp.headers(), b"{\"role\":\"worker\"}"),
+            Err(LinkError::BadBody)
+        );
         // The same request again is a replay.
         assert_eq!(
             server
@@ -379,6 +453,25 @@ mod tests {
     }
 
     #[test]
+    fn during_a_rotation_both_keys_are_accepted_and_each_answer_proves_its_own() {
+        let server = Verifier::with_keys(vec![key("new"), key("old")]);
+        for k in [key("new"), key("old")] {
+            let (sig, challenge) = k.sign(&Method::GET, "/info", b"");
+            let ok = server.check(&Method::GET, "/info", &headers(sig)).unwrap();
+            let mut resp = http::Response::new(());
+            ok.prove(&mut resp);
+            assert_eq!(challenge.verify(resp.status(), resp.headers()), Ok(()));
+        }
+        let (sig, _) = key("other").sign(&Method::GET, "/info", b"");
+        assert_eq!(
+            server
+                .check(&Method::GET, "/info", &headers(sig))
+                .unwrap_err(),
+            LinkError::BadSignature
+        );
+    }
+
+    #[test]
     fn a_server_without_the_key_cannot_prove_it() {
         let (_, challenge) = key("right").sign(&Method::GET, "/queue/events", b"");
         let impostor = Verifier::new(key("wrong"));
@@ -389,9 +482,12 @@ mod tests {
         let mut resp = http::Response::new(());
         accepted.prove(&mut resp);
         assert_eq!(
-            challenge.verify(resp.headers()),
+            challenge.verify(resp.status(), resp.headers()),
             Err(LinkError::BadSignature)
         );
-        assert_eq!(challenge.verify(&HeaderMap::new()), Err(LinkError::Missing));
+        assert_eq!(
+            challenge.verify(resp.status(), &HeaderMap::new()),
+            Err(LinkError::Missing)
+        );
     }
 }

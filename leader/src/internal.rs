@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ews_cluster::ClusterView;
+use ews_cluster::{ClusterView, Membership, STATE_PATH};
 use ews_http::link::{self, Verifier};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -25,6 +25,8 @@ pub struct InternalRoutes {
     pub view: watch::Receiver<Arc<ClusterView>>,
     /// The queue connections served over this port.
     pub connections: TaskTracker,
+    /// Answers `GET /internal/v1/state`, what peers decide from.
+    pub membership: Arc<Membership>,
 }
 
 impl InternalRoutes {
@@ -33,6 +35,10 @@ impl InternalRoutes {
             Ok(a) => a,
             Err(refusal) => return refusal.into_response(),
         };
+        if (req.method(), req.uri().path()) == (&Method::GET, STATE_PATH) {
+            // Proven over its body: peers decide from it.
+            return self.membership.state_answer(accepted.as_ref());
+        }
         let mut resp = self.answer(req);
         // Every answer proves the key, the queue's 101 included: a worker sends no event to a
         // node that cannot.

@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::Context;
 use ews_cluster::{ClusterArgs, Membership, MembershipConfig, Role};
 use ews_http::args::{positive_secs, AdminArgs, PortArgs};
-use ews_http::link::{LinkKey, Verifier};
 use ews_http::Ports;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -82,7 +81,7 @@ pub struct LeaderArgs {
 pub struct Leader {
     admin_listener: TcpListener,
     internal_listener: TcpListener,
-    membership: Membership,
+    membership: Arc<Membership>,
     admin: Arc<Admin>,
     internal: Arc<InternalRoutes>,
     cloudwatch: Option<(cloudwatch::Settings, cloudwatch::PublishMetrics)>,
@@ -103,9 +102,11 @@ impl Leader {
             MembershipConfig::from_args(&args.cluster, Role::Leader, args.internal_listen)?;
         config.admin_listen = Some(admin_listener.local_addr()?);
         config.internal_listen = internal_listener.local_addr()?;
-        let membership = Membership::start(config)
-            .await
-            .context("starting cluster membership")?;
+        let membership = Arc::new(
+            Membership::start(config)
+                .await
+                .context("starting cluster membership")?,
+        );
 
         let mut registry = Registry::default();
         membership.metrics().register(&mut registry);
@@ -118,12 +119,11 @@ impl Leader {
             draining: AtomicBool::new(false),
         });
         let internal = Arc::new(InternalRoutes {
-            verifier: membership
-                .secret()
-                .map(|s| Verifier::new(LinkKey::derive(s))),
+            verifier: membership.link_verifier(),
             queue: ews_queue::args::LazyBroker::new(args.queue.clone()),
             view: membership.watch_view(),
             connections: TaskTracker::new(),
+            membership: membership.clone(),
         });
         let cloudwatch = args.publish_metric.then(|| {
             (

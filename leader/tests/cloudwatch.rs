@@ -52,6 +52,7 @@ async fn active_leader_publishes_cluster_connections() {
         join_give_up: None,
         dead_node_grace: Duration::from_secs(60),
         secret: None,
+        accepted_secret: None,
     })
     .await
     .expect("start worker membership");

@@ -125,6 +125,8 @@ impl Sink for QueueSink {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// How often a connected sink asks whether its target moved.
+const TARGET_RECHECK: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
 
 /// Owns the connection: sends events, pairs `sent` answers (they come in send order) with the
@@ -165,8 +167,19 @@ async fn run_remote(mut rx: mpsc::Receiver<Item>, target: Target, link: Option<L
         if !ok || out.flush().await.is_err() {
             continue;
         }
+        let mut recheck = tokio::time::interval(TARGET_RECHECK);
+        recheck.tick().await;
         loop {
             tokio::select! {
+                // The target moved (a new active leader): follow it. What this broker has not
+                // acknowledged is resent there; an event may arrive twice, never not at all.
+                _ = recheck.tick() => {
+                    if target().as_deref() != Some(url.as_str()) {
+                        tracing::info!(from = %url, "queue target moved; reconnecting");
+                        out.close().await;
+                        break;
+                    }
+                }
                 item = rx.recv(), if !closed => {
                     let Some(item) = item else {
                         closed = true;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ews_cluster::{Membership, Role};
+use ews_cluster::{Membership, Role, STATE_PATH};
 use ews_http::link::{self, LinkKey, Verifier, REQUEST_HEADER};
 use ews_http::reply::{self, Body};
 use futures_util::stream::{self, StreamExt};
@@ -40,6 +40,8 @@ const MAX_ANSWER: usize = 64 * 1024;
 pub struct Link {
     /// `None` without a cluster secret (loopback development): the link is then open.
     pub verifier: Option<Verifier>,
+    /// Answers `GET /internal/v1/state`, what peers decide from.
+    pub membership: Arc<Membership>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
 }
@@ -53,6 +55,8 @@ impl Link {
         };
         let mut resp = match (req.method(), req.uri().path()) {
             (&Method::GET, "/info") => reply::text(StatusCode::OK, "Success"),
+            // Proven over its body, so it returns here rather than below.
+            (&Method::GET, STATE_PATH) => return self.membership.state_answer(accepted.as_ref()),
             (&Method::POST, PUBLISH_PATH) => match publish::read(req, accepted.as_ref()).await {
                 Ok(p) => {
                     let d = self.registry.push(&p.client_id, &p.msg);
@@ -141,7 +145,7 @@ impl Peers {
             let resp = self.client.request(req).await.ok()?;
             // A peer that cannot prove the key gets no credit (and was sent no secret).
             if let Some(c) = &challenge {
-                if let Err(e) = c.verify(resp.headers()) {
+                if let Err(e) = c.verify(resp.status(), resp.headers()) {
                     tracing::warn!(%addr, error = %e, "peer refused: it cannot prove the cluster key");
                     return None;
                 }

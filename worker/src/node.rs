@@ -18,7 +18,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use ews_http::link::{LinkKey, Verifier};
 use ews_http::Ports;
 
 use crate::admin::Admin;
@@ -192,7 +191,8 @@ impl Node {
             .map(|(listener, m)| NodeLink {
                 listener,
                 link: Arc::new(Link {
-                    verifier: m.secret().map(|s| Verifier::new(LinkKey::derive(s))),
+                    verifier: m.link_verifier(),
+                    membership: m.clone(),
                     registry,
                     metrics: metrics.clone(),
                 }),

@@ -65,7 +65,7 @@ pub async fn connect(
             .await
             .map_err(|e| QueueError::Connect(e.to_string()))?;
     if let Some(c) = challenge {
-        if let Err(e) = c.verify(resp.headers()) {
+        if let Err(e) = c.verify(resp.status(), resp.headers()) {
             let mut ws = ws;
             let _ = ws.close(None).await;
             return Err(QueueError::Untrusted(e));
