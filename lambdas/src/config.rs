@@ -21,6 +21,9 @@ pub struct Config {
     /// `MIN_SIZE` / `MAX_SIZE`: optional bounds, else the group's own.
     pub min_size: Option<u32>,
     pub max_size: Option<u32>,
+    /// `REARM_STUCK_AFTER_SECS` (120): a reconcile re-arms this function's alarm when it has
+    /// been in ALARM this long, i.e. no invocation is on its way to re-arm it.
+    pub rearm_stuck_after: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -85,6 +88,8 @@ impl Config {
                 "must differ from SCALE_UP_ALARM",
             ));
         }
+        let rearm_stuck_after =
+            std::time::Duration::from_secs(parse(&get, "REARM_STUCK_AFTER_SECS")?.unwrap_or(120));
         Ok(Config {
             direction,
             asg_name,
@@ -93,6 +98,7 @@ impl Config {
             steps: Steps { step, hysteresis },
             min_size,
             max_size,
+            rearm_stuck_after,
         })
     }
 

@@ -103,6 +103,9 @@ pub enum Action {
     AtBound,
     /// The same transition was acted on before (a retried delivery after a partial run).
     Duplicate,
+    /// A scheduled reconcile: thresholds rewritten for the group's actual capacity (and this
+    /// function's alarm re-armed if it was stuck in ALARM).
+    Reconciled,
     /// Not a request to scale.
     Ignored,
 }
@@ -151,6 +154,9 @@ impl Scaler {
 
     /// The Lambda handler.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Outcome, ScaleError> {
+        if is_reconcile(&event.payload) {
+            return self.reconcile().await;
+        }
         let own = self.cfg.own_alarm().to_string();
         let key = match classify_json(event.payload, &own) {
             Verdict::Act { key } => key,
@@ -241,6 +247,57 @@ impl Scaler {
                 up_threshold: settled.thresholds.up,
                 down_threshold: settled.thresholds.down,
                 key,
+            }),
+        })
+    }
+
+    /// The scheduled reconcile (EventBridge, every few minutes): whatever changed the group's
+    /// desired capacity (an operator, another tool, a lost invocation), both thresholds are
+    /// rewritten for what is there; and this function's alarm, if it has sat in ALARM past
+    /// `REARM_STUCK_AFTER_SECS` (so no invocation is on its way to re-arm it), is re-armed, so
+    /// CloudWatch invokes again next period if the breach persists. Safe to run at any time.
+    async fn reconcile(&self) -> Result<Outcome, ScaleError> {
+        let group = self.describe_group().await?;
+        let (group_min, group_max, desired) = sizes(&group)?;
+        let bounds = Bounds::effective(group_min, group_max, self.cfg.min_size, self.cfg.max_size);
+        let settled = self
+            .settle_thresholds(bounds.clamp(desired), bounds)
+            .await?;
+        let own = self.cfg.own_alarm().to_string();
+        let alarms = self.describe_alarms().await?;
+        let alarm = find_alarm(&alarms, &own)?;
+        let since = alarm
+            .state_transitioned_timestamp()
+            .or(alarm.state_updated_timestamp())
+            .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+            .and_then(|t| t.elapsed().ok());
+        let stuck = alarm.state_value == Some(StateValue::Alarm)
+            && since.is_none_or(|d| d >= self.cfg.rearm_stuck_after);
+        if stuck {
+            self.rearm(&own, settled.nodes).await?;
+        }
+        let reason = format!(
+            "thresholds rewritten for the group's {} nodes{}",
+            settled.nodes,
+            if stuck {
+                format!("; alarm {own:?} was stuck in ALARM and is re-armed")
+            } else {
+                String::new()
+            }
+        );
+        tracing::info!(%reason, "reconciled");
+        Ok(Outcome {
+            action: Action::Reconciled,
+            reason,
+            change: Some(Change {
+                group: self.cfg.asg_name.clone(),
+                direction: self.cfg.direction,
+                bounds,
+                from: desired,
+                to: settled.nodes,
+                up_threshold: settled.thresholds.up,
+                down_threshold: settled.thresholds.down,
+                key: String::new(),
             }),
         })
     }
@@ -411,6 +468,14 @@ impl Scaler {
             .map_err(aws_err("cloudwatch:SetAlarmState"))?;
         Ok(())
     }
+}
+
+/// Whether a payload asks for a reconcile: the EventBridge schedule's event
+/// (`"source": "aws.events"`, `"detail-type": "Scheduled Event"`) or `{"action": "reconcile"}`
+/// (a local invocation).
+pub fn is_reconcile(payload: &Value) -> bool {
+    (payload["source"] == "aws.events" && payload["detail-type"] == "Scheduled Event")
+        || payload["action"] == "reconcile"
 }
 
 fn ignored(reason: String) -> Outcome {

@@ -11,7 +11,7 @@ use ews_lambdas::policy::Direction;
 use ews_lambdas::scaler::{Action, Outcome, Scaler, LAST_EVENT_TAG};
 use ews_testkit::moto::Moto;
 use lambda_runtime::{Context, LambdaEvent};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const ASG: &str = "ews-workers";
 const UP: &str = "ews-scale-up-alarm";
@@ -137,13 +137,18 @@ impl Env {
     }
 
     fn scaler(&self, direction: Direction) -> Scaler {
-        let vars = [
+        self.scaler_with(direction, &[])
+    }
+
+    fn scaler_with(&self, direction: Direction, extra: &[(&str, &str)]) -> Scaler {
+        let mut vars = vec![
             ("WS_ASG_NAME", ASG),
             ("SCALE_UP_ALARM", UP),
             ("SCALE_DOWN_ALARM", DOWN),
             ("STEP", "50000"),
             ("HYSTERESIS", "5000"),
         ];
+        vars.extend_from_slice(extra);
         let cfg = Config::from_lookup(direction, |k| {
             vars.iter()
                 .find(|(name, _)| *name == k)
@@ -479,4 +484,55 @@ async fn concurrent_up_and_down_leave_thresholds_matching_the_group() {
             "round {round}: down threshold at {n} nodes ({a:?} / {b:?})"
         );
     }
+}
+
+/// An operator (or another tool) sets the group's size; the next scheduled reconcile rewrites
+/// both alarms for it, and leaves an alarm alone that is not stuck.
+#[tokio::test]
+async fn reconcile_rewrites_thresholds_for_a_manual_resize() {
+    let env = Env::start(2).await;
+    let before = snapshot(&env).await;
+    env.set_desired(5).await;
+    let schedule = json!({
+        "version": "0",
+        "id": "89d1a02d-5ec7-412e-82f5-13505f849b41",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-30T01:00:00Z",
+        "region": "eu-central-1",
+        "resources": ["arn:aws:events:eu-central-1:123456789012:rule/ews-reconcile"],
+        "detail": {}
+    });
+    let out = invoke(&env.scaler(Direction::Up), schedule).await;
+    assert_eq!(out.action, Action::Reconciled, "{out:?}");
+    assert_state(&env, 5, &before).await;
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Ok));
+    // Safe to run again at once: nothing changes.
+    let again = invoke(&env.scaler(Direction::Down), json!({"action": "reconcile"})).await;
+    assert_eq!(again.action, Action::Reconciled, "{again:?}");
+    assert_state(&env, 5, &before).await;
+}
+
+/// An invocation failed past its retries and left the alarm in ALARM, where CloudWatch will not
+/// invoke again: the reconcile re-arms it, and the next breach scales as expected.
+#[tokio::test]
+async fn reconcile_rearms_an_alarm_a_lost_invocation_left_in_alarm() {
+    let env = Env::start(2).await;
+    let before = snapshot(&env).await;
+    // The breach happened, but the invocation never ran: the alarm sits in ALARM.
+    let lost = env.breach(UP).await;
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Alarm));
+    let up = env.scaler_with(Direction::Up, &[("REARM_STUCK_AFTER_SECS", "0")]);
+    let out = invoke(&up, json!({"action": "reconcile"})).await;
+    assert_eq!(out.action, Action::Reconciled, "{out:?}");
+    assert!(out.reason.contains("re-armed"), "{}", out.reason);
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Ok));
+    assert_state(&env, 2, &before).await;
+    // The lost event arriving late finds the alarm OK: ignored, no step.
+    assert_eq!(invoke(&up, lost).await.action, Action::Ignored);
+    // The breach persists: CloudWatch fires again, and the scaler steps.
+    let next = env.breach(UP).await;
+    assert_eq!(invoke(&up, next).await.action, Action::Scaled);
+    assert_state(&env, 3, &before).await;
 }

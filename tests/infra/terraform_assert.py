@@ -199,8 +199,14 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
                   alarm.get("TreatMissingData") == "notBreaching",
                   f"{direction}: a missing cluster datapoint is not read as zero clients")
         policy = json.loads(lam.get_policy(FunctionName=fn["FunctionName"])["Policy"])
-        stmts = [s for s in policy["Statement"] if s.get("Action") == "lambda:InvokeFunction"]
-        check(len(stmts) == 1, f"{direction}: one invoke permission")
+        every = [s for s in policy["Statement"] if s.get("Action") == "lambda:InvokeFunction"]
+        def principal_of(s):
+            p = s.get("Principal", {})
+            return p.get("Service") if isinstance(p, dict) else p
+        stmts = [s for s in every if principal_of(s) != "events.amazonaws.com"]
+        scheduled = [s for s in every if principal_of(s) == "events.amazonaws.com"]
+        check(len(stmts) == 1, f"{direction}: one invoke permission for its alarm")
+        check(len(scheduled) == 1, f"{direction}: one invoke permission for the reconcile schedule")
         if stmts:
             s = stmts[0]
             principal = s.get("Principal", {})
@@ -215,6 +221,12 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
         check(env.get("SCALE_UP_ALARM") == outputs["scale_up_alarm_name"] and
               env.get("SCALE_DOWN_ALARM") == outputs["scale_down_alarm_name"], f"{direction}: alarm names in env")
         check(env.get("STEP") == str(step), f"{direction}: STEP {env.get('STEP')}")
+    events = boto3.client("events")
+    rule = events.describe_rule(Name=f"{name}-scaling-reconcile")
+    check(rule.get("ScheduleExpression") == "rate(5 minutes)", f"reconcile every 5 minutes ({rule.get('ScheduleExpression')})")
+    targets = {t["Arn"] for t in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]}
+    check(targets == {f["FunctionArn"] for f in [lam.get_function(FunctionName=fn)["Configuration"] for fn in functions.values()]},
+          f"the reconcile schedule invokes both scalers ({sorted(targets)})")
     alarm_names = {a["AlarmName"] for a in cw.describe_alarms()["MetricAlarms"]}
     for extra in (f"{name}-unhealthy-workers", f"{name}-scale-up-errors", f"{name}-scale-down-errors"):
         check(extra in alarm_names, f"operational alarm {extra}")

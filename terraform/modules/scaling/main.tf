@@ -185,7 +185,7 @@ resource "aws_iam_role_policy" "scaler" {
 
 resource "aws_lambda_function" "scaler" {
   #checkov:skip=CKV_AWS_50:X-Ray tracing adds cost and permissions for a once-per-alarm function; logs suffice.
-  #checkov:skip=CKV_AWS_116:A failed invocation raises the function's Errors alarm (scaler_errors below); an on-failure destination that re-arms the alarm is still to come. The alarm does NOT fire again by itself while it stays in ALARM.
+  #checkov:skip=CKV_AWS_116:A failed invocation raises the function's Errors alarm (scaler_errors below), and the scheduled reconcile (below) re-arms an alarm a lost invocation left in ALARM; a dead-letter queue would add nothing to act on.
   #checkov:skip=CKV_AWS_117:Talks only to AWS APIs; a VPC would add NAT dependencies and no protection.
   #checkov:skip=CKV_AWS_173:The environment holds names and numbers only, no secrets.
   #checkov:skip=CKV_AWS_272:Code signing needs an organisation's signing profile; CI builds the zips from this repository.
@@ -242,4 +242,30 @@ resource "aws_cloudwatch_metric_alarm" "scaler_errors" {
   alarm_actions       = var.notification_topic_arns
   ok_actions          = var.notification_topic_arns
   tags                = var.tags
+}
+
+# The scheduled reconcile: every few minutes each scaler rewrites both thresholds for the group's
+# actual desired capacity (an operator's resize, a lost invocation) and re-arms its alarm if it
+# has sat in ALARM with no invocation on its way, which CloudWatch would never invoke again.
+resource "aws_cloudwatch_event_rule" "reconcile" {
+  name                = "${var.name}-scaling-reconcile"
+  description         = "${var.name}: reconcile the scaling alarms with the worker group"
+  schedule_expression = "rate(${var.reconcile_minutes} minutes)"
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "reconcile" {
+  for_each  = local.scalers
+  rule      = aws_cloudwatch_event_rule.reconcile.name
+  target_id = "${each.key}-reconcile"
+  arn       = aws_lambda_function.scaler[each.key].arn
+}
+
+resource "aws_lambda_permission" "reconcile" {
+  for_each      = local.scalers
+  statement_id  = "AllowInvokeFromReconcileSchedule"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.scaler[each.key].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.reconcile.arn
 }

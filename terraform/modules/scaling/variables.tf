@@ -108,3 +108,13 @@ variable "tags" {
   description = "Tags added to every resource."
   default     = {}
 }
+
+variable "reconcile_minutes" {
+  type        = number
+  description = "Minutes between two scheduled reconciles of the scaling alarms with the group."
+  default     = 5
+  validation {
+    condition     = var.reconcile_minutes >= 2 && floor(var.reconcile_minutes) == var.reconcile_minutes
+    error_message = "reconcile_minutes must be a whole number of minutes, at least 2 (EventBridge says rate(1 minute) for one)."
+  }
+}
