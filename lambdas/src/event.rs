@@ -16,9 +16,11 @@ pub type AlarmEvent = CloudWatchAlarm;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Scale. `key` identifies this transition: AWS delivers the same event again when it
-    /// retries an asynchronous invocation, and the key lets the scaler recognise it.
+    /// retries an asynchronous invocation, and the key lets the scaler recognise it. `at` is the
+    /// transition's time, so a retry of an older transition can be told from the current one.
     Act {
         key: String,
+        at: chrono::DateTime<chrono::Utc>,
     },
     Ignore(String),
 }
@@ -56,6 +58,7 @@ pub fn classify(event: &AlarmEvent, own_alarm: &str) -> Verdict {
     }
     Verdict::Act {
         key: idempotency_key(name, &state.timestamp),
+        at: state.timestamp,
     }
 }
 
@@ -92,7 +95,8 @@ mod tests {
         assert_eq!(
             v,
             Verdict::Act {
-                key: "ews-scale-up-alarm@2026-01-05T10:15:00.123Z".into()
+                key: "ews-scale-up-alarm@2026-01-05T10:15:00.123Z".into(),
+                at: "2026-01-05T10:15:00.123Z".parse().unwrap(),
             }
         );
         let v = classify_json(sample("scale-down-alarm.json"), "ews-scale-down-alarm");

@@ -158,13 +158,32 @@ impl Scaler {
             return self.reconcile().await;
         }
         let own = self.cfg.own_alarm().to_string();
-        let key = match classify_json(event.payload, &own) {
-            Verdict::Act { key } => key,
+        let (key, at) = match classify_json(event.payload, &own) {
+            Verdict::Act { key, at } => (key, at),
             Verdict::Ignore(reason) => return Ok(ignored(reason)),
         };
+        let result = self.scale(&own, key, at).await;
+        if let Err(e) = &result {
+            // CloudWatch invokes again only after a state change: left in ALARM, this alarm would
+            // never invoke again while the breach lasts. Re-armed, it fires next period if the
+            // breach persists (best effort; the scheduled reconcile catches what this misses).
+            match self.rearm(&own, "after a failed run").await {
+                Ok(()) => tracing::warn!(error = %e, "run failed; alarm re-armed to fire again"),
+                Err(re) => tracing::warn!(error = %e, rearm = %re, "run failed; re-arm failed too"),
+            }
+        }
+        result
+    }
 
+    /// Acts on the transition `key` (at `at`) of this function's alarm `own`.
+    async fn scale(
+        &self,
+        own: &str,
+        key: String,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Outcome, ScaleError> {
         let alarms = self.describe_alarms().await?;
-        let fired = find_alarm(&alarms, &own)?;
+        let fired = find_alarm(&alarms, own)?;
         if fired.state_value != Some(StateValue::Alarm) {
             let now = fired
                 .state_value
@@ -174,6 +193,22 @@ impl Scaler {
             return Ok(ignored(format!(
                 "alarm {own:?} is {now} now, no longer ALARM: this transition was already \
                  handled or the load recovered"
+            )));
+        }
+
+        // A retry of an older transition, delivered while the alarm is in ALARM for a newer one:
+        // that newer one's own invocation acts (acting here would step twice, or re-arm the
+        // alarm under it). AWS always reports StateTransitionedTimestamp; moto only the updated
+        // one, which in AWS also moves with a new state reason, hence the order.
+        let transitioned = fired
+            .state_transitioned_timestamp()
+            .or(fired.state_updated_timestamp())
+            .and_then(|t| t.to_millis().ok())
+            .and_then(chrono::DateTime::from_timestamp_millis);
+        if let Some(current) = transitioned.filter(|t| at < *t - chrono::Duration::seconds(1)) {
+            return Ok(ignored(format!(
+                "stale event: alarm {own:?} went into ALARM again at {current} since this \
+                 transition ({at}); that transition's own invocation acts"
             )));
         }
 
@@ -202,7 +237,8 @@ impl Scaler {
             self.set_desired(decision.to).await?;
         }
         let settled = self.settle_thresholds(decision.to, bounds).await?;
-        self.rearm(&own, settled.nodes).await?;
+        self.rearm(own, &format!("at {} nodes", settled.nodes))
+            .await?;
 
         let (action, reason) = if duplicate {
             (
@@ -274,7 +310,11 @@ impl Scaler {
         let stuck = alarm.state_value == Some(StateValue::Alarm)
             && since.is_none_or(|d| d >= self.cfg.rearm_stuck_after);
         if stuck {
-            self.rearm(&own, settled.nodes).await?;
+            self.rearm(
+                &own,
+                "by the scheduled reconcile (no invocation re-armed it)",
+            )
+            .await?;
         }
         let reason = format!(
             "thresholds rewritten for the group's {} nodes{}",
@@ -453,15 +493,16 @@ impl Scaler {
         Ok(())
     }
 
-    async fn rearm(&self, alarm: &str, nodes: u32) -> Result<(), ScaleError> {
+    /// Sets `alarm` to OK so a persisting breach fires (and invokes) again; `why` goes into the
+    /// alarm's state reason.
+    async fn rearm(&self, alarm: &str, why: &str) -> Result<(), ScaleError> {
         self.cw
             .set_alarm_state()
             .alarm_name(alarm)
             .state_value(StateValue::Ok)
             .state_reason(format!(
-                "Re-armed by the ews {} scaler at {} nodes, so a persisting breach fires again",
+                "Re-armed by the ews {} scaler {why}, so a persisting breach fires again",
                 self.cfg.direction.as_str(),
-                nodes
             ))
             .send()
             .await

@@ -338,7 +338,7 @@ async fn a_retry_after_a_partial_run_does_not_step_twice() {
     let up = env.scaler(Direction::Up);
     let event = env.breach(UP).await;
     let key = match ews_lambdas::event::classify_json(event.clone(), UP) {
-        ews_lambdas::event::Verdict::Act { key } => key,
+        ews_lambdas::event::Verdict::Act { key, .. } => key,
         other => panic!("{other:?}"),
     };
     // A first delivery recorded the key and stepped, then died before re-arming.
@@ -437,6 +437,8 @@ async fn a_missing_group_is_an_error_naming_the_call() {
     let msg = err.to_string();
     assert!(msg.contains("DescribeAutoScalingGroups"), "{msg}");
     assert!(msg.contains("WS_ASG_NAME"), "{msg}");
+    // The failed run re-armed its alarm, so CloudWatch invokes again next period.
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Ok));
 }
 
 #[tokio::test]
@@ -535,4 +537,29 @@ async fn reconcile_rearms_an_alarm_a_lost_invocation_left_in_alarm() {
     let next = env.breach(UP).await;
     assert_eq!(invoke(&up, next).await.action, Action::Scaled);
     assert_state(&env, 3, &before).await;
+}
+
+/// AWS retries an older transition's event while the alarm is in ALARM for a newer one: the
+/// retry is rejected as stale (it neither steps nor re-arms the alarm under the newer
+/// transition), and the newer event then steps.
+#[tokio::test]
+async fn a_stale_retry_of_an_older_transition_is_rejected() {
+    let env = Env::start(2).await;
+    let before = snapshot(&env).await;
+    let up = env.scaler(Direction::Up);
+    let first = env.breach(UP).await;
+    assert_eq!(invoke(&up, first.clone()).await.action, Action::Scaled);
+    assert_state(&env, 3, &before).await;
+    // The next transition comes measurably later (timestamps have second precision in places).
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let second = env.breach(UP).await;
+
+    let retry = invoke(&up, first).await;
+    assert_eq!(retry.action, Action::Ignored, "{retry:?}");
+    assert!(retry.reason.contains("stale"), "{}", retry.reason);
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Alarm));
+    assert_state(&env, 3, &before).await;
+
+    assert_eq!(invoke(&up, second).await.action, Action::Scaled);
+    assert_state(&env, 4, &before).await;
 }
