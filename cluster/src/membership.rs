@@ -60,6 +60,32 @@ pub struct MembershipConfig {
 }
 
 impl MembershipConfig {
+    /// Node `node_id` in `role`, gossiping on `internal_listen` and joining through `seeds`,
+    /// with every other setting at its flag's default (no secret).
+    pub fn new(
+        node_id: impl Into<String>,
+        role: Role,
+        seeds: &[SocketAddr],
+        internal_listen: SocketAddr,
+    ) -> MembershipConfig {
+        MembershipConfig {
+            node_id: node_id.into(),
+            role,
+            seeds: seeds.iter().map(ToString::to_string).collect(),
+            internal_listen,
+            advertise_host: None,
+            public_listen: None,
+            admin_listen: None,
+            capacity: 0,
+            gossip_interval: Duration::from_millis(500),
+            seed_node_timeout: Duration::from_secs(10),
+            join_give_up: Some(Duration::from_secs(100)),
+            dead_node_grace: Duration::from_secs(60),
+            secret: None,
+            accepted_secret: None,
+        }
+    }
+
     pub fn from_args(
         args: &ClusterArgs,
         role: Role,

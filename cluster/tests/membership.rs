@@ -15,20 +15,12 @@ fn free_addr() -> SocketAddr {
 
 fn config(id: &str, role: Role, listen: SocketAddr, seeds: &[SocketAddr]) -> MembershipConfig {
     MembershipConfig {
-        node_id: id.into(),
-        role,
-        seeds: seeds.iter().map(|s| s.to_string()).collect(),
-        internal_listen: listen,
-        advertise_host: None,
-        public_listen: None,
-        admin_listen: None,
         capacity: 10,
         gossip_interval: GOSSIP,
         seed_node_timeout: Duration::from_secs(1),
         join_give_up: Some(Duration::from_secs(30)),
         dead_node_grace: Duration::from_secs(30),
-        secret: None,
-        accepted_secret: None,
+        ..MembershipConfig::new(id, role, seeds, listen)
     }
 }
 

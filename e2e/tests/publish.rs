@@ -223,20 +223,13 @@ fn silent_peer(id: &str, seeds: &[SocketAddr]) -> SilentPeer {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let membership = Arc::new(
         rt.block_on(Membership::start(MembershipConfig {
-            node_id: id.into(),
-            role: Role::Worker,
-            seeds: seeds.iter().map(|s| s.to_string()).collect(),
-            internal_listen: internal,
-            advertise_host: None,
-            public_listen: None,
-            admin_listen: None,
             capacity: 10,
             gossip_interval: Duration::from_millis(200),
             seed_node_timeout: Duration::from_secs(1),
             join_give_up: None,
             dead_node_grace: Duration::from_secs(30),
             secret: Some(Secret::new(SECRET)),
-            accepted_secret: None,
+            ..MembershipConfig::new(id, Role::Worker, seeds, internal)
         }))
         .expect("start the silent peer's membership"),
     );

@@ -41,20 +41,12 @@ fn stranger(id: &str, role: Role, seeds: &[SocketAddr]) -> Stranger {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let membership = rt
         .block_on(Membership::start(MembershipConfig {
-            node_id: id.into(),
-            role,
-            seeds: seeds.iter().map(|s| s.to_string()).collect(),
-            internal_listen: internal,
-            advertise_host: None,
-            public_listen: None,
-            admin_listen: None,
             capacity: 10,
             gossip_interval: Duration::from_millis(200),
             seed_node_timeout: Duration::from_secs(1),
             join_give_up: None,
             dead_node_grace: Duration::from_secs(30),
-            secret: None,
-            accepted_secret: None,
+            ..MembershipConfig::new(id, role, seeds, internal)
         }))
         .expect("start the stranger's membership");
     membership.set_conns(1_000_000_000_000);

@@ -52,6 +52,33 @@ impl PortArgs {
     }
 }
 
+/// An HS256 key for client tokens: what the worker verifies with and `ews-load` signs with,
+/// spelled the same in both.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Hs256Args {
+    /// HS256 shared secret of client tokens.
+    #[arg(long, env = "EWS_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<Secret>,
+
+    /// File holding the HS256 secret (trailing white space ignored).
+    #[arg(
+        long,
+        env = "EWS_JWT_HS256_SECRET_FILE",
+        conflicts_with = "jwt_hs256_secret",
+        value_parser = read_secret_file
+    )]
+    pub jwt_hs256_secret_file: Option<Secret>,
+}
+
+impl Hs256Args {
+    /// The secret, from the flag or its file.
+    pub fn secret(&self) -> Option<&Secret> {
+        self.jwt_hs256_secret
+            .as_ref()
+            .or(self.jwt_hs256_secret_file.as_ref())
+    }
+}
+
 /// The admin token: what every admin route but `/metrics` and `/info` requires, as
 /// `Authorization: Bearer <token>`.
 #[derive(Debug, Clone, clap::Args)]

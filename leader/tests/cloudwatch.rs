@@ -39,20 +39,16 @@ async fn active_leader_publishes_cluster_connections() {
 
     // A real cluster member on real UDP gossip, reporting 42 connected clients.
     let worker = Membership::start(MembershipConfig {
-        node_id: "worker-1".into(),
-        role: Role::Worker,
-        seeds: vec![leader.internal.to_string()],
-        internal_listen: ([127, 0, 0, 1], ews_testkit::free_udp_port()).into(),
-        advertise_host: None,
-        public_listen: None,
-        admin_listen: None,
         capacity: 1000,
         gossip_interval: Duration::from_millis(200),
         seed_node_timeout: Duration::from_secs(1),
         join_give_up: None,
-        dead_node_grace: Duration::from_secs(60),
-        secret: None,
-        accepted_secret: None,
+        ..MembershipConfig::new(
+            "worker-1",
+            Role::Worker,
+            &[leader.internal],
+            ([127, 0, 0, 1], ews_testkit::free_udp_port()).into(),
+        )
     })
     .await
     .expect("start worker membership");

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use ews_http::args::{read_secret_file, Secret};
+use ews_http::args::Hs256Args;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde::Serialize;
 
@@ -17,17 +17,9 @@ use serde::Serialize;
 /// for the tokens every load mode mints per client.
 #[derive(Args, Debug, Clone)]
 pub struct JwtKey {
-    /// The worker's HS256 secret (`--jwt-hs256-secret` of ews-worker).
-    #[arg(long, env = "EWS_JWT_HS256_SECRET", hide_env_values = true)]
-    pub jwt_hs256_secret: Option<Secret>,
-    /// File holding the HS256 secret (trailing newline ignored).
-    #[arg(
-        long,
-        env = "EWS_JWT_HS256_SECRET_FILE",
-        conflicts_with = "jwt_hs256_secret",
-        value_parser = read_secret_file
-    )]
-    pub jwt_hs256_secret_file: Option<Secret>,
+    /// The worker's HS256 secret (its `--jwt-hs256-secret[-file]`).
+    #[command(flatten)]
+    pub hs256: Hs256Args,
     /// `iss` claim, when the worker checks `--jwt-issuer`.
     #[arg(long, env = "EWS_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -39,10 +31,7 @@ pub struct JwtKey {
 impl JwtKey {
     /// The secret from the flag or from its file; `None` if neither.
     pub fn secret(&self) -> Option<Vec<u8>> {
-        self.jwt_hs256_secret
-            .as_ref()
-            .or(self.jwt_hs256_secret_file.as_ref())
-            .map(|s| s.expose().as_bytes().to_vec())
+        self.hs256.secret().map(|s| s.expose().as_bytes().to_vec())
     }
 
     /// A minter with this key's claims and tokens living `ttl_secs`.
@@ -227,8 +216,10 @@ mod tests {
             topics: vec!["news".into(), "chat.*".into()],
             ttl: Ttl(Duration::from_secs(600)),
             key: JwtKey {
-                jwt_hs256_secret: Some(Secret::new("k")),
-                jwt_hs256_secret_file: None,
+                hs256: Hs256Args {
+                    jwt_hs256_secret: Some(ews_http::args::Secret::new("k")),
+                    jwt_hs256_secret_file: None,
+                },
                 jwt_issuer: None,
                 jwt_audience: None,
             },
@@ -242,7 +233,7 @@ mod tests {
         let life = back.claims["exp"].as_u64().unwrap() - back.claims["iat"].as_u64().unwrap();
         assert_eq!(life, 600);
         let mut no_secret = args;
-        no_secret.key.jwt_hs256_secret = None;
+        no_secret.key.hs256.jwt_hs256_secret = None;
         assert!(token(&no_secret)
             .unwrap_err()
             .contains("--jwt-hs256-secret-file"));

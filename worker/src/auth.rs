@@ -35,7 +35,7 @@ pub struct Authenticator {
 impl Authenticator {
     /// Builds from flags; `None` when no key source is configured.
     pub fn from_args(args: &JwtArgs) -> anyhow::Result<Option<Authenticator>> {
-        let secret = args.hs256_secret().map(|s| s.expose().to_string());
+        let secret = args.hs256.secret().map(|s| s.expose().to_string());
         let pem = match &args.jwt_public_key_file {
             Some(path) => {
                 let bytes = std::fs::read(path)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use ews_http::args::{positive_secs, read_secret_file, secs, AdminArgs, PortArgs, Secret};
+use ews_http::args::{positive_secs, secs, AdminArgs, Hs256Args, PortArgs};
 
 use crate::sinks::SinkArgs;
 
@@ -93,18 +93,8 @@ pub struct WorkerArgs {
 /// Where the keys that verify client tokens come from.
 #[derive(Debug, Clone, clap::Args)]
 pub struct JwtArgs {
-    /// HS256 shared secret.
-    #[arg(long, env = "EWS_JWT_HS256_SECRET", hide_env_values = true)]
-    pub jwt_hs256_secret: Option<Secret>,
-
-    /// File holding the HS256 secret (trailing whitespace ignored).
-    #[arg(
-        long,
-        env = "EWS_JWT_HS256_SECRET_FILE",
-        conflicts_with = "jwt_hs256_secret",
-        value_parser = read_secret_file
-    )]
-    pub jwt_hs256_secret_file: Option<Secret>,
+    #[command(flatten)]
+    pub hs256: Hs256Args,
 
     /// PEM public key (RSA → RS256, EC P-256 → ES256).
     #[arg(long, env = "EWS_JWT_PUBLIC_KEY_FILE")]
@@ -127,15 +117,6 @@ pub struct JwtArgs {
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     #[arg(long, env = "EWS_JWT_LEEWAY_SECS", default_value_t = 30)]
     pub jwt_leeway_secs: u64,
-}
-
-impl JwtArgs {
-    /// The HS256 secret, from the flag or its file.
-    pub fn hs256_secret(&self) -> Option<&Secret> {
-        self.jwt_hs256_secret
-            .as_ref()
-            .or(self.jwt_hs256_secret_file.as_ref())
-    }
 }
 
 /// A flag value that must be at least `min` (a smaller one is an error, not rounded up).
