@@ -122,6 +122,17 @@ impl AdminArgs {
     }
 }
 
+/// The admin gate: with a token configured, `headers` must carry it; the refusal to send if
+/// not. Without one the port is loopback-only ([`AdminArgs::listen`]) and open.
+pub fn admin_refusal(
+    token: Option<&Secret>,
+    headers: &http::HeaderMap,
+) -> Option<http::Response<crate::Body>> {
+    let t = token?;
+    (!bearer_matches(headers, t))
+        .then(|| crate::reply::unauthorized("admin token required (Authorization: Bearer <token>)"))
+}
+
 /// Whether `headers` carry `Authorization: Bearer <token>` (compared in constant time).
 pub fn bearer_matches(headers: &http::HeaderMap, token: &Secret) -> bool {
     let Some(given) = headers

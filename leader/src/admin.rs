@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use ews_http::args::{bearer_matches, Secret};
+use ews_http::args::{admin_refusal, Secret};
 use ews_http::reply::{self, Body};
 
 pub struct Admin {
@@ -29,13 +29,10 @@ impl Admin {
             return reply::text(StatusCode::METHOD_NOT_ALLOWED, "Unhandled HTTP method");
         }
         let open = matches!(req.uri().path(), "/info" | "/metrics");
-        if !open
-            && self
-                .token
-                .as_ref()
-                .is_some_and(|t| !bearer_matches(req.headers(), t))
-        {
-            return reply::unauthorized("admin token required (Authorization: Bearer <token>)");
+        if !open {
+            if let Some(refusal) = admin_refusal(self.token.as_ref(), req.headers()) {
+                return refusal;
+            }
         }
         match req.uri().path() {
             "/info" if self.draining.load(Ordering::Relaxed) => {

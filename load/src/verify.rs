@@ -290,11 +290,7 @@ async fn read_queue(
     errors: &Errors,
 ) -> Result<Vec<Vec<u8>>, String> {
     let link = args.cluster_secret.as_ref().map(LinkKey::derive);
-    let credential = match (&link, &args.admin_token) {
-        (Some(key), _) => Some(Credential::Link(key)),
-        (None, Some(token)) => Some(Credential::Admin(token)),
-        (None, None) => None,
-    };
+    let credential = Credential::choose(link.as_ref(), args.admin_token.as_ref());
     let opts = ews_queue::client::ReadOptions {
         delete: !args.keep,
         idle: Some(idle),

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ews_cluster::Membership;
-use ews_http::args::{bearer_matches, Secret};
+use ews_http::args::{admin_refusal, Secret};
 use ews_http::reply::{self, Body};
 use ews_queue::Broker;
 use http::{Method, Request, Response, StatusCode};
@@ -39,10 +39,8 @@ impl Admin {
         if (req.method(), req.uri().path()) == (&Method::GET, "/metrics") {
             return reply::metrics(self.metrics.render());
         }
-        if let Some(token) = &self.token {
-            if !bearer_matches(req.headers(), token) {
-                return reply::unauthorized("admin token required (Authorization: Bearer <token>)");
-            }
+        if let Some(refusal) = admin_refusal(self.token.as_ref(), req.headers()) {
+            return refusal;
         }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/api/v1/sessions") => {

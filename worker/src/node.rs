@@ -61,10 +61,6 @@ impl WorkerHandle {
         self.capacity
     }
 
-    pub fn is_draining(&self) -> bool {
-        self.drain.is_cancelled()
-    }
-
     /// Resolves once the drain has begun.
     pub async fn draining(&self) {
         self.drain.cancelled().await

@@ -115,11 +115,7 @@ async fn read(args: ReadArgs) -> ExitCode {
         .or(args.cluster_secret_file.as_ref())
         .map(LinkKey::derive);
     let token = args.admin_token.as_ref().or(args.admin_token_file.as_ref());
-    let credential = match (&link, token) {
-        (Some(key), _) => Some(Credential::Link(key)),
-        (None, Some(t)) => Some(Credential::Admin(t)),
-        (None, None) => None,
-    };
+    let credential = Credential::choose(link.as_ref(), token);
     let opts = ReadOptions {
         delete: args.delete,
         idle: (!args.follow).then(|| Duration::from_millis(args.idle_ms)),

@@ -33,6 +33,14 @@ pub enum Credential<'a> {
     Admin(&'a Secret),
 }
 
+impl<'a> Credential<'a> {
+    /// The credential for a reader given a cluster key and/or an admin token: the node link's
+    /// key when there is one (a leader's queue), else the token (a node's admin port).
+    pub fn choose(link: Option<&'a LinkKey>, admin: Option<&'a Secret>) -> Option<Credential<'a>> {
+        link.map(Credential::Link).or(admin.map(Credential::Admin))
+    }
+}
+
 /// Connects to `url` (`ws://host:port/queue/{name}`) with `credential`, if the port wants one.
 pub async fn connect(
     url: &str,

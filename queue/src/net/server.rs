@@ -78,6 +78,15 @@ pub fn upgrade<B>(
     response
 }
 
+/// Sleeps until `at`; never without one. (A `select!` builds every branch's future on every turn:
+/// this builds a timer only when the connection is full.)
+async fn wake_at(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Sends `frame` and closes: the queue the client asked for cannot be served.
 async fn refuse<S>(mut ws: WebSocketStream<S>, frame: ServerFrame)
 where
@@ -167,7 +176,7 @@ where
                 ServerFrame::Message { id: d.id, body: d.body, deliveries: d.deliveries }
             }
             // A full connection wakes when its oldest delivery times out.
-            _ = tokio::time::sleep_until(frees_at.unwrap_or_else(tokio::time::Instant::now)), if frees_at.is_some() => continue,
+            _ = wake_at(frees_at), if frees_at.is_some() => continue,
             msg = inp.next(), if sends.len() < SEND_WINDOW => {
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t,
