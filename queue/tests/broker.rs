@@ -382,3 +382,67 @@ async fn binary_and_oversized_frames_are_answered() {
     };
     assert_eq!(close, Some(CloseCode::Size));
 }
+
+#[tokio::test]
+async fn a_full_disk_refuses_sends_and_writes_again_once_space_returns() {
+    let disk = ews_testkit::Tmpfs::mount("queue-full-disk", 4 * 1024 * 1024);
+    let data = disk.path().join("queue");
+    std::fs::create_dir_all(&data).expect("queue dir");
+    // Most of the disk is taken by a file the test frees later.
+    let filler = disk.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 3 * 1024 * 1024]).expect("filler");
+    let b = start(&data, &[]);
+    let (mut tx, mut rx) = open(&b, "q").await;
+
+    let body = "x".repeat(60 * 1024);
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for _ in 0..64 {
+        tx.send(&ClientFrame::Send { body: body.clone() })
+            .await
+            .unwrap();
+        match next(&mut rx, Duration::from_secs(10)).await {
+            Some(ServerFrame::Sent { id }) => acked.push(id),
+            Some(ServerFrame::Error { error }) => {
+                assert!(!error.is_empty());
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+            other => panic!("expected sent or error, got {other:?}"),
+        }
+    }
+    assert!(
+        refused == 3,
+        "the disk never filled ({} sends acked)",
+        acked.len()
+    );
+    assert!(!acked.is_empty(), "nothing fit before the disk filled");
+
+    // Space returns: sends succeed again on the same connection and process, no restart.
+    std::fs::remove_file(&filler).expect("free space");
+    let after = send_all(&mut tx, &mut rx, &bodies("after", 10)).await;
+    assert_eq!(after.len(), 10);
+
+    // Everything acknowledged, before and after the full disk, is readable.
+    let (mut ctx, mut crx) = open(&b, "q").await;
+    ctx.send(&ClientFrame::Receive { count: 10_000 })
+        .await
+        .unwrap();
+    let mut read = HashSet::new();
+    while let Some(f) = next(&mut crx, Duration::from_millis(1500)).await {
+        if let ServerFrame::Message { id, .. } = f {
+            read.insert(id);
+        }
+    }
+    let missing: Vec<_> = acked
+        .iter()
+        .chain(&after)
+        .filter(|id| !read.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged and unreadable: {missing:?}"
+    );
+}

@@ -14,6 +14,7 @@ pub mod proc;
 pub mod queue;
 pub mod scratch;
 pub mod tansu;
+pub mod tmpfs;
 
 use std::path::PathBuf;
 
@@ -21,6 +22,7 @@ pub use net::{free_port, free_udp_port, http_get, wait_for_http_ok, wait_for_tcp
 pub use proc::Proc;
 pub use queue::queue_broker;
 pub use scratch::Scratch;
+pub use tmpfs::Tmpfs;
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {

@@ -206,6 +206,19 @@ impl Segments {
     }
 }
 
+/// Creates segment file `path` and writes its meta record, durably.
+fn start_segment(path: &Path, meta: &[u8]) -> io::Result<BufWriter<File>> {
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)?;
+    let mut file = BufWriter::with_capacity(256 * 1024, file);
+    file.write_all(meta)?;
+    file.flush()?;
+    file.get_ref().sync_data()?;
+    Ok(file)
+}
+
 struct Writer {
     segments: Segments,
     file: Option<BufWriter<File>>,
@@ -226,22 +239,25 @@ impl Writer {
             self.active += 1;
         }
         let path = segment_path(&self.segments.dir, self.active);
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)?;
-        let mut file = BufWriter::with_capacity(256 * 1024, file);
         let meta = Record::Meta {
             next_id: self.next_id,
         }
         .encode();
-        file.write_all(&meta)?;
-        file.flush()?;
-        file.get_ref().sync_data()?;
-        sync_dir(&self.segments.dir)?;
+        let file = match start_segment(&path, &meta) {
+            Ok(f) => f,
+            Err(e) => {
+                // The new file holds nothing acknowledged: remove it, so the next roll (once
+                // the disk has room again) can create the same segment instead of failing on
+                // "file exists" forever.
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
+        };
         self.segments.on_disk.push(self.active);
         self.written = meta.len() as u64;
         self.file = Some(file);
+        // Should this fail, the batch fails and the next one rolls past this segment.
+        sync_dir(&self.segments.dir)?;
         self.broken = false;
         Ok(())
     }
