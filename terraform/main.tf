@@ -37,14 +37,21 @@ locals {
     "${local.ssm_arn_prefix}/${trimprefix(var.auth.hs256_secret_ssm_parameter, "/")}"
   ] : []
 
-  sink_env = var.sink == "kafka" ? {
-    EWS_SINK          = "kafka"
-    EWS_KAFKA_BROKERS = var.kafka_brokers
-    EWS_KAFKA_TOPIC   = var.kafka_topic
-    } : {
-    EWS_SINK       = "queue"
-    EWS_QUEUE_NAME = var.queue_name
-  }
+  sink_env = {
+    kafka = {
+      EWS_SINK          = "kafka"
+      EWS_KAFKA_BROKERS = var.kafka_brokers
+      EWS_KAFKA_TOPIC   = var.kafka_topic
+    }
+    queue = {
+      EWS_SINK       = "queue"
+      EWS_QUEUE_NAME = var.queue_name
+    }
+    sqs = {
+      EWS_SINK          = "sqs"
+      EWS_SQS_QUEUE_URL = one(aws_sqs_queue.events[*].url)
+    }
+  }[var.sink]
 }
 
 module "network" {
@@ -168,6 +175,7 @@ module "workers" {
   auth_env                      = local.auth_env
   auth_secret_parameter_arns    = local.auth_secret_parameter_arns
   sink_env                      = local.sink_env
+  events_queue_arn              = one(aws_sqs_queue.events[*].arn)
   extra_env                     = var.worker_extra_env
   enable_ssm_session_manager    = var.enable_ssm_session_manager
   root_volume_size_gb           = var.root_volume_size_gb

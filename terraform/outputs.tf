@@ -47,3 +47,13 @@ output "admin_token_parameter" {
   description = "SSM parameter holding the admin token (Authorization: Bearer <token> on the admin ports)."
   value       = aws_ssm_parameter.admin_token.name
 }
+
+output "events_queue_url" {
+  description = "With sink = \"sqs\": the SQS queue events arrive in (consume it with any AWS SDK); null otherwise."
+  value       = one(aws_sqs_queue.events[*].url)
+}
+
+output "events_dead_letter_queue_url" {
+  description = "With sink = \"sqs\": where messages go after sqs.max_receive_count failed receives; null otherwise."
+  value       = one(aws_sqs_queue.events_dlq[*].url)
+}

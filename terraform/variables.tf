@@ -226,11 +226,25 @@ variable "auth" {
 
 variable "sink" {
   type        = string
-  description = "Where workers put events: \"queue\" (the built-in queue on the active leader) or \"kafka\"."
-  default     = "queue"
+  description = "Where workers put events: \"sqs\" (an SQS queue this module creates, with a dead-letter queue), \"kafka\" (your brokers, e.g. MSK) or \"queue\" (the built-in queue on the active leader: unreplicated, see docs/pipeline.md)."
+  default     = "sqs"
   validation {
-    condition     = contains(["queue", "kafka"], var.sink)
-    error_message = "sink must be \"queue\" or \"kafka\"."
+    condition     = contains(["sqs", "queue", "kafka"], var.sink)
+    error_message = "sink must be \"sqs\", \"queue\" or \"kafka\"."
+  }
+}
+
+variable "sqs" {
+  type = object({
+    retention_seconds          = optional(number, 345600)
+    visibility_timeout_seconds = optional(number, 30)
+    max_receive_count          = optional(number, 5)
+  })
+  description = "With sink = \"sqs\": how long the events queue keeps a message (default 4 days), a consumer's visibility timeout, and receives before a message moves to the dead-letter queue."
+  default     = {}
+  validation {
+    condition     = var.sqs.retention_seconds >= 60 && var.sqs.retention_seconds <= 1209600 && var.sqs.visibility_timeout_seconds >= 0 && var.sqs.visibility_timeout_seconds <= 43200 && var.sqs.max_receive_count >= 1
+    error_message = "sqs: retention 60..1209600 s, visibility timeout 0..43200 s, max_receive_count at least 1."
   }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use ews_http::args::{positive_secs, read_secret_file, Secret};
+use ews_http::args::{positive_millis, positive_secs, read_secret_file, Secret};
 
 /// Cluster membership flags. Defaults follow the paper's Akka configuration
 /// (`seed-node-timeout = 10s`, `shutdown-after-unsuccessful-join-seed-nodes = 100s`).
@@ -90,6 +90,16 @@ pub struct ClusterArgs {
     /// File holding that second secret.
     #[arg(long, env = "EWS_CLUSTER_SECRET_ACCEPT_FILE", value_parser = read_secret_file)]
     pub cluster_secret_accept_file: Option<Secret>,
+
+    /// How long a cluster publish waits for each worker (milliseconds). A worker that has not
+    /// answered by then is named in the answer's `failed`; the others are not held up.
+    #[arg(
+        long = "publish-peer-timeout-ms",
+        env = "EWS_PUBLISH_PEER_TIMEOUT_MS",
+        default_value = "1000",
+        value_parser = positive_millis
+    )]
+    pub publish_peer_timeout: Duration,
 }
 
 impl ClusterArgs {

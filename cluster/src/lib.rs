@@ -16,6 +16,7 @@ mod membership;
 mod metrics;
 mod node;
 mod proof;
+pub mod publish;
 mod seeds;
 mod view;
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use ews_testkit::moto::Moto;
 use ews_testkit::tansu::Tansu;
 use ews_testkit::{bin_path, free_port, free_udp_port, queue_broker, wait_for_http_ok, Proc};
 
@@ -27,9 +28,22 @@ fn start_worker(sink_args: &[&str]) -> (SocketAddr, Proc) {
 }
 
 fn verify(worker: SocketAddr, read_back: &[&str]) -> Command {
+    verify_load(worker, 10, 300, 300, read_back)
+}
+
+/// `connections` clients sending `messages` events each at `rate` per second.
+fn verify_load(
+    worker: SocketAddr,
+    connections: u32,
+    messages: u32,
+    rate: u32,
+    read_back: &[&str],
+) -> Command {
     let mut cmd = Command::new(bin_path("ews-load"));
     cmd.args(["verify", "--url", &format!("ws://{worker}/ws")])
-        .args(["--connections", "10", "--messages", "300", "--rate", "300"])
+        .args(["--connections", &connections.to_string()])
+        .args(["--messages", &messages.to_string()])
+        .args(["--rate", &rate.to_string()])
         .args(["--read-idle-ms", "2000", "--deadline-secs", "120"])
         .args(read_back);
     cmd
@@ -90,4 +104,79 @@ fn worker_into_kafka_loses_no_acknowledged_event() {
     assert!(out.contains("sent 3000, acknowledged 3000"), "{out}");
     assert!(out.contains("duplicates 0"), "{out}");
     assert!(out.contains("missing 0"), "{out}");
+}
+
+/// A worker sending to SQS (moto), read back by `ews-load verify --sqs-queue-url`.
+/// Returns its public and admin addresses.
+fn sqs_worker(moto: &Moto, queue_url: &str) -> (SocketAddr, SocketAddr, Proc) {
+    let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut cmd = Command::new(bin_path("ews-worker"));
+    cmd.envs(moto.env())
+        .arg("--no-auth")
+        .args(["--listen", &public.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .arg("--internal-listen")
+        .arg(format!("127.0.0.1:{}", free_udp_port()))
+        .args(["--sink", "sqs", "--sqs-queue-url", queue_url]);
+    let p = Proc::spawn("ews-worker", cmd);
+    if let Err(e) = wait_for_http_ok(public, "/info", Duration::from_secs(10)) {
+        panic!("ews-worker did not start: {e}\n{}", p.output());
+    }
+    (public, admin, p)
+}
+
+fn acked_events(admin: SocketAddr) -> u64 {
+    let (_, text) = ews_testkit::http_get(admin, "/metrics").expect("metrics");
+    text.lines()
+        .find(|l| l.starts_with("ews_events_total{outcome=\"acked\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn worker_into_sqs_loses_no_acknowledged_event() {
+    let moto = Moto::start();
+    let queue = moto.create_sqs_queue("events");
+    let (public, _admin, _w) = sqs_worker(&moto, &queue);
+    // moto's SQS slows down as its queue grows (seconds per call past a few thousand
+    // messages): 1,000 events keep it fast.
+    let mut cmd = verify_load(public, 10, 100, 100, &["--sqs-queue-url", &queue]);
+    cmd.envs(moto.env());
+    let out = report(&mut Proc::spawn("ews-load", cmd));
+    assert!(out.contains("sent 1000, acknowledged 1000"), "{out}");
+    assert!(out.contains("missing 0"), "{out}");
+}
+
+#[test]
+fn sqs_down_mid_load_back_pressures_and_loses_no_acknowledged_event() {
+    let scratch = ews_testkit::Scratch::new("pipeline-sqs-outage");
+    // moto keeps its state in memory; recording its requests lets the restart restore it, so
+    // the outage is one of the service, as with SQS, not a loss of stored messages.
+    let mut moto = Moto::start_recording(&scratch.join("moto-recording"));
+    let queue = moto.create_sqs_queue("events");
+    let (public, admin, _w) = sqs_worker(&moto, &queue);
+    // 10 clients × 100 events at 25/s: four seconds of load, with an outage in the middle.
+    let mut cmd = verify_load(public, 10, 100, 25, &["--sqs-queue-url", &queue]);
+    cmd.envs(moto.env());
+    let mut load = Proc::spawn("ews-load", cmd);
+    std::thread::sleep(Duration::from_millis(1000));
+    moto.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    let during = acked_events(admin);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        acked_events(admin),
+        during,
+        "nothing is acknowledged while SQS is down: the sessions wait"
+    );
+    moto.restart();
+    let out = report(&mut load);
+    assert!(out.contains("sent 1000, acknowledged 1000"), "{out}");
+    assert!(out.contains("missing 0"), "{out}");
+    assert!(
+        during > 0 && during < 1000,
+        "the outage fell mid-load: {during} acked before it"
+    );
 }

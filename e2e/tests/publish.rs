@@ -306,3 +306,101 @@ fn a_silent_peer_is_named_and_does_not_hold_back_the_others() {
     assert_eq!(v["delivered"], 0, "{v}");
     assert_eq!(v["failed"], json!(["worker-c"]), "{v}");
 }
+
+/// `GET /members` on an admin port that wants `token`: does it hold `id` as reachable and up?
+fn sees_up_with(admin: SocketAddr, token: &str, id: &str) -> bool {
+    let auth = format!("Bearer {token}");
+    net::request(admin, "GET", "/members", &[("Authorization", &auth)], b"")
+        .ok()
+        .filter(|(code, _)| *code == 200)
+        .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+        .and_then(|v| {
+            v["members"]
+                .as_array()?
+                .iter()
+                .find(|m| m["node_id"] == id)
+                .map(|m| m["reachable"] == true && m["status"] == "up")
+        })
+        .unwrap_or(false)
+}
+
+/// The front door in AWS: a backend publishes through a leader (admin token required), which
+/// reaches the client's sessions on two workers while a third worker never answers: the answer
+/// comes back once that worker's deadline passed, naming it, with every worker's outcome.
+#[test]
+fn a_publish_through_a_leader_reaches_every_worker_and_names_a_silent_one() {
+    const ADMIN_TOKEN: &str = "front-door-token";
+    let (i1, i2) = (internal_addr(), internal_addr());
+    let door = Node::leader(&NodeSpec {
+        internal: Some(i1),
+        extra: &[
+            "--cluster-secret",
+            SECRET,
+            "--publish-peer-timeout-ms",
+            "500",
+        ],
+        env: &[("EWS_ADMIN_TOKEN", ADMIN_TOKEN)],
+        ..NodeSpec::new("leader-1", &[i2])
+    });
+    let _other = leader("leader-2", i2, i1);
+    let seeds = [i1, i2];
+    let b = auth_worker("worker-b", &seeds);
+    let d = auth_worker("worker-d", &seeds);
+    let _c = silent_peer("worker-c", &seeds);
+    let mut on_b = open_session(b.public.unwrap(), &token("alice"));
+    let mut on_d = open_session(d.public.unwrap(), &token("alice"));
+
+    let start = Instant::now();
+    while !["worker-b", "worker-c", "worker-d"]
+        .iter()
+        .all(|id| sees_up_with(door.admin, ADMIN_TOKEN, id))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the leader never saw every worker up:\n{}",
+            door.proc.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // No token, no publish.
+    let (code, _) = publish(door.admin, "/api/v1/publish", &[], "anonymous");
+    assert_eq!(code, 401);
+
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let asked = Instant::now();
+    let (code, v) = publish(
+        door.admin,
+        "/api/v1/publish",
+        &[("Authorization", &auth)],
+        "through the front door",
+    );
+    let took = asked.elapsed();
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["delivered"], 2, "{v}");
+    assert_eq!(v["failed"], json!(["worker-c"]), "{v}");
+    assert_eq!(
+        v["nodes"]["worker-b"],
+        json!({"delivered": 1, "dropped": 0}),
+        "{v}"
+    );
+    assert_eq!(
+        v["nodes"]["worker-d"],
+        json!({"delivered": 1, "dropped": 0}),
+        "{v}"
+    );
+    assert_eq!(
+        v["nodes"]["worker-c"],
+        json!({"error": "no answer within 500 ms"}),
+        "{v}"
+    );
+    // Bounded by the deadline, not by the silent worker (which never answers at all).
+    assert!(took < Duration::from_secs(10), "the publish hung: {took:?}");
+    for client in [&mut on_b, &mut on_d] {
+        let frame: Value = serde_json::from_str(&read_text_frame(client)).unwrap();
+        assert_eq!(
+            frame,
+            json!({"type": "push", "msg": "through the front door"})
+        );
+    }
+}

@@ -1,10 +1,16 @@
-//! The admin port (9090): health, the cluster view and Prometheus metrics. Leaders accept no
-//! client WebSockets, here or anywhere.
+//! The admin port (9090): health, the cluster view, Prometheus metrics and the publish front
+//! door. Leaders accept no client WebSockets, here or anywhere.
+//!
+//! The front door: in AWS a backend calls `POST /api/v1/publish` on a leader (stable private DNS
+//! names, where workers come and go on changing addresses) with the admin token, and the leader
+//! fans the message out to every serving worker over the node links, each within its deadline,
+//! answering with every worker's outcome.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use ews_cluster::publish::{self, Delivery, Fanout};
 use ews_cluster::ClusterView;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -21,11 +27,14 @@ pub struct Admin {
     pub registry: Registry,
     /// Set on SIGTERM: `/info` answers 503 from then on.
     pub draining: AtomicBool,
+    /// Reaches the workers for a publish.
+    pub fanout: Fanout,
 }
 
 impl Admin {
     pub async fn route(self: Arc<Self>, req: Request<Incoming>, _: SocketAddr) -> Response<Body> {
-        if req.method() != Method::GET {
+        let publish = (req.method(), req.uri().path()) == (&Method::POST, "/api/v1/publish");
+        if req.method() != Method::GET && !publish {
             return reply::text(StatusCode::METHOD_NOT_ALLOWED, "Unhandled HTTP method");
         }
         let open = matches!(req.uri().path(), "/info" | "/metrics");
@@ -33,6 +42,16 @@ impl Admin {
             if let Some(refusal) = admin_refusal(self.token.as_ref(), req.headers()) {
                 return refusal;
             }
+        }
+        if publish {
+            return match publish::read(req, None).await {
+                Ok(p) => {
+                    let mut all = Delivery::default();
+                    self.fanout.publish(&p, &mut all).await;
+                    all.into_response()
+                }
+                Err(r) => r,
+            };
         }
         match req.uri().path() {
             "/info" if self.draining.load(Ordering::Relaxed) => {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use ews_cluster::publish::Fanout;
 use ews_cluster::{ClusterArgs, Membership, MembershipConfig, Role};
 use ews_http::args::{positive_secs, AdminArgs, PortArgs};
 use ews_http::Ports;
@@ -117,6 +118,7 @@ impl Leader {
             view: membership.watch_view(),
             registry,
             draining: AtomicBool::new(false),
+            fanout: Fanout::new(membership.clone(), args.cluster.publish_peer_timeout),
         });
         let internal = Arc::new(InternalRoutes {
             verifier: membership.link_verifier(),

@@ -1,7 +1,7 @@
 //! `verify`: the seed's LoadTest with a delivery check. N clients send M events each with
-//! per-event acks (`?ack=1`); then the events are read back from the queue or the Kafka topic and
-//! matched by `msg` (unique per event and per run). Reports sent, acknowledged, received,
-//! duplicates and missing; any acknowledged event that is missing fails the run.
+//! per-event acks (`?ack=1`); then the events are read back from the queue, the Kafka topic or the
+//! SQS queue and matched by `msg` (unique per event and per run). Reports sent, acknowledged,
+//! received, duplicates and missing; any acknowledged event that is missing fails the run.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,7 +42,11 @@ pub struct VerifyArgs {
     pub ack_timeout_ms: u64,
     /// Read the events back from this queue (`ws://host:port/queue/NAME`: an `ews-queue`, or the
     /// active leader's internal port with `--cluster-secret`).
-    #[arg(long, env = "EWS_QUEUE_URL", required_unless_present = "kafka_brokers")]
+    #[arg(
+        long,
+        env = "EWS_QUEUE_URL",
+        required_unless_present_any = ["kafka_brokers", "sqs_queue_url"]
+    )]
     pub queue_url: Option<String>,
     /// The cluster secret, to read from a leader's node link (it signs the connection; the
     /// secret itself is never sent).
@@ -65,6 +69,14 @@ pub struct VerifyArgs {
     pub kafka_brokers: Option<String>,
     #[arg(long, env = "EWS_KAFKA_TOPIC", default_value = "events")]
     pub kafka_topic: String,
+    /// Read the events back from this SQS queue (ReceiveMessage, then DeleteMessageBatch unless
+    /// `--keep`). Region and credentials from the environment; `AWS_ENDPOINT_URL` for moto.
+    #[arg(
+        long,
+        env = "EWS_SQS_QUEUE_URL",
+        conflicts_with_all = ["queue_url", "kafka_brokers"]
+    )]
+    pub sqs_queue_url: Option<String>,
     /// Reading back stops once nothing new arrived for this long.
     #[arg(long, env = "EWS_READ_IDLE_MS", default_value_t = 3_000)]
     pub read_idle_ms: u64,
@@ -144,14 +156,22 @@ pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
     close_all(kept).await;
 
     let idle = Duration::from_millis(args.read_idle_ms);
-    let bodies = match (&args.queue_url, &args.kafka_brokers) {
-        (Some(url), _) => read_queue(url, &args, idle, &errors).await?,
-        (None, Some(brokers)) => {
+    let bodies = match (&args.queue_url, &args.kafka_brokers, &args.sqs_queue_url) {
+        (Some(url), _, _) => read_queue(url, &args, idle, &errors).await?,
+        (None, Some(brokers), _) => {
             ews_sink::kafka::read_topic(brokers, &args.kafka_topic, idle, Duration::from_secs(600))
                 .await
                 .map_err(|e| e.to_string())?
         }
-        (None, None) => return Err("give --queue-url or --kafka-brokers".into()),
+        (None, None, Some(url)) => {
+            let client = ews_sink::sqs::client().await;
+            ews_sink::sqs::read_queue(&client, url, idle, args.keep)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        (None, None, None) => {
+            return Err("give --queue-url, --kafka-brokers or --sqs-queue-url".into())
+        }
     };
     let mut copies: HashMap<String, u64> = HashMap::new();
     let run_prefix = format!("{run_id}:");

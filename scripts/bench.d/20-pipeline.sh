@@ -8,6 +8,10 @@
 #   e2e-queue - `ews-load verify` -> `ews-worker` (?ack=1) -> queue: acknowledged events per
 #               second, then read back: missing must be 0.
 #   e2e-kafka - the same into Kafka (Tansu, in-memory storage; needs scripts/tools/tansu.sh).
+#   e2e-sqs   - the same into SQS, emulated by moto (needs scripts/tools/moto.sh). moto is a
+#               single-threaded Python stand-in that slows down as its queue grows, so this run
+#               is smaller (EWS_BENCH_SQS_EVENTS per client) and its figure is a floor, reported
+#               as a ratio to the queue's; size real SQS from the AWS figures in docs/pipeline.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$(pwd)"
@@ -16,6 +20,7 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 MESSAGES="${EWS_BENCH_QUEUE_MESSAGES:-200000}"
 CONNS="${EWS_BENCH_E2E_CONNECTIONS:-50}"
 EVENTS="${EWS_BENCH_E2E_EVENTS:-2000}"
+SQS_EVENTS="${EWS_BENCH_SQS_EVENTS:-100}"
 TOOLS="${EWS_TOOLS_DIR:-$ROOT/.tools}"
 OUT="$ROOT/bench-results/pipeline-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
@@ -65,8 +70,9 @@ worker() { # worker SINK_ARGS... ; sets wport
 }
 verify() { # verify READ_BACK_ARGS...
   "$BIN/ews-load" verify --url "ws://127.0.0.1:$wport/ws" --connections "$CONNS" \
-    --messages "$EVENTS" --rate 0 --read-idle-ms 3000 "$@"
+    --messages "${PER_CLIENT:-$EVENTS}" --rate 0 --read-idle-ms 3000 "$@"
 }
+acked_rate() { sed -nE 's/.*acknowledged [0-9]+ \(([0-9]+)\/s.*/\1/p' "$1"; }
 worker --sink queue --queue-url "ws://127.0.0.1:$qport/queue/events"
 echo "e2e queue ($CONNS clients x $EVENTS events, acks on):"
 verify --queue-url "ws://127.0.0.1:$qport/queue/events" | tee "$OUT/e2e-queue.txt"
@@ -86,4 +92,32 @@ if [ -x "$TOOLS/tansu/bin/tansu-broker" ]; then
   verify --kafka-brokers "127.0.0.1:$kport" --kafka-topic events | tee "$OUT/e2e-kafka.txt"
 else
   echo "e2e kafka: skipped (run scripts/tools/tansu.sh)"
+fi
+
+# --- end to end: ews-load -> worker -> SQS (moto) -----------------------------------------------
+if [ -x "$TOOLS/moto/bin/python" ]; then
+  mport="$(port)"
+  "$TOOLS/moto/bin/python" -m moto.server -H 127.0.0.1 -p "$mport" >"$OUT/moto.log" 2>&1 &
+  pids+=($!)
+  wait_http "127.0.0.1:$mport" /moto-api/
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$mport" AWS_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
+  sqs_url="$(curl -s -X POST "http://127.0.0.1:$mport/" \
+    -H 'Authorization: AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/sqs/aws4_request' \
+    -d 'Action=CreateQueue&QueueName=events&Version=2012-11-05' |
+    sed -nE 's/.*<QueueUrl>([^<]+)<\/QueueUrl>.*/\1/p')"
+  worker --sink sqs --sqs-queue-url "$sqs_url"
+  echo "e2e sqs via moto ($CONNS clients x $SQS_EVENTS events, acks on):"
+  PER_CLIENT="$SQS_EVENTS" verify --sqs-queue-url "$sqs_url" | tee "$OUT/e2e-sqs.txt"
+  q="$(acked_rate "$OUT/e2e-queue.txt")"
+  m="$(acked_rate "$OUT/e2e-sqs.txt")"
+  [ -n "$q" ] && [ -n "$m" ] && [ "$q" -gt 0 ] &&
+    echo "sqs (moto) acked events/s $m vs built-in queue $q: x$(echo "scale=3; $m / $q" | bc)"
+  if [ -f "$OUT/e2e-kafka.txt" ]; then
+    k="$(acked_rate "$OUT/e2e-kafka.txt")"
+    [ -n "$k" ] && [ "$k" -gt 0 ] &&
+      echo "sqs (moto) vs kafka (tansu) $k: x$(echo "scale=3; $m / $k" | bc)"
+  fi
+else
+  echo "e2e sqs: skipped (run scripts/tools/moto.sh)"
 fi

@@ -29,9 +29,13 @@ pub use stdout::StdoutSink;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod queue;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaConfig, KafkaSink};
 pub use queue::QueueSink;
+#[cfg(feature = "sqs")]
+pub use sqs::{SqsConfig, SqsSink};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -121,7 +125,7 @@ impl fmt::Debug for Receipt {
 
 /// A destination for events. See the crate docs for the contract.
 pub trait Sink: Send + Sync + 'static {
-    /// Short name for logs and metric labels (`queue`, `kafka`, `file`, `stdout`).
+    /// Short name for logs and metric labels (`queue`, `sqs`, `kafka`, `file`, `stdout`).
     fn name(&self) -> &'static str;
 
     /// Waits until the sink has room, then takes the event. The wait is the back-pressure.

@@ -44,9 +44,13 @@ auth = {
   audience = "elastic-ws"
 }
 
-# Events go to the built-in durable queue on the active leader.
-sink       = "queue"
-queue_name = "events"
+# Events go to an SQS queue (with a dead-letter queue) this deployment creates; consumers read the
+# `events_queue_url` output with any AWS SDK.
+sink = "sqs"
+sqs = {
+  retention_seconds = 345600
+  max_receive_count = 5
+}
 
 # Scale on the connected-client count the active leader publishes (counts each WebSocket once;
 # the ALB's ActiveConnectionCount also counts the ALB-to-worker side).

@@ -7,3 +7,8 @@ worker_ami_id      = "ami-0fedcba9876543210"
 auth = {
   no_auth = true
 }
+
+# Events go to the built-in durable queue on the active leader: nothing else to run, read it with
+# `ews-queue read` over the node link. For production, the default sink is SQS.
+sink       = "queue"
+queue_name = "events"

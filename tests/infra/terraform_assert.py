@@ -75,6 +75,20 @@ def port_rules(rules: list[dict], port: int) -> list[dict]:
     return [r for r in rules if r.get("FromPort") == port and r.get("ToPort") == port]
 
 
+def user_data_env(outputs: dict) -> dict:
+    """The EWS_* settings the worker launch template's user data writes to /etc/ews/ews.env."""
+    import base64
+    ec2 = boto3.client("ec2")
+    asg = boto3.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[outputs["asg_name"]])["AutoScalingGroups"][0]
+    lt = asg.get("LaunchTemplate") or asg.get("MixedInstancesPolicy", {}).get(
+        "LaunchTemplate", {}).get("LaunchTemplateSpecification", {})
+    versions = ec2.describe_launch_template_versions(
+        LaunchTemplateId=lt["LaunchTemplateId"], Versions=["$Latest"])["LaunchTemplateVersions"]
+    raw = base64.b64decode(versions[0]["LaunchTemplateData"].get("UserData", "")).decode()
+    return dict(line.split("=", 1) for line in raw.splitlines() if "=" in line)
+
+
 def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
     outputs = {k: v["value"] for k, v in json.load(open(outputs_path)).items()}
     settings = tfvars(tfvars_path)
@@ -269,7 +283,7 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
     check(len({s["AvailabilityZone"] for s in subnets}) == 2, "leaders in two zones")
     check(all(not s.get("MapPublicIpOnLaunch") for s in subnets), "leader subnets map no public IPs")
     check(all(i.get("MetadataOptions", {}).get("HttpTokens") == "required" for i in leaders), "leaders require IMDSv2")
-    if settings.get("sink", "queue") == "queue":
+    if settings.get("sink", "sqs") == "queue":
         # The built-in queue's volume outlives its leader: one per leader, in its zone, attached.
         vols = ec2.describe_volumes(Filters=[{"Name": "tag:Name", "Values": [f"{name}-leader-*-data"]}])["Volumes"]
         attached = {a["InstanceId"] for v in vols for a in v.get("Attachments", [])}
@@ -315,6 +329,39 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
                 for p in iam.list_role_policies(RoleName=role_name)["PolicyNames"]]
         actions = {a for d in docs for s in d["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
         check("logs:PutLogEvents" in actions, f"{role_name} may ship its logs")
+
+    # --- the events queue (sink = "sqs") --------------------------------------------------------
+    sqs = boto3.client("sqs")
+    queues = sqs.list_queues(QueueNamePrefix=f"{name}-events").get("QueueUrls", [])
+    if settings.get("sink", "sqs") != "sqs":
+        check(not queues and outputs.get("events_queue_url") is None, "no SQS queue when another sink is chosen")
+        return
+    events = next((q for q in queues if q.endswith(f"/{name}-events")), None)
+    dlq = next((q for q in queues if q.endswith(f"/{name}-events-dlq")), None)
+    check(events is not None and dlq is not None, f"the events queue and its dead-letter queue ({queues})")
+    if not (events and dlq):
+        return
+    check(outputs.get("events_queue_url") == events and outputs.get("events_dead_letter_queue_url") == dlq,
+          "outputs name both queues")
+    attrs = sqs.get_queue_attributes(QueueUrl=events, AttributeNames=["All"])["Attributes"]
+    dlq_attrs = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(attrs.get("RedrivePolicy", "{}"))
+    check(redrive.get("deadLetterTargetArn") == dlq_attrs.get("QueueArn") and int(redrive.get("maxReceiveCount", 0)) >= 1,
+          f"the events queue redrives to its dead-letter queue ({redrive})")
+    check(attrs.get("SqsManagedSseEnabled") == "true" and dlq_attrs.get("SqsManagedSseEnabled") == "true",
+          "both queues encrypted at rest")
+    worker_env = user_data_env(outputs)
+    check(worker_env.get("EWS_SINK") == "sqs" and worker_env.get("EWS_SQS_QUEUE_URL") == events,
+          f"workers send to the events queue ({worker_env.get('EWS_SINK')}, {worker_env.get('EWS_SQS_QUEUE_URL')})")
+    for role_name in (r for r in roles if "-worker-" in r):
+        stmts = [st for p in iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+                 for st in iam.get_role_policy(RoleName=role_name, PolicyName=p)["PolicyDocument"]["Statement"]]
+        sqs_stmts = [st for st in stmts if any(str(a).startswith("sqs:") for a in
+                     (st["Action"] if isinstance(st["Action"], list) else [st["Action"]]))]
+        acts = {a for st in sqs_stmts for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
+        res = {r for st in sqs_stmts for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])}
+        check(acts == {"sqs:SendMessage"} and res == {attrs.get("QueueArn")},
+              f"{role_name} may only send to the events queue ({sorted(acts)} on {sorted(res)})")
 
 
 def scale(outputs_path: str) -> None:

@@ -1,12 +1,13 @@
 //! The admin port: metrics, the session API and publish. Never routed through the load
 //! balancer. In a cluster it also serves the cluster view (`/members`) and publish reaches the
-//! other workers through [`Peers`]; a standalone worker serves its embedded queue here
+//! other workers through a [`Fanout`]; a standalone worker serves its embedded queue here
 //! (`/queue/{name}`), so `ews-queue read` can read its events while it runs. Every route but
 //! `/metrics` needs the admin token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ews_cluster::publish::{self, Delivery, Fanout};
 use ews_cluster::Membership;
 use ews_http::args::{admin_refusal, Secret};
 use ews_http::reply::{self, Body};
@@ -15,9 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
-use crate::link::Peers;
 use crate::metrics::Metrics;
-use crate::publish;
 use crate::registry::Registry;
 
 pub struct Admin {
@@ -26,7 +25,7 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     /// In a cluster: `/members`, and the peers a publish fans out to.
-    pub cluster: Option<(Arc<Membership>, Peers)>,
+    pub cluster: Option<(Arc<Membership>, Fanout)>,
     /// The embedded queue broker (a standalone worker), served as `/queue/{name}` so its events
     /// can be read while the worker runs.
     pub broker: Option<Arc<Broker>>,
@@ -66,19 +65,23 @@ impl Admin {
     }
 
     /// `POST /api/v1/publish {"clientId","msg"}` to this node's sessions of the client and, in a
-    /// cluster, every other serving worker's; the status is [`publish::Delivery::status`].
+    /// cluster, every other serving worker's; the status is [`Delivery::status`], the answer
+    /// names every node's outcome.
     async fn publish(&self, req: Request<Incoming>) -> Response<Body> {
         let p = match publish::read(req, None).await {
             Ok(p) => p,
             Err(r) => return r,
         };
-        let mut all = self.registry.push(&p.client_id, &p.msg);
-        for _ in 0..all.dropped {
+        let local = self.registry.push(&p.client_id, &p.msg);
+        for _ in 0..local.dropped {
             self.metrics.dropped("outbound_full");
         }
-        if let Some((_, peers)) = &self.cluster {
-            all.add(peers.publish(&p).await);
-        }
+        let Some((membership, fanout)) = &self.cluster else {
+            return local.into_response();
+        };
+        let mut all = Delivery::default();
+        all.add_node(membership.node_id(), Ok(local));
+        fanout.publish(&p, &mut all).await;
         all.into_response()
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use ews_cluster::publish::Fanout;
 use ews_cluster::Membership;
 use ews_queue::Broker;
 use ews_sink::Sink;
@@ -22,7 +23,7 @@ use ews_http::Ports;
 
 use crate::admin::Admin;
 use crate::auth::{self, Authenticator};
-use crate::link::{Link, Peers};
+use crate::link::Link;
 use crate::membership::{self, MembershipArgs};
 use crate::metrics::Metrics;
 use crate::public::{self, Public};
@@ -178,7 +179,10 @@ impl Node {
             token: args.admin.token().cloned(),
             metrics: metrics.clone(),
             registry: registry.clone(),
-            cluster: membership.clone().map(|m| (m.clone(), Peers::new(m))),
+            cluster: membership.clone().map(|m| {
+                let fanout = Fanout::new(m.clone(), cluster_args.cluster.publish_peer_timeout);
+                (m, fanout)
+            }),
             broker: broker.clone(),
             queue_connections: TaskTracker::new(),
         });

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::publish::Delivery;
+use ews_cluster::publish::Delivery;
 
 /// The part of a session other tasks can reach.
 pub struct SessionShared {
@@ -153,11 +153,7 @@ mod tests {
     use super::*;
 
     fn counts(delivered: usize, dropped: usize) -> Delivery {
-        Delivery {
-            delivered,
-            dropped,
-            failed: Vec::new(),
-        }
+        Delivery::counts(delivered, dropped)
     }
 
     #[test]

@@ -12,6 +12,8 @@ use ews_sink::Sink;
 pub enum SinkKind {
     /// The built-in durable queue.
     Queue,
+    /// Amazon SQS (`SendMessageBatch`, acknowledged once SQS confirms): the default in AWS.
+    Sqs,
     /// Kafka (idempotent producer, acks=all).
     Kafka,
     /// One JSON line per event on standard output (debugging).
@@ -42,6 +44,11 @@ pub struct SinkArgs {
     /// The embedded broker's storage and limits (outside a cluster).
     #[command(flatten)]
     pub queue: ews_queue::args::QueueArgs,
+
+    /// The SQS queue `--sink sqs` sends to (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`).
+    /// Region and credentials come from the environment (the instance profile on EC2).
+    #[arg(long, env = "EWS_SQS_QUEUE_URL", required_if_eq("sink", "sqs"))]
+    pub sqs_queue_url: Option<String>,
 
     /// Kafka bootstrap servers (`host:port,...`) for `--sink kafka`.
     #[arg(long, env = "EWS_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
@@ -78,6 +85,17 @@ pub async fn build(
         SinkKind::Stdout => Arc::new(ews_sink::StdoutSink::new()),
         SinkKind::File => Arc::new(ews_sink::FileSink::open(&args.sink_file).await?),
         SinkKind::Queue => queue_sink(args, cluster, broker)?,
+        SinkKind::Sqs => {
+            let Some(url) = &args.sqs_queue_url else {
+                anyhow::bail!("--sink sqs needs --sqs-queue-url");
+            };
+            let mut config = ews_sink::SqsConfig::new(url);
+            config.window = SINK_WINDOW;
+            Arc::new(ews_sink::SqsSink::new(
+                ews_sink::sqs::client().await,
+                &config,
+            ))
+        }
         SinkKind::Kafka => {
             let mut config = ews_sink::KafkaConfig::new(&args.kafka_brokers, &args.kafka_topic);
             config.max_in_flight = SINK_WINDOW;

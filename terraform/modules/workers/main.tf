@@ -51,6 +51,16 @@ data "aws_iam_policy_document" "worker" {
     actions   = ["autoscaling:CompleteLifecycleAction"]
     resources = [local.asg_arn_prefix]
   }
+  # Send only (SendMessageBatch is authorized as SendMessage): a worker can neither read nor
+  # delete events, nor touch any other queue.
+  dynamic "statement" {
+    for_each = var.events_queue_arn == null ? [] : [var.events_queue_arn]
+    content {
+      sid       = "SendEvents"
+      actions   = ["sqs:SendMessage"]
+      resources = [statement.value]
+    }
+  }
 }
 
 # IAM names are global to the account: the region keeps two regions' deployments apart.

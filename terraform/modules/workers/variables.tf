@@ -109,7 +109,13 @@ variable "auth_secret_parameter_arns" {
 
 variable "sink_env" {
   type        = map(string)
-  description = "Event sink settings (EWS_SINK, EWS_KAFKA_*, EWS_QUEUE_NAME)."
+  description = "Event sink settings (EWS_SINK, EWS_SQS_QUEUE_URL, EWS_KAFKA_*, EWS_QUEUE_NAME)."
+}
+
+variable "events_queue_arn" {
+  type        = string
+  description = "The SQS events queue workers may send to (sink = \"sqs\"); null for other sinks."
+  default     = null
 }
 
 variable "extra_env" {
