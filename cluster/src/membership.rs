@@ -18,7 +18,7 @@ use crate::metrics::ClusterMetrics;
 use crate::node::NodeState;
 use crate::node::{
     Role, Status, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTERNAL_ADDR, KEY_PUBLIC_ADDR,
-    KEY_ROLE, KEY_STATUS, KEY_VERSION,
+    KEY_ROLE, KEY_STATUS, KEY_VERSION, KEY_ACTIVE_EPOCH,
 };
 use crate::proof::{Proven, ProvenPeers, Prover};
 use crate::seeds;
@@ -141,6 +141,8 @@ struct Shared {
     metrics: ClusterMetrics,
     /// This node's own state, as its node link serves it ([`Membership::own_state`]).
     status: Mutex<Status>,
+    /// The active term this node (a leader) holds, as it claims it.
+    active_epoch: Mutex<Option<u64>>,
     capacity: AtomicU64,
     listen_addrs: Mutex<(Option<SocketAddr>, Option<SocketAddr>)>,
     /// Peers that proved the cluster key with their state (only with a secret).
@@ -227,6 +229,7 @@ impl Membership {
             conns: AtomicU64::new(0),
             metrics: ClusterMetrics::default(),
             status: Mutex::new(Status::Joining),
+            active_epoch: Mutex::new(None),
             listen_addrs: Mutex::new(listen_addrs),
             proven: Mutex::new(ProvenPeers::new()),
             seed_addrs: Mutex::new(HashSet::new()),
@@ -331,7 +334,16 @@ impl Membership {
             internal_addr: sh.self_id.gossip_advertise_addr,
             public_addr,
             admin_addr,
+            active_epoch: *lock(&sh.active_epoch),
         }
+    }
+
+    /// Claims (with the term's epoch) or gives up the active term: peers follow the claim with
+    /// the highest epoch. Only a leader calls this, and only as its lease store allows.
+    pub async fn set_active(&self, epoch: Option<u64>) {
+        *lock(&self.shared.active_epoch) = epoch;
+        let value = epoch.map(|e| e.to_string()).unwrap_or_default();
+        self.set_key(KEY_ACTIVE_EPOCH, value).await;
     }
 
     /// The node-link answer to `GET /internal/v1/state`: [`Membership::own_state`] as JSON, the

@@ -14,6 +14,8 @@ pub(crate) const KEY_ADMIN_ADDR: &str = "admin_addr";
 pub(crate) const KEY_CONNS: &str = "conns";
 pub(crate) const KEY_CAPACITY: &str = "capacity";
 pub(crate) const KEY_VERSION: &str = "version";
+/// A leader's claim to be the active one: the epoch of the term it holds (empty: none).
+pub(crate) const KEY_ACTIVE_EPOCH: &str = "active_epoch";
 
 /// A node's own account of itself, served on its node link (`GET /internal/v1/state`) and
 /// proven with the cluster key. With a cluster secret, peers decide from this, never from what
@@ -29,6 +31,10 @@ pub struct NodeState {
     pub internal_addr: SocketAddr,
     pub public_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
+    /// A leader that holds the active term says so with its epoch (the lease's fencing number;
+    /// 0 without a lease store). Absent: standby, or a worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_epoch: Option<u64>,
 }
 
 /// Node-link path of [`NodeState`].

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::node::{
-    Role, Status, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTERNAL_ADDR, KEY_PUBLIC_ADDR,
-    KEY_ROLE, KEY_STATUS, KEY_VERSION,
+    Role, Status, KEY_ACTIVE_EPOCH, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTERNAL_ADDR,
+    KEY_PUBLIC_ADDR, KEY_ROLE, KEY_STATUS, KEY_VERSION,
 };
 use crate::proof::ProvenPeers;
 
@@ -39,6 +39,9 @@ pub struct Member {
     /// The node proved the cluster key on its node link and its state is what it said there
     /// (always true without a cluster secret). An unverified member is listed, never counted.
     pub verified: bool,
+    /// A leader's claim to hold the active term, with the term's epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_epoch: Option<u64>,
 }
 
 impl Member {
@@ -96,8 +99,14 @@ pub struct ClusterView {
     /// Node id of the node this view was taken on.
     #[serde(rename = "self")]
     pub self_id: String,
-    /// Node id of the active leader: the serving leader with the lowest node id.
+    /// Node id of the active leader: of the serving leaders that claim the active term, the one
+    /// with the highest epoch (a leader that lost its term without knowing it yet claims an
+    /// older one).
     pub active_leader: Option<String>,
+    /// The serving leader with the lowest node id: who should be active when leaders choose by
+    /// their views alone (no lease store).
+    #[serde(skip)]
+    pub first_leader: Option<String>,
     /// Sum of the live connections of every reachable worker.
     pub cluster_connections: u64,
     /// Members sorted by role, then node id.
@@ -123,7 +132,7 @@ impl ClusterView {
             .cloned()
             .collect();
         members.sort_by(|a, b| (a.role, &a.node_id).cmp(&(b.role, &b.node_id)));
-        let active_leader = members
+        let leaders: Vec<&Member> = members
             .iter()
             .filter(|m| m.role == Role::Leader && m.is_serving() && m.status == Status::Up)
             // Defence in depth: a leader only at an address our seeds name (or ourselves).
@@ -132,8 +141,13 @@ impl ClusterView {
                     || m.internal_addr
                         .is_some_and(|a| trust.seed_addrs.contains(&a))
             })
-            .map(|m| m.node_id.clone())
-            .min();
+            .collect();
+        let first_leader = leaders.iter().map(|m| m.node_id.clone()).min();
+        let active_leader = leaders
+            .iter()
+            .filter_map(|m| Some((m.active_epoch?, std::cmp::Reverse(&m.node_id))))
+            .max()
+            .map(|(_, id)| id.0.clone());
         let cluster_connections = members
             .iter()
             .filter(|m| m.role == Role::Worker && m.reachable && m.verified)
@@ -142,6 +156,7 @@ impl ClusterView {
         ClusterView {
             self_id: self_id.to_string(),
             active_leader,
+            first_leader,
             cluster_connections,
             members,
         }
@@ -207,6 +222,7 @@ fn member_of(n: &RawNode, trust: &Trust) -> Option<Member> {
         last_heard_ms: n.last_heard.as_millis() as u64,
         is_self: n.is_self,
         verified: true,
+        active_epoch: key(KEY_ACTIVE_EPOCH).and_then(|v| v.parse().ok()),
     };
     let Some(proven) = trust.proven else {
         return Some(gossiped);
@@ -226,11 +242,13 @@ fn member_of(n: &RawNode, trust: &Trust) -> Option<Member> {
             admin_addr: p.state.admin_addr,
             conns: p.state.conns,
             capacity: p.state.capacity,
+            active_epoch: p.state.active_epoch,
             ..gossiped
         },
         None => Member {
             reachable: false,
             verified: false,
+            active_epoch: None,
             ..gossiped
         },
     })
@@ -263,6 +281,12 @@ mod tests {
         }
     }
 
+    /// `n` claiming the active term with `epoch`.
+    fn claiming(mut n: RawNode, epoch: u64) -> RawNode {
+        n.keys.insert(KEY_ACTIVE_EPOCH.into(), epoch.to_string());
+        n
+    }
+
     /// Both leaders at addresses the seeds name.
     fn seeds() -> HashSet<SocketAddr> {
         ["10.0.0.8:7070", "10.0.0.8:7070"]
@@ -276,12 +300,39 @@ mod tests {
     }
 
     #[test]
-    fn active_leader_is_lowest_serving_leader() {
+    fn active_leader_is_the_claim_with_the_highest_epoch() {
         let v = build(
             "w1",
             vec![
-                node("leader-2", 1, "leader", "up", true, 0),
-                node("leader-1", 1, "leader", "up", true, 0),
+                claiming(node("leader-2", 1, "leader", "up", true, 0), 3),
+                claiming(node("leader-1", 1, "leader", "up", true, 0), 4),
+                node("w1", 1, "worker", "up", true, 5),
+            ],
+        );
+        assert_eq!(v.active_leader.as_deref(), Some("leader-1"));
+        // A leader that lost its term and does not know it yet claims an older epoch.
+        let v = build(
+            "w1",
+            vec![
+                claiming(node("leader-1", 1, "leader", "up", true, 0), 4),
+                claiming(node("leader-2", 1, "leader", "up", true, 0), 5),
+            ],
+        );
+        assert_eq!(v.active_leader.as_deref(), Some("leader-2"));
+        assert_eq!(v.first_leader.as_deref(), Some("leader-1"));
+        // No claim, no active leader: nobody accepts queue writes.
+        let v = build("w1", vec![node("leader-1", 1, "leader", "up", true, 0)]);
+        assert_eq!(v.active_leader, None);
+        assert_eq!(v.first_leader.as_deref(), Some("leader-1"));
+    }
+
+    #[test]
+    fn equal_claims_go_to_the_lowest_node_id() {
+        let v = build(
+            "w1",
+            vec![
+                claiming(node("leader-2", 1, "leader", "up", true, 0), 0),
+                claiming(node("leader-1", 1, "leader", "up", true, 0), 0),
                 node("w1", 1, "worker", "up", true, 5),
             ],
         );
@@ -298,8 +349,8 @@ mod tests {
         let v = build(
             "leader-2",
             vec![
-                node("leader-1", 1, "leader", "up", false, 0),
-                node("leader-2", 1, "leader", "up", true, 0),
+                claiming(node("leader-1", 1, "leader", "up", false, 0), 9),
+                claiming(node("leader-2", 1, "leader", "up", true, 0), 1),
             ],
         );
         assert_eq!(v.active_leader.as_deref(), Some("leader-2"));
@@ -307,8 +358,8 @@ mod tests {
         let v = build(
             "leader-2",
             vec![
-                node("leader-1", 1, "leader", "leaving", true, 0),
-                node("leader-2", 1, "leader", "up", true, 0),
+                claiming(node("leader-1", 1, "leader", "leaving", true, 0), 9),
+                claiming(node("leader-2", 1, "leader", "up", true, 0), 1),
             ],
         );
         assert_eq!(v.active_leader.as_deref(), Some("leader-2"));
@@ -356,6 +407,7 @@ mod tests {
             internal_addr: node.keys[KEY_INTERNAL_ADDR].parse().unwrap(),
             public_addr: None,
             admin_addr: None,
+            active_epoch: (role == Role::Leader).then_some(1),
         };
         (
             (node.node_id.clone(), node.generation),
@@ -373,11 +425,11 @@ mod tests {
         let worker = node("w1", 1, "worker", "up", true, 1_000_000_000_000);
         // A stranger announcing itself as a leader that sorts first, and as a newer life of
         // leader-1, with no proof of either.
-        let mut rogue = node("0rogue", 1, "leader", "up", true, 0);
+        let mut rogue = claiming(node("0rogue", 1, "leader", "up", true, 0), 99);
         rogue
             .keys
             .insert(KEY_INTERNAL_ADDR.into(), "10.0.0.8:7070".into());
-        let impostor = node("leader-1", 2, "leader", "up", true, 0);
+        let impostor = claiming(node("leader-1", 2, "leader", "up", true, 0), 99);
         let proofs: ProvenPeers = [
             proven(&leader, Role::Leader, 0),
             proven(&worker, Role::Worker, 5),
@@ -421,12 +473,12 @@ mod tests {
 
     #[test]
     fn a_leader_counts_only_at_a_seed_address() {
-        let mut far = node("leader-0", 1, "leader", "up", true, 0);
+        let mut far = claiming(node("leader-0", 1, "leader", "up", true, 0), 7);
         far.keys
             .insert(KEY_INTERNAL_ADDR.into(), "192.0.2.1:7070".into());
         let v = build(
             "w1",
-            vec![far, node("leader-1", 1, "leader", "up", true, 0)],
+            vec![far, claiming(node("leader-1", 1, "leader", "up", true, 0), 1)],
         );
         assert_eq!(v.active_leader.as_deref(), Some("leader-1"));
     }

@@ -114,8 +114,12 @@ fn cluster_forms_detects_failures_and_survives_a_leader() {
     // 2 leaders + 3 workers converge: every node sees every node up.
     {
         let all = [&l1, &l2, &w1, &w2, &w3];
+        // Converged: everyone up, and leader-1's claim of the active term heard everywhere.
         wait("convergence", bound(20), &all, || {
-            all.iter().all(|n| ids.iter().all(|id| sees(n, id, "up")))
+            all.iter().all(|n| {
+                ids.iter().all(|id| sees(n, id, "up"))
+                    && active_leader(n).as_deref() == Some("leader-1")
+            })
         });
         eprintln!(
             "[timing] 5 processes started and converged in {:?} (gossip {} ms)",

@@ -1,7 +1,8 @@
 //! The cluster-wide connected-client count as a CloudWatch custom metric.
 //!
-//! Only the active leader publishes, so the metric has one writer even though both leaders run
-//! this loop: when the active one dies, the other takes over at its next tick. Scaling alarms
+//! Only the leader holding the active term publishes, so the metric has one writer even though
+//! both leaders run this loop (under a partition too, with the lease): when the active one dies,
+//! the other takes over at its next tick after it took the term. Scaling alarms
 //! can then use this metric instead of the ALB's `ActiveConnectionCount`, which counts
 //! connections per load-balancer node and misses clients that bypass it.
 
@@ -16,6 +17,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
+
+use crate::activity::Activity;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -49,11 +52,12 @@ impl PublishMetrics {
     }
 }
 
-/// Publishes every `interval` while this node is the active leader. The AWS configuration comes
-/// from the environment (region, credentials, `AWS_ENDPOINT_URL`).
+/// Publishes every `interval` while this leader holds the active term. The AWS configuration
+/// comes from the environment (region, credentials, `AWS_ENDPOINT_URL`).
 pub async fn run(
     settings: Settings,
     view: watch::Receiver<Arc<ClusterView>>,
+    activity: Activity,
     metrics: PublishMetrics,
 ) {
     let config = aws_config::load_from_env().await;
@@ -64,7 +68,7 @@ pub async fn run(
     loop {
         tick.tick().await;
         let view = view.borrow().clone();
-        let active = view.is_active_leader();
+        let active = activity.borrow().is_some();
         if active != was_active {
             info!(
                 active,

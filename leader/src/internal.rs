@@ -1,28 +1,35 @@
 //! The node-link side of the internal port (TCP; gossip uses UDP on the same port number).
 //!
 //! Every request must be signed with the cluster key and every answer proves the key back
-//! (`ews_http::link`; the secret never crosses the wire). The active leader's built-in queue is
-//! served here as the WebSocket `/queue/{name}`, next to `/info`, which peers use to check the
-//! link.
+//! (`ews_http::link`; the secret never crosses the wire). Served here:
+//! * `/queue/{name}`: the built-in queue, only while this leader holds the active term; the
+//!   connection closes the moment the term ends, so workers' sinks move to the new active one;
+//! * `/internal/v1/queues` and `/internal/v1/drain/{name}`: what a standby still holds, read
+//!   by the active leader to take it over (`takeover`);
+//! * `/internal/v1/state` (what peers decide from) and `/info` (link check).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ews_cluster::{ClusterView, Membership, STATE_PATH};
-use ews_http::link::{self, Verifier};
+use ews_cluster::{Membership, STATE_PATH};
+use ews_http::link::{self, Accepted, Verifier};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use ews_http::reply::{self, Body};
 use tokio_util::task::TaskTracker;
 
+use crate::activity::Activity;
+use crate::takeover::{QueueDepth, DRAIN_PREFIX, QUEUES_PATH};
+
 pub struct InternalRoutes {
     /// `None` without a cluster secret (loopback development): the port is then open.
     pub verifier: Option<Verifier>,
-    /// The built-in queue broker, served only while this leader is the active one.
-    pub queue: ews_queue::args::LazyBroker,
-    pub view: watch::Receiver<Arc<ClusterView>>,
+    /// The built-in queue broker, opened on first use.
+    pub queue: Arc<ews_queue::args::LazyBroker>,
+    /// The active term, if this leader holds one.
+    pub activity: Activity,
     /// The queue connections served over this port.
     pub connections: TaskTracker,
     /// Answers `GET /internal/v1/state`, what peers decide from.
@@ -35,9 +42,11 @@ impl InternalRoutes {
             Ok(a) => a,
             Err(refusal) => return refusal.into_response(),
         };
-        if (req.method(), req.uri().path()) == (&Method::GET, STATE_PATH) {
-            // Proven over its body: peers decide from it.
-            return self.membership.state_answer(accepted.as_ref());
+        match (req.method(), req.uri().path()) {
+            // Proven over their bodies: peers decide from them.
+            (&Method::GET, STATE_PATH) => return self.membership.state_answer(accepted.as_ref()),
+            (&Method::GET, QUEUES_PATH) => return self.queues(accepted.as_ref()),
+            _ => {}
         }
         let mut resp = self.answer(req);
         // Every answer proves the key, the queue's 101 included: a worker sends no event to a
@@ -49,22 +58,60 @@ impl InternalRoutes {
     }
 
     fn answer(&self, req: Request<Incoming>) -> Response<Body> {
-        match (req.method(), req.uri().path()) {
-            (&Method::GET, "/info") => reply::text(StatusCode::OK, "Success"),
-            (&Method::GET, path) if path.starts_with("/queue/") => {
-                if !self.view.borrow().is_active_leader() {
-                    // The worker's queue sink retries and re-resolves the active leader.
-                    return reply::text(StatusCode::SERVICE_UNAVAILABLE, "not the active leader");
-                }
-                match self.queue.get() {
-                    Ok(broker) => ews_queue::server::upgrade(&broker, req, &self.connections),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot open the built-in queue");
-                        reply::text(StatusCode::SERVICE_UNAVAILABLE, "queue unavailable")
-                    }
-                }
-            }
-            _ => reply::text(StatusCode::NOT_FOUND, "Not found"),
+        let path = req.uri().path().to_string();
+        if req.method() != Method::GET {
+            return reply::text(StatusCode::NOT_FOUND, "Not found");
         }
+        if path == "/info" {
+            return reply::text(StatusCode::OK, "Success");
+        }
+        let (name, stop) = if let Some(name) = ews_queue::server::queue_name(&path) {
+            let Some(term) = self.activity.borrow().clone() else {
+                // The worker's queue sink retries and follows the active leader.
+                return reply::text(StatusCode::SERVICE_UNAVAILABLE, "not the active leader");
+            };
+            (name.to_string(), term.ended)
+        } else if let Some(name) = path
+            .strip_prefix(DRAIN_PREFIX)
+            .filter(|n| ews_queue::valid_name(n))
+        {
+            if self.activity.borrow().is_some() {
+                // The active leader's queue is read by consumers, not taken over.
+                return reply::text(StatusCode::CONFLICT, "this leader is active");
+            }
+            (name.to_string(), CancellationToken::new())
+        } else {
+            return reply::text(StatusCode::NOT_FOUND, "Not found");
+        };
+        match self.queue.get() {
+            Ok(broker) => {
+                ews_queue::server::upgrade_queue(&broker, &name, req, &self.connections, stop)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the built-in queue");
+                reply::text(StatusCode::SERVICE_UNAVAILABLE, "queue unavailable")
+            }
+        }
+    }
+
+    /// `GET /internal/v1/queues`: every queue this leader holds and its depth.
+    fn queues(&self, accepted: Option<&Accepted>) -> Response<Body> {
+        let depths: Vec<QueueDepth> = match self.queue.get() {
+            Ok(b) => b
+                .depths()
+                .into_iter()
+                .map(|(name, depth)| QueueDepth { name, depth })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the built-in queue");
+                return reply::text(StatusCode::SERVICE_UNAVAILABLE, "queue unavailable");
+            }
+        };
+        let body = serde_json::to_vec(&depths).unwrap_or_default();
+        let mut resp = reply::with_type(StatusCode::OK, "application/json", body.clone());
+        if let Some(a) = accepted {
+            a.prove_with_body(&mut resp, &body);
+        }
+        resp
     }
 }

@@ -1,11 +1,14 @@
 //! `ews-leader`: a seed node of the cluster. Two run in separate availability zones, each seeding
-//! the other; the live one with the lowest node id is active and publishes the cluster's
-//! connected-client count. Leaders accept no client WebSockets.
+//! the other; the one holding the active term (a DynamoDB lease in AWS) hosts the built-in queue
+//! and publishes the cluster's connected-client count. Leaders accept no client WebSockets.
 
+mod activity;
 mod admin;
 mod cloudwatch;
 mod internal;
+mod lease;
 mod node;
+mod takeover;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
-//! A leader node: membership (a seed of the cluster), the admin port, the internal port (the
-//! node link, which serves the built-in queue while this leader is active) and the CloudWatch
-//! publisher. The same shape as a worker: [`Leader::build`] binds and joins, [`Leader::run`]
+//! A leader node: membership (a seed of the cluster), the choice of the active leader, the admin
+//! port (with the publish front door), the internal port (the node link, which serves the
+//! built-in queue while this leader is active), the takeover of what a standby holds and the
+//! CloudWatch publisher. The same shape as a worker: [`Leader::build`] binds and joins, [`Leader::run`]
 //! serves until its shutdown token is cancelled, then leaves the cluster.
 
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use anyhow::Context;
 use ews_cluster::publish::Fanout;
 use ews_cluster::{ClusterArgs, Membership, MembershipConfig, Role};
 use ews_http::args::{positive_secs, AdminArgs, PortArgs};
+use ews_http::link::LinkKey;
 use ews_http::Ports;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -19,9 +21,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use crate::activity::{self, Activity, ActivityMetrics, LeaseArgs, Terms};
 use crate::admin::Admin;
 use crate::cloudwatch;
 use crate::internal::InternalRoutes;
+use crate::takeover::{Takeover, TakeoverMetrics};
 
 /// Every flag of `ews-leader`.
 #[derive(Debug, Clone, clap::Args)]
@@ -72,6 +76,10 @@ pub struct LeaderArgs {
     #[command(flatten)]
     pub queue: ews_queue::args::QueueArgs,
 
+    /// How the leaders agree on the active one.
+    #[command(flatten)]
+    pub lease: LeaseArgs,
+
     #[command(flatten)]
     pub ports: PortArgs,
 
@@ -87,6 +95,10 @@ pub struct Leader {
     internal: Arc<InternalRoutes>,
     cloudwatch: Option<(cloudwatch::Settings, cloudwatch::PublishMetrics)>,
     limits: ews_http::Limits,
+    lease: LeaseArgs,
+    terms: Terms,
+    activity: Activity,
+    takeover: Arc<Takeover>,
 }
 
 impl Leader {
@@ -113,6 +125,12 @@ impl Leader {
         membership.metrics().register(&mut registry);
         let publish_metrics = cloudwatch::PublishMetrics::default();
         publish_metrics.register(&mut registry);
+        let activity_metrics = ActivityMetrics::default();
+        activity_metrics.register(&mut registry);
+        let takeover_metrics = TakeoverMetrics::default();
+        takeover_metrics.register(&mut registry);
+        let (terms, activity) = Terms::new(membership.clone(), activity_metrics);
+        let broker = Arc::new(ews_queue::args::LazyBroker::new(args.queue.clone()));
         let admin = Arc::new(Admin {
             token: args.admin.token().cloned(),
             view: membership.watch_view(),
@@ -122,10 +140,16 @@ impl Leader {
         });
         let internal = Arc::new(InternalRoutes {
             verifier: membership.link_verifier(),
-            queue: ews_queue::args::LazyBroker::new(args.queue.clone()),
-            view: membership.watch_view(),
+            queue: broker.clone(),
+            activity: activity.clone(),
             connections: TaskTracker::new(),
             membership: membership.clone(),
+        });
+        let takeover = Arc::new(Takeover {
+            link: membership.secret().map(LinkKey::derive),
+            membership: membership.clone(),
+            broker,
+            metrics: takeover_metrics,
         });
         let cloudwatch = args.publish_metric.then(|| {
             (
@@ -153,6 +177,10 @@ impl Leader {
             internal,
             cloudwatch,
             limits: args.ports.limits(),
+            lease: args.lease,
+            terms,
+            activity,
+            takeover,
         })
     }
 
@@ -174,17 +202,39 @@ impl Leader {
         );
         if let Some((settings, metrics)) = self.cloudwatch {
             let view = self.membership.watch_view();
+            let activity = self.activity.clone();
             ports.spawn(|stop| async move {
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    _ = cloudwatch::run(settings, view, metrics) => {}
+                    _ = cloudwatch::run(settings, view, activity, metrics) => {}
                 }
             });
         }
+        // Every term this leader holds, it takes over what the other leaders still hold.
+        let mut terms_seen = self.activity.clone();
+        let takeover = self.takeover.clone();
+        ports.spawn(|stop| async move {
+            loop {
+                let term = terms_seen.borrow_and_update().clone();
+                if let Some(term) = term {
+                    tokio::spawn(takeover.clone().run(term));
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    changed = terms_seen.changed() => if changed.is_err() { return },
+                }
+            }
+        });
+        let choosing = CancellationToken::new();
+        let choice = tokio::spawn(activity::run(self.lease, self.terms, choosing.clone()));
 
         shutdown.cancelled().await;
         info!("leaving the cluster");
         self.admin.draining.store(true, Ordering::Relaxed);
+        // Give up the term first (the lease is released): the other leader takes over at once
+        // instead of after the lease's time to live.
+        choosing.cancel();
+        let _ = choice.await;
         self.membership.leave_and_shutdown().await;
         self.internal.connections.close();
         ports.close().await;

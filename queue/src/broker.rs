@@ -99,6 +99,16 @@ impl Broker {
         self
     }
 
+    /// Every open queue (each one stored is opened at start) with its depth: what another node
+    /// has to take over from this one.
+    pub fn depths(&self) -> Vec<(String, usize)> {
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, usize)> =
+            queues.iter().map(|(n, q)| (n.clone(), q.depth())).collect();
+        out.sort();
+        out
+    }
+
     /// The queue called `name`, opened (and recovered) on first use.
     pub fn queue(&self, name: &str) -> Result<Queue, QueueError> {
         if !valid_name(name) {

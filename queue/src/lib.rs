@@ -18,7 +18,7 @@ mod storage;
 
 pub use net::{client, protocol, server};
 
-pub use broker::Broker;
+pub use broker::{valid_name, Broker};
 pub use protocol::{ClientFrame, ServerFrame};
 pub use queue::{Delivery, Durable, Queue, QueueConfig};
 

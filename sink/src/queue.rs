@@ -125,9 +125,20 @@ impl Sink for QueueSink {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// How often a connected sink asks whether its target moved.
+/// How often a connected sink asks whether its target moved, and pings the broker.
 const TARGET_RECHECK: Duration = Duration::from_secs(1);
+/// A broker not heard from (no frame, no pong) for this long is gone: a partition or a dead host
+/// leaves TCP silent rather than closed.
+const SILENT_LIMIT: Duration = Duration::from_secs(5);
+/// A write that cannot complete within this is on a dead connection (a full send buffer towards
+/// a peer that vanished never drains).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
+
+/// Whether a write finished in time and without error.
+async fn written(write: impl std::future::Future<Output = Result<(), QueueError>>) -> bool {
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())))
+}
 
 /// Owns the connection: sends events, pairs `sent` answers (they come in send order) with the
 /// oldest unacknowledged event, reconnects and resends on failure.
@@ -159,12 +170,12 @@ async fn run_remote(mut rx: mpsc::Receiver<Item>, target: Target, link: Option<L
             let frame = ClientFrame::Send {
                 body: item.body.clone(),
             };
-            if out.feed(&frame).await.is_err() {
+            if !written(out.feed(&frame)).await {
                 ok = false;
                 break;
             }
         }
-        if !ok || out.flush().await.is_err() {
+        if !ok || !written(out.flush()).await {
             continue;
         }
         let mut recheck = tokio::time::interval(TARGET_RECHECK);
@@ -176,7 +187,14 @@ async fn run_remote(mut rx: mpsc::Receiver<Item>, target: Target, link: Option<L
                 _ = recheck.tick() => {
                     if target().as_deref() != Some(url.as_str()) {
                         tracing::info!(from = %url, "queue target moved; reconnecting");
-                        out.close().await;
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, out.close()).await;
+                        break;
+                    }
+                    if inp.heard().elapsed() > SILENT_LIMIT {
+                        tracing::warn!(%url, "queue broker silent; reconnecting");
+                        break;
+                    }
+                    if !written(out.ping()).await {
                         break;
                     }
                 }
@@ -185,14 +203,14 @@ async fn run_remote(mut rx: mpsc::Receiver<Item>, target: Target, link: Option<L
                         closed = true;
                         continue;
                     };
-                    let mut failed = out.feed(&ClientFrame::Send { body: item.body.clone() }).await.is_err();
+                    let mut failed = !written(out.feed(&ClientFrame::Send { body: item.body.clone() })).await;
                     unacked.push_back(item);
                     while !failed {
                         let Ok(item) = rx.try_recv() else { break };
-                        failed = out.feed(&ClientFrame::Send { body: item.body.clone() }).await.is_err();
+                        failed = !written(out.feed(&ClientFrame::Send { body: item.body.clone() })).await;
                         unacked.push_back(item);
                     }
-                    if failed || out.flush().await.is_err() {
+                    if failed || !written(out.flush()).await {
                         break;
                     }
                 }
@@ -202,7 +220,7 @@ async fn run_remote(mut rx: mpsc::Receiver<Item>, target: Target, link: Option<L
                             item.receipt.complete(Ok(()));
                         }
                         if closed && unacked.is_empty() {
-                            out.close().await;
+                            let _ = tokio::time::timeout(WRITE_TIMEOUT, out.close()).await;
                             return;
                         }
                     }

@@ -73,6 +73,30 @@ impl Moto {
             .to_string()
     }
 
+    /// Creates the DynamoDB table `name` with the string hash key `key` (on demand billing), as
+    /// Terraform creates the leaders' lease table.
+    pub fn create_dynamodb_table(&self, name: &str, key: &str) {
+        let body = format!(
+            r#"{{"TableName":"{name}","KeySchema":[{{"AttributeName":"{key}","KeyType":"HASH"}}],"AttributeDefinitions":[{{"AttributeName":"{key}","AttributeType":"S"}}],"BillingMode":"PAY_PER_REQUEST"}}"#
+        );
+        let (status, answer) = net::http_request(
+            self.addr,
+            "POST",
+            "/",
+            &[
+                ("Content-Type", "application/x-amz-json-1.0"),
+                ("X-Amz-Target", "DynamoDB_20120810.CreateTable"),
+                (
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request",
+                ),
+            ],
+            body.as_bytes(),
+        )
+        .expect("CreateTable");
+        assert_eq!(status, 200, "CreateTable: {answer}");
+    }
+
     /// Environment for a process that should talk to this moto as if it were AWS.
     pub fn env(&self) -> [(&'static str, String); 4] {
         [

@@ -21,7 +21,14 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct FrameSender(SplitSink<Ws, Message>);
 
 /// The reading half of a queue connection.
-pub struct FrameReceiver(SplitStream<Ws>);
+pub struct FrameReceiver {
+    inner: SplitStream<Ws>,
+    /// When the broker last sent anything (a frame or a pong).
+    heard: tokio::time::Instant,
+}
+
+/// Longest wait for a broker to accept a connection and answer the upgrade.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a queue connection proves about its client.
 #[derive(Debug, Clone, Copy)]
@@ -68,10 +75,12 @@ pub async fn connect(
         req.headers_mut().insert(REQUEST_HEADER, header);
         challenge
     });
-    let (ws, resp) =
-        tokio_tungstenite::connect_async_with_config(req, Some(crate::server::ws_config()), true)
-            .await
-            .map_err(|e| QueueError::Connect(e.to_string()))?;
+    let connecting =
+        tokio_tungstenite::connect_async_with_config(req, Some(crate::server::ws_config()), true);
+    let (ws, resp) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| QueueError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|e| QueueError::Connect(e.to_string()))?;
     if let Some(c) = challenge {
         if let Err(e) = c.verify(resp.status(), resp.headers()) {
             let mut ws = ws;
@@ -80,7 +89,11 @@ pub async fn connect(
         }
     }
     let (tx, rx) = ws.split();
-    Ok((FrameSender(tx), FrameReceiver(rx)))
+    let rx = FrameReceiver {
+        inner: rx,
+        heard: tokio::time::Instant::now(),
+    };
+    Ok((FrameSender(tx), rx))
 }
 
 impl FrameSender {
@@ -106,16 +119,32 @@ impl FrameSender {
             .map_err(|e| QueueError::Connect(e.to_string()))
     }
 
+    /// Sends a WebSocket ping; the broker's pong shows in [`FrameReceiver::heard`].
+    pub async fn ping(&mut self) -> Result<(), QueueError> {
+        self.0
+            .send(Message::Ping(Default::default()))
+            .await
+            .map_err(|e| QueueError::Connect(e.to_string()))
+    }
+
     pub async fn close(mut self) {
         let _ = self.0.close().await;
     }
 }
 
 impl FrameReceiver {
+    /// When the broker was last heard from (anything: a frame, a pong); a connection silent for
+    /// long after a ping is dead, whatever TCP thinks.
+    pub fn heard(&self) -> tokio::time::Instant {
+        self.heard
+    }
+
     /// The next frame from the broker; `None` once the connection is closed.
     pub async fn next(&mut self) -> Option<Result<ServerFrame, QueueError>> {
         loop {
-            match self.0.next().await? {
+            let message = self.inner.next().await?;
+            self.heard = tokio::time::Instant::now();
+            match message {
                 Ok(Message::Text(t)) => {
                     return Some(
                         serde_json::from_str(&t).map_err(|e| QueueError::Protocol(e.to_string())),

@@ -45,21 +45,38 @@ pub fn queue_name(path: &str) -> Option<&str> {
 /// not a valid handshake. The connection must be served by [`ews_http::serve`] (upgrades on).
 pub fn upgrade<B>(
     broker: &Arc<Broker>,
-    mut req: Request<B>,
+    req: Request<B>,
     connections: &TaskTracker,
 ) -> Response<Body> {
     let Some(name) = queue_name(req.uri().path()).map(str::to_string) else {
         return reply::text(StatusCode::NOT_FOUND, "no such queue path\n");
     };
+    upgrade_queue(broker, &name, req, connections, CancellationToken::new())
+}
+
+/// Like [`upgrade`] for the queue `name` (whatever the path), and the connection is closed as
+/// soon as `stop` is cancelled: a leader that stops being the active one drops its queue
+/// connections, so their clients find the new one.
+pub fn upgrade_queue<B>(
+    broker: &Arc<Broker>,
+    name: &str,
+    mut req: Request<B>,
+    connections: &TaskTracker,
+    stop: CancellationToken,
+) -> Response<Body> {
     let upgrade = match WsUpgrade::from_request(&mut req) {
         Ok(u) => u,
         Err(rejection) => return rejection.into_response(),
     };
     let (response, upgrading) = upgrade.accept();
-    match broker.queue(&name) {
+    match broker.queue(name) {
         Ok(queue) => connections.spawn(async move {
             if let Some(ws) = upgrading.into_stream(ws_config()).await {
-                serve_socket(ws, queue).await;
+                tokio::select! {
+                    _ = serve_socket(ws, queue) => {}
+                    // Sends not yet answered were not acknowledged: their client resends them.
+                    _ = stop.cancelled() => {}
+                }
             }
         }),
         Err(e) => {
