@@ -8,6 +8,7 @@
 
 pub mod moto;
 pub mod net;
+pub mod netns;
 pub mod nginx;
 pub mod nodes;
 pub mod proc;

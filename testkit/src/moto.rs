@@ -17,7 +17,12 @@ pub struct Moto {
 impl Moto {
     /// Starts moto and waits until `GET /moto-api/` answers 200.
     pub fn start() -> Moto {
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        Moto::start_on([127, 0, 0, 1].into())
+    }
+
+    /// Starts moto on `ip` (an address other network namespaces reach, say).
+    pub fn start_on(ip: std::net::IpAddr) -> Moto {
+        let addr = SocketAddr::new(ip, free_port());
         Moto {
             addr,
             proc: Some(spawn(addr, None)),
@@ -149,14 +154,9 @@ fn spawn(addr: SocketAddr, recording: Option<&Path>) -> Proc {
         python.display()
     );
     let mut cmd = Command::new(python);
-    cmd.args([
-        "-m",
-        "moto.server",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &addr.port().to_string(),
-    ]);
+    cmd.args(["-m", "moto.server", "-H"])
+        .arg(addr.ip().to_string())
+        .args(["-p", &addr.port().to_string()]);
     if let Some(file) = recording {
         cmd.env("MOTO_ENABLE_RECORDING", "true")
             .env("MOTO_RECORDER_FILEPATH", file);
