@@ -57,3 +57,8 @@ output "events_dead_letter_queue_url" {
   description = "With sink = \"sqs\": where messages go after sqs.max_receive_count failed receives; null otherwise."
   value       = one(aws_sqs_queue.events_dlq[*].url)
 }
+
+output "leader_lease_table" {
+  description = "DynamoDB table holding the active-leader lease: the item names which leader is active and its epoch."
+  value       = module.leaders.lease_table
+}

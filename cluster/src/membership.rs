@@ -17,8 +17,8 @@ use crate::args::{ClusterArgs, ClusterSecret};
 use crate::metrics::ClusterMetrics;
 use crate::node::NodeState;
 use crate::node::{
-    Role, Status, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTERNAL_ADDR, KEY_PUBLIC_ADDR,
-    KEY_ROLE, KEY_STATUS, KEY_VERSION, KEY_ACTIVE_EPOCH,
+    Role, Status, KEY_ACTIVE_EPOCH, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTERNAL_ADDR,
+    KEY_PUBLIC_ADDR, KEY_ROLE, KEY_STATUS, KEY_VERSION,
 };
 use crate::proof::{Proven, ProvenPeers, Prover};
 use crate::seeds;

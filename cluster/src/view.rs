@@ -478,7 +478,10 @@ mod tests {
             .insert(KEY_INTERNAL_ADDR.into(), "192.0.2.1:7070".into());
         let v = build(
             "w1",
-            vec![far, claiming(node("leader-1", 1, "leader", "up", true, 0), 1)],
+            vec![
+                far,
+                claiming(node("leader-1", 1, "leader", "up", true, 0), 1),
+            ],
         );
         assert_eq!(v.active_leader.as_deref(), Some("leader-1"));
     }

@@ -65,8 +65,20 @@ async fn worker_joins_reports_load_and_leaves() {
             .is_some_and(|m| m.status == Status::Up && m.capacity == 10)
     })
     .await;
-    assert_eq!(worker.view().active_leader.as_deref(), Some("leader-1"));
+    // Nobody is active until a leader claims a term; then peers follow the claim.
+    assert_eq!(worker.view().active_leader, None);
+    assert_eq!(worker.view().first_leader.as_deref(), Some("leader-1"));
+    leader.set_active(Some(1)).await;
+    until("the claim heard", &worker, |v| {
+        v.active_leader.as_deref() == Some("leader-1")
+    })
+    .await;
     assert_eq!(worker.active_leader_internal_addr(), Some(leader_addr));
+    leader.set_active(None).await;
+    until("the claim withdrawn", &worker, |v| {
+        v.active_leader.is_none()
+    })
+    .await;
 
     worker.set_conns(7);
     until("conns gossiped", &leader, |v| v.cluster_connections == 7).await;

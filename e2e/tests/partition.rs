@@ -105,8 +105,14 @@ fn is_active(leader: &Node) -> bool {
 /// The leader `node`'s view names active.
 fn named_active(node: &Node) -> Option<String> {
     let auth = format!("Bearer {ADMIN_TOKEN}");
-    let (code, body) =
-        net::request(node.admin, "GET", "/members", &[("Authorization", &auth)], b"").ok()?;
+    let (code, body) = net::request(
+        node.admin,
+        "GET",
+        "/members",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .ok()?;
     (code == 200).then_some(())?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     v["active_leader"].as_str().map(str::to_string)
@@ -152,7 +158,10 @@ fn a_partition_between_the_leaders_never_makes_two_active_nor_loses_an_event() {
     let mut load = std::process::Command::new(bin_path("ews-load"));
     load.args(["verify", "--url", &format!("ws://{}/ws", lb.addr)])
         .args(["--connections", "10", "--messages", "200", "--rate", "25"])
-        .args(["--queue-url", &format!("ws://{}/queue/events", active.internal)])
+        .args([
+            "--queue-url",
+            &format!("ws://{}/queue/events", active.internal),
+        ])
         .args(["--cluster-secret", SECRET, "--allow-remote"])
         .args(["--read-idle-ms", "4000", "--ack-timeout-ms", "90000"])
         .args(["--deadline-secs", "150"]);
@@ -187,7 +196,10 @@ fn a_partition_between_the_leaders_never_makes_two_active_nor_loses_an_event() {
         standby.proc.output()
     );
     assert_eq!(both_active, 0, "two leaders were active at once");
-    assert_eq!(standby_active, 0, "the cut-off standby took a term it could not hold");
+    assert_eq!(
+        standby_active, 0,
+        "the cut-off standby took a term it could not hold"
+    );
     // The partition was real: the standby lost sight of the active leader's claim, and did not
     // name itself instead.
     assert_eq!(standby_saw, None, "the standby's view during the partition");
@@ -200,8 +212,16 @@ fn a_partition_between_the_leaders_never_makes_two_active_nor_loses_an_event() {
         "the standby published the cluster metric"
     );
     assert!(metric(active, "ews_cloudwatch_publish_total{outcome=\"ok\"}") > 0);
-    assert!(is_active(active), "the active leader kept its term through the partition");
+    assert!(
+        is_active(active),
+        "the active leader kept its term through the partition"
+    );
     for w in &workers {
-        assert_eq!(named_active(w).as_deref(), Some(active.id.as_str()), "{}", w.id);
+        assert_eq!(
+            named_active(w).as_deref(),
+            Some(active.id.as_str()),
+            "{}",
+            w.id
+        );
     }
 }

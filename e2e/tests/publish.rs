@@ -262,9 +262,13 @@ fn silent_peer(id: &str, seeds: &[SocketAddr]) -> SilentPeer {
 
 /// `node`'s view holds `id` as a reachable, up member.
 fn sees_up(node: &Node, id: &str) -> bool {
-    node.members()
+    node.members().is_ok_and(|body| lists_up(&body, id))
+}
+
+/// A `/members` body holds `id` as a reachable, up member.
+fn lists_up(members: &str, id: &str) -> bool {
+    serde_json::from_str::<Value>(members)
         .ok()
-        .and_then(|b| serde_json::from_str::<Value>(&b).ok())
         .and_then(|v| {
             v["members"]
                 .as_array()?
@@ -311,17 +315,7 @@ fn a_silent_peer_is_named_and_does_not_hold_back_the_others() {
 fn sees_up_with(admin: SocketAddr, token: &str, id: &str) -> bool {
     let auth = format!("Bearer {token}");
     net::request(admin, "GET", "/members", &[("Authorization", &auth)], b"")
-        .ok()
-        .filter(|(code, _)| *code == 200)
-        .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
-        .and_then(|v| {
-            v["members"]
-                .as_array()?
-                .iter()
-                .find(|m| m["node_id"] == id)
-                .map(|m| m["reachable"] == true && m["status"] == "up")
-        })
-        .unwrap_or(false)
+        .is_ok_and(|(code, body)| code == 200 && lists_up(&body, id))
 }
 
 /// The front door in AWS: a backend publishes through a leader (admin token required), which

@@ -169,5 +169,8 @@ fn after_a_failback_every_acknowledged_event_is_readable_from_the_active_leader(
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    assert!(taken > 0, "leader-1 took over leader-2's events:\n{metrics}");
+    assert!(
+        taken > 0,
+        "leader-1 took over leader-2's events:\n{metrics}"
+    );
 }

@@ -162,7 +162,11 @@ impl Takeover {
                 return;
             }
         };
-        if out.send(&ClientFrame::Receive { count: WINDOW }).await.is_err() {
+        if out
+            .send(&ClientFrame::Receive { count: WINDOW })
+            .await
+            .is_err()
+        {
             return;
         }
         let mut moved = 0u64;

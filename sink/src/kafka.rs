@@ -8,14 +8,13 @@
 //! stay pending (nothing is acknowledged that is not durable) and the window fills, stopping the
 //! sessions. A receipt resolves `Ok` only when the record is acknowledged by all in-sync replicas.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use tokio::sync::Semaphore;
 
+use crate::window::Window;
 use crate::{BoxFuture, Receipt, Sink, SinkError, StampedEvent};
 
 /// Settings of the Kafka sink.
@@ -44,21 +43,23 @@ impl KafkaConfig {
 pub struct KafkaSink {
     producer: FutureProducer,
     topic: String,
-    slots: Arc<Semaphore>,
-    size: u32,
+    window: Window,
 }
 
 impl KafkaSink {
     /// Creates the producer. It connects lazily: a broker that is down now is not an error.
     pub fn new(config: &KafkaConfig) -> Result<KafkaSink, SinkError> {
-        let size = config.max_in_flight.clamp(1, 1_000_000) as u32;
+        let window = Window::new(config.max_in_flight);
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", "0")
             .set("linger.ms", "5")
-            .set("queue.buffering.max.messages", (size + 1024).to_string())
+            .set(
+                "queue.buffering.max.messages",
+                (window.size() + 1024).to_string(),
+            )
             .set("reconnect.backoff.max.ms", "1000");
         for (k, v) in &config.properties {
             cc.set(k, v);
@@ -69,8 +70,7 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer,
             topic: config.topic.clone(),
-            slots: Arc::new(Semaphore::new(size as usize)),
-            size,
+            window,
         })
     }
 }
@@ -82,12 +82,7 @@ impl Sink for KafkaSink {
 
     fn submit(&self, event: StampedEvent) -> BoxFuture<'_, Result<Receipt, SinkError>> {
         Box::pin(async move {
-            let slot = self
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| SinkError::Closed)?;
+            let slot = self.window.slot().await?;
             let payload = event.to_json();
             let delivery = loop {
                 let record = FutureRecord::to(&self.topic)
@@ -120,15 +115,7 @@ impl Sink for KafkaSink {
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            let all = self
-                .slots
-                .acquire_many(self.size)
-                .await
-                .map_err(|_| SinkError::Closed)?;
-            drop(all);
-            Ok(())
-        })
+        Box::pin(self.window.drained())
     }
 }
 

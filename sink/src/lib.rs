@@ -23,8 +23,10 @@ use tokio::sync::oneshot;
 
 mod file;
 mod stdout;
+mod window;
 pub use file::FileSink;
 pub use stdout::StdoutSink;
+pub use window::MAX_WINDOW;
 
 #[cfg(feature = "kafka")]
 pub mod kafka;

@@ -5,6 +5,9 @@
 //! window of unacknowledged events; when the connection drops it reconnects (to whatever the
 //! target resolver names then, e.g. a newly active leader) and resends them in order, so an event
 //! is never reported durable and then lost (it may arrive twice; `ews-load verify` counts that).
+//! It does not wait for TCP to notice a dead broker: it follows the target every second, pings
+//! the broker, gives up on one silent for five seconds (a partition drops packets, it does not
+//! close connections) and bounds every write.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,8 +16,9 @@ use std::time::Duration;
 use ews_http::link::LinkKey;
 use ews_queue::client::{connect, Credential};
 use ews_queue::{ClientFrame, Queue, QueueError, ServerFrame};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+use crate::window::Window;
 use crate::{BoxFuture, Receipt, ReceiptSender, Sink, SinkError, StampedEvent};
 
 /// Names the queue URL (`ws://host:port/queue/{name}`) to connect to now, or `None` while no
@@ -31,8 +35,7 @@ enum Mode {
 
 struct Remote {
     tx: mpsc::Sender<Item>,
-    window: Arc<Semaphore>,
-    size: u32,
+    window: Window,
 }
 
 struct Item {
@@ -63,14 +66,10 @@ impl QueueSink {
     /// With `link` (a leader's node link) every connection is signed with the cluster key and
     /// the broker must prove the key before any event is sent.
     pub fn remote(target: Target, link: Option<LinkKey>, window: usize) -> QueueSink {
-        let size = window.clamp(1, 65_536) as u32;
-        let (tx, rx) = mpsc::channel(size as usize);
+        let window = Window::new(window);
+        let (tx, rx) = mpsc::channel(window.size());
         tokio::spawn(run_remote(rx, target, link));
-        QueueSink(Mode::Remote(Remote {
-            tx,
-            window: Arc::new(Semaphore::new(size as usize)),
-            size,
-        }))
+        QueueSink(Mode::Remote(Remote { tx, window }))
     }
 }
 
@@ -86,12 +85,7 @@ impl Sink for QueueSink {
                 Mode::Embedded(q) => Ok(Receipt::queued(q.admit(body).await.map_err(queue_error)?)),
                 Mode::Remote(r) => {
                     let (done, receipt) = Receipt::pending();
-                    let slot = r
-                        .window
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .map_err(|_| SinkError::Closed)?;
+                    let slot = r.window.slot().await?;
                     r.tx.send(Item {
                         body,
                         receipt: done,
@@ -109,16 +103,8 @@ impl Sink for QueueSink {
         Box::pin(async move {
             match &self.0 {
                 Mode::Embedded(q) => q.barrier().await.map_err(queue_error),
-                Mode::Remote(r) => {
-                    // Every slot free = every event acknowledged.
-                    let all = r
-                        .window
-                        .acquire_many(r.size)
-                        .await
-                        .map_err(|_| SinkError::Closed)?;
-                    drop(all);
-                    Ok(())
-                }
+                // Every slot free = every event acknowledged.
+                Mode::Remote(r) => r.window.drained().await,
             }
         })
     }

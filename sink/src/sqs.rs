@@ -21,6 +21,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use rand::Rng;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use crate::window::Window;
 use crate::{BoxFuture, Receipt, ReceiptSender, Sink, SinkError, StampedEvent};
 
 /// Entries per `SendMessageBatch` (the SQS maximum).
@@ -68,8 +69,7 @@ pub async fn client() -> aws_sdk_sqs::Client {
 
 pub struct SqsSink {
     tx: mpsc::Sender<Entry>,
-    window: Arc<Semaphore>,
-    size: u32,
+    window: Window,
 }
 
 struct Entry {
@@ -85,8 +85,8 @@ impl SqsSink {
     /// Starts the sender. Nothing is checked up front: a queue that is unreachable now is
     /// retried like any outage.
     pub fn new(client: aws_sdk_sqs::Client, config: &SqsConfig) -> SqsSink {
-        let size = config.window.clamp(1, 1_000_000) as u32;
-        let (tx, rx) = mpsc::channel(size as usize);
+        let window = Window::new(config.window);
+        let (tx, rx) = mpsc::channel(window.size());
         let fifo = config.queue_url.ends_with(".fifo");
         tokio::spawn(run(
             rx,
@@ -95,11 +95,7 @@ impl SqsSink {
             config.requests.max(1),
             fifo,
         ));
-        SqsSink {
-            tx,
-            window: Arc::new(Semaphore::new(size as usize)),
-            size,
-        }
+        SqsSink { tx, window }
     }
 }
 
@@ -117,12 +113,7 @@ impl Sink for SqsSink {
                     body.len()
                 )));
             }
-            let slot = self
-                .window
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| SinkError::Closed)?;
+            let slot = self.window.slot().await?;
             let (done, receipt) = Receipt::pending();
             let entry = Entry {
                 body,
@@ -137,16 +128,8 @@ impl Sink for SqsSink {
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            // Every slot free = every event confirmed or failed.
-            let all = self
-                .window
-                .acquire_many(self.size)
-                .await
-                .map_err(|_| SinkError::Closed)?;
-            drop(all);
-            Ok(())
-        })
+        // Every slot free = every event confirmed or failed.
+        Box::pin(self.window.drained())
     }
 }
 

@@ -62,9 +62,18 @@ impl Lab {
                 gateway: gateway.into(),
                 root_if: root_if.clone(),
             });
-            run(&["ip", "link", "add", &root_if, "type", "veth", "peer", "name", &host_if]);
+            run(&[
+                "ip", "link", "add", &root_if, "type", "veth", "peer", "name", &host_if,
+            ]);
             run(&["ip", "link", "set", &host_if, "netns", &ns]);
-            run(&["ip", "addr", "add", &format!("{gateway}/24"), "dev", &root_if]);
+            run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{gateway}/24"),
+                "dev",
+                &root_if,
+            ]);
             run(&["ip", "link", "set", &root_if, "up"]);
             let inside = |args: &[&str]| {
                 let mut all = vec!["ip", "-n", &ns];

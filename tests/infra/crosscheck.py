@@ -447,6 +447,9 @@ SDK_OPS = {
     "create_or_update_tags": "autoscaling:CreateOrUpdateTags",
     "delete_tags": "autoscaling:DeleteTags",
     "describe_scaling_activities": "autoscaling:DescribeScalingActivities",
+    "update_item": "dynamodb:UpdateItem",
+    # SendMessageBatch is authorized as SendMessage.
+    "send_message_batch": "sqs:SendMessage", "send_message": "sqs:SendMessage",
 }
 
 

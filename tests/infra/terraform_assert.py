@@ -75,6 +75,16 @@ def port_rules(rules: list[dict], port: int) -> list[dict]:
     return [r for r in rules if r.get("FromPort") == port and r.get("ToPort") == port]
 
 
+def role_grants(iam, role_name: str, service: str) -> tuple[set, set]:
+    """The actions of `service` (e.g. "sqs") a role's inline policies allow, and on what."""
+    as_list = lambda v: v if isinstance(v, list) else [v]
+    stmts = [st for p in iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+             for st in iam.get_role_policy(RoleName=role_name, PolicyName=p)["PolicyDocument"]["Statement"]]
+    mine = [st for st in stmts if any(str(a).startswith(f"{service}:") for a in as_list(st["Action"]))]
+    return ({a for st in mine for a in as_list(st["Action"])},
+            {r for st in mine for r in as_list(st["Resource"])})
+
+
 def user_data_env(outputs: dict) -> dict:
     """The EWS_* settings the worker launch template's user data writes to /etc/ews/ews.env."""
     import base64
@@ -330,6 +340,18 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
         actions = {a for d in docs for s in d["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
         check("logs:PutLogEvents" in actions, f"{role_name} may ship its logs")
 
+    # --- the active-leader lease -----------------------------------------------------------------
+    ddb = boto3.client("dynamodb")
+    table = outputs.get("leader_lease_table")
+    desc = ddb.describe_table(TableName=table)["Table"] if table else {}
+    check(desc.get("KeySchema") == [{"AttributeName": "lease", "KeyType": "HASH"}] and
+          desc.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST",
+          f"the lease table {table}: hash key lease, on demand")
+    for role_name in (r for r in roles if "-leader-" in r):
+        acts, res = role_grants(iam, role_name, "dynamodb")
+        check(acts == {"dynamodb:UpdateItem"} and res == {desc.get("TableArn")},
+              f"{role_name} may only update the lease table ({sorted(acts)} on {sorted(res)})")
+
     # --- the events queue (sink = "sqs") --------------------------------------------------------
     sqs = boto3.client("sqs")
     queues = sqs.list_queues(QueueNamePrefix=f"{name}-events").get("QueueUrls", [])
@@ -354,12 +376,7 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
     check(worker_env.get("EWS_SINK") == "sqs" and worker_env.get("EWS_SQS_QUEUE_URL") == events,
           f"workers send to the events queue ({worker_env.get('EWS_SINK')}, {worker_env.get('EWS_SQS_QUEUE_URL')})")
     for role_name in (r for r in roles if "-worker-" in r):
-        stmts = [st for p in iam.list_role_policies(RoleName=role_name)["PolicyNames"]
-                 for st in iam.get_role_policy(RoleName=role_name, PolicyName=p)["PolicyDocument"]["Statement"]]
-        sqs_stmts = [st for st in stmts if any(str(a).startswith("sqs:") for a in
-                     (st["Action"] if isinstance(st["Action"], list) else [st["Action"]]))]
-        acts = {a for st in sqs_stmts for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
-        res = {r for st in sqs_stmts for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])}
+        acts, res = role_grants(iam, role_name, "sqs")
         check(acts == {"sqs:SendMessage"} and res == {attrs.get("QueueArn")},
               f"{role_name} may only send to the events queue ({sorted(acts)} on {sorted(res)})")
 

@@ -1,6 +1,7 @@
 # Two leader instances in different zones with stable private DNS names. Each lists the other as
-# its seed (the paper's Fig. 6); workers list both. leader-1 has the lowest node id, so it is the
-# active leader (queue broker, cluster metric) while it is alive.
+# its seed (the paper's Fig. 6); workers list both. The active one (built-in queue, cluster metric)
+# holds a lease in a DynamoDB table, taken and renewed with conditional writes, so a partition
+# between the leaders never makes both active (docs/failover.md).
 locals {
   leaders = ["leader-1", "leader-2"]
   fqdn    = [for l in local.leaders : "${l}.${var.private_zone_name}"]
@@ -21,11 +22,29 @@ locals {
       EWS_CLOUDWATCH_DEPLOYMENT        = var.name
       EWS_CLOUDWATCH_INTERVAL_SECS     = tostring(var.cloudwatch_interval_secs)
       EWS_LOG_GROUP                    = var.log_group_name
+      EWS_LEASE_TABLE                  = aws_dynamodb_table.lease.name
       }, var.publish_metric ? { EWS_PUBLISH_METRIC = "true" } : {},
       # ews-configure mounts this volume at /var/lib/ews (the built-in queue) before the leader starts.
       var.data_volume_size_gb > 0 ? { EWS_DATA_VOLUME_ID = aws_ebs_volume.data[i].id } : {},
     var.extra_env)
   ]
+}
+
+# The active-leader lease: one item, a few conditional writes a second at most (PAY_PER_REQUEST).
+resource "aws_dynamodb_table" "lease" {
+  #checkov:skip=CKV_AWS_28:The item is a lease renewed every few seconds; restoring an old one would be wrong, not useful.
+  #checkov:skip=CKV_AWS_119:It holds a node id, an epoch and a time; the AWS-owned key is enough.
+  name         = "${var.name}-leader-lease"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "lease"
+  attribute {
+    name = "lease"
+    type = "S"
+  }
+  server_side_encryption {
+    enabled = true
+  }
+  tags = var.tags
 }
 
 resource "aws_route53_zone" "private" {
@@ -74,6 +93,12 @@ data "aws_iam_policy_document" "leader" {
     sid       = "ReadSecrets"
     actions   = ["ssm:GetParameter"]
     resources = [var.cluster_secret_parameter_arn, var.admin_token_parameter_arn]
+  }
+  # Take, renew and release the active-leader lease: conditional UpdateItem on its table only.
+  statement {
+    sid       = "HoldLease"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.lease.arn]
   }
   # PutMetricData has no resource-level permissions; the namespace condition is the scope.
   statement {

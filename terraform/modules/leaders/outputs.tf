@@ -19,3 +19,8 @@ output "private_ips" {
   description = "Private IPs of leader-1 and leader-2."
   value       = local.private_ips
 }
+
+output "lease_table" {
+  description = "DynamoDB table of the active-leader lease (EWS_LEASE_TABLE)."
+  value       = aws_dynamodb_table.lease.name
+}
