@@ -20,13 +20,3 @@ resource "aws_sqs_queue" "events" {
     maxReceiveCount     = var.sqs.max_receive_count
   })
 }
-
-# Only this queue may redrive into the dead-letter queue.
-resource "aws_sqs_queue_redrive_allow_policy" "events_dlq" {
-  count     = var.sink == "sqs" ? 1 : 0
-  queue_url = aws_sqs_queue.events_dlq[0].id
-  redrive_allow_policy = jsonencode({
-    redrivePermission = "byQueue"
-    sourceQueueArns   = [aws_sqs_queue.events[0].arn]
-  })
-}

@@ -164,7 +164,8 @@ pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
                 .map_err(|e| e.to_string())?
         }
         (None, None, Some(url)) => {
-            let client = ews_sink::sqs::client().await;
+            // Generous: an emulator (moto) takes seconds per receive on a deep queue.
+            let client = ews_sink::sqs::client(Duration::from_secs(120)).await;
             ews_sink::sqs::read_queue(&client, url, idle, args.keep)
                 .await
                 .map_err(|e| e.to_string())?

@@ -52,13 +52,17 @@ impl SqsConfig {
     }
 }
 
+/// How long the sink waits for one `SendMessageBatch` attempt before retrying it.
+pub const SEND_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An SQS client configured the AWS way: region and credentials from the environment, the
 /// instance profile on EC2; `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_SQS`) points it elsewhere,
-/// such as moto in tests. Every attempt is bounded, so a hung endpoint is retried, not waited on.
-pub async fn client() -> aws_sdk_sqs::Client {
+/// such as moto in tests. Every attempt is bounded by `attempt_timeout`, so a hung endpoint is
+/// retried, not waited on.
+pub async fn client(attempt_timeout: Duration) -> aws_sdk_sqs::Client {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_attempt_timeout(attempt_timeout)
         .build();
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts)

@@ -92,7 +92,7 @@ pub async fn build(
             let mut config = ews_sink::SqsConfig::new(url);
             config.window = SINK_WINDOW;
             Arc::new(ews_sink::SqsSink::new(
-                ews_sink::sqs::client().await,
+                ews_sink::sqs::client(ews_sink::sqs::SEND_ATTEMPT_TIMEOUT).await,
                 &config,
             ))
         }
