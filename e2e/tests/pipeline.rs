@@ -180,3 +180,40 @@ fn sqs_down_mid_load_back_pressures_and_loses_no_acknowledged_event() {
         "the outage fell mid-load: {during} acked before it"
     );
 }
+
+/// `ews-load verify` runs the client library users get (`ews-client`): when the worker its
+/// clients are on drains (SIGTERM: 1012 to each session), they reconnect through a round-robin
+/// load balancer to the other worker and resend what was not acknowledged, with the same ids;
+/// read back from the shared queue, nothing acknowledged is missing and copies are counted by id.
+#[test]
+fn clients_follow_a_drain_to_another_worker_and_lose_nothing() {
+    let dir = ews_testkit::Scratch::new("pipeline-drain");
+    let qaddr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let url = format!("ws://{qaddr}/queue/events");
+    let _broker = queue_broker(qaddr, &dir, &[]);
+    let drain = ["--drain-seconds", "2"];
+    let (a, mut wa) =
+        start_worker(&[&["--sink", "queue", "--queue-url", &url][..], &drain].concat());
+    let (b, _wb) = start_worker(&[&["--sink", "queue", "--queue-url", &url][..], &drain].concat());
+    let lb = ews_testkit::nginx::RoundRobin::start(&[a, b]);
+
+    // 10 clients x 200 events at 50/s: four seconds of load; worker A drains after one.
+    let mut load = Proc::spawn(
+        "ews-load",
+        verify_load(lb.addr, 10, 200, 50, &["--queue-url", &url]),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    wa.signal(libc::SIGTERM);
+    let out = report(&mut load);
+    assert!(out.contains("sent 2000, acknowledged 2000"), "{out}");
+    assert!(out.contains("missing 0"), "{out}");
+    assert!(
+        out.contains("reconnects "),
+        "the clients on A reconnected: {out}"
+    );
+    let status = wa.wait_timeout(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "worker A drained and exited 0"
+    );
+}

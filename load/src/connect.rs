@@ -26,7 +26,9 @@ use crate::stats::{per_sec, Errors, Latency, LatencySummary};
 use crate::token::{JwtKey, Minter};
 
 /// A client connection: plain for `ws://`, TLS for `wss://`.
-pub type Ws = WebSocketStream<Either<TcpStream, TlsStream<TcpStream>>>;
+/// A load-generator connection: plain TCP or TLS.
+pub type ConnStream = Either<TcpStream, TlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<ConnStream>;
 
 /// Connections per second against a target that is not on this machine, unless `--connect-rate`
 /// says otherwise: a load test of a deployment should ramp up, not arrive as a flood.
@@ -325,7 +327,7 @@ impl Connector {
 
     /// One connection: bind to its source address, connect, upgrade. The error is a short kind
     /// for the tally.
-    async fn open(&self, n: u64) -> Result<Ws, String> {
+    pub async fn open(&self, n: u64) -> Result<Ws, String> {
         let timeout = Duration::from_millis(self.args.connect_timeout_ms);
         match tokio::time::timeout(timeout, self.open_inner(n)).await {
             Ok(r) => r,

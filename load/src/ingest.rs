@@ -164,6 +164,7 @@ async fn send_events(i: u64, client: String, ws: Ws, shared: Arc<Shared>) -> Opt
         tokio::select! {
             _ = tokio::time::sleep_until(next_send), if sending => {
                 let event = Event {
+                    id: None,
                     msg: format!("{client}:{sent}"),
                     client_id: client.to_string(),
                     timestamp: now_ms(),
@@ -204,7 +205,7 @@ async fn send_events(i: u64, client: String, ws: Ws, shared: Arc<Shared>) -> Opt
                         c.nacked.fetch_add(1, Ordering::Relaxed);
                         shared.errors.add(format!("nack: {error}"));
                     }
-                    Ok(ServerFrame::Error { error, detail }) => {
+                    Ok(ServerFrame::Error { error, detail, .. }) => {
                         c.error_frames.fetch_add(1, Ordering::Relaxed);
                         shared.errors.add(format!("error frame: {error:?}: {detail}"));
                     }

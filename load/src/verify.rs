@@ -1,24 +1,26 @@
-//! `verify`: the seed's LoadTest with a delivery check. N clients send M events each with
-//! per-event acks (`?ack=1`); then the events are read back from the queue, the Kafka topic or the
-//! SQS queue and matched by `msg` (unique per event and per run). Reports sent, acknowledged,
-//! received, duplicates and missing; any acknowledged event that is missing fails the run.
+//! `verify`: the seed's LoadTest with a delivery check. N clients of the client library
+//! (`ews-client`) send M events each with per-event acks (`?ack=1`), reconnecting and resending
+//! by id if the server drains; then the events are read back from the queue, the Kafka topic or
+//! the SQS queue and matched by id (unique per event and run, the same on every copy). Reports
+//! sent, acknowledged, received, duplicates and missing; any acknowledged event that is missing
+//! fails the run.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ews_http::args::Secret;
 use ews_http::link::LinkKey;
-use ews_proto::{Event, ServerFrame, StampedEvent};
+use ews_proto::StampedEvent;
 use ews_queue::client::Credential;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use serde::Serialize;
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::connect::{
-    close_all, no_connection, ConnectArgs, ConnectSummary, Connector, Target, Ws,
+    no_connection, ConnStream, ConnectArgs, ConnectSummary, Connector, Target, Ws,
 };
 use crate::stats::{per_sec, Errors, Failures};
 use crate::Outcome;
@@ -102,6 +104,10 @@ pub struct VerifyReport {
     pub missing: u64,
     /// Sent, never acknowledged, yet read back (durable, the ack was lost).
     pub received_unacked: u64,
+    /// Connections the client library opened again after losing one.
+    pub reconnects: u64,
+    /// Events it sent again on a new connection (a consumer may see them twice).
+    pub resent: u64,
     pub send_secs: f64,
     /// Acknowledged events per second during the send phase.
     pub acked_per_sec: f64,
@@ -114,7 +120,10 @@ pub struct VerifyReport {
 struct Tally {
     sent: AtomicU64,
     nacked: AtomicU64,
+    /// Ids of the acknowledged events.
     acked: Mutex<HashSet<String>>,
+    reconnects: AtomicU64,
+    resent: AtomicU64,
 }
 
 pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
@@ -141,19 +150,15 @@ pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
         tasks.spawn(send(
             i,
             prefix,
-            connector.client_id(i),
             ws,
+            connector.clone(),
             args.clone(),
             tally.clone(),
             errors.clone(),
         ));
     }
-    let mut kept = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        kept.extend(done.ok().flatten());
-    }
+    while tasks.join_next().await.is_some() {}
     let send_time = start.elapsed();
-    close_all(kept).await;
 
     let idle = Duration::from_millis(args.read_idle_ms);
     let bodies = match (&args.queue_url, &args.kafka_brokers, &args.sqs_queue_url) {
@@ -174,11 +179,14 @@ pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
             return Err("give --queue-url, --kafka-brokers or --sqs-queue-url".into())
         }
     };
+    // Copies of one event, counted by the id it carries (as a consumer would deduplicate).
     let mut copies: HashMap<String, u64> = HashMap::new();
     let run_prefix = format!("{run_id}:");
     for body in bodies {
         match serde_json::from_slice::<StampedEvent>(&body) {
-            Ok(e) if e.msg.starts_with(&run_prefix) => *copies.entry(e.msg).or_default() += 1,
+            Ok(e) if e.msg.starts_with(&run_prefix) => {
+                *copies.entry(e.id.unwrap_or(e.msg)).or_default() += 1
+            }
             Ok(_) => {}
             Err(_) => errors.add("unreadable record"),
         }
@@ -208,6 +216,8 @@ pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
         duplicates,
         missing: missing.len() as u64,
         received_unacked,
+        reconnects: tally.reconnects.load(Ordering::Relaxed),
+        resent: tally.resent.load(Ordering::Relaxed),
         send_secs: send_time.as_secs_f64(),
         acked_per_sec: per_sec(acked.len() as u64, send_time),
         failures: Failures {
@@ -218,88 +228,113 @@ pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
     })
 }
 
-/// One client: sends its events (msg = `<run>:<client>:<n>`) with at most `window` unacknowledged,
-/// recording which were acknowledged (acks come back in send order).
+/// One client, through the client library users get (`ews-client`): sends its events (msg =
+/// `<run>:<client>:<n>`) with at most `window` unacknowledged, recording the ids acknowledged.
+/// If the server drains or the connection drops, the library reconnects through the same
+/// connector and resends what was not acknowledged, with the same ids.
 async fn send(
     i: u64,
     prefix: String,
-    client: String,
     ws: Ws,
+    connector: Arc<Connector>,
     args: VerifyArgs,
     tally: Arc<Tally>,
     errors: Arc<Errors>,
-) -> Option<(u64, Ws)> {
-    let (mut tx, mut rx) = ws.split();
+) {
+    let options = ews_client::Options {
+        buffer: args.window.max(1),
+        ..ews_client::Options::new(prefix.trim_end_matches(':'))
+    };
+    let (client, _pushes) =
+        ews_client::Client::start(ConnectorDial { connector, n: i }, Some(ws), options);
     let period = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
     let mut next_send = tokio::time::Instant::now();
-    let mut pending: VecDeque<String> = VecDeque::new();
+    let mut answers = FuturesUnordered::new();
     let mut acked = Vec::new();
-    let mut n = 0u64;
-    let mut deadline = tokio::time::Instant::now();
-    let window = args.window.max(1);
-    loop {
-        let sending = n < args.messages;
-        if !sending && pending.is_empty() {
-            break;
+    let mut record = |answer: Result<ews_client::Ack, ews_client::SendError>| match answer {
+        Ok(ack) => acked.push(ack.id),
+        Err(ews_client::SendError::Nack(e)) => {
+            tally.nacked.fetch_add(1, Ordering::Relaxed);
+            errors.add(format!("nack: {e}"));
         }
-        tokio::select! {
-            _ = tokio::time::sleep_until(next_send), if sending && pending.len() < window => {
-                let msg = format!("{prefix}{n}");
-                let event = Event {
-                    msg: msg.clone(),
-                    client_id: client.to_string(),
-                    timestamp: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
-                };
-                if let Err(e) = tx.send(Message::text(event.to_text())).await {
-                    errors.add(format!("send: {e}"));
-                    break;
-                }
-                n += 1;
-                tally.sent.fetch_add(1, Ordering::Relaxed);
-                pending.push_back(msg);
-                match period {
-                    Some(p) => next_send += p,
-                    None => next_send = tokio::time::Instant::now(),
-                }
-                if n == args.messages {
-                    deadline = tokio::time::Instant::now() + Duration::from_millis(args.ack_timeout_ms);
-                }
+        Err(e) => errors.add(e.to_string()),
+    };
+    for n in 0..args.messages {
+        tokio::time::sleep_until(next_send).await;
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        // Waits while `window` events are unacknowledged: the back-pressure.
+        let pending = tokio::select! {
+            p = client.send(format!("{prefix}{n}"), timestamp) => p,
+            Some(answer) = answers.next(), if !answers.is_empty() => {
+                record(answer);
+                client.send(format!("{prefix}{n}"), timestamp).await
             }
-            _ = tokio::time::sleep_until(deadline), if !sending => {
-                errors.add_n("ack missing", pending.len() as u64);
+        };
+        match pending {
+            Ok(p) => {
+                tally.sent.fetch_add(1, Ordering::Relaxed);
+                answers.push(p);
+            }
+            Err(e) => {
+                errors.add(format!("send: {e}"));
                 break;
             }
-            msg = rx.next() => match msg {
-                Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerFrame>(t.as_str()) {
-                    Ok(ServerFrame::Ack { .. }) => {
-                        if let Some(m) = pending.pop_front() {
-                            acked.push(m);
-                        }
-                    }
-                    Ok(ServerFrame::Nack { error, .. }) => {
-                        pending.pop_front();
-                        tally.nacked.fetch_add(1, Ordering::Relaxed);
-                        errors.add(format!("nack: {error}"));
-                    }
-                    Ok(other) => errors.add(format!("unexpected frame: {}", other.to_text())),
-                    Err(e) => errors.add(format!("unreadable frame: {e}")),
-                },
-                Some(Ok(Message::Close(_))) | None => {
-                    errors.add("closed by server");
-                    break;
-                }
-                Some(Err(e)) => {
-                    errors.add(format!("read: {e}"));
-                    break;
-                }
-                Some(Ok(_)) => {}
-            },
+        }
+        while let Some(Some(answer)) = answers.next().now_or_never() {
+            record(answer);
+        }
+        match period {
+            Some(p) => next_send += p,
+            None => next_send = tokio::time::Instant::now(),
         }
     }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(args.ack_timeout_ms);
+    while !answers.is_empty() {
+        match tokio::time::timeout_at(deadline, answers.next()).await {
+            Ok(Some(answer)) => record(answer),
+            Ok(None) => break,
+            Err(_) => {
+                errors.add_n("ack missing", answers.len() as u64);
+                break;
+            }
+        }
+    }
+    let stats = client.stats();
+    tally.reconnects.fetch_add(
+        stats.opens.load(Ordering::Relaxed).saturating_sub(1),
+        Ordering::Relaxed,
+    );
+    tally
+        .resent
+        .fetch_add(stats.resent.load(Ordering::Relaxed), Ordering::Relaxed);
+    client.close().await;
     if let Ok(mut all) = tally.acked.lock() {
         all.extend(acked);
     }
-    tx.reunite(rx).ok().map(|ws| (i, ws))
+}
+
+/// How the client library reconnects in a verify run: through the run's own connector (its
+/// source addresses, TLS and a freshly minted token).
+struct ConnectorDial {
+    connector: Arc<Connector>,
+    n: u64,
+}
+
+impl ews_client::Dial for ConnectorDial {
+    type Stream = ConnStream;
+    fn dial(&self) -> ews_client::BoxFuture<'_, Result<Ws, ews_client::DialError>> {
+        Box::pin(async move {
+            self.connector.open(self.n).await.map_err(|kind| {
+                match kind.strip_prefix("http ").and_then(|s| s.parse().ok()) {
+                    Some(status) => ews_client::DialError::Refused(status),
+                    None => ews_client::DialError::Failed(kind),
+                }
+            })
+        })
+    }
 }
 
 /// Reads every message of the queue at `url` until nothing new arrives for `idle`, deleting
@@ -351,6 +386,12 @@ impl Outcome for VerifyReport {
                 self.received, self.duplicates, self.received_unacked, self.missing
             ),
         ];
+        if self.reconnects > 0 {
+            out.push(format!(
+                "reconnects {}, events resent {}",
+                self.reconnects, self.resent
+            ));
+        }
         if !self.missing_sample.is_empty() {
             out.push(format!("missing, e.g.: {}", self.missing_sample.join(", ")));
         }

@@ -13,14 +13,23 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Event {
+    /// A client-made id, unique per event (at most [`MAX_ID_LEN`] bytes) and the same when the
+    /// event is sent again after a reconnect: the worker stores it with the event and names it
+    /// in the `ack`, `nack` or `error` about the event, so a consumer can drop a resent copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// The payload, carried as is.
     pub msg: String,
-    /// Who the client says it is. The worker replaces it with the authenticated id (the token's
-    /// `sub`): a client cannot speak for someone else.
+    /// Who the client says it is. With authentication the worker ignores it and stores the
+    /// token's `sub`: a client cannot speak for someone else. May be left out.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub client_id: String,
     /// Client-side time, milliseconds since the Unix epoch.
     pub timestamp: i64,
 }
+
+/// Longest event `id` a worker accepts, in bytes.
+pub const MAX_ID_LEN: usize = 128;
 
 /// Worker → client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -28,11 +37,28 @@ pub struct Event {
 pub enum ServerFrame {
     /// Event number `seq` of this session (counting from 1) is durable in the sink. Sent only
     /// to clients that connected with `?ack=1`, in order.
-    Ack { seq: u64 },
+    Ack {
+        seq: u64,
+        /// The event's `id`, when it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// Event number `seq` could not be made durable; the client should send it again.
-    Nack { seq: u64, error: String },
+    Nack {
+        seq: u64,
+        error: String,
+        /// The event's `id`, when it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// A frame could not be handled (the session stays open).
-    Error { error: ErrorKind, detail: String },
+    Error {
+        error: ErrorKind,
+        detail: String,
+        /// The event's `id`, when the frame was an event with one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// A message published to this client through the admin API.
     Push { msg: String },
 }
@@ -51,6 +77,10 @@ pub enum ErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StampedEvent {
+    /// The client's id for the event, if it gave one: copies of one event resent after a
+    /// reconnect share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub msg: String,
     /// The authenticated client id (the token's `sub`), never what the client claimed.
     pub client_id: String,
@@ -114,8 +144,16 @@ mod tests {
     #[test]
     fn server_frames_on_the_wire() {
         assert_eq!(
-            ServerFrame::Ack { seq: 3 }.to_text(),
+            ServerFrame::Ack { seq: 3, id: None }.to_text(),
             r#"{"type":"ack","seq":3}"#
+        );
+        assert_eq!(
+            ServerFrame::Ack {
+                seq: 3,
+                id: Some("e-1".into())
+            }
+            .to_text(),
+            r#"{"type":"ack","seq":3,"id":"e-1"}"#
         );
         assert_eq!(
             ServerFrame::Push { msg: "hi".into() }.to_text(),
@@ -124,6 +162,7 @@ mod tests {
         let e = ServerFrame::Error {
             error: ErrorKind::InvalidEvent,
             detail: "x".into(),
+            id: None,
         };
         assert_eq!(
             e.to_text(),
@@ -135,7 +174,8 @@ mod tests {
             n,
             ServerFrame::Nack {
                 seq: 3,
-                error: "full".into()
+                error: "full".into(),
+                id: None,
             }
         );
         assert!(serde_json::from_str::<ServerFrame>(r#"{"type":"hello"}"#).is_err());
@@ -147,6 +187,11 @@ mod tests {
             serde_json::from_str(r#"{"msg":"hi","clientId":"c1","timestamp":1456862575765}"#)
                 .expect("valid event");
         assert_eq!(e.client_id, "c1");
+        assert_eq!(e.id, None);
+        // The client library's events: an id, no client id (the token says who).
+        let e: Event = serde_json::from_str(r#"{"id":"a-1","msg":"hi","timestamp":1}"#)
+            .expect("an event without clientId");
+        assert_eq!((e.id.as_deref(), e.client_id.as_str()), (Some("a-1"), ""));
         assert!(serde_json::from_str::<Event>(r#"{"msg":"hi","clientId":"c1"}"#).is_err());
         assert!(serde_json::from_str::<Event>(
             r#"{"msg":"hi","clientId":"c1","timestamp":1,"extra":true}"#

@@ -112,6 +112,7 @@ mod tests {
 
     fn event(seq: u64) -> StampedEvent {
         StampedEvent {
+            id: None,
             msg: "m".into(),
             client_id: "c".into(),
             timestamp: 1,

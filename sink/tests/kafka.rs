@@ -11,6 +11,7 @@ use ews_testkit::tansu::Tansu;
 
 fn event(seq: u64) -> StampedEvent {
     StampedEvent {
+        id: None,
         msg: format!("m{seq}"),
         client_id: format!("c{}", seq % 7),
         timestamp: 1,

@@ -13,6 +13,7 @@ use ews_testkit::{free_port, queue_broker, Scratch};
 
 fn event(seq: u64) -> StampedEvent {
     StampedEvent {
+        id: None,
         msg: format!("m{seq}"),
         client_id: "c1".into(),
         timestamp: 1,

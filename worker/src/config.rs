@@ -29,6 +29,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "EWS_STANDALONE")]
     pub standalone: bool,
 
+    /// Serve the test page at `/` (always on with `--standalone`): a browser client that sends
+    /// events with acknowledgements and shows reconnects, built on the client library.
+    #[arg(long, env = "EWS_TEST_PAGE")]
+    pub test_page: bool,
+
     /// Accept clients without a token. Logs a warning at start; for local tests only.
     #[arg(long, env = "EWS_NO_AUTH")]
     pub no_auth: bool,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ews_proto::{ErrorKind, ServerFrame};
+use ews_proto::{ErrorKind, ServerFrame, MAX_ID_LEN};
 use ews_sink::{BoxFuture, Event, Receipt, Sink, StampedEvent};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -25,8 +25,13 @@ pub struct SessionState {
 pub enum Outcome {
     /// Send this frame back (with back-pressure: the session reads on once it is written).
     Reply(Message),
-    /// Event `seq` was taken by the sink; the receipt tells when it is durable.
-    Submitted { seq: u64, receipt: Receipt },
+    /// Event `seq` (with the client's `id`, if any) was taken by the sink; the receipt tells
+    /// when it is durable.
+    Submitted {
+        seq: u64,
+        id: Option<String>,
+        receipt: Receipt,
+    },
 }
 
 pub trait Handler: Send + Sync + 'static {
@@ -70,6 +75,7 @@ impl Handler for Ingest {
                     return error(
                         ErrorKind::InvalidEvent,
                         "events are JSON text frames".into(),
+                        None,
                     );
                 }
             };
@@ -77,11 +83,20 @@ impl Handler for Ingest {
                 Ok(e) => e,
                 Err(e) => {
                     self.metrics.event("invalid");
-                    return error(ErrorKind::InvalidEvent, e.to_string());
+                    return error(ErrorKind::InvalidEvent, e.to_string(), None);
                 }
             };
+            if event.id.as_ref().is_some_and(|id| id.len() > MAX_ID_LEN) {
+                self.metrics.event("invalid");
+                return error(
+                    ErrorKind::InvalidEvent,
+                    format!("an event id is at most {MAX_ID_LEN} bytes"),
+                    None,
+                );
+            }
             let seq = s.last_seq + 1;
             let stamped = StampedEvent {
+                id: event.id.clone(),
                 msg: event.msg,
                 // The authenticated id wins: a client cannot speak for someone else.
                 client_id: s
@@ -99,20 +114,24 @@ impl Handler for Ingest {
                 Ok(receipt) => {
                     s.last_seq = seq;
                     self.metrics.event("accepted");
-                    Outcome::Submitted { seq, receipt }
+                    Outcome::Submitted {
+                        seq,
+                        id: event.id,
+                        receipt,
+                    }
                 }
                 Err(e) => {
                     self.metrics.event("sink_error");
-                    error(ErrorKind::SinkUnavailable, e.to_string())
+                    error(ErrorKind::SinkUnavailable, e.to_string(), event.id)
                 }
             }
         })
     }
 }
 
-fn error(error: ErrorKind, detail: String) -> Outcome {
+fn error(error: ErrorKind, detail: String, id: Option<String>) -> Outcome {
     Outcome::Reply(Message::text(
-        ServerFrame::Error { error, detail }.to_text(),
+        ServerFrame::Error { error, detail, id }.to_text(),
     ))
 }
 

@@ -163,7 +163,7 @@ impl Node {
         let public = Arc::new(Public {
             routes,
             auth,
-            standalone: args.standalone,
+            test_page: args.standalone || args.test_page,
             node: node_id.into(),
             metrics: metrics.clone(),
             registry: registry.clone(),

@@ -1,27 +1,29 @@
-//! The standalone test page: connects to `/ws` with the token from its own URL, sends an event
-//! every second with acks on, and shows every frame that comes back.
+//! The test page: `/` and `/test-page.js`, built from the TypeScript client library
+//! (`clients/js`, bundled by `npm run page` into `page/page.js`, checked by `scripts/test.sh`).
+//! Browsers also ask every site for `/favicon.ico`: it is answered `204`, not counted as a
+//! failed handshake.
 
-pub const HTML: &str = r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>elastic-ws test page</title>
-<style>body{font:14px monospace;margin:2em}#log{white-space:pre-wrap}</style></head>
-<body><h1>elastic-ws</h1><p id="status">connecting…</p><div id="log"></div>
-<script>
-const q = new URLSearchParams(location.search);
-const token = q.get("access_token");
-const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws?ack=1" +
-  (token ? "&access_token=" + encodeURIComponent(token) : "");
-const log = (s) => { const el = document.getElementById("log"); el.textContent = s + "\n" + el.textContent; };
-const ws = new WebSocket(url);
-let n = 0, timer;
-ws.onopen = () => {
-  document.getElementById("status").textContent = "connected";
-  timer = setInterval(() => {
-    const ev = {msg: "hello " + (++n), clientId: "test-page", timestamp: Date.now()};
-    ws.send(JSON.stringify(ev)); log("→ " + JSON.stringify(ev));
-  }, 1000);
-};
-ws.onmessage = (e) => log("← " + e.data);
-ws.onclose = (e) => { clearInterval(timer); document.getElementById("status").textContent = "closed " + e.code + " " + e.reason; };
-ws.onerror = () => document.getElementById("status").textContent = "error (see console)";
-</script></body></html>
-"#;
+use ews_http::reply::{self, Body};
+use http::{Response, StatusCode};
+
+const HTML: &str = include_str!("page/index.html");
+const SCRIPT: &str = include_str!("page/page.js");
+
+/// The answer to a plain (not WebSocket) `GET path`, if the page has one; `enabled` is whether
+/// this worker serves the test page.
+pub fn serve(path: &str, enabled: bool) -> Option<Response<Body>> {
+    match path {
+        "/favicon.ico" => Some(reply::empty(StatusCode::NO_CONTENT)),
+        "/" if enabled => Some(reply::with_type(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            HTML,
+        )),
+        "/test-page.js" if enabled => Some(reply::with_type(
+            StatusCode::OK,
+            "text/javascript; charset=utf-8",
+            SCRIPT,
+        )),
+        _ => None,
+    }
+}

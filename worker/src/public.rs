@@ -1,5 +1,5 @@
 //! The public port: `/info` for the load balancer, WebSocket upgrades on the configured routes,
-//! the test page in standalone mode. Every refusal happens before the upgrade, as an HTTP status
+//! the test page with `--standalone` or `--test-page`. Every refusal happens before the upgrade, as an HTTP status
 //! the client (and the load balancer) can see.
 
 use std::net::SocketAddr;
@@ -26,7 +26,8 @@ pub struct Public {
     pub routes: Vec<(String, Arc<dyn Handler>)>,
     /// `None` only with `--no-auth`.
     pub auth: Option<Authenticator>,
-    pub standalone: bool,
+    /// Serve the test page (`/`, `/test-page.js`).
+    pub test_page: bool,
     pub node: Arc<str>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
@@ -69,8 +70,8 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
         return reply::text(StatusCode::FORBIDDEN, "Unhandled HTTP method");
     }
     if !WsUpgrade::is_requested(req.headers()) {
-        if p.standalone && path == "/" {
-            return reply::with_type(StatusCode::OK, "text/html; charset=utf-8", page::HTML);
+        if let Some(resp) = page::serve(path, p.test_page) {
+            return resp;
         }
         p.metrics.handshake("bad_request");
         return reply::text(StatusCode::BAD_REQUEST, "no websocket upgrade header");

@@ -60,7 +60,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let m = &env.metrics;
-    let mut inflight: VecDeque<(u64, Receipt)> = VecDeque::new();
+    let mut inflight: VecDeque<InFlight> = VecDeque::new();
     let mut ticks = env.ticks.clone();
     ticks.mark_unchanged();
     let mut ticking = true;
@@ -72,8 +72,8 @@ where
     loop {
         let flow = tokio::select! {
             biased;
-            (seq, res) = next_receipt(&mut inflight), if !inflight.is_empty() => {
-                send_receipt(&mut ws, seq, res, env).await
+            (event, res) = next_receipt(&mut inflight), if !inflight.is_empty() => {
+                send_receipt(&mut ws, event, res, env).await
             }
             _ = env.drain.cancelled(), if timer.is_none() && !closing => {
                 let spread = env.drain_spread.as_millis() as u64;
@@ -91,12 +91,12 @@ where
                     let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
                     let mut flow = Flow::Continue;
                     while !inflight.is_empty() {
-                        let Ok((seq, res)) =
+                        let Ok((event, res)) =
                             tokio::time::timeout_at(deadline, next_receipt(&mut inflight)).await
                         else {
                             break;
                         };
-                        flow = send_receipt(&mut ws, seq, res, env).await;
+                        flow = send_receipt(&mut ws, event, res, env).await;
                         if let Flow::End = flow {
                             break;
                         }
@@ -143,7 +143,7 @@ where
 async fn on_message<S>(
     ws: &mut WebSocketStream<S>,
     session: &mut Session,
-    inflight: &mut VecDeque<(u64, Receipt)>,
+    inflight: &mut VecDeque<InFlight>,
     msg: Message,
     closing: bool,
     env: &SessionEnv,
@@ -156,9 +156,9 @@ where
         Message::Text(_) | Message::Binary(_) if !closing => {
             match session.handler.on_message(&mut session.state, msg).await {
                 Outcome::Reply(reply) => send(ws, reply, env).await,
-                Outcome::Submitted { seq, receipt } => {
+                Outcome::Submitted { seq, id, receipt } => {
                     if session.ack {
-                        inflight.push_back((seq, receipt));
+                        inflight.push_back(InFlight { seq, id, receipt });
                     }
                     Flow::Continue
                 }
@@ -169,21 +169,32 @@ where
     }
 }
 
+/// An event the sink took and the client waits to hear about, in the order they came.
+struct InFlight {
+    seq: u64,
+    id: Option<String>,
+    receipt: Receipt,
+}
+
+/// The oldest in-flight event's outcome (acknowledgements go out in order).
 async fn next_receipt(
-    inflight: &mut VecDeque<(u64, Receipt)>,
-) -> (u64, Result<(), ews_sink::SinkError>) {
+    inflight: &mut VecDeque<InFlight>,
+) -> ((u64, Option<String>), Result<(), ews_sink::SinkError>) {
     let res = poll_fn(|cx| match inflight.front_mut() {
-        Some((_, r)) => Pin::new(r).poll(cx),
+        Some(e) => Pin::new(&mut e.receipt).poll(cx),
         None => std::task::Poll::Pending,
     })
     .await;
-    let seq = inflight.pop_front().map(|(s, _)| s).unwrap_or(0);
-    (seq, res)
+    let event = inflight
+        .pop_front()
+        .map(|e| (e.seq, e.id))
+        .unwrap_or((0, None));
+    (event, res)
 }
 
 async fn send_receipt<S>(
     ws: &mut WebSocketStream<S>,
-    seq: u64,
+    (seq, id): (u64, Option<String>),
     res: Result<(), ews_sink::SinkError>,
     env: &SessionEnv,
 ) -> Flow
@@ -193,13 +204,14 @@ where
     let frame = match res {
         Ok(()) => {
             env.metrics.event("acked");
-            ServerFrame::Ack { seq }
+            ServerFrame::Ack { seq, id }
         }
         Err(e) => {
             env.metrics.event("nacked");
             ServerFrame::Nack {
                 seq,
                 error: e.to_string(),
+                id,
             }
         }
     };

@@ -25,8 +25,11 @@ fn http_statuses_before_the_upgrade() {
     assert_eq!((code, body.as_str()), (403, "Unhandled HTTP method"));
     let (code, _) = http_get(w.public, "/ws").expect("plain get");
     assert_eq!(code, 400);
-    // No test page outside standalone mode.
+    // No test page outside standalone mode (or --test-page); a browser's favicon request is
+    // answered, and counted as no failed handshake.
     assert_eq!(http_get(w.public, "/").expect("root").0, 400);
+    assert_eq!(http_get(w.public, "/test-page.js").expect("script").0, 400);
+    assert_eq!(http_get(w.public, "/favicon.ico").expect("favicon").0, 204);
     let upgrade = [
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),
@@ -81,7 +84,19 @@ fn standalone_serves_the_test_page_and_a_dev_url() {
     let w = Worker::start(&["--standalone", "--sink", "stdout"]);
     let (code, body) = http_get(w.public, "/").expect("page");
     assert_eq!(code, 200);
-    assert!(body.contains("new WebSocket"), "{body}");
+    assert!(body.contains(r#"src="/test-page.js""#), "{body}");
+    let (code, script) = http_get(w.public, "/test-page.js").expect("script");
+    assert_eq!(code, 200);
+    // Built from the client library: it sends with acknowledgements and reconnects.
+    assert!(
+        script.contains("ack") && script.contains("drainDelay"),
+        "{script}"
+    );
+    assert_eq!(http_get(w.public, "/favicon.ico").expect("favicon").0, 204);
+    assert!(
+        !w.metrics().contains("bad_request"),
+        "the page and the favicon are no failed handshakes"
+    );
     w.proc
         .wait_for_output(
             &format!("http://127.0.0.1:{}/?access_token=ey", w.public.port()),

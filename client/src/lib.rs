@@ -1,0 +1,477 @@
+//! A client of elastic-ws with the same contract as the TypeScript one (`clients/js`): one
+//! logical connection that reconnects by itself (exponential back-off with full jitter; promptly
+//! after the server drains with `1012`; never after `1000`/`1008` or a token refused twice),
+//! sends every event with an id of its own and resends the unacknowledged ones, with the same ids,
+//! on the next connection — so nothing acknowledged is lost and a consumer drops copies by id —
+//! and bounds what it holds: past `buffer` unacknowledged events, [`Client::send`] waits.
+//!
+//! How to reach the server is the caller's [`Dial`]: a URL and a token for most, a load
+//! generator's own sockets for `ews-load`.
+
+mod backoff;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ews_proto::{Event, ServerFrame};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+pub use backoff::Backoff;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Opens one WebSocket to an ingest route, with `?ack=1` and the client's credentials (a fresh
+/// token, if it has a source of them). Called for every connection the client makes.
+pub trait Dial: Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn dial(&self) -> BoxFuture<'_, Result<WebSocketStream<Self::Stream>, DialError>>;
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DialError {
+    /// The server answered the upgrade with this HTTP status (401: the token was refused).
+    #[error("refused with HTTP {0}")]
+    Refused(u16),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How the client behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Events sent and not yet acknowledged, at most (at least 1).
+    pub buffer: usize,
+    pub backoff: Backoff,
+    /// Prefix of the event ids, unique per client instance.
+    pub instance: String,
+}
+
+impl Options {
+    pub fn new(instance: impl Into<String>) -> Options {
+        Options {
+            buffer: 1000,
+            backoff: Backoff::default(),
+            instance: instance.into(),
+        }
+    }
+}
+
+/// The connection's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Connecting {
+        attempt: u32,
+    },
+    Open,
+    /// `reconnect_in: None`: closed for good.
+    Closed {
+        code: u16,
+        reason: String,
+        reconnect_in: Option<Duration>,
+    },
+}
+
+/// An acknowledged event: stored durably by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub id: String,
+    /// Its number in the session that acknowledged it.
+    pub seq: u64,
+}
+
+/// Why an event was not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The server took it but could not store it (`nack`).
+    #[error("nack: {0}")]
+    Nack(String),
+    /// The server refused it (`error` frame: invalid, or the sink refused it).
+    #[error("refused ({kind}): {detail}")]
+    Refused { kind: String, detail: String },
+    /// The client closed (or was closed for good) before an answer came.
+    #[error("closed: {0}")]
+    Closed(String),
+}
+
+/// Counters of what the client did.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections opened; more than one means it reconnected.
+    pub opens: AtomicU64,
+    /// Events sent again on a new connection.
+    pub resent: AtomicU64,
+    /// Pushes dropped because the application did not read them.
+    pub pushes_dropped: AtomicU64,
+}
+
+struct Entry {
+    id: String,
+    frame: String,
+    done: oneshot::Sender<Result<Ack, SendError>>,
+    _slot: OwnedSemaphorePermit,
+}
+
+enum Cmd {
+    Send(Entry),
+    Close,
+}
+
+/// The application's side of a client. Dropping it closes the client.
+pub struct Client {
+    cmds: mpsc::Sender<Cmd>,
+    slots: Arc<Semaphore>,
+    state: watch::Receiver<State>,
+    stats: Arc<Stats>,
+    next: AtomicU64,
+    instance: String,
+}
+
+/// Resolves with the event's acknowledgement, or why there is none.
+pub struct Pending(oneshot::Receiver<Result<Ack, SendError>>);
+
+impl Future for Pending {
+    type Output = Result<Ack, SendError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(SendError::Closed("the client stopped".into()))))
+    }
+}
+
+/// Pushed messages, in order. Bounded: past 1024 unread, new ones are dropped (and counted).
+pub type Pushes = mpsc::Receiver<String>;
+
+const PUSH_BUFFER: usize = 1024;
+
+impl Client {
+    /// Starts a client that connects with `dial` (now, unless `first` is a connection the caller
+    /// already opened, and after every loss).
+    pub fn start<D: Dial>(
+        dial: D,
+        first: Option<WebSocketStream<D::Stream>>,
+        options: Options,
+    ) -> (Client, Pushes) {
+        let buffer = options.buffer.max(1);
+        let (cmds, rx) = mpsc::channel(buffer);
+        let (state_tx, state) = watch::channel(State::Connecting { attempt: 0 });
+        let (push_tx, pushes) = mpsc::channel(PUSH_BUFFER);
+        let stats = Arc::new(Stats::default());
+        let task = Task {
+            dial,
+            cmds: rx,
+            state: state_tx,
+            pushes: push_tx,
+            stats: stats.clone(),
+            backoff: options.backoff,
+            outbox: VecDeque::new(),
+        };
+        tokio::spawn(task.run(first));
+        let client = Client {
+            cmds,
+            slots: Arc::new(Semaphore::new(buffer)),
+            state,
+            stats,
+            next: AtomicU64::new(0),
+            instance: options.instance,
+        };
+        (client, pushes)
+    }
+
+    /// Waits for room in the buffer (the back-pressure), then sends `msg`; the returned future
+    /// resolves with its acknowledgement. The event keeps its id across reconnects.
+    pub async fn send(&self, msg: String, timestamp: i64) -> Result<Pending, SendError> {
+        let closed = || SendError::Closed("the client is closed".into());
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
+        let id = format!(
+            "{}-{}",
+            self.instance,
+            self.next.fetch_add(1, Ordering::Relaxed) + 1
+        );
+        let frame = Event {
+            id: Some(id.clone()),
+            msg,
+            client_id: String::new(),
+            timestamp,
+        }
+        .to_text();
+        let (done, pending) = oneshot::channel();
+        let entry = Entry {
+            id,
+            frame,
+            done,
+            _slot: slot,
+        };
+        self.cmds
+            .send(Cmd::Send(entry))
+            .await
+            .map_err(|_| closed())?;
+        Ok(Pending(pending))
+    }
+
+    /// The connection's state, as it changes.
+    pub fn state(&self) -> watch::Receiver<State> {
+        self.state.clone()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Closes for good; unacknowledged events fail with [`SendError::Closed`].
+    pub async fn close(self) {
+        let _ = self.cmds.send(Cmd::Close).await;
+        let mut state = self.state.clone();
+        let _ = state
+            .wait_for(|s| {
+                matches!(
+                    s,
+                    State::Closed {
+                        reconnect_in: None,
+                        ..
+                    }
+                )
+            })
+            .await;
+    }
+}
+
+/// How a connection ended.
+struct Loss {
+    code: u16,
+    reason: String,
+}
+
+struct Task<D: Dial> {
+    dial: D,
+    cmds: mpsc::Receiver<Cmd>,
+    state: watch::Sender<State>,
+    pushes: mpsc::Sender<String>,
+    stats: Arc<Stats>,
+    backoff: Backoff,
+    /// Unacknowledged events, oldest first: what a new connection sends again.
+    outbox: VecDeque<Entry>,
+}
+
+/// Close codes after which the client does not reconnect.
+fn is_final(code: u16) -> bool {
+    code == 1000 || code == 1008
+}
+
+impl<D: Dial> Task<D> {
+    async fn run(mut self, mut first: Option<WebSocketStream<D::Stream>>) {
+        let mut attempt: u32 = 0;
+        let mut refused = 0u32;
+        loop {
+            let ws = match first.take() {
+                Some(ws) => ws,
+                None => {
+                    self.state.send_replace(State::Connecting { attempt });
+                    match self.dial.dial().await {
+                        Ok(ws) => ws,
+                        Err(DialError::Refused(status @ (401 | 403))) => {
+                            // Once may be a token that just expired (the dialer fetches a new
+                            // one next time); twice in a row, retrying cannot help.
+                            refused += 1;
+                            if refused >= 2 {
+                                return self.finish(4001, "token refused");
+                            }
+                            let loss = Loss {
+                                code: 4001,
+                                reason: format!("refused with HTTP {status}"),
+                            };
+                            if !self.pause(&loss, &mut attempt).await {
+                                return;
+                            }
+                            continue;
+                        }
+                        Err(e) => {
+                            let loss = Loss {
+                                code: 1006,
+                                reason: e.to_string(),
+                            };
+                            if !self.pause(&loss, &mut attempt).await {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            refused = 0;
+            attempt = 0;
+            let opens = self.stats.opens.fetch_add(1, Ordering::Relaxed) + 1;
+            self.state.send_replace(State::Open);
+            let loss = match self.serve(ws, opens > 1).await {
+                Some(loss) => loss,
+                None => return,
+            };
+            if is_final(loss.code) {
+                return self.finish(loss.code, &loss.reason);
+            }
+            if !self.pause(&loss, &mut attempt).await {
+                return;
+            }
+        }
+    }
+
+    /// Sends what is unacknowledged, then new events, and hands answers back, until the
+    /// connection ends (`Some`) or the application closes the client (`None`).
+    async fn serve(&mut self, ws: WebSocketStream<D::Stream>, again: bool) -> Option<Loss> {
+        let (mut out, mut inp) = ws.split();
+        let lost = |e: &dyn std::fmt::Display| Loss {
+            code: 1006,
+            reason: e.to_string(),
+        };
+        for e in &self.outbox {
+            if let Err(err) = out.feed(Message::text(e.frame.clone())).await {
+                return Some(lost(&err));
+            }
+        }
+        if again {
+            self.stats
+                .resent
+                .fetch_add(self.outbox.len() as u64, Ordering::Relaxed);
+        }
+        if let Err(err) = out.flush().await {
+            return Some(lost(&err));
+        }
+        loop {
+            tokio::select! {
+                cmd = self.cmds.recv() => match cmd {
+                    Some(Cmd::Send(entry)) => {
+                        let sent = out.send(Message::text(entry.frame.clone())).await;
+                        self.outbox.push_back(entry);
+                        if let Err(err) = sent {
+                            return Some(lost(&err));
+                        }
+                    }
+                    Some(Cmd::Close) | None => {
+                        let _ = out.close().await;
+                        self.finish(1000, "client closed");
+                        return None;
+                    }
+                },
+                msg = inp.next() => match msg {
+                    Some(Ok(Message::Text(t))) => self.on_frame(t.as_str()),
+                    Some(Ok(Message::Close(frame))) => {
+                        let (code, reason) = frame
+                            .map(|f| (u16::from(f.code), f.reason.to_string()))
+                            .unwrap_or((u16::from(CloseCode::Status), String::new()));
+                        return Some(Loss { code, reason });
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(err)) => return Some(lost(&err)),
+                    None => return Some(lost(&"connection ended")),
+                },
+            }
+        }
+    }
+
+    fn on_frame(&mut self, text: &str) {
+        let Ok(frame) = serde_json::from_str::<ServerFrame>(text) else {
+            tracing::debug!(%text, "unreadable frame");
+            return;
+        };
+        let (id, outcome) = match frame {
+            ServerFrame::Ack { seq, id: Some(id) } => {
+                let ack = Ack {
+                    id: id.clone(),
+                    seq,
+                };
+                (id, Ok(ack))
+            }
+            ServerFrame::Nack {
+                error,
+                id: Some(id),
+                ..
+            } => (id, Err(SendError::Nack(error))),
+            ServerFrame::Error {
+                error,
+                detail,
+                id: Some(id),
+            } => {
+                let kind = serde_json::to_value(error)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                (id, Err(SendError::Refused { kind, detail }))
+            }
+            ServerFrame::Push { msg } => {
+                if self.pushes.try_send(msg).is_err() {
+                    self.stats.pushes_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            _ => return,
+        };
+        // Answers come in send order: the entry is almost always the first.
+        if let Some(i) = self.outbox.iter().position(|e| e.id == id) {
+            if let Some(entry) = self.outbox.remove(i) {
+                let _ = entry.done.send(outcome);
+            }
+        }
+    }
+
+    /// Waits before the next attempt, still taking new events; `false` if the application
+    /// closed the client meanwhile.
+    async fn pause(&mut self, loss: &Loss, attempt: &mut u32) -> bool {
+        let wait = if loss.code == 1012 {
+            *attempt = 0;
+            self.backoff.drain_delay()
+        } else {
+            let w = self.backoff.retry_delay(*attempt);
+            *attempt = attempt.saturating_add(1);
+            w
+        };
+        self.state.send_replace(State::Closed {
+            code: loss.code,
+            reason: loss.reason.clone(),
+            reconnect_in: Some(wait),
+        });
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return true,
+                cmd = self.cmds.recv() => match cmd {
+                    Some(Cmd::Send(entry)) => self.outbox.push_back(entry),
+                    Some(Cmd::Close) | None => {
+                        self.finish(1000, "client closed");
+                        return false;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Ends for good: every held event fails.
+    fn finish(&mut self, code: u16, reason: &str) {
+        for e in self.outbox.drain(..) {
+            let _ = e.done.send(Err(SendError::Closed(reason.to_string())));
+        }
+        self.cmds.close();
+        while let Ok(Cmd::Send(e)) = self.cmds.try_recv() {
+            let _ = e.done.send(Err(SendError::Closed(reason.to_string())));
+        }
+        self.state.send_replace(State::Closed {
+            code,
+            reason: reason.to_string(),
+            reconnect_in: None,
+        });
+    }
+}

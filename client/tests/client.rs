@@ -1,0 +1,244 @@
+//! The client against a scripted WebSocket server in this process: each accepted connection is
+//! handed to the test, which plays the server (acks, pushes, closes).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ews_client::{Backoff, BoxFuture, Client, Dial, DialError, Options, SendError, State};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+type ServerWs = WebSocketStream<TcpStream>;
+
+/// Dials the test server; refuses (as a 401 would) while `refuse` is above zero.
+struct TestDial {
+    addr: std::net::SocketAddr,
+    refuse: Arc<AtomicU32>,
+    dials: Arc<AtomicU32>,
+}
+
+impl Dial for TestDial {
+    type Stream = TcpStream;
+    fn dial(&self) -> BoxFuture<'_, Result<WebSocketStream<TcpStream>, DialError>> {
+        Box::pin(async move {
+            self.dials.fetch_add(1, Ordering::SeqCst);
+            if self.refuse.load(Ordering::SeqCst) > 0 {
+                self.refuse.fetch_sub(1, Ordering::SeqCst);
+                return Err(DialError::Refused(401));
+            }
+            let tcp = TcpStream::connect(self.addr)
+                .await
+                .map_err(|e| DialError::Failed(e.to_string()))?;
+            let (ws, _) =
+                tokio_tungstenite::client_async(format!("ws://{}/ws?ack=1", self.addr), tcp)
+                    .await
+                    .map_err(|e| DialError::Failed(e.to_string()))?;
+            Ok(ws)
+        })
+    }
+}
+
+struct Server {
+    conns: mpsc::Receiver<ServerWs>,
+    dial: TestDial,
+}
+
+async fn server() -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, conns) = mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                let _ = tx.send(ws).await;
+            }
+        }
+    });
+    Server {
+        conns,
+        dial: TestDial {
+            addr,
+            refuse: Arc::default(),
+            dials: Arc::default(),
+        },
+    }
+}
+
+fn fast() -> Options {
+    Options {
+        buffer: 100,
+        backoff: Backoff {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(10),
+            drain_window: Duration::from_millis(10),
+        },
+        ..Options::new("t")
+    }
+}
+
+async fn next_event(ws: &mut ServerWs) -> serde_json::Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(t.as_str()).unwrap(),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no event: {other:?}"),
+        }
+    }
+}
+
+async fn ack(ws: &mut ServerWs, seq: u64, id: &str) {
+    let frame = serde_json::json!({"type": "ack", "seq": seq, "id": id}).to_string();
+    ws.send(Message::text(frame)).await.unwrap();
+}
+
+async fn close(ws: &mut ServerWs, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_string().into(),
+    };
+    let _ = ws.close(Some(frame)).await;
+}
+
+async fn accept(s: &mut Server) -> ServerWs {
+    tokio::time::timeout(Duration::from_secs(5), s.conns.recv())
+        .await
+        .expect("a connection")
+        .expect("the server runs")
+}
+
+#[tokio::test]
+async fn unacknowledged_events_are_resent_with_their_ids_after_a_drain() {
+    let mut s = server().await;
+    let (client, _pushes) = Client::start(
+        TestDial {
+            addr: s.dial.addr,
+            refuse: s.dial.refuse.clone(),
+            dials: s.dial.dials.clone(),
+        },
+        None,
+        fast(),
+    );
+    let mut ws = accept(&mut s).await;
+    let a = client.send("a".into(), 1).await.unwrap();
+    let b = client.send("b".into(), 2).await.unwrap();
+    let (ea, eb) = (next_event(&mut ws).await, next_event(&mut ws).await);
+    assert_eq!(ea["msg"], "a");
+    assert!(
+        ea.get("clientId").is_none(),
+        "the token says who the client is"
+    );
+    let (ida, idb) = (ea["id"].as_str().unwrap(), eb["id"].as_str().unwrap());
+    assert_ne!(ida, idb);
+    ack(&mut ws, 1, ida).await;
+    assert_eq!(a.await.unwrap().id, ida);
+
+    // The server drains: the client comes back promptly and sends `b` again, same id.
+    close(&mut ws, 1012, "draining").await;
+    let mut ws = accept(&mut s).await;
+    let again = next_event(&mut ws).await;
+    assert_eq!(again["id"], idb);
+    ack(&mut ws, 1, idb).await;
+    let got = b.await.unwrap();
+    assert_eq!((got.id.as_str(), got.seq), (idb, 1));
+    assert_eq!(client.stats().opens.load(Ordering::Relaxed), 2);
+    assert_eq!(client.stats().resent.load(Ordering::Relaxed), 1);
+    client.close().await;
+}
+
+#[tokio::test]
+async fn a_1008_or_a_token_refused_twice_ends_the_client() {
+    let mut s = server().await;
+    let (client, _pushes) = Client::start(
+        TestDial {
+            addr: s.dial.addr,
+            refuse: s.dial.refuse.clone(),
+            dials: s.dial.dials.clone(),
+        },
+        None,
+        fast(),
+    );
+    let mut ws = accept(&mut s).await;
+    let pending = client.send("x".into(), 1).await.unwrap();
+    let _ = next_event(&mut ws).await;
+    close(&mut ws, 1008, "policy").await;
+    assert!(matches!(pending.await, Err(SendError::Closed(_))));
+    let mut state = client.state();
+    let end = state
+        .wait_for(|s| {
+            matches!(
+                s,
+                State::Closed {
+                    reconnect_in: None,
+                    ..
+                }
+            )
+        })
+        .await
+        .unwrap()
+        .clone();
+    assert!(matches!(end, State::Closed { code: 1008, .. }), "{end:?}");
+    assert!(client.send("y".into(), 2).await.is_err());
+
+    // A refused token is retried once (the dialer may fetch a fresh one), not forever.
+    let s2 = server().await;
+    s2.dial.refuse.store(5, Ordering::SeqCst);
+    let dials = s2.dial.dials.clone();
+    let (client, _pushes) = Client::start(s2.dial, None, fast());
+    let mut state = client.state();
+    let end = tokio::time::timeout(
+        Duration::from_secs(5),
+        state.wait_for(|s| {
+            matches!(
+                s,
+                State::Closed {
+                    reconnect_in: None,
+                    ..
+                }
+            )
+        }),
+    )
+    .await
+    .expect("gives up")
+    .unwrap()
+    .clone();
+    assert!(matches!(end, State::Closed { code: 4001, .. }), "{end:?}");
+    assert_eq!(dials.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_full_buffer_holds_the_sender_and_pushes_arrive() {
+    let mut s = server().await;
+    let (client, mut pushes) = Client::start(
+        TestDial {
+            addr: s.dial.addr,
+            refuse: s.dial.refuse.clone(),
+            dials: s.dial.dials.clone(),
+        },
+        None,
+        Options {
+            buffer: 2,
+            ..fast()
+        },
+    );
+    let mut ws = accept(&mut s).await;
+    let first = client.send("1".into(), 1).await.unwrap();
+    let _second = client.send("2".into(), 1).await.unwrap();
+    let third = tokio::time::timeout(Duration::from_millis(100), client.send("3".into(), 1)).await;
+    assert!(third.is_err(), "the third send waits for room");
+    let e1 = next_event(&mut ws).await;
+    ack(&mut ws, 1, e1["id"].as_str().unwrap()).await;
+    first.await.unwrap();
+    let third = tokio::time::timeout(Duration::from_secs(2), client.send("3".into(), 1)).await;
+    assert!(third.is_ok(), "room after an acknowledgement");
+
+    let push = serde_json::json!({"type": "push", "msg": "hello"}).to_string();
+    ws.send(Message::text(push)).await.unwrap();
+    assert_eq!(pushes.recv().await.as_deref(), Some("hello"));
+    client.close().await;
+}

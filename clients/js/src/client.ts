@@ -1,0 +1,300 @@
+import { DEFAULT_BACKOFF, drainDelay, retryDelay, type Backoff } from "./backoff.js";
+import { Outbox } from "./outbox.js";
+import type { Event, ServerFrame } from "./protocol.js";
+
+/** A token, or a function that fetches one: called before every (re)connect. */
+export type TokenSource = string | (() => string | Promise<string>);
+
+/** The subset of the WebSocket API the client uses: browsers' and the `ws` package's. */
+export interface SocketLike {
+  readonly readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  /** Node's `ws` only: the HTTP answer of a refused handshake. */
+  on?(event: "unexpected-response", fn: (req: unknown, res: { statusCode?: number }) => void): unknown;
+}
+
+export type SocketFactory = new (url: string, protocols?: string | string[]) => SocketLike;
+
+export interface ConnectOptions {
+  /** `ws(s)://host/path` of an ingest route; `ack=1` is added. */
+  url: string;
+  /** Where the JWT comes from. Omitted: no token (a worker run with `--no-auth`). */
+  token?: TokenSource;
+  /**
+   * How the token travels: `protocol` (default; `Sec-WebSocket-Protocol: bearer, <jwt>`, the
+   * browsers' way, kept out of URLs and logs) or `query` (`access_token=`).
+   */
+  tokenVia?: "protocol" | "query";
+  /** The WebSocket implementation: `globalThis.WebSocket` by default; in Node, pass `ws`'s. */
+  WebSocket?: SocketFactory;
+  /** Events sent and not yet acknowledged, at most; `send` waits past it. Default 1000. */
+  bufferSize?: number;
+  /** Retry timing after a lost or failed connection. */
+  backoff?: Backoff;
+  /** After a `1012` (the server is draining): reconnect within this many ms. Default 1000. */
+  drainWindowMs?: number;
+  /** Stable across the client's life; a fresh random one by default. Prefixes event ids. */
+  instanceId?: string;
+}
+
+export type ConnectionState =
+  | { state: "connecting"; attempt: number }
+  | { state: "open" }
+  | { state: "closed"; code: number; reason: string; reconnectInMs: number | null };
+
+/** What an acknowledged `send` resolves to. */
+export interface Ack {
+  /** The event's id, as stored with it (consumers deduplicate by it). */
+  id: string;
+  /** The event's number in the session that acknowledged it. */
+  seq: number;
+}
+
+/** Why a `send` failed for good. */
+export class SendError extends Error {
+  constructor(
+    message: string,
+    /** `nack`, `invalid_event`, `sink_unavailable` or `closed`. */
+    readonly kind: string,
+  ) {
+    super(message);
+    this.name = "SendError";
+  }
+}
+
+/** Close codes after which the client does not reconnect by itself. */
+const FINAL_CODES = new Set([
+  1000, // the application closed it
+  1008, // policy violation: the server refused this client
+]);
+const GOING_AWAY = 1012;
+const OPEN = 1;
+
+type Listener<T> = (value: T) => void;
+
+/** One logical connection to elastic-ws: reconnects, resends and refreshes by itself. */
+export class Client {
+  private socket: SocketLike | null = null;
+  private readonly outbox: Outbox<Ack>;
+  private readonly pushListeners = new Set<Listener<string>>();
+  private readonly stateListeners = new Set<Listener<ConnectionState>>();
+  private attempt = 0;
+  private counter = 0;
+  private closedByUser = false;
+  /** Closed for good (by the application or a final close code): no reconnect. */
+  private finished: string | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private lastToken: string | null = null;
+  private refusedToken: string | null = null;
+  private current: ConnectionState = { state: "connecting", attempt: 0 };
+  /** Connections opened so far; more than one means the client reconnected. */
+  opens = 0;
+  /** Events sent again on a new connection (their first copy may be stored too). */
+  resent = 0;
+
+  private readonly factory: SocketFactory;
+  private readonly instance: string;
+
+  constructor(private readonly opts: ConnectOptions) {
+    const factory = opts.WebSocket ?? (globalThis as { WebSocket?: SocketFactory }).WebSocket;
+    if (!factory) {
+      throw new Error("no WebSocket implementation: pass the `ws` package's WebSocket in Node");
+    }
+    this.factory = factory;
+    this.outbox = new Outbox<Ack>(opts.bufferSize ?? 1000);
+    this.instance = opts.instanceId ?? randomId();
+    // Next tick, so listeners added right after `connect()` see `connecting` too.
+    queueMicrotask(() => void this.dial());
+  }
+
+  /** The connection's state now. */
+  get state(): ConnectionState {
+    return this.current;
+  }
+
+  /** Events waiting for their acknowledgement. */
+  get unacknowledged(): number {
+    return this.outbox.size;
+  }
+
+  /**
+   * Sends an event; resolves once the server has stored it durably (its `ack`), rejects on a
+   * `nack` or a refusal. Waits first while the buffer is full. The event keeps its id across
+   * reconnects: after one, every unacknowledged event is sent again, so a consumer may see one
+   * twice and drops the copy by id.
+   */
+  async send(event: { msg: string; timestamp?: number; id?: string }): Promise<Ack> {
+    if (this.finished) throw new SendError(this.finished, "closed");
+    await this.outbox.reserve();
+    if (this.finished) {
+      this.outbox.cancel();
+      throw new SendError(this.finished, "closed");
+    }
+    const id = event.id ?? `${this.instance}-${++this.counter}`;
+    const frame: Event = { id, msg: event.msg, timestamp: event.timestamp ?? Date.now() };
+    return new Promise<Ack>((resolve, reject) => {
+      const entry = { id, frame: JSON.stringify(frame), resolve, reject };
+      this.outbox.add(entry);
+      if (this.socket && this.socket.readyState === OPEN) this.socket.send(entry.frame);
+    });
+  }
+
+  /** Calls `fn` with every pushed message; returns the function that stops it. */
+  onPush(fn: Listener<string>): () => void {
+    this.pushListeners.add(fn);
+    return () => this.pushListeners.delete(fn);
+  }
+
+  /** Calls `fn` on every state change; returns the function that stops it. */
+  onState(fn: Listener<ConnectionState>): () => void {
+    this.stateListeners.add(fn);
+    return () => this.stateListeners.delete(fn);
+  }
+
+  /** Closes for good: no reconnect; unacknowledged events fail with `closed`. */
+  close(): void {
+    this.closedByUser = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.socket?.close(1000, "client closed");
+    this.finish(1000, "client closed", "the client was closed");
+  }
+
+  /** Ends for good: every held and waiting event fails. */
+  private finish(code: number, reason: string, why: string): void {
+    this.finished = why;
+    this.outbox.failAll(new SendError(why, "closed"));
+    this.setState({ state: "closed", code, reason, reconnectInMs: null });
+  }
+
+  private setState(s: ConnectionState): void {
+    this.current = s;
+    for (const fn of this.stateListeners) fn(s);
+  }
+
+  private async token(): Promise<string | null> {
+    const t = this.opts.token;
+    if (t === undefined) return null;
+    return typeof t === "string" ? t : await t();
+  }
+
+  private async dial(): Promise<void> {
+    this.timer = null;
+    if (this.closedByUser) return;
+    this.setState({ state: "connecting", attempt: this.attempt });
+    let token: string | null;
+    try {
+      token = await this.token();
+    } catch (e) {
+      this.retry(4000, `token: ${String(e)}`, false);
+      return;
+    }
+    if (this.closedByUser) return;
+    if (token !== null && token === this.refusedToken) {
+      // The server refused exactly this token and no new one came: retrying cannot help.
+      this.finish(4001, "token refused", "the token was refused");
+      return;
+    }
+    this.lastToken = token;
+    const url = new URL(this.opts.url);
+    url.searchParams.set("ack", "1");
+    const viaQuery = this.opts.tokenVia === "query";
+    if (token !== null && viaQuery) url.searchParams.set("access_token", token);
+    const protocols = token !== null && !viaQuery ? ["bearer", token] : undefined;
+    let socket: SocketLike;
+    try {
+      socket = new this.factory(url.toString(), protocols);
+    } catch (e) {
+      this.retry(1006, String(e), false);
+      return;
+    }
+    this.socket = socket;
+    let opened = false;
+    let status: number | undefined;
+    socket.on?.("unexpected-response", (_req, res) => {
+      status = res.statusCode;
+      socket.close();
+    });
+    socket.onopen = () => {
+      opened = true;
+      this.attempt = 0;
+      this.refusedToken = null;
+      this.opens += 1;
+      this.setState({ state: "open" });
+      const again = this.outbox.pending();
+      if (this.opens > 1) this.resent += again.length;
+      for (const e of again) socket.send(e.frame);
+    };
+    socket.onmessage = (ev) => this.onFrame(ev.data);
+    socket.onerror = () => {};
+    socket.onclose = (ev) => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (this.closedByUser) return;
+      if (!opened && status === 401) {
+        // Refused (seen in Node; a browser cannot tell this from a network failure). The token
+        // source is asked again; the same token again means no reconnect.
+        this.refusedToken = this.lastToken;
+        this.retry(4001, "token refused", false);
+        return;
+      }
+      this.retry(ev.code, ev.reason, ev.code === GOING_AWAY);
+    };
+  }
+
+  private retry(code: number, reason: string, draining: boolean): void {
+    if (FINAL_CODES.has(code)) {
+      this.finish(code, reason, `closed by the server: ${code} ${reason}`);
+      return;
+    }
+    const wait = draining
+      ? drainDelay(this.opts.drainWindowMs ?? 1000)
+      : retryDelay(this.attempt, this.opts.backoff ?? DEFAULT_BACKOFF);
+    this.attempt = draining ? 0 : this.attempt + 1;
+    this.setState({ state: "closed", code, reason, reconnectInMs: wait });
+    this.timer = setTimeout(() => void this.dial(), wait);
+  }
+
+  private onFrame(data: unknown): void {
+    if (typeof data !== "string") data = String(data);
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(data as string) as ServerFrame;
+    } catch {
+      return;
+    }
+    switch (frame.type) {
+      case "ack": {
+        if (frame.id) this.outbox.take(frame.id)?.resolve({ id: frame.id, seq: frame.seq });
+        break;
+      }
+      case "nack": {
+        if (frame.id) this.outbox.take(frame.id)?.reject(new SendError(frame.error, "nack"));
+        break;
+      }
+      case "error": {
+        if (frame.id) this.outbox.take(frame.id)?.reject(new SendError(frame.detail, frame.error));
+        break;
+      }
+      case "push": {
+        for (const fn of this.pushListeners) fn(frame.msg);
+        break;
+      }
+    }
+  }
+}
+
+/** Opens a client (it connects in the background; see `onState`). */
+export function connect(opts: ConnectOptions): Client {
+  return new Client(opts);
+}
+
+function randomId(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  return Math.random().toString(36).slice(2) + Date.now().toString(36);
+}

@@ -1,0 +1,143 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect, SendError } from "../dist/index.js";
+import { fakeSockets, until } from "./fake-socket.mjs";
+
+const fast = { initialMs: 1, maxMs: 2 };
+
+test("connects with acks on and the token as the bearer subprotocol", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  const c = connect({ url: "ws://h:1/ws", token: "jwt-1", WebSocket: FakeSocket });
+  await until(() => sockets.length === 1);
+  assert.equal(sockets[0].url.searchParams.get("ack"), "1");
+  assert.deepEqual(sockets[0].protocols, ["bearer", "jwt-1"]);
+  c.close();
+
+  const q = fakeSockets();
+  const d = connect({ url: "ws://h:1/ws", token: "jwt-2", tokenVia: "query", WebSocket: q.FakeSocket });
+  await until(() => q.sockets.length === 1);
+  assert.equal(q.sockets[0].url.searchParams.get("access_token"), "jwt-2");
+  assert.equal(q.sockets[0].protocols, undefined);
+  d.close();
+});
+
+test("send resolves on the ack naming its id, and rejects on a nack", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  const c = connect({ url: "ws://h/ws", WebSocket: FakeSocket });
+  await until(() => sockets.length === 1);
+  sockets[0].open();
+  const a = c.send({ msg: "one" });
+  const b = c.send({ msg: "two" });
+  await until(() => sockets[0].sent.length === 2);
+  const [e1, e2] = sockets[0].sent;
+  assert.equal(e1.msg, "one");
+  assert.ok(e1.id && e2.id && e1.id !== e2.id, "every event has its own id");
+  assert.equal(e1.clientId, undefined, "the token says who the client is");
+  sockets[0].frame({ type: "ack", seq: 1, id: e1.id });
+  sockets[0].frame({ type: "nack", seq: 2, id: e2.id, error: "sink failed" });
+  assert.deepEqual(await a, { id: e1.id, seq: 1 });
+  await assert.rejects(b, (e) => e instanceof SendError && e.kind === "nack");
+  assert.equal(c.unacknowledged, 0);
+  c.close();
+});
+
+test("after a lost connection unacknowledged events are resent, in order, with their ids", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  const c = connect({ url: "ws://h/ws", WebSocket: FakeSocket, backoff: fast });
+  const states = [];
+  c.onState((s) => states.push(s.state));
+  await until(() => sockets.length === 1);
+  sockets[0].open();
+  const sends = ["a", "b", "c"].map((msg) => c.send({ msg }));
+  await until(() => sockets[0].sent.length === 3);
+  const ids = sockets[0].sent.map((e) => e.id);
+  sockets[0].frame({ type: "ack", seq: 1, id: ids[0] });
+  sockets[0].drop(1006);
+  await until(() => sockets.length === 2);
+  sockets[1].open();
+  assert.deepEqual(sockets[1].sent.map((e) => e.id), ids.slice(1), "b and c again, same ids");
+  assert.equal(c.resent, 2);
+  sockets[1].frame({ type: "ack", seq: 1, id: ids[1] });
+  sockets[1].frame({ type: "ack", seq: 2, id: ids[2] });
+  const acks = await Promise.all(sends);
+  assert.deepEqual(acks.map((a) => a.id), ids);
+  assert.deepEqual(states, ["connecting", "open", "closed", "connecting", "open"]);
+  assert.equal(c.opens, 2);
+  c.close();
+});
+
+test("a 1012 drain reconnects promptly; a 1008 refusal does not reconnect", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  const slow = { initialMs: 60_000, maxMs: 60_000 };
+  const c = connect({ url: "ws://h/ws", WebSocket: FakeSocket, backoff: slow, drainWindowMs: 20 });
+  await until(() => sockets.length === 1);
+  sockets[0].open();
+  sockets[0].drop(1012, "draining");
+  assert.equal(c.state.state, "closed");
+  assert.ok(c.state.reconnectInMs < 20, "inside the drain window, not the back-off");
+  await until(() => sockets.length === 2, 500);
+  sockets[1].open();
+  const pending = c.send({ msg: "x" });
+  sockets[1].drop(1008, "policy");
+  await assert.rejects(pending, (e) => e.kind === "closed");
+  assert.deepEqual(c.state, { state: "closed", code: 1008, reason: "policy", reconnectInMs: null });
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(sockets.length, 2, "no reconnect after 1008");
+});
+
+test("the token function is asked before every connect; a refused token is not retried as is", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  const tokens = ["expired", "fresh", "fresh"];
+  let calls = 0;
+  const c = connect({
+    url: "ws://h/ws",
+    WebSocket: FakeSocket,
+    backoff: fast,
+    token: async () => tokens[Math.min(calls++, tokens.length - 1)],
+  });
+  await until(() => sockets.length === 1);
+  assert.deepEqual(sockets[0].protocols, ["bearer", "expired"]);
+  sockets[0].refuse(401);
+  await until(() => sockets.length === 2);
+  assert.deepEqual(sockets[1].protocols, ["bearer", "fresh"], "a new token after the refusal");
+  sockets[1].open();
+  sockets[1].drop(1006);
+  await until(() => sockets.length === 3);
+  assert.equal(calls, 3, "asked before each of the three connects");
+  // The server refuses "fresh" now, and the function keeps returning it: stop.
+  sockets[2].refuse(401);
+  await until(() => c.state.state === "closed" && c.state.reconnectInMs === null);
+  assert.equal(c.state.reason, "token refused");
+  assert.equal(sockets.length, 3);
+});
+
+test("a full buffer holds new events back until acknowledgements make room", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  const c = connect({ url: "ws://h/ws", WebSocket: FakeSocket, bufferSize: 2 });
+  await until(() => sockets.length === 1);
+  sockets[0].open();
+  const sends = ["a", "b", "c"].map((msg) => c.send({ msg }));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(sockets[0].sent.length, 2, "the third waits");
+  assert.equal(c.unacknowledged, 2, "the third is not taken yet");
+  sockets[0].frame({ type: "ack", seq: 1, id: sockets[0].sent[0].id });
+  await until(() => sockets[0].sent.length === 3);
+  sockets[0].frame({ type: "ack", seq: 2, id: sockets[0].sent[1].id });
+  sockets[0].frame({ type: "ack", seq: 3, id: sockets[0].sent[2].id });
+  assert.equal((await Promise.all(sends)).length, 3);
+  c.close();
+});
+
+test("pushes reach every listener until it unsubscribes", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  const c = connect({ url: "ws://h/ws", WebSocket: FakeSocket });
+  await until(() => sockets.length === 1);
+  sockets[0].open();
+  const got = [];
+  const stop = c.onPush((m) => got.push(m));
+  sockets[0].frame({ type: "push", msg: "hello" });
+  stop();
+  sockets[0].frame({ type: "push", msg: "unheard" });
+  assert.deepEqual(got, ["hello"]);
+  c.close();
+});

@@ -1,0 +1,376 @@
+// Built from clients/js (page/main.ts) by `npm run page`: do not edit.
+
+// src/backoff.ts
+var DEFAULT_BACKOFF = { initialMs: 250, maxMs: 3e4 };
+function retryDelay(attempt, b = DEFAULT_BACKOFF, random = Math.random) {
+  const bound = Math.min(b.maxMs, b.initialMs * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * bound);
+}
+function drainDelay(windowMs, random = Math.random) {
+  return Math.floor(random() * windowMs);
+}
+
+// src/outbox.ts
+var Outbox = class {
+  constructor(capacity) {
+    this.capacity = capacity;
+    this.entries = /* @__PURE__ */ new Map();
+    this.reserved = 0;
+    this.waiting = [];
+    if (!(capacity >= 1)) throw new RangeError("the outbox holds at least one event");
+  }
+  /** Events held (sent or about to be), acknowledged ones excluded. */
+  get size() {
+    return this.entries.size + this.reserved;
+  }
+  /** Waits for room for one more event, then holds it until `add` or `cancel`. */
+  async reserve() {
+    while (this.size >= this.capacity) {
+      await new Promise((wake) => this.waiting.push(wake));
+    }
+    this.reserved += 1;
+  }
+  /** Gives back a reservation that will not be used. */
+  cancel() {
+    this.reserved -= 1;
+    this.wakeOne();
+  }
+  /** Stores a reserved event. */
+  add(entry) {
+    this.reserved -= 1;
+    this.entries.set(entry.id, entry);
+  }
+  /** Removes and returns event `id` (its acknowledgement or refusal came). */
+  take(id) {
+    const e = this.entries.get(id);
+    if (e) {
+      this.entries.delete(id);
+      this.wakeOne();
+    }
+    return e;
+  }
+  /** Every held event, oldest first: what a new connection sends again. */
+  pending() {
+    return [...this.entries.values()];
+  }
+  /** Fails every held event and every waiting producer (the client was closed). */
+  failAll(error) {
+    for (const e of this.entries.values()) e.reject(error);
+    this.entries.clear();
+    this.reserved = 0;
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+  wakeOne() {
+    this.waiting.shift()?.();
+  }
+};
+
+// src/client.ts
+var SendError = class extends Error {
+  constructor(message, kind) {
+    super(message);
+    this.kind = kind;
+    this.name = "SendError";
+  }
+};
+var FINAL_CODES = /* @__PURE__ */ new Set([
+  1e3,
+  // the application closed it
+  1008
+  // policy violation: the server refused this client
+]);
+var GOING_AWAY = 1012;
+var OPEN = 1;
+var Client = class {
+  constructor(opts) {
+    this.opts = opts;
+    this.socket = null;
+    this.pushListeners = /* @__PURE__ */ new Set();
+    this.stateListeners = /* @__PURE__ */ new Set();
+    this.attempt = 0;
+    this.counter = 0;
+    this.closedByUser = false;
+    /** Closed for good (by the application or a final close code): no reconnect. */
+    this.finished = null;
+    this.timer = null;
+    this.lastToken = null;
+    this.refusedToken = null;
+    this.current = { state: "connecting", attempt: 0 };
+    /** Connections opened so far; more than one means the client reconnected. */
+    this.opens = 0;
+    /** Events sent again on a new connection (their first copy may be stored too). */
+    this.resent = 0;
+    const factory = opts.WebSocket ?? globalThis.WebSocket;
+    if (!factory) {
+      throw new Error("no WebSocket implementation: pass the `ws` package's WebSocket in Node");
+    }
+    this.factory = factory;
+    this.outbox = new Outbox(opts.bufferSize ?? 1e3);
+    this.instance = opts.instanceId ?? randomId();
+    queueMicrotask(() => void this.dial());
+  }
+  /** The connection's state now. */
+  get state() {
+    return this.current;
+  }
+  /** Events waiting for their acknowledgement. */
+  get unacknowledged() {
+    return this.outbox.size;
+  }
+  /**
+   * Sends an event; resolves once the server has stored it durably (its `ack`), rejects on a
+   * `nack` or a refusal. Waits first while the buffer is full. The event keeps its id across
+   * reconnects: after one, every unacknowledged event is sent again, so a consumer may see one
+   * twice and drops the copy by id.
+   */
+  async send(event) {
+    if (this.finished) throw new SendError(this.finished, "closed");
+    await this.outbox.reserve();
+    if (this.finished) {
+      this.outbox.cancel();
+      throw new SendError(this.finished, "closed");
+    }
+    const id = event.id ?? `${this.instance}-${++this.counter}`;
+    const frame = { id, msg: event.msg, timestamp: event.timestamp ?? Date.now() };
+    return new Promise((resolve, reject) => {
+      const entry = { id, frame: JSON.stringify(frame), resolve, reject };
+      this.outbox.add(entry);
+      if (this.socket && this.socket.readyState === OPEN) this.socket.send(entry.frame);
+    });
+  }
+  /** Calls `fn` with every pushed message; returns the function that stops it. */
+  onPush(fn) {
+    this.pushListeners.add(fn);
+    return () => this.pushListeners.delete(fn);
+  }
+  /** Calls `fn` on every state change; returns the function that stops it. */
+  onState(fn) {
+    this.stateListeners.add(fn);
+    return () => this.stateListeners.delete(fn);
+  }
+  /** Closes for good: no reconnect; unacknowledged events fail with `closed`. */
+  close() {
+    this.closedByUser = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.socket?.close(1e3, "client closed");
+    this.finish(1e3, "client closed", "the client was closed");
+  }
+  /** Ends for good: every held and waiting event fails. */
+  finish(code, reason, why) {
+    this.finished = why;
+    this.outbox.failAll(new SendError(why, "closed"));
+    this.setState({ state: "closed", code, reason, reconnectInMs: null });
+  }
+  setState(s) {
+    this.current = s;
+    for (const fn of this.stateListeners) fn(s);
+  }
+  async token() {
+    const t = this.opts.token;
+    if (t === void 0) return null;
+    return typeof t === "string" ? t : await t();
+  }
+  async dial() {
+    this.timer = null;
+    if (this.closedByUser) return;
+    this.setState({ state: "connecting", attempt: this.attempt });
+    let token;
+    try {
+      token = await this.token();
+    } catch (e) {
+      this.retry(4e3, `token: ${String(e)}`, false);
+      return;
+    }
+    if (this.closedByUser) return;
+    if (token !== null && token === this.refusedToken) {
+      this.finish(4001, "token refused", "the token was refused");
+      return;
+    }
+    this.lastToken = token;
+    const url = new URL(this.opts.url);
+    url.searchParams.set("ack", "1");
+    const viaQuery = this.opts.tokenVia === "query";
+    if (token !== null && viaQuery) url.searchParams.set("access_token", token);
+    const protocols = token !== null && !viaQuery ? ["bearer", token] : void 0;
+    let socket;
+    try {
+      socket = new this.factory(url.toString(), protocols);
+    } catch (e) {
+      this.retry(1006, String(e), false);
+      return;
+    }
+    this.socket = socket;
+    let opened = false;
+    let status;
+    socket.on?.("unexpected-response", (_req, res) => {
+      status = res.statusCode;
+      socket.close();
+    });
+    socket.onopen = () => {
+      opened = true;
+      this.attempt = 0;
+      this.refusedToken = null;
+      this.opens += 1;
+      this.setState({ state: "open" });
+      const again = this.outbox.pending();
+      if (this.opens > 1) this.resent += again.length;
+      for (const e of again) socket.send(e.frame);
+    };
+    socket.onmessage = (ev) => this.onFrame(ev.data);
+    socket.onerror = () => {
+    };
+    socket.onclose = (ev) => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (this.closedByUser) return;
+      if (!opened && status === 401) {
+        this.refusedToken = this.lastToken;
+        this.retry(4001, "token refused", false);
+        return;
+      }
+      this.retry(ev.code, ev.reason, ev.code === GOING_AWAY);
+    };
+  }
+  retry(code, reason, draining) {
+    if (FINAL_CODES.has(code)) {
+      this.finish(code, reason, `closed by the server: ${code} ${reason}`);
+      return;
+    }
+    const wait = draining ? drainDelay(this.opts.drainWindowMs ?? 1e3) : retryDelay(this.attempt, this.opts.backoff ?? DEFAULT_BACKOFF);
+    this.attempt = draining ? 0 : this.attempt + 1;
+    this.setState({ state: "closed", code, reason, reconnectInMs: wait });
+    this.timer = setTimeout(() => void this.dial(), wait);
+  }
+  onFrame(data) {
+    if (typeof data !== "string") data = String(data);
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    switch (frame.type) {
+      case "ack": {
+        if (frame.id) this.outbox.take(frame.id)?.resolve({ id: frame.id, seq: frame.seq });
+        break;
+      }
+      case "nack": {
+        if (frame.id) this.outbox.take(frame.id)?.reject(new SendError(frame.error, "nack"));
+        break;
+      }
+      case "error": {
+        if (frame.id) this.outbox.take(frame.id)?.reject(new SendError(frame.detail, frame.error));
+        break;
+      }
+      case "push": {
+        for (const fn of this.pushListeners) fn(frame.msg);
+        break;
+      }
+    }
+  }
+};
+function connect(opts) {
+  return new Client(opts);
+}
+function randomId() {
+  const c = globalThis.crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  return Math.random().toString(36).slice(2) + Date.now().toString(36);
+}
+
+// page/main.ts
+var q = new URLSearchParams(location.search);
+var $ = (id) => document.getElementById(id);
+var tokenFetches = 0;
+function tokenSource() {
+  const tokenUrl = q.get("token_url");
+  if (tokenUrl) {
+    return async () => {
+      tokenFetches += 1;
+      $("tokens").textContent = String(tokenFetches);
+      const resp = await fetch(tokenUrl, { cache: "no-store" });
+      if (!resp.ok) throw new Error(`token_url answered ${resp.status}`);
+      const token2 = (await resp.text()).trim();
+      showSubject(token2);
+      return token2;
+    };
+  }
+  const token = q.get("access_token");
+  if (token) showSubject(token);
+  return token ?? void 0;
+}
+function showSubject(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const sub = JSON.parse(atob(payload)).sub;
+    $("subject").textContent = typeof sub === "string" ? sub : "(none)";
+  } catch {
+    $("subject").textContent = "(not a JWT)";
+  }
+}
+var wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+var client = connect({ url: wsUrl, token: tokenSource() });
+var stats = { sent: 0, acked: 0, failed: 0, pushes: 0, latencies: [] };
+var acked = [];
+window.ewsPage = { client, stats, acked };
+function log(line) {
+  const el = $("log");
+  const row = document.createElement("div");
+  row.textContent = `${(/* @__PURE__ */ new Date()).toISOString().slice(11, 23)} ${line}`;
+  el.prepend(row);
+  while (el.childElementCount > 200) el.lastElementChild?.remove();
+}
+function render() {
+  $("sent").textContent = String(stats.sent);
+  $("acked").textContent = String(stats.acked);
+  $("pending").textContent = String(client.unacknowledged);
+  $("failed").textContent = String(stats.failed);
+  $("reconnects").textContent = String(Math.max(0, client.opens - 1));
+  $("resent").textContent = String(client.resent);
+  $("pushes").textContent = String(stats.pushes);
+  const l = [...stats.latencies].sort((a, b) => a - b);
+  const at = (p) => l.length ? `${l[Math.min(l.length - 1, Math.floor(p * l.length))]} ms` : "\u2013";
+  $("latency").textContent = `p50 ${at(0.5)} \xB7 p99 ${at(0.99)}`;
+}
+client.onState((s) => {
+  const el = $("state");
+  el.dataset.state = s.state;
+  if (s.state === "open") el.textContent = "open";
+  else if (s.state === "connecting") el.textContent = `connecting (attempt ${s.attempt + 1})`;
+  else {
+    const again = s.reconnectInMs === null ? "not reconnecting" : `reconnecting in ${s.reconnectInMs} ms`;
+    el.textContent = `closed ${s.code} ${s.reason}: ${again}`;
+  }
+  log(`state: ${el.textContent}`);
+  render();
+});
+client.onPush((msg) => {
+  stats.pushes += 1;
+  log(`\u2190 push: ${msg}`);
+  render();
+});
+var count = Number(q.get("count") ?? "0");
+var rate = Math.max(0.1, Number(q.get("rate") ?? "1"));
+var n = 0;
+var timer = setInterval(() => {
+  if (count > 0 && n >= count) {
+    clearInterval(timer);
+    return;
+  }
+  n += 1;
+  const started = performance.now();
+  const msg = `hello ${n}`;
+  stats.sent += 1;
+  client.send({ msg }).then((ack) => {
+    const ms = Math.round(performance.now() - started);
+    stats.acked += 1;
+    stats.latencies.push(ms);
+    if (stats.latencies.length > 1e3) stats.latencies.shift();
+    acked.push(ack.id);
+    log(`\u2713 ${msg} (id ${ack.id}) acknowledged as #${ack.seq} in ${ms} ms`);
+  }).catch((e) => {
+    stats.failed += 1;
+    log(`\u2717 ${msg}: ${e.message}`);
+  }).finally(render);
+  render();
+}, 1e3 / rate);
