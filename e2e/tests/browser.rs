@@ -1,0 +1,202 @@
+//! The test page, built on the TypeScript client library, in headless Chromium (Debian's
+//! package, driven by playwright-core: `clients/js/e2e/browser.mjs`) against real workers behind
+//! a round-robin nginx. The page's first token has expired (the worker refuses it, the library
+//! asks its token function again); mid-stream the worker the page is on is drained with SIGTERM
+//! (1012), the page reconnects to the other worker through the balancer, resends what was not
+//! acknowledged, and every event is acknowledged. Read back from the queue both workers write to:
+//! none missing, copies identifiable by id, every event stored under the token's subject.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ews_proto::StampedEvent;
+use ews_testkit::nginx::RoundRobin;
+use ews_testkit::{
+    bin_path, free_port, http_get, log_dir, queue_broker, wait_for_http_ok, workspace_root,
+    Proc, Scratch,
+};
+use serde_json::Value;
+
+const JWT_SECRET: &str = "browser-test-secret";
+const SUBJECT: &str = "browser-user";
+const EVENTS: u64 = 40;
+
+fn token(exp_from_now: i64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": SUBJECT, "iat": now - 120, "exp": now + exp_from_now}),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Hands out tokens to the page (cross-origin, as an application backend would): an expired
+/// one first, valid ones after.
+fn token_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.read(&mut buf);
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let body = if n == 0 { token(-60) } else { token(600) };
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nCache-Control: no-store\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (addr, served)
+}
+
+struct Worker {
+    public: SocketAddr,
+    admin: SocketAddr,
+    proc: Proc,
+}
+
+fn worker(id: &str, queue_url: &str) -> Worker {
+    let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut cmd = Command::new(bin_path("ews-worker"));
+    cmd.args(["--node-id", id, "--test-page", "--jwt-hs256-secret", JWT_SECRET])
+        .args(["--sink", "queue", "--queue-url", queue_url, "--drain-seconds", "2"])
+        .args(["--listen", &public.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .arg("--internal-listen")
+        .arg(format!("127.0.0.1:{}", free_port()));
+    let proc = Proc::spawn(id, cmd);
+    if let Err(e) = wait_for_http_ok(public, "/info", Duration::from_secs(20)) {
+        panic!("{id} did not start: {e}\n{}", proc.output());
+    }
+    Worker {
+        public,
+        admin,
+        proc,
+    }
+}
+
+fn sessions(w: &Worker) -> u64 {
+    http_get(w.admin, "/metrics")
+        .ok()
+        .and_then(|(_, m)| {
+            m.lines()
+                .find(|l| l.starts_with("ews_connections_active "))
+                .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The JSON after `tag ` on a line of `output`.
+fn tagged(output: &str, tag: &str) -> Option<Value> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(tag))
+        .and_then(|j| serde_json::from_str(j.trim()).ok())
+}
+
+#[test]
+fn the_test_page_reconnects_after_a_drain_refreshes_its_token_and_loses_nothing() {
+    let js = workspace_root().join("clients/js");
+    assert!(
+        js.join("node_modules/playwright-core").is_dir(),
+        "clients/js dependencies missing: run `bash scripts/tools/client-js.sh`"
+    );
+    let dir = Scratch::new("browser-queue");
+    let qaddr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let queue_url = format!("ws://{qaddr}/queue/events");
+    let _broker = queue_broker(qaddr, &dir, &[]);
+    let mut workers = [worker("worker-a", &queue_url), worker("worker-b", &queue_url)];
+    let lb = RoundRobin::start(&[workers[0].public, workers[1].public]);
+    let (tokens, served) = token_server();
+
+    let screenshot = log_dir().join(format!("browser-page-{}.png", std::process::id()));
+    let page = format!(
+        "http://{}/?token_url=http://{tokens}/token&count={EVENTS}&rate=8",
+        lb.addr
+    );
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&js)
+        .arg("e2e/browser.mjs")
+        .args(["--page", &page, "--count", &EVENTS.to_string()])
+        .arg("--screenshot")
+        .arg(&screenshot);
+    let mut browser = Proc::spawn("chromium", cmd);
+    if let Err(e) = browser.wait_for_output("READY ", Duration::from_secs(60)) {
+        panic!("the page never got acknowledgements: {e}\n{}", browser.output());
+    }
+    let ready = tagged(&browser.output(), "READY ").expect("READY line");
+    assert_eq!(ready["state"], "open", "{ready}");
+    assert!(
+        ready["tokens"].as_u64().unwrap_or(0) >= 2,
+        "the expired token was refused and the token function asked again: {ready}"
+    );
+
+    // Drain the worker the page is on, mid-stream.
+    let on = workers
+        .iter()
+        .position(|w| sessions(w) == 1)
+        .expect("the page's session is on a worker");
+    workers[on].proc.signal(libc::SIGTERM);
+
+    let status = browser.wait_timeout(Duration::from_secs(150));
+    let out = browser.output();
+    assert!(status.is_some_and(|s| s.success()), "the page failed:\n{out}");
+    let result = tagged(&out, "RESULT ").expect("RESULT line");
+    assert_eq!(result["acked"], EVENTS, "{result}");
+    assert_eq!(result["failed"], 0, "{result}");
+    assert_eq!(result["shownAcked"], EVENTS, "the page shows what it got: {result}");
+    assert!(
+        result["opens"].as_u64().unwrap_or(0) >= 2 && result["shownReconnects"].as_u64() >= Some(1),
+        "the page reconnected after the drain: {result}"
+    );
+    assert_eq!(result["subject"], SUBJECT, "{result}");
+    assert!(served.load(Ordering::SeqCst) >= 3, "a token per connect");
+    assert!(screenshot.is_file(), "screenshot saved at {}", screenshot.display());
+    let drained = workers[on].proc.wait_timeout(Duration::from_secs(20));
+    assert!(drained.is_some_and(|s| s.success()), "the drained worker exited 0");
+
+    // Everything acknowledged is in the queue, under the token's subject; copies share an id.
+    let acked: Vec<String> = result["ackedIds"]
+        .as_array()
+        .expect("acked ids")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let mut copies: HashMap<String, u64> = HashMap::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let opts = ews_queue::client::ReadOptions {
+        delete: true,
+        idle: Some(Duration::from_secs(2)),
+        max: None,
+    };
+    rt.block_on(ews_queue::client::read(&queue_url, None, opts, |_, body, _| {
+        let e: StampedEvent = serde_json::from_str(&body).expect("a stamped event");
+        assert_eq!(e.client_id, SUBJECT, "stored under the token's subject");
+        *copies.entry(e.id.expect("the page's events carry ids")).or_default() += 1;
+        std::ops::ControlFlow::Continue(())
+    }))
+    .expect("read the queue");
+    let missing: Vec<&String> = acked.iter().filter(|id| !copies.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "acknowledged and missing: {missing:?}");
+    let duplicates: u64 = copies.values().map(|n| n - 1).sum();
+    assert!(
+        duplicates <= result["resent"].as_u64().unwrap_or(0),
+        "copies come only from resends: {duplicates} duplicates, {result}"
+    );
+}
