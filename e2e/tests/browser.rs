@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ews_proto::StampedEvent;
 use ews_testkit::nginx::RoundRobin;
 use ews_testkit::{
-    bin_path, free_port, http_get, log_dir, queue_broker, wait_for_http_ok, workspace_root,
-    Proc, Scratch,
+    bin_path, free_port, http_get, log_dir, queue_broker, wait_for_http_ok, workspace_root, Proc,
+    Scratch,
 };
 use serde_json::Value;
 
@@ -74,12 +74,25 @@ fn worker(id: &str, queue_url: &str) -> Worker {
     let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let mut cmd = Command::new(bin_path("ews-worker"));
-    cmd.args(["--node-id", id, "--test-page", "--jwt-hs256-secret", JWT_SECRET])
-        .args(["--sink", "queue", "--queue-url", queue_url, "--drain-seconds", "2"])
-        .args(["--listen", &public.to_string()])
-        .args(["--admin-listen", &admin.to_string()])
-        .arg("--internal-listen")
-        .arg(format!("127.0.0.1:{}", free_port()));
+    cmd.args([
+        "--node-id",
+        id,
+        "--test-page",
+        "--jwt-hs256-secret",
+        JWT_SECRET,
+    ])
+    .args([
+        "--sink",
+        "queue",
+        "--queue-url",
+        queue_url,
+        "--drain-seconds",
+        "2",
+    ])
+    .args(["--listen", &public.to_string()])
+    .args(["--admin-listen", &admin.to_string()])
+    .arg("--internal-listen")
+    .arg(format!("127.0.0.1:{}", free_port()));
     let proc = Proc::spawn(id, cmd);
     if let Err(e) = wait_for_http_ok(public, "/info", Duration::from_secs(20)) {
         panic!("{id} did not start: {e}\n{}", proc.output());
@@ -121,7 +134,10 @@ fn the_test_page_reconnects_after_a_drain_refreshes_its_token_and_loses_nothing(
     let qaddr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let queue_url = format!("ws://{qaddr}/queue/events");
     let _broker = queue_broker(qaddr, &dir, &[]);
-    let mut workers = [worker("worker-a", &queue_url), worker("worker-b", &queue_url)];
+    let mut workers = [
+        worker("worker-a", &queue_url),
+        worker("worker-b", &queue_url),
+    ];
     let lb = RoundRobin::start(&[workers[0].public, workers[1].public]);
     let (tokens, served) = token_server();
 
@@ -138,7 +154,10 @@ fn the_test_page_reconnects_after_a_drain_refreshes_its_token_and_loses_nothing(
         .arg(&screenshot);
     let mut browser = Proc::spawn("chromium", cmd);
     if let Err(e) = browser.wait_for_output("READY ", Duration::from_secs(60)) {
-        panic!("the page never got acknowledgements: {e}\n{}", browser.output());
+        panic!(
+            "the page never got acknowledgements: {e}\n{}",
+            browser.output()
+        );
     }
     let ready = tagged(&browser.output(), "READY ").expect("READY line");
     assert_eq!(ready["state"], "open", "{ready}");
@@ -156,20 +175,33 @@ fn the_test_page_reconnects_after_a_drain_refreshes_its_token_and_loses_nothing(
 
     let status = browser.wait_timeout(Duration::from_secs(150));
     let out = browser.output();
-    assert!(status.is_some_and(|s| s.success()), "the page failed:\n{out}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the page failed:\n{out}"
+    );
     let result = tagged(&out, "RESULT ").expect("RESULT line");
     assert_eq!(result["acked"], EVENTS, "{result}");
     assert_eq!(result["failed"], 0, "{result}");
-    assert_eq!(result["shownAcked"], EVENTS, "the page shows what it got: {result}");
+    assert_eq!(
+        result["shownAcked"], EVENTS,
+        "the page shows what it got: {result}"
+    );
     assert!(
         result["opens"].as_u64().unwrap_or(0) >= 2 && result["shownReconnects"].as_u64() >= Some(1),
         "the page reconnected after the drain: {result}"
     );
     assert_eq!(result["subject"], SUBJECT, "{result}");
     assert!(served.load(Ordering::SeqCst) >= 3, "a token per connect");
-    assert!(screenshot.is_file(), "screenshot saved at {}", screenshot.display());
+    assert!(
+        screenshot.is_file(),
+        "screenshot saved at {}",
+        screenshot.display()
+    );
     let drained = workers[on].proc.wait_timeout(Duration::from_secs(20));
-    assert!(drained.is_some_and(|s| s.success()), "the drained worker exited 0");
+    assert!(
+        drained.is_some_and(|s| s.success()),
+        "the drained worker exited 0"
+    );
 
     // Everything acknowledged is in the queue, under the token's subject; copies share an id.
     let acked: Vec<String> = result["ackedIds"]
@@ -185,14 +217,24 @@ fn the_test_page_reconnects_after_a_drain_refreshes_its_token_and_loses_nothing(
         idle: Some(Duration::from_secs(2)),
         max: None,
     };
-    rt.block_on(ews_queue::client::read(&queue_url, None, opts, |_, body, _| {
-        let e: StampedEvent = serde_json::from_str(&body).expect("a stamped event");
-        assert_eq!(e.client_id, SUBJECT, "stored under the token's subject");
-        *copies.entry(e.id.expect("the page's events carry ids")).or_default() += 1;
-        std::ops::ControlFlow::Continue(())
-    }))
+    rt.block_on(ews_queue::client::read(
+        &queue_url,
+        None,
+        opts,
+        |_, body, _| {
+            let e: StampedEvent = serde_json::from_str(&body).expect("a stamped event");
+            assert_eq!(e.client_id, SUBJECT, "stored under the token's subject");
+            *copies
+                .entry(e.id.expect("the page's events carry ids"))
+                .or_default() += 1;
+            std::ops::ControlFlow::Continue(())
+        },
+    ))
     .expect("read the queue");
-    let missing: Vec<&String> = acked.iter().filter(|id| !copies.contains_key(*id)).collect();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|id| !copies.contains_key(*id))
+        .collect();
     assert!(missing.is_empty(), "acknowledged and missing: {missing:?}");
     let duplicates: u64 = copies.values().map(|n| n - 1).sum();
     assert!(
