@@ -42,7 +42,7 @@ fn leader(lab: &Lab, moto: &Moto, i: usize, internal: [SocketAddr; 2], dir: &Scr
         .args(["--cluster-secret", SECRET, "--admin-token", ADMIN_TOKEN])
         .arg("--queue-dir")
         .arg(dir.path())
-        .args(["--lease-table", "leases", "--lease-ttl-secs", "2"])
+        .args(["--lease-table", "leases", "--lease-ttl-secs", "4"])
         .args(["--publish-metric", "--cloudwatch-interval-secs", "1"]);
     let proc = Proc::spawn(&id, cmd);
     if let Err(e) = wait_for_http_ok(admin, "/info", Duration::from_secs(20)) {

@@ -188,10 +188,16 @@ async fn by_lease(lease: &DynamoLease, ttl: Duration, terms: &Terms, stop: &Canc
         let started = Instant::now();
         let joined = terms.membership.own_state().status == Status::Up;
         let outcome = match terms.held() {
-            Some(epoch) => tokio::time::timeout(every, lease.renew(&me, epoch, ttl))
-                .await
-                .unwrap_or_else(|_| Err("renewal timed out".into()))
-                .map(|kept| kept.then_some(epoch)),
+            // A slow store is waited for as long as the term lasts, never longer: a renewal that
+            // lands in time keeps it, however late; past the term this leader stops acting
+            // whatever the answer would have been.
+            Some(epoch) => {
+                let limit = valid_until.unwrap_or(started + every);
+                tokio::time::timeout_at(limit, lease.renew(&me, epoch, ttl))
+                    .await
+                    .unwrap_or_else(|_| Err("renewal timed out".into()))
+                    .map(|kept| kept.then_some(epoch))
+            }
             // A leader that has not joined yet does not know whether its peer is active.
             None if !joined => Ok(None),
             None => tokio::time::timeout(every, lease.acquire(&me, ttl))
