@@ -242,3 +242,71 @@ fn the_test_page_reconnects_after_a_drain_refreshes_its_token_and_loses_nothing(
         "copies come only from resends: {duplicates} duplicates, {result}"
     );
 }
+
+/// The same library in Node.js on the `ws` package, against a real worker: Node sees the 401 of
+/// a refused handshake, so the client asks its token function again at once and connects; a
+/// static token refused once ends the client instead of retrying it forever.
+#[test]
+fn the_node_client_refreshes_a_refused_token_and_stops_on_the_same_one() {
+    let js = workspace_root().join("clients/js");
+    assert!(
+        js.join("node_modules/typescript").is_dir(),
+        "clients/js dependencies missing: run `bash scripts/tools/client-js.sh`"
+    );
+    let built = Command::new("node")
+        .current_dir(&js)
+        .args(["node_modules/typescript/bin/tsc", "-p", "tsconfig.json"])
+        .status()
+        .expect("run tsc");
+    assert!(built.success(), "the client library builds");
+    let dir = Scratch::new("node-client-queue");
+    let qaddr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let queue_url = format!("ws://{qaddr}/queue/events");
+    let _broker = queue_broker(qaddr, &dir, &[]);
+    let w = worker("worker-n", &queue_url);
+
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&js)
+        .arg("e2e/node.mjs")
+        .args(["--url", &format!("ws://{}/ws", w.public)])
+        .args(["--expired", &token(-60), "--valid", &token(600)])
+        .args(["--count", "25"]);
+    let mut node = Proc::spawn("node-client", cmd);
+    let status = node.wait_timeout(Duration::from_secs(60));
+    let out = node.output();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the Node client failed:\n{out}"
+    );
+    let result = tagged(&out, "RESULT ").expect("RESULT line");
+    assert_eq!(
+        result["asked"], 2,
+        "asked again after the refusal: {result}"
+    );
+    assert_eq!(result["refusedFirst"], true, "{result}");
+    assert_eq!(result["acked"], 25, "{result}");
+    assert_eq!(result["stuckEnd"]["code"], 4001, "{result}");
+    assert_eq!(result["stuckEnd"]["reason"], "token refused", "{result}");
+    assert_eq!(result["late"], "closed", "{result}");
+
+    let mut stored = 0;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let opts = ews_queue::client::ReadOptions {
+        delete: true,
+        idle: Some(Duration::from_secs(1)),
+        max: None,
+    };
+    rt.block_on(ews_queue::client::read(
+        &queue_url,
+        None,
+        opts,
+        |_, body, _| {
+            let e: StampedEvent = serde_json::from_str(&body).expect("a stamped event");
+            assert_eq!(e.client_id, SUBJECT);
+            stored += 1;
+            std::ops::ControlFlow::Continue(())
+        },
+    ))
+    .expect("read the queue");
+    assert_eq!(stored, 25, "every acknowledged event stored once");
+}
