@@ -162,6 +162,8 @@ if [[ -n $jwt_file && -x $bin_dir/ews-load ]]; then
     echo "client alice (token valid 1 day): ws://$host:${public[0]}/ws?access_token=$token"
     echo "publish to alice (any worker reaches her, wherever she is connected):"
     echo "  curl -s -H \"$admin_auth\" -X POST http://$host:${admin[$((workers - 1))]}/api/v1/publish -d '{\"clientId\":\"alice\",\"msg\":\"hello\"}'"
+    echo "or through a leader, the front door a backend uses in AWS (the answer names every worker's outcome):"
+    echo "  curl -s -H \"$admin_auth\" -X POST http://$host:${ports[1]}/api/v1/publish -d '{\"clientId\":\"alice\",\"msg\":\"hello\"}'"
     echo "more tokens: $bin_dir/ews-load token --sub NAME --jwt-hs256-secret-file $jwt_file"
 elif [[ -n $jwt_file ]]; then
     echo "client tokens: build ews-load (cargo build -p ews-load), then ews-load token --sub NAME --jwt-hs256-secret-file $jwt_file"

@@ -77,6 +77,17 @@ if [ -n "$publish_cmd" ]; then
 else
   fail "no publish command printed"
 fi
+# The leader's front door, as printed: let in, and it names the workers it asked.
+door_cmd="$(grep -o 'curl -s -H .*/api/v1/publish.*' "$work/a.out" | sed -n 2p)"
+if [ -n "$door_cmd" ]; then
+  answer="$(bash -c "$door_cmd")"
+  case "$answer" in
+    *'"nodes":{"worker-1"'*) ok "the printed front-door publish reaches the workers through a leader" ;;
+    *) fail "front-door publish answered: $answer" ;;
+  esac
+else
+  fail "no front-door publish command printed"
+fi
 admin_b="$(awk '$1 == "leader-1" { print $3 }' "$work/b.out")"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$admin_b/members")" = 401 ] && ok "the admin API refuses a request without the token" ||
   fail "the admin API answered without the token"
