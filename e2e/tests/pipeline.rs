@@ -149,6 +149,21 @@ fn worker_into_sqs_loses_no_acknowledged_event() {
     assert!(out.contains("missing 0"), "{out}");
 }
 
+/// A FIFO queue takes the sink's entries only with a message group and a deduplication id: the
+/// sink sets them (the client id, `node-session-seq`), and every event arrives once.
+#[test]
+fn worker_into_a_fifo_sqs_queue_stores_each_event_once() {
+    let moto = Moto::start();
+    let queue = moto.create_sqs_queue("events.fifo");
+    let (public, _admin, _w) = sqs_worker(&moto, &queue);
+    let mut cmd = verify_load(public, 5, 100, 100, &["--sqs-queue-url", &queue]);
+    cmd.envs(moto.env());
+    let out = report(&mut Proc::spawn("ews-load", cmd));
+    assert!(out.contains("sent 500, acknowledged 500"), "{out}");
+    assert!(out.contains("duplicates 0"), "{out}");
+    assert!(out.contains("missing 0"), "{out}");
+}
+
 #[test]
 fn sqs_down_mid_load_back_pressures_and_loses_no_acknowledged_event() {
     let scratch = ews_testkit::Scratch::new("pipeline-sqs-outage");

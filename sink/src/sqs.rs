@@ -9,8 +9,8 @@
 //! Meanwhile the receipts stay pending and the window fills, so sessions stop reading: the same
 //! back-pressure as the other sinks. A retried entry may be stored twice (the first answer can be
 //! lost); on a FIFO queue (`.fifo`) every entry carries a deduplication id (`node-session-seq`)
-//! that makes SQS drop such a copy, and the client id as its message group, so one client's
-//! events stay in order.
+//! that makes SQS drop such a copy, and the client id (or, without one, the session) as its
+//! message group, so one client's events stay in order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,6 +79,9 @@ pub struct SqsSink {
 struct Entry {
     body: String,
     client_id: String,
+    /// FIFO message group: the client id, or the session for a client without one (a group
+    /// id cannot be empty), so one client's events stay in order.
+    group: String,
     /// `node-session-seq`: unique per event, the same on every retry.
     dedup: String,
     receipt: ReceiptSender,
@@ -122,6 +125,11 @@ impl Sink for SqsSink {
             let entry = Entry {
                 body,
                 dedup: format!("{}-{}-{}", event.node, event.session, event.seq),
+                group: if event.client_id.is_empty() {
+                    format!("{}-{}", event.node, event.session)
+                } else {
+                    event.client_id.clone()
+                },
                 client_id: event.client_id,
                 receipt: done,
                 _slot: slot,
@@ -262,17 +270,20 @@ fn batch_entry(
     e: &Entry,
     fifo: bool,
 ) -> Result<SendMessageBatchRequestEntry, aws_sdk_sqs::error::BuildError> {
-    let client_id = MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(&e.client_id)
-        .build()?;
     let mut b = SendMessageBatchRequestEntry::builder()
         .id(i.to_string())
-        .message_body(&e.body)
-        .message_attributes("clientId", client_id);
+        .message_body(&e.body);
+    // SQS refuses an empty attribute value: a client without an id goes without.
+    if !e.client_id.is_empty() {
+        let client_id = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(&e.client_id)
+            .build()?;
+        b = b.message_attributes("clientId", client_id);
+    }
     if fifo {
         b = b
-            .message_group_id(&e.client_id)
+            .message_group_id(&e.group)
             .message_deduplication_id(&e.dedup);
     }
     b.build()

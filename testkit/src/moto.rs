@@ -53,9 +53,14 @@ impl Moto {
     }
 
     /// Creates the SQS queue `name` (AWS's query protocol, so a test needs no SDK) and returns
-    /// its URL.
+    /// its URL. A name ending in `.fifo` makes a FIFO queue.
     pub fn create_sqs_queue(&self, name: &str) -> String {
-        let body = format!("Action=CreateQueue&QueueName={name}&Version=2012-11-05");
+        let fifo = if name.ends_with(".fifo") {
+            "&Attribute.1.Name=FifoQueue&Attribute.1.Value=true"
+        } else {
+            ""
+        };
+        let body = format!("Action=CreateQueue&QueueName={name}{fifo}&Version=2012-11-05");
         let (status, xml) = net::http_request(
             self.addr,
             "POST",
