@@ -63,7 +63,7 @@ export class Outbox<T> {
   failAll(error: Error): void {
     for (const e of this.entries.values()) e.reject(error);
     this.entries.clear();
-    this.reserved = 0;
+    // Reservations stay counted: their owners give them back (`cancel`) when they see the close.
     for (const wake of this.waiting.splice(0)) wake();
   }
 

@@ -57,7 +57,6 @@ var Outbox = class {
   failAll(error) {
     for (const e of this.entries.values()) e.reject(error);
     this.entries.clear();
-    this.reserved = 0;
     for (const wake of this.waiting.splice(0)) wake();
   }
   wakeOne() {
