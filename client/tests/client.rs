@@ -70,6 +70,17 @@ async fn server() -> Server {
     }
 }
 
+impl Server {
+    /// A dialer of this server, sharing its refusal and dial counters.
+    fn dial(&self) -> TestDial {
+        TestDial {
+            addr: self.dial.addr,
+            refuse: self.dial.refuse.clone(),
+            dials: self.dial.dials.clone(),
+        }
+    }
+}
+
 fn fast() -> Options {
     Options {
         buffer: 100,
@@ -115,15 +126,7 @@ async fn accept(s: &mut Server) -> ServerWs {
 #[tokio::test]
 async fn unacknowledged_events_are_resent_with_their_ids_after_a_drain() {
     let mut s = server().await;
-    let (client, _pushes) = Client::start(
-        TestDial {
-            addr: s.dial.addr,
-            refuse: s.dial.refuse.clone(),
-            dials: s.dial.dials.clone(),
-        },
-        None,
-        fast(),
-    );
+    let (client, _pushes) = Client::start(s.dial(), None, fast());
     let mut ws = accept(&mut s).await;
     let a = client.send("a".into(), 1).await.unwrap();
     let b = client.send("b".into(), 2).await.unwrap();
@@ -154,15 +157,7 @@ async fn unacknowledged_events_are_resent_with_their_ids_after_a_drain() {
 #[tokio::test]
 async fn a_1008_or_a_token_refused_twice_ends_the_client() {
     let mut s = server().await;
-    let (client, _pushes) = Client::start(
-        TestDial {
-            addr: s.dial.addr,
-            refuse: s.dial.refuse.clone(),
-            dials: s.dial.dials.clone(),
-        },
-        None,
-        fast(),
-    );
+    let (client, _pushes) = Client::start(s.dial(), None, fast());
     let mut ws = accept(&mut s).await;
     let pending = client.send("x".into(), 1).await.unwrap();
     let _ = next_event(&mut ws).await;
@@ -215,11 +210,7 @@ async fn a_1008_or_a_token_refused_twice_ends_the_client() {
 async fn a_full_buffer_holds_the_sender_and_pushes_arrive() {
     let mut s = server().await;
     let (client, mut pushes) = Client::start(
-        TestDial {
-            addr: s.dial.addr,
-            refuse: s.dial.refuse.clone(),
-            dials: s.dial.dials.clone(),
-        },
+        s.dial(),
         None,
         Options {
             buffer: 2,

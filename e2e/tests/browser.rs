@@ -115,6 +115,23 @@ fn sessions(w: &Worker) -> u64 {
         .unwrap_or(0)
 }
 
+/// Every event in the queue at `url`, read (and deleted) until it has been quiet for a second.
+fn read_back(url: &str) -> Vec<StampedEvent> {
+    let mut events = Vec::new();
+    let opts = ews_queue::client::ReadOptions {
+        delete: true,
+        idle: Some(Duration::from_secs(1)),
+        max: None,
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(ews_queue::client::read(url, None, opts, |_, body, _| {
+        events.push(serde_json::from_str(&body).expect("a stamped event"));
+        std::ops::ControlFlow::Continue(())
+    }))
+    .expect("read the queue");
+    events
+}
+
 /// The JSON after `tag ` on a line of `output`.
 fn tagged(output: &str, tag: &str) -> Option<Value> {
     output
@@ -211,26 +228,12 @@ fn the_test_page_reconnects_after_a_drain_refreshes_its_token_and_loses_nothing(
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
     let mut copies: HashMap<String, u64> = HashMap::new();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let opts = ews_queue::client::ReadOptions {
-        delete: true,
-        idle: Some(Duration::from_secs(2)),
-        max: None,
-    };
-    rt.block_on(ews_queue::client::read(
-        &queue_url,
-        None,
-        opts,
-        |_, body, _| {
-            let e: StampedEvent = serde_json::from_str(&body).expect("a stamped event");
-            assert_eq!(e.client_id, SUBJECT, "stored under the token's subject");
-            *copies
-                .entry(e.id.expect("the page's events carry ids"))
-                .or_default() += 1;
-            std::ops::ControlFlow::Continue(())
-        },
-    ))
-    .expect("read the queue");
+    for e in read_back(&queue_url) {
+        assert_eq!(e.client_id, SUBJECT, "stored under the token's subject");
+        *copies
+            .entry(e.id.expect("the page's events carry ids"))
+            .or_default() += 1;
+    }
     let missing: Vec<&String> = acked
         .iter()
         .filter(|id| !copies.contains_key(*id))
@@ -289,24 +292,7 @@ fn the_node_client_refreshes_a_refused_token_and_stops_on_the_same_one() {
     assert_eq!(result["stuckEnd"]["reason"], "token refused", "{result}");
     assert_eq!(result["late"], "closed", "{result}");
 
-    let mut stored = 0;
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let opts = ews_queue::client::ReadOptions {
-        delete: true,
-        idle: Some(Duration::from_secs(1)),
-        max: None,
-    };
-    rt.block_on(ews_queue::client::read(
-        &queue_url,
-        None,
-        opts,
-        |_, body, _| {
-            let e: StampedEvent = serde_json::from_str(&body).expect("a stamped event");
-            assert_eq!(e.client_id, SUBJECT);
-            stored += 1;
-            std::ops::ControlFlow::Continue(())
-        },
-    ))
-    .expect("read the queue");
-    assert_eq!(stored, 25, "every acknowledged event stored once");
+    let stored = read_back(&queue_url);
+    assert!(stored.iter().all(|e| e.client_id == SUBJECT));
+    assert_eq!(stored.len(), 25, "every acknowledged event stored once");
 }
