@@ -9,14 +9,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ews_http::link::{LinkKey, REQUEST_HEADER};
+use ews_http::link::LinkKey;
 use futures_util::future::join_all;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 
+use crate::link_client::{LinkClient, LinkFailure, Proof};
 use crate::node::{NodeState, STATE_PATH};
 
 /// Longest wait for one peer's answer.
@@ -36,17 +33,13 @@ pub(crate) type ProvenPeers = HashMap<(String, u64), Proven>;
 
 /// Asks peers for their state over the signed node link.
 pub(crate) struct Prover {
-    key: LinkKey,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    link: LinkClient,
 }
 
 impl Prover {
     pub fn new(key: LinkKey) -> Prover {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(PROBE_TIMEOUT));
         Prover {
-            key,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            link: LinkClient::new(Some(key), PROBE_TIMEOUT),
         }
     }
 
@@ -54,10 +47,7 @@ impl Prover {
     /// proven and are who gossip said they are.
     pub async fn probe_all(&self, targets: &[(String, u64, SocketAddr)]) -> Vec<NodeState> {
         let answers = join_all(targets.iter().map(|(id, generation, addr)| async move {
-            let state = tokio::time::timeout(PROBE_TIMEOUT, self.probe(*addr))
-                .await
-                .ok()
-                .flatten()?;
+            let state = self.probe(*addr).await?;
             // The answer must be the node gossip named, at the address gossip gave.
             (state.node_id == *id
                 && state.generation == *generation
@@ -69,25 +59,26 @@ impl Prover {
     }
 
     async fn probe(&self, addr: SocketAddr) -> Option<NodeState> {
-        let (header, challenge) = self.key.sign(&Method::GET, STATE_PATH, b"");
-        let mut req = Request::get(format!("http://{addr}{STATE_PATH}"))
-            .body(Empty::new())
-            .ok()?;
-        req.headers_mut().insert(REQUEST_HEADER, header);
-        let resp = self.client.request(req).await.ok()?;
-        let (parts, body) = resp.into_parts();
-        if parts.status != StatusCode::OK {
-            return None;
+        let answer = self
+            .link
+            .request(
+                Method::GET,
+                addr,
+                STATE_PATH,
+                Bytes::new(),
+                Proof::Body,
+                MAX_ANSWER,
+                PROBE_TIMEOUT,
+            )
+            .await;
+        match answer {
+            Ok(a) if a.status == StatusCode::OK => serde_json::from_slice(&a.body).ok(),
+            Ok(_) => None,
+            Err(e @ LinkFailure::Unproven(_)) => {
+                tracing::warn!(%addr, error = %e, "a peer could not prove the cluster key");
+                None
+            }
+            Err(_) => None,
         }
-        let body = Limited::new(body, MAX_ANSWER)
-            .collect()
-            .await
-            .ok()?
-            .to_bytes();
-        if let Err(e) = challenge.verify_with_body(parts.status, &parts.headers, &body) {
-            tracing::warn!(%addr, error = %e, "a peer could not prove the cluster key");
-            return None;
-        }
-        serde_json::from_slice(&body).ok()
     }
 }

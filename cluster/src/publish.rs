@@ -12,17 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ews_http::link::{Accepted, LinkKey, REQUEST_HEADER};
+use ews_http::link::{Accepted, LinkKey};
 use ews_http::reply::{self, Body};
 use futures_util::stream::{self, StreamExt};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
+use crate::link_client::{LinkClient, Proof};
 use crate::{Membership, Role};
 
 /// Node-link path of the local-only publish a worker serves.
@@ -135,20 +133,16 @@ pub async fn read(
 /// The cluster's workers, reached over their node link.
 pub struct Fanout {
     membership: Arc<Membership>,
-    link: Option<LinkKey>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    link: LinkClient,
     deadline: Duration,
 }
 
 impl Fanout {
     /// `deadline` bounds each worker's exchange (connect, request and answer).
     pub fn new(membership: Arc<Membership>, deadline: Duration) -> Fanout {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(deadline));
         Fanout {
-            link: membership.secret().map(LinkKey::derive),
+            link: LinkClient::new(membership.secret().map(LinkKey::derive), deadline),
             membership,
-            client: Client::builder(TokioExecutor::new()).build(connector),
             deadline,
         }
     }
@@ -185,48 +179,31 @@ impl Fanout {
     }
 
     async fn ask(&self, addr: SocketAddr, body: Bytes) -> Result<Delivery, String> {
-        let challenge = self
+        // The worker proves the key; its counts are not decided from, so the proof need not
+        // cover them.
+        let answer = self
             .link
-            .as_ref()
-            .map(|key| key.sign(&Method::POST, PUBLISH_PATH, &body));
-        let mut req = Request::post(format!("http://{addr}{PUBLISH_PATH}"))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
-        let challenge = challenge.map(|(header, challenge)| {
-            req.headers_mut().insert(REQUEST_HEADER, header);
-            challenge
-        });
-        let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| format!("request failed: {e}"))?;
-            // A peer that cannot prove the key gets no credit (and was sent no secret).
-            if let Some(c) = &challenge {
-                c.verify(resp.status(), resp.headers())
-                    .map_err(|e| format!("cannot prove the cluster key: {e}"))?;
-            }
-            let status = resp.status();
-            // 404 (no session there) and 503 (all full) still carry counts.
-            if !(status.is_success()
-                || status == StatusCode::NOT_FOUND
-                || status == StatusCode::SERVICE_UNAVAILABLE)
-            {
-                return Err(format!("answered {status}"));
-            }
-            let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|e| format!("answer unreadable: {e}"))?
-                .to_bytes();
-            serde_json::from_slice::<Delivery>(&bytes)
-                .map_err(|e| format!("answer unreadable: {e}"))
-        };
-        tokio::time::timeout(self.deadline, exchange)
+            .request(
+                Method::POST,
+                addr,
+                PUBLISH_PATH,
+                body,
+                Proof::Key,
+                MAX_ANSWER,
+                self.deadline,
+            )
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} ms", self.deadline.as_millis())))
+            .map_err(|e| e.to_string())?;
+        // 404 (no session there) and 503 (all full) still carry counts.
+        let status = answer.status;
+        if !(status.is_success()
+            || status == StatusCode::NOT_FOUND
+            || status == StatusCode::SERVICE_UNAVAILABLE)
+        {
+            return Err(format!("answered {status}"));
+        }
+        serde_json::from_slice::<Delivery>(&answer.body)
+            .map_err(|e| format!("answer unreadable: {e}"))
     }
 }
 

@@ -113,13 +113,14 @@ fn after_a_failback_every_acknowledged_event_is_readable_from_the_active_leader(
 
     let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let internal = internal_addr();
     let mut cmd = Command::new(bin_path("ews-worker"));
     cmd.args(["--node-id", "worker-1", "--no-auth", "--sink", "queue"])
         .args(["--seeds", &format!("{i1},{i2}")])
         .args(["--cluster-secret", SECRET, "--gossip-interval-ms", "200"])
         .args(["--listen", &public.to_string()])
         .args(["--admin-listen", &admin.to_string()])
-        .args(["--internal-listen", &internal_addr().to_string()]);
+        .args(["--internal-listen", &internal.to_string()]);
     let worker = Proc::spawn("ews-worker", cmd);
     if let Err(e) = wait_for_http_ok(public, "/info", Duration::from_secs(20)) {
         panic!("worker did not start: {e}\n{}", worker.output());
@@ -127,7 +128,7 @@ fn after_a_failback_every_acknowledged_event_is_readable_from_the_active_leader(
     let w = Node {
         node_id: "worker-1".into(),
         admin,
-        internal: i1,
+        internal,
         public: Some(public),
         proc: worker,
     };

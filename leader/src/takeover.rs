@@ -14,16 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ews_cluster::link_client::{LinkClient, Proof};
 use ews_cluster::{Membership, Role};
-use ews_http::link::{LinkKey, REQUEST_HEADER};
+use ews_http::link::LinkKey;
 use ews_queue::client::{connect, Credential};
-use ews_queue::{ClientFrame, Queue, ServerFrame};
+use ews_queue::{ClientFrame, ServerFrame};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -74,8 +71,7 @@ pub struct Takeover {
 
 impl Takeover {
     pub async fn run(self: Arc<Self>, term: Term) {
-        let client: Client<HttpConnector, Empty<Bytes>> =
-            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let client = LinkClient::new(self.link.clone(), Duration::from_secs(2));
         let running: Arc<Mutex<HashSet<(SocketAddr, String)>>> = Arc::default();
         loop {
             let peers: Vec<SocketAddr> = self
@@ -109,38 +105,21 @@ impl Takeover {
     }
 
     /// The queues `peer` holds, or `None` if it cannot be asked (or cannot prove the key).
-    async fn list(
-        &self,
-        client: &Client<HttpConnector, Empty<Bytes>>,
-        peer: SocketAddr,
-    ) -> Option<Vec<QueueDepth>> {
-        let mut req = Request::get(format!("http://{peer}{QUEUES_PATH}"))
-            .body(Empty::new())
-            .ok()?;
-        let challenge = self.link.as_ref().map(|key| {
-            let (header, challenge) = key.sign(&Method::GET, QUEUES_PATH, b"");
-            req.headers_mut().insert(REQUEST_HEADER, header);
-            challenge
-        });
-        let exchange = async {
-            let resp = client.request(req).await.ok()?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = Limited::new(resp.into_body(), 64 * 1024)
-                .collect()
-                .await
-                .ok()?
-                .to_bytes();
-            if let Some(c) = &challenge {
-                c.verify_with_body(status, &headers, &body).ok()?;
-            }
-            (status == StatusCode::OK).then_some(())?;
-            serde_json::from_slice(&body).ok()
-        };
-        tokio::time::timeout(Duration::from_secs(2), exchange)
+    async fn list(&self, client: &LinkClient, peer: SocketAddr) -> Option<Vec<QueueDepth>> {
+        let answer = client
+            .request(
+                Method::GET,
+                peer,
+                QUEUES_PATH,
+                Bytes::new(),
+                Proof::Body,
+                64 * 1024,
+                Duration::from_secs(2),
+            )
             .await
-            .ok()
-            .flatten()
+            .ok()?;
+        (answer.status == StatusCode::OK).then_some(())?;
+        serde_json::from_slice(&answer.body).ok()
     }
 
     /// Moves `name` from `peer` into the local queue of that name until the term ends or the
@@ -192,7 +171,7 @@ impl Takeover {
                 }
                 frame = tokio::time::timeout(IDLE, inp.next()) => match frame {
                     Ok(Some(Ok(ServerFrame::Message { id, body, .. }))) => {
-                        match admit(&local, body).await {
+                        match local.admit(body).await {
                             Ok(durable) => writing.push(async move { (id, durable.await.map(|_| ())) }),
                             Err(e) => {
                                 warn!(queue = %name, error = %e, "takeover: local queue refused");
@@ -212,10 +191,6 @@ impl Takeover {
             info!(queue = %name, %peer, moved, "took over messages from another leader");
         }
     }
-}
-
-async fn admit(queue: &Queue, body: String) -> Result<ews_queue::Durable, ews_queue::QueueError> {
-    queue.admit(body).await
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
