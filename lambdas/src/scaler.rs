@@ -237,8 +237,16 @@ impl Scaler {
             self.set_desired(decision.to).await?;
         }
         let settled = self.settle_thresholds(decision.to, bounds).await?;
-        self.rearm(own, &format!("at {} nodes", settled.nodes))
-            .await?;
+        // Re-armed, the alarm re-evaluates "often within seconds" (AWS) and fires again only if
+        // the load still breaches the threshold just written, i.e. justifies one more node. At a
+        // bound nothing would change: re-arming there would loop a no-op invocation every few
+        // seconds while the breach lasts. The alarm stays in ALARM instead, and the scheduled
+        // reconcile re-arms it every few minutes, so a raised bound takes effect then.
+        let at_bound = !duplicate && !decision.changes_capacity();
+        if !at_bound {
+            self.rearm(own, &format!("at {} nodes", settled.nodes))
+                .await?;
+        }
 
         let (action, reason) = if duplicate {
             (
@@ -261,7 +269,8 @@ impl Scaler {
             (
                 Action::AtBound,
                 format!(
-                    "already at the {} bound ({} nodes)",
+                    "already at the {} bound ({} nodes); the alarm stays in ALARM until the \
+                     scheduled reconcile re-arms it",
                     match self.cfg.direction {
                         Direction::Up => "max",
                         Direction::Down => "min",

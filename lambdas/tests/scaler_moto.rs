@@ -61,8 +61,15 @@ impl Env {
             .send()
             .await
             .unwrap();
+        env.create_up_alarm(desired).await;
+        env.create_down_alarm(desired).await;
+        env
+    }
+
+    /// The scale-up alarm at its threshold for `desired` nodes.
+    async fn create_up_alarm(&self, desired: i32) {
         // Scale-up: a plain metric alarm on the cluster metric, with every optional field set.
-        env.cw
+        self.cw
             .put_metric_alarm()
             .alarm_name(UP)
             .alarm_description("Connected clients above the capacity of the current worker count")
@@ -85,8 +92,12 @@ impl Env {
             .send()
             .await
             .unwrap();
+    }
+
+    /// The scale-down alarm at its threshold for `desired` nodes (what `terraform apply` restores).
+    async fn create_down_alarm(&self, desired: i32) {
         // Scale-down: a metric-math alarm on the ALB's connection count.
-        env.cw
+        self.cw
             .put_metric_alarm()
             .alarm_name(DOWN)
             .alarm_description("Connected clients fit one worker fewer")
@@ -133,7 +144,6 @@ impl Env {
             .send()
             .await
             .unwrap();
-        env
     }
 
     fn scaler(&self, direction: Direction) -> Scaler {
@@ -376,7 +386,14 @@ async fn never_past_the_max_bound() {
         let out = invoke(&up, env.breach(UP).await).await;
         assert_eq!(out.action, Action::AtBound, "{out:?}");
         assert_state(&env, 10, &before).await;
+        // Not re-armed at a bound: that would loop a no-op invocation every few seconds.
+        assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Alarm));
     }
+    // The reconcile re-arms it once it has sat there (every few minutes in AWS).
+    let patient = env.scaler_with(Direction::Up, &[("REARM_STUCK_AFTER_SECS", "0")]);
+    let out = invoke(&patient, json!({"action": "reconcile"})).await;
+    assert!(out.reason.contains("re-armed"), "{}", out.reason);
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Ok));
     // moto does not enforce the group's max: a group already past it is pulled back.
     env.set_desired(12).await;
     let out = invoke(&up, env.breach(UP).await).await;
@@ -396,6 +413,7 @@ async fn scale_down_to_min_and_no_further() {
     let out = invoke(&down, env.breach(DOWN).await).await;
     assert_eq!(out.action, Action::AtBound, "{out:?}");
     assert_state(&env, 2, &before).await;
+    assert_eq!(env.alarm(DOWN).await.state_value, Some(StateValue::Alarm));
 }
 
 #[tokio::test]
@@ -457,22 +475,30 @@ async fn an_unreachable_aws_is_retried_then_reported_with_the_call() {
     assert_eq!(diag.error_type, "cloudwatch:DescribeAlarms");
 }
 
-/// Scale-up and scale-down fired together (a load at a step boundary, or a retry overlapping the
-/// other alarm): without a lock between the two functions, whichever writes last must leave both
-/// thresholds matching the group's final desired capacity.
+/// Scale-up, scale-down and the scheduled reconcile at once (a load at a step boundary, a retry
+/// overlapping the other alarm, the schedule landing then): without a lock between them, whichever
+/// writes last must leave both thresholds matching the group's final desired capacity, 20 rounds
+/// in a row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_up_and_down_leave_thresholds_matching_the_group() {
+async fn concurrent_up_down_and_reconcile_leave_thresholds_matching_the_group() {
     let env = Env::start(5).await;
     let up = env.scaler(Direction::Up);
     let down = env.scaler(Direction::Down);
+    let reconciler = env.scaler(Direction::Down);
     for round in 0..20 {
         let up_event = env.breach(UP).await;
         let down_event = env.breach(DOWN).await;
-        let (a, b) = tokio::join!(
+        // The scheduled reconcile lands in the middle of it, as it may at any time.
+        let (a, b, c) = tokio::join!(
             up.handle(LambdaEvent::new(up_event, Context::default())),
-            down.handle(LambdaEvent::new(down_event, Context::default()))
+            down.handle(LambdaEvent::new(down_event, Context::default())),
+            reconciler.handle(LambdaEvent::new(
+                json!({"action": "reconcile"}),
+                Context::default()
+            ))
         );
         let (a, b) = (a.expect("scale-up"), b.expect("scale-down"));
+        c.expect("reconcile");
         let n = env.desired().await;
         assert!((2..=10).contains(&n), "round {round}: desired {n}");
         assert_eq!(
@@ -562,4 +588,39 @@ async fn a_stale_retry_of_an_older_transition_is_rejected() {
 
     assert_eq!(invoke(&up, second).await.action, Action::Scaled);
     assert_state(&env, 4, &before).await;
+}
+
+/// A run that fails (here the scale-down alarm was deleted, so the scaler cannot rewrite it and
+/// refuses to step) re-arms its alarm on the way out, so CloudWatch invokes again next period.
+/// Once the alarm is back, the reconcile finds everything consistent and the next period's
+/// invocation steps as expected.
+#[tokio::test]
+async fn a_failed_run_is_followed_by_the_next_period_stepping() {
+    let env = Env::start(2).await;
+    let up = env.scaler(Direction::Up);
+    env.cw
+        .delete_alarms()
+        .alarm_names(DOWN)
+        .send()
+        .await
+        .unwrap();
+    let err = up
+        .handle(LambdaEvent::new(env.breach(UP).await, Context::default()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(DOWN), "{err}");
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Ok));
+    assert_eq!(env.desired().await, 2, "no step without both alarms");
+
+    // `terraform apply` puts the alarm back, at its initial threshold.
+    env.create_down_alarm(2).await;
+    let before = snapshot(&env).await;
+    let out = invoke(&up, json!({"action": "reconcile"})).await;
+    assert_eq!(out.action, Action::Reconciled, "{out:?}");
+    assert_state(&env, 2, &before).await;
+
+    // The breach persists: next period the alarm fires again and the scaler steps.
+    let out = invoke(&up, env.breach(UP).await).await;
+    assert_eq!(out.action, Action::Scaled, "{out:?}");
+    assert_state(&env, 3, &before).await;
 }
