@@ -185,23 +185,27 @@ module "workers" {
 }
 
 module "scaling" {
-  source                        = "./modules/scaling"
-  name                          = var.name
-  asg_name                      = module.workers.asg_name
-  asg_arn                       = module.workers.asg_arn
-  step                          = var.step
-  hysteresis                    = var.hysteresis
-  bounds_override               = var.scaler_bounds_override
-  metric_source                 = var.scaling_metric
-  alb_arn_suffix                = module.alb.arn_suffix
-  cloudwatch_namespace          = var.cloudwatch_namespace
-  cloudwatch_metric             = var.cloudwatch_metric
-  scale_up_evaluation_periods   = var.scale_up_evaluation_periods
-  scale_down_evaluation_periods = var.scale_down_evaluation_periods
-  lambda_zip_dir                = local.lambda_zip_dir
-  log_retention_days            = var.log_retention_days
-  reserved_concurrency          = var.scaler_reserved_concurrency
-  notification_topic_arns       = var.alarm_topic_arns
+  source                           = "./modules/scaling"
+  name                             = var.name
+  asg_name                         = module.workers.asg_name
+  asg_arn                          = module.workers.asg_arn
+  step                             = var.step
+  hysteresis                       = var.hysteresis
+  bounds_override                  = var.scaler_bounds_override
+  metric_source                    = var.scaling_metric
+  alb_arn_suffix                   = module.alb.arn_suffix
+  cloudwatch_namespace             = var.cloudwatch_namespace
+  cloudwatch_metric                = var.cloudwatch_metric
+  scale_up_evaluation_periods      = var.scale_up_evaluation_periods
+  scale_down_evaluation_periods    = var.scale_down_evaluation_periods
+  lambda_zip_dir                   = local.lambda_zip_dir
+  log_retention_days               = var.log_retention_days
+  reserved_concurrency             = var.scaler_reserved_concurrency
+  notification_topic_arns          = var.alarm_topic_arns
+  mode                             = var.scaling_mode
+  target_clients_per_worker        = var.target_clients_per_worker
+  instance_warmup_secs             = var.worker_instance_warmup_secs
+  target_tracking_disable_scale_in = var.target_tracking_disable_scale_in
 }
 
 # The AMIs must exist where we deploy: a var file for another region than the one the package

@@ -62,3 +62,13 @@ output "leader_lease_table" {
   description = "DynamoDB table holding the active-leader lease: the item names which leader is active and its epoch."
   value       = module.leaders.lease_table
 }
+
+output "scaler_failures_queue_url" {
+  description = "SQS queue holding the scalers' failed invocations (event and error); null with scaling_mode = \"target-tracking\"."
+  value       = module.scaling.scaler_failures_queue_url
+}
+
+output "target_tracking_policy_arn" {
+  description = "The target-tracking scaling policy; null with scaling_mode = \"lambda\"."
+  value       = module.scaling.target_tracking_policy_arn
+}

@@ -288,6 +288,28 @@ variable "leader_extra_env" {
 
 # --- scaling ---------------------------------------------------------------------------------
 
+variable "scaling_mode" {
+  type        = string
+  description = "\"lambda\" (default, the paper's design): two alarms and two scaler Lambdas step the workers one at a time; \"target-tracking\": an EC2 Auto Scaling target-tracking policy holds connected clients per worker at target_clients_per_worker (no Lambdas to build)."
+  default     = "lambda"
+  validation {
+    condition     = contains(["lambda", "target-tracking"], var.scaling_mode)
+    error_message = "scaling_mode must be \"lambda\" or \"target-tracking\"."
+  }
+}
+
+variable "target_clients_per_worker" {
+  type        = number
+  description = "With scaling_mode = \"target-tracking\": connected clients per in-service worker the policy aims at."
+  default     = 40000
+}
+
+variable "target_tracking_disable_scale_in" {
+  type        = bool
+  description = "With scaling_mode = \"target-tracking\": never scale in, so no client is moved by a scale-in (shrink the group by hand or on a schedule)."
+  default     = false
+}
+
 variable "scaling_metric" {
   type        = string
   description = "\"alb\": alarms on the ALB's ActiveConnectionCount (Sum, 60 s), as in the paper; \"cluster\": on the connected-client count the active leader publishes."

@@ -1,229 +1,479 @@
-//! A PNG chart of a simulation run, drawn directly into an indexed-colour bitmap: no plotting,
-//! image or font stack, only zlib for the PNG data stream. Text-free by design; docs/scaling.md
-//! carries the legend.
+//! An SVG chart of a simulation run, written by hand: a few hundred lines of markup need no
+//! plotting crate, and SVG text is rendered by whatever shows the picture (browser, GitLab,
+//! GitHub), so the chart carries its own title, axes, units and legend.
 //!
-//! Top panel: clients wanted (black), each node's connections (one colour per node), the
-//! scale-up (red) and scale-down (blue) thresholds; light grid lines at every STEP clients and
-//! every hour. Bottom band: nodes in service (green) and booting (grey), one pixel row per
-//! 1/max of the group.
+//! Top panel: each in-service node's connections stacked (one colour per instance, in launch
+//! order, so a node that leaves takes its band with it), clients wanted (black), and what the
+//! scaling acts on: the scale-up (red) and scale-down (blue) thresholds in lambda mode, the
+//! target × in-service workers (purple) in target-tracking mode. Scale events are marked on the
+//! top edge (▲ out, ▼ in). Bottom panel: workers in service and booting.
 
-use crate::sim::Report;
+use std::fmt::Write as _;
 
-const W: usize = 960;
-const H: usize = 540;
-const PLOT_TOP: usize = 10;
-const PLOT_BOTTOM: usize = 440;
-const BAND_TOP: usize = 460;
-const BAND_BOTTOM: usize = 530;
-const LEFT: usize = 10;
-const RIGHT: usize = W - 10;
+use crate::policy::Direction;
+use crate::sim::{Report, Sample};
 
-// Palette indices.
-const WHITE: u8 = 0;
-const GRID: u8 = 1;
-const BLACK: u8 = 2;
-const RED: u8 = 3;
-const BLUE: u8 = 4;
-const GREEN: u8 = 5;
-const GREY: u8 = 6;
-const NODE0: u8 = 7;
+const W: f64 = 1000.0;
+const H: f64 = 600.0;
+const LEFT: f64 = 78.0;
+const RIGHT: f64 = 185.0; // room for the legend
+const TOP: f64 = 56.0;
+const PLOT_H: f64 = 360.0;
+const GAP: f64 = 44.0;
+const BAND_H: f64 = 80.0;
+/// An SVG coordinate pair.
+type Point = (f64, f64);
 
-const PALETTE: [[u8; 3]; 17] = [
-    [255, 255, 255],
-    [228, 228, 228],
-    [0, 0, 0],
-    [214, 39, 40],
-    [31, 119, 180],
-    [44, 160, 44],
-    [170, 170, 170],
-    // Node colours (cycled).
-    [255, 127, 14],
-    [148, 103, 189],
-    [140, 86, 75],
-    [227, 119, 194],
-    [188, 189, 34],
-    [23, 190, 207],
-    [127, 127, 127],
-    [255, 187, 120],
-    [152, 223, 138],
-    [197, 176, 213],
+/// Points per line at most.
+const MAX_POINTS: usize = 500;
+
+/// Node colours, cycled (Tableau 10, light enough for black lines on top to stay readable).
+const NODE_COLOURS: [&str; 10] = [
+    "#a6cee3", "#b2df8a", "#fdbf6f", "#cab2d6", "#ffff99", "#fb9a99", "#8dd3c7", "#bebada",
+    "#fccde5", "#d9d9d9",
 ];
 
-struct Canvas {
-    px: Vec<u8>,
+/// What the chart is of, for its title.
+pub struct Labels<'a> {
+    pub title: &'a str,
+    pub subtitle: &'a str,
+    /// `Some(target)` in target-tracking mode.
+    pub target: Option<u64>,
 }
 
-impl Canvas {
-    fn new() -> Canvas {
-        Canvas {
-            px: vec![WHITE; W * H],
-        }
-    }
+struct Frame {
+    t_max: f64,
+    y_max: f64,
+    n_max: f64,
+}
 
-    fn set(&mut self, x: i64, y: i64, c: u8) {
-        if (0..W as i64).contains(&x) && (0..H as i64).contains(&y) {
-            self.px[y as usize * W + x as usize] = c;
-        }
+impl Frame {
+    fn x(&self, t: u64) -> f64 {
+        LEFT + (W - LEFT - RIGHT) * t as f64 / self.t_max
     }
-
-    /// A line `thick` pixels wide (Bresenham, thickened downwards and rightwards).
-    fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: u8, thick: i64) {
-        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
-        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
-        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
-        loop {
-            for i in 0..thick {
-                for j in 0..thick {
-                    self.set(x + i, y + j, c);
-                }
-            }
-            if x == x1 && y == y1 {
-                break;
-            }
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x += sx;
-            }
-            if e2 <= dx {
-                err += dx;
-                y += sy;
-            }
-        }
+    fn y(&self, clients: f64) -> f64 {
+        TOP + PLOT_H - PLOT_H * clients.clamp(0.0, self.y_max) / self.y_max
+    }
+    fn band_y(&self, nodes: f64) -> f64 {
+        let top = TOP + PLOT_H + GAP;
+        top + BAND_H - BAND_H * nodes / self.n_max
     }
 }
 
-/// Renders `report` as a PNG; `step` spaces the horizontal grid, `max_nodes` scales the band.
-pub fn render(report: &Report, step: u64, max_nodes: u32) -> Vec<u8> {
-    let mut c = Canvas::new();
-    let samples = &report.samples;
-    let t_end = samples.last().map(|s| s.t).unwrap_or(0).max(1) as f64;
-    let peak = samples.iter().map(|s| s.load).max().unwrap_or(0).max(1);
-    let step = step.max(1);
-    let y_max = (peak.div_ceil(step) + 1) * step;
-    let x_of = |t: u64| LEFT as i64 + ((RIGHT - LEFT) as f64 * t as f64 / t_end) as i64;
-    let y_of = |v: f64| {
-        let v = v.clamp(0.0, y_max as f64);
-        PLOT_BOTTOM as i64 - ((PLOT_BOTTOM - PLOT_TOP) as f64 * v / y_max as f64) as i64
+/// The chart as an SVG document.
+pub fn render(report: &Report, labels: &Labels) -> String {
+    // A day has 1,441 one-minute samples: every few minutes (about 500 points across 750 pixels)
+    // draws the same picture at a third of the size.
+    let stride = report.samples.len().div_ceil(MAX_POINTS).max(1);
+    let mut thinned: Vec<Sample> = report.samples.iter().step_by(stride).cloned().collect();
+    if let Some(last) = report.samples.last().filter(|l| thinned.last() != Some(l)) {
+        thinned.push(last.clone());
+    }
+    let samples = &thinned;
+    let t_max = samples.last().map(|s| s.t).unwrap_or(0).max(60) as f64;
+    let peak = samples
+        .iter()
+        .map(|s| {
+            let limit = s.thresholds.map(|t| t.up).unwrap_or(0.0);
+            let target = labels
+                .target
+                .map(|x| (x * s.conns.len() as u64) as f64)
+                .unwrap_or(0.0);
+            (s.load.max(s.connected()) as f64).max(limit).max(target)
+        })
+        .fold(1.0, f64::max);
+    let (y_max, y_tick) = nice_axis(peak * 1.05);
+    let n_max = samples
+        .iter()
+        .map(|s| s.conns.len() as u32 + s.booting)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let f = Frame {
+        t_max,
+        y_max,
+        n_max: n_max.max(2.0),
     };
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
+<rect width="{W}" height="{H}" fill="#ffffff"/>
+<text x="{LEFT}" y="22" font-size="16" font-weight="bold">{}</text>
+<text x="{LEFT}" y="40" fill="#444444">{}</text>
+"##,
+        escape(labels.title),
+        escape(labels.subtitle)
+    );
+    axes(&mut o, &f, y_tick);
+    stacked_nodes(&mut o, &f, samples);
+    limits(&mut o, &f, samples, labels.target);
+    polyline(
+        &mut o,
+        samples.iter().map(|s| (f.x(s.t), f.y(s.load as f64))),
+        "#000000",
+        1.6,
+        None,
+    );
+    events(&mut o, &f, report);
+    band(&mut o, &f, samples);
+    legend(&mut o, labels.target.is_some());
+    o.push_str("</svg>\n");
+    o
+}
 
-    // Grid.
-    for k in 0..=(y_max / step) {
-        let y = y_of((k * step) as f64);
-        c.line((LEFT as i64, y), (RIGHT as i64, y), GRID, 1);
-    }
-    for h in 0..=(t_end as u64 / 3600) {
-        let x = x_of(h * 3600);
-        c.line((x, PLOT_TOP as i64), (x, BAND_BOTTOM as i64), GRID, 1);
-    }
+/// An axis top and tick step with 4 to 10 ticks at 1, 2 or 5 × 10^k.
+fn nice_axis(max: f64) -> (f64, f64) {
+    let raw = max / 8.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    ((max / step).ceil() * step, step)
+}
 
-    // Series, as polylines between consecutive samples.
-    for pair in samples.windows(2) {
-        let (a, b) = (&pair[0], &pair[1]);
-        let (xa, xb) = (x_of(a.t), x_of(b.t));
-        // Thresholds as steps.
-        for (va, vb, col) in [
-            (a.thresholds.up, b.thresholds.up, RED),
-            (a.thresholds.down, b.thresholds.down, BLUE),
-        ] {
-            c.line((xa, y_of(va)), (xb, y_of(va)), col, 1);
-            c.line((xb, y_of(va)), (xb, y_of(vb)), col, 1);
+fn thousands(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{}k", (v / 1000.0).round())
+    } else {
+        format!("{v}")
+    }
+}
+
+fn axes(o: &mut String, f: &Frame, y_tick: f64) {
+    let (x0, x1) = (LEFT, W - RIGHT);
+    let _ = writeln!(o, r##"<g stroke="#e0e0e0" stroke-width="1">"##);
+    let mut v = 0.0;
+    while v <= f.y_max + 0.5 {
+        let _ = writeln!(
+            o,
+            r#"<line x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}"/>"#,
+            y = f.y(v)
+        );
+        v += y_tick;
+    }
+    let hours = (f.t_max / 3600.0).ceil() as u64;
+    let every = [1u64, 2, 3, 4, 6, 12, 24]
+        .into_iter()
+        .find(|e| hours / e <= 12)
+        .unwrap_or(24);
+    for h in (0..=hours).step_by(every as usize) {
+        let x = f.x(h * 3600);
+        if x <= x1 + 0.5 {
+            let _ = writeln!(
+                o,
+                r#"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{}"/>"#,
+                TOP + PLOT_H
+            );
         }
-        for &(id, conns) in &b.conns {
-            let col = NODE0 + ((id - 1) % (PALETTE.len() as u32 - NODE0 as u32)) as u8;
-            let prev = a.conns.iter().find(|p| p.0 == id).map(|p| p.1).unwrap_or(0);
-            c.line((xa, y_of(prev as f64)), (xb, y_of(conns as f64)), col, 2);
+    }
+    o.push_str("</g>\n");
+    // Tick labels and axis titles.
+    let mut v = 0.0;
+    while v <= f.y_max + 0.5 {
+        let _ = writeln!(
+            o,
+            r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
+            LEFT - 6.0,
+            f.y(v) + 4.0,
+            thousands(v)
+        );
+        v += y_tick;
+    }
+    for h in (0..=hours).step_by(every as usize) {
+        let x = f.x(h * 3600);
+        if x <= x1 + 0.5 {
+            let _ = writeln!(
+                o,
+                r#"<text x="{x:.1}" y="{}" text-anchor="middle">{h}:00</text>"#,
+                TOP + PLOT_H + GAP + BAND_H + 16.0
+            );
         }
-        c.line(
-            (xa, y_of(a.load as f64)),
-            (xb, y_of(b.load as f64)),
-            BLACK,
-            2,
+    }
+    let _ = writeln!(
+        o,
+        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">connected clients</text>"#,
+        TOP + PLOT_H / 2.0
+    );
+    let _ = writeln!(
+        o,
+        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">workers</text>"#,
+        TOP + PLOT_H + GAP + BAND_H / 2.0
+    );
+    let _ = writeln!(
+        o,
+        r#"<text x="{:.1}" y="{}" text-anchor="middle">time since start (h:mm)</text>"#,
+        (x0 + x1) / 2.0,
+        H - 6.0
+    );
+    let _ = writeln!(
+        o,
+        r##"<rect x="{x0}" y="{TOP}" width="{}" height="{PLOT_H}" fill="none" stroke="#888888"/>"##,
+        x1 - x0
+    );
+}
+
+/// Each node's connections stacked in launch order, one filled band per node.
+fn stacked_nodes(o: &mut String, f: &Frame, samples: &[Sample]) {
+    let ids: std::collections::BTreeSet<u32> = samples
+        .iter()
+        .flat_map(|s| s.conns.iter().map(|c| c.0))
+        .collect();
+    for &id in &ids {
+        // The band's lower edge is the sum of the older nodes, its upper edge adds this one.
+        let mut upper = Vec::new();
+        let mut lower = Vec::new();
+        let mut runs: Vec<(Vec<Point>, Vec<Point>)> = Vec::new();
+        for s in samples {
+            match s.conns.iter().position(|c| c.0 == id) {
+                Some(i) => {
+                    let below: u64 = s.conns[..i].iter().map(|c| c.1).sum();
+                    let x = f.x(s.t);
+                    lower.push((x, f.y(below as f64)));
+                    upper.push((x, f.y((below + s.conns[i].1) as f64)));
+                }
+                None if !upper.is_empty() => {
+                    runs.push((std::mem::take(&mut upper), std::mem::take(&mut lower)));
+                }
+                None => {}
+            }
+        }
+        if !upper.is_empty() {
+            runs.push((upper, lower));
+        }
+        let colour = NODE_COLOURS[(id as usize - 1) % NODE_COLOURS.len()];
+        for (up, low) in runs {
+            let mut d = String::new();
+            for (k, (x, y)) in up.iter().enumerate() {
+                let _ = write!(d, "{}{x:.1},{y:.1} ", if k == 0 { "M" } else { "L" });
+            }
+            for (x, y) in low.iter().rev() {
+                let _ = write!(d, "L{x:.1},{y:.1} ");
+            }
+            let _ = writeln!(
+                o,
+                r##"<path d="{d}Z" fill="{colour}" stroke="#666666" stroke-width="0.4"><title>node {id}</title></path>"##
+            );
+        }
+    }
+}
+
+/// What the scaling acts on: both thresholds (lambda) or target × in-service workers.
+fn limits(o: &mut String, f: &Frame, samples: &[Sample], target: Option<u64>) {
+    match target {
+        None => {
+            let up = samples
+                .iter()
+                .filter_map(|s| s.thresholds.map(|t| (s.t, t.up)));
+            steps(o, f, up, "#d62728");
+            let down = samples
+                .iter()
+                .filter_map(|s| s.thresholds.map(|t| (s.t, t.down.max(0.0))));
+            steps(o, f, down, "#1f77b4");
+        }
+        Some(target) => {
+            let line = samples
+                .iter()
+                .map(|s| (s.t, (target * s.conns.len() as u64) as f64));
+            steps(o, f, line, "#9467bd");
+        }
+    }
+}
+
+fn steps(o: &mut String, f: &Frame, points: impl Iterator<Item = (u64, f64)>, colour: &str) {
+    let mut pts = Vec::new();
+    let mut last: Option<f64> = None;
+    for (t, v) in points {
+        let x = f.x(t);
+        if let Some(prev) = last.filter(|p| (p - v).abs() > f64::EPSILON) {
+            pts.push((x, f.y(prev)));
+        }
+        pts.push((x, f.y(v)));
+        last = Some(v);
+    }
+    polyline(o, pts.into_iter(), colour, 1.6, Some("6 3"));
+}
+
+fn polyline(
+    o: &mut String,
+    points: impl Iterator<Item = (f64, f64)>,
+    colour: &str,
+    width: f64,
+    dash: Option<&str>,
+) {
+    let mut p = String::new();
+    for (x, y) in points {
+        let _ = write!(p, "{x:.1},{y:.1} ");
+    }
+    let dash = dash
+        .map(|d| format!(r#" stroke-dasharray="{d}""#))
+        .unwrap_or_default();
+    let _ = writeln!(
+        o,
+        r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="{width}"{dash}/>"#,
+        p.trim_end()
+    );
+}
+
+/// ▲ (scale out) and ▼ (scale in) above the plot at each event, with a faint line down.
+fn events(o: &mut String, f: &Frame, r: &Report) {
+    for e in &r.events {
+        let x = f.x(e.t.min(f.t_max as u64));
+        let (glyph, colour) = match e.direction {
+            Direction::Up => ("M-5,0 L5,0 L0,-8 Z", "#2ca02c"),
+            Direction::Down => ("M-5,-8 L5,-8 L0,0 Z", "#ff7f0e"),
+        };
+        let _ = writeln!(
+            o,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{}" stroke="{colour}" stroke-opacity="0.35"/><path transform="translate({x:.1} {})" d="{glyph}" fill="{colour}"><title>{} {} -> {}</title></path>"##,
+            TOP + PLOT_H,
+            TOP - 2.0,
+            e.direction.as_str(),
+            e.from,
+            e.to
         );
     }
+}
 
-    // Node band.
-    let per = (BAND_BOTTOM - BAND_TOP) as f64 / f64::from(max_nodes.max(1));
-    for pair in samples.windows(2) {
-        let s = &pair[0];
-        let serving = (s.conns.len() as f64 * per) as i64;
-        let booting = (f64::from(s.booting) * per) as i64;
-        let base = BAND_BOTTOM as i64;
-        for x in x_of(s.t)..=x_of(pair[1].t) {
-            c.line((x, base), (x, base - serving), GREEN, 1);
-            if booting > 0 {
-                c.line((x, base - serving), (x, base - serving - booting), GREY, 1);
-            }
+/// Workers in service (filled) and booting (stacked on top, hatched grey).
+fn band(o: &mut String, f: &Frame, samples: &[Sample]) {
+    let top = TOP + PLOT_H + GAP;
+    let _ = writeln!(
+        o,
+        r##"<rect x="{LEFT}" y="{top}" width="{}" height="{BAND_H}" fill="none" stroke="#888888"/>"##,
+        W - LEFT - RIGHT
+    );
+    let mut n = 0.0;
+    let tick = if f.n_max > 10.0 { 5.0 } else { 2.0 };
+    while n <= f.n_max + 0.01 {
+        let y = f.band_y(n);
+        let _ = writeln!(
+            o,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#e0e0e0"/><text x="{}" y="{:.1}" text-anchor="end">{n}</text>"##,
+            W - RIGHT,
+            LEFT - 6.0,
+            y + 4.0
+        );
+        n += tick;
+    }
+    let area = |value: &dyn Fn(&Sample) -> f64| {
+        let mut d = format!("M{:.1},{:.1} ", f.x(0), f.band_y(0.0));
+        for s in samples {
+            let _ = write!(d, "L{:.1},{:.1} ", f.x(s.t), f.band_y(value(s)));
+        }
+        let last = samples.last().map(|s| s.t).unwrap_or(0);
+        let _ = write!(d, "L{:.1},{:.1} Z", f.x(last), f.band_y(0.0));
+        d
+    };
+    let total = area(&|s: &Sample| (s.conns.len() as u32 + s.booting) as f64);
+    let serving = area(&|s: &Sample| s.conns.len() as f64);
+    let _ = writeln!(o, r##"<path d="{total}" fill="#c7c7c7"/>"##);
+    let _ = writeln!(o, r##"<path d="{serving}" fill="#2ca02c"/>"##);
+}
+
+fn legend(o: &mut String, target: bool) {
+    let line = |colour: &str, dash: &str| {
+        format!(
+            r#"<line x1="0" y1="0" x2="20" y2="0" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>"#
+        )
+    };
+    let mut top = vec![
+        (line("#000000", "none"), "clients wanted"),
+        (
+            format!(
+                r##"<rect x="0" y="-6" width="10" height="12" fill="{}"/><rect x="10" y="-6" width="10" height="12" fill="{}"/>"##,
+                NODE_COLOURS[0], NODE_COLOURS[1]
+            ),
+            "per node (stacked)",
+        ),
+    ];
+    if target {
+        top.push((line("#9467bd", "6 3"), "target x workers"));
+    } else {
+        top.push((line("#d62728", "6 3"), "scale-up threshold"));
+        top.push((line("#1f77b4", "6 3"), "scale-down threshold"));
+    }
+    top.push((
+        r##"<path transform="translate(10 4)" d="M-5,0 L5,0 L0,-8 Z" fill="#2ca02c"/>"##.into(),
+        "scale out",
+    ));
+    top.push((
+        r##"<path transform="translate(10 4)" d="M-5,-8 L5,-8 L0,0 Z" fill="#ff7f0e"/>"##.into(),
+        "scale in",
+    ));
+    let bottom = [
+        (
+            r##"<rect x="0" y="-6" width="20" height="12" fill="#2ca02c"/>"##.to_string(),
+            "in service",
+        ),
+        (
+            r##"<rect x="0" y="-6" width="20" height="12" fill="#c7c7c7"/>"##.to_string(),
+            "booting",
+        ),
+    ];
+    let x = W - RIGHT + 14.0;
+    for (start, rows) in [
+        (TOP + 8.0, &top[..]),
+        (TOP + PLOT_H + GAP + 8.0, &bottom[..]),
+    ] {
+        for (i, (swatch, text)) in rows.iter().enumerate() {
+            let y = start + 20.0 * i as f64;
+            let _ = writeln!(
+                o,
+                r#"<g transform="translate({x} {y})">{swatch}<text x="26" y="4">{text}</text></g>"#
+            );
         }
     }
-    encode(&c)
 }
 
-fn encode(c: &Canvas) -> Vec<u8> {
-    let mut raw = Vec::with_capacity((W + 1) * H);
-    for row in c.px.chunks(W) {
-        raw.push(0); // filter: none
-        raw.extend_from_slice(row);
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&(W as u32).to_be_bytes());
-    ihdr.extend_from_slice(&(H as u32).to_be_bytes());
-    ihdr.extend_from_slice(&[8, 3, 0, 0, 0]); // 8-bit indexed colour
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"PLTE", PALETTE.as_flattened());
-    chunk(
-        &mut png,
-        b"IDAT",
-        &miniz_oxide::deflate::compress_to_vec_zlib(&raw, 9),
-    );
-    chunk(&mut png, b"IEND", &[]);
-    png
-}
-
-fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let start = out.len();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let crc = crc32fast::hash(&out[start..]);
-    out.extend_from_slice(&crc.to_be_bytes());
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::scenario::Scenario;
-    use crate::sim::{run, SimConfig};
+    use crate::sim::{run, Settings};
 
     #[test]
-    fn chunks_carry_the_png_crc() {
-        // An IEND chunk with no data ends with the same CRC in every PNG file.
-        let mut out = Vec::new();
-        chunk(&mut out, b"IEND", &[]);
-        assert_eq!(&out[8..], &0xAE42_6082u32.to_be_bytes());
+    fn axes_are_round_numbers() {
+        assert_eq!(nice_axis(157_500.0), (160_000.0, 20_000.0));
+        assert_eq!(nice_axis(472_500.0), (500_000.0, 100_000.0));
+        assert_eq!(nice_axis(9.0), (10.0, 2.0));
+        assert_eq!(thousands(150_000.0), "150k");
     }
 
     #[test]
-    fn renders_a_valid_png() {
-        let cfg = SimConfig {
-            boot_secs: 120,
-            churn_per_hour: 0.1,
-            ..SimConfig::paper()
-        };
-        let png = render(&run(&cfg, &Scenario::Case2.curve()), 50_000, 10);
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        assert_eq!(&png[12..16], b"IHDR");
-        assert_eq!(&png[png.len() - 8..png.len() - 4], b"IEND");
-        // The data stream inflates back to one filter byte plus one index per pixel per row.
-        let idat_len = u32::from_be_bytes(png[8 + 25 + 12 + 17 * 3..][..4].try_into().unwrap());
-        let idat_start = 8 + 25 + 12 + 17 * 3 + 8;
-        let raw = miniz_oxide::inflate::decompress_to_vec_zlib(
-            &png[idat_start..idat_start + idat_len as usize],
-        )
-        .unwrap();
-        assert_eq!(raw.len(), (W + 1) * H);
-        assert!(raw.contains(&BLACK) && raw.contains(&RED) && raw.contains(&GREEN));
-        assert!(png.len() < 100_000, "{} bytes", png.len());
+    fn renders_a_complete_svg() {
+        let r = run(&Settings::deployed(), &Scenario::Table2.curve());
+        let svg = render(
+            &r,
+            &Labels {
+                title: "Table II <paper>",
+                subtitle: "deployed settings",
+                target: None,
+            },
+        );
+        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("Table II &lt;paper&gt;"));
+        for label in [
+            "connected clients",
+            "workers",
+            "time since start",
+            "scale-up threshold",
+            "0:00",
+            "100k",
+        ] {
+            assert!(svg.contains(label), "{label}");
+        }
+        // One band per node, one marker per event.
+        assert_eq!(svg.matches("<title>node ").count(), 4);
+        assert_eq!(svg.matches("<title>up ").count(), r.events.len());
+        assert!(svg.len() < 200_000, "{} bytes", svg.len());
     }
 }

@@ -9,3 +9,4 @@ pub mod policy;
 pub mod scaler;
 pub mod scenario;
 pub mod sim;
+pub mod sim_model;

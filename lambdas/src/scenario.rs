@@ -85,7 +85,7 @@ impl LoadCurve {
     }
 }
 
-/// The paper's scenarios (003, section III.D Table II and section IV).
+/// The paper's scenarios (section III.D Table II and section IV) and a working day.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     /// Table II: clients arrive steadily from 0 to 150,000 (500 a minute); the distribution is
@@ -93,14 +93,30 @@ pub enum Scenario {
     Table2,
     /// Case 1: 50,000 clients connected for 3 hours.
     Case1,
-    /// Case 2: 100,000 clients for 2 hours, then 50,000 for 6 more hours.
+    /// Case 2 as the section's text gives it: 100,000 clients for 2 hours, then 50,000 for 6
+    /// more hours (8 h in all).
     Case2,
+    /// Case 2 as the paper's arithmetic bills it: 100,000 for 2 hours, then 50,000 for 4 (6 h).
+    #[value(name = "case2-6h")]
+    Case2Short,
+    /// A working day (`lambdas/scenarios/day.csv`): night low, morning ramp, lunch dip, evening
+    /// peak of 440,000.
+    Day,
 }
+
+/// The day curve shipped as an example of the CSV format.
+const DAY_CSV: &str = include_str!("../scenarios/day.csv");
 
 impl Scenario {
     pub fn curve(self) -> LoadCurve {
         const H: u64 = 3600;
         let points = match self {
+            // Parsed by the `built_in_scenarios` test: a broken file fails it.
+            Scenario::Day => {
+                return LoadCurve::from_csv(DAY_CSV).unwrap_or_else(|_| LoadCurve {
+                    points: vec![(0, 0), (H, 0)],
+                })
+            }
             Scenario::Table2 => vec![(0, 0), (300 * 60, 150_000)],
             Scenario::Case1 => vec![(0, 50_000), (3 * H, 50_000)],
             Scenario::Case2 => vec![
@@ -108,6 +124,12 @@ impl Scenario {
                 (2 * H - 1, 100_000),
                 (2 * H, 50_000),
                 (8 * H, 50_000),
+            ],
+            Scenario::Case2Short => vec![
+                (0, 100_000),
+                (2 * H - 1, 100_000),
+                (2 * H, 50_000),
+                (6 * H, 50_000),
             ],
         };
         // The points above are increasing and more than one: `new` cannot fail.
@@ -119,7 +141,8 @@ impl Scenario {
         match self {
             Scenario::Table2 => vec![50_000, 100_000, 150_000],
             Scenario::Case1 => vec![50_000],
-            Scenario::Case2 => vec![100_000],
+            Scenario::Case2 | Scenario::Case2Short => vec![100_000],
+            Scenario::Day => Vec::new(),
         }
     }
 
@@ -128,6 +151,12 @@ impl Scenario {
             Scenario::Table2 => "Table II: 0 -> 150,000 clients at 500 a minute",
             Scenario::Case1 => "Case 1: 50,000 clients for 3 h",
             Scenario::Case2 => "Case 2: 100,000 clients for 2 h, then 50,000 for 6 h",
+            Scenario::Case2Short => {
+                "Case 2 as billed: 100,000 clients for 2 h, then 50,000 for 4 h"
+            }
+            Scenario::Day => {
+                "A working day: 14,000 at night, 310,000 late morning, 440,000 at 20:00"
+            }
         }
     }
 }
@@ -179,9 +208,19 @@ mod tests {
         assert_eq!(case2.at(3 * 3600), 50_000);
         assert_eq!(case2.duration_secs(), 8 * 3600);
         assert_eq!(Scenario::Table2.curve().at(100 * 60), 50_000);
-        for s in [Scenario::Table2, Scenario::Case1, Scenario::Case2] {
+        for s in [
+            Scenario::Table2,
+            Scenario::Case1,
+            Scenario::Case2,
+            Scenario::Case2Short,
+        ] {
             let c = s.curve();
             assert_eq!(LoadCurve::new(c.points.clone()), Ok(c));
         }
+        assert_eq!(Scenario::Case2Short.curve().duration_secs(), 6 * 3600);
+        let day = LoadCurve::from_csv(DAY_CSV).unwrap();
+        assert_eq!(Scenario::Day.curve(), day);
+        assert_eq!(day.duration_secs(), 24 * 3600);
+        assert_eq!(day.peak(), 440_000);
     }
 }

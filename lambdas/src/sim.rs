@@ -1,18 +1,23 @@
-//! The elasticity simulator: a load curve replayed through the scalers' own policy.
+//! The elasticity simulator: a load curve replayed through the scalers' own policy, with the
+//! alarms, metric and group as AWS runs them.
 //!
 //! Model, one tick at a time (60 s by default):
-//! 1. The Auto Scaling group reconciles to the desired capacity: it launches nodes (in service
-//!    after the boot delay, billed from launch) or terminates the newest node first, whose clients
-//!    reconnect.
+//! 1. The Auto Scaling group follows the desired capacity: it launches nodes (in service after
+//!    the boot delay, billed from launch) or terminates the newest node first (the group's
+//!    `NewestInstance` policy), whose clients are forced to reconnect.
 //! 2. A fraction of every node's clients churns (disconnects and reconnects).
 //! 3. Clients arrive or leave to follow the curve; leavers are drawn in proportion to each node's
 //!    share.
 //! 4. Arriving and reconnecting clients are spread over in-service nodes by the ALB's round
 //!    robin; with rebalancing on, a node entering service takes its even share at once.
-//! 5. At each alarm period end the period's maximum of connected clients is a datapoint; each
-//!    alarm goes to ALARM when `datapoints_to_alarm` of its last `evaluation_periods` datapoints
-//!    breach its current threshold. A transition into ALARM runs [`decide`] exactly as the Lambda
-//!    does: desired ± 1 within bounds, both thresholds re-derived, the alarm re-armed.
+//! 5. At each period end the period's most connected clients become a datapoint (doubled, or
+//!    missing at zero, as [`MetricModel`] says), and the scaling mode acts on it:
+//!    - **lambda**: each alarm goes to ALARM when `M of N` of its datapoints breach its current
+//!      threshold. A transition into ALARM invokes the scaler, which runs [`decide`] exactly as
+//!      the Lambda does and re-arms the alarm; the alarm re-evaluates the same datapoints
+//!      `rearm_secs` later, so a load several steps away is followed one step per re-evaluation.
+//!      At a bound the alarm stays in ALARM until the scheduled reconcile re-arms it.
+//!    - **target tracking**: AWS's policy on clients per in-service worker ([`TargetTracking`]).
 //!
 //! Randomness (which clients leave or churn) comes from one seeded RNG: a run is reproducible.
 
@@ -21,28 +26,9 @@ use std::collections::VecDeque;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::policy::{decide, thresholds, Bounds, Direction, Steps, Thresholds};
+use crate::policy::{decide, thresholds, Direction, Thresholds};
 use crate::scenario::LoadCurve;
-
-#[derive(Clone, Debug)]
-pub struct SimConfig {
-    pub bounds: Bounds,
-    pub steps: Steps,
-    pub tick_secs: u64,
-    /// Alarm period; a multiple of the tick.
-    pub period_secs: u64,
-    pub evaluation_periods: usize,
-    pub datapoints_to_alarm: usize,
-    /// Launch to in service (EC2 boot plus service start).
-    pub boot_secs: u64,
-    /// Fraction of connected clients that reconnect per hour.
-    pub churn_per_hour: f64,
-    /// Move clients onto a node when it enters service, instead of only new arrivals.
-    pub rebalance: bool,
-    /// On-demand price of one node, dollars per hour.
-    pub price_per_hour: f64,
-    pub seed: u64,
-}
+pub use crate::sim_model::{AlarmWindow, MetricModel, Mode, Settings, TargetTracking};
 
 /// One worker instance over its lifetime.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,7 +56,8 @@ pub struct Sample {
     pub booting: u32,
     /// `(node id, connections)` of each in-service node, oldest first.
     pub conns: Vec<(u32, u64)>,
-    pub thresholds: Thresholds,
+    /// The alarms' thresholds (lambda mode).
+    pub thresholds: Option<Thresholds>,
 }
 
 impl Sample {
@@ -98,6 +85,10 @@ pub struct Report {
     pub nodes: Vec<Node>,
     pub duration_secs: u64,
     pub price_per_hour: f64,
+    /// Scaler Lambda invocations (lambda mode), the no-ops at a bound included.
+    pub invocations: u64,
+    /// Clients whose node was terminated by a scale-in, so they had to reconnect.
+    pub forced_reconnects: u64,
 }
 
 impl Report {
@@ -147,44 +138,192 @@ pub fn static_fleet(peak: u64, per_node: u64, hours: f64, price_per_hour: f64) -
     (nodes, nodes as f64 * hours * price_per_hour)
 }
 
+/// One scaling alarm as CloudWatch keeps it: its last datapoints and its state.
 struct Alarm {
     direction: Direction,
-    datapoints: VecDeque<u64>,
+    window: AlarmWindow,
+    datapoints: VecDeque<Option<u64>>,
     in_alarm: bool,
+    /// When it last went into ALARM.
+    since: u64,
 }
 
 impl Alarm {
-    fn new(direction: Direction) -> Alarm {
+    fn new(direction: Direction, window: AlarmWindow) -> Alarm {
         Alarm {
             direction,
+            window,
             datapoints: VecDeque::new(),
             in_alarm: false,
+            since: 0,
         }
     }
 
-    /// Adds a datapoint and evaluates; true on a transition into ALARM.
-    fn evaluate(&mut self, datapoint: u64, threshold: f64, cfg: &SimConfig) -> bool {
+    fn push(&mut self, datapoint: Option<u64>) {
         self.datapoints.push_back(datapoint);
-        while self.datapoints.len() > cfg.evaluation_periods {
+        while self.datapoints.len() > self.window.evaluation_periods {
             self.datapoints.pop_front();
         }
-        let breaching = self
+    }
+
+    /// Whether `M of N` datapoints breach `t` (a missing one does not: `notBreaching`).
+    fn breaching(&self, t: &Thresholds) -> bool {
+        let count = self
             .datapoints
             .iter()
+            .flatten()
             .filter(|&&v| match self.direction {
-                Direction::Up => v as f64 > threshold,
-                Direction::Down => (v as f64) < threshold,
+                Direction::Up => v as f64 > t.up,
+                Direction::Down => (v as f64) < t.down,
             })
             .count();
-        let now = breaching >= cfg.datapoints_to_alarm;
-        let fired = now && !self.in_alarm;
-        self.in_alarm = now;
-        fired
+        count >= self.window.datapoints_to_alarm
     }
 }
 
-/// Replays `load` through the policy.
-pub fn run(cfg: &SimConfig, load: &LoadCurve) -> Report {
+/// The lambda mode's state: the group's desired capacity as the scalers see it, both alarms.
+struct Scalers {
+    thresholds: Thresholds,
+    alarms: [Alarm; 2],
+}
+
+/// The target-tracking mode's state: whether each recent datapoint was above the target, or
+/// below 90 % of it.
+struct Tracker {
+    policy: TargetTracking,
+    high: VecDeque<bool>,
+    low: VecDeque<bool>,
+}
+
+/// What the scaling side does with each period's datapoint.
+enum Scaling {
+    Lambda(Scalers),
+    TargetTracking(Tracker),
+}
+
+/// The run's mutable scaling state and its record.
+struct Group<'a> {
+    cfg: &'a Settings,
+    desired: u32,
+    events: Vec<ScaleEvent>,
+    invocations: u64,
+}
+
+impl Group<'_> {
+    fn step_to(&mut self, t: u64, to: u32, direction: Direction) {
+        if to != self.desired {
+            self.events.push(ScaleEvent {
+                t,
+                direction,
+                from: self.desired,
+                to,
+            });
+            self.desired = to;
+        }
+    }
+
+    /// A transition of `alarms[i]` into ALARM at `t`: the scaler steps and re-arms; the alarm
+    /// re-evaluates `rearm_secs` later and fires again while the load breaches the new
+    /// threshold. At a bound it stays in ALARM (no re-arm loop).
+    fn invoke(&mut self, s: &mut Scalers, i: usize, t: u64) {
+        let mut at = t;
+        loop {
+            self.invocations += 1;
+            let direction = s.alarms[i].direction;
+            let d = decide(self.desired, direction, self.cfg.bounds, self.cfg.steps);
+            s.thresholds = d.thresholds;
+            if !d.changes_capacity() {
+                s.alarms[i].in_alarm = true;
+                s.alarms[i].since = at;
+                return;
+            }
+            self.step_to(at, d.to, direction);
+            s.alarms[i].in_alarm = false;
+            at += self.cfg.rearm_secs;
+            if !s.alarms[i].breaching(&s.thresholds) {
+                return;
+            }
+        }
+    }
+
+    /// Period end in lambda mode: both alarms take the datapoint and evaluate.
+    fn lambda_period(&mut self, s: &mut Scalers, datapoint: Option<u64>, t: u64) {
+        for i in 0..2 {
+            s.alarms[i].push(datapoint);
+            if !s.alarms[i].breaching(&s.thresholds) {
+                s.alarms[i].in_alarm = false;
+            } else if !s.alarms[i].in_alarm {
+                self.invoke(s, i, t);
+            }
+        }
+    }
+
+    /// The scheduled reconcile: thresholds for the desired capacity (already so here: nothing
+    /// else resizes the simulated group), and an alarm stuck in ALARM re-armed; it re-evaluates
+    /// at once and invokes again if the breach persists.
+    fn reconcile(&mut self, s: &mut Scalers, t: u64) {
+        s.thresholds = thresholds(self.desired, self.cfg.bounds, self.cfg.steps);
+        for i in 0..2 {
+            let stuck = s.alarms[i].in_alarm
+                && t.saturating_sub(s.alarms[i].since) >= self.cfg.rearm_stuck_after_secs;
+            if stuck {
+                s.alarms[i].in_alarm = false;
+                if s.alarms[i].breaching(&s.thresholds) {
+                    self.invoke(s, i, t + self.cfg.rearm_secs);
+                }
+            }
+        }
+    }
+
+    /// Period end in target-tracking mode. `serving` counts in-service workers, `warming`
+    /// whether any launched worker is not yet in service.
+    fn track(
+        &mut self,
+        tr: &mut Tracker,
+        datapoint: Option<u64>,
+        serving: u32,
+        warming: bool,
+        t: u64,
+    ) {
+        let target = tr.policy.target.max(1);
+        let per_worker = datapoint.map(|c| c as f64 / f64::from(serving.max(1)));
+        let push = |q: &mut VecDeque<bool>, v: bool, n: usize| {
+            q.push_back(v);
+            while q.len() > n {
+                q.pop_front();
+            }
+        };
+        push(
+            &mut tr.high,
+            per_worker.is_some_and(|m| m > target as f64),
+            TargetTracking::OUT_DATAPOINTS,
+        );
+        push(
+            &mut tr.low,
+            per_worker.is_some_and(|m| m < target as f64 * TargetTracking::IN_FRACTION),
+            TargetTracking::IN_DATAPOINTS,
+        );
+        let Some(clients) = datapoint else { return };
+        // Capacity × metric / target, i.e. the total over the target, within the bounds.
+        let needed = self
+            .cfg
+            .bounds
+            .clamp(u32::try_from(clients.div_ceil(target)).unwrap_or(u32::MAX));
+        let all = |q: &VecDeque<bool>, n: usize| q.len() == n && q.iter().all(|&b| b);
+        if all(&tr.high, TargetTracking::OUT_DATAPOINTS) && needed > self.desired {
+            self.step_to(t, needed, Direction::Up);
+        } else if all(&tr.low, TargetTracking::IN_DATAPOINTS)
+            && !tr.policy.disable_scale_in
+            && !warming
+            && needed < self.desired
+        {
+            self.step_to(t, needed, Direction::Down);
+        }
+    }
+}
+
+/// Replays `load` through the configured scaling.
+pub fn run(cfg: &Settings, load: &LoadCurve) -> Report {
     let tick = cfg.tick_secs.max(1);
     let period = cfg.period_secs.max(tick);
     let mut rng = StdRng::seed_from_u64(cfg.seed);
@@ -197,19 +336,37 @@ pub fn run(cfg: &SimConfig, load: &LoadCurve) -> Report {
             conns: 0,
         })
         .collect();
-    let mut desired = cfg.bounds.min;
-    let mut current = thresholds(desired, cfg.bounds, cfg.steps);
-    let mut alarms = [Alarm::new(Direction::Up), Alarm::new(Direction::Down)];
+    let mut group = Group {
+        cfg,
+        desired: cfg.bounds.min,
+        events: Vec::new(),
+        invocations: 0,
+    };
+    let mut scaling = match cfg.mode {
+        Mode::Lambda => Scaling::Lambda(Scalers {
+            thresholds: thresholds(cfg.bounds.min, cfg.bounds, cfg.steps),
+            alarms: [
+                Alarm::new(Direction::Up, cfg.up),
+                Alarm::new(Direction::Down, cfg.down),
+            ],
+        }),
+        Mode::TargetTracking(policy) => Scaling::TargetTracking(Tracker {
+            policy,
+            high: VecDeque::new(),
+            low: VecDeque::new(),
+        }),
+    };
     let mut pending: u64 = 0; // clients between connections
+    let mut forced: u64 = 0;
     let mut cursor: usize = 0; // the ALB's round-robin position
     let mut period_max: u64 = 0;
     let mut samples = Vec::new();
-    let mut events = Vec::new();
     let duration = load.duration_secs();
 
     let mut t = 0;
     while t <= duration {
         // 1. The group follows the desired capacity.
+        let desired = group.desired;
         let active = nodes.iter().filter(|n| n.terminated.is_none()).count() as u32;
         for _ in active..desired {
             let id = nodes.len() as u32 + 1;
@@ -224,7 +381,9 @@ pub fn run(cfg: &SimConfig, load: &LoadCurve) -> Report {
         for _ in desired..active {
             if let Some(newest) = nodes.iter_mut().rev().find(|n| n.terminated.is_none()) {
                 newest.terminated = Some(t);
-                pending += std::mem::take(&mut newest.conns);
+                let moved = std::mem::take(&mut newest.conns);
+                pending += moved;
+                forced += moved;
             }
         }
         let entering = nodes
@@ -277,28 +436,22 @@ pub fn run(cfg: &SimConfig, load: &LoadCurve) -> Report {
             }
         }
 
-        // 5. Alarms at the end of each period.
+        // 5. The metric at each period end, and the scaling mode acting on it.
         let connected: u64 = nodes.iter().map(|n| n.conns).sum();
         period_max = period_max.max(connected);
-        if (t + tick).is_multiple_of(period) {
-            for alarm in alarms.iter_mut() {
-                let threshold = match alarm.direction {
-                    Direction::Up => current.up,
-                    Direction::Down => current.down,
-                };
-                if alarm.evaluate(period_max, threshold, cfg) {
-                    let d = decide(desired, alarm.direction, cfg.bounds, cfg.steps);
-                    if d.changes_capacity() {
-                        events.push(ScaleEvent {
-                            t,
-                            direction: alarm.direction,
-                            from: d.from,
-                            to: d.to,
-                        });
+        let end = t + tick;
+        if end.is_multiple_of(period) {
+            let datapoint = cfg.metric.datapoint(period_max);
+            match &mut scaling {
+                Scaling::Lambda(s) => {
+                    group.lambda_period(s, datapoint, t);
+                    if cfg.reconcile_secs > 0 && end.is_multiple_of(cfg.reconcile_secs) {
+                        group.reconcile(s, t);
                     }
-                    desired = d.to;
-                    current = d.thresholds;
-                    alarm.in_alarm = false; // re-armed by the Lambda
+                }
+                Scaling::TargetTracking(tr) => {
+                    let warming = nodes.iter().any(|n| n.terminated.is_none() && n.ready > t);
+                    group.track(tr, datapoint, serving.len() as u32, warming, t);
                 }
             }
             period_max = 0;
@@ -307,7 +460,7 @@ pub fn run(cfg: &SimConfig, load: &LoadCurve) -> Report {
         samples.push(Sample {
             t,
             load: want,
-            desired,
+            desired: group.desired,
             booting: nodes
                 .iter()
                 .filter(|n| n.terminated.is_none() && n.ready > t)
@@ -317,17 +470,22 @@ pub fn run(cfg: &SimConfig, load: &LoadCurve) -> Report {
                 .filter(|n| n.in_service(t))
                 .map(|n| (n.id, n.conns))
                 .collect(),
-            thresholds: current,
+            thresholds: match &scaling {
+                Scaling::Lambda(s) => Some(s.thresholds),
+                Scaling::TargetTracking(_) => None,
+            },
         });
         t += tick;
     }
 
     Report {
         samples,
-        events,
+        events: group.events,
         nodes,
         duration_secs: duration,
         price_per_hour: cfg.price_per_hour,
+        invocations: group.invocations,
+        forced_reconnects: forced,
     }
 }
 
@@ -365,36 +523,12 @@ fn random_round(x: f64, rng: &mut StdRng) -> u64 {
 }
 
 #[cfg(test)]
-impl SimConfig {
-    /// The paper's set-up: 2..10 nodes, 50,000-client steps, 1-minute alarms, t2.medium price,
-    /// no boot delay and no churn. Tests vary it with struct update syntax.
-    pub(crate) fn paper() -> SimConfig {
-        SimConfig {
-            bounds: Bounds { min: 2, max: 10 },
-            steps: Steps {
-                step: 50_000,
-                hysteresis: 5_000,
-            },
-            tick_secs: 60,
-            period_secs: 60,
-            evaluation_periods: 1,
-            datapoints_to_alarm: 1,
-            boot_secs: 0,
-            churn_per_hour: 0.0,
-            rebalance: false,
-            price_per_hour: 0.0464,
-            seed: 1,
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use crate::scenario::Scenario;
 
-    fn paper() -> SimConfig {
-        SimConfig::paper()
+    fn paper() -> Settings {
+        Settings::paper()
     }
 
     fn thousands(s: &Sample) -> Vec<f64> {
@@ -422,7 +556,7 @@ mod tests {
 
     #[test]
     fn rebalancing_evens_out_the_nodes() {
-        let cfg = SimConfig {
+        let cfg = Settings {
             rebalance: true,
             ..paper()
         };
@@ -434,7 +568,7 @@ mod tests {
 
     #[test]
     fn deterministic_per_seed() {
-        let cfg = SimConfig {
+        let cfg = Settings {
             churn_per_hour: 0.3,
             boot_secs: 120,
             ..paper()
@@ -442,13 +576,13 @@ mod tests {
         let a = run(&cfg, &Scenario::Case2.curve());
         let b = run(&cfg, &Scenario::Case2.curve());
         assert_eq!(a.samples, b.samples);
-        let c = run(&SimConfig { seed: 2, ..cfg }, &Scenario::Case2.curve());
+        let c = run(&Settings { seed: 2, ..cfg }, &Scenario::Case2.curve());
         assert_ne!(a.samples, c.samples);
     }
 
     #[test]
     fn every_client_is_accounted_for() {
-        let cfg = SimConfig {
+        let cfg = Settings {
             churn_per_hour: 0.5,
             boot_secs: 180,
             ..paper()
@@ -475,17 +609,134 @@ mod tests {
         assert!(r.events.iter().any(|e| e.direction == Direction::Down));
     }
 
+    /// A load far above the thresholds: each step re-arms the alarm, which re-evaluates within
+    /// seconds and fires again while the load breaches the new threshold; at the bound the alarm
+    /// stays in ALARM and only the reconcile re-arms it (one no-op invocation each time).
     #[test]
-    fn sustained_breach_steps_once_per_period() {
-        let cfg = SimConfig {
+    fn a_far_breach_steps_per_re_evaluation_then_rests_at_the_bound() {
+        let cfg = Settings {
             boot_secs: 300,
-            ..paper()
+            ..Settings::deployed()
         };
         let curve = LoadCurve::new(vec![(0, 1_000_000), (3600, 1_000_000)]).unwrap();
         let r = run(&cfg, &curve);
         let times: Vec<u64> = r.events.iter().map(|e| e.t).collect();
-        assert_eq!(times, [0, 60, 120, 180, 240, 300, 360, 420]);
+        assert_eq!(times, [0, 10, 20, 30, 40, 50, 60, 70]);
         assert_eq!(r.events.last().unwrap().to, 10);
+        // 8 steps, the first no-op at the bound, then one per reconcile (every 300 s, from
+        // 300 s: 12 in the hour).
+        assert_eq!(r.invocations, 8 + 1 + 12);
+        let no_reconcile = run(
+            &Settings {
+                reconcile_secs: 0,
+                ..cfg
+            },
+            &curve,
+        );
+        assert_eq!(no_reconcile.invocations, 9);
+    }
+
+    /// 100,000 ± 6,000 clients on a 10-minute cycle for 4 hours, around the 3-node scale-down
+    /// threshold: with one datapoint for both alarms the group flaps; with the deployed 3 of 3
+    /// for scale-down it does not.
+    #[test]
+    fn the_deployed_scale_down_window_stops_flapping() {
+        let points: Vec<(u64, u64)> = (0..=240)
+            .map(|m| {
+                let phase = (m % 10) as f64 / 10.0 * std::f64::consts::TAU;
+                (m * 60, (100_000.0 + 6_000.0 * phase.sin()).round() as u64)
+            })
+            .collect();
+        let curve = LoadCurve::new(points).unwrap();
+        let paper = run(&Settings::paper(), &curve);
+        let deployed = run(&Settings::deployed(), &curve);
+        assert!(paper.events.len() >= 40, "{}", paper.events.len());
+        assert!(deployed.events.len() <= 4, "{:?}", deployed.events);
+    }
+
+    /// Without FILL, the ALB publishes nothing at zero traffic, which the alarm reads as not
+    /// breaching: the group never scales back down. The deployed alarm fills it with zero.
+    #[test]
+    fn missing_data_at_zero_traffic_keeps_the_group_up() {
+        let curve = LoadCurve::new(vec![
+            (0, 0),
+            (1800, 200_000),
+            (3600, 200_000),
+            (3660, 0),
+            (4 * 3600, 0),
+        ])
+        .unwrap();
+        let filled = run(&Settings::deployed(), &curve);
+        assert_eq!(filled.samples.last().unwrap().desired, 2);
+        let raw = run(
+            &Settings {
+                metric: MetricModel {
+                    double_count: false,
+                    missing_at_zero: true,
+                },
+                ..Settings::deployed()
+            },
+            &curve,
+        );
+        assert!(raw.samples.last().unwrap().desired > 2);
+    }
+
+    /// The raw ALB metric counts each client twice: the group scales out at half the load.
+    #[test]
+    fn double_counting_doubles_the_fleet() {
+        let curve = LoadCurve::new(vec![(0, 120_000), (3600, 120_000)]).unwrap();
+        let right = run(&Settings::deployed(), &curve);
+        let doubled = run(
+            &Settings {
+                metric: MetricModel {
+                    double_count: true,
+                    missing_at_zero: false,
+                },
+                ..Settings::deployed()
+            },
+            &curve,
+        );
+        assert_eq!(right.samples.last().unwrap().desired, 4);
+        assert_eq!(doubled.samples.last().unwrap().desired, 6);
+    }
+
+    /// Target tracking: out to the capacity the target asks for after 3 minutes above it, in
+    /// after 15 minutes below 90 % of it, never past the bounds; with scale-in disabled it stays.
+    #[test]
+    fn target_tracking_follows_the_target() {
+        // Churn, so the workers added later hold clients when the scale-in comes.
+        let tt = |disable_scale_in| Settings {
+            mode: Mode::TargetTracking(TargetTracking {
+                target: 40_000,
+                disable_scale_in,
+            }),
+            churn_per_hour: 0.5,
+            ..Settings::deployed()
+        };
+        let curve = LoadCurve::new(vec![
+            (0, 50_000),
+            (600, 50_000),
+            (601, 300_000),
+            (2 * 3600, 300_000),
+            (2 * 3600 + 1, 60_000),
+            (4 * 3600, 60_000),
+        ])
+        .unwrap();
+        let r = run(&tt(false), &curve);
+        // 300,000 / 40,000 -> 8 workers, in one step, 3 minutes after the rise.
+        let out = &r.events[0];
+        assert_eq!((out.direction, out.from, out.to), (Direction::Up, 2, 8));
+        // The first datapoint above the target is the tick at 660 s, the third at 780 s.
+        assert_eq!(out.t, 780);
+        // 60,000 / 40,000 -> 2 workers once 15 minutes were below 36,000 per worker.
+        let back = r.events.last().unwrap();
+        assert_eq!((back.direction, back.to), (Direction::Down, 2));
+        assert!(back.t >= 2 * 3600 + 14 * 60, "{back:?}");
+        assert!(r.forced_reconnects > 0);
+        let kept = run(&tt(true), &curve);
+        assert_eq!(kept.samples.last().unwrap().desired, 8);
+        assert_eq!(kept.forced_reconnects, 0);
+        assert!(r.samples.iter().all(|s| s.thresholds.is_none()));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `ews-sim` as a user runs it: the paper's scenarios, CSV in and out, the PNG, bad input.
+//! `ews-sim` as a user runs it: the paper's scenarios, the day in both modes, CSV in and out, the
+//! SVG chart, bad input.
 
 use std::process::Command;
 
@@ -16,7 +17,7 @@ fn sim(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn table_ii_and_the_cost_cases() {
-    let (ok, out, err) = sim(&["--scenario", "table2"]);
+    let (ok, out, err) = sim(&["--preset", "paper", "--scenario", "table2"]);
     assert!(ok, "{err}");
     assert!(
         out.contains("at 50000 clients: nodes (thousands) 25.0 / 25.0"),
@@ -28,7 +29,7 @@ fn table_ii_and_the_cost_cases() {
         "{out}"
     );
 
-    let (ok, out, _) = sim(&["--scenario", "case1"]);
+    let (ok, out, _) = sim(&["--preset", "paper", "--scenario", "case1"]);
     assert!(ok);
     assert!(out.contains("instance-hours 6.00, cost $0.2784"), "{out}");
     assert!(
@@ -36,27 +37,59 @@ fn table_ii_and_the_cost_cases() {
         "{out}"
     );
 
-    let (ok, out, _) = sim(&["--scenario", "case2"]);
+    let (ok, out, _) = sim(&["--preset", "paper", "--scenario", "case2"]);
     assert!(ok);
     assert!(
         out.contains("25 nodes x 8.00 h = 200.00 instance-hours, $9.2800"),
         "{out}"
     );
+    // Read as the paper bills it (2 h + 4 h), the static fleet is its $6.96 exactly.
+    let (ok, out, _) = sim(&["--preset", "paper", "--scenario", "case2-6h"]);
+    assert!(ok);
+    assert!(
+        out.contains("25 nodes x 6.00 h = 150.00 instance-hours, $6.9600"),
+        "{out}"
+    );
 }
 
 #[test]
-fn csv_in_csv_and_png_out() {
+fn the_day_in_both_modes() {
+    let (ok, lambda, err) = sim(&["--scenario", "day", "--churn-per-hour", "0.2"]);
+    assert!(ok, "{err}");
+    assert!(lambda.contains("policy: lambda: step 50000"), "{lambda}");
+    assert!(lambda.contains("up 1 of 1, down 3 of 3 x 60 s"), "{lambda}");
+    let (ok, tt, err) = sim(&[
+        "--scenario",
+        "day",
+        "--churn-per-hour",
+        "0.2",
+        "--mode",
+        "target-tracking",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        tt.contains("target tracking: 40000 clients per worker"),
+        "{tt}"
+    );
+    for out in [&lambda, &tt] {
+        assert!(out.contains("max nodes 10"), "{out}");
+        assert!(out.contains("clients moved by scale-in"), "{out}");
+    }
+}
+
+#[test]
+fn csv_in_csv_and_svg_out() {
     let dir = ews_testkit::Scratch::new("sim-test");
     let curve = dir.join("curve.csv");
     std::fs::write(&curve, "seconds,clients\n0,0\n3600,160000\n7200,0\n").unwrap();
-    let (csv, png) = (dir.join("out.csv"), dir.join("out.png"));
+    let (csv, svg) = (dir.join("out.csv"), dir.join("out.svg"));
     let (ok, out, err) = sim(&[
         "--load-csv",
         curve.to_str().unwrap(),
         "--csv-out",
         csv.to_str().unwrap(),
-        "--png",
-        png.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("max nodes 5"), "{out}");
@@ -64,7 +97,8 @@ fn csv_in_csv_and_png_out() {
     let rows = std::fs::read_to_string(&csv).unwrap();
     assert!(rows.starts_with("t_secs,clients,connected,desired,in_service,booting"));
     assert_eq!(rows.lines().count(), 1 + 121);
-    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg ") && svg.contains("load from curve.csv"));
 }
 
 #[test]
@@ -83,4 +117,68 @@ fn bad_input_is_a_clear_error() {
     let (ok, _, err) = sim(&["--hysteresis", "60000"]);
     assert!(!ok);
     assert!(err.contains("--hysteresis"), "{err}");
+    let (ok, _, err) = sim(&["--down-datapoints-to-alarm", "4"]);
+    assert!(!ok);
+    assert!(err.contains("--down-evaluation-periods"), "{err}");
+}
+
+/// The charts in docs/scaling.md, each with the flags the docs quote. They are deterministic:
+/// the committed files must be what `ews-sim` writes now (`EWS_WRITE_CHARTS=1` rewrites them).
+const DOC_CHARTS: [(&str, &[&str]); 7] = [
+    ("table2", &["--preset", "paper", "--scenario", "table2"]),
+    (
+        "table2-rebalance",
+        &["--preset", "paper", "--scenario", "table2", "--rebalance"],
+    ),
+    ("case1", &["--preset", "paper", "--scenario", "case1"]),
+    ("case2", &["--preset", "paper", "--scenario", "case2"]),
+    ("case2-6h", &["--preset", "paper", "--scenario", "case2-6h"]),
+    (
+        "day-lambda",
+        &["--scenario", "day", "--churn-per-hour", "0.2"],
+    ),
+    (
+        "day-target-tracking",
+        &[
+            "--scenario",
+            "day",
+            "--churn-per-hour",
+            "0.2",
+            "--mode",
+            "target-tracking",
+        ],
+    ),
+];
+
+#[test]
+fn the_charts_in_the_docs_are_current() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let page = std::fs::read_to_string(docs.join("scaling.md")).unwrap();
+    let dir = ews_testkit::Scratch::new("sim-charts");
+    for (name, flags) in DOC_CHARTS {
+        let out = dir.join(format!("{name}.svg"));
+        let mut args = flags.to_vec();
+        args.extend(["--svg", out.to_str().unwrap()]);
+        let (ok, _, err) = sim(&args);
+        assert!(ok, "{name}: {err}");
+        let fresh = std::fs::read_to_string(&out).unwrap();
+        let committed = docs.join(format!("charts/{name}.svg"));
+        if std::env::var_os("EWS_WRITE_CHARTS").is_some() {
+            std::fs::write(&committed, &fresh).unwrap();
+        }
+        let old = std::fs::read_to_string(&committed).unwrap_or_default();
+        assert!(
+            old == fresh,
+            "docs/charts/{name}.svg is stale: EWS_WRITE_CHARTS=1 cargo test -p ews-lambdas --test sim_cli"
+        );
+        let command = format!("ews-sim {} --svg docs/charts/{name}.svg", flags.join(" "));
+        assert!(
+            page.contains(&command),
+            "docs/scaling.md should show `{command}`"
+        );
+        assert!(
+            page.contains(&format!("charts/{name}.svg)")),
+            "{name}: not in the page"
+        );
+    }
 }

@@ -12,3 +12,8 @@ auth = {
 # `ews-queue read` over the node link. For production, the default sink is SQS.
 sink       = "queue"
 queue_name = "events"
+
+# AWS's own target-tracking policy instead of the paper's scaler Lambdas: nothing to build with
+# cargo-lambda for a first try. Production uses the default, scaling_mode = "lambda".
+scaling_mode              = "target-tracking"
+target_clients_per_worker = 40000

@@ -468,13 +468,17 @@ def policy_actions(path: Path) -> set[str]:
 
 
 scaling_main = TF / "modules" / "scaling" / "main.tf"
+# Actions a role needs for what AWS does on the code's behalf, not for a call in the code: Lambda
+# sends a failed asynchronous invocation to the on-failure destination with the function's role.
+SERVICE_ACTIONS = {"scaler Lambdas": {"sqs:SendMessage"}}
 for label, binary, path in (
     ("scaler Lambdas", "ews-scale-up", scaling_main),
     ("leader instances", "ews-leader", leaders_main),
 ):
     if binary not in bins or not path.is_file():
         continue
-    need, have = sdk_actions(bins[binary], mains[binary]), policy_actions(path)
+    need = sdk_actions(bins[binary], mains[binary]) | SERVICE_ACTIONS.get(label, set())
+    have = policy_actions(path)
     if not need:
         warnings.append(f"{label}: no AWS SDK calls found in the code yet; IAM not compared")
         continue

@@ -99,86 +99,10 @@ def user_data_env(outputs: dict) -> dict:
     return dict(line.split("=", 1) for line in raw.splitlines() if "=" in line)
 
 
-def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
-    outputs = {k: v["value"] for k, v in json.load(open(outputs_path)).items()}
-    settings = tfvars(tfvars_path)
-    name = settings.get("name", "ews")
-    min_size = settings.get("worker_min_size", 2)
-    max_size = settings.get("worker_max_size", 10)
-    step = settings.get("step", 50000)
-    hysteresis = settings.get("hysteresis", 5000)
-    metric_source = settings.get("scaling_metric", "alb")
-    public_port, admin_port, internal_port = 8080, 9090, 7070
-
-    for key in ("asg_name", "scale_up_alarm_name", "scale_up_alarm_arn", "scale_down_alarm_name",
-                "scale_down_alarm_arn", "alb_dns_name", "websocket_url", "leader_hostnames",
-                "scaler_functions"):
-        check(key in outputs, f"output {key} present")
-
-    # --- the worker group -------------------------------------------------------------------
-    asg_client = boto3.client("autoscaling")
-    groups = asg_client.describe_auto_scaling_groups(
-        AutoScalingGroupNames=[outputs["asg_name"]])["AutoScalingGroups"]
-    check(len(groups) == 1, f"ASG {outputs['asg_name']} exists")
-    if not groups:
-        return
-    asg = groups[0]
-    check((asg["MinSize"], asg["MaxSize"]) == (min_size, max_size),
-          f"ASG bounds {asg['MinSize']}..{asg['MaxSize']} == {min_size}..{max_size}")
-    check(asg["DesiredCapacity"] == min_size, f"ASG starts at min ({asg['DesiredCapacity']})")
-    check(asg["HealthCheckType"] == "ELB", "ASG uses the ALB health check")
-    check(asg.get("TerminationPolicies") == ["NewestInstance"], "scale-in removes the newest instance")
-    check(len(asg.get("VPCZoneIdentifier", "").split(",")) == 2, "ASG spans two subnets")
-    tags = {tg["Key"]: tg["Value"] for tg in asg.get("Tags", [])}
-    check(tags.get("Name") == f"{name}-worker", f"the group's own tags are set ({tags})")
-    suspended = {p["ProcessName"] for p in asg.get("SuspendedProcesses", [])}
-    check("AZRebalance" in suspended, f"AZRebalance suspended ({sorted(suspended)})")
-    hooks = asg_client.describe_lifecycle_hooks(AutoScalingGroupName=asg["AutoScalingGroupName"])["LifecycleHooks"]
-    check(any(h["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING" and
-              h["DefaultResult"] == "CONTINUE" for h in hooks), "termination lifecycle hook (drain)")
-
-    # --- the load balancer ------------------------------------------------------------------
-    elb = boto3.client("elbv2")
-    lbs = [lb for lb in elb.describe_load_balancers()["LoadBalancers"]
-           if lb["DNSName"] == outputs["alb_dns_name"]]
-    check(len(lbs) == 1, "ALB of alb_dns_name exists")
-    if not lbs:
-        return
-    lb = lbs[0]
-    check(lb.get("Type") == "application", "an application load balancer")
-    tgs = elb.describe_target_groups(LoadBalancerArn=lb["LoadBalancerArn"])["TargetGroups"]
-    check(len(tgs) == 1, "one target group")
-    tg = tgs[0]
-    check(tg["Port"] == public_port and tg["Protocol"] == "HTTP", f"targets on {public_port}/HTTP")
-    check(tg.get("HealthCheckPath") == "/info", f"health check path {tg.get('HealthCheckPath')}")
-    check(tg.get("Matcher", {}).get("HttpCode") == "200", "health check expects 200")
-    check(str(tg.get("HealthCheckPort")) == "traffic-port", "health check on the traffic port")
-    check(tg["TargetGroupArn"] in asg.get("TargetGroupARNs", []), "ASG registers into the target group")
-    attrs = {a["Key"]: a["Value"] for a in
-             elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]}
-    drain = settings.get("drain_seconds", 30)
-    check(int(attrs.get("deregistration_delay.timeout_seconds", -1)) > drain,
-          f"deregistration delay {attrs.get('deregistration_delay.timeout_seconds')} s outlasts the worker's {drain} s drain")
-    lb_attrs = {a["Key"]: a["Value"] for a in
-                elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])["Attributes"]}
-    idle = settings.get("alb_idle_timeout_secs", 120)
-    check(lb_attrs.get("idle_timeout.timeout_seconds") == str(idle), f"ALB idle timeout {idle} s")
-    listeners = {l["Port"]: l for l in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]}
-    if example == "production":
-        https = listeners.get(443)
-        check(https is not None and https["Protocol"] == "HTTPS", "HTTPS listener on 443")
-        if https:
-            check(bool(https.get("Certificates")) and https["Certificates"][0]["CertificateArn"].startswith("arn:aws:acm:"),
-                  "HTTPS listener carries the ACM certificate")
-            check(https["DefaultActions"][0]["Type"] == "forward", "443 forwards to the workers")
-        http = listeners.get(80)
-        check(http is not None and http["DefaultActions"][0]["Type"] == "redirect", "80 redirects to HTTPS")
-        check(outputs["websocket_url"].startswith("wss://"), f"websocket_url is wss:// ({outputs['websocket_url']})")
-    else:
-        check(set(listeners) == {80}, f"trial: only port 80 ({sorted(listeners)})")
-        check(listeners[80]["DefaultActions"][0]["Type"] == "forward", "80 forwards to the workers")
-
-    # --- alarms, scalers and their permissions ----------------------------------------------
+def check_lambda_scaling(outputs: dict, settings: dict, lb: dict, name: str, step: int,
+                         hysteresis: int, metric_source: str) -> None:
+    """The paper's design: two alarms, each invoking its scaler Lambda; the reconcile schedule;
+    failed invocations recorded in a queue."""
     cw = boto3.client("cloudwatch")
     lam = boto3.client("lambda")
     functions = outputs["scaler_functions"]
@@ -251,8 +175,158 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
     targets = {t["Arn"] for t in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]}
     check(targets == {f["FunctionArn"] for f in [lam.get_function(FunctionName=fn)["Configuration"] for fn in functions.values()]},
           f"the reconcile schedule invokes both scalers ({sorted(targets)})")
+    failures = outputs.get("scaler_failures_queue_url")
+    check(bool(failures), f"lambda mode: a failures queue ({failures})")
+    if failures:
+        sqs = boto3.client("sqs")
+        attrs = sqs.get_queue_attributes(QueueUrl=failures, AttributeNames=["All"])["Attributes"]
+        check(attrs.get("SqsManagedSseEnabled") == "true", "scaler failures queue encrypted")
+        for direction, fn_name in functions.items():
+            cfg = lam.get_function_event_invoke_config(FunctionName=fn_name)
+            dest = cfg.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+            check(dest == attrs.get("QueueArn"), f"{direction}: failed invocations go to the failures queue ({dest})")
+            check(cfg.get("MaximumRetryAttempts") == 2 and cfg.get("MaximumEventAgeInSeconds") == 900,
+                  f"{direction}: 2 retries, events dropped after 15 minutes ({cfg.get('MaximumRetryAttempts')}, "
+                  f"{cfg.get('MaximumEventAgeInSeconds')})")
+            role_name = lam.get_function(FunctionName=fn_name)["Configuration"]["Role"].split("/")[-1]
+            acts, res = role_grants(boto3.client("iam"), role_name, "sqs")
+            check(acts == {"sqs:SendMessage"} and res == {attrs.get("QueueArn")},
+                  f"{direction}: its role may only send to the failures queue ({sorted(acts)} on {sorted(res)})")
+
+
+def check_target_tracking(outputs: dict, settings: dict, name: str, metric_source: str) -> None:
+    """AWS's own target tracking: one policy on clients per in-service worker, and none of ours."""
+    check(outputs["scaler_functions"] == {}, f"target tracking: no scaler Lambdas ({outputs['scaler_functions']})")
+    ours = [a["AlarmName"] for a in boto3.client("cloudwatch").describe_alarms(
+        AlarmNamePrefix=f"{name}-scale-")["MetricAlarms"]]
+    check(not ours, f"target tracking: no scaling alarms of ours ({ours})")
+    check(not boto3.client("events").list_rules(NamePrefix=f"{name}-scaling-reconcile")["Rules"],
+          "target tracking: no reconcile schedule")
+    asg = boto3.client("autoscaling")
+    policies = asg.describe_policies(AutoScalingGroupName=outputs["asg_name"])["ScalingPolicies"]
+    check(len(policies) == 1 and policies[0]["PolicyType"] == "TargetTrackingScaling",
+          f"one target-tracking policy ({[p['PolicyType'] for p in policies]})")
+    if not policies:
+        return
+    tt = policies[0]["TargetTrackingConfiguration"]
+    check(tt["TargetValue"] == settings.get("target_clients_per_worker", 40000),
+          f"target {tt['TargetValue']} clients per worker")
+    check(policies[0].get("EstimatedInstanceWarmup") == settings.get("worker_instance_warmup_secs", 120),
+          f"warmup {policies[0].get('EstimatedInstanceWarmup')} s")
+    metrics = {m["Id"]: m for m in tt["CustomizedMetricSpecification"]["Metrics"]}
+    returned = [m for m in metrics.values() if m.get("ReturnData")]
+    check(len(returned) == 1 and returned[0].get("Expression") == "clients / workers",
+          f"the policy tracks clients / workers ({[m.get('Expression') for m in returned]})")
+    workers = metrics.get("workers", {}).get("MetricStat", {}).get("Metric", {})
+    check(workers.get("MetricName") == "GroupInServiceInstances" and
+          workers.get("Dimensions") == [{"Name": "AutoScalingGroupName", "Value": outputs["asg_name"]}],
+          f"workers = this group's in-service instances ({workers})")
+    want = ("AWS/ApplicationELB", "ActiveConnectionCount") if metric_source == "alb" else (
+        settings.get("cloudwatch_namespace", "ElasticWS"), settings.get("cloudwatch_metric", "ConnectedClients"))
+    m1 = metrics.get("m1", {}).get("MetricStat", {}).get("Metric", {})
+    check((m1.get("Namespace"), m1.get("MetricName")) == want, f"clients from {want} ({m1})")
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[outputs["asg_name"]])["AutoScalingGroups"][0]
+    enabled = {m["Metric"] for m in group.get("EnabledMetrics", [])}
+    check("GroupInServiceInstances" in enabled, f"the group publishes GroupInServiceInstances ({sorted(enabled)})")
+
+
+def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
+    outputs = {k: v["value"] for k, v in json.load(open(outputs_path)).items()}
+    settings = tfvars(tfvars_path)
+    name = settings.get("name", "ews")
+    min_size = settings.get("worker_min_size", 2)
+    max_size = settings.get("worker_max_size", 10)
+    step = settings.get("step", 50000)
+    hysteresis = settings.get("hysteresis", 5000)
+    metric_source = settings.get("scaling_metric", "alb")
+    public_port, admin_port, internal_port = 8080, 9090, 7070
+
+    scaling_mode = settings.get("scaling_mode", "lambda")
+    # Terraform leaves null outputs out of `terraform output -json`: which are there depends on
+    # the scaling mode.
+    per_mode = ("scale_up_alarm_name", "scale_up_alarm_arn", "scale_down_alarm_name",
+                "scale_down_alarm_arn", "scaler_failures_queue_url")
+    for key in ("asg_name", "alb_dns_name", "websocket_url", "leader_hostnames", "scaler_functions"):
+        check(key in outputs, f"output {key} present")
+    for key in per_mode:
+        check((key in outputs) == (scaling_mode == "lambda"), f"output {key} present only in lambda mode")
+    check(("target_tracking_policy_arn" in outputs) == (scaling_mode != "lambda"),
+          "output target_tracking_policy_arn present only in target-tracking mode")
+
+    # --- the worker group -------------------------------------------------------------------
+    asg_client = boto3.client("autoscaling")
+    groups = asg_client.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[outputs["asg_name"]])["AutoScalingGroups"]
+    check(len(groups) == 1, f"ASG {outputs['asg_name']} exists")
+    if not groups:
+        return
+    asg = groups[0]
+    check((asg["MinSize"], asg["MaxSize"]) == (min_size, max_size),
+          f"ASG bounds {asg['MinSize']}..{asg['MaxSize']} == {min_size}..{max_size}")
+    check(asg["DesiredCapacity"] == min_size, f"ASG starts at min ({asg['DesiredCapacity']})")
+    check(asg["HealthCheckType"] == "ELB", "ASG uses the ALB health check")
+    check(asg.get("TerminationPolicies") == ["NewestInstance"], "scale-in removes the newest instance")
+    check(len(asg.get("VPCZoneIdentifier", "").split(",")) == 2, "ASG spans two subnets")
+    tags = {tg["Key"]: tg["Value"] for tg in asg.get("Tags", [])}
+    check(tags.get("Name") == f"{name}-worker", f"the group's own tags are set ({tags})")
+    suspended = {p["ProcessName"] for p in asg.get("SuspendedProcesses", [])}
+    check("AZRebalance" in suspended, f"AZRebalance suspended ({sorted(suspended)})")
+    hooks = asg_client.describe_lifecycle_hooks(AutoScalingGroupName=asg["AutoScalingGroupName"])["LifecycleHooks"]
+    check(any(h["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING" and
+              h["DefaultResult"] == "CONTINUE" for h in hooks), "termination lifecycle hook (drain)")
+
+    # --- the load balancer ------------------------------------------------------------------
+    elb = boto3.client("elbv2")
+    lbs = [lb for lb in elb.describe_load_balancers()["LoadBalancers"]
+           if lb["DNSName"] == outputs["alb_dns_name"]]
+    check(len(lbs) == 1, "ALB of alb_dns_name exists")
+    if not lbs:
+        return
+    lb = lbs[0]
+    check(lb.get("Type") == "application", "an application load balancer")
+    tgs = elb.describe_target_groups(LoadBalancerArn=lb["LoadBalancerArn"])["TargetGroups"]
+    check(len(tgs) == 1, "one target group")
+    tg = tgs[0]
+    check(tg["Port"] == public_port and tg["Protocol"] == "HTTP", f"targets on {public_port}/HTTP")
+    check(tg.get("HealthCheckPath") == "/info", f"health check path {tg.get('HealthCheckPath')}")
+    check(tg.get("Matcher", {}).get("HttpCode") == "200", "health check expects 200")
+    check(str(tg.get("HealthCheckPort")) == "traffic-port", "health check on the traffic port")
+    check(tg["TargetGroupArn"] in asg.get("TargetGroupARNs", []), "ASG registers into the target group")
+    attrs = {a["Key"]: a["Value"] for a in
+             elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]}
+    drain = settings.get("drain_seconds", 30)
+    check(int(attrs.get("deregistration_delay.timeout_seconds", -1)) > drain,
+          f"deregistration delay {attrs.get('deregistration_delay.timeout_seconds')} s outlasts the worker's {drain} s drain")
+    lb_attrs = {a["Key"]: a["Value"] for a in
+                elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])["Attributes"]}
+    idle = settings.get("alb_idle_timeout_secs", 120)
+    check(lb_attrs.get("idle_timeout.timeout_seconds") == str(idle), f"ALB idle timeout {idle} s")
+    listeners = {l["Port"]: l for l in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]}
+    if example == "production":
+        https = listeners.get(443)
+        check(https is not None and https["Protocol"] == "HTTPS", "HTTPS listener on 443")
+        if https:
+            check(bool(https.get("Certificates")) and https["Certificates"][0]["CertificateArn"].startswith("arn:aws:acm:"),
+                  "HTTPS listener carries the ACM certificate")
+            check(https["DefaultActions"][0]["Type"] == "forward", "443 forwards to the workers")
+        http = listeners.get(80)
+        check(http is not None and http["DefaultActions"][0]["Type"] == "redirect", "80 redirects to HTTPS")
+        check(outputs["websocket_url"].startswith("wss://"), f"websocket_url is wss:// ({outputs['websocket_url']})")
+    else:
+        check(set(listeners) == {80}, f"trial: only port 80 ({sorted(listeners)})")
+        check(listeners[80]["DefaultActions"][0]["Type"] == "forward", "80 forwards to the workers")
+
+    # --- scaling: the paper's alarms and Lambdas, or AWS's target tracking --------------------
+    cw = boto3.client("cloudwatch")
+    if scaling_mode == "lambda":
+        check_lambda_scaling(outputs, settings, lb, name, step, hysteresis, metric_source)
+    else:
+        check_target_tracking(outputs, settings, name, metric_source)
     alarm_names = {a["AlarmName"] for a in cw.describe_alarms()["MetricAlarms"]}
-    for extra in (f"{name}-unhealthy-workers", f"{name}-scale-up-errors", f"{name}-scale-down-errors"):
+    extras = [f"{name}-unhealthy-workers"]
+    if scaling_mode == "lambda":
+        extras += [f"{name}-scale-up-errors", f"{name}-scale-down-errors"]
+    for extra in extras:
         check(extra in alarm_names, f"operational alarm {extra}")
 
     # --- security groups ----------------------------------------------------------------------

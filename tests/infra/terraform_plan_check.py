@@ -36,6 +36,10 @@ MOTO_OMITS: dict[tuple[str, str], str] = {
     ("aws_launch_template", "default_version"): "follows the launch template update above",
     ("aws_launch_template", "latest_version"): "follows the launch template update above",
     ("aws_autoscaling_group", "launch_template"): "the group follows the new launch template version",
+    ("aws_autoscaling_policy", "enabled"):
+        "moto does not return whether a scaling policy is enabled",
+    ("aws_autoscaling_policy", "predictive_scaling_configuration"):
+        "moto returns an empty predictive scaling block for a target-tracking policy",
     ("aws_sqs_queue", "redrive_policy"):
         "moto returns the redrive policy re-serialised with spaces (a whitespace-only change)",
 }

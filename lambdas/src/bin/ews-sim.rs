@@ -5,62 +5,116 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-use ews_lambdas::chart;
+use clap::{Parser, ValueEnum};
+use ews_lambdas::chart::{self, Labels};
 use ews_lambdas::policy::{Bounds, Direction, Steps};
 use ews_lambdas::scenario::{LoadCurve, Scenario};
-use ews_lambdas::sim::{run, static_fleet, Report, Sample, SimConfig};
+use ews_lambdas::sim::{
+    run, static_fleet, AlarmWindow, MetricModel, Mode, Report, Sample, Settings, TargetTracking,
+};
+
+/// Where the defaults come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Preset {
+    /// What `terraform/` deploys by default: scale-up on 1 of 1 minute, scale-down on 3 of 3,
+    /// 120 s warmup, a reconcile every 5 minutes, c6i.large.
+    Deployed,
+    /// The paper's set-up: both alarms on 1 of 1 minute, nodes in service at once, t2.medium.
+    Paper,
+}
+
+/// The scaling design simulated (Terraform's `scaling_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    /// Two alarms and two scaler Lambdas stepping one worker at a time (the paper's design).
+    Lambda,
+    /// EC2 Auto Scaling target tracking on clients per in-service worker.
+    TargetTracking,
+}
 
 #[derive(Parser, Debug)]
 #[command(
     name = "ews-sim",
     version,
-    about = "Replays a load curve through the scalers' policy: node counts, per-node connections, \
-             instance-hours and cost"
+    about = "Replays a load curve through the scalers' policy or AWS target tracking: node counts, \
+             per-node connections, scale events, instance-hours and cost"
 )]
 struct Args {
-    /// Built-in load curve from the paper (ignored when --load-csv is given).
+    /// Built-in load curve (ignored when --load-csv is given).
     #[arg(long, env = "EWS_SCENARIO", value_enum, default_value = "case2")]
     scenario: Scenario,
-    /// Load curve as CSV rows `seconds,clients` (linear between rows).
+    /// Load curve as CSV rows `seconds,clients` (linear between rows; see lambdas/scenarios/).
     #[arg(long, env = "EWS_LOAD_CSV")]
     load_csv: Option<PathBuf>,
+    /// Defaults for every setting below that is not given.
+    #[arg(long, env = "EWS_PRESET", value_enum, default_value = "deployed")]
+    preset: Preset,
+    /// Scaling design (Terraform's scaling_mode).
+    #[arg(long, env = "EWS_MODE", value_enum, default_value = "lambda")]
+    mode: ModeArg,
+    /// Target-tracking mode: clients per in-service worker (default 80 % of --step).
+    #[arg(long, env = "EWS_TARGET_PER_WORKER")]
+    target_per_worker: Option<u64>,
+    /// Target-tracking mode: never scale in.
+    #[arg(long, env = "EWS_DISABLE_SCALE_IN")]
+    disable_scale_in: bool,
     /// Clients per node step (the Lambdas' STEP).
-    #[arg(long, env = "EWS_STEP", default_value_t = 50_000)]
-    step: u64,
+    #[arg(long, env = "EWS_STEP")]
+    step: Option<u64>,
     /// Scale-down gap below the step (the Lambdas' HYSTERESIS; default STEP / 10).
     #[arg(long, env = "EWS_HYSTERESIS")]
     hysteresis: Option<u64>,
     /// Group minimum (the policy's lower bound).
-    #[arg(long, env = "EWS_MIN_SIZE", default_value_t = 2)]
-    min_size: u32,
+    #[arg(long, env = "EWS_MIN_SIZE")]
+    min_size: Option<u32>,
     /// Group maximum.
-    #[arg(long, env = "EWS_MAX_SIZE", default_value_t = 10)]
-    max_size: u32,
+    #[arg(long, env = "EWS_MAX_SIZE")]
+    max_size: Option<u32>,
     /// Simulation tick.
     #[arg(long, env = "EWS_TICK_SECS", default_value_t = 60)]
     tick_secs: u64,
     /// Alarm period (a multiple of the tick).
     #[arg(long, env = "EWS_PERIOD_SECS", default_value_t = 60)]
     period_secs: u64,
-    /// Alarm evaluation periods (the window of datapoints).
-    #[arg(long, env = "EWS_EVALUATION_PERIODS", default_value_t = 1)]
-    evaluation_periods: usize,
-    /// Breaching datapoints within the window that put an alarm into ALARM.
-    #[arg(long, env = "EWS_DATAPOINTS_TO_ALARM", default_value_t = 1)]
-    datapoints_to_alarm: usize,
-    /// Seconds from launch until a new node is in service.
-    #[arg(long, env = "EWS_BOOT_SECS", default_value_t = 0)]
-    boot_secs: u64,
+    /// Scale-up alarm: evaluation periods (the window of datapoints).
+    #[arg(long, env = "EWS_UP_EVALUATION_PERIODS")]
+    up_evaluation_periods: Option<usize>,
+    /// Scale-up alarm: breaching datapoints within the window (default all of them).
+    #[arg(long, env = "EWS_UP_DATAPOINTS_TO_ALARM")]
+    up_datapoints_to_alarm: Option<usize>,
+    /// Scale-down alarm: evaluation periods.
+    #[arg(long, env = "EWS_DOWN_EVALUATION_PERIODS")]
+    down_evaluation_periods: Option<usize>,
+    /// Scale-down alarm: breaching datapoints within the window (default all of them).
+    #[arg(long, env = "EWS_DOWN_DATAPOINTS_TO_ALARM")]
+    down_datapoints_to_alarm: Option<usize>,
+    /// Count every client twice, as the ALB's raw ActiveConnectionCount does.
+    #[arg(long, env = "EWS_DOUBLE_COUNT")]
+    double_count: bool,
+    /// No datapoint in a period without clients (read as not breaching), as the ALB's raw metric.
+    #[arg(long, env = "EWS_MISSING_AT_ZERO")]
+    missing_at_zero: bool,
+    /// Seconds after a re-arm until the alarm re-evaluates ("often within seconds", AWS).
+    #[arg(long, env = "EWS_REARM_SECS")]
+    rearm_secs: Option<u64>,
+    /// Seconds between scheduled reconciles (0 = none).
+    #[arg(long, env = "EWS_RECONCILE_SECS")]
+    reconcile_secs: Option<u64>,
+    /// Seconds in ALARM after which the reconcile re-arms an alarm (REARM_STUCK_AFTER_SECS).
+    #[arg(long, env = "EWS_REARM_STUCK_AFTER_SECS")]
+    rearm_stuck_after_secs: Option<u64>,
+    /// Seconds from launch until a new node is in service (the instance warmup).
+    #[arg(long, env = "EWS_BOOT_SECS")]
+    boot_secs: Option<u64>,
     /// Fraction of connected clients that reconnect per hour (0.2 = 20 %).
     #[arg(long, env = "EWS_CHURN_PER_HOUR", default_value_t = 0.0)]
     churn_per_hour: f64,
     /// Move clients onto a node as it enters service (even shares) instead of waiting for churn.
     #[arg(long, env = "EWS_REBALANCE")]
     rebalance: bool,
-    /// Instance price, dollars per hour (t2.medium on-demand by default).
-    #[arg(long, env = "EWS_PRICE_PER_HOUR", default_value_t = 0.0464)]
-    price_per_hour: f64,
+    /// Instance price, dollars per hour.
+    #[arg(long, env = "EWS_PRICE_PER_HOUR")]
+    price_per_hour: Option<f64>,
     /// Clients per node of the static fleet compared against (the paper's bare AMI: 4,000).
     #[arg(long, env = "EWS_STATIC_PER_NODE", default_value_t = 4000)]
     static_per_node: u64,
@@ -73,9 +127,9 @@ struct Args {
     /// Write every tick as CSV.
     #[arg(long, env = "EWS_CSV_OUT")]
     csv_out: Option<PathBuf>,
-    /// Write a PNG chart.
-    #[arg(long, env = "EWS_PNG")]
-    png: Option<PathBuf>,
+    /// Write an SVG chart.
+    #[arg(long, env = "EWS_SVG")]
+    svg: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -89,27 +143,103 @@ fn main() -> ExitCode {
     }
 }
 
-fn simulate(args: &Args) -> Result<(), String> {
-    let hysteresis = args.hysteresis.unwrap_or(args.step / 10);
-    if args.step == 0 || hysteresis >= args.step {
+/// The preset, with every given flag over it; checked as the Lambdas check their configuration.
+fn settings(args: &Args) -> Result<Settings, String> {
+    let base = match args.preset {
+        Preset::Deployed => Settings::deployed(),
+        Preset::Paper => Settings::paper(),
+    };
+    let step = args.step.unwrap_or(base.steps.step);
+    let hysteresis = args.hysteresis.unwrap_or(step / 10);
+    if step == 0 || hysteresis >= step {
         return Err("--step must be positive and --hysteresis below it".into());
     }
-    if args.min_size == 0 || args.min_size > args.max_size {
+    let min = args.min_size.unwrap_or(base.bounds.min);
+    let max = args.max_size.unwrap_or(base.bounds.max);
+    if min == 0 || min > max {
         return Err("--min-size must be at least 1 and not above --max-size".into());
     }
     if args.tick_secs == 0 || !args.period_secs.is_multiple_of(args.tick_secs) {
         return Err("--period-secs must be a multiple of a positive --tick-secs".into());
     }
-    if args.datapoints_to_alarm == 0 || args.datapoints_to_alarm > args.evaluation_periods {
-        return Err("--datapoints-to-alarm must be in 1..=--evaluation-periods".into());
+    let window = |n: Option<usize>, m: Option<usize>, base: AlarmWindow, which: &str| {
+        let n = n.unwrap_or(base.evaluation_periods);
+        let m = m.unwrap_or(n);
+        if n == 0 || m == 0 || m > n {
+            return Err(format!(
+                "--{which}-datapoints-to-alarm must be in 1..=--{which}-evaluation-periods"
+            ));
+        }
+        Ok(AlarmWindow {
+            evaluation_periods: n,
+            datapoints_to_alarm: m,
+        })
+    };
+    let mut cfg = Settings {
+        bounds: Bounds { min, max },
+        steps: Steps { step, hysteresis },
+        tick_secs: args.tick_secs,
+        period_secs: args.period_secs,
+        up: window(
+            args.up_evaluation_periods,
+            args.up_datapoints_to_alarm,
+            base.up,
+            "up",
+        )?,
+        down: window(
+            args.down_evaluation_periods,
+            args.down_datapoints_to_alarm,
+            base.down,
+            "down",
+        )?,
+        metric: MetricModel {
+            double_count: args.double_count,
+            missing_at_zero: args.missing_at_zero,
+        },
+        rearm_secs: args.rearm_secs.unwrap_or(base.rearm_secs),
+        reconcile_secs: args.reconcile_secs.unwrap_or(base.reconcile_secs),
+        rearm_stuck_after_secs: args
+            .rearm_stuck_after_secs
+            .unwrap_or(base.rearm_stuck_after_secs),
+        boot_secs: args.boot_secs.unwrap_or(base.boot_secs),
+        churn_per_hour: args.churn_per_hour,
+        rebalance: args.rebalance,
+        price_per_hour: args.price_per_hour.unwrap_or(base.price_per_hour),
+        seed: args.seed,
+        mode: Mode::Lambda,
+    };
+    if cfg.reconcile_secs > 0 && !cfg.reconcile_secs.is_multiple_of(cfg.period_secs) {
+        return Err("--reconcile-secs must be a multiple of --period-secs (or 0)".into());
     }
+    if !(0.0..=1.0).contains(&cfg.churn_per_hour) {
+        return Err("--churn-per-hour must be within 0..=1".into());
+    }
+    if args.mode == ModeArg::TargetTracking {
+        let target = args.target_per_worker.unwrap_or(cfg.default_target());
+        if target == 0 {
+            return Err("--target-per-worker must be positive".into());
+        }
+        cfg.mode = Mode::TargetTracking(TargetTracking {
+            target,
+            disable_scale_in: args.disable_scale_in,
+        });
+    }
+    Ok(cfg)
+}
+
+fn simulate(args: &Args) -> Result<(), String> {
+    let cfg = settings(args)?;
     let (curve, title, marks) = match &args.load_csv {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("reading {}: {e}", path.display()))?;
             let curve =
                 LoadCurve::from_csv(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            (curve, format!("load from {}", path.display()), Vec::new())
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (curve, format!("load from {name}"), Vec::new())
         }
         None => (
             args.scenario.curve(),
@@ -126,35 +256,80 @@ fn simulate(args: &Args) -> Result<(), String> {
             args.tick_secs
         ));
     }
-    let cfg = SimConfig {
-        bounds: Bounds {
-            min: args.min_size,
-            max: args.max_size,
-        },
-        steps: Steps {
-            step: args.step,
-            hysteresis,
-        },
-        tick_secs: args.tick_secs,
-        period_secs: args.period_secs,
-        evaluation_periods: args.evaluation_periods,
-        datapoints_to_alarm: args.datapoints_to_alarm,
-        boot_secs: args.boot_secs,
-        churn_per_hour: args.churn_per_hour,
-        rebalance: args.rebalance,
-        price_per_hour: args.price_per_hour,
-        seed: args.seed,
-    };
     let report = run(&cfg, &curve);
     print!("{}", text_report(args, &cfg, &title, &marks, &report));
     if let Some(path) = &args.csv_out {
         std::fs::write(path, csv(&report)).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    if let Some(path) = &args.png {
-        let png = chart::render(&report, args.step, args.max_size);
-        std::fs::write(path, png).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(path) = &args.svg {
+        let mut subtitle = format!("{}; {}", describe_mode(&cfg), describe_alarms(&cfg));
+        if cfg.churn_per_hour > 0.0 {
+            let _ = write!(subtitle, "; churn {:.0} %/h", cfg.churn_per_hour * 100.0);
+        }
+        if cfg.rebalance {
+            subtitle.push_str("; rebalancing");
+        }
+        let _ = write!(subtitle, "; {}", summary_line(&report));
+        let svg = chart::render(
+            &report,
+            &Labels {
+                title: &title,
+                subtitle: &subtitle,
+                target: match cfg.mode {
+                    Mode::TargetTracking(tt) => Some(tt.target),
+                    Mode::Lambda => None,
+                },
+            },
+        );
+        std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+fn describe_mode(cfg: &Settings) -> String {
+    match cfg.mode {
+        Mode::Lambda => format!(
+            "lambda: step {}, hysteresis {}, bounds {}..{}",
+            cfg.steps.step, cfg.steps.hysteresis, cfg.bounds.min, cfg.bounds.max
+        ),
+        Mode::TargetTracking(tt) => format!(
+            "target tracking: {} clients per worker{}, bounds {}..{}",
+            tt.target,
+            if tt.disable_scale_in {
+                ", no scale-in"
+            } else {
+                ""
+            },
+            cfg.bounds.min,
+            cfg.bounds.max
+        ),
+    }
+}
+
+fn describe_alarms(cfg: &Settings) -> String {
+    match cfg.mode {
+        Mode::Lambda => format!(
+            "up {} of {}, down {} of {} x {} s",
+            cfg.up.datapoints_to_alarm,
+            cfg.up.evaluation_periods,
+            cfg.down.datapoints_to_alarm,
+            cfg.down.evaluation_periods,
+            cfg.period_secs
+        ),
+        Mode::TargetTracking(_) => format!(
+            "out after {} min above, in after {} min below 90 %",
+            TargetTracking::OUT_DATAPOINTS,
+            TargetTracking::IN_DATAPOINTS
+        ),
+    }
+}
+
+fn summary_line(r: &Report) -> String {
+    format!(
+        "{} scale events, {:.1} instance-hours",
+        r.events.len(),
+        r.instance_hours()
+    )
 }
 
 fn hm(t: u64) -> String {
@@ -169,20 +344,27 @@ fn per_node(s: &Sample) -> String {
         .join(" ")
 }
 
-fn text_report(args: &Args, cfg: &SimConfig, title: &str, marks: &[u64], r: &Report) -> String {
+fn text_report(args: &Args, cfg: &Settings, title: &str, marks: &[u64], r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "scenario: {title}");
     let _ = writeln!(
         o,
-        "policy: step {}, hysteresis {}, bounds {}..{}; alarms: period {} s, {} of {} datapoints; \
-         boot {} s; churn {:.0} %/h; rebalance {}; seed {}",
-        cfg.steps.step,
-        cfg.steps.hysteresis,
-        cfg.bounds.min,
-        cfg.bounds.max,
-        cfg.period_secs,
-        cfg.datapoints_to_alarm,
-        cfg.evaluation_periods,
+        "policy: {}; alarms: {}; metric: {}{}; re-arm {} s, reconcile every {} s; boot {} s; \
+         churn {:.0} %/h; rebalance {}; seed {}",
+        describe_mode(cfg),
+        describe_alarms(cfg),
+        if cfg.metric.double_count {
+            "doubled"
+        } else {
+            "clients"
+        },
+        if cfg.metric.missing_at_zero {
+            ", missing at zero"
+        } else {
+            ""
+        },
+        cfg.rearm_secs,
+        cfg.reconcile_secs,
         cfg.boot_secs,
         cfg.churn_per_hour * 100.0,
         if cfg.rebalance { "on" } else { "off" },
@@ -240,12 +422,15 @@ fn text_report(args: &Args, cfg: &SimConfig, title: &str, marks: &[u64], r: &Rep
     let _ = writeln!(
         o,
         "summary: {hours:.2} h, max nodes {}, peak per node {}, instance-hours {:.2}, cost ${:.4} \
-         at ${}/h",
+         at ${}/h, {} scale events, {} scaler invocations, {} clients moved by scale-in",
         r.max_nodes(),
         r.peak_per_node(),
         r.instance_hours(),
         r.cost(),
-        cfg.price_per_hour
+        cfg.price_per_hour,
+        r.events.len(),
+        r.invocations,
+        r.forced_reconnects
     );
     let peak = r.samples.iter().map(|s| s.load).max().unwrap_or(0);
     let (n, cost) = static_fleet(peak, args.static_per_node, hours, cfg.price_per_hour);
@@ -278,8 +463,8 @@ fn csv(r: &Report) -> String {
             s.desired,
             s.conns.len(),
             s.booting,
-            s.thresholds.up,
-            s.thresholds.down
+            s.thresholds.map(|t| t.up.to_string()).unwrap_or_default(),
+            s.thresholds.map(|t| t.down.to_string()).unwrap_or_default()
         );
         for id in 1..=ids as u32 {
             match s.conns.iter().find(|c| c.0 == id) {

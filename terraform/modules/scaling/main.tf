@@ -15,10 +15,12 @@ locals {
     for k, n in local.alarm_names :
     k => "arn:${data.aws_partition.current.partition}:cloudwatch:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:alarm:${n}"
   }
-  scalers = {
+  lambda_mode = var.mode == "lambda"
+  # Empty in target-tracking mode: no alarms, functions, schedule or failure queue of ours.
+  scalers = local.lambda_mode ? {
     up   = { bin = "ews-scale-up", function = "${var.name}-scale-up" }
     down = { bin = "ews-scale-down", function = "${var.name}-scale-down" }
-  }
+  } : {}
 
   # What the scaler binaries read (lambdas/): both get the same configuration.
   lambda_env = merge({
@@ -59,7 +61,7 @@ locals {
     expression = "m1"
     label      = "Connected clients (cluster)"
   }
-  alarms = {
+  alarms = local.lambda_mode ? {
     up = {
       comparison          = "GreaterThanThreshold"
       evaluation_periods  = var.scale_up_evaluation_periods
@@ -70,7 +72,7 @@ locals {
       evaluation_periods  = var.scale_down_evaluation_periods
       description_trigger = "below the current step minus hysteresis"
     }
-  }
+  } : {}
 
   # The policy's thresholds (lambdas/src/policy.rs) at n = min: up = (n - min + 1) x STEP = STEP;
   # down = (n - min) x STEP - HYSTERESIS = -HYSTERESIS, which a connection count (never negative)
@@ -166,6 +168,13 @@ data "aws_iam_policy_document" "scaler" {
     actions   = ["cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:SetAlarmState"]
     resources = values(local.alarm_arns)
   }
+  # Lambda itself sends a failed asynchronous invocation's record to the on-failure destination,
+  # with the function's role.
+  statement {
+    sid       = "RecordFailures"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.scaler_failures[0].arn]
+  }
 }
 
 resource "aws_iam_role" "scaler" {
@@ -185,7 +194,7 @@ resource "aws_iam_role_policy" "scaler" {
 
 resource "aws_lambda_function" "scaler" {
   #checkov:skip=CKV_AWS_50:X-Ray tracing adds cost and permissions for a once-per-alarm function; logs suffice.
-  #checkov:skip=CKV_AWS_116:A failed invocation raises the function's Errors alarm (scaler_errors below), and the scheduled reconcile (below) re-arms an alarm a lost invocation left in ALARM; a dead-letter queue would add nothing to act on.
+  #checkov:skip=CKV_AWS_116:Failed invocations go to the on-failure destination (aws_lambda_function_event_invoke_config below, the successor of a dead-letter queue for asynchronous invocations) and raise the Errors alarm; the scheduled reconcile re-arms an alarm a lost invocation left in ALARM.
   #checkov:skip=CKV_AWS_117:Talks only to AWS APIs; a VPC would add NAT dependencies and no protection.
   #checkov:skip=CKV_AWS_173:The environment holds names and numbers only, no secrets.
   #checkov:skip=CKV_AWS_272:Code signing needs an organisation's signing profile; CI builds the zips from this repository.
@@ -212,6 +221,30 @@ resource "aws_lambda_function" "scaler" {
 
   tags       = var.tags
   depends_on = [aws_cloudwatch_log_group.scaler]
+}
+
+# A failed run is recorded, not just logged: Lambda retries an asynchronous invocation twice, then
+# sends the event and the error to this queue (kept 14 days) for whoever reads the Errors alarm.
+# Events older than 15 minutes are dropped there too: by then the scheduled reconcile has made the
+# alarms consistent with the group, and acting on such an old breach would do harm.
+resource "aws_sqs_queue" "scaler_failures" {
+  count                     = local.lambda_mode ? 1 : 0
+  name                      = "${var.name}-scaler-failures"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+  tags                      = var.tags
+}
+
+resource "aws_lambda_function_event_invoke_config" "scaler" {
+  for_each                     = local.scalers
+  function_name                = aws_lambda_function.scaler[each.key].function_name
+  maximum_retry_attempts       = 2
+  maximum_event_age_in_seconds = 900
+  destination_config {
+    on_failure {
+      destination = aws_sqs_queue.scaler_failures[0].arn
+    }
+  }
 }
 
 # CloudWatch alarms invoke Lambdas as this service principal; scoped to the one alarm.
@@ -248,6 +281,7 @@ resource "aws_cloudwatch_metric_alarm" "scaler_errors" {
 # actual desired capacity (an operator's resize, a lost invocation) and re-arms its alarm if it
 # has sat in ALARM with no invocation on its way, which CloudWatch would never invoke again.
 resource "aws_cloudwatch_event_rule" "reconcile" {
+  count               = local.lambda_mode ? 1 : 0
   name                = "${var.name}-scaling-reconcile"
   description         = "${var.name}: reconcile the scaling alarms with the worker group"
   schedule_expression = "rate(${var.reconcile_minutes} minutes)"
@@ -256,7 +290,7 @@ resource "aws_cloudwatch_event_rule" "reconcile" {
 
 resource "aws_cloudwatch_event_target" "reconcile" {
   for_each  = local.scalers
-  rule      = aws_cloudwatch_event_rule.reconcile.name
+  rule      = aws_cloudwatch_event_rule.reconcile[0].name
   target_id = "${each.key}-reconcile"
   arn       = aws_lambda_function.scaler[each.key].arn
 }
@@ -267,5 +301,69 @@ resource "aws_lambda_permission" "reconcile" {
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.scaler[each.key].function_name
   principal     = "events.amazonaws.com"
-  source_arn    = aws_cloudwatch_event_rule.reconcile.arn
+  source_arn    = aws_cloudwatch_event_rule.reconcile[0].arn
+}
+
+# Target-tracking mode: EC2 Auto Scaling's own policy keeps connected clients per in-service worker
+# near the target. AWS creates and owns its two alarms: it scales out in proportion to the excess
+# as soon as the metric is above target for 3 minutes, and in only after 15 minutes below 90 % of
+# it, and never while instances added earlier are still warming up
+# (https://docs.aws.amazon.com/autoscaling/ec2/userguide/target-tracking-scaling-policy-overview.html).
+# GroupInServiceInstances needs the group's metrics collection (the workers module enables it).
+resource "aws_autoscaling_policy" "target_tracking" {
+  count                     = local.lambda_mode ? 0 : 1
+  name                      = "${var.name}-clients-per-worker"
+  autoscaling_group_name    = var.asg_name
+  policy_type               = "TargetTrackingScaling"
+  estimated_instance_warmup = var.instance_warmup_secs
+
+  target_tracking_configuration {
+    target_value     = var.target_clients_per_worker
+    disable_scale_in = var.target_tracking_disable_scale_in
+
+    customized_metric_specification {
+      metrics {
+        id          = "clients"
+        expression  = local.metric.expression
+        label       = local.metric.label
+        return_data = false
+      }
+      metrics {
+        id = "m1"
+        metric_stat {
+          metric {
+            namespace   = local.metric.namespace
+            metric_name = local.metric.name
+            dimensions {
+              name  = keys(local.metric.dimensions)[0]
+              value = values(local.metric.dimensions)[0]
+            }
+          }
+          stat = local.metric.statistic
+        }
+        return_data = false
+      }
+      metrics {
+        id = "workers"
+        metric_stat {
+          metric {
+            namespace   = "AWS/AutoScaling"
+            metric_name = "GroupInServiceInstances"
+            dimensions {
+              name  = "AutoScalingGroupName"
+              value = var.asg_name
+            }
+          }
+          stat = "Average"
+        }
+        return_data = false
+      }
+      metrics {
+        id          = "per_worker"
+        expression  = "clients / workers"
+        label       = "Connected clients per in-service worker"
+        return_data = true
+      }
+    }
+  }
 }

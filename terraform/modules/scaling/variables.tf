@@ -118,3 +118,35 @@ variable "reconcile_minutes" {
     error_message = "reconcile_minutes must be a whole number of minutes, at least 2 (EventBridge says rate(1 minute) for one)."
   }
 }
+
+variable "mode" {
+  type        = string
+  description = "\"lambda\": the paper's two alarms and scaler Lambdas, one worker per step; \"target-tracking\": an EC2 Auto Scaling target-tracking policy on connected clients per in-service worker."
+  default     = "lambda"
+  validation {
+    condition     = contains(["lambda", "target-tracking"], var.mode)
+    error_message = "mode must be \"lambda\" or \"target-tracking\"."
+  }
+}
+
+variable "target_clients_per_worker" {
+  type        = number
+  description = "Target-tracking mode: connected clients per in-service worker the policy holds the group at."
+  default     = 40000
+  validation {
+    condition     = var.target_clients_per_worker >= 1
+    error_message = "target_clients_per_worker must be at least 1."
+  }
+}
+
+variable "target_tracking_disable_scale_in" {
+  type        = bool
+  description = "Target-tracking mode: never scale in (an operator or a schedule shrinks the group), so no client is ever moved by a scale-in."
+  default     = false
+}
+
+variable "instance_warmup_secs" {
+  type        = number
+  description = "Target-tracking mode: seconds before a new worker's clients count (the policy's estimated instance warmup)."
+  default     = 120
+}

@@ -160,6 +160,10 @@ resource "aws_autoscaling_group" "workers" {
   # A new worker counts towards the group's metrics (and instance refresh) only once it has booted,
   # joined the cluster and passed the ALB health check.
   default_instance_warmup = var.instance_warmup_secs
+  # Free at one-minute granularity; the target-tracking mode divides by GroupInServiceInstances,
+  # and the console's group graphs need them in either mode.
+  enabled_metrics     = ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances", "GroupTerminatingInstances"]
+  metrics_granularity = "1Minute"
 
   launch_template {
     id      = aws_launch_template.worker.id
