@@ -10,7 +10,7 @@
 
 mod backoff;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ews_proto::{Event, ServerFrame};
+use ews_proto::{ClientControl, Event, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
@@ -104,6 +104,27 @@ pub enum SendError {
     Closed(String),
 }
 
+/// Why a subscription failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// The server refused it: `kind` is `topic_forbidden`, `invalid_topic` or
+    /// `too_many_topics`.
+    #[error("refused ({kind}): {detail}")]
+    Refused { kind: String, detail: String },
+    /// The client closed (or was closed for good) before an answer came.
+    #[error("closed: {0}")]
+    Closed(String),
+}
+
+/// A pushed message: to this client (`topic` is `None`) or to a topic it subscribed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub msg: String,
+    pub topic: Option<String>,
+}
+
+type Answer = oneshot::Sender<Result<(), SubscribeError>>;
+
 /// Counters of what the client did.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -124,6 +145,8 @@ struct Entry {
 
 enum Cmd {
     Send(Entry),
+    Subscribe(String, Answer),
+    Unsubscribe(String, Answer),
     Close,
 }
 
@@ -150,7 +173,7 @@ impl Future for Pending {
 }
 
 /// Pushed messages, in order. Bounded: past 1024 unread, new ones are dropped (and counted).
-pub type Pushes = mpsc::Receiver<String>;
+pub type Pushes = mpsc::Receiver<Push>;
 
 const PUSH_BUFFER: usize = 1024;
 
@@ -175,6 +198,8 @@ impl Client {
             stats: stats.clone(),
             backoff: options.backoff,
             outbox: VecDeque::new(),
+            topics: BTreeSet::new(),
+            waiting: HashMap::new(),
         };
         tokio::spawn(task.run(first));
         let client = Client {
@@ -224,6 +249,27 @@ impl Client {
         Ok(Pending(pending))
     }
 
+    /// Joins `topic` (if the token grants it); resolves once the server confirms. The
+    /// subscription outlives reconnects: every new connection subscribes again before it resends
+    /// events (messages published while disconnected are not replayed).
+    pub async fn subscribe(&self, topic: &str) -> Result<(), SubscribeError> {
+        self.control(|tx| Cmd::Subscribe(topic.to_string(), tx))
+            .await
+    }
+
+    /// Leaves `topic`; resolves once the server confirms (at once while disconnected).
+    pub async fn unsubscribe(&self, topic: &str) -> Result<(), SubscribeError> {
+        self.control(|tx| Cmd::Unsubscribe(topic.to_string(), tx))
+            .await
+    }
+
+    async fn control(&self, cmd: impl FnOnce(Answer) -> Cmd) -> Result<(), SubscribeError> {
+        let closed = || SubscribeError::Closed("the client is closed".into());
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(cmd(tx)).await.map_err(|_| closed())?;
+        rx.await.unwrap_or_else(|_| Err(closed()))
+    }
+
     /// The connection's state, as it changes.
     pub fn state(&self) -> watch::Receiver<State> {
         self.state.clone()
@@ -261,11 +307,15 @@ struct Task<D: Dial> {
     dial: D,
     cmds: mpsc::Receiver<Cmd>,
     state: watch::Sender<State>,
-    pushes: mpsc::Sender<String>,
+    pushes: mpsc::Sender<Push>,
     stats: Arc<Stats>,
     backoff: Backoff,
     /// Unacknowledged events, oldest first: what a new connection sends again.
     outbox: VecDeque<Entry>,
+    /// Topics the application subscribed to: what a new connection subscribes to again.
+    topics: BTreeSet<String>,
+    /// Subscribe and unsubscribe calls waiting for the server's answer, by topic.
+    waiting: HashMap<String, Vec<Answer>>,
 }
 
 /// Close codes after which the client does not reconnect.
@@ -338,6 +388,15 @@ impl<D: Dial> Task<D> {
             code: 1006,
             reason: e.to_string(),
         };
+        // Subscriptions first, so pushes on them flow while the resent events are answered.
+        for topic in &self.topics {
+            let frame = ClientControl::Subscribe {
+                topic: topic.clone(),
+            };
+            if let Err(err) = out.feed(Message::text(frame.to_text())).await {
+                return Some(lost(&err));
+            }
+        }
         for e in &self.outbox {
             if let Err(err) = out.feed(Message::text(e.frame.clone())).await {
                 return Some(lost(&err));
@@ -358,6 +417,22 @@ impl<D: Dial> Task<D> {
                         let sent = out.send(Message::text(entry.frame.clone())).await;
                         self.outbox.push_back(entry);
                         if let Err(err) = sent {
+                            return Some(lost(&err));
+                        }
+                    }
+                    Some(Cmd::Subscribe(topic, answer)) => {
+                        let frame = ClientControl::Subscribe { topic: topic.clone() };
+                        self.topics.insert(topic.clone());
+                        self.waiting.entry(topic).or_default().push(answer);
+                        if let Err(err) = out.send(Message::text(frame.to_text())).await {
+                            return Some(lost(&err));
+                        }
+                    }
+                    Some(Cmd::Unsubscribe(topic, answer)) => {
+                        let frame = ClientControl::Unsubscribe { topic: topic.clone() };
+                        self.topics.remove(&topic);
+                        self.waiting.entry(topic).or_default().push(answer);
+                        if let Err(err) = out.send(Message::text(frame.to_text())).await {
                             return Some(lost(&err));
                         }
                     }
@@ -404,7 +479,27 @@ impl<D: Dial> Task<D> {
             ServerFrame::Error {
                 error,
                 detail,
+                topic: Some(topic),
+                ..
+            } => {
+                // Refused: not asked again on the next connection.
+                self.topics.remove(&topic);
+                let kind = serde_json::to_value(error)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                self.answer(&topic, Err(SubscribeError::Refused { kind, detail }));
+                return;
+            }
+            ServerFrame::Subscribed { topic } | ServerFrame::Unsubscribed { topic } => {
+                self.answer(&topic, Ok(()));
+                return;
+            }
+            ServerFrame::Error {
+                error,
+                detail,
                 id: Some(id),
+                ..
             } => {
                 let kind = serde_json::to_value(error)
                     .ok()
@@ -412,8 +507,8 @@ impl<D: Dial> Task<D> {
                     .unwrap_or_default();
                 (id, Err(SendError::Refused { kind, detail }))
             }
-            ServerFrame::Push { msg } => {
-                if self.pushes.try_send(msg).is_err() {
+            ServerFrame::Push { msg, topic } => {
+                if self.pushes.try_send(Push { msg, topic }).is_err() {
                     self.stats.pushes_dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 return;
@@ -450,6 +545,15 @@ impl<D: Dial> Task<D> {
                 _ = tokio::time::sleep_until(until) => return true,
                 cmd = self.cmds.recv() => match cmd {
                     Some(Cmd::Send(entry)) => self.outbox.push_back(entry),
+                    // Sent, and answered, on the next connection.
+                    Some(Cmd::Subscribe(topic, answer)) => {
+                        self.topics.insert(topic.clone());
+                        self.waiting.entry(topic).or_default().push(answer);
+                    }
+                    Some(Cmd::Unsubscribe(topic, answer)) => {
+                        self.topics.remove(&topic);
+                        let _ = answer.send(Ok(()));
+                    }
                     Some(Cmd::Close) | None => {
                         self.finish(1000, "client closed");
                         return false;
@@ -459,14 +563,35 @@ impl<D: Dial> Task<D> {
         }
     }
 
-    /// Ends for good: every held event fails.
+    /// Answers everyone waiting on `topic`.
+    fn answer(&mut self, topic: &str, outcome: Result<(), SubscribeError>) {
+        for tx in self.waiting.remove(topic).unwrap_or_default() {
+            let _ = tx.send(outcome.clone());
+        }
+    }
+
+    /// Ends for good: every held event and subscription waiting for an answer fails.
     fn finish(&mut self, code: u16, reason: &str) {
         for e in self.outbox.drain(..) {
             let _ = e.done.send(Err(SendError::Closed(reason.to_string())));
         }
+        let closed = || SubscribeError::Closed(reason.to_string());
+        for (_, txs) in self.waiting.drain() {
+            for tx in txs {
+                let _ = tx.send(Err(closed()));
+            }
+        }
         self.cmds.close();
-        while let Ok(Cmd::Send(e)) = self.cmds.try_recv() {
-            let _ = e.done.send(Err(SendError::Closed(reason.to_string())));
+        while let Ok(cmd) = self.cmds.try_recv() {
+            match cmd {
+                Cmd::Send(e) => {
+                    let _ = e.done.send(Err(SendError::Closed(reason.to_string())));
+                }
+                Cmd::Subscribe(_, tx) | Cmd::Unsubscribe(_, tx) => {
+                    let _ = tx.send(Err(closed()));
+                }
+                Cmd::Close => {}
+            }
         }
         self.state.send_replace(State::Closed {
             code,

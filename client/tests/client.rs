@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ews_client::{Backoff, BoxFuture, Client, Dial, DialError, Options, SendError, State};
+use ews_client::{
+    Backoff, BoxFuture, Client, Dial, DialError, Options, SendError, State, SubscribeError,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -230,6 +232,85 @@ async fn a_full_buffer_holds_the_sender_and_pushes_arrive() {
 
     let push = serde_json::json!({"type": "push", "msg": "hello"}).to_string();
     ws.send(Message::text(push)).await.unwrap();
-    assert_eq!(pushes.recv().await.as_deref(), Some("hello"));
+    assert_eq!(pushes.recv().await.map(|p| p.msg).as_deref(), Some("hello"));
+    client.close().await;
+}
+
+async fn reply(ws: &mut ServerWs, frame: serde_json::Value) {
+    ws.send(Message::text(frame.to_string())).await.unwrap();
+}
+
+#[tokio::test]
+async fn subscriptions_are_answered_and_renewed_on_every_connection() {
+    let mut s = server().await;
+    let (client, mut pushes) = Client::start(s.dial(), None, fast());
+    let mut ws = accept(&mut s).await;
+    let server_side = async {
+        let asked = next_event(&mut ws).await;
+        assert_eq!(
+            asked,
+            serde_json::json!({"type": "subscribe", "topic": "news.sport"})
+        );
+        reply(
+            &mut ws,
+            serde_json::json!({"type": "subscribed", "topic": "news.sport"}),
+        )
+        .await;
+        let asked = next_event(&mut ws).await;
+        assert_eq!(asked["topic"], "secret");
+        let refusal = serde_json::json!({"type": "error", "error": "topic_forbidden", "detail": "no", "topic": "secret"});
+        reply(&mut ws, refusal).await;
+    };
+    let client_side = async {
+        client.subscribe("news.sport").await.expect("subscribed");
+        client.subscribe("secret").await
+    };
+    let ((), refused) = tokio::join!(server_side, client_side);
+    assert_eq!(
+        refused,
+        Err(SubscribeError::Refused {
+            kind: "topic_forbidden".into(),
+            detail: "no".into()
+        })
+    );
+    reply(
+        &mut ws,
+        serde_json::json!({"type": "push", "msg": "goal", "topic": "news.sport"}),
+    )
+    .await;
+    let push = pushes.recv().await.expect("a push");
+    assert_eq!(
+        (push.msg.as_str(), push.topic.as_deref()),
+        ("goal", Some("news.sport"))
+    );
+
+    // A drain: the next connection subscribes again (only to what was granted) before it
+    // resends the unacknowledged event.
+    let pending = client.send("e".into(), 1).await.unwrap();
+    let event = next_event(&mut ws).await;
+    close(&mut ws, 1012, "draining").await;
+    let mut ws = accept(&mut s).await;
+    assert_eq!(
+        next_event(&mut ws).await,
+        serde_json::json!({"type": "subscribe", "topic": "news.sport"})
+    );
+    let again = next_event(&mut ws).await;
+    assert_eq!(again["id"], event["id"]);
+    ack(&mut ws, 1, again["id"].as_str().unwrap()).await;
+    pending.await.unwrap();
+    let server_side = async {
+        let asked = next_event(&mut ws).await;
+        assert_eq!(
+            asked,
+            serde_json::json!({"type": "unsubscribe", "topic": "news.sport"})
+        );
+        reply(
+            &mut ws,
+            serde_json::json!({"type": "unsubscribed", "topic": "news.sport"}),
+        )
+        .await;
+    };
+    let (left, ()) = tokio::join!(client.unsubscribe("news.sport"), server_side);
+    left.unwrap();
     client.close().await;
 }

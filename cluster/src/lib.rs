@@ -12,10 +12,12 @@
 //! [`Membership::leave`] then [`Membership::shutdown`] on the way out.
 
 mod args;
+pub mod interest;
 pub mod link_client;
 mod membership;
 mod metrics;
 mod node;
+pub mod presence;
 mod proof;
 pub mod publish;
 mod seeds;

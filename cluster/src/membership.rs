@@ -14,11 +14,12 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::args::{ClusterArgs, ClusterSecret};
+use crate::interest::Interest;
 use crate::metrics::ClusterMetrics;
 use crate::node::NodeState;
 use crate::node::{
-    Role, Status, KEY_ACTIVE_EPOCH, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTERNAL_ADDR,
-    KEY_PUBLIC_ADDR, KEY_ROLE, KEY_STATUS, KEY_VERSION,
+    Role, Status, KEY_ACTIVE_EPOCH, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTEREST,
+    KEY_INTERNAL_ADDR, KEY_PUBLIC_ADDR, KEY_ROLE, KEY_STATUS, KEY_VERSION,
 };
 use crate::proof::{Proven, ProvenPeers, Prover};
 use crate::seeds;
@@ -143,6 +144,8 @@ struct Shared {
     status: Mutex<Status>,
     /// The active term this node (a leader) holds, as it claims it.
     active_epoch: Mutex<Option<u64>>,
+    /// The topics this node (a worker) has subscribers for.
+    interest: Mutex<Option<Interest>>,
     capacity: AtomicU64,
     listen_addrs: Mutex<(Option<SocketAddr>, Option<SocketAddr>)>,
     /// Peers that proved the cluster key with their state (only with a secret).
@@ -230,6 +233,7 @@ impl Membership {
             metrics: ClusterMetrics::default(),
             status: Mutex::new(Status::Joining),
             active_epoch: Mutex::new(None),
+            interest: Mutex::new(None),
             listen_addrs: Mutex::new(listen_addrs),
             proven: Mutex::new(ProvenPeers::new()),
             seed_addrs: Mutex::new(HashSet::new()),
@@ -335,6 +339,7 @@ impl Membership {
             public_addr,
             admin_addr,
             active_epoch: *lock(&sh.active_epoch),
+            interest: lock(&sh.interest).clone(),
         }
     }
 
@@ -344,6 +349,14 @@ impl Membership {
         *lock(&self.shared.active_epoch) = epoch;
         let value = epoch.map(|e| e.to_string()).unwrap_or_default();
         self.set_key(KEY_ACTIVE_EPOCH, value).await;
+    }
+
+    /// Says which topics this node (a worker) has subscribers for; peers send topic publishes
+    /// only where it may hold. They learn it on their next probe (every gossip interval).
+    pub async fn set_interest(&self, interest: Interest) {
+        let text = interest.to_string();
+        *lock(&self.shared.interest) = Some(interest);
+        self.set_key(KEY_INTEREST, text).await;
     }
 
     /// The node-link answer to `GET /internal/v1/state`: [`Membership::own_state`] as JSON, the

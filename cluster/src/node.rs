@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::interest::Interest;
+
 pub(crate) const KEY_ROLE: &str = "role";
 pub(crate) const KEY_STATUS: &str = "status";
 pub(crate) const KEY_PUBLIC_ADDR: &str = "public_addr";
@@ -16,6 +18,8 @@ pub(crate) const KEY_CAPACITY: &str = "capacity";
 pub(crate) const KEY_VERSION: &str = "version";
 /// A leader's claim to be the active one: the epoch of the term it holds (empty: none).
 pub(crate) const KEY_ACTIVE_EPOCH: &str = "active_epoch";
+/// A worker's topic interest ([`Interest`]; empty: none).
+pub(crate) const KEY_INTEREST: &str = "topics";
 
 /// A node's own account of itself, served on its node link (`GET /internal/v1/state`) and
 /// proven with the cluster key. With a cluster secret, peers decide from this, never from what
@@ -35,6 +39,10 @@ pub struct NodeState {
     /// 0 without a lease store). Absent: standby, or a worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_epoch: Option<u64>,
+    /// A worker's topic interest: topic publishes go only where it may hold. Absent: a node
+    /// that does not say (every topic publish reaches it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interest: Option<Interest>,
 }
 
 /// Node-link path of [`NodeState`].

@@ -1,7 +1,10 @@
 //! One publish, whichever node and port it arrives on: a worker's admin API and the leaders'
 //! front door (`POST /api/v1/publish`, which fan out to the cluster) and a worker's node link
-//! (`POST /internal/v1/publish`, that worker's sessions only) read the same [`Publish`] body,
-//! count in the same [`Delivery`] and map it to a status the same way.
+//! (`POST /internal/v1/publish`, that worker's sessions only) read the same [`Publish`] body
+//! (to a client id or to a topic), count in the same [`Delivery`] and map it to a status the
+//! same way. A topic publish goes only to workers whose [`Interest`] may hold the topic.
+//!
+//! [`Interest`]: crate::interest::Interest
 //!
 //! [`Fanout`] reaches the workers: a few at a time, each within its own deadline, so a slow or
 //! silent worker costs one deadline and is named in the answer; it never holds up the others.
@@ -20,8 +23,11 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
+use ews_proto::topic::Topic;
+
 use crate::link_client::{LinkClient, Proof};
-use crate::{Membership, Role};
+use crate::presence::{self, Here, Presence, PRESENCE_PATH};
+use crate::{Member, Membership, Role};
 
 /// Node-link path of the local-only publish a worker serves.
 pub const PUBLISH_PATH: &str = "/internal/v1/publish";
@@ -32,12 +38,58 @@ const CONCURRENCY: usize = 16;
 /// Largest answer read from a worker.
 const MAX_ANSWER: usize = 64 * 1024;
 
-/// `{"clientId","msg"}`: push `msg` to every session of `clientId`.
+/// `{"clientId","msg"}`: push `msg` to every session of `clientId`; `{"topic","msg"}`: to
+/// every session subscribed to `topic`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(try_from = "PublishBody", into = "PublishBody")]
 pub struct Publish {
-    pub client_id: String,
+    pub target: Target,
     pub msg: String,
+}
+
+/// Whom a publish is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Client(String),
+    Topic(Topic),
+}
+
+/// The body as it is written: exactly one of `clientId` and `topic`.
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PublishBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    topic: Option<String>,
+    msg: String,
+}
+
+impl TryFrom<PublishBody> for Publish {
+    type Error = String;
+
+    fn try_from(b: PublishBody) -> Result<Publish, String> {
+        let target = match (b.client_id, b.topic) {
+            (Some(c), None) if !c.is_empty() => Target::Client(c),
+            (None, Some(t)) => Target::Topic(Topic::parse(&t).map_err(|e| e.to_string())?),
+            _ => return Err("give exactly one of clientId and topic".into()),
+        };
+        Ok(Publish { target, msg: b.msg })
+    }
+}
+
+impl From<Publish> for PublishBody {
+    fn from(p: Publish) -> PublishBody {
+        let (client_id, topic) = match p.target {
+            Target::Client(c) => (Some(c), None),
+            Target::Topic(t) => (None, Some(t.as_str().to_string())),
+        };
+        PublishBody {
+            client_id,
+            topic,
+            msg: p.msg,
+        }
+    }
 }
 
 /// What one node did with a publish: its counts, or why there are none.
@@ -147,28 +199,33 @@ impl Fanout {
         }
     }
 
-    /// Sends `p` to every serving worker but this node, recording each one's outcome in `into`.
+    /// Sends `p` to every serving worker but this node (for a topic, only those whose interest
+    /// may hold it), recording each one's outcome in `into`.
     pub async fn publish(&self, p: &Publish, into: &mut Delivery) {
         let body = Bytes::from(serde_json::to_vec(p).unwrap_or_default());
-        let view = self.membership.view();
-        let targets: Vec<(String, Option<SocketAddr>)> = view
-            .serving(Role::Worker)
-            .filter(|m| !m.is_self)
-            .map(|m| (m.node_id.clone(), m.internal_addr))
-            .collect();
-        let answers: Vec<(String, Result<Delivery, String>)> = stream::iter(targets)
-            .map(|(id, addr)| {
+        let wanted = |m: &Member| match &p.target {
+            Target::Client(_) => true,
+            // A worker that does not say what it holds gets every topic.
+            Target::Topic(t) => m.interest.as_ref().is_none_or(|i| i.may_contain(t)),
+        };
+        let answers = self
+            .ask_workers(wanted, |addr| {
                 let body = body.clone();
                 async move {
-                    let outcome = match addr {
-                        Some(a) => self.ask(a, body).await,
-                        None => Err("no node-link address".to_string()),
-                    };
-                    (id, outcome)
+                    let a = self
+                        .ask(Method::POST, addr, PUBLISH_PATH.to_string(), body)
+                        .await?;
+                    // 404 (no session there) and 503 (all full) still carry counts.
+                    if !(a.status.is_success()
+                        || a.status == StatusCode::NOT_FOUND
+                        || a.status == StatusCode::SERVICE_UNAVAILABLE)
+                    {
+                        return Err(format!("answered {}", a.status));
+                    }
+                    serde_json::from_slice::<Delivery>(&a.body)
+                        .map_err(|e| format!("answer unreadable: {e}"))
                 }
             })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
             .await;
         for (id, outcome) in answers {
             if let Err(e) = &outcome {
@@ -178,32 +235,84 @@ impl Fanout {
         }
     }
 
-    async fn ask(&self, addr: SocketAddr, body: Bytes) -> Result<Delivery, String> {
+    /// Asks every serving worker but this node for its part of `q`, into `into`.
+    pub async fn presence(&self, q: &presence::Query, into: &mut Presence) {
+        let target = format!("{PRESENCE_PATH}?{}", q.to_query_string());
+        let answers = self
+            .ask_workers(
+                |_| true,
+                |addr| {
+                    let target = target.clone();
+                    async move {
+                        let a = self.ask(Method::GET, addr, target, Bytes::new()).await?;
+                        if !a.status.is_success() {
+                            return Err(format!("answered {}", a.status));
+                        }
+                        serde_json::from_slice::<Here>(&a.body)
+                            .map_err(|e| format!("answer unreadable: {e}"))
+                    }
+                },
+            )
+            .await;
+        for (id, outcome) in answers {
+            into.add_node(&id, outcome);
+        }
+    }
+
+    /// Runs `ask` against every serving worker but this node that `wanted` picks,
+    /// [`CONCURRENCY`] at a time.
+    async fn ask_workers<T, F, Fut>(
+        &self,
+        wanted: impl Fn(&Member) -> bool,
+        ask: F,
+    ) -> Vec<(String, Result<T, String>)>
+    where
+        F: Fn(SocketAddr) -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let view = self.membership.view();
+        let targets: Vec<(String, Option<SocketAddr>)> = view
+            .serving(Role::Worker)
+            .filter(|m| !m.is_self && wanted(m))
+            .map(|m| (m.node_id.clone(), m.internal_addr))
+            .collect();
+        stream::iter(targets)
+            .map(|(id, addr)| {
+                let outcome = addr.map(&ask);
+                async move {
+                    let outcome = match outcome {
+                        Some(fut) => fut.await,
+                        None => Err("no node-link address".to_string()),
+                    };
+                    (id, outcome)
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    async fn ask(
+        &self,
+        method: Method,
+        addr: SocketAddr,
+        target: String,
+        body: Bytes,
+    ) -> Result<crate::link_client::Answer, String> {
         // The worker proves the key; its counts are not decided from, so the proof need not
         // cover them.
-        let answer = self
-            .link
+        self.link
             .request(
-                Method::POST,
+                method,
                 addr,
-                PUBLISH_PATH,
+                &target,
                 body,
                 Proof::Key,
                 MAX_ANSWER,
                 self.deadline,
             )
             .await
-            .map_err(|e| e.to_string())?;
-        // 404 (no session there) and 503 (all full) still carry counts.
-        let status = answer.status;
-        if !(status.is_success()
-            || status == StatusCode::NOT_FOUND
-            || status == StatusCode::SERVICE_UNAVAILABLE)
-        {
-            return Err(format!("answered {status}"));
-        }
-        serde_json::from_slice::<Delivery>(&answer.body)
-            .map_err(|e| format!("answer unreadable: {e}"))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -250,8 +359,23 @@ mod tests {
     }
 
     #[test]
-    fn publish_refuses_unknown_fields() {
-        assert!(serde_json::from_str::<Publish>(r#"{"clientId":"a","msg":"m"}"#).is_ok());
-        assert!(serde_json::from_str::<Publish>(r#"{"clientId":"a","message":"m"}"#).is_err());
+    fn publish_names_exactly_one_target() {
+        let p: Publish = serde_json::from_str(r#"{"clientId":"a","msg":"m"}"#).unwrap();
+        assert_eq!(p.target, Target::Client("a".into()));
+        let t: Publish = serde_json::from_str(r#"{"topic":"news.sport","msg":"m"}"#).unwrap();
+        assert_eq!(t.target, Target::Topic(Topic::parse("news.sport").unwrap()));
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"topic":"news.sport","msg":"m"}"#
+        );
+        for bad in [
+            r#"{"clientId":"a","message":"m"}"#,
+            r#"{"clientId":"a","topic":"b","msg":"m"}"#,
+            r#"{"msg":"m"}"#,
+            r#"{"clientId":"","msg":"m"}"#,
+            r#"{"topic":"news.*","msg":"m"}"#,
+        ] {
+            assert!(serde_json::from_str::<Publish>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::interest::Interest;
 use crate::node::{
-    Role, Status, KEY_ACTIVE_EPOCH, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTERNAL_ADDR,
-    KEY_PUBLIC_ADDR, KEY_ROLE, KEY_STATUS, KEY_VERSION,
+    Role, Status, KEY_ACTIVE_EPOCH, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTEREST,
+    KEY_INTERNAL_ADDR, KEY_PUBLIC_ADDR, KEY_ROLE, KEY_STATUS, KEY_VERSION,
 };
 use crate::proof::ProvenPeers;
 
@@ -42,6 +43,9 @@ pub struct Member {
     /// A leader's claim to hold the active term, with the term's epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_epoch: Option<u64>,
+    /// A worker's topic interest (not listed in the view's JSON: a filter, not a list).
+    #[serde(skip)]
+    pub interest: Option<Interest>,
 }
 
 impl Member {
@@ -223,6 +227,7 @@ fn member_of(n: &RawNode, trust: &Trust) -> Option<Member> {
         is_self: n.is_self,
         verified: true,
         active_epoch: key(KEY_ACTIVE_EPOCH).and_then(|v| v.parse().ok()),
+        interest: key(KEY_INTEREST).and_then(|v| v.parse().ok()),
     };
     let Some(proven) = trust.proven else {
         return Some(gossiped);
@@ -243,12 +248,14 @@ fn member_of(n: &RawNode, trust: &Trust) -> Option<Member> {
             conns: p.state.conns,
             capacity: p.state.capacity,
             active_epoch: p.state.active_epoch,
+            interest: p.state.interest.clone(),
             ..gossiped
         },
         None => Member {
             reachable: false,
             verified: false,
             active_epoch: None,
+            interest: None,
             ..gossiped
         },
     })
@@ -408,6 +415,7 @@ mod tests {
             public_addr: None,
             admin_addr: None,
             active_epoch: (role == Role::Leader).then_some(1),
+            interest: None,
         };
         (
             (node.node_id.clone(), node.generation),

@@ -4,7 +4,6 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -13,8 +12,8 @@ use ews_cluster::{Membership, MembershipConfig, Role, STATE_PATH};
 use ews_http::args::Secret;
 use ews_http::link::LinkKey;
 use ews_http::link::Verifier;
+use ews_testkit::net;
 use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
-use ews_testkit::{bin_path, free_port, net, Proc};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -29,49 +28,14 @@ fn leader(id: &str, internal: SocketAddr, peer: SocketAddr) -> Node {
     })
 }
 
-/// A worker that authenticates clients with HS256 tokens (the testkit's workers run
-/// `--no-auth`, and a push needs the client id a token carries).
+/// A worker that authenticates clients with HS256 tokens (a push needs the client id a token
+/// carries).
 fn auth_worker(id: &str, seeds: &[SocketAddr]) -> Node {
-    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let public: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let internal = internal_addr();
-    let seeds = seeds
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut cmd = Command::new(bin_path("ews-worker"));
-    cmd.env("RUST_LOG", "info").args([
-        "--node-id",
-        id,
-        "--admin-listen",
-        &admin.to_string(),
-        "--internal-listen",
-        &internal.to_string(),
-        "--listen",
-        &public.to_string(),
-        "--gossip-interval-ms",
-        "200",
-        "--seeds",
-        &seeds,
-        "--sink",
-        "stdout",
-        "--cluster-secret",
-        SECRET,
-        "--jwt-hs256-secret",
-        JWT_SECRET,
-    ]);
-    let proc = Proc::spawn(id, cmd);
-    if let Err(e) = net::wait_for_tcp(admin, Duration::from_secs(20)) {
-        panic!("{id} did not start: {e}\n{}", proc.output());
-    }
-    Node {
-        node_id: id.to_string(),
-        admin,
-        internal,
-        public: Some(public),
-        proc,
-    }
+    Node::worker(&NodeSpec {
+        extra: &["--cluster-secret", SECRET],
+        jwt_hs256_secret: Some(JWT_SECRET),
+        ..NodeSpec::new(id, seeds)
+    })
 }
 
 fn token(sub: &str) -> String {

@@ -4,12 +4,14 @@
 //! The front door: in AWS a backend calls `POST /api/v1/publish` on a leader (stable private DNS
 //! names, where workers come and go on changing addresses) with the admin token, and the leader
 //! fans the message out to every serving worker over the node links, each within its deadline,
-//! answering with every worker's outcome.
+//! answering with every worker's outcome (a topic publish only to workers with subscribers).
+//! `GET /api/v1/presence?topic=T|clientId=C` asks every worker who is online.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use ews_cluster::presence::{self, Presence};
 use ews_cluster::publish::{self, Delivery, Fanout};
 use ews_cluster::ClusterView;
 use http::{Method, Request, Response, StatusCode};
@@ -58,6 +60,14 @@ impl Admin {
                 reply::text(StatusCode::SERVICE_UNAVAILABLE, "draining")
             }
             "/info" => reply::text(StatusCode::OK, "Success"),
+            "/api/v1/presence" => match presence::Query::parse(req.uri().query()) {
+                Ok(q) => {
+                    let mut all = Presence::default();
+                    self.fanout.presence(&q, &mut all).await;
+                    all.into_response()
+                }
+                Err(e) => reply::text(StatusCode::BAD_REQUEST, e),
+            },
             "/members" => {
                 let view = self.view.borrow().clone();
                 reply::with_type(StatusCode::OK, "application/json", view.to_json())

@@ -209,8 +209,9 @@ async fn send_events(i: u64, client: String, ws: Ws, shared: Arc<Shared>) -> Opt
                         c.error_frames.fetch_add(1, Ordering::Relaxed);
                         shared.errors.add(format!("error frame: {error:?}: {detail}"));
                     }
-                    // A message published to this client meanwhile: not part of the test.
-                    Ok(ServerFrame::Push { .. }) => {}
+                    // A message published to this client meanwhile, or a subscription answer:
+                    // not part of the test (ingest never subscribes).
+                    Ok(ServerFrame::Push { .. } | ServerFrame::Subscribed { .. } | ServerFrame::Unsubscribed { .. }) => {}
                     Err(_) => {
                         c.error_frames.fetch_add(1, Ordering::Relaxed);
                         shared.errors.add("unexpected frame");

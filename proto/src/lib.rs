@@ -9,6 +9,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod topic;
+
 /// Client → worker on an `ingest` route: one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -26,6 +28,31 @@ pub struct Event {
     pub client_id: String,
     /// Client-side time, milliseconds since the Unix epoch.
     pub timestamp: i64,
+}
+
+/// Client → worker on an `ingest` route: join or leave a topic. The worker answers
+/// `subscribed` / `unsubscribed`, or an `error` naming the topic. Subscriptions belong to the
+/// session: after a reconnect the client subscribes again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ClientControl {
+    /// Receive every message published to `topic` (if the token grants it).
+    Subscribe { topic: String },
+    /// Stop receiving `topic`'s messages.
+    Unsubscribe { topic: String },
+}
+
+impl ClientControl {
+    /// Whether a text frame may be a control frame: events never carry a `"type"` key, so a
+    /// frame without that byte sequence is not worth a second parse (one with it, e.g. a `msg`
+    /// of `"type"`, costs one failed parse).
+    pub fn may_be(text: &str) -> bool {
+        text.contains("\"type\"")
+    }
+
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// Longest event `id` a worker accepts, in bytes.
@@ -58,9 +85,21 @@ pub enum ServerFrame {
         /// The event's `id`, when the frame was an event with one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// The topic, when the frame was a `subscribe` or `unsubscribe`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
     },
-    /// A message published to this client through the admin API.
-    Push { msg: String },
+    /// A message published through the admin API: to this client (no `topic`), or to a topic
+    /// it subscribed to.
+    Push {
+        msg: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+    },
+    /// The session now receives `topic`'s messages (also when it already did).
+    Subscribed { topic: String },
+    /// The session no longer receives `topic`'s messages (also when it did not).
+    Unsubscribed { topic: String },
 }
 
 /// What a `ServerFrame::Error` is about.
@@ -71,6 +110,12 @@ pub enum ErrorKind {
     InvalidEvent,
     /// The sink refused the event before taking it; send it again later.
     SinkUnavailable,
+    /// A `subscribe`/`unsubscribe` frame that is not valid, or names no valid topic.
+    InvalidTopic,
+    /// The token does not grant the topic.
+    TopicForbidden,
+    /// The session is subscribed to as many topics as the worker allows.
+    TooManyTopics,
 }
 
 /// An event as every sink stores it: what the client sent, stamped by the worker that took it.
@@ -125,6 +170,8 @@ pub fn schema() -> serde_json::Value {
     struct Protocol {
         /// Client → worker on an `ingest` route.
         client_event: Event,
+        /// Client → worker on an `ingest` route: topic subscriptions.
+        client_control: ClientControl,
         /// Worker → client.
         server_frame: ServerFrame,
         /// What a sink stores for each event.
@@ -156,13 +203,33 @@ mod tests {
             r#"{"type":"ack","seq":3,"id":"e-1"}"#
         );
         assert_eq!(
-            ServerFrame::Push { msg: "hi".into() }.to_text(),
+            ServerFrame::Push {
+                msg: "hi".into(),
+                topic: None
+            }
+            .to_text(),
             r#"{"type":"push","msg":"hi"}"#
+        );
+        assert_eq!(
+            ServerFrame::Push {
+                msg: "hi".into(),
+                topic: Some("news".into())
+            }
+            .to_text(),
+            r#"{"type":"push","msg":"hi","topic":"news"}"#
+        );
+        assert_eq!(
+            ServerFrame::Subscribed {
+                topic: "news".into()
+            }
+            .to_text(),
+            r#"{"type":"subscribed","topic":"news"}"#
         );
         let e = ServerFrame::Error {
             error: ErrorKind::InvalidEvent,
             detail: "x".into(),
             id: None,
+            topic: None,
         };
         assert_eq!(
             e.to_text(),
@@ -179,6 +246,28 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<ServerFrame>(r#"{"type":"hello"}"#).is_err());
+    }
+
+    #[test]
+    fn control_frames() {
+        let c: ClientControl =
+            serde_json::from_str(r#"{"type":"subscribe","topic":"news"}"#).unwrap();
+        assert_eq!(
+            c,
+            ClientControl::Subscribe {
+                topic: "news".into()
+            }
+        );
+        assert_eq!(c.to_text(), r#"{"type":"subscribe","topic":"news"}"#);
+        assert!(ClientControl::may_be(&c.to_text()));
+        assert!(!ClientControl::may_be(r#"{"msg":"hello","timestamp":1}"#));
+        // A prefilter: a value "type" passes it, and then fails the strict parse.
+        assert!(ClientControl::may_be(r#"{"msg":"type","timestamp":1}"#));
+        assert!(serde_json::from_str::<ClientControl>(r#"{"type":"subscribe"}"#).is_err());
+        assert!(
+            serde_json::from_str::<ClientControl>(r#"{"type":"subscribe","topic":"a","x":1}"#)
+                .is_err()
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct NodeSpec<'a> {
     pub gossip_interval_ms: u64,
     pub extra: &'a [&'a str],
     pub env: &'a [(&'a str, &'a str)],
+    /// Workers: verify client tokens with this HS256 secret instead of running `--no-auth`.
+    pub jwt_hs256_secret: Option<&'a str>,
 }
 
 impl<'a> NodeSpec<'a> {
@@ -44,6 +46,7 @@ impl<'a> NodeSpec<'a> {
             gossip_interval_ms: 200,
             extra: &[],
             env: &[],
+            jwt_hs256_secret: None,
         }
     }
 }
@@ -54,7 +57,7 @@ impl Node {
         Node::start("ews-leader", spec, None)
     }
 
-    /// Starts `ews-worker` (no auth, stdout sink) and waits until its admin port accepts
+    /// Starts `ews-worker` (stdout sink; no auth unless the spec gives a JWT secret) and waits until its admin port accepts
     /// connections (it does while still joining).
     pub fn worker(spec: &NodeSpec) -> Node {
         Node::start("ews-worker", spec, Some(free_port()))
@@ -107,7 +110,11 @@ impl Node {
         }
         let public = public.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
         if let Some(p) = public {
-            cmd.args(["--no-auth", "--sink", "stdout", "--listen"])
+            match spec.jwt_hs256_secret {
+                Some(secret) => cmd.args(["--jwt-hs256-secret", secret]),
+                None => cmd.arg("--no-auth"),
+            };
+            cmd.args(["--sink", "stdout", "--listen"])
                 .arg(p.to_string());
         }
         cmd.args(spec.extra);

@@ -1,4 +1,4 @@
-//! The admin port: metrics, the session API and publish. Never routed through the load
+//! The admin port: metrics, the session API, publish (to a client or a topic) and presence. Never routed through the load
 //! balancer. In a cluster it also serves the cluster view (`/members`) and publish reaches the
 //! other workers through a [`Fanout`]; a standalone worker serves its embedded queue here
 //! (`/queue/{name}`), so `ews-queue read` can read its events while it runs. Every route but
@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ews_cluster::presence::{self, Presence};
 use ews_cluster::publish::{self, Delivery, Fanout};
 use ews_cluster::Membership;
 use ews_http::args::{admin_refusal, Secret};
@@ -46,6 +47,7 @@ impl Admin {
                 reply::json(StatusCode::OK, &self.registry.list())
             }
             (&Method::POST, "/api/v1/publish") => self.publish(req).await,
+            (&Method::GET, "/api/v1/presence") => self.presence(req.uri().query()).await,
             (&Method::GET, "/members") => match &self.cluster {
                 Some((m, _)) => {
                     reply::with_type(StatusCode::OK, "application/json", m.view().to_json())
@@ -64,7 +66,26 @@ impl Admin {
         }
     }
 
-    /// `POST /api/v1/publish {"clientId","msg"}` to this node's sessions of the client and, in a
+    /// `GET /api/v1/presence?topic=T|clientId=C`: this node's sessions and, in a cluster, every
+    /// other serving worker's.
+    async fn presence(&self, query: Option<&str>) -> Response<Body> {
+        let q = match presence::Query::parse(query) {
+            Ok(q) => q,
+            Err(e) => return reply::text(StatusCode::BAD_REQUEST, e),
+        };
+        let local = self.registry.presence(&q);
+        let Some((membership, fanout)) = &self.cluster else {
+            let mut all = Presence::default();
+            all.add_node("self", Ok(local));
+            return all.into_response();
+        };
+        let mut all = Presence::default();
+        all.add_node(membership.node_id(), Ok(local));
+        fanout.presence(&q, &mut all).await;
+        all.into_response()
+    }
+
+    /// `POST /api/v1/publish {"clientId"|"topic","msg"}` to this node's sessions of the client and, in a
     /// cluster, every other serving worker's; the status is [`Delivery::status`], the answer
     /// names every node's outcome.
     async fn publish(&self, req: Request<Incoming>) -> Response<Body> {
@@ -72,7 +93,7 @@ impl Admin {
             Ok(p) => p,
             Err(r) => return r,
         };
-        let local = self.registry.push(&p.client_id, &p.msg);
+        let local = self.registry.publish(&p);
         for _ in 0..local.dropped {
             self.metrics.dropped("outbound_full");
         }

@@ -8,14 +8,25 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::JwtArgs;
+use ews_proto::topic::Grants;
 use std::sync::Arc;
 
 use crate::jwks::Jwks;
 
-/// What the gateway needs from a token: the client id.
+/// What the gateway needs from a token: the client id, and the topics it may join.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Claims {
     sub: String,
+    #[serde(default)]
+    topics: Vec<String>,
+}
+
+/// Who a verified token says the client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub sub: String,
+    /// The `topics` claim: exact names and `prefix.*` patterns.
+    pub grants: Grants,
 }
 
 /// Why a token was refused (logged as a kind, never with the token).
@@ -80,8 +91,8 @@ impl Authenticator {
         }
     }
 
-    /// Verifies `token` and returns its `sub`.
-    pub async fn verify(&self, token: &str) -> Result<String, AuthError> {
+    /// Verifies `token` and returns who it names.
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError(format!("malformed: {e}")))?;
         let (key, alg) = match header.alg {
@@ -113,7 +124,12 @@ impl Authenticator {
         if data.claims.sub.trim().is_empty() {
             return Err(AuthError("blank sub".into()));
         }
-        Ok(data.claims.sub)
+        let grants = Grants::from_claim(&data.claims.topics)
+            .map_err(|e| AuthError(format!("topics claim: {e}")))?;
+        Ok(Identity {
+            sub: data.claims.sub,
+            grants,
+        })
     }
 
     async fn asymmetric_key(
@@ -192,7 +208,8 @@ mod tests {
             Authenticator::hs256(b"s3cret", 0)
                 .verify(&t)
                 .await
-                .expect("valid"),
+                .expect("valid")
+                .sub,
             "alice"
         );
         assert!(Authenticator::hs256(b"other", 0).verify(&t).await.is_err());
@@ -200,6 +217,30 @@ mod tests {
             .verify("not.a.token")
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn the_topics_claim_becomes_grants() {
+        let token = |topics: &[&str]| {
+            let claims =
+                serde_json::json!({"sub": "alice", "exp": 9_999_999_999u64, "topics": topics});
+            jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s"))
+                .expect("token")
+        };
+        let auth = Authenticator::hs256(b"s", 0);
+        let id = auth
+            .verify(&token(&["chat.1", "news.*"]))
+            .await
+            .expect("valid");
+        let t = |s| ews_proto::topic::Topic::parse(s).unwrap();
+        assert!(id.grants.allows(&t("news.sport")) && !id.grants.allows(&t("chat.2")));
+        let none = auth.verify(&token(&[])).await.expect("valid");
+        assert_eq!(none.grants, Grants::None);
+        let err = auth
+            .verify(&token(&["bad topic"]))
+            .await
+            .expect_err("refused");
+        assert!(err.0.contains("topics claim"), "{err}");
     }
 
     #[tokio::test]

@@ -80,6 +80,16 @@ pub struct WorkerArgs {
     #[arg(long, env = "EWS_OUTBOUND_QUEUE", default_value_t = 64, value_parser = at_least(1))]
     pub outbound_queue: usize,
 
+    /// Let every client join every topic, whatever its token says (development; always on with
+    /// `--standalone`). Without it a token's `topics` claim lists what its client may join.
+    #[arg(long, env = "EWS_TOPICS_OPEN")]
+    pub topics_open: bool,
+
+    /// Topics one session may be subscribed to at once; past it `subscribe` is refused
+    /// (`too_many_topics`).
+    #[arg(long, env = "EWS_MAX_TOPICS_PER_SESSION", default_value_t = 100, value_parser = at_least(1))]
+    pub max_topics_per_session: usize,
+
     /// Events of one session whose sink receipt is awaited at once when the client asked for
     /// acks (`?ack=1`); a full window stops reading from that client.
     #[arg(long, env = "EWS_ACK_WINDOW", default_value_t = 64, value_parser = at_least(1))]

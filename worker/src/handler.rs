@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ews_proto::{ErrorKind, ServerFrame, MAX_ID_LEN};
+use ews_proto::topic::{Grants, Topic};
+use ews_proto::{ClientControl, ErrorKind, ServerFrame, MAX_ID_LEN};
 use ews_sink::{BoxFuture, Event, Receipt, Sink, StampedEvent};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::config::{HandlerKind, Routes};
 use crate::metrics::Metrics;
+use crate::registry::{Registry, TooManyTopics};
 
 /// What a session knows about itself.
 pub struct SessionState {
@@ -19,6 +21,8 @@ pub struct SessionState {
     pub node: Arc<str>,
     /// Sequence number of the last event taken by the sink.
     pub last_seq: u64,
+    /// The topics this session may subscribe to (from its token, or `--topics-open`).
+    pub grants: Arc<Grants>,
 }
 
 /// What the session does after a message.
@@ -53,15 +57,72 @@ impl Handler for Echo {
     }
 }
 
-/// Parses `{"msg","clientId","timestamp"}` events, stamps them and hands them to the sink.
+/// Parses `{"msg","clientId","timestamp"}` events, stamps them and hands them to the sink;
+/// takes `subscribe`/`unsubscribe` frames.
 pub struct Ingest {
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
+    topics: Topics,
+}
+
+/// Where subscriptions are kept and how many a session may hold.
+#[derive(Clone)]
+pub struct Topics {
+    pub registry: Arc<Registry>,
+    pub max_per_session: usize,
 }
 
 impl Ingest {
-    pub fn new(sink: Arc<dyn Sink>, metrics: Arc<Metrics>) -> Ingest {
-        Ingest { sink, metrics }
+    pub fn new(sink: Arc<dyn Sink>, metrics: Arc<Metrics>, topics: Topics) -> Ingest {
+        Ingest {
+            sink,
+            metrics,
+            topics,
+        }
+    }
+
+    fn control(&self, s: &SessionState, c: ClientControl) -> Outcome {
+        let (subscribe, raw) = match c {
+            ClientControl::Subscribe { topic } => (true, topic),
+            ClientControl::Unsubscribe { topic } => (false, topic),
+        };
+        let topic = match Topic::parse(&raw) {
+            Ok(t) => t,
+            Err(e) => return topic_error(ErrorKind::InvalidTopic, e.to_string(), raw),
+        };
+        if !subscribe {
+            self.topics.registry.unsubscribe(s.id, &topic);
+            return reply(ServerFrame::Unsubscribed { topic: raw });
+        }
+        if !s.grants.allows(&topic) {
+            self.metrics.subscription("forbidden");
+            return topic_error(
+                ErrorKind::TopicForbidden,
+                "the token does not grant this topic".into(),
+                raw,
+            );
+        }
+        match self
+            .topics
+            .registry
+            .subscribe(s.id, &topic, self.topics.max_per_session)
+        {
+            Ok(()) => {
+                self.metrics.subscription("ok");
+                reply(ServerFrame::Subscribed { topic: raw })
+            }
+            Err(TooManyTopics) => {
+                self.metrics.subscription("too_many");
+                topic_error(
+                    ErrorKind::TooManyTopics,
+                    format!(
+                        "a session holds at most {} topics",
+                        self.topics.max_per_session
+                    ),
+                    raw,
+                )
+            }
+        }
     }
 }
 
@@ -79,6 +140,18 @@ impl Handler for Ingest {
                     );
                 }
             };
+            if ClientControl::may_be(text) {
+                if let Ok(c) = serde_json::from_str::<ClientControl>(text) {
+                    return self.control(s, c);
+                }
+                if text.contains("\"subscribe\"") || text.contains("\"unsubscribe\"") {
+                    return topic_error(
+                        ErrorKind::InvalidTopic,
+                        "expected {\"type\":\"subscribe\"|\"unsubscribe\",\"topic\":…}".into(),
+                        String::new(),
+                    );
+                }
+            }
             let event: Event = match serde_json::from_str(text) {
                 Ok(e) => e,
                 Err(e) => {
@@ -130,9 +203,25 @@ impl Handler for Ingest {
 }
 
 fn error(error: ErrorKind, detail: String, id: Option<String>) -> Outcome {
-    Outcome::Reply(Message::text(
-        ServerFrame::Error { error, detail, id }.to_text(),
-    ))
+    reply(ServerFrame::Error {
+        error,
+        detail,
+        id,
+        topic: None,
+    })
+}
+
+fn topic_error(error: ErrorKind, detail: String, topic: String) -> Outcome {
+    reply(ServerFrame::Error {
+        error,
+        detail,
+        id: None,
+        topic: (!topic.is_empty()).then_some(topic),
+    })
+}
+
+fn reply(frame: ServerFrame) -> Outcome {
+    Outcome::Reply(Message::text(frame.to_text()))
 }
 
 /// The handlers of `--routes`, ready to serve.
@@ -140,6 +229,7 @@ pub fn build(
     routes: &Routes,
     sink: &Arc<dyn Sink>,
     metrics: &Arc<Metrics>,
+    topics: &Topics,
 ) -> Vec<(String, Arc<dyn Handler>)> {
     routes
         .0
@@ -147,7 +237,9 @@ pub fn build(
         .map(|(path, kind)| {
             let h: Arc<dyn Handler> = match kind {
                 HandlerKind::Echo => Arc::new(Echo),
-                HandlerKind::Ingest => Arc::new(Ingest::new(sink.clone(), metrics.clone())),
+                HandlerKind::Ingest => {
+                    Arc::new(Ingest::new(sink.clone(), metrics.clone(), topics.clone()))
+                }
             };
             (path.clone(), h)
         })

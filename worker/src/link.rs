@@ -1,13 +1,15 @@
 //! The node link: HTTP on the internal TCP port (gossip uses UDP on the same port number).
 //!
-//! A worker in a cluster serves `POST /internal/v1/publish` here: the same body as the admin
-//! API, delivered to this node's sessions only. Requests are signed with the cluster key and
+//! A worker in a cluster serves `POST /internal/v1/publish` here (the same body as the admin
+//! API, delivered to this node's sessions only) and `GET /internal/v1/presence` (this node's
+//! sessions for a topic or client id). Requests are signed with the cluster key and
 //! answers prove it back (`ews_http::link`); the secret itself never crosses the wire. The other
 //! side, the fan-out of a cluster publish, is `ews_cluster::publish::Fanout`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ews_cluster::presence::{self, PRESENCE_PATH};
 use ews_cluster::publish::{self, PUBLISH_PATH};
 use ews_cluster::{Membership, STATE_PATH};
 use ews_http::link::{self, Verifier};
@@ -41,13 +43,17 @@ impl Link {
             (&Method::GET, STATE_PATH) => return self.membership.state_answer(accepted.as_ref()),
             (&Method::POST, PUBLISH_PATH) => match publish::read(req, accepted.as_ref()).await {
                 Ok(p) => {
-                    let d = self.registry.push(&p.client_id, &p.msg);
+                    let d = self.registry.publish(&p);
                     for _ in 0..d.dropped {
                         self.metrics.dropped("outbound_full");
                     }
                     d.into_response()
                 }
                 Err(r) => r,
+            },
+            (&Method::GET, PRESENCE_PATH) => match presence::Query::parse(req.uri().query()) {
+                Ok(q) => self.registry.presence(&q).into_response(),
+                Err(e) => reply::text(StatusCode::BAD_REQUEST, e),
             },
             _ => reply::text(StatusCode::NOT_FOUND, "not found"),
         };

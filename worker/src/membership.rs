@@ -7,9 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ews_cluster::interest::Interest;
 use ews_cluster::{ClusterArgs, Membership, MembershipConfig, Role};
 use tokio_util::sync::CancellationToken;
 
+use crate::registry::Registry;
 use crate::{WorkerArgs, WorkerHandle};
 
 /// How often the live session count is copied into the membership (which gossips it at most
@@ -45,22 +47,32 @@ pub async fn start(
     Ok(Some(Arc::new(membership)))
 }
 
-/// Gossips the worker's bound addresses, capacity and live connection count; turns `leaving`
-/// as soon as the drain begins and keeps the count honest through the drain, until `stop`.
+/// Gossips the worker's bound addresses, capacity, live connection count and topic interest;
+/// turns `leaving` as soon as the drain begins and keeps the count honest through the drain,
+/// until `stop`.
 pub async fn report(
     m: Arc<Membership>,
     worker: WorkerHandle,
+    registry: Arc<Registry>,
     (public, admin): (SocketAddr, SocketAddr),
     stop: CancellationToken,
 ) {
     m.set_listen_addrs(Some(public), Some(admin)).await;
     m.set_capacity(worker.capacity() as u64).await;
+    let mut topics = registry.watch_topics();
+    topics.mark_changed();
     let mut every = tokio::time::interval(CONNS_SAMPLE_PERIOD);
     let mut left = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = every.tick() => m.set_conns(worker.connections() as u64),
+            // Peers read it on their next probe of this node (every gossip interval).
+            Ok(()) = topics.changed() => {
+                topics.mark_unchanged();
+                let names = registry.topics();
+                m.set_interest(Interest::of(names.iter().map(|t| t.as_str()))).await;
+            }
             _ = worker.draining(), if !left => {
                 left = true;
                 m.leave().await;

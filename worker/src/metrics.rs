@@ -20,6 +20,7 @@ pub struct Metrics {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     events: Family<Labels, Counter>,
+    subscriptions: Family<Labels, Counter>,
     drops: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
 }
@@ -33,6 +34,7 @@ impl Metrics {
         let (frames_in, frames_out) = (Counter::default(), Counter::default());
         let (bytes_in, bytes_out) = (Counter::default(), Counter::default());
         let events = Family::<Labels, Counter>::default();
+        let subscriptions = Family::<Labels, Counter>::default();
         let drops = Family::<Labels, Counter>::default();
         let errors = Family::<Labels, Counter>::default();
         let mut r = Registry::with_prefix("ews");
@@ -69,6 +71,11 @@ impl Metrics {
             bytes_out.clone(),
         );
         r.register("events", "Ingested events by outcome", events.clone());
+        r.register(
+            "subscriptions",
+            "Topic subscribe requests by outcome",
+            subscriptions.clone(),
+        );
         r.register("dropped", "Messages dropped by reason", drops.clone());
         r.register("errors", "Errors by kind", errors.clone());
         Metrics {
@@ -82,6 +89,7 @@ impl Metrics {
             bytes_in,
             bytes_out,
             events,
+            subscriptions,
             drops,
             errors,
         }
@@ -96,6 +104,13 @@ impl Metrics {
     /// `ews_events_total{outcome}`: accepted, invalid, acked, nacked, sink_error.
     pub fn event(&self, outcome: &'static str) {
         self.events.get_or_create(&[("outcome", outcome)]).inc();
+    }
+
+    /// `ews_subscriptions_total{outcome}`: ok, forbidden, too_many.
+    pub fn subscription(&self, outcome: &'static str) {
+        self.subscriptions
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
     }
 
     /// `ews_dropped_total{reason}`.

@@ -140,7 +140,12 @@ impl Node {
             a.prefetch().await;
         }
         let node_id = cluster_args.cluster.node_id();
-        let routes = handler::build(&args.routes, &sink, &metrics);
+        let registry = Arc::new(Registry::default());
+        let topics = handler::Topics {
+            registry: registry.clone(),
+            max_per_session: args.max_topics_per_session,
+        };
+        let routes = handler::build(&args.routes, &sink, &metrics, &topics);
         let (ticks, ticks_rx) = watch::channel(());
         let drain = CancellationToken::new();
         let env = Arc::new(SessionEnv {
@@ -158,7 +163,6 @@ impl Node {
             .write_buffer_size(0)
             .max_message_size(Some(args.max_message_bytes))
             .max_frame_size(Some(args.max_message_bytes));
-        let registry = Arc::new(Registry::default());
         let active = Arc::new(AtomicUsize::new(0));
         let public = Arc::new(Public {
             routes,
@@ -174,6 +178,7 @@ impl Node {
             outbound_queue: args.outbound_queue,
             handshake_timeout: args.handshake_timeout,
             sessions: TaskTracker::new(),
+            topics_open: args.topics_open || args.standalone,
         });
         let admin = Arc::new(Admin {
             token: args.admin.token().cloned(),
@@ -272,7 +277,10 @@ impl Node {
         ports.spawn(|stop| tick(self.ping_interval, self.ticks, stop));
         if let Some(m) = &self.membership {
             let (m, worker) = (m.clone(), self.handle.clone());
-            ports.spawn(|stop| membership::report(m, worker, (public_addr, admin_addr), stop));
+            let registry = self.public.registry.clone();
+            ports.spawn(|stop| {
+                membership::report(m, worker, registry, (public_addr, admin_addr), stop)
+            });
         }
 
         let gave_up = async {

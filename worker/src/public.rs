@@ -4,11 +4,12 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use ews_http::reply::{self, Body};
 use ews_http::{Event, Events, Limits, WsUpgrade};
+use ews_proto::topic::Grants;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -38,6 +39,8 @@ pub struct Public {
     pub outbound_queue: usize,
     pub handshake_timeout: Duration,
     pub sessions: TaskTracker,
+    /// `--topics-open`: every session may join every topic.
+    pub topics_open: bool,
 }
 
 /// The public port's limits: pending (not yet upgraded) connections up to the session capacity
@@ -101,7 +104,7 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
     let ack = query.and_then(|q| token::query_param(q, "ack")) == Some("1");
     let found = token::find(req.headers(), query);
     let via_subprotocol = found.as_ref().is_some_and(|f| f.via_subprotocol);
-    let client_id: Option<Arc<str>> = match &p.auth {
+    let identity = match &p.auth {
         None => None,
         Some(auth) => {
             let verdict = match &found {
@@ -109,7 +112,7 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
                 None => Err(crate::auth::AuthError("no token".into())),
             };
             match verdict {
-                Ok(sub) => Some(sub.into()),
+                Ok(id) => Some(id),
                 Err(e) => {
                     p.metrics.handshake("unauthorized");
                     tracing::info!(%peer, reason = %e, "token refused");
@@ -122,6 +125,13 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
                 }
             }
         }
+    };
+
+    let (client_id, grants): (Option<Arc<str>>, Arc<Grants>) = match identity {
+        _ if p.topics_open => (identity.map(|i| i.sub.into()), ANY.clone()),
+        Some(i) if i.grants == Grants::None => (Some(i.sub.into()), NONE.clone()),
+        Some(i) => (Some(i.sub.into()), Arc::new(i.grants)),
+        None => (None, NONE.clone()),
     };
 
     // Reserve the slot now so concurrent upgrades cannot overshoot the capacity.
@@ -160,6 +170,7 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
             client_id,
             node: pp.node.clone(),
             last_seq: 0,
+            grants,
         };
         let session = Session {
             handler,
@@ -172,6 +183,10 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
     });
     response
 }
+
+/// Grants shared by every session that has them, so most sessions allocate none of their own.
+static NONE: LazyLock<Arc<Grants>> = LazyLock::new(|| Arc::new(Grants::None));
+static ANY: LazyLock<Arc<Grants>> = LazyLock::new(|| Arc::new(Grants::Any));
 
 /// One unit of session capacity and the session's registry entry, released when the session
 /// ends however it ends.

@@ -1,9 +1,9 @@
-//! The sessions open on this node, by id and by client id, so the admin API can list them and
-//! push to a client. Each session's pushed messages wait in a small bounded queue; the overflow
+//! The sessions open on this node, by id, by client id and by topic, so the admin API can list
+//! them, push to a client or a topic, and answer presence. Each session's pushed messages wait in a small bounded queue; the overflow
 //! policy is *drop the newest and tell the publisher*: a slow reader never makes the node buffer
 //! without bound, and never stalls the publisher.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +12,10 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use ews_cluster::publish::Delivery;
+use ews_cluster::presence::{Here, Query};
+use ews_cluster::publish::{Delivery, Publish, Target};
+use ews_proto::topic::Topic;
+use tokio::sync::watch;
 
 /// The part of a session other tasks can reach.
 pub struct SessionShared {
@@ -56,9 +59,20 @@ pub struct SessionInfo {
     pub connected_at: i64,
 }
 
-#[derive(Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
+    /// Bumped whenever a topic gains its first or loses its last subscriber on this node: what
+    /// the node tells the cluster as its interest.
+    topics_changed: watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry {
+            inner: Mutex::default(),
+            topics_changed: watch::Sender::new(0),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -66,7 +80,16 @@ struct Inner {
     next_id: u64,
     by_id: HashMap<u64, Arc<SessionShared>>,
     by_client: HashMap<Arc<str>, Vec<u64>>,
+    /// Subscribers per topic.
+    by_topic: HashMap<Topic, HashSet<u64>>,
+    /// Topics per session, for sessions that have any (an idle session without topics costs
+    /// nothing here).
+    topics_of: HashMap<u64, Vec<Topic>>,
 }
+
+/// A subscribe past the per-session limit.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooManyTopics;
 
 impl Registry {
     pub fn register(
@@ -106,6 +129,114 @@ impl Registry {
                 }
             }
         }
+        let mut changed = false;
+        for t in g.topics_of.remove(&s.id).unwrap_or_default() {
+            changed |= Inner::leave(&mut g.by_topic, &t, s.id);
+        }
+        drop(g);
+        if changed {
+            self.topics_changed.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Subscribes session `id` to `topic` (again: no change); at most `max` topics a session.
+    pub fn subscribe(&self, id: u64, topic: &Topic, max: usize) -> Result<(), TooManyTopics> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = g.topics_of.entry(id).or_default();
+        if mine.contains(topic) {
+            return Ok(());
+        }
+        if mine.len() >= max {
+            if mine.is_empty() {
+                g.topics_of.remove(&id);
+            }
+            return Err(TooManyTopics);
+        }
+        mine.push(topic.clone());
+        let subscribers = g.by_topic.entry(topic.clone()).or_default();
+        subscribers.insert(id);
+        let first = subscribers.len() == 1;
+        drop(g);
+        if first {
+            self.topics_changed.send_modify(|v| *v += 1);
+        }
+        Ok(())
+    }
+
+    /// Unsubscribes session `id` from `topic` (not subscribed: no change).
+    pub fn unsubscribe(&self, id: u64, topic: &Topic) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mine) = g.topics_of.get_mut(&id) else {
+            return;
+        };
+        let before = mine.len();
+        mine.retain(|t| t != topic);
+        if mine.len() == before {
+            return;
+        }
+        if mine.is_empty() {
+            g.topics_of.remove(&id);
+        }
+        let last = Inner::leave(&mut g.by_topic, topic, id);
+        drop(g);
+        if last {
+            self.topics_changed.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Delivers a publish to this node's sessions (of its client, or on its topic).
+    pub fn publish(&self, p: &Publish) -> Delivery {
+        match &p.target {
+            Target::Client(c) => self.push(c, &p.msg),
+            Target::Topic(t) => self.publish_topic(t, &p.msg),
+        }
+    }
+
+    /// Pushes `msg` to every session subscribed to `topic` on this node.
+    pub fn publish_topic(&self, topic: &Topic, msg: &str) -> Delivery {
+        let targets: Vec<Arc<SessionShared>> = {
+            let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            match g.by_topic.get(topic) {
+                Some(ids) => ids.iter().filter_map(|i| g.by_id.get(i).cloned()).collect(),
+                None => Vec::new(),
+            }
+        };
+        deliver(
+            targets,
+            ServerFrame::Push {
+                msg: msg.into(),
+                topic: Some(topic.as_str().to_string()),
+            },
+        )
+    }
+
+    /// The topics this node has subscribers for.
+    pub fn topics(&self) -> Vec<Topic> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.by_topic.keys().cloned().collect()
+    }
+
+    /// Changes whenever [`Registry::topics`] does.
+    pub fn watch_topics(&self) -> watch::Receiver<u64> {
+        self.topics_changed.subscribe()
+    }
+
+    /// This node's sessions for a presence query.
+    pub fn presence(&self, q: &Query) -> Here {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let ids: Vec<u64> = match q {
+            Query::Topic(t) => g
+                .by_topic
+                .get(t)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default(),
+            Query::Client(c) => g.by_client.get(c.as_str()).cloned().unwrap_or_default(),
+        };
+        Here::of(
+            ids.iter()
+                .filter_map(|i| g.by_id.get(i))
+                .map(|s| s.client_id.as_deref()),
+        )
     }
 
     /// Pushes `msg` to every session of `client_id` on this node (none: all counts zero).
@@ -115,19 +246,13 @@ impl Registry {
             let ids = g.by_client.get(client_id).map(Vec::as_slice).unwrap_or(&[]);
             ids.iter().filter_map(|i| g.by_id.get(i).cloned()).collect()
         };
-        let mut r = Delivery::default();
-        if targets.is_empty() {
-            return r;
-        }
-        let frame = Utf8Bytes::from(ServerFrame::Push { msg: msg.into() }.to_text());
-        for s in targets {
-            if s.push(frame.clone()) {
-                r.delivered += 1;
-            } else {
-                r.dropped += 1;
-            }
-        }
-        r
+        deliver(
+            targets,
+            ServerFrame::Push {
+                msg: msg.into(),
+                topic: None,
+            },
+        )
     }
 
     pub fn list(&self) -> Vec<SessionInfo> {
@@ -146,6 +271,38 @@ impl Registry {
         v.sort_by_key(|s| s.id);
         v
     }
+}
+
+impl Inner {
+    /// Removes `id` from `topic`'s subscribers; true if it was the last one.
+    fn leave(by_topic: &mut HashMap<Topic, HashSet<u64>>, topic: &Topic, id: u64) -> bool {
+        let Some(subscribers) = by_topic.get_mut(topic) else {
+            return false;
+        };
+        subscribers.remove(&id);
+        if subscribers.is_empty() {
+            by_topic.remove(topic);
+            return true;
+        }
+        false
+    }
+}
+
+/// Queues `frame` for each of `targets`, counting who took it and whose queue was full.
+fn deliver(targets: Vec<Arc<SessionShared>>, frame: ServerFrame) -> Delivery {
+    let mut r = Delivery::default();
+    if targets.is_empty() {
+        return r;
+    }
+    let frame = Utf8Bytes::from(frame.to_text());
+    for s in targets {
+        if s.push(frame.clone()) {
+            r.delivered += 1;
+        } else {
+            r.dropped += 1;
+        }
+    }
+    r
 }
 
 #[cfg(test)]
@@ -170,5 +327,50 @@ mod tests {
         r.unregister(&a);
         assert!(r.list().is_empty());
         assert_eq!(r.push("alice", "4"), counts(0, 0));
+    }
+
+    #[test]
+    fn topics_index_sessions_and_follow_them_out() {
+        let r = Registry::default();
+        let mut changes = r.watch_topics();
+        let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let a = r.register(Some("alice".into()), "/ws".into(), peer, 4);
+        let b = r.register(Some("bob".into()), "/ws".into(), peer, 4);
+        let news = Topic::parse("news").unwrap();
+        let chat = Topic::parse("chat").unwrap();
+        assert_eq!(r.subscribe(a.id, &news, 2), Ok(()));
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        assert_eq!(r.subscribe(b.id, &news, 2), Ok(()));
+        assert_eq!(r.subscribe(a.id, &news, 2), Ok(()), "again: no change");
+        assert!(
+            !changes.has_changed().unwrap(),
+            "news already had subscribers"
+        );
+        assert_eq!(r.subscribe(a.id, &chat, 2), Ok(()));
+        let three = Topic::parse("three").unwrap();
+        assert_eq!(r.subscribe(a.id, &three, 2), Err(TooManyTopics));
+        assert_eq!(r.publish_topic(&news, "n"), counts(2, 0));
+        assert_eq!(r.publish_topic(&three, "x"), counts(0, 0));
+        assert_eq!(
+            a.pop().as_deref(),
+            Some(r#"{"type":"push","msg":"n","topic":"news"}"#)
+        );
+        let here = r.presence(&Query::Topic(news.clone()));
+        assert_eq!(
+            (here.sessions, here.clients.clone()),
+            (2, vec!["alice".to_string(), "bob".to_string()])
+        );
+        r.unsubscribe(b.id, &news);
+        assert_eq!(r.presence(&Query::Topic(news.clone())).sessions, 1);
+        changes.mark_unchanged();
+        r.unregister(&a);
+        assert!(
+            changes.has_changed().unwrap(),
+            "news and chat lost their last subscriber"
+        );
+        assert!(r.topics().is_empty());
+        assert_eq!(r.publish_topic(&news, "n"), counts(0, 0));
+        assert_eq!(r.presence(&Query::Client("bob".into())).sessions, 1);
     }
 }

@@ -1,6 +1,6 @@
 import { DEFAULT_BACKOFF, drainDelay, retryDelay, type Backoff } from "./backoff.js";
 import { Outbox } from "./outbox.js";
-import type { Event, ServerFrame } from "./protocol.js";
+import type { ClientControl, Event, ServerFrame } from "./protocol.js";
 
 /** A token, or a function that fetches one: called before every (re)connect. */
 export type TokenSource = string | (() => string | Promise<string>);
@@ -67,6 +67,26 @@ export class SendError extends Error {
   }
 }
 
+/** Why a `subscribe` failed: `topic_forbidden`, `invalid_topic`, `too_many_topics` or `closed`. */
+export class SubscribeError extends Error {
+  constructor(
+    message: string,
+    readonly kind: string,
+    readonly topic: string,
+  ) {
+    super(message);
+    this.name = "SubscribeError";
+  }
+}
+
+/** A message published to this client (`topic` absent) or to a topic it subscribed to. */
+export type PushListener = (msg: string, topic?: string) => void;
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: SubscribeError) => void;
+}
+
 /** Close codes after which the client does not reconnect by itself. */
 const FINAL_CODES = new Set([
   1000, // the application closed it
@@ -81,7 +101,11 @@ type Listener<T> = (value: T) => void;
 export class Client {
   private socket: SocketLike | null = null;
   private readonly outbox: Outbox<Ack>;
-  private readonly pushListeners = new Set<Listener<string>>();
+  private readonly pushListeners = new Set<PushListener>();
+  /** Topics the application subscribed to: sent again on every new connection. */
+  private readonly wanted = new Set<string>();
+  /** Subscribe/unsubscribe calls waiting for the server's answer, by topic. */
+  private readonly waiting = new Map<string, Waiter[]>();
   private readonly stateListeners = new Set<Listener<ConnectionState>>();
   private attempt = 0;
   private counter = 0;
@@ -144,8 +168,36 @@ export class Client {
     });
   }
 
-  /** Calls `fn` with every pushed message; returns the function that stops it. */
-  onPush(fn: Listener<string>): () => void {
+  /**
+   * Joins `topic` (if the token grants it): resolves once the server confirms, rejects with a
+   * `SubscribeError` if it refuses. The subscription outlives reconnects: the client subscribes
+   * again on every new connection, so pushes on the topic resume by themselves (messages
+   * published while it was disconnected are not replayed).
+   */
+  subscribe(topic: string): Promise<void> {
+    if (this.finished) return Promise.reject(new SubscribeError(this.finished, "closed", topic));
+    this.wanted.add(topic);
+    const answered = this.wait(topic);
+    this.control({ type: "subscribe", topic });
+    return answered;
+  }
+
+  /** Leaves `topic`; resolves once the server confirms (at once while disconnected). */
+  unsubscribe(topic: string): Promise<void> {
+    this.wanted.delete(topic);
+    if (!this.socket || this.socket.readyState !== OPEN) return Promise.resolve();
+    const answered = this.wait(topic);
+    this.control({ type: "unsubscribe", topic });
+    return answered;
+  }
+
+  /** The topics subscribed to (as asked; the server confirms each). */
+  get topics(): string[] {
+    return [...this.wanted];
+  }
+
+  /** Calls `fn` with every pushed message and its topic; returns the function that stops it. */
+  onPush(fn: PushListener): () => void {
     this.pushListeners.add(fn);
     return () => this.pushListeners.delete(fn);
   }
@@ -164,10 +216,35 @@ export class Client {
     this.finish(1000, "client closed", "the client was closed");
   }
 
+  private wait(topic: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const list = this.waiting.get(topic) ?? [];
+      list.push({ resolve, reject });
+      this.waiting.set(topic, list);
+    });
+  }
+
+  private control(frame: ClientControl): void {
+    if (this.socket && this.socket.readyState === OPEN) this.socket.send(JSON.stringify(frame));
+  }
+
+  private answer(topic: string, error?: SubscribeError): void {
+    const list = this.waiting.get(topic);
+    if (!list) return;
+    this.waiting.delete(topic);
+    for (const w of list) {
+      if (error) w.reject(error);
+      else w.resolve();
+    }
+  }
+
   /** Ends for good: every held and waiting event fails. */
   private finish(code: number, reason: string, why: string): void {
     this.finished = why;
     this.outbox.failAll(new SendError(why, "closed"));
+    for (const topic of [...this.waiting.keys()]) {
+      this.answer(topic, new SubscribeError(why, "closed", topic));
+    }
     this.setState({ state: "closed", code, reason, reconnectInMs: null });
   }
 
@@ -225,6 +302,8 @@ export class Client {
       this.refusedToken = null;
       this.opens += 1;
       this.setState({ state: "open" });
+      // Subscriptions first, so pushes on them flow while the resent events are answered.
+      for (const topic of this.wanted) socket.send(JSON.stringify({ type: "subscribe", topic }));
       const again = this.outbox.pending();
       if (this.opens > 1) this.resent += again.length;
       for (const e of again) socket.send(e.frame);
@@ -278,10 +357,20 @@ export class Client {
       }
       case "error": {
         if (frame.id) this.outbox.take(frame.id)?.reject(new SendError(frame.detail, frame.error));
+        if (frame.topic) {
+          // Refused: not wanted any more, so not asked again on the next connection.
+          this.wanted.delete(frame.topic);
+          this.answer(frame.topic, new SubscribeError(frame.detail, frame.error, frame.topic));
+        }
         break;
       }
       case "push": {
-        for (const fn of this.pushListeners) fn(frame.msg);
+        for (const fn of this.pushListeners) fn(frame.msg, frame.topic ?? undefined);
+        break;
+      }
+      case "subscribed":
+      case "unsubscribed": {
+        this.answer(frame.topic);
         break;
       }
     }

@@ -2,12 +2,21 @@
  * The elastic-ws client: one logical connection that reconnects (exponential back-off with full
  * jitter; promptly after a server drains with 1012), resends unacknowledged events with their ids
  * after a reconnect, asks its token function again before every connect, and applies
- * back-pressure through a bounded buffer. No runtime dependencies: the browser's WebSocket, or in
+ * back-pressure through a bounded buffer. Topic subscriptions survive reconnects: the client
+ * subscribes again on every new connection. No runtime dependencies: the browser's WebSocket, or in
  * Node the `ws` package's, passed as `WebSocket`.
  */
-export { connect, Client, SendError } from "./client.js";
-export type { Ack, ConnectOptions, ConnectionState, SocketFactory, SocketLike, TokenSource } from "./client.js";
+export { connect, Client, SendError, SubscribeError } from "./client.js";
+export type {
+  Ack,
+  ConnectOptions,
+  ConnectionState,
+  PushListener,
+  SocketFactory,
+  SocketLike,
+  TokenSource,
+} from "./client.js";
 export { retryDelay, drainDelay, DEFAULT_BACKOFF } from "./backoff.js";
 export type { Backoff } from "./backoff.js";
 export { Outbox } from "./outbox.js";
-export type { Event, ServerFrame, StampedEvent, ErrorKind } from "./protocol.js";
+export type { ClientControl, Event, ServerFrame, StampedEvent, ErrorKind } from "./protocol.js";

@@ -1,9 +1,23 @@
 /* Generated from docs/protocol.schema.json by `npm run gen`: do not edit. */
 
 /**
+ * Client → worker on an `ingest` route: join or leave a topic. The worker answers
+ * `subscribed` / `unsubscribed`, or an `error` naming the topic. Subscriptions belong to the
+ * session: after a reconnect the client subscribes again.
+ */
+export type ClientControl =
+  | {
+      topic: string;
+      type: "subscribe";
+    }
+  | {
+      topic: string;
+      type: "unsubscribe";
+    };
+/**
  * What a `ServerFrame::Error` is about.
  */
-export type ErrorKind = "invalid_event" | "sink_unavailable";
+export type ErrorKind = "invalid_event" | "sink_unavailable" | "invalid_topic" | "topic_forbidden" | "too_many_topics";
 /**
  * Worker → client.
  */
@@ -32,14 +46,28 @@ export type ServerFrame =
        * The event's `id`, when the frame was an event with one.
        */
       id?: string | null;
+      /**
+       * The topic, when the frame was a `subscribe` or `unsubscribe`.
+       */
+      topic?: string | null;
       type: "error";
     }
   | {
       msg: string;
+      topic?: string | null;
       type: "push";
+    }
+  | {
+      topic: string;
+      type: "subscribed";
+    }
+  | {
+      topic: string;
+      type: "unsubscribed";
     };
 
 export interface Protocol {
+  ClientControl?: ClientControl;
   ErrorKind?: ErrorKind;
   Event?: Event;
   ServerFrame?: ServerFrame;

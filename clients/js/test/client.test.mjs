@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, SendError } from "../dist/index.js";
+import { connect, SendError, SubscribeError } from "../dist/index.js";
 import { fakeSockets, until } from "./fake-socket.mjs";
 
 const fast = { initialMs: 1, maxMs: 2 };
@@ -140,4 +140,44 @@ test("pushes reach every listener until it unsubscribes", async () => {
   sockets[0].frame({ type: "push", msg: "unheard" });
   assert.deepEqual(got, ["hello"]);
   c.close();
+});
+
+test("subscriptions are confirmed, refused by topic, and sent again after a reconnect", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  const c = connect({ url: "ws://h/ws", WebSocket: FakeSocket, backoff: fast });
+  const pushes = [];
+  c.onPush((msg, topic) => pushes.push([msg, topic]));
+  await until(() => sockets.length === 1);
+  // Asked before the connection opens: sent on open.
+  const news = c.subscribe("news.sport");
+  sockets[0].open();
+  assert.deepEqual(sockets[0].sent, [{ type: "subscribe", topic: "news.sport" }]);
+  sockets[0].frame({ type: "subscribed", topic: "news.sport" });
+  await news;
+  const secret = c.subscribe("secret");
+  sockets[0].frame({ type: "error", error: "topic_forbidden", detail: "no", topic: "secret" });
+  await assert.rejects(secret, (e) => e instanceof SubscribeError && e.kind === "topic_forbidden" && e.topic === "secret");
+  assert.deepEqual(c.topics, ["news.sport"], "a refused topic is not asked again");
+  sockets[0].frame({ type: "push", msg: "goal", topic: "news.sport" });
+  sockets[0].frame({ type: "push", msg: "just you" });
+  assert.deepEqual(pushes, [["goal", "news.sport"], ["just you", undefined]]);
+
+  // A new connection (a drain, a lost network) subscribes again before anything else.
+  const event = c.send({ msg: "e" });
+  sockets[0].drop(1012, "server draining");
+  await until(() => sockets.length === 2);
+  sockets[1].open();
+  assert.deepEqual(sockets[1].sent[0], { type: "subscribe", topic: "news.sport" });
+  assert.equal(sockets[1].sent[1].msg, "e");
+  sockets[1].frame({ type: "ack", seq: 1, id: sockets[1].sent[1].id });
+  await event;
+
+  const left = c.unsubscribe("news.sport");
+  assert.deepEqual(sockets[1].sent[2], { type: "unsubscribe", topic: "news.sport" });
+  sockets[1].frame({ type: "unsubscribed", topic: "news.sport" });
+  await left;
+  assert.deepEqual(c.topics, []);
+  const late = c.subscribe("later");
+  c.close();
+  await assert.rejects(late, (e) => e instanceof SubscribeError && e.kind === "closed");
 });

@@ -72,6 +72,14 @@ var SendError = class extends Error {
     this.name = "SendError";
   }
 };
+var SubscribeError = class extends Error {
+  constructor(message, kind, topic) {
+    super(message);
+    this.kind = kind;
+    this.topic = topic;
+    this.name = "SubscribeError";
+  }
+};
 var FINAL_CODES = /* @__PURE__ */ new Set([
   1e3,
   // the application closed it
@@ -85,6 +93,10 @@ var Client = class {
     this.opts = opts;
     this.socket = null;
     this.pushListeners = /* @__PURE__ */ new Set();
+    /** Topics the application subscribed to: sent again on every new connection. */
+    this.wanted = /* @__PURE__ */ new Set();
+    /** Subscribe/unsubscribe calls waiting for the server's answer, by topic. */
+    this.waiting = /* @__PURE__ */ new Map();
     this.stateListeners = /* @__PURE__ */ new Set();
     this.attempt = 0;
     this.counter = 0;
@@ -137,7 +149,32 @@ var Client = class {
       if (this.socket && this.socket.readyState === OPEN) this.socket.send(entry.frame);
     });
   }
-  /** Calls `fn` with every pushed message; returns the function that stops it. */
+  /**
+   * Joins `topic` (if the token grants it): resolves once the server confirms, rejects with a
+   * `SubscribeError` if it refuses. The subscription outlives reconnects: the client subscribes
+   * again on every new connection, so pushes on the topic resume by themselves (messages
+   * published while it was disconnected are not replayed).
+   */
+  subscribe(topic) {
+    if (this.finished) return Promise.reject(new SubscribeError(this.finished, "closed", topic));
+    this.wanted.add(topic);
+    const answered = this.wait(topic);
+    this.control({ type: "subscribe", topic });
+    return answered;
+  }
+  /** Leaves `topic`; resolves once the server confirms (at once while disconnected). */
+  unsubscribe(topic) {
+    this.wanted.delete(topic);
+    if (!this.socket || this.socket.readyState !== OPEN) return Promise.resolve();
+    const answered = this.wait(topic);
+    this.control({ type: "unsubscribe", topic });
+    return answered;
+  }
+  /** The topics subscribed to (as asked; the server confirms each). */
+  get topics() {
+    return [...this.wanted];
+  }
+  /** Calls `fn` with every pushed message and its topic; returns the function that stops it. */
   onPush(fn) {
     this.pushListeners.add(fn);
     return () => this.pushListeners.delete(fn);
@@ -154,10 +191,32 @@ var Client = class {
     this.socket?.close(1e3, "client closed");
     this.finish(1e3, "client closed", "the client was closed");
   }
+  wait(topic) {
+    return new Promise((resolve, reject) => {
+      const list = this.waiting.get(topic) ?? [];
+      list.push({ resolve, reject });
+      this.waiting.set(topic, list);
+    });
+  }
+  control(frame) {
+    if (this.socket && this.socket.readyState === OPEN) this.socket.send(JSON.stringify(frame));
+  }
+  answer(topic, error) {
+    const list = this.waiting.get(topic);
+    if (!list) return;
+    this.waiting.delete(topic);
+    for (const w of list) {
+      if (error) w.reject(error);
+      else w.resolve();
+    }
+  }
   /** Ends for good: every held and waiting event fails. */
   finish(code, reason, why) {
     this.finished = why;
     this.outbox.failAll(new SendError(why, "closed"));
+    for (const topic of [...this.waiting.keys()]) {
+      this.answer(topic, new SubscribeError(why, "closed", topic));
+    }
     this.setState({ state: "closed", code, reason, reconnectInMs: null });
   }
   setState(s) {
@@ -211,6 +270,7 @@ var Client = class {
       this.refusedToken = null;
       this.opens += 1;
       this.setState({ state: "open" });
+      for (const topic of this.wanted) socket.send(JSON.stringify({ type: "subscribe", topic }));
       const again = this.outbox.pending();
       if (this.opens > 1) this.resent += again.length;
       for (const e of again) socket.send(e.frame);
@@ -259,10 +319,19 @@ var Client = class {
       }
       case "error": {
         if (frame.id) this.outbox.take(frame.id)?.reject(new SendError(frame.detail, frame.error));
+        if (frame.topic) {
+          this.wanted.delete(frame.topic);
+          this.answer(frame.topic, new SubscribeError(frame.detail, frame.error, frame.topic));
+        }
         break;
       }
       case "push": {
-        for (const fn of this.pushListeners) fn(frame.msg);
+        for (const fn of this.pushListeners) fn(frame.msg, frame.topic ?? void 0);
+        break;
+      }
+      case "subscribed":
+      case "unsubscribed": {
+        this.answer(frame.topic);
         break;
       }
     }
