@@ -35,6 +35,9 @@ pub struct NodeSpec<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// Workers: verify client tokens with this HS256 secret instead of running `--no-auth`.
     pub jwt_hs256_secret: Option<&'a str>,
+    /// Workers: the public port to listen on, when a load balancer must know it in advance.
+    /// Default: a fresh free port.
+    pub public_port: Option<u16>,
 }
 
 impl<'a> NodeSpec<'a> {
@@ -47,6 +50,7 @@ impl<'a> NodeSpec<'a> {
             extra: &[],
             env: &[],
             jwt_hs256_secret: None,
+            public_port: None,
         }
     }
 }
@@ -60,7 +64,11 @@ impl Node {
     /// Starts `ews-worker` (stdout sink; no auth unless the spec gives a JWT secret) and waits until its admin port accepts
     /// connections (it does while still joining).
     pub fn worker(spec: &NodeSpec) -> Node {
-        Node::start("ews-worker", spec, Some(free_port()))
+        Node::start(
+            "ews-worker",
+            spec,
+            Some(spec.public_port.unwrap_or_else(free_port)),
+        )
     }
 
     /// Starts the node without waiting for it (e.g. to watch it give up).

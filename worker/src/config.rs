@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ews_http::args::{positive_secs, secs, AdminArgs, Hs256Args, PortArgs};
 
+use crate::rebalance::RebalanceArgs;
 use crate::sinks::SinkArgs;
 
 /// Flags of the WebSocket gateway (public port, admin port, auth, limits, drain).
@@ -103,6 +104,9 @@ pub struct WorkerArgs {
 
     #[command(flatten)]
     pub sink: SinkArgs,
+
+    #[command(flatten)]
+    pub rebalance: RebalanceArgs,
 }
 
 /// Where the keys that verify client tokens come from.

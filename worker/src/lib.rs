@@ -16,6 +16,7 @@ mod metrics;
 mod node;
 mod page;
 mod public;
+mod rebalance;
 mod registry;
 mod session;
 mod sinks;

@@ -23,6 +23,7 @@ pub struct Metrics {
     subscriptions: Family<Labels, Counter>,
     drops: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
+    rebalanced: Counter,
 }
 
 impl Metrics {
@@ -37,6 +38,7 @@ impl Metrics {
         let subscriptions = Family::<Labels, Counter>::default();
         let drops = Family::<Labels, Counter>::default();
         let errors = Family::<Labels, Counter>::default();
+        let rebalanced = Counter::default();
         let mut r = Registry::with_prefix("ews");
         r.register(
             "connections_active",
@@ -78,6 +80,11 @@ impl Metrics {
         );
         r.register("dropped", "Messages dropped by reason", drops.clone());
         r.register("errors", "Errors by kind", errors.clone());
+        r.register(
+            "rebalanced",
+            "Sessions closed (1012 rebalance) to move them to a less loaded worker",
+            rebalanced.clone(),
+        );
         Metrics {
             registry: r,
             connections_active,
@@ -92,6 +99,7 @@ impl Metrics {
             subscriptions,
             drops,
             errors,
+            rebalanced,
         }
     }
 
@@ -111,6 +119,11 @@ impl Metrics {
         self.subscriptions
             .get_or_create(&[("outcome", outcome)])
             .inc();
+    }
+
+    /// `ews_rebalanced_total`.
+    pub fn rebalanced(&self) {
+        self.rebalanced.inc();
     }
 
     /// `ews_dropped_total{reason}`.

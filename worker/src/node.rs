@@ -27,6 +27,7 @@ use crate::link::Link;
 use crate::membership::{self, MembershipArgs};
 use crate::metrics::Metrics;
 use crate::public::{self, Public};
+use crate::rebalance::{self, RebalanceArgs};
 use crate::registry::Registry;
 use crate::session::SessionEnv;
 use crate::{handler, limits, sinks, WorkerArgs};
@@ -62,6 +63,11 @@ impl WorkerHandle {
         self.capacity
     }
 
+    /// Whether the drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_cancelled()
+    }
+
     /// Resolves once the drain has begun.
     pub async fn draining(&self) {
         self.drain.cancelled().await
@@ -93,6 +99,7 @@ pub struct Node {
     drain_window: Duration,
     ping_interval: Duration,
     ticks: watch::Sender<()>,
+    rebalance: RebalanceArgs,
     handle: WorkerHandle,
 }
 
@@ -225,6 +232,7 @@ impl Node {
             drain_window: args.drain_window,
             ping_interval: args.ping_interval,
             ticks,
+            rebalance: args.rebalance.clone(),
             handle: WorkerHandle {
                 active,
                 capacity,
@@ -275,12 +283,16 @@ impl Node {
             );
         }
         ports.spawn(|stop| tick(self.ping_interval, self.ticks, stop));
-        if let Some(m) = &self.membership {
-            let (m, worker) = (m.clone(), self.handle.clone());
+        if let Some(membership) = &self.membership {
+            let (m, worker) = (membership.clone(), self.handle.clone());
             let registry = self.public.registry.clone();
             ports.spawn(|stop| {
                 membership::report(m, worker, registry, (public_addr, admin_addr), stop)
             });
+            let (m, worker) = (membership.clone(), self.handle.clone());
+            let (registry, metrics) = (self.public.registry.clone(), self.public.metrics.clone());
+            let args = self.rebalance.clone();
+            ports.spawn(|stop| rebalance::run(args, m, registry, worker, metrics, stop));
         }
 
         let gave_up = async {

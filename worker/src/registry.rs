@@ -26,6 +26,8 @@ pub struct SessionShared {
     pub connected_at_ms: i64,
     outbound: Mutex<VecDeque<Utf8Bytes>>,
     capacity: usize,
+    /// Set when the node asks the session to close (rebalancing); the session reads it on wake.
+    close_requested: Mutex<Option<&'static str>>,
     pub wake: Notify,
 }
 
@@ -46,6 +48,29 @@ impl SessionShared {
 
     pub fn pop(&self) -> Option<Utf8Bytes> {
         self.outbound.lock().ok()?.pop_front()
+    }
+
+    /// Asks the session to close with 1012 and `reason`; false if it was already asked.
+    pub fn request_close(&self, reason: &'static str) -> bool {
+        let mut r = self
+            .close_requested
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if r.is_some() {
+            return false;
+        }
+        *r = Some(reason);
+        drop(r);
+        self.wake.notify_one();
+        true
+    }
+
+    /// The close the node asked for, if any.
+    pub fn close_requested(&self) -> Option<&'static str> {
+        *self
+            .close_requested
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -109,6 +134,7 @@ impl Registry {
             connected_at_ms: crate::handler::now_ms(),
             outbound: Mutex::new(VecDeque::new()),
             capacity: outbound_capacity.max(1),
+            close_requested: Mutex::new(None),
             wake: Notify::new(),
         });
         g.by_id.insert(s.id, s.clone());
@@ -182,6 +208,13 @@ impl Registry {
         if last {
             self.topics_changed.send_modify(|v| *v += 1);
         }
+    }
+
+    /// Asks one session (an arbitrary one: the index's hash order) that has not been asked yet
+    /// to close with 1012 and `reason`; false if there is none.
+    pub fn close_one(&self, reason: &'static str) -> bool {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.by_id.values().any(|s| s.request_close(reason))
     }
 
     /// Delivers a publish to this node's sessions (of its client, or on its topic).

@@ -67,6 +67,8 @@ where
     let mut heard = true;
     let mut timer: Option<Pin<Box<Sleep>>> = None;
     let mut closing = false;
+    // Why the session closes once `timer` fires: a drain, or the node moving it (rebalance).
+    let mut close_reason = "server draining";
     let window = env.ack_window.max(1);
 
     loop {
@@ -104,7 +106,7 @@ where
                     timer = Some(Box::pin(sleep(CLOSE_GRACE)));
                     match flow {
                         Flow::End => Flow::End,
-                        Flow::Continue => close(&mut ws, CloseCode::Restart, "server draining", env).await,
+                        Flow::Continue => close(&mut ws, CloseCode::Restart, close_reason, env).await,
                     }
                 }
             }
@@ -121,6 +123,13 @@ where
                     if let Flow::End = send(&mut ws, Message::Text(text), env).await {
                         flow = Flow::End;
                         break;
+                    }
+                }
+                // Asked to move (rebalance): close as a drain does, at once, acks first.
+                if let Some(reason) = session.shared.close_requested() {
+                    if timer.is_none() && !closing {
+                        close_reason = reason;
+                        timer = Some(Box::pin(sleep(Duration::ZERO)));
                     }
                 }
                 flow
