@@ -2,13 +2,19 @@
 
 Usage: python3 bench/gateway_table.py RESULTS_DIR CONNECTIONS
 Each figure for ews-worker is followed by its ratio to each baseline (bare tokio-tungstenite
-with the default config, node ws), measured in the same run.
+with the default config, the same tuned like the worker, node ws), measured in the same run.
 """
 import json
 import os
 import sys
 
-SERVERS = [("ews-worker", "ews-worker (JWT)"), ("bare", "bare tokio-tungstenite"), ("node", "node ws")]
+SERVERS = [
+    ("ews-worker", "ews-worker (JWT)"),
+    ("bare", "bare tokio-tungstenite"),
+    ("tuned", "bare, tuned (512 B read buffer)"),
+    ("node", "node ws"),
+]
+BASELINES = [("bare", "worker / bare"), ("tuned", "worker / tuned"), ("node", "worker / node")]
 
 
 def load(d, name, kind):
@@ -43,13 +49,13 @@ def main():
         ("server CPU-µs per echoed message (lower is better)", "cpu", "{:.2f}"),
         ("echo round trip p99 (ms)", "p99", "{:.2f}"),
     ]
-    head = ["figure"] + [label for _, label in SERVERS] + ["worker / bare", "worker / node"]
+    head = ["figure"] + [label for _, label in SERVERS] + [label for _, label in BASELINES]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for title, key, fmt in rows:
         vals = [fmt.format(f[name][key]) for name, _ in SERVERS]
         ratios = []
-        for base in ("bare", "node"):
+        for base, _ in BASELINES:
             w, b = f["ews-worker"][key], f[base][key]
             ratios.append(f"{w / b:.2f}x" if isinstance(w, float) and b else "")
         print("| " + " | ".join([title] + vals + ratios) + " |")

@@ -92,7 +92,7 @@ pub fn render(report: &Report, labels: &Labels) -> String {
     let f = Frame {
         t_max,
         y_max,
-        n_max: n_max.max(2.0),
+        n_max: (n_max / band_tick(n_max)).ceil() * band_tick(n_max),
     };
     let mut o = String::new();
     let _ = write!(
@@ -346,7 +346,7 @@ fn band(o: &mut String, f: &Frame, samples: &[Sample]) {
         W - LEFT - RIGHT
     );
     let mut n = 0.0;
-    let tick = if f.n_max > 10.0 { 5.0 } else { 2.0 };
+    let tick = band_tick(f.n_max);
     while n <= f.n_max + 0.01 {
         let y = f.band_y(n);
         let _ = writeln!(
@@ -371,6 +371,17 @@ fn band(o: &mut String, f: &Frame, samples: &[Sample]) {
     let serving = area(&|s: &Sample| s.conns.len() as f64);
     let _ = writeln!(o, r##"<path d="{total}" fill="#c7c7c7"/>"##);
     let _ = writeln!(o, r##"<path d="{serving}" fill="#2ca02c"/>"##);
+}
+
+/// Worker-count ticks: every worker up to 5, then every 2nd, past 12 every 5th.
+fn band_tick(n_max: f64) -> f64 {
+    if n_max <= 5.0 {
+        1.0
+    } else if n_max <= 12.0 {
+        2.0
+    } else {
+        5.0
+    }
 }
 
 fn legend(o: &mut String, target: bool) {

@@ -3,6 +3,7 @@
 
 mod connect;
 mod echo;
+mod fanout;
 mod idle;
 mod ingest;
 mod procfs;
@@ -49,6 +50,9 @@ enum Load {
     /// Send events with acks, read them back from the queue or Kafka: sent, acknowledged,
     /// received, duplicates, missing. Fails if an acknowledged event is missing.
     Verify(verify::VerifyArgs),
+    /// Subscribe N clients over several workers to one topic and publish to it: delivery
+    /// latency p50/p99 and pushes per second. Fails if a subscriber misses a message.
+    Fanout(fanout::FanoutArgs),
 }
 
 /// What every mode reports.
@@ -107,6 +111,10 @@ fn main() -> ExitCode {
             Load::Verify(a) => {
                 let c = a.connect.clone();
                 finish(&c, nofile, verify::run(a)).await
+            }
+            Load::Fanout(a) => {
+                let c = a.connect.clone();
+                finish(&c, nofile, fanout::run(a)).await
             }
         }
     })

@@ -479,3 +479,56 @@ fn a_running_standalone_worker_serves_its_queue_behind_the_admin_token() {
         .iter()
         .all(|e| e["node"].is_string() && e["seq"].is_u64()));
 }
+
+/// `fanout` against a standalone worker (it grants every topic): every subscriber gets every
+/// message, the admin token is used for presence and publish, and the report counts them.
+#[test]
+fn fanout_reaches_every_subscriber() {
+    let dir = ews_testkit::Scratch::new("load-fanout");
+    let (port, admin) = (free_port(), free_port());
+    let mut cmd = Command::new(ews_testkit::bin_path("ews-worker"));
+    cmd.args(["--standalone", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args([
+            "--admin-token",
+            "fanout-admin",
+            "--jwt-hs256-secret",
+            "e2e-secret",
+        ])
+        .env("EWS_QUEUE_DIR", dir.join("embedded-queue"));
+    let _worker = Proc::spawn("ews-worker", cmd);
+    wait_for_http_ok(
+        ([127, 0, 0, 1], port).into(),
+        "/info",
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let (out, j) = run(load().args([
+        "fanout",
+        "--urls",
+        &format!("ws://127.0.0.1:{port}/ws"),
+        "--publish-addr",
+        &format!("127.0.0.1:{admin}"),
+        "--admin-token",
+        "fanout-admin",
+        "-n",
+        "20",
+        "--messages",
+        "3",
+        "--interval-ms",
+        "10",
+        "--settle-ms",
+        "0",
+        "--jwt-hs256-secret",
+        "e2e-secret",
+        "--json",
+    ]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        (j["subscribers"].as_u64(), j["received"].as_u64()),
+        (Some(20), Some(60)),
+        "{j}"
+    );
+    assert_eq!(j["delivered_by_server"], 60, "{j}");
+    assert_eq!(j["latency"]["count"], 60, "{j}");
+}

@@ -2,6 +2,8 @@
 # Gateway benchmark: ews-worker against two baselines on the same load, in one run:
 #   bare  - the plainest tokio-tungstenite echo server with tungstenite's DEFAULT config
 #           (load/examples/bare-echo.rs)
+#   tuned - the same server with the worker's memory settings: a 512-byte read buffer and no
+#           write buffer (bare-echo --read-buffer-bytes 512)
 #   node  - node's `ws` echo server (bench/ws-echo.js, `ws` pinned in bench/package-lock.json)
 # Figures: server RSS per idle connection at $EWS_BENCH_CONNECTIONS connections (authenticated
 # for ews-worker), handshakes per second (authenticated for ews-worker), echo messages per second
@@ -87,10 +89,12 @@ worker() {
     --jwt-hs256-secret "$SECRET" --sink file --sink-file "$OUT/events.jsonl"
 }
 bare() { exec "$REL/examples/bare-echo" --listen "127.0.0.1:$1"; }
+tuned() { exec "$REL/examples/bare-echo" --listen "127.0.0.1:$1" --read-buffer-bytes 512; }
 node_ws() { exec node bench/ws-echo.js "$1"; }
 
 run_server ews-worker /ws /echo 1 worker
 run_server bare / / 0 bare
+run_server tuned / / 0 tuned
 run_server node / / 0 node_ws
 
 echo
