@@ -168,10 +168,15 @@ fn refuses_non_loopback_targets() {
 /// `dir`, with `extra` flags; returns it once `/info` answers, and its public port.
 /// `scripts/test.sh` builds every binary first; `bin_path` fails with how to build it when missing.
 fn standalone_worker(dir: &std::path::Path, extra: &[&str]) -> (Proc, u16) {
+    standalone_worker_on(dir, free_port(), extra)
+}
+
+/// [`standalone_worker`] with its admin port on `admin`.
+fn standalone_worker_on(dir: &std::path::Path, admin: u16, extra: &[&str]) -> (Proc, u16) {
     let port = free_port();
     let mut cmd = Command::new(ews_testkit::bin_path("ews-worker"));
     cmd.args(["--standalone", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
         .args(["--jwt-hs256-secret", "e2e-secret"])
         .args(extra)
         .env("EWS_QUEUE_DIR", dir.join("embedded-queue"));
@@ -485,24 +490,8 @@ fn a_running_standalone_worker_serves_its_queue_behind_the_admin_token() {
 #[test]
 fn fanout_reaches_every_subscriber() {
     let dir = ews_testkit::Scratch::new("load-fanout");
-    let (port, admin) = (free_port(), free_port());
-    let mut cmd = Command::new(ews_testkit::bin_path("ews-worker"));
-    cmd.args(["--standalone", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-        .args([
-            "--admin-token",
-            "fanout-admin",
-            "--jwt-hs256-secret",
-            "e2e-secret",
-        ])
-        .env("EWS_QUEUE_DIR", dir.join("embedded-queue"));
-    let _worker = Proc::spawn("ews-worker", cmd);
-    wait_for_http_ok(
-        ([127, 0, 0, 1], port).into(),
-        "/info",
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let admin = free_port();
+    let (_worker, port) = standalone_worker_on(&dir, admin, &["--admin-token", "fanout-admin"]);
     let (out, j) = run(load().args([
         "fanout",
         "--urls",

@@ -21,6 +21,8 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 
 pub struct Admin {
+    /// This node's id (named in a standalone worker's presence answer).
+    pub node_id: Arc<str>,
     /// Required on every route but `/metrics`; `None` only on a loopback-bound port.
     pub token: Option<Secret>,
     pub metrics: Arc<Metrics>,
@@ -76,7 +78,7 @@ impl Admin {
         let local = self.registry.presence(&q);
         let Some((membership, fanout)) = &self.cluster else {
             let mut all = Presence::default();
-            all.add_node("self", Ok(local));
+            all.add_node(&self.node_id, Ok(local));
             return all.into_response();
         };
         let mut all = Presence::default();

@@ -188,6 +188,7 @@ impl Node {
             topics_open: args.topics_open || args.standalone,
         });
         let admin = Arc::new(Admin {
+            node_id: public.node.clone(),
             token: args.admin.token().cloned(),
             metrics: metrics.clone(),
             registry: registry.clone(),
