@@ -25,7 +25,6 @@ const HASHES: u64 = 3;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Interest {
     bits: Box<[u8; BYTES]>,
-    empty: bool,
 }
 
 impl Interest {
@@ -33,7 +32,6 @@ impl Interest {
     pub fn none() -> Interest {
         Interest {
             bits: Box::new([0; BYTES]),
-            empty: true,
         }
     }
 
@@ -44,15 +42,13 @@ impl Interest {
             for bit in positions(t) {
                 i.bits[bit / 8] |= 1 << (bit % 8);
             }
-            i.empty = false;
         }
         i
     }
 
     /// Whether this worker may have subscribers for `topic`.
     pub fn may_contain(&self, topic: &Topic) -> bool {
-        !self.empty
-            && positions(topic.as_str()).all(|bit| self.bits[bit / 8] & (1 << (bit % 8)) != 0)
+        positions(topic.as_str()).all(|bit| self.bits[bit / 8] & (1 << (bit % 8)) != 0)
     }
 }
 
@@ -72,7 +68,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// On the wire: empty for no topic, else the filter in base64 (683 characters).
 impl fmt::Display for Interest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.empty {
+        if self.bits.iter().all(|&b| b == 0) {
             return Ok(());
         }
         f.write_str(&STANDARD_NO_PAD.encode(&self.bits[..]))
@@ -100,7 +96,6 @@ impl FromStr for Interest {
             .try_into()
             .map_err(|b: Vec<u8>| format!("interest: {} bytes, not {BYTES}", b.len()))?;
         Ok(Interest {
-            empty: bits.iter().all(|&b| b == 0),
             bits: Box::new(bits),
         })
     }

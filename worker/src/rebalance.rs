@@ -101,7 +101,7 @@ pub async fn run(
                 .collect();
             let own = worker.connections() as u64;
             let n = excess(own, &others, args.rebalance_margin, shedding);
-            if n > 0 && registry.close_one("rebalance") {
+            if n > 0 && registry.move_one() {
                 if !shedding {
                     tracing::info!(
                         own,

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ews_proto::ServerFrame;
@@ -26,8 +27,8 @@ pub struct SessionShared {
     pub connected_at_ms: i64,
     outbound: Mutex<VecDeque<Utf8Bytes>>,
     capacity: usize,
-    /// Set when the node asks the session to close (rebalancing); the session reads it on wake.
-    close_requested: Mutex<Option<&'static str>>,
+    /// Set when the node moves the session elsewhere (rebalancing); read by the session on wake.
+    moving: AtomicBool,
     pub wake: Notify,
 }
 
@@ -50,27 +51,18 @@ impl SessionShared {
         self.outbound.lock().ok()?.pop_front()
     }
 
-    /// Asks the session to close with 1012 and `reason`; false if it was already asked.
-    pub fn request_close(&self, reason: &'static str) -> bool {
-        let mut r = self
-            .close_requested
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if r.is_some() {
-            return false;
+    /// Asks the session to close with 1012 `rebalance`; false if it was already asked.
+    pub fn request_move(&self) -> bool {
+        let first = !self.moving.swap(true, Ordering::AcqRel);
+        if first {
+            self.wake.notify_one();
         }
-        *r = Some(reason);
-        drop(r);
-        self.wake.notify_one();
-        true
+        first
     }
 
-    /// The close the node asked for, if any.
-    pub fn close_requested(&self) -> Option<&'static str> {
-        *self
-            .close_requested
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// Whether the node asked the session to move.
+    pub fn is_moving(&self) -> bool {
+        self.moving.load(Ordering::Acquire)
     }
 }
 
@@ -134,7 +126,7 @@ impl Registry {
             connected_at_ms: crate::handler::now_ms(),
             outbound: Mutex::new(VecDeque::new()),
             capacity: outbound_capacity.max(1),
-            close_requested: Mutex::new(None),
+            moving: AtomicBool::new(false),
             wake: Notify::new(),
         });
         g.by_id.insert(s.id, s.clone());
@@ -211,10 +203,10 @@ impl Registry {
     }
 
     /// Asks one session (an arbitrary one: the index's hash order) that has not been asked yet
-    /// to close with 1012 and `reason`; false if there is none.
-    pub fn close_one(&self, reason: &'static str) -> bool {
+    /// to move (close with 1012 `rebalance`); false if there is none.
+    pub fn move_one(&self) -> bool {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.by_id.values().any(|s| s.request_close(reason))
+        g.by_id.values().any(|s| s.request_move())
     }
 
     /// Delivers a publish to this node's sessions (of its client, or on its topic).

@@ -126,11 +126,9 @@ where
                     }
                 }
                 // Asked to move (rebalance): close as a drain does, at once, acks first.
-                if let Some(reason) = session.shared.close_requested() {
-                    if timer.is_none() && !closing {
-                        close_reason = reason;
-                        timer = Some(Box::pin(sleep(Duration::ZERO)));
-                    }
+                if session.shared.is_moving() && timer.is_none() && !closing {
+                    close_reason = "rebalance";
+                    timer = Some(Box::pin(sleep(Duration::ZERO)));
                 }
                 flow
             }
