@@ -17,6 +17,7 @@ pub mod link_client;
 mod membership;
 mod metrics;
 mod node;
+pub mod placement;
 pub mod presence;
 mod proof;
 pub mod publish;

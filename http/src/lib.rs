@@ -10,6 +10,7 @@
 
 pub mod args;
 pub mod link;
+pub mod link_stream;
 mod listen;
 mod ports;
 pub mod reply;
@@ -19,5 +20,7 @@ mod ws;
 pub use listen::{bind, Backlog};
 pub use ports::Ports;
 pub use reply::Body;
-pub use serve::{serve, Event, Events, Limits};
+pub use serve::{
+    serve, Event, Events, Limits, H2_CONNECTION_WINDOW, H2_KEEPALIVE, H2_STREAM_WINDOW,
+};
 pub use ws::{Rejection, Upgrading, WsStream, WsUpgrade};

@@ -91,7 +91,13 @@ impl LinkKey {
         LinkKey(mac.finalize().into_bytes().into())
     }
 
-    fn mac(&self, parts: &[&[u8]]) -> HmacSha256 {
+    /// A key for one purpose within the link (e.g. one direction of one stream), so a tag made
+    /// for it means nothing anywhere else.
+    pub(crate) fn derive_sub(&self, parts: &[&[u8]]) -> LinkKey {
+        LinkKey(self.mac(parts).finalize().into_bytes().into())
+    }
+
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         for p in parts {
             mac.update(p);
@@ -158,6 +164,14 @@ pub struct Challenge {
 }
 
 impl Challenge {
+    pub(crate) fn key(&self) -> &LinkKey {
+        &self.key
+    }
+
+    pub(crate) fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
     /// Whether the answer (its status and headers) proves the server holds the key.
     pub fn verify(&self, status: http::StatusCode, headers: &HeaderMap) -> Result<(), LinkError> {
         self.verify_proof(status, headers).map(|_| ())
@@ -205,6 +219,14 @@ pub struct Accepted {
 }
 
 impl Accepted {
+    pub(crate) fn key(&self) -> &LinkKey {
+        &self.key
+    }
+
+    pub(crate) fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
     /// Whether `body` is the one the client signed.
     pub fn body_matches(&self, body: &[u8]) -> bool {
         Sha256::digest(body)[..] == self.body[..]

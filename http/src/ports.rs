@@ -26,10 +26,15 @@ impl Ports {
     }
 
     /// Serves `listener` with `handler` and `limits` until [`Ports::close`].
-    pub fn serve<H, F>(&self, listener: TcpListener, handler: H, limits: Limits)
+    pub fn serve<H, F, B>(&self, listener: TcpListener, handler: H, limits: Limits)
     where
         H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
-        F: Future<Output = Response<Body>> + Send + 'static,
+        F: Future<Output = Response<B>> + Send + 'static,
+        B: hyper::body::Body<Data = bytes::Bytes, Error = std::convert::Infallible>
+            + From<Body>
+            + Send
+            + Unpin
+            + 'static,
     {
         self.tasks
             .spawn(serve(listener, handler, self.stop.child_token(), limits));

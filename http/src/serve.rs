@@ -4,14 +4,18 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +39,10 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Told of accept failures and timeouts (for metrics).
     pub events: Events,
+    /// Also speak HTTP/2 with prior knowledge (node links: one connection per peer pair
+    /// carries many session streams). A connection that sends neither protocol's preface
+    /// within `header_read_timeout`, or has no stream open for that long, is closed.
+    pub http2: bool,
 }
 
 impl Limits {
@@ -46,6 +54,7 @@ impl Limits {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             events: Events::default(),
+            http2: false,
         }
     }
 }
@@ -95,17 +104,36 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// kernel's queue until one frees up, instead of the loop spinning.
 const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 
+/// HTTP/2 on node links: per-stream receive window. One stalled session stream holds at most
+/// this much at its receiver, so a slow client behind a remote handler costs both nodes a
+/// bounded amount.
+pub const H2_STREAM_WINDOW: u32 = 64 * 1024;
+/// HTTP/2 connection receive window: shared by every stream of a peer pair, so this many stalled
+/// streams' windows fit before the others wait.
+pub const H2_CONNECTION_WINDOW: u32 = 64 * 1024 * 1024;
+/// HTTP/2 keep-alive: a ping this often, and a peer that has not answered within as long again
+/// is gone (its streams fail): how a vanished node is noticed without a TCP reset.
+pub const H2_KEEPALIVE: Duration = Duration::from_secs(5);
+/// Most streams one HTTP/2 connection may have open (sessions between one pair of nodes).
+const H2_MAX_STREAMS: u32 = 100_000;
+/// Bytes hyper may buffer to send per stream beyond the peer's window.
+const H2_SEND_BUF: usize = 64 * 1024;
+/// The HTTP/2 connection preface begins with these bytes; no HTTP/1 method does.
+const H2_PREFACE: &[u8] = b"PRI ";
+
 /// Serves HTTP/1.1 (with upgrades) on `listener` with `handler` until `shutdown` is cancelled,
 /// then stops accepting, lets each connection finish the request it is in (idle ones close at
-/// once) and returns when all have.
-pub async fn serve<H, F>(
+/// once) and returns when all have. With [`Limits::http2`] it serves HTTP/2 with prior
+/// knowledge too. Answers may stream (`B`); every answer of our own (a timeout) is whole.
+pub async fn serve<H, F, B>(
     listener: TcpListener,
     handler: H,
     shutdown: CancellationToken,
     limits: Limits,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes, Error = Infallible> + From<Body> + Send + Unpin + 'static,
 {
     let handler = Arc::new(handler);
     let limits = Arc::new(limits);
@@ -155,7 +183,7 @@ pub async fn serve<H, F>(
     connections.wait().await;
 }
 
-async fn serve_connection<H, F>(
+async fn serve_connection<H, F, B>(
     tcp: TcpStream,
     peer: SocketAddr,
     handler: Arc<H>,
@@ -163,30 +191,51 @@ async fn serve_connection<H, F>(
     shutdown: CancellationToken,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes, Error = Infallible> + From<Body> + Send + Unpin + 'static,
 {
     let _ = tcp.set_nodelay(true);
+    let streams = Arc::new(Streams::default());
     let l = limits.clone();
+    let s = streams.clone();
     let service = service_fn(move |req| {
+        let guard = StreamGuard::new(&s);
         let answer = handler(req, peer);
         let l = l.clone();
         async move {
-            Ok::<_, Infallible>(
-                match tokio::time::timeout(l.request_timeout, answer).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        l.events.emit(Event::RequestTimeout);
-                        let mut r = reply::text(StatusCode::REQUEST_TIMEOUT, "request timed out");
-                        r.headers_mut().insert(
-                            http::header::CONNECTION,
-                            http::HeaderValue::from_static("close"),
-                        );
-                        r
-                    }
-                },
-            )
+            let r = match tokio::time::timeout(l.request_timeout, answer).await {
+                Ok(r) => r,
+                Err(_) => {
+                    l.events.emit(Event::RequestTimeout);
+                    let mut r =
+                        reply::text(StatusCode::REQUEST_TIMEOUT, "request timed out").map(B::from);
+                    r.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                    r
+                }
+            };
+            // The stream stays open (for the idle check) until its answer is sent whole.
+            Ok::<_, Infallible>(r.map(|inner| Tracked {
+                inner,
+                _guard: guard,
+            }))
         }
     });
+    if limits.http2 {
+        match sniff(&tcp, limits.header_read_timeout).await {
+            Sniffed::Http2 => {
+                return serve_h2(tcp, peer, service, limits, &streams, shutdown).await
+            }
+            Sniffed::Http1 => {}
+            Sniffed::Silent => {
+                limits.events.emit(Event::HeaderTimeout);
+                return;
+            }
+            Sniffed::Gone => return,
+        }
+    }
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -206,6 +255,145 @@ async fn serve_connection<H, F>(
             limits.events.emit(Event::HeaderTimeout);
         }
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// What a connection's first bytes say it speaks.
+enum Sniffed {
+    Http1,
+    Http2,
+    /// Nothing (or too little to tell) within the header deadline.
+    Silent,
+    /// Closed before saying anything.
+    Gone,
+}
+
+/// Peeks at the first bytes (they stay for the protocol that reads them).
+async fn sniff(tcp: &TcpStream, deadline: Duration) -> Sniffed {
+    let look = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        loop {
+            match tcp.peek(&mut buf).await {
+                Ok(0) | Err(_) => return Sniffed::Gone,
+                Ok(n) if buf[..n] != H2_PREFACE[..n] => return Sniffed::Http1,
+                Ok(n) if n == H2_PREFACE.len() => return Sniffed::Http2,
+                // A prefix of the preface so far: the rest is in flight (rare; peek would
+                // return the same bytes at once, so wait a little before looking again).
+                Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    };
+    tokio::time::timeout(deadline, look)
+        .await
+        .unwrap_or(Sniffed::Silent)
+}
+
+/// One HTTP/2 connection: many streams, closed once it has had none open for the header
+/// deadline (so an idle or silent peer holds no slot for longer) and gracefully at shutdown.
+async fn serve_h2<S, B>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    service: S,
+    limits: &Limits,
+    streams: &Streams,
+    shutdown: CancellationToken,
+) where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Tracked<B>>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body<Data = Bytes, Error = Infallible> + Send + Unpin + 'static,
+{
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_KEEPALIVE))
+        .keep_alive_timeout(H2_KEEPALIVE)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_send_buf_size(H2_SEND_BUF)
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
+    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+    tokio::pin!(conn);
+    let idle = limits.header_read_timeout;
+    let mut seen = streams.started.load(Ordering::Acquire);
+    let mut closing = false;
+    let ended = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = shutdown.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(idle), if !closing => {
+                let started = streams.started.load(Ordering::Acquire);
+                if started == seen && streams.open.load(Ordering::Acquire) == 0 {
+                    if started == 0 {
+                        limits.events.emit(Event::HeaderTimeout);
+                    }
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                seen = started;
+            }
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
+    }
+}
+
+/// Streams of one connection: how many are open and how many ever started.
+#[derive(Default)]
+struct Streams {
+    open: AtomicUsize,
+    started: AtomicU64,
+}
+
+/// One open stream, until its answer has been sent (or dropped).
+struct StreamGuard(Arc<Streams>);
+
+impl StreamGuard {
+    fn new(s: &Arc<Streams>) -> StreamGuard {
+        s.open.fetch_add(1, Ordering::AcqRel);
+        s.started.fetch_add(1, Ordering::AcqRel);
+        StreamGuard(s.clone())
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An answer's body with its stream's guard.
+struct Tracked<B> {
+    inner: B,
+    _guard: StreamGuard,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

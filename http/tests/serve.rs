@@ -18,6 +18,7 @@ fn limits(max_connections: usize, events: Events) -> Limits {
         header_read_timeout: Duration::from_millis(300),
         request_timeout: Duration::from_millis(300),
         events,
+        http2: false,
     }
 }
 

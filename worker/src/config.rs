@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use ews_cluster::placement::Placement;
 use ews_http::args::{positive_secs, secs, AdminArgs, Hs256Args, PortArgs};
 
 use crate::rebalance::RebalanceArgs;
@@ -42,9 +43,21 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub jwt: JwtArgs,
 
-    /// WebSocket routes: comma-separated `PATH=HANDLER` (handlers: `ingest`, `echo`).
-    #[arg(long, env = "EWS_ROUTES", default_value = "/ws=ingest,/echo=echo")]
+    /// WebSocket routes: comma-separated `PATH=HANDLER[@PLACEMENT]` (handlers: `ingest`,
+    /// `echo`, `greet`; placements: `local`, the default, or for `echo` and `greet` `random`,
+    /// `least-loaded`, `key-hash`: the handler then runs on a worker chosen among the serving
+    /// ones, over the node link). Outside a cluster every placement is local.
+    #[arg(
+        long,
+        env = "EWS_ROUTES",
+        default_value = "/ws=ingest,/echo=echo,/greet=greet@random"
+    )]
     pub routes: Routes,
+
+    /// Sessions whose handler this worker runs for other workers' clients (remote placement);
+    /// past it, other workers place elsewhere. Default: this worker's own session capacity.
+    #[arg(long, env = "EWS_MAX_HOSTED_SESSIONS")]
+    pub max_hosted_sessions: Option<usize>,
 
     /// Seconds between the first SIGTERM and exit: sessions are closed (1012) spread over this
     /// window.
@@ -154,33 +167,89 @@ pub enum HandlerKind {
     Ingest,
     /// Every message back (the conformance target).
     Echo,
+    /// `Hello s!` for every text message `s` (the distributed design's demo).
+    Greet,
+}
+
+impl HandlerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandlerKind::Ingest => "ingest",
+            HandlerKind::Echo => "echo",
+            HandlerKind::Greet => "greet",
+        }
+    }
+
+    /// Whether the handler may run on another node than the socket. `ingest` may not: its
+    /// sink already reaches the cluster's pipeline from any worker, and its acks, topics and
+    /// pushes belong to the node holding the socket, so a hop would only add latency.
+    pub fn may_run_remotely(self) -> bool {
+        !matches!(self, HandlerKind::Ingest)
+    }
+}
+
+impl FromStr for HandlerKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<HandlerKind, String> {
+        match name {
+            "ingest" => Ok(HandlerKind::Ingest),
+            "echo" => Ok(HandlerKind::Echo),
+            "greet" => Ok(HandlerKind::Greet),
+            _ => Err(format!("unknown handler {name:?} (ingest, echo, greet)")),
+        }
+    }
+}
+
+/// One WebSocket route: its path, its handler and where the handler runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub path: String,
+    pub handler: HandlerKind,
+    pub placement: Placement,
 }
 
 /// `--routes`: the WebSocket paths of the public port and their handlers, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Routes(pub Vec<(String, HandlerKind)>);
+pub struct Routes(pub Vec<Route>);
+
+impl Routes {
+    pub fn find(&self, path: &str) -> Option<&Route> {
+        self.0.iter().find(|r| r.path == path)
+    }
+}
 
 impl FromStr for Routes {
     type Err = String;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let mut routes: Vec<(String, HandlerKind)> = Vec::new();
+        let mut routes: Vec<Route> = Vec::new();
         for entry in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let Some((path, name)) = entry.split_once('=') else {
-                return Err(format!("entry {entry:?} is not PATH=HANDLER"));
+            let Some((path, rest)) = entry.split_once('=') else {
+                return Err(format!("entry {entry:?} is not PATH=HANDLER[@PLACEMENT]"));
             };
             if !path.starts_with('/') {
                 return Err(format!("path {path:?} must start with /"));
             }
-            if routes.iter().any(|(p, _)| p == path) {
+            if routes.iter().any(|r| r.path == path) {
                 return Err(format!("path {path:?} appears twice"));
             }
-            let kind = match name {
-                "ingest" => HandlerKind::Ingest,
-                "echo" => HandlerKind::Echo,
-                _ => return Err(format!("unknown handler {name:?} (ingest, echo)")),
+            let (name, placement) = match rest.split_once('@') {
+                Some((name, p)) => (name, p.parse::<Placement>()?),
+                None => (rest, Placement::Local),
             };
-            routes.push((path.to_string(), kind));
+            let handler: HandlerKind = name.parse()?;
+            if placement != Placement::Local && !handler.may_run_remotely() {
+                return Err(format!(
+                    "{path}: the {} handler runs where the socket is (placement local only)",
+                    handler.as_str()
+                ));
+            }
+            routes.push(Route {
+                path: path.to_string(),
+                handler,
+                placement,
+            });
         }
         if routes.is_empty() {
             return Err("names no route".into());
@@ -195,15 +264,31 @@ mod tests {
 
     #[test]
     fn routes_parse_and_reject_mistakes() {
-        let r: Routes = "/ws=ingest, /echo=echo".parse().expect("valid");
+        let r: Routes = "/ws=ingest, /echo=echo, /greet=greet@key-hash"
+            .parse()
+            .expect("valid");
+        let route = |path: &str, handler, placement| Route {
+            path: path.to_string(),
+            handler,
+            placement,
+        };
         assert_eq!(
             r.0,
             vec![
-                ("/ws".to_string(), HandlerKind::Ingest),
-                ("/echo".to_string(), HandlerKind::Echo)
+                route("/ws", HandlerKind::Ingest, Placement::Local),
+                route("/echo", HandlerKind::Echo, Placement::Local),
+                route("/greet", HandlerKind::Greet, Placement::KeyHash),
             ]
         );
-        for bad in ["/ws", "ws=ingest", "/ws=nope", "/a=echo,/a=echo", ""] {
+        for bad in [
+            "/ws",
+            "ws=ingest",
+            "/ws=nope",
+            "/a=echo,/a=echo",
+            "",
+            "/g=greet@sideways",
+            "/ws=ingest@random",
+        ] {
             assert!(bad.parse::<Routes>().is_err(), "{bad:?}");
         }
     }

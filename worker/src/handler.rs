@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ews_cluster::placement::Placement;
 use ews_proto::topic::{Grants, Topic};
 use ews_proto::{ClientControl, ErrorKind, ServerFrame, MAX_ID_LEN};
 use ews_sink::{BoxFuture, Event, Receipt, Sink, StampedEvent};
@@ -54,6 +55,25 @@ pub struct Echo;
 impl Handler for Echo {
     fn on_message<'a>(&'a self, _: &'a mut SessionState, msg: Message) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { Outcome::Reply(msg) })
+    }
+}
+
+/// Answers every text message `s` with `Hello s!`: the demo handler of the distributed design
+/// this follows, usually placed on another worker than the socket (`/greet=greet@random`).
+pub struct Greet;
+
+impl Handler for Greet {
+    fn on_message<'a>(&'a self, _: &'a mut SessionState, msg: Message) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            match msg {
+                Message::Text(s) => Outcome::Reply(Message::text(format!("Hello {s}!"))),
+                _ => error(
+                    ErrorKind::InvalidEvent,
+                    "greet takes text messages".into(),
+                    None,
+                ),
+            }
+        })
     }
 }
 
@@ -224,24 +244,39 @@ fn reply(frame: ServerFrame) -> Outcome {
     Outcome::Reply(Message::text(frame.to_text()))
 }
 
+/// A route of `--routes` with its handler, ready to serve.
+#[derive(Clone)]
+pub struct ServedRoute {
+    pub path: Arc<str>,
+    pub kind: HandlerKind,
+    pub placement: Placement,
+    pub handler: Arc<dyn Handler>,
+}
+
 /// The handlers of `--routes`, ready to serve.
 pub fn build(
     routes: &Routes,
     sink: &Arc<dyn Sink>,
     metrics: &Arc<Metrics>,
     topics: &Topics,
-) -> Vec<(String, Arc<dyn Handler>)> {
+) -> Arc<[ServedRoute]> {
     routes
         .0
         .iter()
-        .map(|(path, kind)| {
-            let h: Arc<dyn Handler> = match kind {
+        .map(|r| {
+            let handler: Arc<dyn Handler> = match r.handler {
                 HandlerKind::Echo => Arc::new(Echo),
+                HandlerKind::Greet => Arc::new(Greet),
                 HandlerKind::Ingest => {
                     Arc::new(Ingest::new(sink.clone(), metrics.clone(), topics.clone()))
                 }
             };
-            (path.clone(), h)
+            ServedRoute {
+                path: r.path.as_str().into(),
+                kind: r.handler,
+                placement: r.placement,
+                handler,
+            }
         })
         .collect()
 }

@@ -2,7 +2,9 @@
 //!
 //! A worker in a cluster serves `POST /internal/v1/publish` here (the same body as the admin
 //! API, delivered to this node's sessions only) and `GET /internal/v1/presence` (this node's
-//! sessions for a topic or client id). Requests are signed with the cluster key and
+//! sessions for a topic or client id) and `POST /internal/v1/session` (a session stream: this
+//! node runs the handler of a session another worker holds the socket of; HTTP/2, one stream
+//! per session). Requests are signed with the cluster key and
 //! answers prove it back (`ews_http::link`); the secret itself never crosses the wire. The other
 //! side, the fan-out of a cluster publish, is `ews_cluster::publish::Fanout`.
 
@@ -13,12 +15,15 @@ use ews_cluster::presence::{self, PRESENCE_PATH};
 use ews_cluster::publish::{self, PUBLISH_PATH};
 use ews_cluster::{Membership, STATE_PATH};
 use ews_http::link::{self, Verifier};
-use ews_http::reply::{self, Body};
+use ews_http::link_stream::LinkBody;
+use ews_http::reply;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::hosted::Hosted;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::remote::SESSION_PATH;
 
 /// The node-link routes of a worker.
 pub struct Link {
@@ -28,19 +33,37 @@ pub struct Link {
     pub membership: Arc<Membership>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// Runs handlers for sessions other workers hold.
+    pub hosted: Arc<Hosted>,
 }
 
 impl Link {
     /// Every request must be signed with the cluster key; every answer proves the key back.
-    pub async fn route(self: Arc<Self>, req: Request<Incoming>, _: SocketAddr) -> Response<Body> {
+    pub async fn route(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<LinkBody> {
         let accepted = match link::admit(self.verifier.as_ref(), &req) {
             Ok(a) => a,
-            Err(refusal) => return refusal.into_response(),
+            Err(refusal) => return refusal.into_response().map(LinkBody::from),
         };
+        if (req.method(), req.uri().path()) == (&Method::POST, SESSION_PATH) {
+            let mut resp = self.hosted.accept(req, peer, accepted.as_ref());
+            if let Some(a) = &accepted {
+                a.prove(&mut resp);
+            }
+            return resp;
+        }
         let mut resp = match (req.method(), req.uri().path()) {
             (&Method::GET, "/info") => reply::text(StatusCode::OK, "Success"),
             // Proven over its body, so it returns here rather than below.
-            (&Method::GET, STATE_PATH) => return self.membership.state_answer(accepted.as_ref()),
+            (&Method::GET, STATE_PATH) => {
+                return self
+                    .membership
+                    .state_answer(accepted.as_ref())
+                    .map(LinkBody::from)
+            }
             (&Method::POST, PUBLISH_PATH) => match publish::read(req, accepted.as_ref()).await {
                 Ok(p) => {
                     let d = self.registry.publish(&p);
@@ -60,6 +83,6 @@ impl Link {
         if let Some(a) = &accepted {
             a.prove(&mut resp);
         }
-        resp
+        resp.map(LinkBody::from)
     }
 }

@@ -24,6 +24,11 @@ pub struct Metrics {
     drops: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
     rebalanced: Counter,
+    /// Sessions whose socket is here and whose handler runs on another worker.
+    pub remote_sessions: Gauge,
+    /// Sessions this worker runs the handler of for another worker's socket.
+    pub hosted_sessions: Gauge,
+    remote_closed: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -39,6 +44,8 @@ impl Metrics {
         let drops = Family::<Labels, Counter>::default();
         let errors = Family::<Labels, Counter>::default();
         let rebalanced = Counter::default();
+        let (remote_sessions, hosted_sessions) = (Gauge::default(), Gauge::default());
+        let remote_closed = Family::<Labels, Counter>::default();
         let mut r = Registry::with_prefix("ews");
         r.register(
             "connections_active",
@@ -85,6 +92,21 @@ impl Metrics {
             "Sessions closed (1012 rebalance) to move them to a less loaded worker",
             rebalanced.clone(),
         );
+        r.register(
+            "remote_sessions",
+            "Open sessions held here whose handler runs on another worker",
+            remote_sessions.clone(),
+        );
+        r.register(
+            "hosted_sessions",
+            "Handlers this worker runs for sessions held by other workers",
+            hosted_sessions.clone(),
+        );
+        r.register(
+            "remote_sessions_closed",
+            "Remote sessions closed, by why (handler_left, handler_lost, here)",
+            remote_closed.clone(),
+        );
         Metrics {
             registry: r,
             connections_active,
@@ -100,7 +122,17 @@ impl Metrics {
             drops,
             errors,
             rebalanced,
+            remote_sessions,
+            hosted_sessions,
+            remote_closed,
         }
+    }
+
+    /// `ews_remote_sessions_closed_total{why}`: handler_left (the handler node closed it, e.g.
+    /// its drain), handler_lost (the stream broke: the handler node died or vanished), here
+    /// (this node or the client ended it).
+    pub fn remote_closed(&self, why: &'static str) {
+        self.remote_closed.get_or_create(&[("why", why)]).inc();
     }
 
     /// `ews_handshakes_total{outcome}`: ok, unauthorized, over_capacity, draining, bad_request,

@@ -23,12 +23,14 @@ use ews_http::Ports;
 
 use crate::admin::Admin;
 use crate::auth::{self, Authenticator};
+use crate::hosted::Hosted;
 use crate::link::Link;
 use crate::membership::{self, MembershipArgs};
 use crate::metrics::Metrics;
 use crate::public::{self, Public};
 use crate::rebalance::{self, RebalanceArgs};
 use crate::registry::Registry;
+use crate::remote::Placer;
 use crate::session::SessionEnv;
 use crate::{handler, limits, sinks, WorkerArgs};
 
@@ -163,6 +165,17 @@ impl Node {
             ack_window: args.ack_window,
             write_timeout: args.ping_interval * 2,
         });
+        // Hosted sessions (handlers for other workers' sockets) never tick: the socket's node
+        // pings its client, and the stream's end is the session's end.
+        let hosted_env = Arc::new(SessionEnv {
+            ticks: watch::channel(()).1,
+            metrics: metrics.clone(),
+            drain: drain.clone(),
+            drain_spread: env.drain_spread,
+            ack_window: env.ack_window,
+            write_timeout: env.write_timeout,
+        });
+        let sessions = TaskTracker::new();
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(args.ws_read_buffer_bytes)
             // Write each frame at once; a session awaits every write before the next, so the
@@ -171,11 +184,19 @@ impl Node {
             .max_message_size(Some(args.max_message_bytes))
             .max_frame_size(Some(args.max_message_bytes));
         let active = Arc::new(AtomicUsize::new(0));
+        let placer = membership.as_ref().map(|m| {
+            Arc::new(Placer::new(
+                m.clone(),
+                cluster_args.cluster.publish_peer_timeout,
+                args.max_message_bytes,
+            ))
+        });
         let public = Arc::new(Public {
-            routes,
+            routes: routes.clone(),
+            placer,
             auth,
             test_page: args.standalone || args.test_page,
-            node: node_id.into(),
+            node: node_id.as_str().into(),
             metrics: metrics.clone(),
             registry: registry.clone(),
             env,
@@ -184,7 +205,7 @@ impl Node {
             active: active.clone(),
             outbound_queue: args.outbound_queue,
             handshake_timeout: args.handshake_timeout,
-            sessions: TaskTracker::new(),
+            sessions: sessions.clone(),
             topics_open: args.topics_open || args.standalone,
         });
         let admin = Arc::new(Admin {
@@ -208,6 +229,16 @@ impl Node {
                     membership: m.clone(),
                     registry,
                     metrics: metrics.clone(),
+                    hosted: Arc::new(Hosted {
+                        node: node_id.as_str().into(),
+                        routes,
+                        env: hosted_env,
+                        sessions,
+                        metrics: metrics.clone(),
+                        open: AtomicUsize::new(0),
+                        max: args.max_hosted_sessions.unwrap_or(capacity),
+                        max_message: args.max_message_bytes,
+                    }),
                 }),
             });
         tracing::info!(
@@ -277,10 +308,15 @@ impl Node {
             self.port_limits.clone(),
         );
         if let Some(NodeLink { listener, link }) = self.link {
+            // HTTP/2 too: one connection per peer pair carries every session stream.
+            let limits = ews_http::Limits {
+                http2: true,
+                ..self.port_limits
+            };
             ports.serve(
                 listener,
                 move |req, peer| link.clone().route(req, peer),
-                self.port_limits,
+                limits,
             );
         }
         ports.spawn(|stop| tick(self.ping_interval, self.ticks, stop));

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use ews_cluster::placement::Placement;
 use ews_http::reply::{self, Body};
 use ews_http::{Event, Events, Limits, WsUpgrade};
 use ews_proto::topic::Grants;
@@ -16,15 +17,18 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
-use crate::handler::{Handler, SessionState};
+use crate::handler::{ServedRoute, SessionState};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, SessionShared};
-use crate::session::{self, Session, SessionEnv};
+use crate::remote::{Placed, Placer};
+use crate::session::{self, Handling, Session, SessionEnv};
 use crate::{page, token};
 
 /// Everything the public port needs, shared by all connections.
 pub struct Public {
-    pub routes: Vec<(String, Arc<dyn Handler>)>,
+    pub routes: Arc<[ServedRoute]>,
+    /// In a cluster: places the handlers of routes with a remote placement.
+    pub placer: Option<Arc<Placer>>,
     /// `None` only with `--no-auth`.
     pub auth: Option<Authenticator>,
     /// Serve the test page (`/`, `/test-page.js`).
@@ -56,6 +60,7 @@ pub fn limits(public: &Public) -> Limits {
             Event::AcceptFailed => metrics.error("accept"),
             Event::HeaderTimeout | Event::RequestTimeout => metrics.handshake("timeout"),
         }),
+        http2: false,
     }
 }
 
@@ -79,11 +84,10 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
         p.metrics.handshake("bad_request");
         return reply::text(StatusCode::BAD_REQUEST, "no websocket upgrade header");
     }
-    let Some((route, handler)) = p.routes.iter().find(|(r, _)| r == path) else {
+    let Some(route) = p.routes.iter().find(|r| &*r.path == path).cloned() else {
         p.metrics.handshake("not_found");
         return reply::text(StatusCode::NOT_FOUND, "no such WebSocket route");
     };
-    let (route, handler) = (Arc::<str>::from(route.as_str()), handler.clone());
     let upgrade = match WsUpgrade::from_request(&mut req) {
         Ok(u) => u,
         Err(rejection) => {
@@ -142,10 +146,35 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
         return reply::text(StatusCode::SERVICE_UNAVAILABLE, "over capacity");
     }
     p.metrics.connections_active.set(before as i64 + 1);
+    // Where the handler runs: here, or on the worker the route's placement picks (the stream
+    // to it is open before the client hears 101).
+    let placed = match &p.placer {
+        Some(placer) if route.placement != Placement::Local => {
+            placer.place(&route, client_id.as_deref()).await
+        }
+        _ => Ok(Placed {
+            node: p.node.clone(),
+            handling: Handling::Local(route.handler.clone()),
+        }),
+    };
+    let Placed { node, handling } = match placed {
+        Ok(placed) => placed,
+        Err(e) => {
+            let now = p.active.fetch_sub(1, Ordering::AcqRel) - 1;
+            p.metrics.connections_active.set(now as i64);
+            p.metrics.handshake("no_handler_node");
+            tracing::warn!(%peer, route = %route.path, error = %e, "no handler node");
+            return reply::text(StatusCode::SERVICE_UNAVAILABLE, "no handler node available");
+        }
+    };
     // Listed (and reachable by publish) from the moment the 101 goes out.
-    let shared = p
-        .registry
-        .register(client_id.clone(), route, peer, p.outbound_queue);
+    let shared = p.registry.register(
+        client_id.clone(),
+        route.path.clone(),
+        peer,
+        node.clone(),
+        p.outbound_queue,
+    );
     // Released however the session ends, also when the upgrade itself fails (the closure is
     // then dropped unrun).
     let slot = Slot {
@@ -159,7 +188,10 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
     } else {
         upgrade
     };
-    let (response, upgrading) = upgrade.accept();
+    let (mut response, upgrading) = upgrade.accept();
+    if let Ok(v) = HeaderValue::from_str(&node) {
+        response.headers_mut().insert(HANDLER_NODE, v);
+    }
     let pp = p.clone();
     p.sessions.spawn(async move {
         let Some(ws) = upgrading.into_stream(pp.ws_config).await else {
@@ -173,7 +205,7 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
             grants,
         };
         let session = Session {
-            handler,
+            handling,
             state,
             shared,
             ack,
@@ -183,6 +215,9 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
     });
     response
 }
+
+/// Names the node running the session's handler on the `101`.
+pub const HANDLER_NODE: header::HeaderName = header::HeaderName::from_static("x-ews-handler-node");
 
 /// Grants shared by every session that has them, so most sessions allocate none of their own.
 static NONE: LazyLock<Arc<Grants>> = LazyLock::new(|| Arc::new(Grants::None));

@@ -25,6 +25,8 @@ pub struct SessionShared {
     pub route: Arc<str>,
     pub peer: SocketAddr,
     pub connected_at_ms: i64,
+    /// The node running the session's handler (this one unless its route places it elsewhere).
+    pub handler_node: Arc<str>,
     outbound: Mutex<VecDeque<Utf8Bytes>>,
     capacity: usize,
     /// Set when the node moves the session elsewhere (rebalancing); read by the session on wake.
@@ -33,6 +35,30 @@ pub struct SessionShared {
 }
 
 impl SessionShared {
+    /// A session's shared part. Registered sessions get theirs from [`Registry::register`]; a
+    /// handler run for another node's socket has one of its own that nothing publishes to.
+    pub fn new(
+        id: u64,
+        client_id: Option<Arc<str>>,
+        route: Arc<str>,
+        peer: SocketAddr,
+        handler_node: Arc<str>,
+        outbound_capacity: usize,
+    ) -> SessionShared {
+        SessionShared {
+            id,
+            client_id,
+            route,
+            peer,
+            connected_at_ms: crate::handler::now_ms(),
+            handler_node,
+            outbound: Mutex::new(VecDeque::new()),
+            capacity: outbound_capacity.max(1),
+            moving: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
     /// Queues a pushed message; `false` (dropped) when the queue is full.
     pub fn push(&self, msg: Utf8Bytes) -> bool {
         let Ok(mut q) = self.outbound.lock() else {
@@ -74,6 +100,7 @@ pub struct SessionInfo {
     pub route: String,
     pub peer: String,
     pub connected_at: i64,
+    pub handler_node: String,
 }
 
 pub struct Registry {
@@ -114,21 +141,19 @@ impl Registry {
         client_id: Option<Arc<str>>,
         route: Arc<str>,
         peer: SocketAddr,
+        handler_node: Arc<str>,
         outbound_capacity: usize,
     ) -> Arc<SessionShared> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.next_id += 1;
-        let s = Arc::new(SessionShared {
-            id: g.next_id,
-            client_id: client_id.clone(),
+        let s = Arc::new(SessionShared::new(
+            g.next_id,
+            client_id.clone(),
             route,
             peer,
-            connected_at_ms: crate::handler::now_ms(),
-            outbound: Mutex::new(VecDeque::new()),
-            capacity: outbound_capacity.max(1),
-            moving: AtomicBool::new(false),
-            wake: Notify::new(),
-        });
+            handler_node,
+            outbound_capacity,
+        ));
         g.by_id.insert(s.id, s.clone());
         if let Some(c) = client_id {
             g.by_client.entry(c).or_default().push(s.id);
@@ -291,6 +316,7 @@ impl Registry {
                 route: s.route.to_string(),
                 peer: s.peer.to_string(),
                 connected_at: s.connected_at_ms,
+                handler_node: s.handler_node.to_string(),
             })
             .collect();
         v.sort_by_key(|s| s.id);
@@ -342,7 +368,7 @@ mod tests {
     fn push_is_bounded_per_session() {
         let r = Registry::default();
         let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
-        let a = r.register(Some("alice".into()), "/ws".into(), peer, 2);
+        let a = r.register(Some("alice".into()), "/ws".into(), peer, "w".into(), 2);
         assert_eq!(r.push("bob", "x"), counts(0, 0));
         assert_eq!(r.push("alice", "1"), counts(1, 0));
         assert_eq!(r.push("alice", "2"), counts(1, 0));
@@ -359,8 +385,8 @@ mod tests {
         let r = Registry::default();
         let mut changes = r.watch_topics();
         let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
-        let a = r.register(Some("alice".into()), "/ws".into(), peer, 4);
-        let b = r.register(Some("bob".into()), "/ws".into(), peer, 4);
+        let a = r.register(Some("alice".into()), "/ws".into(), peer, "w".into(), 4);
+        let b = r.register(Some("bob".into()), "/ws".into(), peer, "w".into(), 4);
         let news = Topic::parse("news").unwrap();
         let chat = Topic::parse("chat").unwrap();
         assert_eq!(r.subscribe(a.id, &news, 2), Ok(()));

@@ -2,6 +2,13 @@
 //! pushes, acks and pings, close on drain. Everything happens in one task, and an idle session
 //! holds no timer: liveness rides on a node-wide tick, so an idle session costs its socket, its
 //! buffers and this task's state only (a timer exists only around a write and during drain).
+//!
+//! The handler may run on another worker ([`Handling::Remote`]): messages then go to it over
+//! a node-link stream and what it sends comes back the same way, with the same back-pressure
+//! as a local handler (a message waiting for the stream stops reading from the client), while
+//! this loop keeps writing the handler's answers to the client, so neither side can wait on the
+//! other forever. The same loop runs on the handler's node with the stream in the client's
+//! place ([`Transport`] is either).
 
 use std::collections::VecDeque;
 use std::future::{pending, poll_fn, Future};
@@ -9,16 +16,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ews_http::link_stream::{LinkSink, LinkSource};
 use ews_proto::ServerFrame;
 use ews_sink::Receipt;
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::time::{sleep, Sleep};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::{Handler, Outcome, SessionState};
@@ -42,8 +48,34 @@ pub struct SessionEnv {
     pub write_timeout: Duration,
 }
 
+/// What a session's socket is: the client's WebSocket, or (on the handler's node) the
+/// node-link stream from the node holding it.
+pub trait Transport:
+    Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin
+{
+}
+
+impl<T> Transport for T where
+    T: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin
+{
+}
+
+/// Where the session's handler runs.
+pub enum Handling {
+    Local(Arc<dyn Handler>),
+    /// On another worker (boxed: a local session, the common case, carries only a pointer's
+    /// worth for it, so an idle session stays small).
+    Remote(Box<RemoteHandler>),
+}
+
+/// A handler on another worker: the session stream's two halves.
+pub struct RemoteHandler {
+    pub sink: LinkSink,
+    pub source: LinkSource,
+}
+
 pub struct Session {
-    pub handler: Arc<dyn Handler>,
+    pub handling: Handling,
     pub state: SessionState,
     pub shared: Arc<SessionShared>,
     /// The client asked for per-event acks (`?ack=1`).
@@ -55,12 +87,32 @@ enum Flow {
     End,
 }
 
-pub async fn run<S>(mut ws: WebSocketStream<S>, mut session: Session, env: &SessionEnv)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+pub async fn run<T: Transport>(mut ws: T, session: Session, env: &SessionEnv) {
     let m = &env.metrics;
+    let Session {
+        handling,
+        mut state,
+        shared,
+        ack,
+    } = session;
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
+    // A remote handler's stream halves (each its own borrow), whether it still sends, and the
+    // client message waiting for room on it.
+    let (handler, mut remote) = match handling {
+        Handling::Local(h) => (Some(h), None),
+        Handling::Remote(r) => {
+            m.remote_sessions.inc();
+            (None, Some(r))
+        }
+    };
+    let is_remote = remote.is_some();
+    let (mut remote_sink, mut remote_source) = match remote.as_deref_mut() {
+        Some(r) => (Some(&mut r.sink), Some(&mut r.source)),
+        None => (None, None),
+    };
+    let mut remote_open = remote_source.is_some();
+    let mut to_remote: Option<Message> = None;
+    let mut remote_end = "here";
     let mut ticks = env.ticks.clone();
     ticks.mark_unchanged();
     let mut ticking = true;
@@ -117,27 +169,92 @@ where
                 Ok(()) if !heard && inflight.len() < window => { m.error("dead_peer"); Flow::End }
                 Ok(()) => { heard = false; send(&mut ws, Message::Ping(Default::default()), env).await }
             },
-            _ = session.shared.wake.notified() => {
+            _ = shared.wake.notified() => {
                 let mut flow = Flow::Continue;
-                while let Some(text) = session.shared.pop() {
+                while let Some(text) = shared.pop() {
                     if let Flow::End = send(&mut ws, Message::Text(text), env).await {
                         flow = Flow::End;
                         break;
                     }
                 }
                 // Asked to move (rebalance): close as a drain does, at once, acks first.
-                if session.shared.is_moving() && timer.is_none() && !closing {
+                if shared.is_moving() && timer.is_none() && !closing {
                     close_reason = "rebalance";
                     timer = Some(Box::pin(sleep(Duration::ZERO)));
                 }
                 flow
             }
-            msg = ws.next(), if inflight.len() < window => match msg {
+            // The remote handler has room for the client's message. If the stream broke, the
+            // read side below reports it (and closes the client).
+            ready = remote_ready(&mut remote_sink), if to_remote.is_some() => {
+                let msg = to_remote.take();
+                if let (Ok(()), Some(sink), Some(msg)) = (ready, remote_sink.as_mut(), msg) {
+                    if sink.start_send_unpin(msg).is_err() {
+                        tracing::debug!("remote handler stream broke while sending");
+                    }
+                }
+                Flow::Continue
+            }
+            // What the remote handler sends, for the client.
+            msg = remote_next(&mut remote_source), if remote_open => {
+                remote_open = matches!(msg, Some(Ok(ref m)) if !m.is_close());
+                if !remote_open {
+                    // Nothing more goes to the handler: end our half of the stream too.
+                    to_remote = None;
+                    if let Some(sink) = remote_sink.take() {
+                        let _ = sink.close().await;
+                    }
+                }
+                match msg {
+                    Some(Ok(Message::Close(frame))) => {
+                        // The handler's node closed the session (its drain: 1012): pass it on.
+                        remote_end = "handler_left";
+                        if closing {
+                            Flow::Continue
+                        } else {
+                            closing = true;
+                            timer = Some(Box::pin(sleep(CLOSE_GRACE)));
+                            let (code, reason) = frame
+                                .map(|f| (f.code, f.reason.to_string()))
+                                .unwrap_or((CloseCode::Normal, String::new()));
+                            close(&mut ws, code, &reason, env).await
+                        }
+                    }
+                    Some(Ok(msg)) if !closing => send(&mut ws, msg, env).await,
+                    Some(Ok(_)) => Flow::Continue,
+                    Some(Err(_)) | None => {
+                        remote_end = "handler_lost";
+                        if closing {
+                            Flow::Continue
+                        } else {
+                            closing = true;
+                            timer = Some(Box::pin(sleep(CLOSE_GRACE)));
+                            close(&mut ws, CloseCode::Error, "handler node lost", env).await
+                        }
+                    }
+                }
+            }
+            msg = ws.next(), if inflight.len() < window && to_remote.is_none() => match msg {
                 None => Flow::End,
                 Some(Err(e)) => { on_error(&mut ws, e, env).await; Flow::End }
                 Some(Ok(msg)) => {
                     heard = true;
-                    on_message(&mut ws, &mut session, &mut inflight, msg, closing, env).await
+                    env.metrics.frame_in(msg.len());
+                    match (&handler, msg) {
+                        // Pings are answered and close frames echoed by tungstenite on the next
+                        // read or write.
+                        (_, Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_)) => Flow::Continue,
+                        _ if closing => Flow::Continue,
+                        (Some(h), msg) => {
+                            on_message(&mut ws, h, &mut state, ack, &mut inflight, msg, env).await
+                        }
+                        (None, msg) => {
+                            if remote_open {
+                                to_remote = Some(msg);
+                            }
+                            Flow::Continue
+                        }
+                    }
                 }
             },
         };
@@ -145,34 +262,43 @@ where
             break;
         }
     }
+    if is_remote {
+        m.remote_sessions.dec();
+        m.remote_closed(remote_end);
+    }
 }
 
-async fn on_message<S>(
-    ws: &mut WebSocketStream<S>,
-    session: &mut Session,
+async fn remote_ready(sink: &mut Option<&mut LinkSink>) -> Result<(), WsError> {
+    match sink {
+        Some(s) => poll_fn(|cx| s.poll_ready_unpin(cx)).await,
+        None => pending().await,
+    }
+}
+
+async fn remote_next(source: &mut Option<&mut LinkSource>) -> Option<Result<Message, WsError>> {
+    match source {
+        Some(s) => s.next().await,
+        None => pending().await,
+    }
+}
+
+async fn on_message<T: Transport>(
+    ws: &mut T,
+    handler: &Arc<dyn Handler>,
+    state: &mut SessionState,
+    ack: bool,
     inflight: &mut VecDeque<InFlight>,
     msg: Message,
-    closing: bool,
     env: &SessionEnv,
-) -> Flow
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    env.metrics.frame_in(msg.len());
-    match msg {
-        Message::Text(_) | Message::Binary(_) if !closing => {
-            match session.handler.on_message(&mut session.state, msg).await {
-                Outcome::Reply(reply) => send(ws, reply, env).await,
-                Outcome::Submitted { seq, id, receipt } => {
-                    if session.ack {
-                        inflight.push_back(InFlight { seq, id, receipt });
-                    }
-                    Flow::Continue
-                }
+) -> Flow {
+    match handler.on_message(state, msg).await {
+        Outcome::Reply(reply) => send(ws, reply, env).await,
+        Outcome::Submitted { seq, id, receipt } => {
+            if ack {
+                inflight.push_back(InFlight { seq, id, receipt });
             }
+            Flow::Continue
         }
-        // Pings are answered and close frames echoed by tungstenite on the next read or write.
-        _ => Flow::Continue,
     }
 }
 
@@ -199,15 +325,12 @@ async fn next_receipt(
     (event, res)
 }
 
-async fn send_receipt<S>(
-    ws: &mut WebSocketStream<S>,
+async fn send_receipt<T: Transport>(
+    ws: &mut T,
     (seq, id): (u64, Option<String>),
     res: Result<(), ews_sink::SinkError>,
     env: &SessionEnv,
-) -> Flow
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Flow {
     let frame = match res {
         Ok(()) => {
             env.metrics.event("acked");
@@ -232,10 +355,7 @@ async fn wait(timer: &mut Option<Pin<Box<Sleep>>>) {
     }
 }
 
-async fn send<S>(ws: &mut WebSocketStream<S>, msg: Message, env: &SessionEnv) -> Flow
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn send<T: Transport>(ws: &mut T, msg: Message, env: &SessionEnv) -> Flow {
     let len = msg.len();
     match tokio::time::timeout(env.write_timeout, ws.send(msg)).await {
         Ok(Ok(())) => {
@@ -254,15 +374,7 @@ where
     }
 }
 
-async fn close<S>(
-    ws: &mut WebSocketStream<S>,
-    code: CloseCode,
-    reason: &str,
-    env: &SessionEnv,
-) -> Flow
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn close<T: Transport>(ws: &mut T, code: CloseCode, reason: &str, env: &SessionEnv) -> Flow {
     let frame = CloseFrame {
         code,
         reason: reason.into(),
@@ -271,10 +383,7 @@ where
 }
 
 /// Maps a read error to the close code RFC 6455 asks for, sends it if the socket still can.
-async fn on_error<S>(ws: &mut WebSocketStream<S>, e: WsError, env: &SessionEnv)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn on_error<T: Transport>(ws: &mut T, e: WsError, env: &SessionEnv) {
     let (kind, code) = match &e {
         WsError::ConnectionClosed | WsError::AlreadyClosed => return,
         WsError::Capacity(_) => ("message_too_big", Some(CloseCode::Size)),
