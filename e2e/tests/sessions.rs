@@ -128,6 +128,27 @@ fn serving_workers(node: &Node) -> Vec<String> {
     ids
 }
 
+/// The connections `from` sees `node` carrying.
+fn conns_seen(from: &Node, node: &str) -> u64 {
+    let Ok((200, body)) = net::http_request(
+        from.admin,
+        "GET",
+        "/members",
+        &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        b"",
+    ) else {
+        return 0;
+    };
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    v["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["node_id"] == node)
+        .and_then(|m| m["conns"].as_u64())
+        .unwrap_or(0)
+}
+
 fn token(sub: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -296,16 +317,12 @@ async fn every_placement_hands_sessions_to_the_worker_it_should() {
     }
     // Until worker-1 sees the loads (sampled every 250 ms, probed every gossip round).
     let start = Instant::now();
-    loop {
-        let (_, node) = connect(a, "/least", "ll-probe").await;
-        if node == "worker-3" {
-            break;
-        }
+    while !(conns_seen(a, "worker-1") >= 40 && conns_seen(a, "worker-2") >= 20) {
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "least-loaded never chose worker-3"
+            "worker-1 never saw the loads"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for i in 0..5 {
         let (mut ws, node) = connect(a, "/least", &format!("ll-{i}")).await;

@@ -387,6 +387,13 @@ impl futures_util::Stream for LinkSource {
     }
 }
 
+impl LinkSink {
+    /// Ends the outgoing body: the peer's incoming half ends once it has read what was sent.
+    pub fn finish(&mut self) {
+        self.tx.close();
+    }
+}
+
 impl futures_util::Sink<Message> for LinkSink {
     type Error = WsError;
 

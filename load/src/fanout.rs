@@ -2,6 +2,10 @@
 //! the topic through an admin port (a leader's front door, or a worker's): delivery latency from
 //! the publish request to each subscriber's receipt (p50/p99), and pushes delivered per second.
 //! Every subscriber must get every message; a missing one is an error.
+//!
+//! `--protocol pusher` runs the same load against a Pusher-protocol server (the product peer of
+//! the benchmarks): subscribers join a public channel, messages are published through its signed
+//! HTTP events API on `--publish-addr`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::connect::{ConnectArgs, ConnectSummary, Connector, Target, Ws};
+use crate::pusher::{self, PusherArgs};
 use crate::stats::{per_sec, Errors, Failures, Latency, LatencySummary};
 use crate::Outcome;
 
@@ -47,8 +52,21 @@ pub struct FanoutArgs {
     /// interval), while presence asks the workers directly.
     #[arg(long, env = "EWS_SETTLE_MS", default_value_t = 1000)]
     pub settle_ms: u64,
+    /// What the server speaks: `ews` (topics, the admin publish API) or `pusher` (channels,
+    /// the Pusher HTTP events API; `--topic` is the channel).
+    #[arg(long, env = "EWS_PROTOCOL", value_enum, default_value = "ews")]
+    pub protocol: Protocol,
+    #[command(flatten)]
+    pub pusher: PusherArgs,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+/// The protocol of the server under test.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Ews,
+    Pusher,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,7 +139,7 @@ pub async fn run(args: FanoutArgs) -> Result<FanoutReport, String> {
     let mut tasks = JoinSet::new();
     for ws in conns {
         let topic = args.topic.clone();
-        tasks.spawn(subscribe(ws, topic));
+        tasks.spawn(subscribe(ws, topic, args.protocol));
     }
     while let Some(done) = tasks.join_next().await {
         match done {
@@ -131,7 +149,11 @@ pub async fn run(args: FanoutArgs) -> Result<FanoutReport, String> {
         }
     }
     let subscribers = subscribed.len() as u64;
-    wait_for_presence(&args, subscribers).await?;
+    // A Pusher server acknowledged each subscription itself (one server, no interest to
+    // spread); ours are counted cluster-wide first.
+    if args.protocol == Protocol::Ews {
+        wait_for_presence(&args, subscribers).await?;
+    }
     tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
 
     let shared = Arc::new(Shared {
@@ -145,7 +167,7 @@ pub async fn run(args: FanoutArgs) -> Result<FanoutReport, String> {
     for ws in subscribed {
         readers.spawn(read_pushes(
             ws,
-            args.topic.clone(),
+            (args.topic.clone(), args.protocol),
             args.messages,
             shared.clone(),
             stop.clone(),
@@ -200,8 +222,11 @@ pub async fn run(args: FanoutArgs) -> Result<FanoutReport, String> {
     })
 }
 
-async fn subscribe(mut ws: Ws, topic: String) -> Result<Ws, String> {
-    let frame = serde_json::json!({"type": "subscribe", "topic": topic}).to_string();
+async fn subscribe(mut ws: Ws, topic: String, protocol: Protocol) -> Result<Ws, String> {
+    let frame = match protocol {
+        Protocol::Ews => serde_json::json!({"type": "subscribe", "topic": topic}).to_string(),
+        Protocol::Pusher => pusher::subscribe(&topic),
+    };
     ws.send(Message::text(frame))
         .await
         .map_err(|e| format!("subscribe: {e}"))?;
@@ -209,6 +234,14 @@ async fn subscribe(mut ws: Ws, topic: String) -> Result<Ws, String> {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => {
                 let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                if protocol == Protocol::Pusher {
+                    // The connection's greeting comes first; then the answer.
+                    match pusher::subscription(&v, &topic) {
+                        Some(Ok(())) => return Ok(ws),
+                        Some(Err(e)) => return Err(format!("subscribe refused: {e}")),
+                        None => continue,
+                    }
+                }
                 if v["type"] == "subscribed" {
                     return Ok(ws);
                 }
@@ -242,8 +275,20 @@ async fn wait_for_presence(args: &FanoutArgs, subscribers: u64) -> Result<(), St
     }
 }
 
-/// Publishes `msg`; the sessions the answer counts as delivered.
+/// Publishes `msg`; the sessions the answer counts as delivered (a Pusher server counts none).
 async fn publish(args: &FanoutArgs, msg: &str) -> Result<u64, String> {
+    if args.protocol == Protocol::Pusher {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (target, body) = pusher::publish_request(&args.pusher, &args.topic, msg, now);
+        let (status, answer) = http(args, "POST", &target, &body).await?;
+        if status != 200 {
+            return Err(format!("status {status}: {answer}"));
+        }
+        return Ok(0);
+    }
     let body = serde_json::json!({"topic": args.topic, "msg": msg}).to_string();
     let (status, answer) = http(args, "POST", "/api/v1/publish", &body).await?;
     if status != 200 {
@@ -298,7 +343,7 @@ async fn http(
 /// `stop`.
 async fn read_pushes(
     mut ws: Ws,
-    topic: String,
+    (topic, protocol): (String, Protocol),
     messages: u64,
     shared: Arc<Shared>,
     stop: CancellationToken,
@@ -316,11 +361,17 @@ async fn read_pushes(
                     shared.errors.add("unreadable frame");
                     continue;
                 };
-                if v["type"] != "push" || v["topic"] != topic.as_str() {
-                    continue;
-                }
-                let sent = v["msg"]
-                    .as_str()
+                let data = match protocol {
+                    Protocol::Ews if v["type"] == "push" && v["topic"] == topic.as_str() => {
+                        v["msg"].as_str()
+                    }
+                    Protocol::Ews => continue,
+                    Protocol::Pusher => match pusher::event_data(&v, &topic) {
+                        Some(d) => Some(d),
+                        None => continue,
+                    },
+                };
+                let sent = data
                     .and_then(|m| m.split_once(':'))
                     .and_then(|(_, ns)| ns.parse::<u128>().ok());
                 if let Some(sent) = sent {

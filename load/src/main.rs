@@ -7,6 +7,7 @@ mod fanout;
 mod idle;
 mod ingest;
 mod procfs;
+mod pusher;
 mod server;
 mod source_ips;
 mod stats;

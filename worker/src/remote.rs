@@ -114,10 +114,10 @@ impl Placer {
                     self.count(&m.node_id);
                     return Ok(Placed {
                         node: m.node_id.as_str().into(),
-                        handling: Handling::Remote(Box::new(RemoteHandler {
-                            sink: stream.sink,
-                            source: stream.source,
-                        })),
+                        handling: Handling::Remote(Box::new(RemoteHandler::new(
+                            stream.sink,
+                            stream.source,
+                        ))),
                     });
                 }
                 Err(e) => {

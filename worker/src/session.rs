@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::future::{pending, poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use ews_http::link_stream::{LinkSink, LinkSource};
@@ -68,10 +69,68 @@ pub enum Handling {
     Remote(Box<RemoteHandler>),
 }
 
-/// A handler on another worker: the session stream's two halves.
+impl Handling {
+    fn remote(&mut self) -> Option<&mut RemoteHandler> {
+        match self {
+            Handling::Remote(r) => Some(r),
+            Handling::Local(_) => None,
+        }
+    }
+
+    fn is_remote(&self) -> bool {
+        matches!(self, Handling::Remote(_))
+    }
+}
+
+/// A handler on another worker: the session stream's two halves, the client message waiting
+/// for room on it, and whether the handler still sends.
 pub struct RemoteHandler {
-    pub sink: LinkSink,
-    pub source: LinkSource,
+    sink: LinkSink,
+    source: LinkSource,
+    pending: Option<Message>,
+    open: bool,
+}
+
+impl RemoteHandler {
+    pub fn new(sink: LinkSink, source: LinkSource) -> RemoteHandler {
+        RemoteHandler {
+            sink,
+            source,
+            pending: None,
+            open: true,
+        }
+    }
+}
+
+/// The next thing the remote handler's stream has for the session: a message (or its end). A
+/// waiting client message is handed to the stream on the way, as soon as it has room, so the
+/// handler's answers keep flowing while the client is held back. One small future (a reference),
+/// so a local session pays nothing for it.
+fn remote_next(
+    handling: &mut Handling,
+) -> impl Future<Output = Option<Result<Message, WsError>>> + '_ {
+    poll_fn(move |cx| {
+        let Handling::Remote(r) = handling else {
+            return Poll::Pending;
+        };
+        if r.pending.is_some() {
+            match r.sink.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    if let Some(msg) = r.pending.take() {
+                        // A broken stream shows on the read side next.
+                        let _ = r.sink.start_send_unpin(msg);
+                    }
+                }
+                // Broken: the read side reports it (and the client is closed).
+                Poll::Ready(Err(_)) => r.pending = None,
+                Poll::Pending => {}
+            }
+        }
+        if !r.open {
+            return Poll::Pending;
+        }
+        r.source.poll_next_unpin(cx)
+    })
 }
 
 pub struct Session {
@@ -87,31 +146,12 @@ enum Flow {
     End,
 }
 
-pub async fn run<T: Transport>(mut ws: T, session: Session, env: &SessionEnv) {
+pub async fn run<T: Transport>(mut ws: T, mut session: Session, env: &SessionEnv) {
     let m = &env.metrics;
-    let Session {
-        handling,
-        mut state,
-        shared,
-        ack,
-    } = session;
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
-    // A remote handler's stream halves (each its own borrow), whether it still sends, and the
-    // client message waiting for room on it.
-    let (handler, mut remote) = match handling {
-        Handling::Local(h) => (Some(h), None),
-        Handling::Remote(r) => {
-            m.remote_sessions.inc();
-            (None, Some(r))
-        }
-    };
-    let is_remote = remote.is_some();
-    let (mut remote_sink, mut remote_source) = match remote.as_deref_mut() {
-        Some(r) => (Some(&mut r.sink), Some(&mut r.source)),
-        None => (None, None),
-    };
-    let mut remote_open = remote_source.is_some();
-    let mut to_remote: Option<Message> = None;
+    if session.handling.is_remote() {
+        m.remote_sessions.inc();
+    }
     let mut remote_end = "here";
     let mut ticks = env.ticks.clone();
     ticks.mark_unchanged();
@@ -169,92 +209,49 @@ pub async fn run<T: Transport>(mut ws: T, session: Session, env: &SessionEnv) {
                 Ok(()) if !heard && inflight.len() < window => { m.error("dead_peer"); Flow::End }
                 Ok(()) => { heard = false; send(&mut ws, Message::Ping(Default::default()), env).await }
             },
-            _ = shared.wake.notified() => {
+            _ = session.shared.wake.notified() => {
                 let mut flow = Flow::Continue;
-                while let Some(text) = shared.pop() {
+                while let Some(text) = session.shared.pop() {
                     if let Flow::End = send(&mut ws, Message::Text(text), env).await {
                         flow = Flow::End;
                         break;
                     }
                 }
                 // Asked to move (rebalance): close as a drain does, at once, acks first.
-                if shared.is_moving() && timer.is_none() && !closing {
+                if session.shared.is_moving() && timer.is_none() && !closing {
                     close_reason = "rebalance";
                     timer = Some(Box::pin(sleep(Duration::ZERO)));
                 }
                 flow
             }
-            // The remote handler has room for the client's message. If the stream broke, the
-            // read side below reports it (and closes the client).
-            ready = remote_ready(&mut remote_sink), if to_remote.is_some() => {
-                let msg = to_remote.take();
-                if let (Ok(()), Some(sink), Some(msg)) = (ready, remote_sink.as_mut(), msg) {
-                    if sink.start_send_unpin(msg).is_err() {
-                        tracing::debug!("remote handler stream broke while sending");
-                    }
-                }
-                Flow::Continue
-            }
-            // What the remote handler sends, for the client.
-            msg = remote_next(&mut remote_source), if remote_open => {
-                remote_open = matches!(msg, Some(Ok(ref m)) if !m.is_close());
-                if !remote_open {
+            // What the remote handler sends, for the client (and the client's waiting message
+            // handed on to it).
+            msg = remote_next(&mut session.handling), if session.handling.remote().is_some_and(|r| r.open || r.pending.is_some()) => {
+                let open = matches!(msg, Some(Ok(ref m)) if !m.is_close());
+                if let (false, Some(r)) = (open, session.handling.remote()) {
                     // Nothing more goes to the handler: end our half of the stream too.
-                    to_remote = None;
-                    if let Some(sink) = remote_sink.take() {
-                        let _ = sink.close().await;
-                    }
+                    r.open = false;
+                    r.pending = None;
+                    r.sink.finish();
                 }
-                match msg {
-                    Some(Ok(Message::Close(frame))) => {
-                        // The handler's node closed the session (its drain: 1012): pass it on.
-                        remote_end = "handler_left";
-                        if closing {
-                            Flow::Continue
-                        } else {
-                            closing = true;
-                            timer = Some(Box::pin(sleep(CLOSE_GRACE)));
-                            let (code, reason) = frame
-                                .map(|f| (f.code, f.reason.to_string()))
-                                .unwrap_or((CloseCode::Normal, String::new()));
-                            close(&mut ws, code, &reason, env).await
-                        }
+                if closing {
+                    Flow::Continue
+                } else {
+                    let (flow, end) = relay(&mut ws, msg, env).await;
+                    if let Some(end) = end {
+                        remote_end = end;
+                        closing = true;
+                        timer = Some(Box::pin(sleep(CLOSE_GRACE)));
                     }
-                    Some(Ok(msg)) if !closing => send(&mut ws, msg, env).await,
-                    Some(Ok(_)) => Flow::Continue,
-                    Some(Err(_)) | None => {
-                        remote_end = "handler_lost";
-                        if closing {
-                            Flow::Continue
-                        } else {
-                            closing = true;
-                            timer = Some(Box::pin(sleep(CLOSE_GRACE)));
-                            close(&mut ws, CloseCode::Error, "handler node lost", env).await
-                        }
-                    }
+                    flow
                 }
             }
-            msg = ws.next(), if inflight.len() < window && to_remote.is_none() => match msg {
+            msg = ws.next(), if inflight.len() < window && session.handling.remote().is_none_or(|r| r.pending.is_none()) => match msg {
                 None => Flow::End,
                 Some(Err(e)) => { on_error(&mut ws, e, env).await; Flow::End }
                 Some(Ok(msg)) => {
                     heard = true;
-                    env.metrics.frame_in(msg.len());
-                    match (&handler, msg) {
-                        // Pings are answered and close frames echoed by tungstenite on the next
-                        // read or write.
-                        (_, Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_)) => Flow::Continue,
-                        _ if closing => Flow::Continue,
-                        (Some(h), msg) => {
-                            on_message(&mut ws, h, &mut state, ack, &mut inflight, msg, env).await
-                        }
-                        (None, msg) => {
-                            if remote_open {
-                                to_remote = Some(msg);
-                            }
-                            Flow::Continue
-                        }
-                    }
+                    on_message(&mut ws, &mut session, &mut inflight, msg, closing, env).await
                 }
             },
         };
@@ -262,43 +259,63 @@ pub async fn run<T: Transport>(mut ws: T, session: Session, env: &SessionEnv) {
             break;
         }
     }
-    if is_remote {
+    if session.handling.is_remote() {
         m.remote_sessions.dec();
         m.remote_closed(remote_end);
     }
 }
 
-async fn remote_ready(sink: &mut Option<&mut LinkSink>) -> Result<(), WsError> {
-    match sink {
-        Some(s) => poll_fn(|cx| s.poll_ready_unpin(cx)).await,
-        None => pending().await,
-    }
-}
-
-async fn remote_next(source: &mut Option<&mut LinkSource>) -> Option<Result<Message, WsError>> {
-    match source {
-        Some(s) => s.next().await,
-        None => pending().await,
+/// Passes what the remote handler sent on to the client: a message, its close (the handler's
+/// node drains: 1012), or 1011 when the stream broke (that node died or vanished). Says why the
+/// session ends, when it does.
+async fn relay<T: Transport>(
+    ws: &mut T,
+    msg: Option<Result<Message, WsError>>,
+    env: &SessionEnv,
+) -> (Flow, Option<&'static str>) {
+    match msg {
+        Some(Ok(Message::Close(frame))) => (
+            send(ws, Message::Close(frame), env).await,
+            Some("handler_left"),
+        ),
+        Some(Ok(msg)) => (send(ws, msg, env).await, None),
+        Some(Err(_)) | None => (
+            close(ws, CloseCode::Error, "handler node lost", env).await,
+            Some("handler_lost"),
+        ),
     }
 }
 
 async fn on_message<T: Transport>(
     ws: &mut T,
-    handler: &Arc<dyn Handler>,
-    state: &mut SessionState,
-    ack: bool,
+    session: &mut Session,
     inflight: &mut VecDeque<InFlight>,
     msg: Message,
+    closing: bool,
     env: &SessionEnv,
 ) -> Flow {
-    match handler.on_message(state, msg).await {
-        Outcome::Reply(reply) => send(ws, reply, env).await,
-        Outcome::Submitted { seq, id, receipt } => {
-            if ack {
-                inflight.push_back(InFlight { seq, id, receipt });
+    env.metrics.frame_in(msg.len());
+    match msg {
+        Message::Text(_) | Message::Binary(_) if !closing => match &mut session.handling {
+            Handling::Local(handler) => match handler.on_message(&mut session.state, msg).await {
+                Outcome::Reply(reply) => send(ws, reply, env).await,
+                Outcome::Submitted { seq, id, receipt } => {
+                    if session.ack {
+                        inflight.push_back(InFlight { seq, id, receipt });
+                    }
+                    Flow::Continue
+                }
+            },
+            // Sent on as soon as the stream has room; meanwhile the client is not read.
+            Handling::Remote(r) => {
+                if r.open {
+                    r.pending = Some(msg);
+                }
+                Flow::Continue
             }
-            Flow::Continue
-        }
+        },
+        // Pings are answered and close frames echoed by tungstenite on the next read or write.
+        _ => Flow::Continue,
     }
 }
 
