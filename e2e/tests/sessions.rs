@@ -343,6 +343,21 @@ async fn every_placement_hands_sessions_to_the_worker_it_should() {
         nodes.dedup();
         assert_eq!(nodes.len(), 1, "{sub} went to {nodes:?}");
     }
+    // Many messages in flight at once come back complete and in order.
+    let (mut ws, node) = connect(a, "/sticky", &client_handled_on(a, "worker-3").await).await;
+    assert_eq!(node, "worker-3");
+    for i in 0..200 {
+        ws.send(Message::text(format!("m{i}"))).await.unwrap();
+    }
+    for i in 0..200 {
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a reply within 5 s");
+        assert_eq!(
+            reply.unwrap().unwrap(),
+            Message::text(format!("Hello m{i}!"))
+        );
+    }
     // Binary frames cross too (echo@key-hash).
     let sub = client_handled_on(a, "worker-2").await;
     let (mut ws, node) = connect(a, "/echo", &sub).await;

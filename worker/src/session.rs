@@ -102,13 +102,19 @@ impl RemoteHandler {
     }
 }
 
-/// The next thing the remote handler's stream has for the session: a message (or its end). A
-/// waiting client message is handed to the stream on the way, as soon as it has room, so the
-/// handler's answers keep flowing while the client is held back. One small future (a reference),
-/// so a local session pays nothing for it.
-fn remote_next(
-    handling: &mut Handling,
-) -> impl Future<Output = Option<Result<Message, WsError>>> + '_ {
+/// What the remote handler's stream did.
+enum FromRemote {
+    /// The waiting client message went onto the stream: read the client again.
+    Sent,
+    /// A message for the client, or the stream's end (`None`, or an error).
+    Next(Option<Result<Message, WsError>>),
+}
+
+/// The next thing the remote handler's stream does for the session: take the waiting client
+/// message once it has room, or bring a message (or its end). Both in one future, so the
+/// handler's answers keep flowing while the client is held back; a small one (a reference), so
+/// a local session pays nothing for it.
+fn remote_next(handling: &mut Handling) -> impl Future<Output = FromRemote> + '_ {
     poll_fn(move |cx| {
         let Handling::Remote(r) = handling else {
             return Poll::Pending;
@@ -120,6 +126,7 @@ fn remote_next(
                         // A broken stream shows on the read side next.
                         let _ = r.sink.start_send_unpin(msg);
                     }
+                    return Poll::Ready(FromRemote::Sent);
                 }
                 // Broken: the read side reports it (and the client is closed).
                 Poll::Ready(Err(_)) => r.pending = None,
@@ -129,7 +136,7 @@ fn remote_next(
         if !r.open {
             return Poll::Pending;
         }
-        r.source.poll_next_unpin(cx)
+        r.source.poll_next_unpin(cx).map(FromRemote::Next)
     })
 }
 
@@ -226,26 +233,29 @@ pub async fn run<T: Transport>(mut ws: T, mut session: Session, env: &SessionEnv
             }
             // What the remote handler sends, for the client (and the client's waiting message
             // handed on to it).
-            msg = remote_next(&mut session.handling), if session.handling.remote().is_some_and(|r| r.open || r.pending.is_some()) => {
-                let open = matches!(msg, Some(Ok(ref m)) if !m.is_close());
-                if let (false, Some(r)) = (open, session.handling.remote()) {
-                    // Nothing more goes to the handler: end our half of the stream too.
-                    r.open = false;
-                    r.pending = None;
-                    r.sink.finish();
-                }
-                if closing {
-                    Flow::Continue
-                } else {
-                    let (flow, end) = relay(&mut ws, msg, env).await;
-                    if let Some(end) = end {
-                        remote_end = end;
-                        closing = true;
-                        timer = Some(Box::pin(sleep(CLOSE_GRACE)));
+            from = remote_next(&mut session.handling), if session.handling.remote().is_some_and(|r| r.open || r.pending.is_some()) => match from {
+                FromRemote::Sent => Flow::Continue,
+                FromRemote::Next(msg) => {
+                    let open = matches!(msg, Some(Ok(ref m)) if !m.is_close());
+                    if let (false, Some(r)) = (open, session.handling.remote()) {
+                        // Nothing more goes to the handler: end our half of the stream too.
+                        r.open = false;
+                        r.pending = None;
+                        r.sink.finish();
                     }
-                    flow
+                    if closing {
+                        Flow::Continue
+                    } else {
+                        let (flow, end) = relay(&mut ws, msg, env).await;
+                        if let Some(end) = end {
+                            remote_end = end;
+                            closing = true;
+                            timer = Some(Box::pin(sleep(CLOSE_GRACE)));
+                        }
+                        flow
+                    }
                 }
-            }
+            },
             msg = ws.next(), if inflight.len() < window && session.handling.remote().is_none_or(|r| r.pending.is_none()) => match msg {
                 None => Flow::End,
                 Some(Err(e)) => { on_error(&mut ws, e, env).await; Flow::End }
