@@ -5,6 +5,7 @@
 # cores). Pinned version, the lock file it was published with, the in-memory adapter only (no
 # Redis, NATS or OpenTelemetry). Idempotent. Prints the binary's path.
 set -euo pipefail
+# shellcheck source=scripts/tools/lib.sh
 source "$(dirname "$0")/../scripts/tools/lib.sh"
 VERSION="5.2.0"
 dir="$EWS_TOOLS_DIR/sockudo"

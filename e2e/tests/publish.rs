@@ -39,16 +39,7 @@ fn auth_worker(id: &str, seeds: &[SocketAddr]) -> Node {
 }
 
 fn token(sub: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": sub, "iat": now, "exp": now + 600}),
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
+    ews_testkit::jwt::client_token(JWT_SECRET, sub, &[])
 }
 
 /// An authenticated WebSocket session held open by a raw upgrade on `/ws`.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ews_testkit::net;
 use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -150,16 +150,7 @@ fn conns_seen(from: &Node, node: &str) -> u64 {
 }
 
 fn token(sub: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": sub, "iat": now, "exp": now + 600}),
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
+    ews_testkit::jwt::client_token(JWT_SECRET, sub, &[])
 }
 
 /// Connects `sub` to `path` on `worker`: the socket and the handler node the 101 names.

@@ -56,20 +56,7 @@ impl Cluster {
 }
 
 fn token(sub: &str, topics: &[&str]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut claims = json!({"sub": sub, "iat": now, "exp": now + 600});
-    if !topics.is_empty() {
-        claims["topics"] = json!(topics);
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
+    ews_testkit::jwt::client_token(JWT_SECRET, sub, topics)
 }
 
 async fn connect(worker: &Node, sub: &str, topics: &[&str]) -> Ws {

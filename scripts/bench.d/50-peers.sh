@@ -14,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$(pwd)"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 CONNS="${EWS_BENCH_CONNECTIONS:-15000}"
@@ -45,8 +47,6 @@ stop_server() {
   fi
 }
 trap stop_server EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 400); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 SECRET="bench-$RANDOM$RANDOM"
 TOKEN="bench-admin-$RANDOM$RANDOM"

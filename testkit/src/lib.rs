@@ -6,6 +6,7 @@
 //! Everything here is synchronous std code on purpose: it works the same from `#[test]` and
 //! `#[tokio::test]`, and it never depends on the crate under test.
 
+pub mod jwt;
 pub mod moto;
 pub mod net;
 pub mod netns;
