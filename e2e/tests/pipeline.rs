@@ -156,10 +156,12 @@ fn worker_into_a_fifo_sqs_queue_stores_each_event_once() {
     let moto = Moto::start();
     let queue = moto.create_sqs_queue("events.fifo");
     let (public, _admin, _w) = sqs_worker(&moto, &queue);
-    let mut cmd = verify_load(public, 5, 100, 100, &["--sqs-queue-url", &queue]);
+    // 100 events: moto's FIFO queues are slow under load (a few sends a second when the
+    // machine is busy), and what this shows does not grow with the count.
+    let mut cmd = verify_load(public, 5, 20, 20, &["--sqs-queue-url", &queue]);
     cmd.envs(moto.env());
     let out = report(&mut Proc::spawn("ews-load", cmd));
-    assert!(out.contains("sent 500, acknowledged 500"), "{out}");
+    assert!(out.contains("sent 100, acknowledged 100"), "{out}");
     assert!(out.contains("duplicates 0"), "{out}");
     assert!(out.contains("missing 0"), "{out}");
 }

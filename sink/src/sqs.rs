@@ -332,7 +332,6 @@ async fn read_some(
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        last = tokio::time::Instant::now();
         let mut delete = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             out.push(m.body().unwrap_or_default().as_bytes().to_vec());
@@ -355,6 +354,8 @@ async fn read_some(
                 .await
                 .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
         }
+        // Idle is time spent asking without an answer: a slow delete does not count.
+        last = tokio::time::Instant::now();
     }
     Ok(out)
 }
