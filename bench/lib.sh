@@ -28,3 +28,12 @@ wait_port() {
   done
   return 1
 }
+
+# The servers a benchmark started: append each one's pid to `pids`; `stop_all` (also the EXIT
+# trap) stops and reaps them.
+pids=()
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}

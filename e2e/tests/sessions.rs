@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ews_testkit::net;
-use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
+use ews_testkit::nodes::{Node, NodeSpec};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -59,16 +59,8 @@ fn worker(id: &str, seeds: &[SocketAddr], extra: &[&str]) -> Node {
 impl Cluster {
     /// Two leaders and `n` workers (`worker-1`..), every worker seeing every other as serving.
     fn start(n: usize, extra: &[&str]) -> Cluster {
-        let (i1, i2) = (internal_addr(), internal_addr());
-        let leader = |id: &str, internal: SocketAddr, peer: SocketAddr| {
-            Node::leader(&NodeSpec {
-                internal: Some(internal),
-                extra: &["--cluster-secret", SECRET, "--admin-token", ADMIN_TOKEN],
-                ..NodeSpec::new(id, &[peer])
-            })
-        };
-        let leaders = [leader("leader-1", i1, i2), leader("leader-2", i2, i1)];
-        let seeds = [i1, i2];
+        let (leaders, seeds) =
+            Node::leader_pair(&["--cluster-secret", SECRET, "--admin-token", ADMIN_TOKEN]);
         let workers: Vec<Node> = (1..=n)
             .map(|i| worker(&format!("worker-{i}"), &seeds, extra))
             .collect();
@@ -480,10 +472,10 @@ async fn killing_the_handler_node_closes_its_sessions_with_1011_and_reconnects_l
     let a = &c.workers[0];
     w2.proc.kill();
     for ws in &mut victims {
+        // At once: the kernel resets the dead process's connection (the wait fails at 10 s).
         let (code, reason, took) = close_code(ws, Duration::from_secs(10)).await;
         assert_eq!((code, reason.as_str()), (1011, "handler node lost"));
-        // At once: the kernel resets the dead process's connection.
-        assert!(took < Duration::from_secs(10));
+        println!("closed with 1011 {took:?} after the kill");
     }
     let start = Instant::now();
     while metric(a, "ews_remote_sessions") != 0.0 {

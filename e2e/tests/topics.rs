@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ews_testkit::net;
-use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
+use ews_testkit::nodes::{Node, NodeSpec};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -29,16 +29,8 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
-        let (i1, i2) = (internal_addr(), internal_addr());
-        let leader = |id: &str, internal: SocketAddr, peer: SocketAddr| {
-            Node::leader(&NodeSpec {
-                internal: Some(internal),
-                extra: &["--cluster-secret", SECRET, "--admin-token", ADMIN_TOKEN],
-                ..NodeSpec::new(id, &[peer])
-            })
-        };
-        let leaders = [leader("leader-1", i1, i2), leader("leader-2", i2, i1)];
-        let seeds = [i1, i2];
+        let (leaders, seeds) =
+            Node::leader_pair(&["--cluster-secret", SECRET, "--admin-token", ADMIN_TOKEN]);
         let worker = |id: &str| {
             Node::worker(&NodeSpec {
                 extra: &["--cluster-secret", SECRET],

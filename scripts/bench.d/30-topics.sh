@@ -31,12 +31,6 @@ cargo build --release --locked -p ews-worker -p ews-leader -p ews-load --bins >"
   || { tail -30 "$OUT/build.log"; exit 1; }
 REL="$CARGO_TARGET_DIR/release"
 
-pids=()
-stop_all() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  pids=()
-}
 trap stop_all EXIT
 
 

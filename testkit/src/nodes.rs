@@ -56,6 +56,23 @@ impl<'a> NodeSpec<'a> {
 }
 
 impl Node {
+    /// Starts `leader-1` and `leader-2`, each the other's seed, with the same `extra` flags:
+    /// the leaders and the seeds a worker lists.
+    pub fn leader_pair(extra: &[&str]) -> ([Node; 2], [SocketAddr; 2]) {
+        let (i1, i2) = (internal_addr(), internal_addr());
+        let leader = |id: &str, internal: SocketAddr, peer: SocketAddr| {
+            Node::leader(&NodeSpec {
+                internal: Some(internal),
+                extra,
+                ..NodeSpec::new(id, &[peer])
+            })
+        };
+        (
+            [leader("leader-1", i1, i2), leader("leader-2", i2, i1)],
+            [i1, i2],
+        )
+    }
+
     /// Starts `ews-leader` and waits until its admin port accepts connections.
     pub fn leader(spec: &NodeSpec) -> Node {
         Node::start("ews-leader", spec, None)
