@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ews_http::link::{LinkKey, REQUEST_HEADER};
+use ews_http::link::{Audience, LinkKey, NodeRef, REQUEST_HEADER};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -57,13 +57,14 @@ impl LinkClient {
         }
     }
 
-    /// `method path` on the node link at `addr` with `body`: the whole exchange within
-    /// `deadline`, at most `max` bytes of answer, and the answer's `proof` checked.
+    /// `method path` on the node link of `to` at `addr` with `body` (signed for `to` alone):
+    /// the whole exchange within `deadline`, at most `max` bytes of answer, and the answer's
+    /// `proof` checked.
     #[allow(clippy::too_many_arguments)]
     pub async fn request(
         &self,
         method: Method,
-        addr: SocketAddr,
+        (to, addr): (&NodeRef, SocketAddr),
         path: &str,
         body: Bytes,
         proof: Proof,
@@ -73,7 +74,10 @@ impl LinkClient {
         let failed = |e: String| LinkFailure::Failed(e);
         let unproven = |e: ews_http::link::LinkError| LinkFailure::Unproven(e.to_string());
         let exchange = async {
-            let challenge = self.key.as_ref().map(|key| key.sign(&method, path, &body));
+            let challenge = self
+                .key
+                .as_ref()
+                .map(|key| key.sign(&method, path, &body, Audience::Node(to)));
             let mut req = Request::builder()
                 .method(method)
                 .uri(format!("http://{addr}{path}"))

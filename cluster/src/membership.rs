@@ -24,7 +24,7 @@ use crate::node::{
 use crate::proof::{Proven, ProvenPeers, Prover};
 use crate::seeds;
 use crate::view::{ClusterView, RawNode, Trust};
-use ews_http::link::LinkKey;
+use ews_http::link::{LinkKey, NodeRef, STATE_PATH};
 
 /// Gossip only merges nodes that agree on this.
 const CLUSTER_ID: &str = "elastic-ws";
@@ -292,7 +292,19 @@ impl Membership {
         let primary = LinkKey::derive(config.secret.as_ref()?);
         let mut keys = vec![primary];
         keys.extend(config.accepted_secret.as_ref().map(LinkKey::derive));
-        Some(ews_http::link::Verifier::with_keys(keys))
+        // A node's state may be asked for by a tool that knows only its address.
+        Some(
+            ews_http::link::Verifier::with_keys(keys, self.node_ref())
+                .allow_unbound(http::Method::GET, STATE_PATH),
+        )
+    }
+
+    /// This node in this run, as signed requests name it.
+    pub fn node_ref(&self) -> NodeRef {
+        NodeRef::new(
+            self.shared.config.node_id.clone(),
+            self.shared.self_id.generation_id,
+        )
     }
 
     /// The latest view (refreshed every gossip round).

@@ -46,7 +46,7 @@ pub struct NodeState {
 }
 
 /// Node-link path of [`NodeState`].
-pub const STATE_PATH: &str = "/internal/v1/state";
+pub use ews_http::link::STATE_PATH;
 
 /// What a node does in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -129,6 +129,7 @@ mod tests {
             verified: true,
             active_epoch: None,
             interest: None,
+            lost: false,
         }
     }
 

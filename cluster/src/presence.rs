@@ -17,79 +17,134 @@ use serde::{Deserialize, Serialize};
 
 /// Node-link path of the local-only presence a worker serves.
 pub const PRESENCE_PATH: &str = "/internal/v1/presence";
-/// Client ids listed per answer at most (per node and in the sum); `truncated` says when more
-/// were there. The session counts are always complete.
+/// Client ids listed per page at most (per node and in the sum); `next` says where the next
+/// page starts. The session counts are always complete.
 pub const MAX_CLIENTS_LISTED: usize = 1000;
+/// Bytes of client ids one node lists per page at most, whatever `limit` asks: a node's page
+/// always fits the node-link answer, however long the ids (a JWT `sub` fits a request head, so
+/// one id is below 16 KiB and a page below this plus one id).
+pub const PAGE_BYTES: usize = 32 * 1024;
 
-/// What presence is asked about.
+/// What presence is asked about, and which page of its client ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Query {
+pub struct Query {
+    pub about: About,
+    /// List client ids after this one (the previous page's `next`).
+    pub after: Option<String>,
+    /// Client ids per page, 1..=[`MAX_CLIENTS_LISTED`].
+    pub limit: usize,
+}
+
+/// Whose sessions: a topic's subscribers, or one client's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum About {
     Topic(Topic),
     Client(String),
 }
 
 impl Query {
-    /// From a query string: exactly one of `topic` and `clientId`.
+    /// From a query string: exactly one of `topic` and `clientId`, and optionally `after` and
+    /// `limit`.
     pub fn parse(query: Option<&str>) -> Result<Query, String> {
         let mut topic = None;
         let mut client = None;
+        let mut after = None;
+        let mut limit = None;
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match k.as_ref() {
                 "topic" if topic.is_none() => topic = Some(v.into_owned()),
                 "clientId" if client.is_none() => client = Some(v.into_owned()),
+                "after" if after.is_none() => after = Some(v.into_owned()),
+                "limit" if limit.is_none() => {
+                    limit = Some(
+                        v.parse::<usize>()
+                            .ok()
+                            .filter(|n| (1..=MAX_CLIENTS_LISTED).contains(n))
+                            .ok_or_else(|| {
+                                format!("limit must be within 1..={MAX_CLIENTS_LISTED}")
+                            })?,
+                    )
+                }
                 other => return Err(format!("unexpected or repeated parameter {other:?}")),
             }
         }
-        match (topic, client) {
+        let about = match (topic, client) {
             (Some(t), None) => Topic::parse(&t)
-                .map(Query::Topic)
-                .map_err(|e| e.to_string()),
-            (None, Some(c)) if !c.is_empty() => Ok(Query::Client(c)),
-            _ => Err("give exactly one of topic and clientId".into()),
-        }
+                .map(About::Topic)
+                .map_err(|e| e.to_string())?,
+            (None, Some(c)) if !c.is_empty() => About::Client(c),
+            _ => return Err("give exactly one of topic and clientId".into()),
+        };
+        Ok(Query {
+            about,
+            after,
+            limit: limit.unwrap_or(MAX_CLIENTS_LISTED),
+        })
     }
 
     /// The query string that [`Query::parse`] reads back.
     pub fn to_query_string(&self) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
-        match self {
-            Query::Topic(t) => q.append_pair("topic", t.as_str()),
-            Query::Client(c) => q.append_pair("clientId", c),
+        match &self.about {
+            About::Topic(t) => q.append_pair("topic", t.as_str()),
+            About::Client(c) => q.append_pair("clientId", c),
         };
+        if let Some(a) = &self.after {
+            q.append_pair("after", a);
+        }
+        q.append_pair("limit", &self.limit.to_string());
         q.finish()
+    }
+
+    /// The first page of `about`.
+    pub fn first(about: About) -> Query {
+        Query {
+            about,
+            after: None,
+            limit: MAX_CLIENTS_LISTED,
+        }
     }
 }
 
-/// One node's sessions for a query.
+/// One node's sessions for a query: all of them counted, one page of their client ids listed.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Here {
     pub sessions: usize,
-    /// Distinct client ids, sorted, at most [`MAX_CLIENTS_LISTED`].
+    /// Distinct client ids after the query's `after`, sorted: at most its `limit`, and at most
+    /// [`PAGE_BYTES`] of them (at least one, when there is one).
     pub clients: Vec<String>,
-    #[serde(default)]
-    pub truncated: bool,
+    /// Present when this node holds more ids past this page: ask again with `after` set to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 impl Here {
-    /// From the sessions' client ids (`None`: a session without one, under `--no-auth`).
-    pub fn of<'a>(clients: impl IntoIterator<Item = Option<&'a str>>) -> Here {
+    /// From the sessions' client ids (`None`: a session without one, under `--no-auth`), the
+    /// page `q` asks for.
+    pub fn of<'a>(q: &Query, clients: impl IntoIterator<Item = Option<&'a str>>) -> Here {
         let mut sessions = 0;
         let mut ids = BTreeSet::new();
         for c in clients {
             sessions += 1;
-            if let Some(c) = c {
+            if let Some(c) = c.filter(|c| q.after.as_deref().is_none_or(|a| *c > a)) {
                 ids.insert(c);
             }
         }
-        let truncated = ids.len() > MAX_CLIENTS_LISTED;
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        let mut rest = ids.into_iter();
+        for id in rest.by_ref() {
+            page.push(id.to_string());
+            bytes += id.len();
+            if page.len() >= q.limit || bytes >= PAGE_BYTES {
+                break;
+            }
+        }
+        let next = rest.next().and(page.last().cloned());
         Here {
             sessions,
-            clients: ids
-                .into_iter()
-                .take(MAX_CLIENTS_LISTED)
-                .map(str::to_string)
-                .collect(),
-            truncated,
+            clients: page,
+            next,
         }
     }
 
@@ -106,13 +161,17 @@ pub enum NodePresence {
     Failed { error: String },
 }
 
-/// The cluster-wide answer.
+/// The cluster-wide answer: every node's session count, and one page of the client ids of all
+/// of them merged (a k-way merge over the nodes' pages, so paging through `next` lists every id
+/// once, in order).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {
     pub sessions: usize,
     pub clients: Vec<String>,
-    pub truncated: bool,
-    /// Workers that did not answer in time (their sessions are not counted).
+    /// Present when more ids follow: ask again with `after` set to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// Workers that did not answer in time or are unreachable (their sessions are not counted).
     pub failed: Vec<String>,
     pub nodes: BTreeMap<String, NodePresence>,
 }
@@ -122,14 +181,6 @@ impl Presence {
         let part = match outcome {
             Ok(h) => {
                 self.sessions += h.sessions;
-                self.truncated |= h.truncated;
-                let mut all: BTreeSet<String> =
-                    std::mem::take(&mut self.clients).into_iter().collect();
-                all.extend(h.clients.iter().cloned());
-                if all.len() > MAX_CLIENTS_LISTED {
-                    self.truncated = true;
-                }
-                self.clients = all.into_iter().take(MAX_CLIENTS_LISTED).collect();
                 NodePresence::Here(h)
             }
             Err(error) => {
@@ -140,8 +191,30 @@ impl Presence {
         self.nodes.insert(id.to_string(), part);
     }
 
+    /// Merges the nodes' pages into one of at most `limit` ids. Every node listed all its ids up
+    /// to its own `next`, so the ids up to the smallest such cursor are complete across nodes.
+    fn merge(&mut self, limit: usize) {
+        let pages = self.nodes.values().filter_map(|n| match n {
+            NodePresence::Here(h) => Some(h),
+            NodePresence::Failed { .. } => None,
+        });
+        let cutoff = pages.clone().filter_map(|h| h.next.clone()).min();
+        let mut all: BTreeSet<&String> = pages.flat_map(|h| h.clients.iter()).collect();
+        if let Some(c) = &cutoff {
+            all.retain(|id| *id <= c);
+        }
+        let more = all.len() > limit;
+        self.clients = all.into_iter().take(limit).cloned().collect();
+        self.next = if more {
+            self.clients.last().cloned()
+        } else {
+            cutoff
+        };
+    }
+
     /// 200, or 502 when a worker failed to answer (the counts are then a lower bound).
-    pub fn into_response(mut self) -> Response<Body> {
+    pub fn into_response(mut self, q: &Query) -> Response<Body> {
+        self.merge(q.limit);
         self.failed.sort();
         let status = if self.failed.is_empty() {
             StatusCode::OK
@@ -156,13 +229,18 @@ impl Presence {
 mod tests {
     use super::*;
 
+    fn first(q: Option<&str>) -> Query {
+        Query::parse(q).unwrap()
+    }
+
     #[test]
     fn queries_parse_and_round_trip() {
-        let t = Query::parse(Some("topic=chat.room%3A1")).unwrap();
-        assert_eq!(t, Query::Topic(Topic::parse("chat.room:1").unwrap()));
+        let t = first(Some("topic=chat.room%3A1"));
+        assert_eq!(t, Query::first(About::Topic(Topic::parse("chat.room:1").unwrap())));
         assert_eq!(Query::parse(Some(&t.to_query_string())), Ok(t));
-        let c = Query::parse(Some("clientId=auth0%7Calice%40x")).unwrap();
-        assert_eq!(c, Query::Client("auth0|alice@x".into()));
+        let c = first(Some("clientId=auth0%7Calice%40x&after=b%26c&limit=5"));
+        assert_eq!(c.about, About::Client("auth0|alice@x".into()));
+        assert_eq!((c.after.as_deref(), c.limit), (Some("b&c"), 5));
         assert_eq!(Query::parse(Some(&c.to_query_string())), Ok(c));
         for bad in [
             None,
@@ -172,6 +250,9 @@ mod tests {
             Some("topic=a&topic=b"),
             Some("clientId="),
             Some("x=1"),
+            Some("topic=a&limit=0"),
+            Some("topic=a&limit=1001"),
+            Some("topic=a&limit=x"),
         ] {
             assert!(Query::parse(bad).is_err(), "{bad:?}");
         }
@@ -179,31 +260,78 @@ mod tests {
 
     #[test]
     fn sums_nodes_and_names_failures() {
+        let q = first(Some("topic=t"));
         let mut p = Presence::default();
         p.add_node(
             "w1",
-            Ok(Here::of([Some("alice"), Some("bob"), Some("alice")])),
+            Ok(Here::of(&q, [Some("alice"), Some("bob"), Some("alice")])),
         );
-        p.add_node("w2", Ok(Here::of([Some("carol"), None])));
+        p.add_node("w2", Ok(Here::of(&q, [Some("carol"), None])));
         p.add_node("w3", Err("no answer within 1000 ms".into()));
         assert_eq!(p.sessions, 5);
-        assert_eq!(p.clients, ["alice", "bob", "carol"]);
         assert_eq!(p.failed, ["w3"]);
-        assert_eq!(p.clone().into_response().status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(p.clone().into_response(&q).status(), StatusCode::BAD_GATEWAY);
+        p.merge(q.limit);
+        assert_eq!(p.clients, ["alice", "bob", "carol"]);
+        assert_eq!(p.next, None);
         let text = serde_json::to_string(&p.nodes["w1"]).unwrap();
-        assert_eq!(
-            text,
-            r#"{"sessions":3,"clients":["alice","bob"],"truncated":false}"#
-        );
+        assert_eq!(text, r#"{"sessions":3,"clients":["alice","bob"]}"#);
     }
 
     #[test]
-    fn long_lists_are_cut_and_say_so() {
+    fn a_node_page_is_bounded_by_count_and_bytes_and_says_where_to_go_on() {
         let ids: Vec<String> = (0..1500).map(|i| format!("c{i:04}")).collect();
-        let h = Here::of(ids.iter().map(|s| Some(s.as_str())));
-        assert_eq!(
-            (h.sessions, h.clients.len(), h.truncated),
-            (1500, 1000, true)
-        );
+        let h = Here::of(&first(Some("topic=t")), ids.iter().map(|s| Some(s.as_str())));
+        assert_eq!((h.sessions, h.clients.len()), (1500, 1000));
+        assert_eq!(h.next.as_deref(), Some("c0999"));
+        // Long ids: a page stops at its byte budget, never above it by more than one id.
+        let long: Vec<String> = (0..1000).map(|i| format!("{i:04}{}", "x".repeat(61))).collect();
+        let h = Here::of(&first(Some("topic=t")), long.iter().map(|s| Some(s.as_str())));
+        let bytes: usize = h.clients.iter().map(String::len).sum();
+        assert!(bytes >= PAGE_BYTES && bytes < PAGE_BYTES + 65, "{bytes}");
+        assert!(serde_json::to_vec(&h).unwrap().len() < 64 * 1024);
+        assert!(h.next.is_some());
+        // Exactly the last id: nothing more.
+        let h = Here::of(&first(Some("topic=t&limit=2")), [Some("a"), Some("b")]);
+        assert_eq!((h.clients.len(), h.next), (2, None));
+    }
+
+    /// Paging the cluster-wide answer through `next` lists every id exactly once, in order,
+    /// whatever each node's page size.
+    #[test]
+    fn paging_through_merged_pages_lists_every_id_once() {
+        let nodes: Vec<Vec<String>> = (0..3)
+            .map(|n| {
+                (0..700)
+                    .filter(|i| i % 3 == n || i % 7 == 0)
+                    .map(|i| format!("{i:04}{}", "y".repeat(if n == 1 { 200 } else { 10 })))
+                    .collect()
+            })
+            .collect();
+        let mut expected: BTreeSet<String> = BTreeSet::new();
+        for n in &nodes {
+            expected.extend(n.iter().cloned());
+        }
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..100 {
+            let q = Query {
+                about: About::Topic(Topic::parse("t").unwrap()),
+                after: after.clone(),
+                limit: 250,
+            };
+            let mut p = Presence::default();
+            for (i, n) in nodes.iter().enumerate() {
+                p.add_node(&format!("w{i}"), Ok(Here::of(&q, n.iter().map(|s| Some(s.as_str())))));
+            }
+            p.merge(q.limit);
+            assert!(p.clients.len() <= 250);
+            seen.extend(p.clients.iter().cloned());
+            match p.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected.into_iter().collect::<Vec<_>>());
     }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ews_http::link::LinkKey;
+use ews_http::link::{LinkKey, NodeRef};
 use futures_util::future::join_all;
 use http::{Method, StatusCode};
 
@@ -47,7 +47,7 @@ impl Prover {
     /// proven and are who gossip said they are.
     pub async fn probe_all(&self, targets: &[(String, u64, SocketAddr)]) -> Vec<NodeState> {
         let answers = join_all(targets.iter().map(|(id, generation, addr)| async move {
-            let state = self.probe(*addr).await?;
+            let state = self.probe(&NodeRef::new(id.clone(), *generation), *addr).await?;
             // The answer must be the node gossip named, at the address gossip gave.
             (state.node_id == *id
                 && state.generation == *generation
@@ -58,12 +58,12 @@ impl Prover {
         answers.into_iter().flatten().collect()
     }
 
-    async fn probe(&self, addr: SocketAddr) -> Option<NodeState> {
+    async fn probe(&self, to: &NodeRef, addr: SocketAddr) -> Option<NodeState> {
         let answer = self
             .link
             .request(
                 Method::GET,
-                addr,
+                (to, addr),
                 STATE_PATH,
                 Bytes::new(),
                 Proof::Body,

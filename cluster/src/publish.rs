@@ -8,6 +8,12 @@
 //!
 //! [`Fanout`] reaches the workers: a few at a time, each within its own deadline, so a slow or
 //! silent worker costs one deadline and is named in the answer; it never holds up the others.
+//! A draining worker is still asked (it holds sessions until it has closed each one), and a
+//! worker membership has lost sight of (frozen, cut off) is named as not asked, so an answer
+//! never says "nobody was there" about a worker it could not ask.
+//!
+//! A publish may carry an `id`: each worker delivers a given id once (it remembers ids for
+//! [`RECENT_TTL`]), so a backend that retries after a `502` cannot deliver twice.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ews_http::link::{Accepted, LinkKey};
+use ews_http::link::{Accepted, LinkKey, NodeRef};
 use ews_http::reply::{self, Body};
 use futures_util::stream::{self, StreamExt};
 use http::{Method, Request, Response, StatusCode};
@@ -37,14 +43,22 @@ pub const MAX_BODY: usize = 256 * 1024;
 const CONCURRENCY: usize = 16;
 /// Largest answer read from a worker.
 const MAX_ANSWER: usize = 64 * 1024;
+/// Longest publish `id`, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+/// How long a worker remembers a publish id (a retry within it is not delivered again).
+pub const RECENT_TTL: Duration = Duration::from_secs(300);
+/// Publish ids a worker remembers at most; past it the oldest are forgotten early.
+const RECENT_MAX: usize = 100_000;
 
 /// `{"clientId","msg"}`: push `msg` to every session of `clientId`; `{"topic","msg"}`: to
-/// every session subscribed to `topic`.
+/// every session subscribed to `topic`. With `id`, delivered at most once per worker however
+/// often it is sent (within [`RECENT_TTL`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "PublishBody", into = "PublishBody")]
 pub struct Publish {
     pub target: Target,
     pub msg: String,
+    pub id: Option<String>,
 }
 
 /// Whom a publish is for.
@@ -63,6 +77,8 @@ struct PublishBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     topic: Option<String>,
     msg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
 }
 
 impl TryFrom<PublishBody> for Publish {
@@ -74,7 +90,14 @@ impl TryFrom<PublishBody> for Publish {
             (None, Some(t)) => Target::Topic(Topic::parse(&t).map_err(|e| e.to_string())?),
             _ => return Err("give exactly one of clientId and topic".into()),
         };
-        Ok(Publish { target, msg: b.msg })
+        if b.id.as_ref().is_some_and(|id| id.is_empty() || id.len() > MAX_ID_LEN) {
+            return Err(format!("an id is 1 to {MAX_ID_LEN} bytes"));
+        }
+        Ok(Publish {
+            target,
+            msg: b.msg,
+            id: b.id,
+        })
     }
 }
 
@@ -88,6 +111,7 @@ impl From<Publish> for PublishBody {
             client_id,
             topic,
             msg: p.msg,
+            id: p.id,
         }
     }
 }
@@ -96,8 +120,16 @@ impl From<Publish> for PublishBody {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum NodeOutcome {
-    Counts { delivered: usize, dropped: usize },
-    Failed { error: String },
+    Counts {
+        delivered: usize,
+        dropped: usize,
+        /// The node had already delivered this publish's `id`: nothing delivered again.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// What a publish reached: sessions that took the message, sessions whose outbound queue was
@@ -106,7 +138,11 @@ pub enum NodeOutcome {
 pub struct Delivery {
     pub delivered: usize,
     pub dropped: usize,
-    /// Node ids of the workers that did not answer in time (or could not prove the key).
+    /// Nodes that had already delivered this publish's `id` (a retry).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub duplicates: usize,
+    /// Node ids of the workers that could not be asked (membership lost sight of them) or did
+    /// not answer in time (or could not prove the key): they may hold the client or topic.
     #[serde(default)]
     pub failed: Vec<String>,
     /// Per node id: its counts or its failure.
@@ -124,10 +160,19 @@ impl Delivery {
         }
     }
 
-    /// 200 when any session took the message; otherwise 502 if a worker failed (the client may
-    /// be there), 503 if every queue was full, 404 if no node has the client.
+    /// A node's answer to a publish whose `id` it had already delivered.
+    pub fn duplicate() -> Delivery {
+        Delivery {
+            duplicates: 1,
+            ..Delivery::default()
+        }
+    }
+
+    /// 200 when any session took the message (now, or on an earlier try with the same `id`);
+    /// otherwise 502 if a worker failed (the client may be there), 503 if every queue was
+    /// full, 404 if no node has the client.
     pub fn status(&self) -> StatusCode {
-        if self.delivered > 0 {
+        if self.delivered > 0 || self.duplicates > 0 {
             StatusCode::OK
         } else if !self.failed.is_empty() {
             StatusCode::BAD_GATEWAY
@@ -144,9 +189,11 @@ impl Delivery {
             Ok(d) => {
                 self.delivered += d.delivered;
                 self.dropped += d.dropped;
+                self.duplicates += d.duplicates;
                 NodeOutcome::Counts {
                     delivered: d.delivered,
                     dropped: d.dropped,
+                    duplicate: d.duplicates > 0,
                 }
             }
             Err(error) => {
@@ -160,6 +207,56 @@ impl Delivery {
     pub fn into_response(mut self) -> Response<Body> {
         self.failed.sort();
         reply::json(self.status(), &self)
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The publish ids a worker has delivered lately: a retry of one is answered as a duplicate.
+pub struct RecentIds {
+    ttl: Duration,
+    max: usize,
+    seen: std::collections::HashMap<String, tokio::time::Instant>,
+    order: std::collections::VecDeque<(tokio::time::Instant, String)>,
+}
+
+impl Default for RecentIds {
+    fn default() -> RecentIds {
+        RecentIds::new(RECENT_TTL, RECENT_MAX)
+    }
+}
+
+impl RecentIds {
+    pub fn new(ttl: Duration, max: usize) -> RecentIds {
+        RecentIds {
+            ttl,
+            max: max.max(1),
+            seen: Default::default(),
+            order: Default::default(),
+        }
+    }
+
+    /// True the first time `id` is seen within the time to live; remembers it.
+    pub fn first_time(&mut self, id: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < self.ttl && self.order.len() < self.max {
+                break;
+            }
+            if let Some((at, old)) = self.order.pop_front() {
+                if self.seen.get(&old) == Some(&at) {
+                    self.seen.remove(&old);
+                }
+            }
+        }
+        if self.seen.contains_key(id) {
+            return false;
+        }
+        self.seen.insert(id.to_string(), now);
+        self.order.push_back((now, id.to_string()));
+        true
     }
 }
 
@@ -199,8 +296,9 @@ impl Fanout {
         }
     }
 
-    /// Sends `p` to every serving worker but this node (for a topic, only those whose interest
-    /// may hold it), recording each one's outcome in `into`.
+    /// Sends `p` to every worker but this node that may hold sessions for it (serving or
+    /// draining; for a topic, only those whose interest may hold it), recording each one's
+    /// outcome in `into`, and names the workers membership has lost sight of as not asked.
     pub async fn publish(&self, p: &Publish, into: &mut Delivery) {
         let body = Bytes::from(serde_json::to_vec(p).unwrap_or_default());
         let wanted = |m: &Member| match &p.target {
@@ -209,11 +307,11 @@ impl Fanout {
             Target::Topic(t) => m.interest.as_ref().is_none_or(|i| i.may_contain(t)),
         };
         let answers = self
-            .ask_workers(wanted, |addr| {
+            .ask_workers(wanted, |to, addr| {
                 let body = body.clone();
                 async move {
                     let a = self
-                        .ask(Method::POST, addr, PUBLISH_PATH.to_string(), body)
+                        .ask(Method::POST, (&to, addr), PUBLISH_PATH.to_string(), body)
                         .await?;
                     // 404 (no session there) and 503 (all full) still carry counts.
                     if !(a.status.is_success()
@@ -235,16 +333,16 @@ impl Fanout {
         }
     }
 
-    /// Asks every serving worker but this node for its part of `q`, into `into`.
+    /// Asks every worker but this node for its part of `q`, into `into`.
     pub async fn presence(&self, q: &presence::Query, into: &mut Presence) {
         let target = format!("{PRESENCE_PATH}?{}", q.to_query_string());
         let answers = self
             .ask_workers(
                 |_| true,
-                |addr| {
+                |to, addr| {
                     let target = target.clone();
                     async move {
-                        let a = self.ask(Method::GET, addr, target, Bytes::new()).await?;
+                        let a = self.ask(Method::GET, (&to, addr), target, Bytes::new()).await?;
                         if !a.status.is_success() {
                             return Err(format!("answered {}", a.status));
                         }
@@ -259,26 +357,38 @@ impl Fanout {
         }
     }
 
-    /// Runs `ask` against every serving worker but this node that `wanted` picks,
-    /// [`CONCURRENCY`] at a time.
+    /// Runs `ask` against every worker but this node that `wanted` picks and that holds
+    /// sessions (serving, or draining with sessions left), [`CONCURRENCY`] at a time; a picked
+    /// worker membership has lost sight of is not asked and answers as a failure that says so.
     async fn ask_workers<T, F, Fut>(
         &self,
         wanted: impl Fn(&Member) -> bool,
         ask: F,
     ) -> Vec<(String, Result<T, String>)>
     where
-        F: Fn(SocketAddr) -> Fut,
+        F: Fn(NodeRef, SocketAddr) -> Fut,
         Fut: std::future::Future<Output = Result<T, String>>,
     {
         let view = self.membership.view();
-        let targets: Vec<(String, Option<SocketAddr>)> = view
-            .serving(Role::Worker)
-            .filter(|m| !m.is_self && wanted(m))
-            .map(|m| (m.node_id.clone(), m.internal_addr))
-            .collect();
-        stream::iter(targets)
-            .map(|(id, addr)| {
-                let outcome = addr.map(&ask);
+        let mut lost = Vec::new();
+        let mut targets = Vec::new();
+        for m in view.members.iter() {
+            if m.is_self || m.role != Role::Worker || !wanted(m) {
+                continue;
+            }
+            if m.holds_sessions() {
+                targets.push((m.node_id.clone(), m.node_ref(), m.internal_addr));
+            } else if m.lost {
+                let why = format!(
+                    "not asked: unreachable (last heard {} ms ago)",
+                    m.last_heard_ms
+                );
+                lost.push((m.node_id.clone(), Err(why)));
+            }
+        }
+        let mut answers: Vec<(String, Result<T, String>)> = stream::iter(targets)
+            .map(|(id, to, addr)| {
+                let outcome = addr.map(|addr| ask(to, addr));
                 async move {
                     let outcome = match outcome {
                         Some(fut) => fut.await,
@@ -289,13 +399,15 @@ impl Fanout {
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
-            .await
+            .await;
+        answers.extend(lost);
+        answers
     }
 
     async fn ask(
         &self,
         method: Method,
-        addr: SocketAddr,
+        to: (&NodeRef, SocketAddr),
         target: String,
         body: Bytes,
     ) -> Result<crate::link_client::Answer, String> {
@@ -304,7 +416,7 @@ impl Fanout {
         self.link
             .request(
                 method,
-                addr,
+                to,
                 &target,
                 body,
                 Proof::Key,
@@ -324,6 +436,7 @@ mod tests {
         Delivery {
             delivered,
             dropped,
+            duplicates: 0,
             failed: failed.iter().map(|s| s.to_string()).collect(),
             nodes: BTreeMap::new(),
         }
@@ -335,6 +448,29 @@ mod tests {
         assert_eq!(d(0, 3, &["w2"]).status(), StatusCode::BAD_GATEWAY);
         assert_eq!(d(0, 3, &[]).status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(d(0, 0, &[]).status(), StatusCode::NOT_FOUND);
+        // A retry the nodes had already delivered: delivered, not "nobody there".
+        let mut retry = Delivery::default();
+        retry.add_node("w1", Ok(Delivery::duplicate()));
+        retry.add_node("w2", Ok(Delivery::counts(0, 0)));
+        assert_eq!(retry.status(), StatusCode::OK);
+        assert_eq!(
+            serde_json::to_string(&retry.nodes["w1"]).unwrap(),
+            r#"{"delivered":0,"dropped":0,"duplicate":true}"#
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn recent_ids_remember_for_their_time_and_their_count() {
+        let mut r = RecentIds::new(Duration::from_secs(60), 3);
+        assert!(r.first_time("a"));
+        assert!(!r.first_time("a"));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(r.first_time("a"), "forgotten after its time to live");
+        for id in ["b", "c", "d"] {
+            assert!(r.first_time(id));
+        }
+        assert!(r.first_time("a"), "the oldest goes first past the count");
+        assert!(!r.first_time("d"));
     }
 
     #[test]
@@ -362,6 +498,8 @@ mod tests {
     fn publish_names_exactly_one_target() {
         let p: Publish = serde_json::from_str(r#"{"clientId":"a","msg":"m"}"#).unwrap();
         assert_eq!(p.target, Target::Client("a".into()));
+        let p: Publish = serde_json::from_str(r#"{"clientId":"a","msg":"m","id":"x-1"}"#).unwrap();
+        assert_eq!(p.id.as_deref(), Some("x-1"));
         let t: Publish = serde_json::from_str(r#"{"topic":"news.sport","msg":"m"}"#).unwrap();
         assert_eq!(t.target, Target::Topic(Topic::parse("news.sport").unwrap()));
         assert_eq!(
@@ -374,6 +512,7 @@ mod tests {
             r#"{"msg":"m"}"#,
             r#"{"clientId":"","msg":"m"}"#,
             r#"{"topic":"news.*","msg":"m"}"#,
+            r#"{"topic":"news","msg":"m","id":""}"#,
         ] {
             assert!(serde_json::from_str::<Publish>(bad).is_err(), "{bad}");
         }

@@ -46,12 +46,30 @@ pub struct Member {
     /// A worker's topic interest (not listed in the view's JSON: a filter, not a list).
     #[serde(skip)]
     pub interest: Option<Interest>,
+    /// A cluster node gone quiet: proven in this generation (or, without a cluster secret,
+    /// known from gossip), now unreachable or its proof stale, and not leaving. Frozen,
+    /// partitioned or dead, it may still hold sessions: a publish names it as not asked, the
+    /// cluster metric keeps its last proven count. `conns`, `interest` and `internal_addr` are
+    /// then its last proven ones. A stranger never proven is never lost.
+    pub lost: bool,
 }
 
 impl Member {
+    /// This member in this run, as a signed request for it names it.
+    pub fn node_ref(&self) -> ews_http::link::NodeRef {
+        ews_http::link::NodeRef::new(self.node_id.clone(), self.generation)
+    }
+
     /// Verified, reachable and not leaving: counts for leader choice and placement.
     pub fn is_serving(&self) -> bool {
         self.verified && self.reachable && self.status != Status::Leaving
+    }
+
+    /// Verified and reachable, leaving or not: a draining worker still holds sessions until it
+    /// has closed each one, so publishes and presence keep reaching it (unless it has said it
+    /// holds none).
+    pub fn holds_sessions(&self) -> bool {
+        self.verified && self.reachable && (self.status != Status::Leaving || self.conns > 0)
     }
 
     /// The status label for metrics: the gossiped status, or `unreachable`.
@@ -113,6 +131,11 @@ pub struct ClusterView {
     pub first_leader: Option<String>,
     /// Sum of the live connections of every reachable worker.
     pub cluster_connections: u64,
+    /// Workers gone quiet ([`Member::lost`]) and the sum of their last proven connection
+    /// counts: a frozen or cut-off worker's clients have not left, so the scaling metric keeps
+    /// counting them (see [`ClusterView::scaling_count`]).
+    pub lost_workers: usize,
+    pub held_connections: u64,
     /// Members sorted by role, then node id.
     pub members: Vec<Member>,
 }
@@ -157,13 +180,27 @@ impl ClusterView {
             .filter(|m| m.role == Role::Worker && m.reachable && m.verified)
             .map(|m| m.conns)
             .sum();
+        let lost = members.iter().filter(|m| m.role == Role::Worker && m.lost);
+        let (lost_workers, held_connections) =
+            lost.fold((0, 0), |(n, c), m| (n + 1, c + m.conns));
         ClusterView {
             self_id: self_id.to_string(),
             active_leader,
             first_leader,
             cluster_connections,
+            lost_workers,
+            held_connections,
             members,
         }
+    }
+
+    /// The connected-client count to scale on: the reachable workers' live counts plus the last
+    /// proven counts of workers gone quiet. A partition or a frozen worker hides clients that
+    /// have not left; counting them as gone would let a scale-in alarm fire on a partial view.
+    /// A dead worker's clients reconnect elsewhere and are counted twice until membership
+    /// forgets it (its dead-node grace period): an overestimate, which only delays a scale-in.
+    pub fn scaling_count(&self) -> u64 {
+        self.cluster_connections + self.held_connections
     }
 
     /// The active leader's entry.
@@ -228,18 +265,19 @@ fn member_of(n: &RawNode, trust: &Trust) -> Option<Member> {
         verified: true,
         active_epoch: key(KEY_ACTIVE_EPOCH).and_then(|v| v.parse().ok()),
         interest: key(KEY_INTEREST).and_then(|v| v.parse().ok()),
+        lost: false,
     };
     let Some(proven) = trust.proven else {
-        return Some(gossiped);
+        let lost = !gossiped.reachable && gossiped.status != Status::Leaving;
+        return Some(Member { lost, ..gossiped });
     };
     if n.is_self {
         return Some(gossiped);
     }
-    let fresh = proven
-        .get(&(n.node_id.clone(), n.generation))
-        .filter(|p| trust.now.saturating_duration_since(p.at) <= trust.fresh);
-    Some(match fresh {
-        Some(p) => Member {
+    let known = proven.get(&(n.node_id.clone(), n.generation));
+    let fresh = known.filter(|p| trust.now.saturating_duration_since(p.at) <= trust.fresh);
+    Some(match (fresh, known) {
+        (Some(p), _) => Member {
             role: p.state.role,
             status: p.state.status,
             public_addr: p.state.public_addr,
@@ -249,9 +287,24 @@ fn member_of(n: &RawNode, trust: &Trust) -> Option<Member> {
             capacity: p.state.capacity,
             active_epoch: p.state.active_epoch,
             interest: p.state.interest.clone(),
+            lost: !gossiped.reachable && p.state.status != Status::Leaving,
             ..gossiped
         },
-        None => Member {
+        // Proven earlier in this generation, silent since: what it last proved.
+        (None, Some(p)) => Member {
+            role: p.state.role,
+            status: p.state.status,
+            reachable: false,
+            verified: false,
+            internal_addr: Some(p.state.internal_addr),
+            conns: p.state.conns,
+            capacity: p.state.capacity,
+            active_epoch: None,
+            interest: p.state.interest.clone(),
+            lost: p.state.status != Status::Leaving,
+            ..gossiped
+        },
+        (None, None) => Member {
             reachable: false,
             verified: false,
             active_epoch: None,

@@ -7,10 +7,10 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use ews_http::args::Secret;
-use ews_http::link::LinkKey;
 use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
 use serde_json::Value;
+
+mod support;
 
 /// Gossip interval of every node; `EWS_TEST_GOSSIP_MS` overrides it to measure other settings
 /// (the wait bounds scale with it).
@@ -363,11 +363,8 @@ fn node_link_requires_the_cluster_secret() {
             .unwrap()
             .0
     };
-    let signed = |secret: &str| {
-        let key = LinkKey::derive(&Secret::new(secret));
-        let (header, _) = key.sign(&http::Method::GET, "/info", b"");
-        header.to_str().expect("ascii").to_string()
-    };
+    let me = support::node_at(l1.internal, "s3cret");
+    let signed = |secret: &str| support::link_header(secret, "GET", "/info", b"", &me);
     assert_eq!(get(&[]), 401);
     assert_eq!(get(&[("x-ews-link", &signed("wrong"))]), 401);
     // The secret itself opens nothing: it is never sent.

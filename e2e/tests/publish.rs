@@ -17,6 +17,8 @@ use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
 const SECRET: &str = "s3cret";
 const JWT_SECRET: &str = "jwt-test-secret";
 
@@ -89,9 +91,8 @@ fn publish_to(
 fn publish_signed(addr: SocketAddr, secret: &str, signed_msg: &str, msg: &str) -> (u16, Value) {
     let path = "/internal/v1/publish";
     let signed_body = json!({"clientId": "alice", "msg": signed_msg}).to_string();
-    let key = LinkKey::derive(&Secret::new(secret));
-    let (header, _) = key.sign(&http::Method::POST, path, signed_body.as_bytes());
-    let header = header.to_str().expect("ascii").to_string();
+    let to = support::node_at(addr, SECRET);
+    let header = support::link_header(secret, "POST", path, signed_body.as_bytes(), &to);
     publish(addr, path, &[("x-ews-link", &header)], msg)
 }
 
@@ -188,7 +189,10 @@ fn silent_peer(id: &str, seeds: &[SocketAddr]) -> SilentPeer {
         }))
         .expect("start the silent peer's membership"),
     );
-    let verifier = Arc::new(Verifier::new(LinkKey::derive(&Secret::new(SECRET))));
+    let verifier = Arc::new(
+        Verifier::new(LinkKey::derive(&Secret::new(SECRET)), membership.node_ref())
+            .allow_unbound(http::Method::GET, STATE_PATH),
+    );
     let m = membership.clone();
     let _guard = rt.enter();
     let listener = ews_http::bind(internal, ews_http::Backlog::system()).expect("bind the link");

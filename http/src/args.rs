@@ -16,8 +16,9 @@ pub struct PortArgs {
     #[arg(long, env = "EWS_LISTEN_BACKLOG")]
     pub listen_backlog: Option<Backlog>,
 
-    /// HTTP connections each admin, node-link and queue port serves at once; more wait in the
-    /// accept queue.
+    /// HTTP connections each admin, node-link and queue port serves at once (one source address
+    /// may hold half of them); at the cap the connection idle longest is closed to make room,
+    /// and with none idle more wait in the accept queue.
     #[arg(
         long,
         env = "EWS_PORT_MAX_CONNECTIONS",
@@ -44,8 +45,10 @@ impl PortArgs {
 
     /// The limits of an admin, node-link or queue port.
     pub fn limits(&self) -> Limits {
+        let max_connections = self.port_max_connections as usize;
         Limits {
-            max_connections: self.port_max_connections as usize,
+            max_connections,
+            max_per_source: Some(crate::serve::per_source(max_connections)),
             header_read_timeout: self.port_header_timeout,
             ..Limits::internal()
         }

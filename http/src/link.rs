@@ -3,12 +3,23 @@
 //! sends events to) a peer that cannot show the key.
 //!
 //! The key is derived from the cluster secret (HMAC-SHA256 of the secret over a fixed label).
-//! A request carries one header, `x-ews-link: v1;ts=…;nonce=…;body=…;sig=…`: the signature
-//! covers the method, the path and query, the time, a fresh random nonce and the SHA-256 of the
-//! body. The server accepts it within [`WINDOW`] of its own clock and only once (nonces are
-//! remembered for twice the window), and answers with `x-ews-link-proof`: a signature over the
-//! client's nonce, the answer's status and, when the answer's body carries facts the client
-//! will act on, the body's hash. The client checks it before it believes the answer.
+//! A request carries one header, `x-ews-link: v2;ts=…;nonce=…;to=…;body=…;sig=…`: the
+//! signature covers the method, the path and query, the time, a fresh random nonce, the node the
+//! request is for ([`NodeRef`]: its id and the generation of its process) and the SHA-256 of the
+//! body. The server accepts it within [`WINDOW`] of its own clock, only if it names this node in
+//! its current generation, and only once (nonces are remembered for twice the window); it
+//! answers with `x-ews-link-proof`: a signature over the client's nonce, the answer's status
+//! and, when the answer's body carries facts the client will act on, the body's hash. The client
+//! checks it before it believes the answer.
+//!
+//! Naming the destination is what makes a captured request worthless: nonce memories are per
+//! node and per process, so without it a request overheard on its way to one node would be
+//! accepted by any other node within the window, and by the same node after a restart. Bound to
+//! `(node id, generation)`, it is refused by every other node and by the restarted process (a
+//! new generation). The one exception is a request signed for [`Audience::Any`], which a
+//! verifier accepts only on the read-only paths it lists ([`Verifier::allow_unbound`]: a node's
+//! state, which is how a tool that knows only an address learns whom it talks to); replaying
+//! one elsewhere gets the attacker a proven copy of a node's public state and changes nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -24,8 +35,14 @@ use crate::args::Secret;
 pub const REQUEST_HEADER: HeaderName = HeaderName::from_static("x-ews-link");
 /// Header of the server's proof on the answer.
 pub const PROOF_HEADER: HeaderName = HeaderName::from_static("x-ews-link-proof");
-/// How far a request's time may be from the server's clock.
-pub const WINDOW: Duration = Duration::from_secs(60);
+/// How far a request's time may be from the server's clock. Short, because it is how long a
+/// captured request stays worth replaying at its own destination if that node's nonce memory
+/// were lost without its generation changing (it cannot: both live in the process). Cluster
+/// nodes keep their clocks within milliseconds (NTP, Amazon Time Sync), so 10 s is generous.
+pub const WINDOW: Duration = Duration::from_secs(10);
+/// Node-link path of a node's own account of itself (`NodeState` in `ews-cluster`), the one
+/// request a verifier usually accepts signed for [`Audience::Any`].
+pub const STATE_PATH: &str = "/internal/v1/state";
 /// Nonces remembered at once; past it, requests are refused until old ones expire (a flood of
 /// valid signatures needs the key, so this only bounds memory).
 const MAX_NONCES: usize = 200_000;
@@ -42,6 +59,68 @@ impl std::fmt::Debug for LinkKey {
     }
 }
 
+/// One node in one run of its process: whom a signed request is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeRef {
+    pub id: String,
+    /// Start time of the node's process (ms since the epoch): a restart is a new generation.
+    pub generation: u64,
+}
+
+impl NodeRef {
+    pub fn new(id: impl Into<String>, generation: u64) -> NodeRef {
+        NodeRef {
+            id: id.into(),
+            generation,
+        }
+    }
+
+    /// `hex(id).generation`: header-safe whatever the id holds.
+    fn to_field(&self) -> String {
+        format!("{}.{}", hex(self.id.as_bytes()), self.generation)
+    }
+
+    fn from_field(s: &str) -> Option<NodeRef> {
+        let (id, generation) = s.split_once('.')?;
+        if id.len() % 2 != 0 {
+            return None;
+        }
+        let bytes = (0..id.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(id.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        Some(NodeRef {
+            id: String::from_utf8(bytes).ok()?,
+            generation: generation.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for NodeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.id, self.generation)
+    }
+}
+
+/// Whom a request is signed for.
+#[derive(Debug, Clone, Copy)]
+pub enum Audience<'a> {
+    /// This node, in this generation: refused anywhere else.
+    Node(&'a NodeRef),
+    /// Whichever node answers at the address: accepted only on the paths a verifier lists as
+    /// unbound (read-only discovery of who is there).
+    Any,
+}
+
+impl Audience<'_> {
+    fn field(&self) -> String {
+        match self {
+            Audience::Node(n) => n.to_field(),
+            Audience::Any => "*".to_string(),
+        }
+    }
+}
+
 /// Why a node-link request or answer is not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
@@ -49,6 +128,10 @@ pub enum LinkError {
     Missing,
     #[error("malformed node-link signature")]
     Malformed,
+    #[error("node-link request signed for another node, or for an earlier run of this one")]
+    WrongNode,
+    #[error("node-link request must name the node it is for")]
+    Unbound,
     #[error("node-link signature outside the time window (clocks apart?)")]
     Stale,
     #[error("node-link signature already used")]
@@ -112,30 +195,49 @@ impl LinkKey {
         target: &str,
         ts: u64,
         nonce: &str,
+        to: &str,
         body: &str,
     ) -> HmacSha256 {
         self.mac(&[
-            b"request",
+            b"request v2",
             method.as_str().as_bytes(),
             target.as_bytes(),
             ts.to_string().as_bytes(),
             nonce.as_bytes(),
+            to.as_bytes(),
             body.as_bytes(),
         ])
     }
 
-    /// Signs a request for `method` on `target` (path and query) with `body`: the header to
-    /// send, and the challenge its answer must meet.
-    pub fn sign(&self, method: &Method, target: &str, body: &[u8]) -> (HeaderValue, Challenge) {
+    /// Signs a request for `method` on `target` (path and query) with `body`, for `to`: the
+    /// header to send, and the challenge its answer must meet.
+    pub fn sign(
+        &self,
+        method: &Method,
+        target: &str,
+        body: &[u8],
+        to: Audience<'_>,
+    ) -> (HeaderValue, Challenge) {
+        self.sign_at(method, target, body, to, now_secs())
+    }
+
+    fn sign_at(
+        &self,
+        method: &Method,
+        target: &str,
+        body: &[u8],
+        to: Audience<'_>,
+        ts: u64,
+    ) -> (HeaderValue, Challenge) {
         let nonce: [u8; 16] = rand::random();
         let nonce = hex(&nonce);
         let body = hex(&Sha256::digest(body));
-        let ts = now_secs();
+        let to = to.field();
         let sig = hex(&self
-            .request_mac(method, target, ts, &nonce, &body)
+            .request_mac(method, target, ts, &nonce, &to, &body)
             .finalize()
             .into_bytes());
-        let value = format!("v1;ts={ts};nonce={nonce};body={body};sig={sig}");
+        let value = format!("v2;ts={ts};nonce={nonce};to={to};body={body};sig={sig}");
         let header = HeaderValue::from_str(&value).expect("hex and digits are valid header text");
         (
             header,
@@ -255,11 +357,15 @@ impl Accepted {
     }
 }
 
-/// The server side: checks signatures, times and nonces.
+/// The server side: checks signatures, destinations, times and nonces.
 pub struct Verifier {
     /// The keys accepted: the node's own first, then one being rotated in or out. An answer is
     /// proven with the key its request was signed with.
     keys: Vec<LinkKey>,
+    /// This node in this run: what a bound request must name.
+    me: NodeRef,
+    /// `(method, path)` accepted when signed for [`Audience::Any`]: read-only answers only.
+    unbound: Vec<(Method, &'static str)>,
     seen: Mutex<Seen>,
 }
 
@@ -270,16 +376,31 @@ struct Seen {
 }
 
 impl Verifier {
-    pub fn new(key: LinkKey) -> Verifier {
-        Verifier::with_keys(vec![key])
+    /// A verifier for node `me` holding `key`.
+    pub fn new(key: LinkKey, me: NodeRef) -> Verifier {
+        Verifier::with_keys(vec![key], me)
     }
 
     /// A verifier accepting any of `keys` (during a rotation).
-    pub fn with_keys(keys: Vec<LinkKey>) -> Verifier {
+    pub fn with_keys(keys: Vec<LinkKey>, me: NodeRef) -> Verifier {
         Verifier {
             keys,
+            me,
+            unbound: Vec::new(),
             seen: Mutex::new(Seen::default()),
         }
+    }
+
+    /// Also accepts `method path` signed for [`Audience::Any`]. Only for read-only answers that
+    /// reveal nothing a peer could not learn from gossip: a replay elsewhere must change nothing.
+    pub fn allow_unbound(mut self, method: Method, path: &'static str) -> Verifier {
+        self.unbound.push((method, path));
+        self
+    }
+
+    /// The node this verifier accepts requests for.
+    pub fn node(&self) -> &NodeRef {
+        &self.me
     }
 
     /// Checks the signed request `method target` by its headers.
@@ -302,7 +423,7 @@ impl Verifier {
         let value = headers.get(REQUEST_HEADER).ok_or(LinkError::Missing)?;
         let value = value.to_str().map_err(|_| LinkError::Malformed)?;
         let mut parts = value.split(';');
-        if parts.next() != Some("v1") {
+        if parts.next() != Some("v2") {
             return Err(LinkError::Malformed);
         }
         let mut field = |name: &str| -> Result<&str, LinkError> {
@@ -314,6 +435,7 @@ impl Verifier {
         };
         let ts: u64 = field("ts")?.parse().map_err(|_| LinkError::Malformed)?;
         let nonce_hex = field("nonce")?;
+        let to = field("to")?;
         let body_hex = field("body")?;
         let sig_hex = field("sig")?;
         let nonce: [u8; 16] = unhex(nonce_hex).ok_or(LinkError::Malformed)?;
@@ -323,11 +445,20 @@ impl Verifier {
             .keys
             .iter()
             .find(|k| {
-                k.request_mac(method, target, ts, nonce_hex, body_hex)
+                k.request_mac(method, target, ts, nonce_hex, to, body_hex)
                     .verify_slice(&sig)
                     .is_ok()
             })
             .ok_or(LinkError::BadSignature)?;
+        // Signed by a cluster node: now whether it was meant for this one.
+        if to == "*" {
+            let path = target.split('?').next().unwrap_or(target);
+            if !self.unbound.iter().any(|(m, p)| m == method && *p == path) {
+                return Err(LinkError::Unbound);
+            }
+        } else if NodeRef::from_field(to).ok_or(LinkError::Malformed)? != self.me {
+            return Err(LinkError::WrongNode);
+        }
         if ts.abs_diff(now) > WINDOW.as_secs() {
             return Err(LinkError::Stale);
         }
@@ -376,11 +507,72 @@ pub fn admit<B>(
 }
 
 impl LinkError {
-    /// The `401` that names why.
+    /// The `401` that names why, and that ends its connection: a peer that cannot sign gets no
+    /// second request on it, so it cannot hold a slot by asking again and again.
     pub fn into_response(self) -> http::Response<crate::Body> {
         tracing::warn!(error = %self, "node-link request refused");
-        crate::reply::text(http::StatusCode::UNAUTHORIZED, self.to_string())
+        crate::reply::closing(crate::reply::text(
+            http::StatusCode::UNAUTHORIZED,
+            self.to_string(),
+        ))
     }
+}
+
+/// Largest state answer [`discover`] reads.
+const MAX_STATE_ANSWER: usize = 16 * 1024;
+
+/// Learns which node answers at `authority` (the `host:port` of its node link), for a tool that
+/// knows only an address: a request signed for [`Audience::Any`] on [`STATE_PATH`], believed
+/// only once the answer proves the key over its body. What it returns is what to sign the real
+/// request for.
+pub async fn discover(
+    authority: &str,
+    key: &LinkKey,
+    deadline: Duration,
+) -> Result<NodeRef, String> {
+    use http_body_util::{BodyExt, Empty, Limited};
+
+    #[derive(serde::Deserialize)]
+    struct Identity {
+        node_id: String,
+        generation: u64,
+    }
+
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(authority)
+            .await
+            .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let (header, challenge) = key.sign(&Method::GET, STATE_PATH, b"", Audience::Any);
+        let req = http::Request::get(STATE_PATH)
+            .header(http::header::HOST, authority)
+            .header(REQUEST_HEADER, header)
+            .body(Empty::<bytes::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, MAX_STATE_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| format!("answer unreadable: {e}"))?
+            .to_bytes();
+        challenge
+            .verify_with_body(parts.status, &parts.headers, &body)
+            .map_err(|e| format!("{authority} cannot prove the cluster key: {e}"))?;
+        if parts.status != http::StatusCode::OK {
+            return Err(format!("{authority} answered {}", parts.status));
+        }
+        let id: Identity =
+            serde_json::from_slice(&body).map_err(|e| format!("state unreadable: {e}"))?;
+        Ok(NodeRef::new(id.node_id, id.generation))
+    };
+    tokio::time::timeout(deadline, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("{authority}: no answer within {deadline:?}")))
 }
 
 #[cfg(test)]
@@ -389,6 +581,14 @@ mod tests {
 
     fn key(s: &str) -> LinkKey {
         LinkKey::derive(&Secret::new(s))
+    }
+
+    fn me() -> NodeRef {
+        NodeRef::new("worker-1", 1_700_000_000_000)
+    }
+
+    fn verifier(k: LinkKey) -> Verifier {
+        Verifier::new(k, me())
     }
 
     fn headers(v: HeaderValue) -> HeaderMap {
@@ -400,8 +600,13 @@ mod tests {
     #[test]
     fn a_signed_request_is_accepted_once_and_proves_back() {
         let k = key("s3cret");
-        let server = Verifier::new(k.clone());
-        let (sig, challenge) = k.sign(&Method::POST, "/internal/v1/publish", b"{}");
+        let server = verifier(k.clone());
+        let (sig, challenge) = k.sign(
+            &Method::POST,
+            "/internal/v1/publish",
+            b"{}",
+            Audience::Node(&me()),
+        );
         let h = headers(sig);
         assert!(!h[REQUEST_HEADER].to_str().unwrap().contains("s3cret"));
         let ok = server
@@ -438,16 +643,81 @@ mod tests {
     }
 
     #[test]
+    fn a_request_for_one_node_is_refused_by_another_and_after_a_restart() {
+        let k = key("s3cret");
+        let (sig, _) = k.sign(
+            &Method::POST,
+            "/internal/v1/publish",
+            b"{}",
+            Audience::Node(&me()),
+        );
+        let h = headers(sig);
+        let other = Verifier::new(k.clone(), NodeRef::new("worker-2", me().generation));
+        assert_eq!(
+            other
+                .check(&Method::POST, "/internal/v1/publish", &h)
+                .unwrap_err(),
+            LinkError::WrongNode
+        );
+        // The same node restarted: a new generation, an empty nonce memory.
+        let restarted = Verifier::new(k.clone(), NodeRef::new("worker-1", me().generation + 1));
+        assert_eq!(
+            restarted
+                .check(&Method::POST, "/internal/v1/publish", &h)
+                .unwrap_err(),
+            LinkError::WrongNode
+        );
+        // Changing the destination in the header breaks the signature.
+        let forged = h[REQUEST_HEADER]
+            .to_str()
+            .unwrap()
+            .replace(&me().to_field(), &NodeRef::new("worker-2", me().generation).to_field());
+        assert_eq!(
+            other
+                .check(
+                    &Method::POST,
+                    "/internal/v1/publish",
+                    &headers(HeaderValue::from_str(&forged).unwrap())
+                )
+                .unwrap_err(),
+            LinkError::BadSignature
+        );
+        assert!(verifier(k)
+            .check(&Method::POST, "/internal/v1/publish", &h)
+            .is_ok());
+    }
+
+    #[test]
+    fn an_unbound_request_is_accepted_only_where_allowed() {
+        let k = key("s3cret");
+        let server = verifier(k.clone()).allow_unbound(Method::GET, STATE_PATH);
+        let (sig, _) = k.sign(&Method::GET, STATE_PATH, b"", Audience::Any);
+        assert!(server.check(&Method::GET, STATE_PATH, &headers(sig)).is_ok());
+        let (sig, _) = k.sign(&Method::POST, "/internal/v1/publish", b"", Audience::Any);
+        assert_eq!(
+            server
+                .check(&Method::POST, "/internal/v1/publish", &headers(sig))
+                .unwrap_err(),
+            LinkError::Unbound
+        );
+        assert_eq!(
+            NodeRef::from_field(&NodeRef::new("a;b=c é", 7).to_field()),
+            Some(NodeRef::new("a;b=c é", 7))
+        );
+    }
+
+    #[test]
     fn the_wrong_key_the_wrong_target_and_old_times_are_refused() {
-        let server = Verifier::new(key("right"));
-        let (sig, _) = key("wrong").sign(&Method::GET, "/info", b"");
+        let server = verifier(key("right"));
+        let to = me();
+        let (sig, _) = key("wrong").sign(&Method::GET, "/info", b"", Audience::Node(&to));
         assert_eq!(
             server
                 .check(&Method::GET, "/info", &headers(sig))
                 .unwrap_err(),
             LinkError::BadSignature
         );
-        let (sig, _) = key("right").sign(&Method::GET, "/info", b"");
+        let (sig, _) = key("right").sign(&Method::GET, "/info", b"", Audience::Node(&to));
         assert_eq!(
             server
                 .check(&Method::GET, "/queue/events", &headers(sig.clone()))
@@ -460,6 +730,18 @@ mod tests {
                 .unwrap_err(),
             LinkError::Stale
         );
+        // Just outside the window either way; just inside is fine.
+        let now = now_secs();
+        let w = WINDOW.as_secs();
+        for (ts, ok) in [(now - w - 1, false), (now + w + 1, false), (now - w, true)] {
+            let (sig, _) =
+                key("right").sign_at(&Method::GET, "/info", b"", Audience::Node(&to), ts);
+            assert_eq!(
+                server.check_at(&Method::GET, "/info", &headers(sig), now).is_ok(),
+                ok,
+                "ts {ts} at {now}"
+            );
+        }
         assert_eq!(
             server
                 .check(&Method::GET, "/info", &HeaderMap::new())
@@ -467,7 +749,7 @@ mod tests {
             LinkError::Missing
         );
         let mut h = HeaderMap::new();
-        h.insert(REQUEST_HEADER, HeaderValue::from_static("v1;ts=1;nonce=zz"));
+        h.insert(REQUEST_HEADER, HeaderValue::from_static("v2;ts=1;nonce=zz"));
         assert_eq!(
             server.check(&Method::GET, "/info", &h).unwrap_err(),
             LinkError::Malformed
@@ -476,15 +758,16 @@ mod tests {
 
     #[test]
     fn during_a_rotation_both_keys_are_accepted_and_each_answer_proves_its_own() {
-        let server = Verifier::with_keys(vec![key("new"), key("old")]);
+        let server = Verifier::with_keys(vec![key("new"), key("old")], me());
+        let to = me();
         for k in [key("new"), key("old")] {
-            let (sig, challenge) = k.sign(&Method::GET, "/info", b"");
+            let (sig, challenge) = k.sign(&Method::GET, "/info", b"", Audience::Node(&to));
             let ok = server.check(&Method::GET, "/info", &headers(sig)).unwrap();
             let mut resp = http::Response::new(());
             ok.prove(&mut resp);
             assert_eq!(challenge.verify(resp.status(), resp.headers()), Ok(()));
         }
-        let (sig, _) = key("other").sign(&Method::GET, "/info", b"");
+        let (sig, _) = key("other").sign(&Method::GET, "/info", b"", Audience::Node(&to));
         assert_eq!(
             server
                 .check(&Method::GET, "/info", &headers(sig))
@@ -495,9 +778,11 @@ mod tests {
 
     #[test]
     fn a_server_without_the_key_cannot_prove_it() {
-        let (_, challenge) = key("right").sign(&Method::GET, "/queue/events", b"");
-        let impostor = Verifier::new(key("wrong"));
-        let (sig, _) = key("wrong").sign(&Method::GET, "/queue/events", b"");
+        let to = me();
+        let (_, challenge) =
+            key("right").sign(&Method::GET, "/queue/events", b"", Audience::Node(&to));
+        let impostor = verifier(key("wrong"));
+        let (sig, _) = key("wrong").sign(&Method::GET, "/queue/events", b"", Audience::Node(&to));
         let accepted = impostor
             .check(&Method::GET, "/queue/events", &headers(sig))
             .unwrap();

@@ -465,10 +465,16 @@ mod tests {
 
     fn pair(secret: &str) -> (StreamKeys, StreamKeys) {
         let key = LinkKey::derive(&Secret::new(secret));
-        let (header, challenge) = key.sign(&Method::POST, "/internal/v1/session", b"");
+        let node = crate::link::NodeRef::new("w", 1);
+        let (header, challenge) = key.sign(
+            &Method::POST,
+            "/internal/v1/session",
+            b"",
+            crate::link::Audience::Node(&node),
+        );
         let mut h = http::HeaderMap::new();
         h.insert(crate::link::REQUEST_HEADER, header);
-        let accepted = crate::link::Verifier::new(key)
+        let accepted = crate::link::Verifier::new(key, node)
             .check(&Method::POST, "/internal/v1/session", &h)
             .expect("signed");
         (

@@ -54,6 +54,18 @@ pub fn unauthorized(why: &'static str) -> Response<Body> {
     r
 }
 
+/// Marks an answer after which its connection must close (a refused node-link request): HTTP/1
+/// gets `Connection: close`, an HTTP/2 connection is shut down gracefully. Honoured by
+/// [`crate::serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct CloseConnection;
+
+/// `resp`, marked [`CloseConnection`].
+pub fn closing<B>(mut resp: Response<B>) -> Response<B> {
+    resp.extensions_mut().insert(CloseConnection);
+    resp
+}
+
 /// An empty response.
 pub fn empty(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::new()));

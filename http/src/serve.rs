@@ -1,12 +1,13 @@
 //! The accept loop. Modelled on mini-redis's listener: one place owns the connection limit, the
 //! shutdown signal and waiting for the connections to finish.
 
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,11 +27,17 @@ use crate::reply::{self, Body};
 /// What one port tolerates from its peers.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// HTTP connections served at once. Past it, new connections wait in the kernel's accept
-    /// queue (they are not refused): the slots free up within `header_read_timeout` at most
-    /// for connections that send nothing. Upgraded connections (WebSockets) leave the count
-    /// when they upgrade; their own protocol bounds them.
+    /// HTTP connections served at once. When a new connection arrives at the cap, the
+    /// connection idle longest (one that has not sent a request head yet, or a keep-alive
+    /// between requests) is closed to make room, so idle sockets cannot keep a health check or
+    /// a backend's publish waiting; with none idle, new connections wait in the kernel's accept
+    /// queue (they are not refused). Upgraded connections (WebSockets) leave the count when
+    /// they upgrade; their own protocol bounds them.
     pub max_connections: usize,
+    /// Connections one source address may hold at once; past it a new one is closed at once.
+    /// `None` for the public port, whose connections come from a load balancer's few
+    /// addresses.
+    pub max_per_source: Option<usize>,
     /// Time to send a complete request head, from the connection's start or from the end of
     /// the previous answer: a connection idle for this long is closed.
     pub header_read_timeout: Duration,
@@ -51,12 +58,20 @@ impl Limits {
     pub fn internal() -> Limits {
         Limits {
             max_connections: 1024,
+            max_per_source: Some(per_source(1024)),
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             events: Events::default(),
             http2: false,
         }
     }
+}
+
+/// The per-source bound that goes with a connection cap: one host may hold half the port, so a
+/// single stranger can never take every slot, while a busy peer (a leader fanning out publishes
+/// over many pooled connections) still has room.
+pub fn per_source(max_connections: usize) -> usize {
+    (max_connections / 2).max(1)
 }
 
 /// Something a port's owner may want to count.
@@ -70,6 +85,10 @@ pub enum Event {
     HeaderTimeout,
     /// A request took longer than the request timeout, and was answered `408`.
     RequestTimeout,
+    /// The port was full: the connection idle longest was closed to make room.
+    Evicted,
+    /// A source address already held its share of the port: its new connection was closed.
+    SourceLimit,
 }
 
 /// A sink for [`Event`]s; none by default.
@@ -138,17 +157,12 @@ pub async fn serve<H, F, B>(
     let handler = Arc::new(handler);
     let limits = Arc::new(limits);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let idle = Arc::new(IdleConnections::default());
+    let sources = Arc::new(Sources::default());
     let connections = TaskTracker::new();
     let local = listener.local_addr().ok();
     let mut exhausted = false;
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => r,
@@ -172,10 +186,35 @@ pub async fn serve<H, F, B>(
         if std::mem::take(&mut exhausted) {
             tracing::info!(?local, "accept: descriptors available again");
         }
+        let Some(source) = Sources::admit(&sources, peer.ip(), limits.max_per_source) else {
+            limits.events.emit(Event::SourceLimit);
+            tracing::debug!(?local, %peer, "source holds its share of the port: closed");
+            continue;
+        };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Full: the connection idle longest makes room (it frees its slot as it
+                // closes); with none idle, wait for a request to finish, as the kernel's
+                // queue behind us does.
+                if idle.evict_oldest() {
+                    limits.events.emit(Event::Evicted);
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let (handler, limits, shutdown) = (handler.clone(), limits.clone(), shutdown.clone());
+        let conn = Conn::new(&idle);
         connections.spawn(async move {
-            serve_connection(tcp, peer, handler, &limits, shutdown).await;
-            drop(permit);
+            serve_connection(tcp, peer, handler, &limits, &conn, shutdown).await;
+            conn.gone();
+            drop((permit, source));
         });
     }
     drop(listener);
@@ -183,11 +222,138 @@ pub async fn serve<H, F, B>(
     connections.wait().await;
 }
 
+/// The connections of one port that are idle (no request in progress), oldest first: the ones
+/// closed to make room when the port is full.
+#[derive(Default)]
+struct IdleConnections {
+    inner: Mutex<IdleInner>,
+}
+
+#[derive(Default)]
+struct IdleInner {
+    /// Stamps hand out in order, so the first entry is the connection idle longest.
+    next: u64,
+    by_stamp: BTreeMap<u64, CancellationToken>,
+}
+
+impl IdleConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn enter(&self, evict: &CancellationToken) -> u64 {
+        let mut inner = self.lock();
+        inner.next += 1;
+        let stamp = inner.next;
+        inner.by_stamp.insert(stamp, evict.clone());
+        stamp
+    }
+
+    fn leave(&self, stamp: u64) {
+        self.lock().by_stamp.remove(&stamp);
+    }
+
+    /// Closes the connection idle longest; false if none is idle.
+    fn evict_oldest(&self) -> bool {
+        let oldest = self.lock().by_stamp.pop_first();
+        oldest.map(|(_, evict)| evict.cancel()).is_some()
+    }
+}
+
+/// One connection's place among the idle ones, and the signals it obeys.
+struct Conn {
+    idle: Arc<IdleConnections>,
+    /// `Some(stamp)` while idle.
+    stamp: Mutex<Option<u64>>,
+    /// Cancelled to close the connection: evicted while idle, or asked to by an answer.
+    close: CancellationToken,
+    streams: Arc<Streams>,
+    /// Speaks HTTP/2 (set once sniffed).
+    h2: std::sync::atomic::AtomicBool,
+}
+
+impl Conn {
+    /// A new connection: idle until its first request head is in.
+    fn new(idle: &Arc<IdleConnections>) -> Arc<Conn> {
+        let close = CancellationToken::new();
+        let stamp = idle.enter(&close);
+        Arc::new(Conn {
+            idle: idle.clone(),
+            stamp: Mutex::new(Some(stamp)),
+            close,
+            streams: Arc::default(),
+            h2: Default::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.stamp.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn busy(&self) {
+        if let Some(stamp) = self.lock().take() {
+            self.idle.leave(stamp);
+        }
+    }
+
+    fn idle(&self) {
+        let mut stamp = self.lock();
+        if stamp.is_none() && !self.close.is_cancelled() {
+            *stamp = Some(self.idle.enter(&self.close));
+        }
+    }
+
+    fn gone(&self) {
+        self.busy();
+    }
+}
+
+/// How many connections each source address holds, for [`Limits::max_per_source`].
+#[derive(Default)]
+struct Sources(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection counted against its source until dropped.
+struct SourceGuard {
+    sources: Arc<Sources>,
+    ip: IpAddr,
+}
+
+impl Sources {
+    fn admit(sources: &Arc<Sources>, ip: IpAddr, max: Option<usize>) -> Option<Option<SourceGuard>> {
+        let Some(max) = max else {
+            return Some(None);
+        };
+        let mut counts = sources.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Some(SourceGuard {
+            sources: sources.clone(),
+            ip,
+        }))
+    }
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        let mut counts = self.sources.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn serve_connection<H, F, B>(
     tcp: TcpStream,
     peer: SocketAddr,
     handler: Arc<H>,
     limits: &Arc<Limits>,
+    conn: &Arc<Conn>,
     shutdown: CancellationToken,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
@@ -195,13 +361,13 @@ async fn serve_connection<H, F, B>(
     B: hyper::body::Body<Data = Bytes, Error = Infallible> + From<Body> + Send + Unpin + 'static,
 {
     let _ = tcp.set_nodelay(true);
-    let streams = Arc::new(Streams::default());
     let l = limits.clone();
-    let s = streams.clone();
+    let c = conn.clone();
     let service = service_fn(move |req| {
-        let guard = StreamGuard::new(&s);
+        let guard = StreamGuard::new(&c);
         let answer = handler(req, peer);
         let l = l.clone();
+        let c = c.clone();
         async move {
             let r = match tokio::time::timeout(l.request_timeout, answer).await {
                 Ok(r) => r,
@@ -216,6 +382,18 @@ async fn serve_connection<H, F, B>(
                     r
                 }
             };
+            let mut r = r;
+            if r.extensions().get::<reply::CloseConnection>().is_some() {
+                // Closed once this answer is out (HTTP/1: no keep-alive, and the answer says
+                // so; HTTP/2: GOAWAY, connection headers being illegal there).
+                if !c.h2.load(Ordering::Acquire) {
+                    r.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                c.close.cancel();
+            }
             // The stream stays open (for the idle check) until its answer is sent whole.
             Ok::<_, Infallible>(r.map(|inner| Tracked {
                 inner,
@@ -224,30 +402,39 @@ async fn serve_connection<H, F, B>(
         }
     });
     if limits.http2 {
-        match sniff(&tcp, limits.header_read_timeout).await {
+        let sniffed = tokio::select! {
+            s = sniff(&tcp, limits.header_read_timeout) => s,
+            _ = conn.close.cancelled() => Sniffed::Evicted,
+        };
+        match sniffed {
             Sniffed::Http2 => {
-                return serve_h2(tcp, peer, service, limits, &streams, shutdown).await
+                conn.h2.store(true, Ordering::Release);
+                return serve_h2(tcp, peer, service, limits, conn, shutdown).await;
             }
             Sniffed::Http1 => {}
             Sniffed::Silent => {
                 limits.events.emit(Event::HeaderTimeout);
                 return;
             }
-            Sniffed::Gone => return,
+            Sniffed::Gone | Sniffed::Evicted => return,
         }
     }
-    let conn = http1::Builder::new()
+    let http = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(tcp), service)
         .with_upgrades();
-    tokio::pin!(conn);
+    tokio::pin!(http);
     let ended = tokio::select! {
-        r = conn.as_mut() => r,
+        r = http.as_mut() => r,
         _ = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            http.as_mut().graceful_shutdown();
+            http.await
+        }
+        _ = conn.close.cancelled() => {
+            http.as_mut().graceful_shutdown();
+            http.await
         }
     };
     if let Err(e) = ended {
@@ -266,6 +453,8 @@ enum Sniffed {
     Silent,
     /// Closed before saying anything.
     Gone,
+    /// Closed by us to make room while it was saying nothing.
+    Evicted,
 }
 
 /// Peeks at the first bytes (they stay for the protocol that reads them).
@@ -295,7 +484,7 @@ async fn serve_h2<S, B>(
     peer: SocketAddr,
     service: S,
     limits: &Limits,
-    streams: &Streams,
+    conn: &Conn,
     shutdown: CancellationToken,
 ) where
     S: hyper::service::Service<
@@ -317,17 +506,22 @@ async fn serve_h2<S, B>(
         .max_concurrent_streams(H2_MAX_STREAMS)
         .max_send_buf_size(H2_SEND_BUF)
         .max_header_list_size(MAX_HEAD_BYTES as u32);
-    let conn = builder.serve_connection(TokioIo::new(tcp), service);
-    tokio::pin!(conn);
+    let http = builder.serve_connection(TokioIo::new(tcp), service);
+    tokio::pin!(http);
+    let streams = &conn.streams;
     let idle = limits.header_read_timeout;
     let mut seen = streams.started.load(Ordering::Acquire);
     let mut closing = false;
     let ended = loop {
         tokio::select! {
-            r = conn.as_mut() => break r,
+            r = http.as_mut() => break r,
             _ = shutdown.cancelled(), if !closing => {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                http.as_mut().graceful_shutdown();
+            }
+            _ = conn.close.cancelled(), if !closing => {
+                closing = true;
+                http.as_mut().graceful_shutdown();
             }
             _ = tokio::time::sleep(idle), if !closing => {
                 let started = streams.started.load(Ordering::Acquire);
@@ -336,7 +530,7 @@ async fn serve_h2<S, B>(
                         limits.events.emit(Event::HeaderTimeout);
                     }
                     closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    http.as_mut().graceful_shutdown();
                 }
                 seen = started;
             }
@@ -354,20 +548,25 @@ struct Streams {
     started: AtomicU64,
 }
 
-/// One open stream, until its answer has been sent (or dropped).
-struct StreamGuard(Arc<Streams>);
+/// One open stream, until its answer has been sent (or dropped). Its connection is busy, not
+/// idle, while any stream is open.
+struct StreamGuard(Arc<Conn>);
 
 impl StreamGuard {
-    fn new(s: &Arc<Streams>) -> StreamGuard {
-        s.open.fetch_add(1, Ordering::AcqRel);
-        s.started.fetch_add(1, Ordering::AcqRel);
-        StreamGuard(s.clone())
+    fn new(c: &Arc<Conn>) -> StreamGuard {
+        if c.streams.open.fetch_add(1, Ordering::AcqRel) == 0 {
+            c.busy();
+        }
+        c.streams.started.fetch_add(1, Ordering::AcqRel);
+        StreamGuard(c.clone())
     }
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        if self.0.streams.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle();
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 fn limits(max_connections: usize, events: Events) -> Limits {
     Limits {
         max_connections,
+        max_per_source: None,
         header_read_timeout: Duration::from_millis(300),
         request_timeout: Duration::from_millis(300),
         events,
@@ -34,6 +35,9 @@ async fn start(limits: Limits) -> (SocketAddr, CancellationToken, tokio::task::J
             match req.uri().path() {
                 "/slow" => tokio::time::sleep(Duration::from_millis(200)).await,
                 "/never" => std::future::pending::<()>().await,
+                "/refuse" => {
+                    return reply::closing(reply::text(StatusCode::UNAUTHORIZED, "no"));
+                }
                 _ => {}
             }
             reply::text(StatusCode::OK, "ok")
@@ -66,10 +70,11 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test]
 async fn silent_connections_beyond_the_cap_neither_block_nor_stay() {
+    // Each silent connection ends by its header timeout, or earlier, closed to make room.
     let timeouts = Arc::new(AtomicUsize::new(0));
     let t = timeouts.clone();
     let events = Events::new(move |e| {
-        if e == Event::HeaderTimeout {
+        if matches!(e, Event::HeaderTimeout | Event::Evicted) {
             t.fetch_add(1, Ordering::Relaxed);
         }
     });
@@ -126,4 +131,108 @@ async fn shutdown_lets_the_request_in_flight_finish_and_stops_accepting() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     task.await.unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
+
+/// Counts each kind of event.
+fn counting() -> (Events, Arc<[AtomicUsize; 2]>) {
+    let counts: Arc<[AtomicUsize; 2]> = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let c = counts.clone();
+    let events = Events::new(move |e| match e {
+        Event::HeaderTimeout => {
+            c[0].fetch_add(1, Ordering::Relaxed);
+        }
+        Event::Evicted => {
+            c[1].fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {}
+    });
+    (events, counts)
+}
+
+/// A port full of idle sockets answers a new request by closing the socket idle longest, not
+/// after the idle ones' header timeout: a health check or a backend's publish is never held up
+/// by strangers that say nothing.
+#[tokio::test]
+async fn idle_sockets_at_the_cap_make_room_for_a_request() {
+    let (events, counts) = counting();
+    let (addr, shutdown, task) = start(Limits {
+        header_read_timeout: Duration::from_secs(60),
+        ..limits(8, events)
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    for _ in 0..3 {
+        let answer = get(addr, "/").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    assert_eq!(
+        counts[0].load(Ordering::Relaxed),
+        0,
+        "answered before any idle socket's header timeout"
+    );
+    assert!(counts[1].load(Ordering::Relaxed) >= 3);
+    // The oldest went first.
+    assert!(closed_within(&mut idle[0], Duration::from_secs(5)).await);
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+/// One source address holds at most its share: past it, its new connections close at once,
+/// while another address is served.
+#[tokio::test]
+async fn one_source_holds_at_most_its_share() {
+    let (addr, shutdown, task) = start(Limits {
+        max_per_source: Some(3),
+        header_read_timeout: Duration::from_secs(60),
+        ..limits(100, Events::default())
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    assert!(closed_within(&mut extra, Duration::from_secs(5)).await);
+    // Another host (loopback has the whole 127/8) is served.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    // A slot given back is a slot to take again.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut again = TcpStream::connect(addr).await.unwrap();
+    assert!(!closed_within(&mut again, Duration::from_millis(300)).await);
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+/// An answer marked `closing` ends its connection, keep-alive or not: a peer refused once
+/// cannot ask again on the same connection.
+#[tokio::test]
+async fn a_refusal_that_closes_ends_the_connection() {
+    let (addr, shutdown, task) = start(Limits {
+        header_read_timeout: Duration::from_secs(60),
+        ..limits(8, Events::default())
+    })
+    .await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /refuse HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await;
+    assert!(ended.is_ok(), "the connection stayed open after the refusal: {out}");
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    assert!(out.to_ascii_lowercase().contains("connection: close"), "{out}");
+    shutdown.cancel();
+    task.await.unwrap();
 }

@@ -64,7 +64,7 @@ impl Admin {
                 Ok(q) => {
                     let mut all = Presence::default();
                     self.fanout.presence(&q, &mut all).await;
-                    all.into_response()
+                    all.into_response(&q)
                 }
                 Err(e) => reply::text(StatusCode::BAD_REQUEST, e),
             },

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ews_cluster::link_client::{LinkClient, Proof};
 use ews_cluster::{Membership, Role};
-use ews_http::link::LinkKey;
+use ews_http::link::{LinkKey, NodeRef};
 use ews_queue::client::{connect, Credential};
 use ews_queue::{ClientFrame, ServerFrame};
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -74,15 +74,15 @@ impl Takeover {
         let client = LinkClient::new(self.link.clone(), Duration::from_secs(2));
         let running: Arc<Mutex<HashSet<(SocketAddr, String)>>> = Arc::default();
         loop {
-            let peers: Vec<SocketAddr> = self
+            let peers: Vec<(NodeRef, SocketAddr)> = self
                 .membership
                 .view()
                 .serving(Role::Leader)
                 .filter(|m| !m.is_self)
-                .filter_map(|m| m.internal_addr)
+                .filter_map(|m| Some((m.node_ref(), m.internal_addr?)))
                 .collect();
-            for peer in peers {
-                let Some(queues) = self.list(&client, peer).await else {
+            for (node, peer) in peers {
+                let Some(queues) = self.list(&client, (&node, peer)).await else {
                     continue;
                 };
                 for q in queues.into_iter().filter(|q| q.depth > 0) {
@@ -105,7 +105,11 @@ impl Takeover {
     }
 
     /// The queues `peer` holds, or `None` if it cannot be asked (or cannot prove the key).
-    async fn list(&self, client: &LinkClient, peer: SocketAddr) -> Option<Vec<QueueDepth>> {
+    async fn list(
+        &self,
+        client: &LinkClient,
+        peer: (&NodeRef, SocketAddr),
+    ) -> Option<Vec<QueueDepth>> {
         let answer = client
             .request(
                 Method::GET,

@@ -79,12 +79,12 @@ impl Admin {
         let Some((membership, fanout)) = &self.cluster else {
             let mut all = Presence::default();
             all.add_node(&self.node_id, Ok(local));
-            return all.into_response();
+            return all.into_response(&q);
         };
         let mut all = Presence::default();
         all.add_node(membership.node_id(), Ok(local));
         fanout.presence(&q, &mut all).await;
-        all.into_response()
+        all.into_response(&q)
     }
 
     /// `POST /api/v1/publish {"clientId"|"topic","msg"}` to this node's sessions of the client and, in a

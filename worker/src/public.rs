@@ -48,17 +48,23 @@ pub struct Public {
 }
 
 /// The public port's limits: pending (not yet upgraded) connections up to the session capacity
-/// (more could not become sessions anyway), each with one handshake timeout to upgrade.
+/// (more could not become sessions anyway), each with one handshake timeout to upgrade. At that
+/// cap a new connection closes the one idle longest (a socket that has not sent its request
+/// yet), so the load balancer's `GET /info` is answered however many idle sockets there are.
 pub fn limits(public: &Public) -> Limits {
     let metrics = public.metrics.clone();
     Limits {
         max_connections: public.max_connections,
+        // Behind a load balancer every connection comes from its few addresses.
+        max_per_source: None,
         header_read_timeout: public.handshake_timeout,
         request_timeout: public.handshake_timeout,
         events: Events::new(move |e| match e {
             Event::AcceptExhausted => metrics.error("accept_emfile"),
             Event::AcceptFailed => metrics.error("accept"),
             Event::HeaderTimeout | Event::RequestTimeout => metrics.handshake("timeout"),
+            Event::Evicted => metrics.handshake("evicted"),
+            Event::SourceLimit => metrics.handshake("source_limit"),
         }),
         http2: false,
     }

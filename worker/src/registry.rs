@@ -13,8 +13,8 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use ews_cluster::presence::{Here, Query};
-use ews_cluster::publish::{Delivery, Publish, Target};
+use ews_cluster::presence::{About, Here, Query};
+use ews_cluster::publish::{Delivery, Publish, RecentIds, Target};
 use ews_proto::topic::Topic;
 use tokio::sync::watch;
 
@@ -105,6 +105,8 @@ pub struct SessionInfo {
 
 pub struct Registry {
     inner: Mutex<Inner>,
+    /// Publish ids delivered lately: a retried publish is not delivered twice.
+    recent: Mutex<RecentIds>,
     /// Bumped whenever a topic gains its first or loses its last subscriber on this node: what
     /// the node tells the cluster as its interest.
     topics_changed: watch::Sender<u64>,
@@ -114,6 +116,7 @@ impl Default for Registry {
     fn default() -> Registry {
         Registry {
             inner: Mutex::default(),
+            recent: Mutex::default(),
             topics_changed: watch::Sender::new(0),
         }
     }
@@ -236,6 +239,12 @@ impl Registry {
 
     /// Delivers a publish to this node's sessions (of its client, or on its topic).
     pub fn publish(&self, p: &Publish) -> Delivery {
+        if let Some(id) = &p.id {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if !recent.first_time(id) {
+                return Delivery::duplicate();
+            }
+        }
         match &p.target {
             Target::Client(c) => self.push(c, &p.msg),
             Target::Topic(t) => self.publish_topic(t, &p.msg),
@@ -274,15 +283,16 @@ impl Registry {
     /// This node's sessions for a presence query.
     pub fn presence(&self, q: &Query) -> Here {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let ids: Vec<u64> = match q {
-            Query::Topic(t) => g
+        let ids: Vec<u64> = match &q.about {
+            About::Topic(t) => g
                 .by_topic
                 .get(t)
                 .map(|s| s.iter().copied().collect())
                 .unwrap_or_default(),
-            Query::Client(c) => g.by_client.get(c.as_str()).cloned().unwrap_or_default(),
+            About::Client(c) => g.by_client.get(c.as_str()).cloned().unwrap_or_default(),
         };
         Here::of(
+            q,
             ids.iter()
                 .filter_map(|i| g.by_id.get(i))
                 .map(|s| s.client_id.as_deref()),
@@ -407,13 +417,13 @@ mod tests {
             a.pop().as_deref(),
             Some(r#"{"type":"push","msg":"n","topic":"news"}"#)
         );
-        let here = r.presence(&Query::Topic(news.clone()));
+        let here = r.presence(&Query::first(About::Topic(news.clone())));
         assert_eq!(
             (here.sessions, here.clients.clone()),
             (2, vec!["alice".to_string(), "bob".to_string()])
         );
         r.unsubscribe(b.id, &news);
-        assert_eq!(r.presence(&Query::Topic(news.clone())).sessions, 1);
+        assert_eq!(r.presence(&Query::first(About::Topic(news.clone()))).sessions, 1);
         changes.mark_unchanged();
         r.unregister(&a);
         assert!(
@@ -422,6 +432,6 @@ mod tests {
         );
         assert!(r.topics().is_empty());
         assert_eq!(r.publish_topic(&news, "n"), counts(0, 0));
-        assert_eq!(r.presence(&Query::Client("bob".into())).sessions, 1);
+        assert_eq!(r.presence(&Query::first(About::Client("bob".into()))).sessions, 1);
     }
 }

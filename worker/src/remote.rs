@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ews_cluster::placement;
 use ews_cluster::{Member, Membership, Role};
-use ews_http::link::{LinkKey, REQUEST_HEADER};
+use ews_http::link::{Audience, LinkKey, NodeRef, REQUEST_HEADER};
 use ews_http::link_stream::{self, FrameBody, LinkStream, StreamKeys};
 use ews_http::{H2_CONNECTION_WINDOW, H2_KEEPALIVE, H2_STREAM_WINDOW};
 use http::{Method, Request, StatusCode};
@@ -109,7 +109,7 @@ impl Placer {
             let Some(addr) = m.internal_addr else {
                 continue;
             };
-            match self.open(addr, route, client_id).await {
+            match self.open((&m.node_ref(), addr), route, client_id).await {
                 Ok(stream) => {
                     self.count(&m.node_id);
                     return Ok(Placed {
@@ -149,7 +149,7 @@ impl Placer {
     /// Opens a session stream for `route` on the worker whose node link is `addr`.
     async fn open(
         &self,
-        addr: std::net::SocketAddr,
+        (to, addr): (&NodeRef, std::net::SocketAddr),
         route: &ServedRoute,
         client_id: Option<&str>,
     ) -> Result<LinkStream, String> {
@@ -173,7 +173,7 @@ impl Placer {
         // The body is a stream, unknown when signing: it is signed as empty and every message
         // carries its own tag instead.
         let challenge = self.key.as_ref().map(|k| {
-            let (header, challenge) = k.sign(&Method::POST, &target, b"");
+            let (header, challenge) = k.sign(&Method::POST, &target, b"", Audience::Node(to));
             req.headers_mut().insert(REQUEST_HEADER, header);
             challenge
         });

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use ews_http::args::Secret;
-use ews_http::link::{LinkKey, REQUEST_HEADER};
+use ews_http::link::{Audience, LinkKey, REQUEST_HEADER};
 
 use crate::protocol::{ClientFrame, ServerFrame};
 use crate::QueueError;
@@ -65,16 +65,30 @@ pub async fn connect(
         Some(Credential::Link(key)) => Some(key),
         _ => None,
     };
-    let challenge = link.map(|key| {
-        let target = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        let (header, challenge) = key.sign(&http::Method::GET, &target, b"");
-        req.headers_mut().insert(REQUEST_HEADER, header);
-        challenge
-    });
+    let challenge = match link {
+        Some(key) => {
+            // A signature names the node it is for: ask who answers at this address first
+            // (a request only a read of its public state can be).
+            let authority = req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .ok_or_else(|| QueueError::Connect(format!("{url}: no host")))?;
+            let node = ews_http::link::discover(&authority, key, CONNECT_TIMEOUT)
+                .await
+                .map_err(QueueError::Connect)?;
+            let target = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            let (header, challenge) =
+                key.sign(&http::Method::GET, &target, b"", Audience::Node(&node));
+            req.headers_mut().insert(REQUEST_HEADER, header);
+            Some(challenge)
+        }
+        None => None,
+    };
     let connecting =
         tokio_tungstenite::connect_async_with_config(req, Some(crate::server::ws_config()), true);
     let (ws, resp) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)

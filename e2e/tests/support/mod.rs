@@ -1,0 +1,31 @@
+//! Helpers several end-to-end test files share (each test file is its own crate: `mod support;`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ews_http::args::Secret;
+use ews_http::link::{Audience, LinkKey, NodeRef};
+
+/// Who answers on the node link at `addr`, as the product's own discovery learns it.
+pub fn node_at(addr: SocketAddr, secret: &str) -> NodeRef {
+    let key = LinkKey::derive(&Secret::new(secret));
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(ews_http::link::discover(
+            &addr.to_string(),
+            &key,
+            Duration::from_secs(5),
+        ))
+        .unwrap_or_else(|e| panic!("discover {addr}: {e}"))
+}
+
+/// An `x-ews-link` header for `method path` with `body`, signed with `secret` for `to`: what a
+/// cluster node sends, as an eavesdropper on the node link would capture it.
+pub fn link_header(secret: &str, method: &str, path: &str, body: &[u8], to: &NodeRef) -> String {
+    let key = LinkKey::derive(&Secret::new(secret));
+    let method: http::Method = method.parse().expect("a method");
+    let (header, _) = key.sign(&method, path, body, Audience::Node(to));
+    header.to_str().expect("ascii").to_string()
+}
