@@ -42,14 +42,39 @@ pub enum ClientControl {
     Unsubscribe { topic: String },
 }
 
-impl ClientControl {
-    /// Whether a text frame may be a control frame: events never carry a `"type"` key, so a
-    /// frame without that byte sequence is not worth a second parse (one with it, e.g. a `msg`
-    /// of `"type"`, costs one failed parse).
-    pub fn may_be(text: &str) -> bool {
-        text.contains("\"type\"")
-    }
+/// What a client frame is, from its top-level `type` key: the only thing that tells a control
+/// frame from an event (events never carry a `type` key; a `"type"` or `"subscribe"` among an
+/// event's *values* makes it no less an event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameKind {
+    /// No top-level `type`: an event (or not JSON at all; the event parse says why).
+    Event,
+    /// A top-level `type` with this value: a control frame, or an unknown kind.
+    Control(String),
+}
 
+impl FrameKind {
+    /// Reads only the top-level `type` key (other keys are skipped, not built). Frames without
+    /// the bytes `"type` cannot have one and cost nothing more.
+    pub fn of(text: &str) -> FrameKind {
+        #[derive(Deserialize)]
+        struct Typed<'a> {
+            #[serde(borrow, rename = "type")]
+            kind: Option<std::borrow::Cow<'a, str>>,
+        }
+        // A key may spell `type` with escapes; such a frame still fails the strict event parse
+        // (an unknown field), so it is answered, never lost.
+        if !text.contains("\"type") {
+            return FrameKind::Event;
+        }
+        match serde_json::from_str::<Typed>(text) {
+            Ok(Typed { kind: Some(k) }) => FrameKind::Control(k.into_owned()),
+            _ => FrameKind::Event,
+        }
+    }
+}
+
+impl ClientControl {
     pub fn to_text(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
@@ -259,10 +284,32 @@ mod tests {
             }
         );
         assert_eq!(c.to_text(), r#"{"type":"subscribe","topic":"news"}"#);
-        assert!(ClientControl::may_be(&c.to_text()));
-        assert!(!ClientControl::may_be(r#"{"msg":"hello","timestamp":1}"#));
-        // A prefilter: a value "type" passes it, and then fails the strict parse.
-        assert!(ClientControl::may_be(r#"{"msg":"type","timestamp":1}"#));
+        assert_eq!(
+            FrameKind::of(&c.to_text()),
+            FrameKind::Control("subscribe".into())
+        );
+        assert_eq!(
+            FrameKind::of(r#"{"msg":"hello","timestamp":1}"#),
+            FrameKind::Event
+        );
+        // Only the top-level key decides: words among the values do not.
+        for event in [
+            r#"{"msg":"type","timestamp":1}"#,
+            r#"{"id":"type","msg":"subscribe","timestamp":1}"#,
+            r#"{"msg":"{\"type\":\"subscribe\",\"topic\":\"a\"}","timestamp":1}"#,
+            r#"{"msg":"x","timestamp":1,"clientId":"unsubscribe"}"#,
+            "not json",
+        ] {
+            assert_eq!(FrameKind::of(event), FrameKind::Event, "{event}");
+        }
+        assert_eq!(
+            FrameKind::of(r#"{"topic":"a","type":"subscribe"}"#),
+            FrameKind::Control("subscribe".into())
+        );
+        assert_eq!(
+            FrameKind::of(r#"{"type":"dance"}"#),
+            FrameKind::Control("dance".into())
+        );
         assert!(serde_json::from_str::<ClientControl>(r#"{"type":"subscribe"}"#).is_err());
         assert!(
             serde_json::from_str::<ClientControl>(r#"{"type":"subscribe","topic":"a","x":1}"#)

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ews_cluster::placement::Placement;
 use ews_proto::topic::{Grants, Topic};
-use ews_proto::{ClientControl, ErrorKind, ServerFrame, MAX_ID_LEN};
+use ews_proto::{ClientControl, ErrorKind, FrameKind, ServerFrame, MAX_ID_LEN};
 use ews_sink::{BoxFuture, Event, Receipt, Sink, StampedEvent};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -160,17 +160,23 @@ impl Handler for Ingest {
                     );
                 }
             };
-            if ClientControl::may_be(text) {
-                if let Ok(c) = serde_json::from_str::<ClientControl>(text) {
-                    return self.control(s, c);
-                }
-                if text.contains("\"subscribe\"") || text.contains("\"unsubscribe\"") {
-                    return topic_error(
+            if let FrameKind::Control(kind) = FrameKind::of(text) {
+                return match serde_json::from_str::<ClientControl>(text) {
+                    Ok(c) => self.control(s, c),
+                    Err(e) if kind == "subscribe" || kind == "unsubscribe" => topic_error(
                         ErrorKind::InvalidTopic,
-                        "expected {\"type\":\"subscribe\"|\"unsubscribe\",\"topic\":…}".into(),
+                        format!("expected {{\"type\":\"{kind}\",\"topic\":…}}: {e}"),
                         String::new(),
-                    );
-                }
+                    ),
+                    Err(_) => {
+                        self.metrics.event("invalid");
+                        error(
+                            ErrorKind::InvalidEvent,
+                            format!("unknown frame type {kind:?}: events carry no \"type\", control frames are subscribe or unsubscribe"),
+                            None,
+                        )
+                    }
+                };
             }
             let event: Event = match serde_json::from_str(text) {
                 Ok(e) => e,

@@ -58,6 +58,44 @@ async fn ingest_acks_stamps_and_survives_invalid_input() {
     assert!(m.contains("ews_events_total{outcome=\"acked\"} 3"), "{m}");
 }
 
+/// Control frames are recognised by their top-level `type`, never by words among an event's
+/// values: these events are stored and acknowledged with their ids, and a real subscribe next to
+/// them is still one.
+#[tokio::test]
+async fn events_whose_values_name_control_words_are_events() {
+    let (w, file) = Worker::hs256(&["--topics-open"]);
+    let mut ws = connect_bearer(&w.url("/ws?ack=1"), &hs_token(&claims("alice"))).await;
+    let tricky = [
+        json!({"id": "type", "msg": "subscribe", "timestamp": 1}),
+        json!({"id": "e2", "msg": "{\"type\":\"unsubscribe\",\"topic\":\"a\"}", "timestamp": 2}),
+        json!({"id": "subscribe", "msg": "type", "clientId": "unsubscribe", "timestamp": 3}),
+    ];
+    for (i, e) in tricky.iter().enumerate() {
+        ws.send(Message::text(e.to_string())).await.expect("send");
+        assert_eq!(
+            next_json(&mut ws).await,
+            json!({"type": "ack", "seq": i + 1, "id": e["id"]}),
+            "{e}"
+        );
+    }
+    ws.send(Message::text(r#"{"topic":"news","type":"subscribe"}"#))
+        .await
+        .expect("send");
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"type": "subscribed", "topic": "news"})
+    );
+    let lines = std::fs::read_to_string(&file).expect("sink file");
+    let ids: Vec<Option<String>> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<StampedEvent>(l).expect("event").id)
+        .collect();
+    assert_eq!(
+        ids,
+        [Some("type".into()), Some("e2".into()), Some("subscribe".into())]
+    );
+}
+
 #[tokio::test]
 async fn without_ack_events_are_taken_silently() {
     let (w, file) = Worker::hs256(&[]);
