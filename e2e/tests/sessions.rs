@@ -354,6 +354,25 @@ async fn every_placement_hands_sessions_to_the_worker_it_should() {
         "the binary message came back changed ({} bytes)",
         back.len()
     );
+    // A message at the route's limit (64 KiB) through a remote greet: the greeting makes the
+    // reply longer than anything a client may send, and the link still carries it.
+    let sub = client_handled_on(a, "worker-2").await;
+    let (mut ws, node) = connect(a, "/sticky", &sub).await;
+    assert_eq!(node, "worker-2");
+    let big = "g".repeat(64 * 1024);
+    ws.send(Message::text(big.clone())).await.unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a reply within 5 s")
+        .expect("open")
+        .expect("a message, not a close");
+    assert!(
+        back == Message::text(format!("Hello {big}!")),
+        "the greeting came back as {} bytes: {:?}",
+        back.len(),
+        back.to_text().map(|t| t.chars().take(80).collect::<String>())
+    );
+    greet(&mut ws, "still open").await;
 }
 
 const CLIENTS: usize = 60;

@@ -32,6 +32,18 @@ use crate::link::{Accepted, Challenge, LinkKey};
 
 /// Bytes of a message's tag.
 const TAG_LEN: usize = 16;
+/// What a handler may add to the largest client message in a reply of its own (a greeting, an
+/// envelope) and still cross the link.
+pub const REPLY_HEADROOM: usize = 64 * 1024;
+
+/// The largest message a session stream carries, either way, for a route that accepts client
+/// messages of up to `max_message` bytes: anything the route accepts, and a reply somewhat
+/// larger. A message past it is refused by its sender with [`FrameError::TooLong`], which the
+/// session turns into a `1009` close that says so (never a silent drop, never a false "handler
+/// node lost").
+pub fn message_limit(max_message: usize) -> usize {
+    max_message.saturating_add(REPLY_HEADROOM)
+}
 /// Bytes of the length prefix and the kind.
 const HEAD_LEN: usize = 5;
 
@@ -127,11 +139,13 @@ pub enum FrameError {
 pub struct Encoder {
     key: Option<FrameKey>,
     seq: u64,
+    max: usize,
 }
 
 impl Encoder {
-    /// The wire form of `msg`; `None` for pings and pongs, which are not carried.
-    pub fn encode(&mut self, msg: &Message) -> Option<Bytes> {
+    /// The wire form of `msg`; `None` for pings and pongs, which are not carried; an error for a
+    /// message longer than the stream carries.
+    pub fn encode(&mut self, msg: &Message) -> Result<Option<Bytes>, FrameError> {
         let (kind, payload): (u8, Bytes) = match msg {
             Message::Text(t) => (KIND_TEXT, Bytes::copy_from_slice(t.as_bytes())),
             Message::Binary(b) => (KIND_BINARY, b.clone()),
@@ -145,8 +159,11 @@ impl Encoder {
                 p.put_slice(reason.as_bytes());
                 (KIND_CLOSE, p.freeze())
             }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return None,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(None),
         };
+        if payload.len() > self.max {
+            return Err(FrameError::TooLong(payload.len() + 1));
+        }
         let tag_len = if self.key.is_some() { TAG_LEN } else { 0 };
         let mut out = BytesMut::with_capacity(HEAD_LEN + payload.len() + tag_len);
         out.put_u32((1 + payload.len()) as u32);
@@ -156,7 +173,7 @@ impl Encoder {
             out.put_slice(&k.tag(self.seq, kind, &payload));
         }
         self.seq += 1;
-        Some(out.freeze())
+        Ok(Some(out.freeze()))
     }
 }
 
@@ -313,20 +330,23 @@ pub fn outgoing(depth: usize) -> (mpsc::Sender<Bytes>, FrameBody) {
 }
 
 impl LinkStream {
-    /// Pairs the queue feeding the outgoing body with the incoming body; `max_message` bounds
-    /// what the decoder accepts.
+    /// Pairs the queue feeding the outgoing body with the incoming body, for a route whose
+    /// client messages are at most `max_message` bytes: both directions carry up to
+    /// [`message_limit`] of it.
     pub fn new(
         tx: mpsc::Sender<Bytes>,
         rx: Incoming,
         keys: StreamKeys,
         max_message: usize,
     ) -> LinkStream {
+        let max = message_limit(max_message);
         LinkStream {
             sink: LinkSink {
                 tx: PollSender::new(tx),
                 encoder: Encoder {
                     key: keys.send,
                     seq: 0,
+                    max,
                 },
             },
             source: LinkSource {
@@ -335,7 +355,7 @@ impl LinkStream {
                     key: keys.recv,
                     seq: 0,
                     buf: BytesMut::new(),
-                    max: max_message,
+                    max,
                 },
                 ended: false,
             },
@@ -348,6 +368,20 @@ fn ws_io(e: impl std::fmt::Display) -> WsError {
         std::io::ErrorKind::ConnectionAborted,
         e.to_string(),
     ))
+}
+
+/// A stream error as the session sees it: a message too long is a size error (the session
+/// closes with 1009 and says so), anything else a broken link.
+fn ws_frame_error(e: FrameError) -> WsError {
+    match e {
+        FrameError::TooLong(size) => WsError::Capacity(
+            tokio_tungstenite::tungstenite::error::CapacityError::MessageTooLong {
+                size,
+                max_size: 0,
+            },
+        ),
+        other => ws_io(other),
+    }
 }
 
 impl futures_util::Stream for LinkSource {
@@ -364,7 +398,7 @@ impl futures_util::Stream for LinkSource {
                 Ok(None) => {}
                 Err(e) => {
                     this.ended = true;
-                    return Poll::Ready(Some(Err(ws_io(e))));
+                    return Poll::Ready(Some(Err(ws_frame_error(e))));
                 }
             }
             match Pin::new(&mut this.rx).poll_frame(cx) {
@@ -407,14 +441,18 @@ impl futures_util::Sink<Message> for LinkSink {
     fn start_send(self: Pin<&mut Self>, msg: Message) -> Result<(), WsError> {
         let this = self.get_mut();
         match this.encoder.encode(&msg) {
-            Some(bytes) => this
+            Ok(Some(bytes)) => this
                 .tx
                 .send_item(bytes)
                 .map_err(|_| WsError::ConnectionClosed),
-            // Not carried: give the reserved slot back.
-            None => {
+            // Not carried (or refused): give the reserved slot back.
+            Ok(None) => {
                 this.tx.abort_send();
                 Ok(())
+            }
+            Err(e) => {
+                this.tx.abort_send();
+                Err(ws_frame_error(e))
             }
         }
     }
@@ -488,6 +526,8 @@ mod tests {
             Encoder {
                 key: send.send.clone(),
                 seq: 0,
+                // The decoder's limit is what these tests probe.
+                max: usize::MAX,
             },
             Decoder {
                 key: recv.recv.clone(),
@@ -517,9 +557,9 @@ mod tests {
         ];
         let wire: Vec<u8> = sent
             .iter()
-            .flat_map(|m| enc.encode(m).expect("carried").to_vec())
+            .flat_map(|m| enc.encode(m).unwrap().expect("carried").to_vec())
             .collect();
-        assert!(enc.encode(&Message::Ping(Bytes::new())).is_none());
+        assert!(enc.encode(&Message::Ping(Bytes::new())).unwrap().is_none());
         // One byte at a time: HTTP/2 may split anywhere.
         let mut got = Vec::new();
         for b in wire {
@@ -535,14 +575,14 @@ mod tests {
     fn a_tampered_replayed_or_foreign_message_is_refused() {
         let (opener, server) = pair("s3cret");
         let (mut enc, mut dec) = codec(&opener, &server, 1024);
-        let mut one = enc.encode(&Message::text("pay 10")).unwrap().to_vec();
+        let mut one = enc.encode(&Message::text("pay 10")).unwrap().unwrap().to_vec();
         one[6] ^= 1;
         dec.push(&one);
         assert_eq!(dec.next_message(), Err(FrameError::BadTag));
 
         // Replay: the same bytes again carry the wrong sequence number.
         let (mut enc, mut dec) = codec(&opener, &server, 1024);
-        let first = enc.encode(&Message::text("a")).unwrap();
+        let first = enc.encode(&Message::text("a")).unwrap().unwrap();
         dec.push(&first);
         assert!(dec.next_message().unwrap().is_some());
         dec.push(&first);
@@ -551,17 +591,17 @@ mod tests {
         // The server's own direction, or another stream, or another key: refused.
         let (mut server_enc, _) = codec(&server, &server, 1024);
         let (_, mut dec) = codec(&opener, &server, 1024);
-        dec.push(&server_enc.encode(&Message::text("a")).unwrap());
+        dec.push(&server_enc.encode(&Message::text("a")).unwrap().unwrap());
         assert_eq!(dec.next_message(), Err(FrameError::BadTag));
         let (other_opener, _) = pair("s3cret");
         let (mut enc, _) = codec(&other_opener, &server, 1024);
         let (_, mut dec) = codec(&opener, &server, 1024);
-        dec.push(&enc.encode(&Message::text("a")).unwrap());
+        dec.push(&enc.encode(&Message::text("a")).unwrap().unwrap());
         assert_eq!(dec.next_message(), Err(FrameError::BadTag));
         let (stranger, _) = pair("guess");
         let (mut enc, _) = codec(&stranger, &server, 1024);
         let (_, mut dec) = codec(&opener, &server, 1024);
-        dec.push(&enc.encode(&Message::text("a")).unwrap());
+        dec.push(&enc.encode(&Message::text("a")).unwrap().unwrap());
         assert_eq!(dec.next_message(), Err(FrameError::BadTag));
     }
 
@@ -573,9 +613,38 @@ mod tests {
         assert_eq!(dec.next_message(), Err(FrameError::TooLong(1_000_000)));
         let open = StreamKeys::open();
         let (mut enc, mut dec) = codec(&open, &open, 4);
-        dec.push(&enc.encode(&Message::text("abcd")).unwrap());
+        dec.push(&enc.encode(&Message::text("abcd")).unwrap().unwrap());
         assert!(dec.next_message().unwrap().is_some(), "at the limit");
-        dec.push(&enc.encode(&Message::text("abcde")).unwrap());
+        dec.push(&enc.encode(&Message::text("abcde")).unwrap().unwrap());
         assert_eq!(dec.next_message(), Err(FrameError::TooLong(6)));
+    }
+
+    #[test]
+    fn a_stream_carries_what_its_route_accepts_and_a_larger_reply_and_refuses_more() {
+        let max = 64 * 1024;
+        let limit = message_limit(max);
+        let open = StreamKeys::open();
+        let mut enc = Encoder {
+            key: None,
+            seq: 0,
+            max: limit,
+        };
+        let mut dec = Decoder {
+            key: open.recv.clone(),
+            seq: 0,
+            buf: BytesMut::new(),
+            max: limit,
+        };
+        // A greeting around a message at the route's limit.
+        let reply = format!("Hello {}!", "x".repeat(max));
+        dec.push(&enc.encode(&Message::text(reply.clone())).unwrap().unwrap());
+        assert_eq!(dec.next_message().unwrap(), Some(Message::text(reply)));
+        // Past the limit the sender refuses it, saying how long it was.
+        let huge = Message::binary(vec![0u8; limit + 1]);
+        assert_eq!(enc.encode(&huge), Err(FrameError::TooLong(limit + 2)));
+        assert!(matches!(
+            ws_frame_error(FrameError::TooLong(limit + 2)),
+            WsError::Capacity(_)
+        ));
     }
 }

@@ -289,10 +289,26 @@ async fn relay<T: Transport>(
             Some("handler_left"),
         ),
         Some(Ok(msg)) => (send(ws, msg, env).await, None),
+        // The stream itself is fine; one message was longer than it carries.
+        Some(Err(WsError::Capacity(e))) => (
+            close(ws, CloseCode::Size, &too_long(&e), env).await,
+            Some("too_big"),
+        ),
         Some(Err(_)) | None => (
             close(ws, CloseCode::Error, "handler node lost", env).await,
             Some("handler_lost"),
         ),
+    }
+}
+
+/// The close reason for a message the node link does not carry.
+fn too_long(e: &tokio_tungstenite::tungstenite::error::CapacityError) -> String {
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    match e {
+        CapacityError::MessageTooLong { size, .. } => {
+            format!("message of {size} bytes is over the node link's limit")
+        }
+        _ => "message over the node link's limit".to_string(),
     }
 }
 
@@ -390,6 +406,18 @@ async fn send<T: Transport>(ws: &mut T, msg: Message, env: &SessionEnv) -> Flow 
             Flow::Continue
         }
         Ok(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => Flow::End,
+        // A message the transport (a node-link stream) does not carry: the session ends with
+        // 1009 and the reason, which reaches the client.
+        Ok(Err(WsError::Capacity(e))) => {
+            env.metrics.error("message_too_big");
+            let frame = CloseFrame {
+                code: CloseCode::Size,
+                reason: too_long(&e).into(),
+            };
+            let _ = tokio::time::timeout(env.write_timeout, ws.send(Message::Close(Some(frame))))
+                .await;
+            Flow::End
+        }
         Ok(Err(_)) => {
             env.metrics.error("write");
             Flow::End
