@@ -527,9 +527,36 @@ mod tests {
             now: Instant::now(),
             seed_addrs: &seeds,
         };
-        let v = ClusterView::build("leader-1", vec![worker], &trust);
+        let stranger = node("w9", 1, "worker", "up", false, 1_000_000);
+        let v = ClusterView::build("leader-1", vec![worker, stranger], &trust);
         assert_eq!(v.cluster_connections, 0);
         assert!(!v.members[0].verified);
+        // Gone quiet after proving 7: its clients have not left as far as scaling knows, and a
+        // publish names it as not asked. A stranger never proven is neither.
+        assert!(v.members[0].lost && !v.members[1].lost);
+        assert_eq!((v.lost_workers, v.held_connections), (1, 7));
+        assert_eq!(v.scaling_count(), 7);
+    }
+
+    #[test]
+    fn a_draining_worker_still_holds_sessions_until_it_has_none() {
+        let seeds = seeds();
+        for (conns, holds) in [(3, true), (0, false)] {
+            let worker = node("w1", 1, "worker", "leaving", true, 0);
+            let (k, mut p) = proven(&worker, Role::Worker, conns);
+            p.state.status = Status::Leaving;
+            let proofs: ProvenPeers = [(k, p)].into_iter().collect();
+            let trust = Trust {
+                proven: Some(&proofs),
+                fresh: Duration::from_secs(5),
+                now: Instant::now(),
+                seed_addrs: &seeds,
+            };
+            let v = ClusterView::build("leader-1", vec![worker], &trust);
+            let m = &v.members[0];
+            assert!(!m.is_serving() && !m.lost);
+            assert_eq!(m.holds_sessions(), holds, "{conns} sessions left");
+        }
     }
 
     #[test]

@@ -181,3 +181,42 @@ async fn a_joining_worker_gets_its_share_paced_and_nobody_goes_below_the_mean() 
     stop.cancel();
     while clients.join_next().await.is_some() {}
 }
+
+/// 600 clients arriving evenly (round robin, 5 ms apart) on two workers: nothing is moved. A
+/// worker compares its live count with its peer's, which is up to a second old, so a ramp looks
+/// like an imbalance to a naive rule; shedding starts only on one that lasts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_even_ramp_moves_nobody() {
+    let (leaders, seeds) = Node::leader_pair(&[]);
+    let w1 = worker("worker-1", &seeds, None);
+    let w2 = worker("worker-2", &seeds, None);
+    let lb = RoundRobin::start(&[w1.public.unwrap(), w2.public.unwrap()]);
+    let closes: Closes = Arc::default();
+    let stop = CancellationToken::new();
+    let mut clients = JoinSet::new();
+    for _ in 0..600 {
+        clients.spawn(client(lb.addr, closes.clone(), stop.clone()));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let start = Instant::now();
+    while active(&[&w1, &w2]).iter().sum::<u64>() < 600 {
+        assert!(start.elapsed() < Duration::from_secs(60), "clients connect");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Longer than the rule's sustain, and than the views' lag.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let shed: Vec<u64> = [&w1, &w2]
+        .iter()
+        .map(|n| metric(n, "ews_rebalanced_total") as u64)
+        .collect();
+    let seen = closes.lock().unwrap().clone();
+    println!(
+        "even ramp: {:?} clients, {shed:?} moved",
+        active(&[&w1, &w2])
+    );
+    assert_eq!(shed, [0, 0], "{seen:?}");
+    assert!(seen.is_empty(), "{seen:?}");
+    stop.cancel();
+    while clients.join_next().await.is_some() {}
+    drop(leaders);
+}

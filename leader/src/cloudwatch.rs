@@ -5,6 +5,10 @@
 //! the other takes over at its next tick after it took the term. Scaling alarms
 //! can then use this metric instead of the ALB's `ActiveConnectionCount`, which counts
 //! connections per load-balancer node and misses clients that bypass it.
+//!
+//! The count is [`ClusterView::scaling_count`]: a worker this leader has lost sight of (a
+//! partition, a frozen process) keeps its last proven count until membership forgets it, so a
+//! cut-off zone never reads as clients leaving and never fires a scale-in.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +69,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_active = false;
+    let mut was_partial = false;
     loop {
         tick.tick().await;
         let view = view.borrow().clone();
@@ -80,9 +85,24 @@ pub async fn run(
         if !active {
             continue;
         }
+        // Workers this leader cannot reach still count, at their last proven count: a
+        // partition must not read as clients leaving (a scale-in on a partial view).
+        let partial = view.lost_workers > 0;
+        if partial != was_partial {
+            if partial {
+                warn!(
+                    unreachable = view.lost_workers,
+                    held = view.held_connections,
+                    "cluster metric: workers out of reach keep their last proven counts"
+                );
+            } else {
+                info!("cluster metric: every worker in reach again");
+            }
+            was_partial = partial;
+        }
         let datum = MetricDatum::builder()
             .metric_name(&settings.metric)
-            .value(view.cluster_connections as f64)
+            .value(view.scaling_count() as f64)
             .unit(StandardUnit::Count)
             .set_dimensions(
                 settings

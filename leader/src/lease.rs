@@ -14,6 +14,47 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
+/// Where the active term is held: what the leaders' choice (`activity`) needs of it. The
+/// DynamoDB item in AWS; an in-memory fake in the tests of the step-down rule.
+pub trait LeaseStore: Send + Sync {
+    /// Takes the lease for `me` for `ttl` if nobody holds an unexpired term: `Ok(Some(epoch))`
+    /// taken with a new epoch, `Ok(None)` held by somebody else.
+    fn acquire(
+        &self,
+        me: &str,
+        ttl: Duration,
+    ) -> impl std::future::Future<Output = Result<Option<u64>, String>> + Send;
+
+    /// Extends `me`'s term `epoch` by `ttl` from now; `Ok(false)` once it is not `me`'s.
+    fn renew(
+        &self,
+        me: &str,
+        epoch: u64,
+        ttl: Duration,
+    ) -> impl std::future::Future<Output = Result<bool, String>> + Send;
+
+    /// Ends `me`'s term `epoch` now.
+    fn release(
+        &self,
+        me: &str,
+        epoch: u64,
+    ) -> impl std::future::Future<Output = Result<bool, String>> + Send;
+}
+
+impl LeaseStore for DynamoLease {
+    async fn acquire(&self, me: &str, ttl: Duration) -> Result<Option<u64>, String> {
+        DynamoLease::acquire(self, me, ttl).await
+    }
+
+    async fn renew(&self, me: &str, epoch: u64, ttl: Duration) -> Result<bool, String> {
+        DynamoLease::renew(self, me, epoch, ttl).await
+    }
+
+    async fn release(&self, me: &str, epoch: u64) -> Result<bool, String> {
+        DynamoLease::release(self, me, epoch).await
+    }
+}
+
 /// The lease's item in a DynamoDB table.
 pub struct DynamoLease {
     client: aws_sdk_dynamodb::Client,

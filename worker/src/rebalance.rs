@@ -6,8 +6,11 @@
 //! worker, the new one included.
 //!
 //! Rules, evaluated every second from the cluster view (every serving worker's proven connection
-//! count, at most a second old) and this worker's live count:
-//! - a worker starts shedding when it holds more than `mean × (1 + margin)`;
+//! count, at most a second old) and this worker's count:
+//! - a worker starts shedding when it holds more than `mean × (1 + margin)` on [`SUSTAIN`]
+//!   checks in a row, its own count taken as the lower of now and one check ago: the peers'
+//!   counts are up to a second old, so on a ramp that fills every worker evenly a live count is
+//!   always ahead of the others' and would look like an imbalance that is not there;
 //! - it sheds one session at a time, `--rebalance-rate` a second with ±50 % jitter, so closes
 //!   (and the reconnects they cause) are spread out rather than a storm;
 //! - it stops once it is down to `mean × (1 + margin / 2)`, and never goes below the mean: only
@@ -54,6 +57,44 @@ fn rate(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Checks in a row (a second apart) an imbalance must be seen on before shedding starts.
+pub const SUSTAIN: u32 = 3;
+
+/// When shedding starts: an imbalance seen on [`SUSTAIN`] checks in a row, judged with this
+/// worker's count as old as its peers' (the lower of now and the previous check).
+#[derive(Debug, Default)]
+struct Trigger {
+    previous: Option<u64>,
+    seen: u32,
+}
+
+impl Trigger {
+    /// Sessions to shed now, given this worker's live count and its peers' (see [`excess`]).
+    fn excess(&mut self, own_now: u64, others: &[u64], margin: f64, shedding: bool) -> u64 {
+        if shedding {
+            // Going on needs no new evidence: the stop line and the mean bound it.
+            self.previous = Some(own_now);
+            return excess(own_now, others, margin, true);
+        }
+        let own = self.previous.map_or(own_now, |p| p.min(own_now));
+        self.previous = Some(own_now);
+        match excess(own, others, margin, false) {
+            0 => {
+                self.seen = 0;
+                0
+            }
+            n => {
+                self.seen += 1;
+                if self.seen >= SUSTAIN {
+                    n
+                } else {
+                    0
+                }
+            }
+        }
+    }
+}
+
 /// How many sessions a worker holding `own` may shed now, given the other serving workers'
 /// counts: 0 unless it is above `mean × (1 + margin)` (or already shedding and above
 /// `mean × (1 + margin / 2)`), and never more than its excess over the mean.
@@ -89,6 +130,7 @@ pub async fn run(
     }
     let gap = Duration::from_secs_f64(1.0 / args.rebalance_rate);
     let mut shedding = false;
+    let mut trigger = Trigger::default();
     loop {
         let pause = if worker.is_draining() {
             Duration::from_secs(1)
@@ -100,7 +142,7 @@ pub async fn run(
                 .map(|m| m.conns)
                 .collect();
             let own = worker.connections() as u64;
-            let n = excess(own, &others, args.rebalance_margin, shedding);
+            let n = trigger.excess(own, &others, args.rebalance_margin, shedding);
             if n > 0 && registry.move_one() {
                 if !shedding {
                     tracing::info!(
@@ -163,6 +205,30 @@ mod tests {
             0,
             "alone: nothing to balance with"
         );
+    }
+
+    /// Two workers filled evenly at 170 clients a second each, each seeing the other's count a
+    /// second late: never an imbalance. A worker joining empty beside two full ones: shedding
+    /// starts on the third check.
+    #[test]
+    fn an_even_ramp_never_triggers_and_a_real_imbalance_does_after_it_is_sustained() {
+        let mut t = Trigger::default();
+        for second in 1..=60u64 {
+            let own = 170 * second;
+            let peer_seen = 170 * (second - 1);
+            assert_eq!(t.excess(own, &[peer_seen], 0.2, false), 0, "second {second}");
+        }
+        let mut t = Trigger::default();
+        let fired: Vec<u64> = (0..4).map(|_| t.excess(150, &[150, 0], 0.2, false)).collect();
+        assert_eq!(fired, [0, 0, 40, 40]);
+        // A blip that goes away resets the count.
+        let mut t = Trigger::default();
+        assert_eq!(t.excess(150, &[150, 0], 0.2, false), 0);
+        assert_eq!(t.excess(100, &[100, 100], 0.2, false), 0);
+        assert_eq!(t.excess(150, &[150, 0], 0.2, false), 0);
+        assert_eq!(t.excess(150, &[150, 0], 0.2, false), 0);
+        // Once shedding, each check goes on at once down to the stop line.
+        assert_eq!(t.excess(115, &[115, 70], 0.2, true), 5);
     }
 
     #[test]
