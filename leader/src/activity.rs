@@ -162,7 +162,7 @@ pub async fn run(args: LeaseArgs, membership: Arc<Membership>, terms: Terms, sto
             by_lease(&lease, &me, args.lease_ttl, &terms, joined, &stop).await;
             if let Some(epoch) = terms.held() {
                 terms.end().await;
-                if let Err(e) = lease.release(&me, epoch).await {
+                if let Err(e) = LeaseStore::release(&lease, &me, epoch).await {
                     warn!(error = %e, "could not release the lease; it expires by itself");
                 }
             }
