@@ -21,10 +21,25 @@ use crate::node::{
     Role, Status, KEY_ACTIVE_EPOCH, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTEREST,
     KEY_INTERNAL_ADDR, KEY_PUBLIC_ADDR, KEY_ROLE, KEY_STATUS, KEY_VERSION,
 };
+use crate::link_client::{LinkClient, Proof};
 use crate::proof::{Proven, ProvenPeers, Prover};
 use crate::seeds;
 use crate::view::{ClusterView, RawNode, Trust};
 use ews_http::link::{LinkKey, NodeRef, STATE_PATH};
+
+/// How long an announcement of this node's state waits for each peer.
+pub const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest announced state read.
+const MAX_STATE_BODY: usize = 16 * 1024;
+
+/// What [`Membership::announce`] reached.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Announced {
+    /// Peers that took the new state into their views.
+    pub told: usize,
+    /// Peers that did not answer in time or refused it.
+    pub missed: usize,
+}
 
 /// Gossip only merges nodes that agree on this.
 const CLUSTER_ID: &str = "elastic-ws";
@@ -150,6 +165,11 @@ struct Shared {
     listen_addrs: Mutex<(Option<SocketAddr>, Option<SocketAddr>)>,
     /// Peers that proved the cluster key with their state (only with a secret).
     proven: Mutex<ProvenPeers>,
+    /// Bumped on every change of this node's state that peers decide from (its interest):
+    /// a peer keeps the newest state it was told or probed, whichever way it came.
+    revision: AtomicU64,
+    /// Rebuilds the view now rather than at the next gossip round (a peer told us its state).
+    refresh_now: tokio::sync::Notify,
     /// What the configured seeds resolve to now: the only addresses a leader is accepted at.
     seed_addrs: Mutex<HashSet<SocketAddr>>,
 }
@@ -237,6 +257,8 @@ impl Membership {
             listen_addrs: Mutex::new(listen_addrs),
             proven: Mutex::new(ProvenPeers::new()),
             seed_addrs: Mutex::new(HashSet::new()),
+            revision: AtomicU64::new(0),
+            refresh_now: tokio::sync::Notify::new(),
         });
         let mut tasks = vec![
             tokio::spawn(contact_seeds(
@@ -352,6 +374,7 @@ impl Membership {
             admin_addr,
             active_epoch: *lock(&sh.active_epoch),
             interest: lock(&sh.interest).clone(),
+            revision: sh.revision.load(Ordering::Acquire),
         }
     }
 
@@ -364,11 +387,116 @@ impl Membership {
     }
 
     /// Says which topics this node (a worker) has subscribers for; peers send topic publishes
-    /// only where it may hold. They learn it on their next probe (every gossip interval).
+    /// only where it may hold. They learn it on their next probe (every gossip interval), or at
+    /// once from [`Membership::announce`].
     pub async fn set_interest(&self, interest: Interest) {
         let text = interest.to_string();
         *lock(&self.shared.interest) = Some(interest);
+        self.shared.revision.fetch_add(1, Ordering::AcqRel);
         self.set_key(KEY_INTEREST, text).await;
+    }
+
+    /// Tells every reachable peer (workers and leaders) this node's state now, over the signed
+    /// node link (`POST /internal/v1/state`), and returns once each has taken it into its view
+    /// or [`ANNOUNCE_TIMEOUT`] has passed: the peers that answered now route by it. Without a
+    /// cluster secret peers believe gossip, not the link: nothing to announce.
+    pub async fn announce(&self) -> Announced {
+        let Some(secret) = self.secret() else {
+            return Announced::default();
+        };
+        let body = bytes::Bytes::from(serde_json::to_vec(&self.own_state()).unwrap_or_default());
+        let link = LinkClient::new(Some(LinkKey::derive(secret)), ANNOUNCE_TIMEOUT);
+        let view = self.view();
+        let peers: Vec<(NodeRef, SocketAddr)> = view
+            .members
+            .iter()
+            .filter(|m| !m.is_self && m.verified && m.reachable)
+            .filter_map(|m| Some((m.node_ref(), m.internal_addr?)))
+            .collect();
+        let answers = futures_util::future::join_all(peers.iter().map(|(to, addr)| {
+            link.request(
+                http::Method::POST,
+                (to, *addr),
+                STATE_PATH,
+                body.clone(),
+                Proof::Key,
+                1024,
+                ANNOUNCE_TIMEOUT,
+            )
+        }))
+        .await;
+        let mut done = Announced::default();
+        for ((to, _), a) in peers.iter().zip(answers) {
+            match a {
+                Ok(a) if a.status.is_success() => done.told += 1,
+                Ok(a) => {
+                    warn!(peer = %to, status = %a.status, "state announcement refused");
+                    done.missed += 1;
+                }
+                Err(e) => {
+                    warn!(peer = %to, error = %e, "state announcement failed");
+                    done.missed += 1;
+                }
+            }
+        }
+        done
+    }
+
+    /// The node-link side of [`Membership::announce`]: a peer's new state, believed like a
+    /// probe's answer (signed with the cluster key, for a node and generation this node
+    /// already proved, and newer than what it holds), and in this node's view before the
+    /// answer goes back.
+    pub async fn accept_state(
+        &self,
+        accepted: Option<&ews_http::link::Accepted>,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<ews_http::Body> {
+        use http::StatusCode;
+        use http_body_util::{BodyExt, Limited};
+        let reply = |status: StatusCode, text: &'static str| {
+            let mut resp = ews_http::reply::text(status, text);
+            if let Some(a) = accepted {
+                a.prove(&mut resp);
+            }
+            resp
+        };
+        let Some(accepted) = accepted else {
+            // Without a secret states come from gossip.
+            return reply(StatusCode::NOT_FOUND, "no announcements without a cluster secret");
+        };
+        let body = match Limited::new(req.into_body(), MAX_STATE_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, "state too large"),
+        };
+        if !accepted.body_matches(&body) {
+            return reply(StatusCode::UNAUTHORIZED, "the body does not match its signature");
+        }
+        let Ok(state) = serde_json::from_slice::<NodeState>(&body) else {
+            return reply(StatusCode::BAD_REQUEST, "not a node state");
+        };
+        let mut view = self.view_rx.clone();
+        view.mark_unchanged();
+        {
+            let key = (state.node_id.clone(), state.generation);
+            let mut proven = lock(&self.shared.proven);
+            match proven.get(&key) {
+                Some(p) if p.state.revision < state.revision => {
+                    proven.insert(
+                        key,
+                        Proven {
+                            state,
+                            at: Instant::now(),
+                        },
+                    );
+                }
+                // Not newer: nothing to change, and nothing to wait for.
+                Some(_) => return reply(StatusCode::NO_CONTENT, ""),
+                None => return reply(StatusCode::NOT_FOUND, "not a node this one has proven"),
+            }
+        }
+        self.shared.refresh_now.notify_one();
+        let _ = tokio::time::timeout(ANNOUNCE_TIMEOUT, view.changed()).await;
+        reply(StatusCode::NO_CONTENT, "")
     }
 
     /// The node-link answer to `GET /internal/v1/state`: [`Membership::own_state`] as JSON, the
@@ -502,10 +630,14 @@ async fn prove_peers(shared: Arc<Shared>, chitchat: SharedChitchat, prover: Prov
         let mut map = lock(&shared.proven);
         map.retain(|(id, g), _| targets.iter().any(|(i, gen, _)| i == id && gen == g));
         for state in proven {
-            map.insert(
-                (state.node_id.clone(), state.generation),
-                Proven { state, at: now },
-            );
+            let key = (state.node_id.clone(), state.generation);
+            // A probe answered before an announcement it overlapped is older: keep the newer
+            // state (it stays as fresh as this probe's answer).
+            let state = match map.get(&key) {
+                Some(p) if p.state.revision > state.revision => p.state.clone(),
+                _ => state,
+            };
+            map.insert(key, Proven { state, at: now });
         }
     }
 }
@@ -581,7 +713,10 @@ async fn refresh(
     let mut tick = tokio::time::interval(config.gossip_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shared.refresh_now.notified() => {}
+        }
         let now = Instant::now();
         let mut guard = chitchat.lock().await;
 

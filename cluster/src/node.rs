@@ -43,6 +43,10 @@ pub struct NodeState {
     /// that does not say (every topic publish reaches it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interest: Option<Interest>,
+    /// Bumped on every change of what peers route by (the interest): of two states of one
+    /// node and generation, a peer keeps the higher revision.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// Node-link path of [`NodeState`].

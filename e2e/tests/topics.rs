@@ -261,3 +261,49 @@ async fn a_topic_publish_reaches_all_and_only_its_subscribers_across_three_worke
     alice.close(None).await.unwrap();
     presence_reaches(door, "topic=news.sport", 1);
 }
+
+/// `subscribed` means reachable from every node: a publish through either leader's front door
+/// right after it, to a topic nobody held a moment before, is delivered (the worker tells its
+/// peers its new interest before it answers). 30 fresh topics over three workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_right_after_subscribed_reaches_the_subscriber_through_the_front_door() {
+    let cluster = Cluster::start();
+    // The cluster formed: both doors see all three workers serving.
+    for door in cluster.leaders.iter().map(|l| l.admin) {
+        let start = Instant::now();
+        loop {
+            let (_, v) = admin(door, "GET", "/members", &Value::Null);
+            let serving = v["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["role"] == "worker" && m["verified"] == true && m["reachable"] == true)
+                .count();
+            if serving == 3 {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "cluster forms: {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for i in 0..30 {
+        let w = &cluster.workers[i % 3];
+        let door = cluster.leaders[i % 2].admin;
+        let who = format!("fresh-{i}");
+        let topic = format!("fresh.t{i}");
+        let mut ws = connect(w, &who, &["fresh.*"]).await;
+        let answer = control(&mut ws, &who, "subscribe", &topic).await;
+        assert_eq!(answer, json!({"type": "subscribed", "topic": topic}));
+        let (code, v) = admin(
+            door,
+            "POST",
+            "/api/v1/publish",
+            &json!({"topic": topic, "msg": format!("first {i}")}),
+        );
+        assert_eq!((code, &v["delivered"]), (200, &json!(1)), "try {i}: {v}");
+        assert_eq!(
+            next(&mut ws, &who).await,
+            json!({"type": "push", "msg": format!("first {i}"), "topic": topic})
+        );
+    }
+}

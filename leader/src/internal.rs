@@ -6,7 +6,8 @@
 //!   connection closes the moment the term ends, so workers' sinks move to the new active one;
 //! * `/internal/v1/queues` and `/internal/v1/drain/{name}`: what a standby still holds, read
 //!   by the active leader to take it over (`takeover`);
-//! * `/internal/v1/state` (what peers decide from) and `/info` (link check).
+//! * `/internal/v1/state` (GET: what peers decide from; POST: a peer's new state) and `/info`
+//!   (link check).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +46,11 @@ impl InternalRoutes {
         match (req.method(), req.uri().path()) {
             // Proven over their bodies: peers decide from them.
             (&Method::GET, STATE_PATH) => return self.membership.state_answer(accepted.as_ref()),
+            // A worker's new topic interest: the front door routes by it before the worker
+            // tells its client `subscribed`.
+            (&Method::POST, STATE_PATH) => {
+                return self.membership.accept_state(accepted.as_ref(), req).await
+            }
             (&Method::GET, QUEUES_PATH) => return self.queues(accepted.as_ref()),
             _ => {}
         }

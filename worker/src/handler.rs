@@ -101,7 +101,7 @@ impl Ingest {
         }
     }
 
-    fn control(&self, s: &SessionState, c: ClientControl) -> Outcome {
+    async fn control(&self, s: &SessionState, c: ClientControl) -> Outcome {
         let (subscribe, raw) = match c {
             ClientControl::Subscribe { topic } => (true, topic),
             ClientControl::Unsubscribe { topic } => (false, topic),
@@ -127,8 +127,11 @@ impl Ingest {
             .registry
             .subscribe(s.id, &topic, self.topics.max_per_session)
         {
-            Ok(()) => {
+            Ok(seq) => {
                 self.metrics.subscription("ok");
+                // `subscribed` means reachable from every node: a publish through the front
+                // door right after it is delivered.
+                self.topics.registry.advertised(seq).await;
                 reply(ServerFrame::Subscribed { topic: raw })
             }
             Err(TooManyTopics) => {
@@ -162,7 +165,7 @@ impl Handler for Ingest {
             };
             if let FrameKind::Control(kind) = FrameKind::of(text) {
                 return match serde_json::from_str::<ClientControl>(text) {
-                    Ok(c) => self.control(s, c),
+                    Ok(c) => self.control(s, c).await,
                     Err(e) if kind == "subscribe" || kind == "unsubscribe" => topic_error(
                         ErrorKind::InvalidTopic,
                         format!("expected {{\"type\":\"{kind}\",\"topic\":…}}: {e}"),

@@ -4,7 +4,8 @@
 //! API, delivered to this node's sessions only) and `GET /internal/v1/presence` (this node's
 //! sessions for a topic or client id) and `POST /internal/v1/session` (a session stream: this
 //! node runs the handler of a session another worker holds the socket of; HTTP/2, one stream
-//! per session). Requests are signed with the cluster key and
+//! per session) and `POST /internal/v1/state` (a peer's new state, so topic publishes from
+//! here reach it at once). Requests are signed with the cluster key and
 //! answers prove it back (`ews_http::link`); the secret itself never crosses the wire. The other
 //! side, the fan-out of a cluster publish, is `ews_cluster::publish::Fanout`.
 
@@ -62,6 +63,14 @@ impl Link {
                 return self
                     .membership
                     .state_answer(accepted.as_ref())
+                    .map(LinkBody::from)
+            }
+            // A peer's new state (proven by the membership).
+            (&Method::POST, STATE_PATH) => {
+                return self
+                    .membership
+                    .accept_state(accepted.as_ref(), req)
+                    .await
                     .map(LinkBody::from)
             }
             (&Method::POST, PUBLISH_PATH) => match publish::read(req, accepted.as_ref()).await {

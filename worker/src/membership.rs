@@ -61,17 +61,34 @@ pub async fn report(
     m.set_capacity(worker.capacity() as u64).await;
     let mut topics = registry.watch_topics();
     topics.mark_changed();
+    let announcing = m.secret().is_some();
+    if announcing {
+        registry.announce_interest();
+    }
+    let mut interest: Option<Interest> = None;
     let mut every = tokio::time::interval(CONNS_SAMPLE_PERIOD);
     let mut left = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = every.tick() => m.set_conns(worker.connections() as u64),
-            // Peers read it on their next probe of this node (every gossip interval).
+            // Told to every peer before a new subscriber hears `subscribed` (peers that miss
+            // the announcement read it on their next probe of this node).
             Ok(()) = topics.changed() => {
-                topics.mark_unchanged();
+                let seq = *topics.borrow_and_update();
                 let names = registry.topics();
-                m.set_interest(Interest::of(names.iter().map(|t| t.as_str()))).await;
+                let now = Interest::of(names.iter().map(|t| t.as_str()));
+                if interest.as_ref() != Some(&now) {
+                    m.set_interest(now.clone()).await;
+                    interest = Some(now);
+                    if announcing {
+                        let told = m.announce().await;
+                        if told.missed > 0 {
+                            tracing::warn!(told = told.told, missed = told.missed, "topic interest: some peers not told (they read it on their next probe)");
+                        }
+                    }
+                }
+                registry.mark_advertised(seq);
             }
             _ = worker.draining(), if !left => {
                 left = true;

@@ -110,6 +110,10 @@ pub struct Registry {
     /// Bumped whenever a topic gains its first or loses its last subscriber on this node: what
     /// the node tells the cluster as its interest.
     topics_changed: watch::Sender<u64>,
+    /// The `topics_changed` value the cluster has been told of (see [`Registry::advertised`]).
+    advertised: watch::Sender<u64>,
+    /// Set when a cluster routes topic publishes by this node's announced interest.
+    announcing: AtomicBool,
 }
 
 impl Default for Registry {
@@ -118,6 +122,8 @@ impl Default for Registry {
             inner: Mutex::default(),
             recent: Mutex::default(),
             topics_changed: watch::Sender::new(0),
+            advertised: watch::Sender::new(0),
+            announcing: AtomicBool::new(false),
         }
     }
 }
@@ -186,11 +192,13 @@ impl Registry {
     }
 
     /// Subscribes session `id` to `topic` (again: no change); at most `max` topics a session.
-    pub fn subscribe(&self, id: u64, topic: &Topic, max: usize) -> Result<(), TooManyTopics> {
+    /// Subscribes session `id` to `topic`. The answer is the topic-set change to wait for with
+    /// [`Registry::advertised`] before the session may say it is reachable cluster-wide.
+    pub fn subscribe(&self, id: u64, topic: &Topic, max: usize) -> Result<u64, TooManyTopics> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mine = g.topics_of.entry(id).or_default();
         if mine.contains(topic) {
-            return Ok(());
+            return Ok(*self.topics_changed.borrow());
         }
         if mine.len() >= max {
             if mine.is_empty() {
@@ -202,11 +210,44 @@ impl Registry {
         let subscribers = g.by_topic.entry(topic.clone()).or_default();
         subscribers.insert(id);
         let first = subscribers.len() == 1;
-        drop(g);
         if first {
             self.topics_changed.send_modify(|v| *v += 1);
         }
-        Ok(())
+        // Read under the lock: a later change's number never stands for this one.
+        let seq = *self.topics_changed.borrow();
+        drop(g);
+        Ok(seq)
+    }
+
+    /// From now on this node's topic interest is announced to the cluster (a clustered worker
+    /// with a cluster secret): [`Registry::advertised`] waits for the announcements.
+    pub fn announce_interest(&self) {
+        self.announcing.store(true, Ordering::Release);
+    }
+
+    /// Records that the cluster routes by the topic set as of change `seq`.
+    pub fn mark_advertised(&self, seq: u64) {
+        self.advertised.send_if_modified(|v| {
+            let newer = seq > *v;
+            if newer {
+                *v = seq;
+            }
+            newer
+        });
+    }
+
+    /// Resolves once every peer routes topic publishes by this node's topic set as of change
+    /// `seq` (or the announcement gave up on the peers that did not answer, after
+    /// `ews_cluster::ANNOUNCE_TIMEOUT`); at once outside a cluster.
+    pub async fn advertised(&self, seq: u64) {
+        if !self.announcing.load(Ordering::Acquire) {
+            return;
+        }
+        let mut rx = self.advertised.subscribe();
+        let wait = rx.wait_for(|v| *v >= seq);
+        // The announcement bounds itself; this bound only guards against a reporter that
+        // stopped (the node is shutting down).
+        let _ = tokio::time::timeout(ews_cluster::ANNOUNCE_TIMEOUT * 2, wait).await;
     }
 
     /// Unsubscribes session `id` from `topic` (not subscribed: no change).
