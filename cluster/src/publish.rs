@@ -214,7 +214,9 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// The publish ids a worker has delivered lately: a retry of one is answered as a duplicate.
+/// The publish ids a worker has delivered lately (to at least one session): a retry of one is
+/// answered as a duplicate. An id it delivered to nobody is not remembered, so a retry reaches
+/// a session that arrived meanwhile.
 pub struct RecentIds {
     ttl: Duration,
     max: usize,
@@ -238,9 +240,22 @@ impl RecentIds {
         }
     }
 
-    /// True the first time `id` is seen within the time to live; remembers it.
-    pub fn first_time(&mut self, id: &str) -> bool {
+    /// Whether `id` was remembered within the time to live.
+    pub fn contains(&mut self, id: &str) -> bool {
+        self.expire(tokio::time::Instant::now());
+        self.seen.contains_key(id)
+    }
+
+    /// Remembers `id` (delivered now).
+    pub fn remember(&mut self, id: &str) {
         let now = tokio::time::Instant::now();
+        self.expire(now);
+        if self.seen.insert(id.to_string(), now).is_none() {
+            self.order.push_back((now, id.to_string()));
+        }
+    }
+
+    fn expire(&mut self, now: tokio::time::Instant) {
         while let Some((at, _)) = self.order.front() {
             if now.duration_since(*at) < self.ttl && self.order.len() < self.max {
                 break;
@@ -251,12 +266,6 @@ impl RecentIds {
                 }
             }
         }
-        if self.seen.contains_key(id) {
-            return false;
-        }
-        self.seen.insert(id.to_string(), now);
-        self.order.push_back((now, id.to_string()));
-        true
     }
 }
 
@@ -462,15 +471,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn recent_ids_remember_for_their_time_and_their_count() {
         let mut r = RecentIds::new(Duration::from_secs(60), 3);
-        assert!(r.first_time("a"));
-        assert!(!r.first_time("a"));
+        assert!(!r.contains("a"));
+        r.remember("a");
+        assert!(r.contains("a"));
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert!(r.first_time("a"), "forgotten after its time to live");
-        for id in ["b", "c", "d"] {
-            assert!(r.first_time(id));
+        assert!(!r.contains("a"), "forgotten after its time to live");
+        for id in ["a", "b", "c", "d"] {
+            r.remember(id);
         }
-        assert!(r.first_time("a"), "the oldest goes first past the count");
-        assert!(!r.first_time("d"));
+        assert!(!r.contains("a"), "the oldest goes first past the count");
+        assert!(r.contains("b") && r.contains("d"));
     }
 
     #[test]

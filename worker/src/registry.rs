@@ -27,7 +27,7 @@ pub struct SessionShared {
     pub connected_at_ms: i64,
     /// The node running the session's handler (this one unless its route places it elsewhere).
     pub handler_node: Arc<str>,
-    outbound: Mutex<VecDeque<Utf8Bytes>>,
+    outbound: Mutex<Outbound>,
     capacity: usize,
     /// Set when the node moves the session elsewhere (rebalancing); read by the session on wake.
     moving: AtomicBool,
@@ -52,29 +52,43 @@ impl SessionShared {
             peer,
             connected_at_ms: crate::handler::now_ms(),
             handler_node,
-            outbound: Mutex::new(VecDeque::new()),
+            outbound: Mutex::new(Outbound::default()),
             capacity: outbound_capacity.max(1),
             moving: AtomicBool::new(false),
             wake: Notify::new(),
         }
     }
 
-    /// Queues a pushed message; `false` (dropped) when the queue is full.
-    pub fn push(&self, msg: Utf8Bytes) -> bool {
+    /// Queues a pushed message: `Full` (dropped) when the queue is full, `Closed` once the
+    /// session has said goodbye (it is no longer a receiver).
+    pub fn push(&self, msg: Utf8Bytes) -> Pushed {
         let Ok(mut q) = self.outbound.lock() else {
-            return false;
+            return Pushed::Closed;
         };
-        if q.len() >= self.capacity {
-            return false;
+        if q.closed {
+            return Pushed::Closed;
         }
-        q.push_back(msg);
+        if q.queue.len() >= self.capacity {
+            return Pushed::Full;
+        }
+        q.queue.push_back(msg);
         drop(q);
         self.wake.notify_one();
-        true
+        Pushed::Queued
     }
 
     pub fn pop(&self) -> Option<Utf8Bytes> {
-        self.outbound.lock().ok()?.pop_front()
+        self.outbound.lock().ok()?.queue.pop_front()
+    }
+
+    /// What is still queued, taken as the session closes: from here on it takes no push, so a
+    /// push is either written before the close frame or not counted as delivered.
+    pub fn close_outbound(&self) -> VecDeque<Utf8Bytes> {
+        let Ok(mut q) = self.outbound.lock() else {
+            return VecDeque::new();
+        };
+        q.closed = true;
+        std::mem::take(&mut q.queue)
     }
 
     /// Asks the session to close with 1012 `rebalance`; false if it was already asked.
@@ -90,6 +104,23 @@ impl SessionShared {
     pub fn is_moving(&self) -> bool {
         self.moving.load(Ordering::Acquire)
     }
+}
+
+/// A session's pushed messages waiting to be written, until it closes.
+#[derive(Default)]
+struct Outbound {
+    queue: VecDeque<Utf8Bytes>,
+    closed: bool,
+}
+
+/// What became of one push to one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The session's queue was full: dropped, and the publisher told.
+    Full,
+    /// The session is closing: not a receiver any more.
+    Closed,
 }
 
 #[derive(Serialize)]
@@ -280,16 +311,23 @@ impl Registry {
 
     /// Delivers a publish to this node's sessions (of its client, or on its topic).
     pub fn publish(&self, p: &Publish) -> Delivery {
-        if let Some(id) = &p.id {
-            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            if !recent.first_time(id) {
-                return Delivery::duplicate();
-            }
-        }
-        match &p.target {
+        let deliver = || match &p.target {
             Target::Client(c) => self.push(c, &p.msg),
             Target::Topic(t) => self.publish_topic(t, &p.msg),
+        };
+        let Some(id) = &p.id else {
+            return deliver();
+        };
+        // Held across the delivery: two copies of one id arriving at once deliver once.
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.contains(id) {
+            return Delivery::duplicate();
         }
+        let d = deliver();
+        if d.delivered > 0 {
+            recent.remember(id);
+        }
+        d
     }
 
     /// Pushes `msg` to every session subscribed to `topic` on this node.
@@ -398,10 +436,10 @@ fn deliver(targets: Vec<Arc<SessionShared>>, frame: ServerFrame) -> Delivery {
     }
     let frame = Utf8Bytes::from(frame.to_text());
     for s in targets {
-        if s.push(frame.clone()) {
-            r.delivered += 1;
-        } else {
-            r.dropped += 1;
+        match s.push(frame.clone()) {
+            Pushed::Queued => r.delivered += 1,
+            Pushed::Full => r.dropped += 1,
+            Pushed::Closed => {}
         }
     }
     r

@@ -203,6 +203,13 @@ pub async fn run<T: Transport>(mut ws: T, mut session: Session, env: &SessionEnv
                         }
                     }
                     timer = Some(Box::pin(sleep(CLOSE_GRACE)));
+                    // Every push taken so far goes out before the goodbye; none is taken after.
+                    for text in session.shared.close_outbound() {
+                        if let Flow::End = flow {
+                            break;
+                        }
+                        flow = send(&mut ws, Message::Text(text), env).await;
+                    }
                     match flow {
                         Flow::End => Flow::End,
                         Flow::Continue => close(&mut ws, CloseCode::Restart, close_reason, env).await,
