@@ -34,9 +34,9 @@ pub struct Limits {
     /// queue (they are not refused). Upgraded connections (WebSockets) leave the count when
     /// they upgrade; their own protocol bounds them.
     pub max_connections: usize,
-    /// Connections one source address may hold at once; past it a new one is closed at once.
-    /// `None` for the public port, whose connections come from a load balancer's few
-    /// addresses.
+    /// Connections one source address may hold at once: past it a new one closes that source's
+    /// own connection idle longest, or, with none idle, is closed at once. `None` for the public
+    /// port, whose connections come from a load balancer's few addresses.
     pub max_per_source: Option<usize>,
     /// Time to send a complete request head, from the connection's start or from the end of
     /// the previous answer: a connection idle for this long is closed.
@@ -87,7 +87,8 @@ pub enum Event {
     RequestTimeout,
     /// The port was full: the connection idle longest was closed to make room.
     Evicted,
-    /// A source address already held its share of the port: its new connection was closed.
+    /// A source address already held its share of the port, none of it idle: its new connection
+    /// was closed.
     SourceLimit,
 }
 
@@ -186,10 +187,19 @@ pub async fn serve<H, F, B>(
         if std::mem::take(&mut exhausted) {
             tracing::info!(?local, "accept: descriptors available again");
         }
-        let Some(source) = Sources::admit(&sources, peer.ip(), limits.max_per_source) else {
-            limits.events.emit(Event::SourceLimit);
-            tracing::debug!(?local, %peer, "source holds its share of the port: closed");
-            continue;
+        let source = match Sources::admit(&sources, peer.ip(), limits.max_per_source) {
+            Some(guard) => guard,
+            // The source holds its share: its own connection idle longest makes room (so a
+            // client behind the same address as a flood still gets in), else this one closes.
+            None if idle.evict_oldest(Some(peer.ip())) => {
+                limits.events.emit(Event::Evicted);
+                Sources::admit_over(&sources, peer.ip())
+            }
+            None => {
+                limits.events.emit(Event::SourceLimit);
+                tracing::debug!(?local, %peer, "source holds its share of the port: closed");
+                continue;
+            }
         };
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -197,7 +207,7 @@ pub async fn serve<H, F, B>(
                 // Full: the connection idle longest makes room (it frees its slot as it
                 // closes); with none idle, wait for a request to finish, as the kernel's
                 // queue behind us does.
-                if idle.evict_oldest() {
+                if idle.evict_oldest(None) {
                     limits.events.emit(Event::Evicted);
                 }
                 tokio::select! {
@@ -210,7 +220,7 @@ pub async fn serve<H, F, B>(
             }
         };
         let (handler, limits, shutdown) = (handler.clone(), limits.clone(), shutdown.clone());
-        let conn = Conn::new(&idle);
+        let conn = Conn::new(&idle, peer.ip());
         connections.spawn(async move {
             serve_connection(tcp, peer, handler, &limits, &conn, shutdown).await;
             conn.gone();
@@ -233,7 +243,7 @@ struct IdleConnections {
 struct IdleInner {
     /// Stamps hand out in order, so the first entry is the connection idle longest.
     next: u64,
-    by_stamp: BTreeMap<u64, CancellationToken>,
+    by_stamp: BTreeMap<u64, (IpAddr, CancellationToken)>,
 }
 
 impl IdleConnections {
@@ -241,11 +251,11 @@ impl IdleConnections {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn enter(&self, evict: &CancellationToken) -> u64 {
+    fn enter(&self, source: IpAddr, evict: &CancellationToken) -> u64 {
         let mut inner = self.lock();
         inner.next += 1;
         let stamp = inner.next;
-        inner.by_stamp.insert(stamp, evict.clone());
+        inner.by_stamp.insert(stamp, (source, evict.clone()));
         stamp
     }
 
@@ -253,16 +263,24 @@ impl IdleConnections {
         self.lock().by_stamp.remove(&stamp);
     }
 
-    /// Closes the connection idle longest; false if none is idle.
-    fn evict_oldest(&self) -> bool {
-        let oldest = self.lock().by_stamp.pop_first();
-        oldest.map(|(_, evict)| evict.cancel()).is_some()
+    /// Closes the connection idle longest (of `source`, if given); false if none is idle.
+    fn evict_oldest(&self, source: Option<IpAddr>) -> bool {
+        let mut inner = self.lock();
+        let stamp = inner
+            .by_stamp
+            .iter()
+            .find(|(_, (ip, _))| source.is_none_or(|s| s == *ip))
+            .map(|(stamp, _)| *stamp);
+        let evicted = stamp.and_then(|s| inner.by_stamp.remove(&s));
+        drop(inner);
+        evicted.map(|(_, evict)| evict.cancel()).is_some()
     }
 }
 
 /// One connection's place among the idle ones, and the signals it obeys.
 struct Conn {
     idle: Arc<IdleConnections>,
+    source: IpAddr,
     /// `Some(stamp)` while idle.
     stamp: Mutex<Option<u64>>,
     /// Cancelled to close the connection: evicted while idle, or asked to by an answer.
@@ -273,12 +291,13 @@ struct Conn {
 }
 
 impl Conn {
-    /// A new connection: idle until its first request head is in.
-    fn new(idle: &Arc<IdleConnections>) -> Arc<Conn> {
+    /// A new connection from `source`: idle until its first request head is in.
+    fn new(idle: &Arc<IdleConnections>, source: IpAddr) -> Arc<Conn> {
         let close = CancellationToken::new();
-        let stamp = idle.enter(&close);
+        let stamp = idle.enter(source, &close);
         Arc::new(Conn {
             idle: idle.clone(),
+            source,
             stamp: Mutex::new(Some(stamp)),
             close,
             streams: Arc::default(),
@@ -299,7 +318,7 @@ impl Conn {
     fn idle(&self) {
         let mut stamp = self.lock();
         if stamp.is_none() && !self.close.is_cancelled() {
-            *stamp = Some(self.idle.enter(&self.close));
+            *stamp = Some(self.idle.enter(self.source, &self.close));
         }
     }
 
@@ -333,6 +352,17 @@ impl Sources {
             sources: sources.clone(),
             ip,
         }))
+    }
+
+    /// Counts one more for `ip` past its share: it just closed an idle connection of its own,
+    /// whose count goes as soon as that connection's task ends.
+    fn admit_over(sources: &Arc<Sources>, ip: IpAddr) -> Option<SourceGuard> {
+        let mut counts = sources.0.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry(ip).or_default() += 1;
+        Some(SourceGuard {
+            sources: sources.clone(),
+            ip,
+        })
     }
 }
 

@@ -180,13 +180,15 @@ async fn idle_sockets_at_the_cap_make_room_for_a_request() {
     task.await.unwrap();
 }
 
-/// One source address holds at most its share: past it, its new connections close at once,
-/// while another address is served.
+/// One source address holds at most its share: past it, a new connection of its own closes its
+/// connection idle longest (or, with none idle, is closed itself), while another address is
+/// served.
 #[tokio::test]
 async fn one_source_holds_at_most_its_share() {
     let (addr, shutdown, task) = start(Limits {
         max_per_source: Some(3),
         header_read_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(3),
         ..limits(100, Events::default())
     })
     .await;
@@ -194,8 +196,22 @@ async fn one_source_holds_at_most_its_share() {
     for _ in 0..3 {
         held.push(TcpStream::connect(addr).await.unwrap());
     }
+    // Three idle, a fourth: the oldest of the three goes, the fourth stays.
     let mut extra = TcpStream::connect(addr).await.unwrap();
-    assert!(closed_within(&mut extra, Duration::from_secs(5)).await);
+    assert!(closed_within(&mut held[0], Duration::from_secs(5)).await);
+    assert!(!closed_within(&mut extra, Duration::from_millis(300)).await);
+    // Three busy (a request each that never ends), a fourth: it is closed.
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /never HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        busy.push(s);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut over = TcpStream::connect(addr).await.unwrap();
+    assert!(closed_within(&mut over, Duration::from_secs(5)).await);
     // Another host (loopback has the whole 127/8) is served.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
@@ -206,11 +222,7 @@ async fn one_source_holds_at_most_its_share() {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out).await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    // A slot given back is a slot to take again.
-    drop(held.pop());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut again = TcpStream::connect(addr).await.unwrap();
-    assert!(!closed_within(&mut again, Duration::from_millis(300)).await);
+    drop((held, extra));
     shutdown.cancel();
     task.await.unwrap();
 }
