@@ -25,7 +25,9 @@ mod seeds;
 mod view;
 
 pub use args::{ClusterArgs, ClusterSecret, Seed};
-pub use membership::{Announced, JoinState, Membership, MembershipConfig, ANNOUNCE_TIMEOUT, LEAVE_ROUNDS};
+pub use membership::{
+    Announced, JoinState, Membership, MembershipConfig, ANNOUNCE_TIMEOUT, LEAVE_ROUNDS,
+};
 pub use metrics::ClusterMetrics;
 pub use node::{NodeState, Role, Status, STATE_PATH};
 pub use view::{ClusterView, Member};

@@ -15,13 +15,13 @@ use tracing::{error, info, warn};
 
 use crate::args::{ClusterArgs, ClusterSecret};
 use crate::interest::Interest;
+use crate::link_client::{LinkClient, Proof};
 use crate::metrics::ClusterMetrics;
 use crate::node::NodeState;
 use crate::node::{
     Role, Status, KEY_ACTIVE_EPOCH, KEY_ADMIN_ADDR, KEY_CAPACITY, KEY_CONNS, KEY_INTEREST,
     KEY_INTERNAL_ADDR, KEY_PUBLIC_ADDR, KEY_ROLE, KEY_STATUS, KEY_VERSION,
 };
-use crate::link_client::{LinkClient, Proof};
 use crate::proof::{Proven, ProvenPeers, Prover};
 use crate::seeds;
 use crate::view::{ClusterView, RawNode, Trust};
@@ -462,14 +462,23 @@ impl Membership {
         };
         let Some(accepted) = accepted else {
             // Without a secret states come from gossip.
-            return reply(StatusCode::NOT_FOUND, "no announcements without a cluster secret");
+            return reply(
+                StatusCode::NOT_FOUND,
+                "no announcements without a cluster secret",
+            );
         };
-        let body = match Limited::new(req.into_body(), MAX_STATE_BODY).collect().await {
+        let body = match Limited::new(req.into_body(), MAX_STATE_BODY)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
             Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, "state too large"),
         };
         if !accepted.body_matches(&body) {
-            return reply(StatusCode::UNAUTHORIZED, "the body does not match its signature");
+            return reply(
+                StatusCode::UNAUTHORIZED,
+                "the body does not match its signature",
+            );
         }
         let Ok(state) = serde_json::from_slice::<NodeState>(&body) else {
             return reply(StatusCode::BAD_REQUEST, "not a node state");

@@ -236,7 +236,10 @@ mod tests {
     #[test]
     fn queries_parse_and_round_trip() {
         let t = first(Some("topic=chat.room%3A1"));
-        assert_eq!(t, Query::first(About::Topic(Topic::parse("chat.room:1").unwrap())));
+        assert_eq!(
+            t,
+            Query::first(About::Topic(Topic::parse("chat.room:1").unwrap()))
+        );
         assert_eq!(Query::parse(Some(&t.to_query_string())), Ok(t));
         let c = first(Some("clientId=auth0%7Calice%40x&after=b%26c&limit=5"));
         assert_eq!(c.about, About::Client("auth0|alice@x".into()));
@@ -270,7 +273,10 @@ mod tests {
         p.add_node("w3", Err("no answer within 1000 ms".into()));
         assert_eq!(p.sessions, 5);
         assert_eq!(p.failed, ["w3"]);
-        assert_eq!(p.clone().into_response(&q).status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            p.clone().into_response(&q).status(),
+            StatusCode::BAD_GATEWAY
+        );
         p.merge(q.limit);
         assert_eq!(p.clients, ["alice", "bob", "carol"]);
         assert_eq!(p.next, None);
@@ -281,12 +287,20 @@ mod tests {
     #[test]
     fn a_node_page_is_bounded_by_count_and_bytes_and_says_where_to_go_on() {
         let ids: Vec<String> = (0..1500).map(|i| format!("c{i:04}")).collect();
-        let h = Here::of(&first(Some("topic=t")), ids.iter().map(|s| Some(s.as_str())));
+        let h = Here::of(
+            &first(Some("topic=t")),
+            ids.iter().map(|s| Some(s.as_str())),
+        );
         assert_eq!((h.sessions, h.clients.len()), (1500, 1000));
         assert_eq!(h.next.as_deref(), Some("c0999"));
         // Long ids: a page stops at its byte budget, never above it by more than one id.
-        let long: Vec<String> = (0..1000).map(|i| format!("{i:04}{}", "x".repeat(61))).collect();
-        let h = Here::of(&first(Some("topic=t")), long.iter().map(|s| Some(s.as_str())));
+        let long: Vec<String> = (0..1000)
+            .map(|i| format!("{i:04}{}", "x".repeat(61)))
+            .collect();
+        let h = Here::of(
+            &first(Some("topic=t")),
+            long.iter().map(|s| Some(s.as_str())),
+        );
         let bytes: usize = h.clients.iter().map(String::len).sum();
         assert!(bytes >= PAGE_BYTES && bytes < PAGE_BYTES + 65, "{bytes}");
         assert!(serde_json::to_vec(&h).unwrap().len() < 64 * 1024);
@@ -322,7 +336,10 @@ mod tests {
             };
             let mut p = Presence::default();
             for (i, n) in nodes.iter().enumerate() {
-                p.add_node(&format!("w{i}"), Ok(Here::of(&q, n.iter().map(|s| Some(s.as_str())))));
+                p.add_node(
+                    &format!("w{i}"),
+                    Ok(Here::of(&q, n.iter().map(|s| Some(s.as_str())))),
+                );
             }
             p.merge(q.limit);
             assert!(p.clients.len() <= 250);

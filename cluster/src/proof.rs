@@ -47,7 +47,9 @@ impl Prover {
     /// proven and are who gossip said they are.
     pub async fn probe_all(&self, targets: &[(String, u64, SocketAddr)]) -> Vec<NodeState> {
         let answers = join_all(targets.iter().map(|(id, generation, addr)| async move {
-            let state = self.probe(&NodeRef::new(id.clone(), *generation), *addr).await?;
+            let state = self
+                .probe(&NodeRef::new(id.clone(), *generation), *addr)
+                .await?;
             // The answer must be the node gossip named, at the address gossip gave.
             (state.node_id == *id
                 && state.generation == *generation

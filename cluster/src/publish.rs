@@ -90,7 +90,10 @@ impl TryFrom<PublishBody> for Publish {
             (None, Some(t)) => Target::Topic(Topic::parse(&t).map_err(|e| e.to_string())?),
             _ => return Err("give exactly one of clientId and topic".into()),
         };
-        if b.id.as_ref().is_some_and(|id| id.is_empty() || id.len() > MAX_ID_LEN) {
+        if b.id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.len() > MAX_ID_LEN)
+        {
             return Err(format!("an id is 1 to {MAX_ID_LEN} bytes"));
         }
         Ok(Publish {
@@ -351,7 +354,9 @@ impl Fanout {
                 |to, addr| {
                     let target = target.clone();
                     async move {
-                        let a = self.ask(Method::GET, (&to, addr), target, Bytes::new()).await?;
+                        let a = self
+                            .ask(Method::GET, (&to, addr), target, Bytes::new())
+                            .await?;
                         if !a.status.is_success() {
                             return Err(format!("answered {}", a.status));
                         }

@@ -181,8 +181,7 @@ impl ClusterView {
             .map(|m| m.conns)
             .sum();
         let lost = members.iter().filter(|m| m.role == Role::Worker && m.lost);
-        let (lost_workers, held_connections) =
-            lost.fold((0, 0), |(n, c), m| (n + 1, c + m.conns));
+        let (lost_workers, held_connections) = lost.fold((0, 0), |(n, c), m| (n + 1, c + m.conns));
         ClusterView {
             self_id: self_id.to_string(),
             active_leader,

@@ -82,7 +82,10 @@ fn publish(door: SocketAddr, body: &Value) -> (u16, Value) {
         door,
         "POST",
         "/api/v1/publish",
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         body.to_string().as_bytes(),
     )
     .expect("the front door answers");
@@ -153,10 +156,11 @@ async fn a_draining_worker_delivers_every_push_to_the_sessions_it_still_holds() 
     }
     // Until the door reaches every session (the leaders' views formed).
     let start = Instant::now();
-    while publish(door, &json!({"topic": "churn.all", "msg": "warm"})).1["delivered"]
-        != CLIENTS
-    {
-        assert!(start.elapsed() < Duration::from_secs(30), "the door reaches the clients");
+    while publish(door, &json!({"topic": "churn.all", "msg": "warm"})).1["delivered"] != CLIENTS {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the door reaches the clients"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -193,7 +197,10 @@ async fn a_draining_worker_delivers_every_push_to_the_sessions_it_still_holds() 
 
     let answers = answers.lock().unwrap().clone();
     let seen: Vec<Seen> = seen.iter().map(|s| s.lock().unwrap().clone()).collect();
-    let counted: u64 = answers.iter().map(|(_, _, v)| delivered_on(v, "worker-2")).sum();
+    let counted: u64 = answers
+        .iter()
+        .map(|(_, _, v)| delivered_on(v, "worker-2"))
+        .sum();
     let received: usize = seen
         .iter()
         .map(|s| s.msgs.iter().filter(|m| *m != "warm").count())
@@ -208,7 +215,10 @@ async fn a_draining_worker_delivers_every_push_to_the_sessions_it_still_holds() 
          open sessions; worker-2 counted {counted} pushes delivered, its clients received \
          {received}"
     );
-    assert_eq!(counted as usize, received, "every push counted as delivered arrived");
+    assert_eq!(
+        counted as usize, received,
+        "every push counted as delivered arrived"
+    );
     assert!(during_drain > 0, "the draining worker was asked");
     for (i, s) in seen.iter().enumerate() {
         let (code, at) = s.closed.unwrap_or_else(|| panic!("c{i} was not closed"));
@@ -227,7 +237,9 @@ async fn a_draining_worker_delivers_every_push_to_the_sessions_it_still_holds() 
         if at > sigterm + Duration::from_secs(1) {
             let after: Vec<&String> = answers
                 .iter()
-                .filter(|(m, t, _)| m.starts_with('t') && *t > sigterm && *t + Duration::from_millis(200) < at)
+                .filter(|(m, t, _)| {
+                    m.starts_with('t') && *t > sigterm && *t + Duration::from_millis(200) < at
+                })
                 .map(|(m, _, _)| m)
                 .collect();
             for m in after {
@@ -251,7 +263,10 @@ async fn a_frozen_worker_is_named_and_a_retry_by_id_delivers_once() {
     subscribe(&mut ws, "churn.frozen").await;
     let start = Instant::now();
     while publish(door, &json!({"topic": "churn.frozen", "msg": "warm"})).1["delivered"] != 1 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the door reaches the client");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the door reaches the client"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -259,15 +274,24 @@ async fn a_frozen_worker_is_named_and_a_retry_by_id_delivers_once() {
     // Until the door's membership has lost sight of it (gossip's failure detector).
     let start = Instant::now();
     let (client_code, client_answer, topic_code, topic_answer) = loop {
-        let (cc, ca) = publish(door, &json!({"clientId": "frozen", "msg": "to you", "id": "p-1"}));
-        let (tc, ta) = publish(door, &json!({"topic": "churn.frozen", "msg": "to all", "id": "p-2"}));
+        let (cc, ca) = publish(
+            door,
+            &json!({"clientId": "frozen", "msg": "to you", "id": "p-1"}),
+        );
+        let (tc, ta) = publish(
+            door,
+            &json!({"topic": "churn.frozen", "msg": "to all", "id": "p-2"}),
+        );
         if ca["nodes"]["worker-2"]["error"]
             .as_str()
             .is_some_and(|e| e.contains("not asked"))
         {
             break (cc, ca, tc, ta);
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "never lost sight: {ca}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never lost sight: {ca}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     println!("frozen: client publish {client_code} {client_answer}; topic publish {topic_code} {topic_answer}");
@@ -280,18 +304,27 @@ async fn a_frozen_worker_is_named_and_a_retry_by_id_delivers_once() {
     // Retries after the thaw: each id is delivered once however often it is sent.
     let start = Instant::now();
     loop {
-        let (code, v) = publish(door, &json!({"clientId": "frozen", "msg": "to you", "id": "p-1"}));
+        let (code, v) = publish(
+            door,
+            &json!({"clientId": "frozen", "msg": "to you", "id": "p-1"}),
+        );
         if code == 200 {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "thawed: {v}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (code, v) = publish(door, &json!({"clientId": "frozen", "msg": "to you", "id": "p-1"}));
+    let (code, v) = publish(
+        door,
+        &json!({"clientId": "frozen", "msg": "to you", "id": "p-1"}),
+    );
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["duplicates"], 1, "a retry of a delivered id: {v}");
     assert_eq!(v["delivered"], 0, "{v}");
-    let (code, v) = publish(door, &json!({"topic": "churn.frozen", "msg": "to all", "id": "p-2"}));
+    let (code, v) = publish(
+        door,
+        &json!({"topic": "churn.frozen", "msg": "to all", "id": "p-2"}),
+    );
     assert_eq!(code, 200, "{v}");
 
     let mut got = Vec::new();
@@ -332,7 +365,10 @@ async fn presence_lists_every_long_client_id_page_by_page() {
         if code == 200 && v["sessions"] == CLIENTS {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "presence: {code} {v}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "presence: {code} {v}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for via in [door, w1.admin] {

@@ -370,7 +370,8 @@ async fn every_placement_hands_sessions_to_the_worker_it_should() {
         back == Message::text(format!("Hello {big}!")),
         "the greeting came back as {} bytes: {:?}",
         back.len(),
-        back.to_text().map(|t| t.chars().take(80).collect::<String>())
+        back.to_text()
+            .map(|t| t.chars().take(80).collect::<String>())
     );
     greet(&mut ws, "still open").await;
 }

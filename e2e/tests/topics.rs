@@ -277,12 +277,17 @@ async fn a_publish_right_after_subscribed_reaches_the_subscriber_through_the_fro
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|m| m["role"] == "worker" && m["verified"] == true && m["reachable"] == true)
+                .filter(|m| {
+                    m["role"] == "worker" && m["verified"] == true && m["reachable"] == true
+                })
                 .count();
             if serving == 3 {
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "cluster forms: {v}");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "cluster forms: {v}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

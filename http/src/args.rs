@@ -136,7 +136,8 @@ pub fn admin_refusal(
         .then(|| crate::reply::unauthorized("admin token required (Authorization: Bearer <token>)"))
 }
 
-/// Whether `headers` carry `Authorization: Bearer <token>` (compared in constant time).
+/// Whether `headers` carry exactly `Authorization: Bearer <token>` (compared in constant time;
+/// nothing is trimmed, so `Bearer  <token>` or a token with white space around it is refused).
 pub fn bearer_matches(headers: &http::HeaderMap, token: &Secret) -> bool {
     let Some(given) = headers
         .get(http::header::AUTHORIZATION)
@@ -145,7 +146,7 @@ pub fn bearer_matches(headers: &http::HeaderMap, token: &Secret) -> bool {
     else {
         return false;
     };
-    let (a, b) = (given.trim().as_bytes(), token.expose().as_bytes());
+    let (a, b) = (given.as_bytes(), token.expose().as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -266,6 +267,10 @@ mod tests {
         assert!(!bearer_matches(&h, token));
         h.insert(http::header::AUTHORIZATION, "Bearer t0k".parse().unwrap());
         assert!(bearer_matches(&h, token));
+        for near in ["Bearer  t0k", "Bearer t0k\t", "Bearer t0k x", "bearer t0k", "Bearer\tt0k"] {
+            h.insert(http::header::AUTHORIZATION, near.parse().unwrap());
+            assert!(!bearer_matches(&h, token), "{near:?}");
+        }
     }
 
     #[test]

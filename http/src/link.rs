@@ -668,10 +668,10 @@ mod tests {
             LinkError::WrongNode
         );
         // Changing the destination in the header breaks the signature.
-        let forged = h[REQUEST_HEADER]
-            .to_str()
-            .unwrap()
-            .replace(&me().to_field(), &NodeRef::new("worker-2", me().generation).to_field());
+        let forged = h[REQUEST_HEADER].to_str().unwrap().replace(
+            &me().to_field(),
+            &NodeRef::new("worker-2", me().generation).to_field(),
+        );
         assert_eq!(
             other
                 .check(
@@ -692,7 +692,9 @@ mod tests {
         let k = key("s3cret");
         let server = verifier(k.clone()).allow_unbound(Method::GET, STATE_PATH);
         let (sig, _) = k.sign(&Method::GET, STATE_PATH, b"", Audience::Any);
-        assert!(server.check(&Method::GET, STATE_PATH, &headers(sig)).is_ok());
+        assert!(server
+            .check(&Method::GET, STATE_PATH, &headers(sig))
+            .is_ok());
         let (sig, _) = k.sign(&Method::POST, "/internal/v1/publish", b"", Audience::Any);
         assert_eq!(
             server
@@ -737,7 +739,9 @@ mod tests {
             let (sig, _) =
                 key("right").sign_at(&Method::GET, "/info", b"", Audience::Node(&to), ts);
             assert_eq!(
-                server.check_at(&Method::GET, "/info", &headers(sig), now).is_ok(),
+                server
+                    .check_at(&Method::GET, "/info", &headers(sig), now)
+                    .is_ok(),
                 ok,
                 "ts {ts} at {now}"
             );

@@ -575,7 +575,11 @@ mod tests {
     fn a_tampered_replayed_or_foreign_message_is_refused() {
         let (opener, server) = pair("s3cret");
         let (mut enc, mut dec) = codec(&opener, &server, 1024);
-        let mut one = enc.encode(&Message::text("pay 10")).unwrap().unwrap().to_vec();
+        let mut one = enc
+            .encode(&Message::text("pay 10"))
+            .unwrap()
+            .unwrap()
+            .to_vec();
         one[6] ^= 1;
         dec.push(&one);
         assert_eq!(dec.next_message(), Err(FrameError::BadTag));

@@ -338,7 +338,11 @@ struct SourceGuard {
 }
 
 impl Sources {
-    fn admit(sources: &Arc<Sources>, ip: IpAddr, max: Option<usize>) -> Option<Option<SourceGuard>> {
+    fn admit(
+        sources: &Arc<Sources>,
+        ip: IpAddr,
+        max: Option<usize>,
+    ) -> Option<Option<SourceGuard>> {
         let Some(max) = max else {
             return Some(None);
         };

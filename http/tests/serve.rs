@@ -242,9 +242,15 @@ async fn a_refusal_that_closes_ends_the_connection() {
         .unwrap();
     let mut out = String::new();
     let ended = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await;
-    assert!(ended.is_ok(), "the connection stayed open after the refusal: {out}");
+    assert!(
+        ended.is_ok(),
+        "the connection stayed open after the refusal: {out}"
+    );
     assert!(out.starts_with("HTTP/1.1 401"), "{out}");
-    assert!(out.to_ascii_lowercase().contains("connection: close"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("connection: close"),
+        "{out}"
+    );
     shutdown.cancel();
     task.await.unwrap();
 }

@@ -151,7 +151,12 @@ impl Terms {
 }
 
 /// Runs the choice `args` asks for until `stop`, then ends the term (and releases the lease).
-pub async fn run(args: LeaseArgs, membership: Arc<Membership>, terms: Terms, stop: CancellationToken) {
+pub async fn run(
+    args: LeaseArgs,
+    membership: Arc<Membership>,
+    terms: Terms,
+    stop: CancellationToken,
+) {
     let me = membership.node_id().to_string();
     match &args.lease_table {
         Some(table) => {
@@ -400,7 +405,11 @@ mod tests {
         while Instant::now() < end {
             tokio::time::sleep(step).await;
             let both = (a.activity.borrow().is_some(), b.activity.borrow().is_some());
-            assert!(!(both.0 && both.1), "two active leaders at {:?}", Instant::now());
+            assert!(
+                !(both.0 && both.1),
+                "two active leaders at {:?}",
+                Instant::now()
+            );
             seen.push(both);
         }
         seen
@@ -420,7 +429,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let b = leader(&shared, "leader-2", 0);
         let seen = watch_both(&a, &b, Duration::from_secs(5)).await;
-        assert!(seen.last() == Some(&(true, false)), "leader-1 holds: {seen:?}");
+        assert!(
+            seen.last() == Some(&(true, false)),
+            "leader-1 holds: {seen:?}"
+        );
 
         a.weather.lock().unwrap().failing = true;
         let cut = Instant::now();
@@ -441,7 +453,10 @@ mod tests {
         // Its last renewal was at most a quarter TTL before the cut: it stopped acting by
         // that renewal's expiry less the margin, and the other took over only after expiry.
         assert!(down <= TTL - TTL / 5, "stepped down after {down:?}");
-        assert!(over > down, "took over at {over:?}, before the step-down at {down:?}");
+        assert!(
+            over > down,
+            "took over at {over:?}, before the step-down at {down:?}"
+        );
         assert_eq!(shared.item.lock().unwrap().epoch, 2);
         stop(a).await;
         stop(b).await;
@@ -462,7 +477,10 @@ mod tests {
         a.weather.lock().unwrap().late = TTL;
         let seen = watch_both(&a, &b, TTL * 4).await;
         assert!(seen.iter().any(|&(ha, _)| !ha), "leader-1 stepped down");
-        assert!(seen.iter().any(|&(_, hb)| hb), "leader-2 took over in the end");
+        assert!(
+            seen.iter().any(|&(_, hb)| hb),
+            "leader-2 took over in the end"
+        );
         stop(a).await;
         stop(b).await;
     }

@@ -226,7 +226,12 @@ impl Leader {
             }
         });
         let choosing = CancellationToken::new();
-        let choice = tokio::spawn(activity::run(self.lease, self.membership.clone(), self.terms, choosing.clone()));
+        let choice = tokio::spawn(activity::run(
+            self.lease,
+            self.membership.clone(),
+            self.terms,
+            choosing.clone(),
+        ));
 
         shutdown.cancelled().await;
         info!("leaving the cluster");

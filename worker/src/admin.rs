@@ -23,7 +23,7 @@ use crate::registry::Registry;
 pub struct Admin {
     /// This node's id (named in a standalone worker's presence answer).
     pub node_id: Arc<str>,
-    /// Required on every route but `/metrics`; `None` only on a loopback-bound port.
+    /// Required on every route but `/metrics` and `/info`; `None` only on a loopback-bound port.
     pub token: Option<Secret>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
@@ -34,12 +34,20 @@ pub struct Admin {
     pub broker: Option<Arc<Broker>>,
     /// Those queue connections.
     pub queue_connections: TaskTracker,
+    /// Cancelled when the drain begins: `/info` turns 503, as on the public port.
+    pub drain: tokio_util::sync::CancellationToken,
 }
 
 impl Admin {
     pub async fn route(self: Arc<Self>, req: Request<Incoming>, _: SocketAddr) -> Response<Body> {
-        if (req.method(), req.uri().path()) == (&Method::GET, "/metrics") {
-            return reply::metrics(self.metrics.render());
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/metrics") => return reply::metrics(self.metrics.render()),
+            // Open, as on every admin port: an operator's liveness check.
+            (&Method::GET, "/info") if self.drain.is_cancelled() => {
+                return reply::text(StatusCode::SERVICE_UNAVAILABLE, "draining")
+            }
+            (&Method::GET, "/info") => return reply::text(StatusCode::OK, "Success"),
+            _ => {}
         }
         if let Some(refusal) = admin_refusal(self.token.as_ref(), req.headers()) {
             return refusal;

@@ -219,6 +219,7 @@ impl Node {
             }),
             broker: broker.clone(),
             queue_connections: TaskTracker::new(),
+            drain: drain.clone(),
         });
         let link = link_listener
             .zip(membership.as_ref())

@@ -216,10 +216,16 @@ mod tests {
         for second in 1..=60u64 {
             let own = 170 * second;
             let peer_seen = 170 * (second - 1);
-            assert_eq!(t.excess(own, &[peer_seen], 0.2, false), 0, "second {second}");
+            assert_eq!(
+                t.excess(own, &[peer_seen], 0.2, false),
+                0,
+                "second {second}"
+            );
         }
         let mut t = Trigger::default();
-        let fired: Vec<u64> = (0..4).map(|_| t.excess(150, &[150, 0], 0.2, false)).collect();
+        let fired: Vec<u64> = (0..4)
+            .map(|_| t.excess(150, &[150, 0], 0.2, false))
+            .collect();
         assert_eq!(fired, [0, 0, 40, 40]);
         // A blip that goes away resets the count.
         let mut t = Trigger::default();

@@ -502,7 +502,11 @@ mod tests {
             (2, vec!["alice".to_string(), "bob".to_string()])
         );
         r.unsubscribe(b.id, &news);
-        assert_eq!(r.presence(&Query::first(About::Topic(news.clone()))).sessions, 1);
+        assert_eq!(
+            r.presence(&Query::first(About::Topic(news.clone())))
+                .sessions,
+            1
+        );
         changes.mark_unchanged();
         r.unregister(&a);
         assert!(
@@ -511,6 +515,10 @@ mod tests {
         );
         assert!(r.topics().is_empty());
         assert_eq!(r.publish_topic(&news, "n"), counts(0, 0));
-        assert_eq!(r.presence(&Query::first(About::Client("bob".into()))).sessions, 1);
+        assert_eq!(
+            r.presence(&Query::first(About::Client("bob".into())))
+                .sessions,
+            1
+        );
     }
 }

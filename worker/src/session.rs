@@ -421,8 +421,8 @@ async fn send<T: Transport>(ws: &mut T, msg: Message, env: &SessionEnv) -> Flow 
                 code: CloseCode::Size,
                 reason: too_long(&e).into(),
             };
-            let _ = tokio::time::timeout(env.write_timeout, ws.send(Message::Close(Some(frame))))
-                .await;
+            let _ =
+                tokio::time::timeout(env.write_timeout, ws.send(Message::Close(Some(frame)))).await;
             Flow::End
         }
         Ok(Err(_)) => {

@@ -249,7 +249,7 @@ fn out_of_descriptors_the_worker_backs_off_and_recovers() {
 }
 
 #[test]
-fn admin_routes_need_the_admin_token_but_metrics_do_not() {
+fn admin_routes_need_the_admin_token_but_metrics_and_info_do_not() {
     let w = Worker::start(&["--no-auth", "--sink", "stdout", "--admin-token", "t0k"]);
     let get = |headers: &[(&str, &str)], path: &str| {
         http_request(w.admin, "GET", path, headers, b"")
@@ -257,6 +257,12 @@ fn admin_routes_need_the_admin_token_but_metrics_do_not() {
             .0
     };
     assert_eq!(get(&[], "/metrics"), 200);
+    assert_eq!(get(&[], "/info"), 200);
+    // Exactly the token: white space is no part of it.
+    assert_eq!(
+        get(&[("Authorization", "Bearer  t0k")], "/api/v1/sessions"),
+        401
+    );
     assert_eq!(get(&[], "/api/v1/sessions"), 401);
     assert_eq!(
         get(&[("Authorization", "Bearer wrong")], "/api/v1/sessions"),

@@ -92,7 +92,11 @@ async fn events_whose_values_name_control_words_are_events() {
         .collect();
     assert_eq!(
         ids,
-        [Some("type".into()), Some("e2".into()), Some("subscribe".into())]
+        [
+            Some("type".into()),
+            Some("e2".into()),
+            Some("subscribe".into())
+        ]
     );
 }
 

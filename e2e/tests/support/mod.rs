@@ -6,19 +6,24 @@ use std::time::Duration;
 use ews_http::args::Secret;
 use ews_http::link::{Audience, LinkKey, NodeRef};
 
-/// Who answers on the node link at `addr`, as the product's own discovery learns it.
+/// Who answers on the node link at `addr`, as the product's own discovery learns it. Callable
+/// from a plain test and from inside a runtime alike (it asks on a thread of its own).
 pub fn node_at(addr: SocketAddr, secret: &str) -> NodeRef {
     let key = LinkKey::derive(&Secret::new(secret));
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(ews_http::link::discover(
-            &addr.to_string(),
-            &key,
-            Duration::from_secs(5),
-        ))
-        .unwrap_or_else(|e| panic!("discover {addr}: {e}"))
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(ews_http::link::discover(
+                &addr.to_string(),
+                &key,
+                Duration::from_secs(5),
+            ))
+    })
+    .join()
+    .expect("the discovery thread")
+    .unwrap_or_else(|e| panic!("discover {addr}: {e}"))
 }
 
 /// An `x-ews-link` header for `method path` with `body`, signed with `secret` for `to`: what a
