@@ -316,13 +316,17 @@ impl Conn {
     }
 
     fn idle(&self) {
+        // Checked under the lock: `gone` cancels first, then removes under it.
         let mut stamp = self.lock();
         if stamp.is_none() && !self.close.is_cancelled() {
             *stamp = Some(self.idle.enter(self.source, &self.close));
         }
     }
 
+    /// The connection ended (or handed its socket to an upgrade): never idle again, even if
+    /// an answer's guard is dropped after this.
     fn gone(&self) {
+        self.close.cancel();
         self.busy();
     }
 }

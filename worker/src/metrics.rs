@@ -104,7 +104,7 @@ impl Metrics {
         );
         r.register(
             "remote_sessions_closed",
-            "Remote sessions closed, by why (handler_left, handler_lost, here)",
+            "Remote sessions closed, by why (handler_left, handler_lost, too_big, here)",
             remote_closed.clone(),
         );
         Metrics {
@@ -129,8 +129,9 @@ impl Metrics {
     }
 
     /// `ews_remote_sessions_closed_total{why}`: handler_left (the handler node closed it, e.g.
-    /// its drain), handler_lost (the stream broke: the handler node died or vanished), here
-    /// (this node or the client ended it).
+    /// its drain), handler_lost (the stream broke: the handler node died or vanished), too_big
+    /// (a message longer than the node link carries, closed with 1009), here (this node or the
+    /// client ended it).
     pub fn remote_closed(&self, why: &'static str) {
         self.remote_closed.get_or_create(&[("why", why)]).inc();
     }
