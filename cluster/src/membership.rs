@@ -170,6 +170,9 @@ struct Shared {
     revision: AtomicU64,
     /// Rebuilds the view now rather than at the next gossip round (a peer told us its state).
     refresh_now: tokio::sync::Notify,
+    /// Sends this node's state to its peers (with a secret): one connection pool for every
+    /// announcement.
+    announcer: Option<LinkClient>,
     /// What the configured seeds resolve to now: the only addresses a leader is accepted at.
     seed_addrs: Mutex<HashSet<SocketAddr>>,
 }
@@ -244,6 +247,10 @@ impl Membership {
             config.public_listen.map(|a| advertised(ip, a)),
             config.admin_listen.map(|a| advertised(ip, a)),
         );
+        let announcer = config
+            .secret
+            .as_ref()
+            .map(|s| LinkClient::new(Some(LinkKey::derive(s)), ANNOUNCE_TIMEOUT));
         let shared = Arc::new(Shared {
             capacity: AtomicU64::new(config.capacity),
             config,
@@ -259,6 +266,7 @@ impl Membership {
             seed_addrs: Mutex::new(HashSet::new()),
             revision: AtomicU64::new(0),
             refresh_now: tokio::sync::Notify::new(),
+            announcer,
         });
         let mut tasks = vec![
             tokio::spawn(contact_seeds(
@@ -401,11 +409,10 @@ impl Membership {
     /// or [`ANNOUNCE_TIMEOUT`] has passed: the peers that answered now route by it. Without a
     /// cluster secret peers believe gossip, not the link: nothing to announce.
     pub async fn announce(&self) -> Announced {
-        let Some(secret) = self.secret() else {
+        let Some(link) = &self.shared.announcer else {
             return Announced::default();
         };
         let body = bytes::Bytes::from(serde_json::to_vec(&self.own_state()).unwrap_or_default());
-        let link = LinkClient::new(Some(LinkKey::derive(secret)), ANNOUNCE_TIMEOUT);
         let view = self.view();
         let peers: Vec<(NodeRef, SocketAddr)> = view
             .members

@@ -302,7 +302,7 @@ mod tests {
             long.iter().map(|s| Some(s.as_str())),
         );
         let bytes: usize = h.clients.iter().map(String::len).sum();
-        assert!(bytes >= PAGE_BYTES && bytes < PAGE_BYTES + 65, "{bytes}");
+        assert!((PAGE_BYTES..PAGE_BYTES + 65).contains(&bytes), "{bytes}");
         assert!(serde_json::to_vec(&h).unwrap().len() < 64 * 1024);
         assert!(h.next.is_some());
         // Exactly the last id: nothing more.

@@ -468,6 +468,7 @@ mod tests {
             admin_addr: None,
             active_epoch: (role == Role::Leader).then_some(1),
             interest: None,
+            revision: 0,
         };
         (
             (node.node_id.clone(), node.generation),

@@ -50,19 +50,7 @@ async fn connect(
 }
 
 fn publish(door: SocketAddr, body: &Value) -> (u16, Value) {
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let (code, text) = net::http_request(
-        door,
-        "POST",
-        "/api/v1/publish",
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
-    .expect("the door answers");
-    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    support::publish(door, ADMIN_TOKEN, body)
 }
 
 /// Sends `header` (a captured `x-ews-link`) with `body` to `path` on `addr`'s node link.

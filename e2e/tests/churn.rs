@@ -16,6 +16,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+mod support;
+
 const SECRET: &str = "churn-cluster-secret";
 const JWT_SECRET: &str = "churn-jwt-secret";
 const ADMIN_TOKEN: &str = "churn-admin-token";
@@ -77,19 +79,7 @@ async fn subscribe(ws: &mut Ws, topic: &str) {
 
 /// `POST /api/v1/publish` with the admin token: the status and the JSON answer.
 fn publish(door: SocketAddr, body: &Value) -> (u16, Value) {
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let (code, text) = net::http_request(
-        door,
-        "POST",
-        "/api/v1/publish",
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
-    .expect("the front door answers");
-    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    support::publish(door, ADMIN_TOKEN, body)
 }
 
 fn admin_get(addr: SocketAddr, path: &str) -> (u16, Value) {

@@ -267,7 +267,13 @@ mod tests {
         assert!(!bearer_matches(&h, token));
         h.insert(http::header::AUTHORIZATION, "Bearer t0k".parse().unwrap());
         assert!(bearer_matches(&h, token));
-        for near in ["Bearer  t0k", "Bearer t0k\t", "Bearer t0k x", "bearer t0k", "Bearer\tt0k"] {
+        for near in [
+            "Bearer  t0k",
+            "Bearer t0k\t",
+            "Bearer t0k x",
+            "bearer t0k",
+            "Bearer\tt0k",
+        ] {
             h.insert(http::header::AUTHORIZATION, near.parse().unwrap());
             assert!(!bearer_matches(&h, token), "{near:?}");
         }

@@ -396,6 +396,17 @@ mod tests {
         }
     }
 
+    /// leader-1 on `shared` and, `after` later, leader-2 with its clock `skew_ms` apart; both
+    /// running until leader-1 holds the term (3 s).
+    async fn pair(shared: &Arc<Shared>, after: Duration, skew_ms: i64) -> (Leader, Leader) {
+        let a = leader(shared, "leader-1", 0);
+        tokio::time::sleep(after).await;
+        let b = leader(shared, "leader-2", skew_ms);
+        let seen = watch_both(&a, &b, Duration::from_secs(3)).await;
+        assert_eq!(seen.last(), Some(&(true, false)), "leader-1 holds");
+        (a, b)
+    }
+
     /// Steps paused time by `step` until `until` has passed, checking at every step that the
     /// two leaders never hold a term at once; the (holds a, holds b) seen at each step.
     async fn watch_both(a: &Leader, b: &Leader, until: Duration) -> Vec<(bool, bool)> {
@@ -468,11 +479,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_renewal_answered_after_the_holder_stopped_waiting_never_makes_two() {
         let shared = Shared::new();
-        let a = leader(&shared, "leader-1", 0);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let b = leader(&shared, "leader-2", 0);
-        watch_both(&a, &b, Duration::from_secs(3)).await;
-        assert!(a.activity.borrow().is_some());
+        let (a, b) = pair(&shared, Duration::from_millis(10), 0).await;
         // The store answers a whole term late; every write still lands at once.
         a.weather.lock().unwrap().late = TTL;
         let seen = watch_both(&a, &b, TTL * 4).await;
@@ -497,10 +504,7 @@ mod tests {
             .flat_map(|s| phases.map(|p| (s, p)))
         {
             let shared = Shared::new();
-            let a = leader(&shared, "leader-1", 0);
-            tokio::time::sleep(Duration::from_millis(phase)).await;
-            let b = leader(&shared, "leader-2", skew);
-            watch_both(&a, &b, Duration::from_secs(3)).await;
+            let (a, b) = pair(&shared, Duration::from_millis(phase), skew).await;
             a.weather.lock().unwrap().failing = true;
             let seen = watch_both(&a, &b, TTL * 2).await;
             assert!(
@@ -517,10 +521,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn errors_and_throttling_within_the_term_keep_the_holder() {
         let shared = Shared::new();
-        let a = leader(&shared, "leader-1", 0);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let b = leader(&shared, "leader-2", 0);
-        watch_both(&a, &b, Duration::from_secs(3)).await;
+        let (a, b) = pair(&shared, Duration::from_millis(10), 0).await;
         for _ in 0..8 {
             let failing = !a.weather.lock().unwrap().failing;
             a.weather.lock().unwrap().failing = failing;

@@ -469,6 +469,32 @@ mod tests {
         assert_eq!(r.push("alice", "4"), counts(0, 0));
     }
 
+    /// Outside a cluster nothing is announced: no wait. Announcing, a subscriber waits until
+    /// its change is marked advertised (or the bound passes).
+    #[tokio::test(start_paused = true)]
+    async fn subscribed_waits_for_its_change_to_be_announced() {
+        let r = Arc::new(Registry::default());
+        r.advertised(5).await;
+        r.announce_interest();
+        let waiting = tokio::spawn({
+            let r = r.clone();
+            async move { r.advertised(2).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        r.mark_advertised(1);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert!(!waiting.is_finished(), "change 1 is not change 2");
+        r.mark_advertised(2);
+        tokio::time::timeout(std::time::Duration::from_millis(10), waiting)
+            .await
+            .expect("released by its change")
+            .unwrap();
+        // Already announced: at once.
+        tokio::time::timeout(std::time::Duration::from_millis(1), r.advertised(2))
+            .await
+            .expect("at once");
+    }
+
     #[test]
     fn topics_index_sessions_and_follow_them_out() {
         let r = Registry::default();
@@ -478,16 +504,17 @@ mod tests {
         let b = r.register(Some("bob".into()), "/ws".into(), peer, "w".into(), 4);
         let news = Topic::parse("news").unwrap();
         let chat = Topic::parse("chat").unwrap();
-        assert_eq!(r.subscribe(a.id, &news, 2), Ok(()));
+        // Each answer is the topic-set change a subscriber waits to see announced.
+        assert_eq!(r.subscribe(a.id, &news, 2), Ok(1));
         assert!(changes.has_changed().unwrap());
         changes.mark_unchanged();
-        assert_eq!(r.subscribe(b.id, &news, 2), Ok(()));
-        assert_eq!(r.subscribe(a.id, &news, 2), Ok(()), "again: no change");
+        assert_eq!(r.subscribe(b.id, &news, 2), Ok(1));
+        assert_eq!(r.subscribe(a.id, &news, 2), Ok(1), "again: no change");
         assert!(
             !changes.has_changed().unwrap(),
             "news already had subscribers"
         );
-        assert_eq!(r.subscribe(a.id, &chat, 2), Ok(()));
+        assert_eq!(r.subscribe(a.id, &chat, 2), Ok(2));
         let three = Topic::parse("three").unwrap();
         assert_eq!(r.subscribe(a.id, &three, 2), Err(TooManyTopics));
         assert_eq!(r.publish_topic(&news, "n"), counts(2, 0));

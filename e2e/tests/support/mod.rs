@@ -1,4 +1,6 @@
-//! Helpers several end-to-end test files share (each test file is its own crate: `mod support;`).
+//! Helpers several end-to-end test files share (each test file is its own crate: `mod support;`,
+//! and uses part of these).
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,4 +35,28 @@ pub fn link_header(secret: &str, method: &str, path: &str, body: &[u8], to: &Nod
     let method: http::Method = method.parse().expect("a method");
     let (header, _) = key.sign(&method, path, body, Audience::Node(to));
     header.to_str().expect("ascii").to_string()
+}
+
+/// `POST /api/v1/publish` of `body` with the admin `token`: the status and the JSON answer.
+pub fn publish(
+    door: SocketAddr,
+    token: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {token}");
+    let (code, text) = ews_testkit::net::http_request(
+        door,
+        "POST",
+        "/api/v1/publish",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .expect("the front door answers");
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
 }
