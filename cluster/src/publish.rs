@@ -245,25 +245,26 @@ impl RecentIds {
 
     /// Whether `id` was remembered within the time to live.
     pub fn contains(&mut self, id: &str) -> bool {
-        self.expire(tokio::time::Instant::now());
+        self.forget(tokio::time::Instant::now(), self.max);
         self.seen.contains_key(id)
     }
 
-    /// Remembers `id` (delivered now).
+    /// Remembers `id` (delivered now), forgetting the oldest to stay within the count.
     pub fn remember(&mut self, id: &str) {
         let now = tokio::time::Instant::now();
-        self.expire(now);
-        if self.seen.insert(id.to_string(), now).is_none() {
-            self.order.push_back((now, id.to_string()));
-        }
+        self.forget(now, self.max - 1);
+        self.seen.insert(id.to_string(), now);
+        self.order.push_back((now, id.to_string()));
     }
 
-    fn expire(&mut self, now: tokio::time::Instant) {
+    /// Forgets ids past their time to live, and the oldest beyond `keep`.
+    fn forget(&mut self, now: tokio::time::Instant, keep: usize) {
         while let Some((at, _)) = self.order.front() {
-            if now.duration_since(*at) < self.ttl && self.order.len() < self.max {
+            if now.duration_since(*at) < self.ttl && self.order.len() <= keep {
                 break;
             }
             if let Some((at, old)) = self.order.pop_front() {
+                // A newer remembering of the same id keeps it.
                 if self.seen.get(&old) == Some(&at) {
                     self.seen.remove(&old);
                 }
