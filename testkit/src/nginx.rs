@@ -28,9 +28,11 @@ fn run(dir: &Scratch, addr: SocketAddr, server: &str) -> Proc {
         r#"daemon off;
 master_process off;
 worker_processes 1;
+# Each client is two connections (its own and the upstream one): room for a few thousand.
+worker_rlimit_nofile 10000;
 pid {d}/nginx.pid;
 error_log stderr info;
-events {{ worker_connections 1024; }}
+events {{ worker_connections 8192; }}
 http {{
     access_log off;
     client_body_temp_path {d}/body;
