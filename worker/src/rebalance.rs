@@ -8,9 +8,10 @@
 //! Rules, evaluated every second from the cluster view (every serving worker's proven connection
 //! count, at most a second old) and this worker's count:
 //! - a worker starts shedding when it holds more than `mean × (1 + margin)` on [`SUSTAIN`]
-//!   checks in a row, its own count taken as the lower of now and one check ago: the peers'
-//!   counts are up to a second old, so on a ramp that fills every worker evenly a live count is
-//!   always ahead of the others' and would look like an imbalance that is not there;
+//!   checks in a row, its own count taken as the lowest of those checks: the peers' counts are
+//!   a second old or more (more on a busy machine), so on a ramp that fills every worker evenly
+//!   a live count is always ahead of the others' and would look like an imbalance that is not
+//!   there;
 //! - it sheds one session at a time, `--rebalance-rate` a second with ±50 % jitter, so closes
 //!   (and the reconnects they cause) are spread out rather than a storm;
 //! - it stops once it is down to `mean × (1 + margin / 2)`, and never goes below the mean: only
@@ -61,23 +62,25 @@ fn rate(s: &str) -> Result<f64, String> {
 pub const SUSTAIN: u32 = 3;
 
 /// When shedding starts: an imbalance seen on [`SUSTAIN`] checks in a row, judged with this
-/// worker's count as old as its peers' (the lower of now and the previous check).
+/// worker's count no newer than its peers' (the lowest of its last [`SUSTAIN`] checks).
 #[derive(Debug, Default)]
 struct Trigger {
-    previous: Option<u64>,
+    recent: std::collections::VecDeque<u64>,
     seen: u32,
 }
 
 impl Trigger {
     /// Sessions to shed now, given this worker's live count and its peers' (see [`excess`]).
     fn excess(&mut self, own_now: u64, others: &[u64], margin: f64, shedding: bool) -> u64 {
+        if self.recent.len() == SUSTAIN as usize {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(own_now);
         if shedding {
             // Going on needs no new evidence: the stop line and the mean bound it.
-            self.previous = Some(own_now);
             return excess(own_now, others, margin, true);
         }
-        let own = self.previous.map_or(own_now, |p| p.min(own_now));
-        self.previous = Some(own_now);
+        let own = self.recent.iter().copied().min().unwrap_or(own_now);
         match excess(own, others, margin, false) {
             0 => {
                 self.seen = 0;
@@ -231,8 +234,14 @@ mod tests {
         let mut t = Trigger::default();
         assert_eq!(t.excess(150, &[150, 0], 0.2, false), 0);
         assert_eq!(t.excess(100, &[100, 100], 0.2, false), 0);
-        assert_eq!(t.excess(150, &[150, 0], 0.2, false), 0);
-        assert_eq!(t.excess(150, &[150, 0], 0.2, false), 0);
+        for _ in 0..4 {
+            assert_eq!(
+                t.excess(150, &[150, 0], 0.2, false),
+                0,
+                "its low check still counts"
+            );
+        }
+        assert_eq!(t.excess(150, &[150, 0], 0.2, false), 40);
         // Once shedding, each check goes on at once down to the stop line.
         assert_eq!(t.excess(115, &[115, 70], 0.2, true), 5);
     }
