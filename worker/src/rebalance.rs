@@ -233,7 +233,7 @@ mod tests {
         // A blip that goes away resets the count.
         let mut t = Trigger::default();
         assert_eq!(t.excess(150, &[150, 0], 0.2, false), 0);
-        assert_eq!(t.excess(100, &[100, 100], 0.2, false), 0);
+        assert_eq!(t.excess(50, &[100, 100], 0.2, false), 0);
         for _ in 0..4 {
             assert_eq!(
                 t.excess(150, &[150, 0], 0.2, false),
