@@ -17,8 +17,8 @@ pub struct PortArgs {
     pub listen_backlog: Option<Backlog>,
 
     /// HTTP connections each admin, node-link and queue port serves at once (one source address
-    /// may hold half of them); at the cap the connection idle longest is closed to make room,
-    /// and with none idle more wait in the accept queue.
+    /// may hold half of them); at the cap the connection waiting longest without a request is
+    /// closed to make room, and with none such more wait in the accept queue.
     #[arg(
         long,
         env = "EWS_PORT_MAX_CONNECTIONS",

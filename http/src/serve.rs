@@ -28,14 +28,14 @@ use crate::reply::{self, Body};
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// HTTP connections served at once. When a new connection arrives at the cap, the
-    /// connection idle longest (one that has not sent a request head yet, or a keep-alive
-    /// between requests) is closed to make room, so idle sockets cannot keep a health check or
-    /// a backend's publish waiting; with none idle, new connections wait in the kernel's accept
-    /// queue (they are not refused). Upgraded connections (WebSockets) leave the count when
+    /// connection waiting longest without having sent a request is closed to make room, so
+    /// silent sockets cannot keep a health check or a backend's publish waiting; with none such,
+    /// new connections wait in the kernel's accept queue (they are not refused). A connection
+    /// that has completed a request (a keep-alive) keeps its slot until its header timeout. Upgraded connections (WebSockets) leave the count when
     /// they upgrade; their own protocol bounds them.
     pub max_connections: usize,
     /// Connections one source address may hold at once: past it a new one closes that source's
-    /// own connection idle longest, or, with none idle, is closed at once. `None` for the public
+    /// own connection waiting longest without a request, or, with none such, is closed at once. `None` for the public
     /// port, whose connections come from a load balancer's few addresses.
     pub max_per_source: Option<usize>,
     /// Time to send a complete request head, from the connection's start or from the end of
@@ -85,7 +85,8 @@ pub enum Event {
     HeaderTimeout,
     /// A request took longer than the request timeout, and was answered `408`.
     RequestTimeout,
-    /// The port was full: the connection idle longest was closed to make room.
+    /// The port was full: the connection waiting longest without a request was closed to make
+    /// room.
     Evicted,
     /// A source address already held its share of the port, none of it idle: its new connection
     /// was closed.
@@ -189,8 +190,9 @@ pub async fn serve<H, F, B>(
         }
         let source = match Sources::admit(&sources, peer.ip(), limits.max_per_source) {
             Some(guard) => guard,
-            // The source holds its share: its own connection idle longest makes room (so a
-            // client behind the same address as a flood still gets in), else this one closes.
+            // The source holds its share: its own connection waiting longest without a request
+            // makes room (so a client behind the same address as a flood still gets in), else
+            // this one closes.
             None if idle.evict_oldest(Some(peer.ip())) => {
                 limits.events.emit(Event::Evicted);
                 Sources::admit_over(&sources, peer.ip())
@@ -204,9 +206,9 @@ pub async fn serve<H, F, B>(
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                // Full: the connection idle longest makes room (it frees its slot as it
-                // closes); with none idle, wait for a request to finish, as the kernel's
-                // queue behind us does.
+                // Full: the connection waiting longest without a request makes room (it frees
+                // its slot as it closes); with none such, wait for a connection to end, as the
+                // kernel's queue behind us does.
                 if idle.evict_oldest(None) {
                     limits.events.emit(Event::Evicted);
                 }
@@ -223,7 +225,7 @@ pub async fn serve<H, F, B>(
         let conn = Conn::new(&idle, peer.ip());
         connections.spawn(async move {
             serve_connection(tcp, peer, handler, &limits, &conn, shutdown).await;
-            conn.gone();
+            conn.spoke();
             drop((permit, source));
         });
     }
@@ -232,8 +234,10 @@ pub async fn serve<H, F, B>(
     connections.wait().await;
 }
 
-/// The connections of one port that are idle (no request in progress), oldest first: the ones
-/// closed to make room when the port is full.
+/// The connections of one port that have not sent a request yet, oldest first: the ones closed
+/// to make room when the port is full. A connection that has completed a request (a peer's
+/// pooled keep-alive, a load balancer's) is never closed for room: it spoke, and its idle time
+/// is bounded by the header timeout as before.
 #[derive(Default)]
 struct IdleConnections {
     inner: Mutex<IdleInner>,
@@ -241,7 +245,7 @@ struct IdleConnections {
 
 #[derive(Default)]
 struct IdleInner {
-    /// Stamps hand out in order, so the first entry is the connection idle longest.
+    /// Stamps hand out in order, so the first entry is the one waiting longest.
     next: u64,
     by_stamp: BTreeMap<u64, (IpAddr, CancellationToken)>,
 }
@@ -263,7 +267,8 @@ impl IdleConnections {
         self.lock().by_stamp.remove(&stamp);
     }
 
-    /// Closes the connection idle longest (of `source`, if given); false if none is idle.
+    /// Closes the connection waiting longest without a request (of `source`, if given); false
+    /// if there is none.
     fn evict_oldest(&self, source: Option<IpAddr>) -> bool {
         let mut inner = self.lock();
         let stamp = inner
@@ -277,13 +282,12 @@ impl IdleConnections {
     }
 }
 
-/// One connection's place among the idle ones, and the signals it obeys.
+/// One connection's place among those waiting for a first request, and the signals it obeys.
 struct Conn {
     idle: Arc<IdleConnections>,
-    source: IpAddr,
-    /// `Some(stamp)` while idle.
+    /// `Some(stamp)` until its first request head is in.
     stamp: Mutex<Option<u64>>,
-    /// Cancelled to close the connection: evicted while idle, or asked to by an answer.
+    /// Cancelled to close the connection: evicted while waiting, or asked to by an answer.
     close: CancellationToken,
     streams: Arc<Streams>,
     /// Speaks HTTP/2 (set once sniffed).
@@ -291,13 +295,12 @@ struct Conn {
 }
 
 impl Conn {
-    /// A new connection from `source`: idle until its first request head is in.
+    /// A new connection from `source`: evictable until its first request head is in.
     fn new(idle: &Arc<IdleConnections>, source: IpAddr) -> Arc<Conn> {
         let close = CancellationToken::new();
         let stamp = idle.enter(source, &close);
         Arc::new(Conn {
             idle: idle.clone(),
-            source,
             stamp: Mutex::new(Some(stamp)),
             close,
             streams: Arc::default(),
@@ -305,29 +308,12 @@ impl Conn {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
-        self.stamp.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn busy(&self) {
-        if let Some(stamp) = self.lock().take() {
+    /// A request arrived (or the connection ended): not evictable any more.
+    fn spoke(&self) {
+        let taken = self.stamp.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(stamp) = taken {
             self.idle.leave(stamp);
         }
-    }
-
-    fn idle(&self) {
-        // Checked under the lock: `gone` cancels first, then removes under it.
-        let mut stamp = self.lock();
-        if stamp.is_none() && !self.close.is_cancelled() {
-            *stamp = Some(self.idle.enter(self.source, &self.close));
-        }
-    }
-
-    /// The connection ended (or handed its socket to an upgrade): never idle again, even if
-    /// an answer's guard is dropped after this.
-    fn gone(&self) {
-        self.close.cancel();
-        self.busy();
     }
 }
 
@@ -586,15 +572,13 @@ struct Streams {
     started: AtomicU64,
 }
 
-/// One open stream, until its answer has been sent (or dropped). Its connection is busy, not
-/// idle, while any stream is open.
+/// One open stream, until its answer has been sent (or dropped).
 struct StreamGuard(Arc<Conn>);
 
 impl StreamGuard {
     fn new(c: &Arc<Conn>) -> StreamGuard {
-        if c.streams.open.fetch_add(1, Ordering::AcqRel) == 0 {
-            c.busy();
-        }
+        c.spoke();
+        c.streams.open.fetch_add(1, Ordering::AcqRel);
         c.streams.started.fetch_add(1, Ordering::AcqRel);
         StreamGuard(c.clone())
     }
@@ -602,9 +586,7 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        if self.0.streams.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle();
-        }
+        self.0.streams.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -149,7 +149,7 @@ fn counting() -> (Events, Arc<[AtomicUsize; 2]>) {
     (events, counts)
 }
 
-/// A port full of idle sockets answers a new request by closing the socket idle longest, not
+/// A port full of silent sockets answers a new request by closing the one waiting longest, not
 /// after the idle ones' header timeout: a health check or a backend's publish is never held up
 /// by strangers that say nothing.
 #[tokio::test]
@@ -181,7 +181,7 @@ async fn idle_sockets_at_the_cap_make_room_for_a_request() {
 }
 
 /// One source address holds at most its share: past it, a new connection of its own closes its
-/// connection idle longest (or, with none idle, is closed itself), while another address is
+/// connection waiting longest without a request (or, with none such, is closed itself), while another address is
 /// served.
 #[tokio::test]
 async fn one_source_holds_at_most_its_share() {
@@ -250,6 +250,40 @@ async fn a_refusal_that_closes_ends_the_connection() {
     assert!(
         out.to_ascii_lowercase().contains("connection: close"),
         "{out}"
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+/// At a full port, connections that never sent a request are closed for room; a keep-alive
+/// connection idle between requests (a peer's pooled connection), even an older one, is not.
+#[tokio::test]
+async fn a_full_port_closes_silent_connections_before_keep_alives() {
+    let (addr, shutdown, task) = start(Limits {
+        header_read_timeout: Duration::from_secs(60),
+        ..limits(4, Events::default())
+    })
+    .await;
+    let mut keep = TcpStream::connect(addr).await.unwrap();
+    let ask = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    keep.write_all(ask).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = keep.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The port is full: a new request makes room by closing the oldest silent one.
+    let answer = get(addr, "/").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(closed_within(&mut silent[0], Duration::from_secs(5)).await);
+    keep.write_all(ask).await.unwrap();
+    let n = keep.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "the keep-alive still serves"
     );
     shutdown.cancel();
     task.await.unwrap();

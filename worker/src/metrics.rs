@@ -137,7 +137,7 @@ impl Metrics {
     }
 
     /// `ews_handshakes_total{outcome}`: ok, unauthorized, over_capacity, draining, bad_request,
-    /// not_found, timeout, evicted (idle at a full port, closed to make room).
+    /// not_found, timeout, evicted (silent at a full port, closed to make room).
     pub fn handshake(&self, outcome: &'static str) {
         self.handshakes.get_or_create(&[("outcome", outcome)]).inc();
     }

@@ -49,7 +49,7 @@ pub struct Public {
 
 /// The public port's limits: pending (not yet upgraded) connections up to the session capacity
 /// (more could not become sessions anyway), each with one handshake timeout to upgrade. At that
-/// cap a new connection closes the one idle longest (a socket that has not sent its request
+/// cap a new connection closes the one waiting longest without a request (a socket that has not sent its request
 /// yet), so the load balancer's `GET /info` is answered however many idle sockets there are.
 pub fn limits(public: &Public) -> Limits {
     let metrics = public.metrics.clone();
