@@ -27,10 +27,13 @@ pub struct SessionShared {
     pub connected_at_ms: i64,
     /// The node running the session's handler (this one unless its route places it elsewhere).
     pub handler_node: Arc<str>,
-    outbound: Mutex<Outbound>,
+    outbound: Mutex<VecDeque<Utf8Bytes>>,
     capacity: usize,
     /// Set when the node moves the session elsewhere (rebalancing); read by the session on wake.
     moving: AtomicBool,
+    /// Set (under the outbound lock) once the session has said goodbye: it takes no more pushes.
+    /// Beside `moving`, so it costs an idle session no bytes.
+    closed: AtomicBool,
     pub wake: Notify,
 }
 
@@ -52,9 +55,10 @@ impl SessionShared {
             peer,
             connected_at_ms: crate::handler::now_ms(),
             handler_node,
-            outbound: Mutex::new(Outbound::default()),
+            outbound: Mutex::new(VecDeque::new()),
             capacity: outbound_capacity.max(1),
             moving: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             wake: Notify::new(),
         }
     }
@@ -65,20 +69,20 @@ impl SessionShared {
         let Ok(mut q) = self.outbound.lock() else {
             return Pushed::Closed;
         };
-        if q.closed {
+        if self.closed.load(Ordering::Acquire) {
             return Pushed::Closed;
         }
-        if q.queue.len() >= self.capacity {
+        if q.len() >= self.capacity {
             return Pushed::Full;
         }
-        q.queue.push_back(msg);
+        q.push_back(msg);
         drop(q);
         self.wake.notify_one();
         Pushed::Queued
     }
 
     pub fn pop(&self) -> Option<Utf8Bytes> {
-        self.outbound.lock().ok()?.queue.pop_front()
+        self.outbound.lock().ok()?.pop_front()
     }
 
     /// What is still queued, taken as the session closes: from here on it takes no push, so a
@@ -87,8 +91,8 @@ impl SessionShared {
         let Ok(mut q) = self.outbound.lock() else {
             return VecDeque::new();
         };
-        q.closed = true;
-        std::mem::take(&mut q.queue)
+        self.closed.store(true, Ordering::Release);
+        std::mem::take(&mut *q)
     }
 
     /// Asks the session to close with 1012 `rebalance`; false if it was already asked.
@@ -104,13 +108,6 @@ impl SessionShared {
     pub fn is_moving(&self) -> bool {
         self.moving.load(Ordering::Acquire)
     }
-}
-
-/// A session's pushed messages waiting to be written, until it closes.
-#[derive(Default)]
-struct Outbound {
-    queue: VecDeque<Utf8Bytes>,
-    closed: bool,
 }
 
 /// What became of one push to one session.
