@@ -414,11 +414,19 @@ impl Membership {
         };
         let body = bytes::Bytes::from(serde_json::to_vec(&self.own_state()).unwrap_or_default());
         let view = self.view();
+        let seeds = lock(&self.shared.seed_addrs).clone();
+        // Proven peers, and a leader gossip hears at a seed address that this node has not
+        // proven yet (the cluster is forming): it may already route to this node. Never an
+        // unproven address gossip alone names, which could stall every announcement.
         let peers: Vec<(NodeRef, SocketAddr)> = view
             .members
             .iter()
-            .filter(|m| !m.is_self && m.verified && m.reachable)
-            .filter_map(|m| Some((m.node_ref(), m.internal_addr?)))
+            .filter(|m| !m.is_self)
+            .filter_map(|m| Some((m, m.internal_addr?)))
+            .filter(|(m, addr)| {
+                (m.verified && m.reachable) || (m.gossip_live && seeds.contains(addr))
+            })
+            .map(|(m, addr)| (m.node_ref(), addr))
             .collect();
         let answers = futures_util::future::join_all(peers.iter().map(|(to, addr)| {
             link.request(

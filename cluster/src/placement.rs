@@ -130,6 +130,7 @@ mod tests {
             active_epoch: None,
             interest: None,
             lost: false,
+            gossip_live: true,
         }
     }
 

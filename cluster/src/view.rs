@@ -52,6 +52,10 @@ pub struct Member {
     /// cluster metric keeps its last proven count. `conns`, `interest` and `internal_addr` are
     /// then its last proven ones. A stranger never proven is never lost.
     pub lost: bool,
+    /// Gossip hears it now, proven or not (a node this one has not proven yet, e.g. while the
+    /// cluster forms). Decides nothing; says where an announcement may go.
+    #[serde(skip)]
+    pub gossip_live: bool,
 }
 
 impl Member {
@@ -265,6 +269,7 @@ fn member_of(n: &RawNode, trust: &Trust) -> Option<Member> {
         active_epoch: key(KEY_ACTIVE_EPOCH).and_then(|v| v.parse().ok()),
         interest: key(KEY_INTEREST).and_then(|v| v.parse().ok()),
         lost: false,
+        gossip_live: n.live,
     };
     let Some(proven) = trust.proven else {
         let lost = !gossiped.reachable && gossiped.status != Status::Leaving;
