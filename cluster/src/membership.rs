@@ -29,6 +29,8 @@ use ews_http::link::{LinkKey, NodeRef, STATE_PATH};
 
 /// How long an announcement of this node's state waits for each peer.
 pub const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The same, for a peer this node does not hear from right now.
+const ANNOUNCE_TIMEOUT_QUIET: Duration = Duration::from_millis(300);
 /// Largest announced state read.
 const MAX_STATE_BODY: usize = 16 * 1024;
 
@@ -415,20 +417,28 @@ impl Membership {
         let body = bytes::Bytes::from(serde_json::to_vec(&self.own_state()).unwrap_or_default());
         let view = self.view();
         let seeds = lock(&self.shared.seed_addrs).clone();
-        // Proven peers, and a leader gossip hears at a seed address that this node has not
-        // proven yet (the cluster is forming): it may already route to this node. Never an
-        // unproven address gossip alone names, which could stall every announcement.
-        let peers: Vec<(NodeRef, SocketAddr)> = view
+        // Proven peers, a proven peer gone quiet (a failure detector's flap under load: it may
+        // still route to this node; a short deadline, so one that really vanished costs little),
+        // and a leader gossip hears at a seed address that this node has not proven yet (the
+        // cluster is forming). Never an unproven address gossip alone names, which could stall
+        // every announcement.
+        let peers: Vec<(NodeRef, SocketAddr, Duration)> = view
             .members
             .iter()
             .filter(|m| !m.is_self)
             .filter_map(|m| Some((m, m.internal_addr?)))
-            .filter(|(m, addr)| {
-                (m.verified && m.reachable) || (m.gossip_live && seeds.contains(addr))
+            .filter_map(|(m, addr)| {
+                let deadline = if m.verified && m.reachable {
+                    ANNOUNCE_TIMEOUT
+                } else if m.lost || (m.gossip_live && seeds.contains(&addr)) {
+                    ANNOUNCE_TIMEOUT_QUIET
+                } else {
+                    return None;
+                };
+                Some((m.node_ref(), addr, deadline))
             })
-            .map(|(m, addr)| (m.node_ref(), addr))
             .collect();
-        let answers = futures_util::future::join_all(peers.iter().map(|(to, addr)| {
+        let answers = futures_util::future::join_all(peers.iter().map(|(to, addr, deadline)| {
             link.request(
                 http::Method::POST,
                 (to, *addr),
@@ -436,12 +446,12 @@ impl Membership {
                 body.clone(),
                 Proof::Key,
                 1024,
-                ANNOUNCE_TIMEOUT,
+                *deadline,
             )
         }))
         .await;
         let mut done = Announced::default();
-        for ((to, _), a) in peers.iter().zip(answers) {
+        for ((to, _, _), a) in peers.iter().zip(answers) {
             match a {
                 Ok(a) if a.status.is_success() => done.told += 1,
                 Ok(a) => {

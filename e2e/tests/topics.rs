@@ -268,25 +268,28 @@ async fn a_topic_publish_reaches_all_and_only_its_subscribers_across_three_worke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_right_after_subscribed_reaches_the_subscriber_through_the_front_door() {
     let cluster = Cluster::start();
-    // The cluster formed: both doors see all three workers serving.
-    for door in cluster.leaders.iter().map(|l| l.admin) {
+    // The cluster formed: both doors see all three workers serving, and every worker sees both
+    // leaders (before that, a worker tells only the peers it knows).
+    let serving = |addr: SocketAddr, role: &str| {
+        let (_, v) = admin(addr, "GET", "/members", &Value::Null);
+        v["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["role"] == role && m["verified"] == true && m["reachable"] == true)
+            .count()
+    };
+    let views = cluster
+        .leaders
+        .iter()
+        .map(|l| (l.admin, "worker", 3))
+        .chain(cluster.workers.iter().map(|w| (w.admin, "leader", 2)));
+    for (addr, role, n) in views {
         let start = Instant::now();
-        loop {
-            let (_, v) = admin(door, "GET", "/members", &Value::Null);
-            let serving = v["members"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|m| {
-                    m["role"] == "worker" && m["verified"] == true && m["reachable"] == true
-                })
-                .count();
-            if serving == 3 {
-                break;
-            }
+        while serving(addr, role) != n {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "cluster forms: {v}"
+                "{addr} sees {n} {role}s"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
