@@ -139,11 +139,23 @@ async fn a_joining_worker_gets_its_share_paced_and_nobody_goes_below_the_mean() 
         now.iter().sum::<u64>() == CLIENTS && now.iter().all(|&c| c as f64 <= mean * (1.0 + MARGIN))
     };
     wait_until("the spread within the margin", &within, 90);
-    let elapsed = joined.elapsed().as_secs_f64();
-    // Settled: a few more seconds change nothing.
-    std::thread::sleep(Duration::from_secs(3));
+    // Settled: within the margin for longer than a worker waits before it sheds again (the last
+    // reconnects may put one a client or two over the line for a check or two).
+    let settled = Instant::now();
+    let mut calm = Instant::now();
+    while calm.elapsed() < Duration::from_secs(4) {
+        if !within() {
+            calm = Instant::now();
+        }
+        assert!(
+            settled.elapsed() < Duration::from_secs(60),
+            "never stays within the margin: {:?}",
+            active(&nodes)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let after = active(&nodes);
-    assert!(within(), "stays within the margin: {after:?}");
+    let elapsed = joined.elapsed().as_secs_f64();
 
     let shed: Vec<u64> = nodes
         .iter()
