@@ -238,6 +238,18 @@ fn chatty(
     (refusals, kept, tasks)
 }
 
+/// Publishes "warm" to `sub` through `door` until one is delivered (the cluster formed).
+async fn door_reaches(door: SocketAddr, sub: &str) {
+    let start = Instant::now();
+    while publish(door, &json!({"clientId": sub, "msg": "warm"})).0 != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the door reaches {sub}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Publishes through `door` to `sub` `n` times on fresh connections: each one's latency (ms),
 /// and it must be delivered.
 fn timed_publishes(door: SocketAddr, sub: &str, n: usize) -> Vec<u128> {
@@ -272,14 +284,7 @@ async fn a_chatty_stranger_cannot_hold_the_node_link() {
     let w1 = Node::worker(&worker_spec("worker-1", &seeds, &flags));
     let door = leaders[0].admin;
     let mut ws = connect(&w1, "alice").await;
-    let start = Instant::now();
-    while publish(door, &json!({"clientId": "alice", "msg": "warm"})).0 != 200 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the door reaches alice"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    door_reaches(door, "alice").await;
     let mut before = timed_publishes(door, "alice", 20);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -324,14 +329,7 @@ async fn an_idle_flood_does_not_hold_up_a_leaders_ports() {
     let w1 = Node::worker(&worker_spec("worker-1", &seeds, WORKER_FLAGS));
     let door = leaders[0].admin;
     let _ws = connect(&w1, "alice").await;
-    let start = Instant::now();
-    while publish(door, &json!({"clientId": "alice", "msg": "warm"})).0 != 200 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the door reaches alice"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    door_reaches(door, "alice").await;
     let stop = Arc::new(AtomicBool::new(false));
     let opened = Arc::new(AtomicUsize::new(0));
     let mut flood = Vec::new();

@@ -188,20 +188,23 @@ pub async fn serve<H, F, B>(
         if std::mem::take(&mut exhausted) {
             tracing::info!(?local, "accept: descriptors available again");
         }
-        let source = match Sources::admit(&sources, peer.ip(), limits.max_per_source) {
-            Some(guard) => guard,
-            // The source holds its share: its own connection waiting longest without a request
-            // makes room (so a client behind the same address as a flood still gets in), else
-            // this one closes.
-            None if idle.evict_oldest(Some(peer.ip())) => {
-                limits.events.emit(Event::Evicted);
-                Sources::admit_over(&sources, peer.ip())
-            }
-            None => {
-                limits.events.emit(Event::SourceLimit);
-                tracing::debug!(?local, %peer, "source holds its share of the port: closed");
-                continue;
-            }
+        let source = match limits.max_per_source {
+            None => None,
+            Some(max) => match Sources::admit(&sources, peer.ip(), max) {
+                Some(guard) => Some(guard),
+                // The source holds its share: its own connection waiting longest without a
+                // request makes room (so a client behind the same address as a flood still
+                // gets in), else this one closes.
+                None if idle.evict_oldest(Some(peer.ip())) => {
+                    limits.events.emit(Event::Evicted);
+                    Some(Sources::admit_over(&sources, peer.ip()))
+                }
+                None => {
+                    limits.events.emit(Event::SourceLimit);
+                    tracing::debug!(?local, %peer, "source holds its share of the port: closed");
+                    continue;
+                }
+            },
         };
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -328,35 +331,29 @@ struct SourceGuard {
 }
 
 impl Sources {
-    fn admit(
-        sources: &Arc<Sources>,
-        ip: IpAddr,
-        max: Option<usize>,
-    ) -> Option<Option<SourceGuard>> {
-        let Some(max) = max else {
-            return Some(None);
-        };
+    /// One more connection for `ip`, unless it holds `max` already.
+    fn admit(sources: &Arc<Sources>, ip: IpAddr, max: usize) -> Option<SourceGuard> {
         let mut counts = sources.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = counts.entry(ip).or_default();
         if *n >= max {
             return None;
         }
         *n += 1;
-        Some(Some(SourceGuard {
-            sources: sources.clone(),
-            ip,
-        }))
-    }
-
-    /// Counts one more for `ip` past its share: it just closed an idle connection of its own,
-    /// whose count goes as soon as that connection's task ends.
-    fn admit_over(sources: &Arc<Sources>, ip: IpAddr) -> Option<SourceGuard> {
-        let mut counts = sources.0.lock().unwrap_or_else(|p| p.into_inner());
-        *counts.entry(ip).or_default() += 1;
         Some(SourceGuard {
             sources: sources.clone(),
             ip,
         })
+    }
+
+    /// Counts one more for `ip` past its share: it just closed an idle connection of its own,
+    /// whose count goes as soon as that connection's task ends.
+    fn admit_over(sources: &Arc<Sources>, ip: IpAddr) -> SourceGuard {
+        let mut counts = sources.0.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry(ip).or_default() += 1;
+        SourceGuard {
+            sources: sources.clone(),
+            ip,
+        }
     }
 }
 
