@@ -191,9 +191,12 @@ impl Presence {
         self.nodes.insert(id.to_string(), part);
     }
 
-    /// Merges the nodes' pages into one of at most `limit` ids. Every node listed all its ids up
-    /// to its own `next`, so the ids up to the smallest such cursor are complete across nodes.
-    fn merge(&mut self, limit: usize) {
+    /// Merges the nodes' pages into the one page `q` asks for (at most its `limit` ids). Every
+    /// node listed all its ids up to its own `next`, so the ids up to the smallest such cursor
+    /// are complete across nodes.
+    pub fn finish(&mut self, q: &Query) {
+        self.failed.sort();
+        let limit = q.limit;
         let pages = self.nodes.values().filter_map(|n| match n {
             NodePresence::Here(h) => Some(h),
             NodePresence::Failed { .. } => None,
@@ -214,8 +217,7 @@ impl Presence {
 
     /// 200, or 502 when a worker failed to answer (the counts are then a lower bound).
     pub fn into_response(mut self, q: &Query) -> Response<Body> {
-        self.merge(q.limit);
-        self.failed.sort();
+        self.finish(q);
         let status = if self.failed.is_empty() {
             StatusCode::OK
         } else {
@@ -277,7 +279,7 @@ mod tests {
             p.clone().into_response(&q).status(),
             StatusCode::BAD_GATEWAY
         );
-        p.merge(q.limit);
+        p.finish(&q);
         assert_eq!(p.clients, ["alice", "bob", "carol"]);
         assert_eq!(p.next, None);
         let text = serde_json::to_string(&p.nodes["w1"]).unwrap();
@@ -341,7 +343,7 @@ mod tests {
                     Ok(Here::of(&q, n.iter().map(|s| Some(s.as_str())))),
                 );
             }
-            p.merge(q.limit);
+            p.finish(&q);
             assert!(p.clients.len() <= 250);
             seen.extend(p.clients.iter().cloned());
             match p.next {

@@ -23,7 +23,8 @@ use hmac::Mac;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::PollSender;
@@ -50,6 +51,16 @@ const HEAD_LEN: usize = 5;
 const KIND_TEXT: u8 = 1;
 const KIND_BINARY: u8 = 2;
 const KIND_CLOSE: u8 = 3;
+const KIND_COMMAND: u8 = 4;
+
+/// The reserved WebSocket data opcode a session-layer command travels under, as a
+/// `Message::Frame`: something one node asks the other about the session (never a client's
+/// message, and never passed to a client).
+pub const COMMAND_OPCODE: u8 = 0x3;
+
+fn is_command(f: &WsFrame) -> bool {
+    f.header().opcode == OpCode::Data(Data::Reserved(COMMAND_OPCODE))
+}
 
 /// Which way a message travels: from the node that opened the stream, or back to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +170,9 @@ impl Encoder {
                 p.put_slice(reason.as_bytes());
                 (KIND_CLOSE, p.freeze())
             }
+            Message::Frame(f) if is_command(f) => {
+                (KIND_COMMAND, Bytes::copy_from_slice(f.payload()))
+            }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(None),
         };
         if payload.len() > self.max {
@@ -233,6 +247,11 @@ impl Decoder {
                     reason: reason.to_string().into(),
                 }))
             }
+            KIND_COMMAND => Message::Frame(WsFrame::message(
+                payload,
+                OpCode::Data(Data::Reserved(COMMAND_OPCODE)),
+                true,
+            )),
             other => return Err(FrameError::UnknownKind(other)),
         };
         Ok(Some(msg))
@@ -553,6 +572,12 @@ mod tests {
             Message::text("Hello"),
             Message::binary(vec![0u8, 1, 2]),
             Message::text(""),
+            // A session-layer command, carried as its own kind.
+            Message::Frame(WsFrame::message(
+                Bytes::from_static(b"{\"subscribe\":\"room.a\"}"),
+                OpCode::Data(Data::Reserved(COMMAND_OPCODE)),
+                true,
+            )),
             close(1012, "server draining"),
         ];
         let wire: Vec<u8> = sent
@@ -560,6 +585,9 @@ mod tests {
             .flat_map(|m| enc.encode(m).unwrap().expect("carried").to_vec())
             .collect();
         assert!(enc.encode(&Message::Ping(Bytes::new())).unwrap().is_none());
+        // Any other raw frame is not carried.
+        let raw = WsFrame::message(Bytes::new(), OpCode::Data(Data::Binary), true);
+        assert!(enc.encode(&Message::Frame(raw)).unwrap().is_none());
         // One byte at a time: HTTP/2 may split anywhere.
         let mut got = Vec::new();
         for b in wire {

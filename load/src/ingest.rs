@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ews_proto::{Event, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
@@ -167,7 +167,7 @@ async fn send_events(i: u64, client: String, ws: Ws, shared: Arc<Shared>) -> Opt
                     id: None,
                     msg: format!("{client}:{sent}"),
                     client_id: client.to_string(),
-                    timestamp: now_ms(),
+                    timestamp: ews_proto::now_ms(),
                 };
                 if let Err(e) = tx.send(Message::text(event.to_text())).await {
                     shared.errors.add(format!("send: {e}"));
@@ -230,13 +230,6 @@ async fn send_events(i: u64, client: String, ws: Ws, shared: Arc<Shared>) -> Opt
         }
     }
     tx.reunite(rx).ok().map(|ws| (i, ws))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Outcome for IngestReport {

@@ -261,10 +261,7 @@ async fn send(
     };
     for n in 0..args.messages {
         tokio::time::sleep_until(next_send).await;
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let timestamp = ews_proto::now_ms();
         // Waits while `window` events are unacknowledged: the back-pressure.
         let pending = tokio::select! {
             p = client.send(format!("{prefix}{n}"), timestamp) => p,

@@ -80,6 +80,15 @@ impl ClientControl {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 on a clock set before it): the one wall clock events are
+/// stamped with, by clients and workers alike.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Longest event `id` a worker accepts, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 

@@ -7,9 +7,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ews_cluster::presence::{self, Presence};
-use ews_cluster::publish::{self, Delivery, Fanout};
-use ews_cluster::Membership;
+use ews_cluster::presence;
+use ews_cluster::publish;
 use ews_http::args::{admin_refusal, Secret};
 use ews_http::reply::{self, Body};
 use ews_queue::Broker;
@@ -18,17 +17,16 @@ use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
+use crate::pubsub::PubSub;
 use crate::registry::Registry;
 
 pub struct Admin {
-    /// This node's id (named in a standalone worker's presence answer).
-    pub node_id: Arc<str>,
     /// Required on every route but `/metrics` and `/info`; `None` only on a loopback-bound port.
     pub token: Option<Secret>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
-    /// In a cluster: `/members`, and the peers a publish fans out to.
-    pub cluster: Option<(Arc<Membership>, Fanout)>,
+    /// Publish and presence, here and (in a cluster) on every other worker.
+    pub pubsub: Arc<PubSub>,
     /// The embedded queue broker (a standalone worker), served as `/queue/{name}` so its events
     /// can be read while the worker runs.
     pub broker: Option<Arc<Broker>>,
@@ -58,10 +56,8 @@ impl Admin {
             }
             (&Method::POST, "/api/v1/publish") => self.publish(req).await,
             (&Method::GET, "/api/v1/presence") => self.presence(req.uri().query()).await,
-            (&Method::GET, "/members") => match &self.cluster {
-                Some((m, _)) => {
-                    reply::with_type(StatusCode::OK, "application/json", m.view().to_json())
-                }
+            (&Method::GET, "/members") => match self.pubsub.membership() {
+                Some(m) => reply::with_type(StatusCode::OK, "application/json", m.view().to_json()),
                 None => reply::text(StatusCode::NOT_FOUND, "not found"),
             },
             (&Method::GET, path) if path.starts_with("/queue/") => match &self.broker {
@@ -79,40 +75,19 @@ impl Admin {
     /// `GET /api/v1/presence?topic=T|clientId=C`: this node's sessions and, in a cluster, every
     /// other serving worker's.
     async fn presence(&self, query: Option<&str>) -> Response<Body> {
-        let q = match presence::Query::parse(query) {
-            Ok(q) => q,
-            Err(e) => return reply::text(StatusCode::BAD_REQUEST, e),
-        };
-        let local = self.registry.presence(&q);
-        let Some((membership, fanout)) = &self.cluster else {
-            let mut all = Presence::default();
-            all.add_node(&self.node_id, Ok(local));
-            return all.into_response(&q);
-        };
-        let mut all = Presence::default();
-        all.add_node(membership.node_id(), Ok(local));
-        fanout.presence(&q, &mut all).await;
-        all.into_response(&q)
+        match presence::Query::parse(query) {
+            Ok(q) => self.pubsub.presence(&q).await.into_response(&q),
+            Err(e) => reply::text(StatusCode::BAD_REQUEST, e),
+        }
     }
 
-    /// `POST /api/v1/publish {"clientId"|"topic","msg"}` to this node's sessions of the client and, in a
-    /// cluster, every other serving worker's; the status is [`Delivery::status`], the answer
-    /// names every node's outcome.
+    /// `POST /api/v1/publish {"clientId"|"topic","msg"}` to this node's sessions of the client
+    /// and, in a cluster, every other serving worker's; the status is `Delivery::status`, the
+    /// answer names every node's outcome.
     async fn publish(&self, req: Request<Incoming>) -> Response<Body> {
-        let p = match publish::read(req, None).await {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
-        let local = self.registry.publish(&p);
-        for _ in 0..local.dropped {
-            self.metrics.dropped("outbound_full");
+        match publish::read(req, None).await {
+            Ok(p) => self.pubsub.publish(&p).await.into_response(),
+            Err(r) => r,
         }
-        let Some((membership, fanout)) = &self.cluster else {
-            return local.into_response();
-        };
-        let mut all = Delivery::default();
-        all.add_node(membership.node_id(), Ok(local));
-        fanout.publish(&p, &mut all).await;
-        all.into_response()
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ews_cluster::placement::Placement;
 use ews_http::args::{positive_secs, secs, AdminArgs, Hs256Args, PortArgs};
 
+use crate::handler::HandlerName;
 use crate::rebalance::RebalanceArgs;
 use crate::sinks::SinkArgs;
 
@@ -43,8 +44,9 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub jwt: JwtArgs,
 
-    /// WebSocket routes: comma-separated `PATH=HANDLER[@PLACEMENT]` (handlers: `ingest`,
-    /// `echo`, `greet`; placements: `local`, the default, or for `echo` and `greet` `random`,
+    /// WebSocket routes: comma-separated `PATH=HANDLER[@PLACEMENT]` (handlers: the built-in
+    /// `ingest`, `echo`, `greet`, and any a program built on the library registers;
+    /// placements: `local`, the default, or for any handler but `ingest` `random`,
     /// `least-loaded`, `key-hash`: the handler then runs on a worker chosen among the serving
     /// ones, over the node link). Outside a cluster every placement is local.
     #[arg(
@@ -160,52 +162,13 @@ fn at_least(min: usize) -> impl Fn(&str) -> Result<usize, String> + Clone + Send
     }
 }
 
-/// What a route does with the messages of its sessions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandlerKind {
-    /// Events into the sink.
-    Ingest,
-    /// Every message back (the conformance target).
-    Echo,
-    /// `Hello s!` for every text message `s` (the distributed design's demo).
-    Greet,
-}
-
-impl HandlerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HandlerKind::Ingest => "ingest",
-            HandlerKind::Echo => "echo",
-            HandlerKind::Greet => "greet",
-        }
-    }
-
-    /// Whether the handler may run on another node than the socket. `ingest` may not: its
-    /// sink already reaches the cluster's pipeline from any worker, and its acks, topics and
-    /// pushes belong to the node holding the socket, so a hop would only add latency.
-    pub fn may_run_remotely(self) -> bool {
-        !matches!(self, HandlerKind::Ingest)
-    }
-}
-
-impl FromStr for HandlerKind {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<HandlerKind, String> {
-        match name {
-            "ingest" => Ok(HandlerKind::Ingest),
-            "echo" => Ok(HandlerKind::Echo),
-            "greet" => Ok(HandlerKind::Greet),
-            _ => Err(format!("unknown handler {name:?} (ingest, echo, greet)")),
-        }
-    }
-}
-
 /// One WebSocket route: its path, its handler and where the handler runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub path: String,
-    pub handler: HandlerKind,
+    /// A registered handler's name (checked against the node's [`crate::handler::Handlers`]
+    /// when it is built).
+    pub handler: HandlerName,
     pub placement: Placement,
 }
 
@@ -238,13 +201,7 @@ impl FromStr for Routes {
                 Some((name, p)) => (name, p.parse::<Placement>()?),
                 None => (rest, Placement::Local),
             };
-            let handler: HandlerKind = name.parse()?;
-            if placement != Placement::Local && !handler.may_run_remotely() {
-                return Err(format!(
-                    "{path}: the {} handler runs where the socket is (placement local only)",
-                    handler.as_str()
-                ));
-            }
+            let handler = HandlerName::parse(name)?;
             routes.push(Route {
                 path: path.to_string(),
                 handler,
@@ -269,25 +226,26 @@ mod tests {
             .expect("valid");
         let route = |path: &str, handler, placement| Route {
             path: path.to_string(),
-            handler,
+            handler: HandlerName::parse(handler).unwrap(),
             placement,
         };
         assert_eq!(
             r.0,
             vec![
-                route("/ws", HandlerKind::Ingest, Placement::Local),
-                route("/echo", HandlerKind::Echo, Placement::Local),
-                route("/greet", HandlerKind::Greet, Placement::KeyHash),
+                route("/ws", "ingest", Placement::Local),
+                route("/echo", "echo", Placement::Local),
+                route("/greet", "greet", Placement::KeyHash),
             ]
         );
+        // Names are checked against the registered handlers when the node is built.
+        assert!("/c=chat@random".parse::<Routes>().is_ok());
         for bad in [
             "/ws",
             "ws=ingest",
-            "/ws=nope",
+            "/ws=No Such",
             "/a=echo,/a=echo",
             "",
             "/g=greet@sideways",
-            "/ws=ingest@random",
         ] {
             assert!(bad.parse::<Routes>().is_err(), "{bad:?}");
         }

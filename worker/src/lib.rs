@@ -1,14 +1,15 @@
-//! `ews-worker`: the WebSocket gateway node.
+//! `ews-worker`: the WebSocket gateway node, as a library a team builds its own worker on.
 //!
-//! [`Node::build`] opens every port and the sink; [`Node::run`] serves until its shutdown token
-//! is cancelled (or [`WorkerHandle::begin_drain`]) and then drains. Signals are the binary's
-//! business, not the library's.
+//! [`Node::builder`] takes a [`WorkerConfig`] and the team's [`handler::Handler`]s;
+//! [`NodeBuilder::build`] opens every port and the sink; [`Node::run`] serves until its shutdown
+//! token is cancelled (or [`WorkerHandle::begin_drain`]) and then drains. Signals are the
+//! binary's business, not the library's.
 
 mod admin;
 mod auth;
 mod config;
-mod handler;
-mod hosted;
+pub mod handler;
+mod ids;
 mod jwks;
 mod limits;
 mod link;
@@ -17,6 +18,7 @@ mod metrics;
 mod node;
 mod page;
 mod public;
+mod pubsub;
 mod rebalance;
 mod registry;
 mod remote;
@@ -24,7 +26,8 @@ mod session;
 mod sinks;
 mod token;
 
-pub use config::{HandlerKind, JwtArgs, Route, Routes, WorkerArgs};
+pub use config::{JwtArgs, Route, Routes, WorkerArgs};
+pub use ids::{ClientId, NodeId, SessionId};
 pub use membership::MembershipArgs;
-pub use node::{Node, NodeArgs, WorkerHandle};
+pub use node::{Node, NodeArgs, NodeBuilder, WorkerConfig, WorkerHandle};
 pub use sinks::{SinkArgs, SinkKind};

@@ -21,9 +21,9 @@ use ews_http::reply;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::hosted::Hosted;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::remote::hosted::Hosted;
 use crate::remote::SESSION_PATH;
 
 /// The node-link routes of a worker.

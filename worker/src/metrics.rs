@@ -29,6 +29,7 @@ pub struct Metrics {
     /// Sessions this worker runs the handler of for another worker's socket.
     pub hosted_sessions: Gauge,
     remote_closed: Family<Labels, Counter>,
+    handler_events: Family<[(&'static str, &'static str); 2], Counter>,
 }
 
 impl Metrics {
@@ -46,6 +47,7 @@ impl Metrics {
         let rebalanced = Counter::default();
         let (remote_sessions, hosted_sessions) = (Gauge::default(), Gauge::default());
         let remote_closed = Family::<Labels, Counter>::default();
+        let handler_events = Family::<[(&'static str, &'static str); 2], Counter>::default();
         let mut r = Registry::with_prefix("ews");
         r.register(
             "connections_active",
@@ -107,6 +109,11 @@ impl Metrics {
             "Remote sessions closed, by why (handler_left, handler_lost, too_big, here)",
             remote_closed.clone(),
         );
+        r.register(
+            "handler_events",
+            "What handlers counted (SessionCtx::count), by handler and event",
+            handler_events.clone(),
+        );
         Metrics {
             registry: r,
             connections_active,
@@ -125,7 +132,15 @@ impl Metrics {
             remote_sessions,
             hosted_sessions,
             remote_closed,
+            handler_events,
         }
+    }
+
+    /// `ews_handler_events_total{handler,event}`: what a handler counts.
+    pub fn handler_event(&self, handler: &'static str, event: &'static str) {
+        self.handler_events
+            .get_or_create(&[("handler", handler), ("event", event)])
+            .inc();
     }
 
     /// `ews_remote_sessions_closed_total{why}`: handler_left (the handler node closed it, e.g.

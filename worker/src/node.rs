@@ -4,7 +4,7 @@
 //! port fails before anything serves); [`Node::run`] serves until told to stop, then drains.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use ews_cluster::Membership;
 use ews_queue::Broker;
 use ews_sink::Sink;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,16 +23,19 @@ use ews_http::Ports;
 
 use crate::admin::Admin;
 use crate::auth::{self, Authenticator};
-use crate::hosted::Hosted;
+use crate::handler::{Handler, Handlers, Reach, Services};
+use crate::ids::NodeId;
 use crate::link::Link;
 use crate::membership::{self, MembershipArgs};
 use crate::metrics::Metrics;
 use crate::public::{self, Public};
+use crate::pubsub::PubSub;
 use crate::rebalance::{self, RebalanceArgs};
 use crate::registry::Registry;
+use crate::remote::hosted::Hosted;
 use crate::remote::Placer;
 use crate::session::SessionEnv;
-use crate::{handler, limits, sinks, WorkerArgs};
+use crate::{limits, sinks, WorkerArgs};
 
 /// How long the sink gets to flush after the sessions are closed.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,10 +49,71 @@ pub struct NodeArgs {
     pub membership: MembershipArgs,
 }
 
+/// A worker's configuration: the gateway's settings and the cluster's. [`Default`] is every
+/// flag's default (a worker on 0.0.0.0:8080 with the built-in queue, outside any cluster);
+/// set the fields a program or a test needs, then [`Node::builder`].
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub worker: WorkerArgs,
+    pub membership: MembershipArgs,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> WorkerConfig {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            node: NodeArgs,
+        }
+        // The flags' own defaults, so there is one place that says what they are. Flags without
+        // a default are optional, so an empty command line always parses.
+        #[allow(clippy::expect_used)]
+        let d = <Defaults as clap::Parser>::try_parse_from(["ews-worker"])
+            .expect("every flag has a default or is optional");
+        d.node.into()
+    }
+}
+
+impl From<NodeArgs> for WorkerConfig {
+    fn from(a: NodeArgs) -> WorkerConfig {
+        WorkerConfig {
+            worker: a.worker,
+            membership: a.membership,
+        }
+    }
+}
+
+/// Builds a [`Node`]: the configuration plus the handlers routes may name (the built-ins are
+/// registered already).
+pub struct NodeBuilder {
+    config: WorkerConfig,
+    handlers: Handlers,
+}
+
+impl NodeBuilder {
+    /// Registers `handler` under `name`; it may run on any worker (a route may place it
+    /// `@random`, `@least-loaded` or `@key-hash`: register it on every worker then).
+    pub fn handler<H: Handler>(mut self, name: &str, handler: H) -> NodeBuilder {
+        self.handlers.insert(name, handler, Reach::AnyWorker);
+        self
+    }
+
+    /// Registers `handler` under `name`, to run only on the worker holding the socket.
+    pub fn local_handler<H: Handler>(mut self, name: &str, handler: H) -> NodeBuilder {
+        self.handlers.insert(name, handler, Reach::SocketWorker);
+        self
+    }
+
+    /// Joins the cluster (if any), opens the sink, binds every port and prepares auth.
+    pub async fn build(self) -> anyhow::Result<Node> {
+        Node::build_with(self.config, self.handlers).await
+    }
+}
+
 /// A cheap, cloneable view of a running worker for the rest of the node.
 #[derive(Clone)]
 pub struct WorkerHandle {
-    active: Arc<AtomicUsize>,
+    slots: Arc<Semaphore>,
     capacity: usize,
     drain: CancellationToken,
 }
@@ -57,7 +121,7 @@ pub struct WorkerHandle {
 impl WorkerHandle {
     /// Open WebSocket sessions.
     pub fn connections(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
+        self.capacity.saturating_sub(self.slots.available_permits())
     }
 
     /// Most sessions this node accepts.
@@ -106,12 +170,26 @@ pub struct Node {
 }
 
 impl Node {
-    /// Joins the cluster (if `--seeds`), opens the sink, binds every port and prepares auth.
-    pub async fn build(args: NodeArgs) -> anyhow::Result<Node> {
-        let NodeArgs {
+    /// A node of `config`, with the built-in handlers registered.
+    pub fn builder(config: impl Into<WorkerConfig>) -> NodeBuilder {
+        NodeBuilder {
+            config: config.into(),
+            handlers: Handlers::default(),
+        }
+    }
+
+    /// A node of `config` with the built-in handlers only.
+    pub async fn build(config: impl Into<WorkerConfig>) -> anyhow::Result<Node> {
+        Node::builder(config).build().await
+    }
+
+    async fn build_with(config: WorkerConfig, handlers: Handlers) -> anyhow::Result<Node> {
+        let WorkerConfig {
             worker: mut args,
             membership: cluster_args,
-        } = args;
+        } = config;
+        // Before anything binds: a route naming a handler this node lacks is a start-up error.
+        let routes = handlers.serve(&args.routes).context("--routes")?;
         args.admin_listen = args.admin.listen(args.admin_listen);
         let backlog = args.ports.backlog();
         let nofile = limits::raise_nofile().context("reading RLIMIT_NOFILE")?;
@@ -148,32 +226,43 @@ impl Node {
         if let Some(a) = &auth {
             a.prefetch().await;
         }
-        let node_id = cluster_args.cluster.node_id();
+        let node_id: NodeId = cluster_args.cluster.node_id().as_str().into();
         let registry = Arc::new(Registry::default());
-        let topics = handler::Topics {
+        let pubsub = Arc::new(PubSub {
+            node: node_id.clone(),
             registry: registry.clone(),
-            max_per_session: args.max_topics_per_session,
-        };
-        let routes = handler::build(&args.routes, &sink, &metrics, &topics);
+            metrics: metrics.clone(),
+            cluster: membership.clone().map(|m| {
+                let fanout = Fanout::new(m.clone(), cluster_args.cluster.publish_peer_timeout);
+                (m, fanout)
+            }),
+        });
+        let services = Arc::new(Services {
+            node: node_id.clone(),
+            registry: registry.clone(),
+            pubsub: pubsub.clone(),
+            sink: sink.clone(),
+            metrics: metrics.clone(),
+            max_topics: args.max_topics_per_session,
+            write_timeout: args.ping_interval * 2,
+        });
         let (ticks, ticks_rx) = watch::channel(());
         let drain = CancellationToken::new();
         let env = Arc::new(SessionEnv {
-            metrics: metrics.clone(),
+            services: services.clone(),
             ticks: ticks_rx,
             drain: drain.clone(),
             drain_spread: args.drain_window * 3 / 4,
             ack_window: args.ack_window,
-            write_timeout: args.ping_interval * 2,
         });
         // Hosted sessions (handlers for other workers' sockets) never tick: the socket's node
         // pings its client, and the stream's end is the session's end.
         let hosted_env = Arc::new(SessionEnv {
+            services,
             ticks: watch::channel(()).1,
-            metrics: metrics.clone(),
             drain: drain.clone(),
             drain_spread: env.drain_spread,
             ack_window: env.ack_window,
-            write_timeout: env.write_timeout,
         });
         let sessions = TaskTracker::new();
         let ws_config = WebSocketConfig::default()
@@ -183,7 +272,7 @@ impl Node {
             .write_buffer_size(0)
             .max_message_size(Some(args.max_message_bytes))
             .max_frame_size(Some(args.max_message_bytes));
-        let active = Arc::new(AtomicUsize::new(0));
+        let slots = Arc::new(Semaphore::new(capacity));
         let placer = membership.as_ref().map(|m| {
             Arc::new(Placer::new(
                 m.clone(),
@@ -196,27 +285,23 @@ impl Node {
             placer,
             auth,
             test_page: args.standalone || args.test_page,
-            node: node_id.as_str().into(),
+            node: node_id.clone(),
             metrics: metrics.clone(),
             registry: registry.clone(),
             env,
             ws_config,
+            capacity: slots.clone(),
             max_connections: capacity,
-            active: active.clone(),
             outbound_queue: args.outbound_queue,
             handshake_timeout: args.handshake_timeout,
             sessions: sessions.clone(),
             topics_open: args.topics_open || args.standalone,
         });
         let admin = Arc::new(Admin {
-            node_id: public.node.clone(),
             token: args.admin.token().cloned(),
             metrics: metrics.clone(),
             registry: registry.clone(),
-            cluster: membership.clone().map(|m| {
-                let fanout = Fanout::new(m.clone(), cluster_args.cluster.publish_peer_timeout);
-                (m, fanout)
-            }),
+            pubsub,
             broker: broker.clone(),
             queue_connections: TaskTracker::new(),
             drain: drain.clone(),
@@ -231,7 +316,7 @@ impl Node {
                     registry,
                     metrics: metrics.clone(),
                     hosted: Arc::new(Hosted {
-                        node: node_id.as_str().into(),
+                        node: node_id.clone(),
                         routes,
                         env: hosted_env,
                         sessions,
@@ -267,7 +352,7 @@ impl Node {
             ticks,
             rebalance: args.rebalance.clone(),
             handle: WorkerHandle {
-                active,
+                slots,
                 capacity,
                 drain,
             },

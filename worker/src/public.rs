@@ -1,26 +1,30 @@
 //! The public port: `/info` for the load balancer, WebSocket upgrades on the configured routes,
-//! the test page with `--standalone` or `--test-page`. Every refusal happens before the upgrade, as an HTTP status
-//! the client (and the load balancer) can see.
+//! the test page with `--standalone` or `--test-page`. Every refusal happens before the
+//! upgrade, as an HTTP status the client (and the load balancer) can see: an upgrade passes
+//! the admission steps of [`admit`] in order, and the first that refuses says why
+//! ([`Refusal`]: a status and a metric label).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use ews_cluster::placement::Placement;
 use ews_http::reply::{self, Body};
+use ews_http::Rejection;
 use ews_http::{Event, Events, Limits, WsUpgrade};
 use ews_proto::topic::Grants;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Authenticator;
-use crate::handler::{ServedRoute, SessionState};
+use crate::auth::{AuthError, Authenticator};
+use crate::handler::{Claims, Core, ServedRoute};
+use crate::ids::{ClientId, NodeId, SessionId};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, SessionShared};
-use crate::remote::{Placed, Placer};
+use crate::remote::{NoHandlerNode, Opening, Placed, Placer};
 use crate::session::{self, Handling, Session, SessionEnv};
 use crate::{page, token};
 
@@ -33,13 +37,14 @@ pub struct Public {
     pub auth: Option<Authenticator>,
     /// Serve the test page (`/`, `/test-page.js`).
     pub test_page: bool,
-    pub node: Arc<str>,
+    pub node: NodeId,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     pub env: Arc<SessionEnv>,
     pub ws_config: WebSocketConfig,
+    /// One permit per session the node may hold; a session owns its permit until it ends.
+    pub capacity: Arc<Semaphore>,
     pub max_connections: usize,
-    pub active: Arc<AtomicUsize>,
     pub outbound_queue: usize,
     pub handshake_timeout: Duration,
     pub sessions: TaskTracker,
@@ -70,6 +75,57 @@ pub fn limits(public: &Public) -> Limits {
     }
 }
 
+/// Why an upgrade was refused.
+enum Refusal {
+    NotGet,
+    NoUpgradeHeader,
+    NoRoute,
+    BadUpgrade(Rejection),
+    Draining,
+    OverCapacity,
+    Unauthorized(AuthError),
+    NoHandlerNode(NoHandlerNode),
+}
+
+impl Refusal {
+    /// The `ews_handshakes_total{outcome}` label (`None`: not an upgrade attempt, not counted).
+    fn label(&self) -> Option<&'static str> {
+        Some(match self {
+            Refusal::NotGet => return None,
+            Refusal::NoUpgradeHeader | Refusal::BadUpgrade(_) => "bad_request",
+            Refusal::NoRoute => "not_found",
+            Refusal::Draining => "draining",
+            Refusal::OverCapacity => "over_capacity",
+            Refusal::Unauthorized(_) => "unauthorized",
+            Refusal::NoHandlerNode(_) => "no_handler_node",
+        })
+    }
+
+    fn into_response(self) -> Response<Body> {
+        match self {
+            Refusal::NotGet => reply::text(StatusCode::FORBIDDEN, "Unhandled HTTP method"),
+            Refusal::NoUpgradeHeader => {
+                reply::text(StatusCode::BAD_REQUEST, "no websocket upgrade header")
+            }
+            Refusal::NoRoute => reply::text(StatusCode::NOT_FOUND, "no such WebSocket route"),
+            Refusal::BadUpgrade(r) => r.into_response(),
+            Refusal::Draining => reply::text(StatusCode::SERVICE_UNAVAILABLE, "draining"),
+            Refusal::OverCapacity => reply::text(StatusCode::SERVICE_UNAVAILABLE, "over capacity"),
+            Refusal::Unauthorized(_) => {
+                let mut r = reply::text(StatusCode::UNAUTHORIZED, "invalid token");
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+                r
+            }
+            Refusal::NoHandlerNode(_) => {
+                reply::text(StatusCode::SERVICE_UNAVAILABLE, "no handler node available")
+            }
+        }
+    }
+}
+
 pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>) -> Response<Body> {
     let path = req.uri().path();
     // The health check is `GET /info` only: any other method, there too, is unhandled.
@@ -80,116 +136,87 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
             reply::text(StatusCode::OK, "Success")
         };
     }
-    if req.method() != Method::GET {
-        return reply::text(StatusCode::FORBIDDEN, "Unhandled HTTP method");
-    }
-    if !WsUpgrade::is_requested(req.headers()) {
+    if req.method() == Method::GET && !WsUpgrade::is_requested(req.headers()) {
         if let Some(resp) = page::serve(path, p.test_page) {
             return resp;
         }
-        p.metrics.handshake("bad_request");
-        return reply::text(StatusCode::BAD_REQUEST, "no websocket upgrade header");
     }
-    let Some(route) = p.routes.iter().find(|r| &*r.path == path).cloned() else {
-        p.metrics.handshake("not_found");
-        return reply::text(StatusCode::NOT_FOUND, "no such WebSocket route");
-    };
-    let upgrade = match WsUpgrade::from_request(&mut req) {
-        Ok(u) => u,
-        Err(rejection) => {
-            p.metrics.handshake("bad_request");
-            return rejection.into_response();
-        }
-    };
-    if p.env.drain.is_cancelled() {
-        p.metrics.handshake("draining");
-        return reply::text(StatusCode::SERVICE_UNAVAILABLE, "draining");
-    }
-    if p.active.load(Ordering::Relaxed) >= p.max_connections {
-        p.metrics.handshake("over_capacity");
-        return reply::text(StatusCode::SERVICE_UNAVAILABLE, "over capacity");
-    }
-
-    let query = req.uri().query();
-    let ack = query.and_then(|q| token::query_param(q, "ack")) == Some("1");
-    let found = token::find(req.headers(), query);
-    let via_subprotocol = found.as_ref().is_some_and(|f| f.via_subprotocol);
-    let identity = match &p.auth {
-        None => None,
-        Some(auth) => {
-            let verdict = match &found {
-                Some(f) => auth.verify(f.token).await,
-                None => Err(crate::auth::AuthError("no token".into())),
-            };
-            match verdict {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    p.metrics.handshake("unauthorized");
-                    tracing::info!(%peer, reason = %e, "token refused");
-                    let mut r = reply::text(StatusCode::UNAUTHORIZED, "invalid token");
-                    r.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                    );
-                    return r;
-                }
+    match admit(&mut req, peer, &p).await {
+        Ok(resp) => resp,
+        Err(refusal) => {
+            if let Some(label) = refusal.label() {
+                p.metrics.handshake(label);
             }
+            match &refusal {
+                Refusal::Unauthorized(e) => tracing::info!(%peer, reason = %e, "token refused"),
+                Refusal::NoHandlerNode(e) => {
+                    tracing::warn!(%peer, path = %req.uri().path(), error = %e, "no handler node")
+                }
+                _ => {}
+            }
+            refusal.into_response()
         }
-    };
-
-    let (client_id, grants): (Option<Arc<str>>, Arc<Grants>) = match identity {
-        _ if p.topics_open => (identity.map(|i| i.sub.into()), ANY.clone()),
-        Some(i) if i.grants == Grants::None => (Some(i.sub.into()), NONE.clone()),
-        Some(i) => (Some(i.sub.into()), Arc::new(i.grants)),
-        None => (None, NONE.clone()),
-    };
-
-    // Reserve the slot now so concurrent upgrades cannot overshoot the capacity.
-    let before = p.active.fetch_add(1, Ordering::AcqRel);
-    if before >= p.max_connections {
-        p.active.fetch_sub(1, Ordering::AcqRel);
-        p.metrics.handshake("over_capacity");
-        return reply::text(StatusCode::SERVICE_UNAVAILABLE, "over capacity");
     }
-    p.metrics.connections_active.set(before as i64 + 1);
-    // Where the handler runs: here, or on the worker the route's placement picks (the stream
-    // to it is open before the client hears 101).
-    let placed = match &p.placer {
-        Some(placer) if route.placement != Placement::Local => {
-            placer.place(&route, client_id.as_deref()).await
-        }
-        _ => Ok(Placed {
-            node: p.node.clone(),
-            handling: Handling::Local(route.handler.clone()),
-        }),
-    };
-    let Placed { node, handling } = match placed {
-        Ok(placed) => placed,
-        Err(e) => {
-            let now = p.active.fetch_sub(1, Ordering::AcqRel) - 1;
-            p.metrics.connections_active.set(now as i64);
-            p.metrics.handshake("no_handler_node");
-            tracing::warn!(%peer, route = %route.path, error = %e, "no handler node");
-            return reply::text(StatusCode::SERVICE_UNAVAILABLE, "no handler node available");
-        }
-    };
-    // Listed (and reachable by publish) from the moment the 101 goes out.
-    let shared = p.registry.register(
-        client_id.clone(),
+}
+
+/// Who the client is, as its token says.
+struct Who {
+    client: Option<ClientId>,
+    grants: Arc<Grants>,
+    claims: Option<Box<Claims>>,
+    via_subprotocol: bool,
+    ack: bool,
+}
+
+/// The admission steps, in order: a WebSocket upgrade on a known route, a serving node, a free
+/// session slot, a valid token, a node for the handler. Then the session starts.
+async fn admit(
+    req: &mut Request<Incoming>,
+    peer: SocketAddr,
+    p: &Arc<Public>,
+) -> Result<Response<Body>, Refusal> {
+    if req.method() != Method::GET {
+        return Err(Refusal::NotGet);
+    }
+    if !WsUpgrade::is_requested(req.headers()) {
+        return Err(Refusal::NoUpgradeHeader);
+    }
+    let route = p
+        .routes
+        .iter()
+        .find(|r| *r.path == *req.uri().path())
+        .cloned()
+        .ok_or(Refusal::NoRoute)?;
+    let upgrade = WsUpgrade::from_request(req).map_err(Refusal::BadUpgrade)?;
+    if p.env.drain.is_cancelled() {
+        return Err(Refusal::Draining);
+    }
+    let permit = p
+        .capacity
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Refusal::OverCapacity)?;
+    p.metrics.connections_active.set(in_use(p) as i64);
+    let who = authenticate(req, p).await?;
+    let id = p.registry.new_id();
+    let Placed { node, handling } = place(p, &route, &who, id).await?;
+    // Listed (and reachable by publish) from the moment the 101 goes out; released however the
+    // session ends, also when the upgrade itself fails.
+    let shared = p.registry.register(SessionShared::new(
+        id,
+        who.client.clone(),
         route.path.clone(),
         peer,
         node.clone(),
         p.outbound_queue,
-    );
-    // Released however the session ends, also when the upgrade itself fails (the closure is
-    // then dropped unrun).
+    ));
     let slot = Slot {
         public: p.clone(),
         shared: shared.clone(),
+        _permit: permit,
     };
     p.metrics.handshake("ok");
-
-    let upgrade = if via_subprotocol {
+    let upgrade = if who.via_subprotocol {
         upgrade.protocol(token::BEARER_PROTOCOL)
     } else {
         upgrade
@@ -198,28 +225,104 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
     if let Ok(v) = HeaderValue::from_str(&node) {
         response.headers_mut().insert(HANDLER_NODE, v);
     }
+    let session = Session {
+        handling,
+        core: Core::new(shared, who.grants, who.ack, false),
+        control: route.handler.handler.takes_control_frames(),
+        claims: who.claims,
+    };
     let pp = p.clone();
     p.sessions.spawn(async move {
         let Some(ws) = upgrading.into_stream(pp.ws_config).await else {
             return; // `slot` goes with this task
         };
-        let state = SessionState {
-            id: shared.id,
-            client_id,
-            node: pp.node.clone(),
-            last_seq: 0,
-            grants,
-        };
-        let session = Session {
-            handling,
-            state,
-            shared,
-            ack,
-        };
         session::run(ws, session, &pp.env).await;
         drop(slot);
     });
-    response
+    Ok(response)
+}
+
+/// Verifies the client's token (none with `--no-auth`) and reads what it grants.
+async fn authenticate(req: &Request<Incoming>, p: &Public) -> Result<Who, Refusal> {
+    let query = req.uri().query();
+    let ack = query.and_then(|q| token::query_param(q, "ack")) == Some("1");
+    let found = token::find(req.headers(), query);
+    let via_subprotocol = found.as_ref().is_some_and(|f| f.via_subprotocol);
+    let identity = match &p.auth {
+        None => None,
+        Some(auth) => {
+            let token = found.as_ref().map(|f| f.token);
+            let token = token.ok_or_else(|| Refusal::Unauthorized(AuthError("no token".into())))?;
+            Some(auth.verify(token).await.map_err(Refusal::Unauthorized)?)
+        }
+    };
+    let (client, grants, claims) = match identity {
+        None => (
+            None,
+            if p.topics_open {
+                ANY.clone()
+            } else {
+                NONE.clone()
+            },
+            None,
+        ),
+        Some(i) => {
+            let grants = match i.grants {
+                _ if p.topics_open => ANY.clone(),
+                Grants::None => NONE.clone(),
+                g => Arc::new(g),
+            };
+            (Some(ClientId::from(i.sub)), grants, Some(i.claims))
+        }
+    };
+    Ok(Who {
+        client,
+        grants,
+        claims,
+        via_subprotocol,
+        ack,
+    })
+}
+
+/// Where the handler runs: here, or on the worker the route's placement picks (the stream to
+/// it is open before the client hears 101).
+async fn place(
+    p: &Public,
+    route: &ServedRoute,
+    who: &Who,
+    id: SessionId,
+) -> Result<Placed, Refusal> {
+    let here = || Placed {
+        node: p.node.clone(),
+        handling: Handling::local(route.handler.handler.clone(), route.handler.label),
+    };
+    let Some(placer) = p
+        .placer
+        .as_ref()
+        .filter(|_| route.placement != Placement::Local)
+    else {
+        return Ok(here());
+    };
+    let claims = who
+        .claims
+        .as_ref()
+        .and_then(|c| serde_json::to_string(c).ok());
+    let opening = Opening {
+        client: who.client.as_ref(),
+        session: id,
+        ack: who.ack,
+        claims: claims.as_deref(),
+    };
+    placer
+        .place(route, &opening)
+        .await
+        .map_err(Refusal::NoHandlerNode)
+}
+
+/// Sessions open now (permits taken).
+fn in_use(p: &Public) -> usize {
+    p.max_connections
+        .saturating_sub(p.capacity.available_permits())
 }
 
 /// Names the node running the session's handler on the `101`.
@@ -234,12 +337,14 @@ static ANY: LazyLock<Arc<Grants>> = LazyLock::new(|| Arc::new(Grants::Any));
 struct Slot {
     public: Arc<Public>,
     shared: Arc<SessionShared>,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.public.registry.unregister(&self.shared);
-        let now = self.public.active.fetch_sub(1, Ordering::AcqRel) - 1;
+        // The permit is released after this body: count it as gone already.
+        let now = in_use(&self.public).saturating_sub(1);
         self.public.metrics.connections_active.set(now as i64);
     }
 }

@@ -5,10 +5,12 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ews_proto::ServerFrame;
+
+use crate::ids::{ClientId, NodeId, SessionId};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -21,12 +23,12 @@ use tokio::sync::watch;
 /// The part of a session other tasks can reach.
 pub struct SessionShared {
     pub id: u64,
-    pub client_id: Option<Arc<str>>,
+    pub client_id: Option<ClientId>,
     pub route: Arc<str>,
     pub peer: SocketAddr,
     pub connected_at_ms: i64,
     /// The node running the session's handler (this one unless its route places it elsewhere).
-    pub handler_node: Arc<str>,
+    pub handler_node: NodeId,
     outbound: Mutex<VecDeque<Utf8Bytes>>,
     capacity: usize,
     /// Set when the node moves the session elsewhere (rebalancing); read by the session on wake.
@@ -41,19 +43,19 @@ impl SessionShared {
     /// A session's shared part. Registered sessions get theirs from [`Registry::register`]; a
     /// handler run for another node's socket has one of its own that nothing publishes to.
     pub fn new(
-        id: u64,
-        client_id: Option<Arc<str>>,
+        id: SessionId,
+        client_id: Option<ClientId>,
         route: Arc<str>,
         peer: SocketAddr,
-        handler_node: Arc<str>,
+        handler_node: NodeId,
         outbound_capacity: usize,
     ) -> SessionShared {
         SessionShared {
-            id,
+            id: id.0,
             client_id,
             route,
             peer,
-            connected_at_ms: crate::handler::now_ms(),
+            connected_at_ms: crate::ids::now_ms(),
             handler_node,
             outbound: Mutex::new(VecDeque::new()),
             capacity: outbound_capacity.max(1),
@@ -142,6 +144,7 @@ pub struct Registry {
     advertised: watch::Sender<u64>,
     /// Set when a cluster routes topic publishes by this node's announced interest.
     announcing: AtomicBool,
+    next_id: AtomicU64,
 }
 
 impl Default for Registry {
@@ -152,15 +155,15 @@ impl Default for Registry {
             topics_changed: watch::Sender::new(0),
             advertised: watch::Sender::new(0),
             announcing: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
         }
     }
 }
 
 #[derive(Default)]
 struct Inner {
-    next_id: u64,
     by_id: HashMap<u64, Arc<SessionShared>>,
-    by_client: HashMap<Arc<str>, Vec<u64>>,
+    by_client: HashMap<ClientId, Vec<u64>>,
     /// Subscribers per topic.
     by_topic: HashMap<Topic, HashSet<u64>>,
     /// Topics per session, for sessions that have any (an idle session without topics costs
@@ -173,27 +176,18 @@ struct Inner {
 pub struct TooManyTopics;
 
 impl Registry {
-    pub fn register(
-        &self,
-        client_id: Option<Arc<str>>,
-        route: Arc<str>,
-        peer: SocketAddr,
-        handler_node: Arc<str>,
-        outbound_capacity: usize,
-    ) -> Arc<SessionShared> {
+    /// A session id no other session of this node has had.
+    pub fn new_id(&self) -> SessionId {
+        SessionId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Lists `s` (made with an id from [`Registry::new_id`]): from now on publishes reach it.
+    pub fn register(&self, s: SessionShared) -> Arc<SessionShared> {
+        let s = Arc::new(s);
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.next_id += 1;
-        let s = Arc::new(SessionShared::new(
-            g.next_id,
-            client_id.clone(),
-            route,
-            peer,
-            handler_node,
-            outbound_capacity,
-        ));
         g.by_id.insert(s.id, s.clone());
-        if let Some(c) = client_id {
-            g.by_client.entry(c).or_default().push(s.id);
+        if let Some(c) = &s.client_id {
+            g.by_client.entry(c.clone()).or_default().push(s.id);
         }
         s
     }
@@ -454,7 +448,14 @@ mod tests {
     fn push_is_bounded_per_session() {
         let r = Registry::default();
         let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
-        let a = r.register(Some("alice".into()), "/ws".into(), peer, "w".into(), 2);
+        let a = r.register(SessionShared::new(
+            r.new_id(),
+            Some("alice".into()),
+            "/ws".into(),
+            peer,
+            "w".into(),
+            2,
+        ));
         assert_eq!(r.push("bob", "x"), counts(0, 0));
         assert_eq!(r.push("alice", "1"), counts(1, 0));
         assert_eq!(r.push("alice", "2"), counts(1, 0));
@@ -497,8 +498,22 @@ mod tests {
         let r = Registry::default();
         let mut changes = r.watch_topics();
         let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
-        let a = r.register(Some("alice".into()), "/ws".into(), peer, "w".into(), 4);
-        let b = r.register(Some("bob".into()), "/ws".into(), peer, "w".into(), 4);
+        let a = r.register(SessionShared::new(
+            r.new_id(),
+            Some("alice".into()),
+            "/ws".into(),
+            peer,
+            "w".into(),
+            4,
+        ));
+        let b = r.register(SessionShared::new(
+            r.new_id(),
+            Some("bob".into()),
+            "/ws".into(),
+            peer,
+            "w".into(),
+            4,
+        ));
         let news = Topic::parse("news").unwrap();
         let chat = Topic::parse("chat").unwrap();
         // Each answer is the topic-set change a subscriber waits to see announced.

@@ -17,14 +17,15 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
-use crate::handler::{ServedRoute, SessionState};
+use crate::handler::{Claims, Core, ServedRoute};
+use crate::ids::{ClientId, NodeId, SessionId};
 use crate::metrics::Metrics;
 use crate::registry::SessionShared;
 use crate::remote::STREAM_DEPTH;
 use crate::session::{self, Handling, Session, SessionEnv};
 
 pub struct Hosted {
-    pub node: Arc<str>,
+    pub node: NodeId,
     pub routes: Arc<[ServedRoute]>,
     /// The node's session environment without liveness ticks: the socket's node pings the
     /// client; here the stream's end is the end.
@@ -42,17 +43,28 @@ struct Opening {
     route: String,
     handler: String,
     from: String,
+    session: u64,
     client: Option<String>,
+    ack: bool,
+    claims: Option<Box<Claims>>,
 }
 
 fn parse(query: Option<&str>) -> Result<Opening, String> {
     let (mut route, mut handler, mut from, mut client) = (None, None, None, None);
+    let (mut session, mut ack, mut claims) = (0, false, None);
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "route" => route = Some(v.into_owned()),
             "handler" => handler = Some(v.into_owned()),
             "from" => from = Some(v.into_owned()),
             "client" => client = Some(v.into_owned()),
+            "session" => session = v.parse().map_err(|_| "session is not a number")?,
+            "ack" => ack = v == "1",
+            "claims" => {
+                claims = Some(Box::new(
+                    serde_json::from_str(&v).map_err(|e| format!("claims: {e}"))?,
+                ))
+            }
             _ => {}
         }
     }
@@ -60,7 +72,10 @@ fn parse(query: Option<&str>) -> Result<Opening, String> {
         route: route.ok_or("no route")?,
         handler: handler.ok_or("no handler")?,
         from: from.ok_or("no from")?,
+        session,
         client,
+        ack,
+        claims,
     })
 }
 
@@ -84,7 +99,7 @@ impl Hosted {
         let Some(route) = self
             .routes
             .iter()
-            .find(|r| *r.path == opening.route && r.kind.as_str() == opening.handler)
+            .find(|r| *r.path == opening.route && r.handler.name.as_str() == opening.handler)
         else {
             return refuse(
                 StatusCode::NOT_FOUND,
@@ -107,26 +122,27 @@ impl Hosted {
             StreamKeys::server(accepted),
             self.max_message,
         );
-        let client_id: Option<Arc<str>> = opening.client.map(Into::into);
+        let client_id: Option<ClientId> = opening.client.map(Into::into);
+        // Not registered here: pushes and topics reach the session where its socket is.
         let shared = Arc::new(SessionShared::new(
-            0,
-            client_id.clone(),
+            SessionId(opening.session),
+            client_id,
             route.path.clone(),
             peer,
             self.node.clone(),
             1,
         ));
         let session = Session {
-            handling: Handling::Local(route.handler.clone()),
-            state: SessionState {
-                id: 0,
-                client_id,
-                node: self.node.clone(),
-                last_seq: 0,
-                grants: Arc::new(ews_proto::topic::Grants::None),
-            },
-            shared,
-            ack: false,
+            handling: Handling::local(route.handler.handler.clone(), route.handler.label),
+            core: Core::new(
+                shared,
+                Arc::new(ews_proto::topic::Grants::None),
+                opening.ack,
+                true,
+            ),
+            // The client's topic frames are answered where its socket is.
+            control: false,
+            claims: opening.claims,
         };
         tracing::debug!(from = %opening.from, route = %route.path, "hosting a remote session");
         let env = self.env.clone();

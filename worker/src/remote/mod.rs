@@ -1,6 +1,7 @@
-//! Placing a session's handler on another worker: rank the serving workers by the route's
-//! placement, open a session stream on the chosen one's node link, fall back to the next if it
-//! refuses. The stream is one HTTP/2 stream on the one connection this node keeps to that peer
+//! Remote sessions: a handler on another worker than the socket. This file places one (rank
+//! the serving workers by the route's placement, open a session stream on the chosen one's
+//! node link, fall back to the next if it refuses); [`hosted`] is the handler's side,
+//! [`stream`] the socket's. The stream is one HTTP/2 stream on the one connection this node keeps to that peer
 //! (hyper's pool multiplexes); its request is signed with the cluster key and its answer must
 //! prove the key before a single client message is sent ([`ews_http::link_stream`] tags every
 //! message after that).
@@ -20,7 +21,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::handler::ServedRoute;
-use crate::session::{Handling, RemoteHandler};
+use crate::ids::{ClientId, NodeId, SessionId};
+use crate::session::Handling;
+
+pub mod hosted;
+mod stream;
+
+pub use stream::{next, Command, FromRemote, RemoteHandler};
 
 /// Node-link path that opens a session stream.
 pub const SESSION_PATH: &str = "/internal/v1/session";
@@ -33,9 +40,23 @@ const POOL_IDLE: Duration = Duration::from_secs(5);
 
 /// Where a session's handler ended up.
 pub struct Placed {
-    pub node: Arc<str>,
+    pub node: NodeId,
     pub handling: Handling,
 }
+
+/// Who the session is, as the handler's worker is told when its stream opens.
+pub struct Opening<'a> {
+    pub client: Option<&'a ClientId>,
+    pub session: SessionId,
+    pub ack: bool,
+    /// The token's claims as JSON, for the handler's `on_open`.
+    pub claims: Option<&'a str>,
+}
+
+/// Why no worker took a session's handler: each tried worker's refusal.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct NoHandlerNode(Vec<String>);
 
 /// Opens session streams on other workers for the routes that place their handler remotely.
 pub struct Placer {
@@ -81,8 +102,8 @@ impl Placer {
     pub async fn place(
         &self,
         route: &ServedRoute,
-        client_id: Option<&str>,
-    ) -> Result<Placed, String> {
+        who: &Opening<'_>,
+    ) -> Result<Placed, NoHandlerNode> {
         let view = self.membership.view();
         let own = self.membership.node_id();
         let ranked: Vec<Member> = {
@@ -93,9 +114,12 @@ impl Placer {
             }
             let counts = &placed.1;
             let workers = view.serving(Role::Worker);
-            placement::rank(route.placement, workers, client_id, |id| {
-                counts.get(id).copied().unwrap_or(0)
-            })
+            placement::rank(
+                route.placement,
+                workers,
+                who.client.map(ClientId::as_str),
+                |id| counts.get(id).copied().unwrap_or(0),
+            )
             .into_iter()
             .take(ATTEMPTS)
             .cloned()
@@ -109,7 +133,7 @@ impl Placer {
             let Some(addr) = m.internal_addr else {
                 continue;
             };
-            match self.open((&m.node_ref(), addr), route, client_id).await {
+            match self.open((&m.node_ref(), addr), route, who).await {
                 Ok(stream) => {
                     self.count(&m.node_id);
                     return Ok(Placed {
@@ -130,14 +154,14 @@ impl Placer {
         if refusals.is_empty() {
             return Ok(self.here(route));
         }
-        Err(refusals.join("; "))
+        Err(NoHandlerNode(refusals))
     }
 
     fn here(&self, route: &ServedRoute) -> Placed {
         self.count(self.membership.node_id());
         Placed {
             node: self.membership.node_id().into(),
-            handling: Handling::Local(route.handler.clone()),
+            handling: Handling::local(route.handler.handler.clone(), route.handler.label),
         }
     }
 
@@ -151,16 +175,24 @@ impl Placer {
         &self,
         (to, addr): (&NodeRef, std::net::SocketAddr),
         route: &ServedRoute,
-        client_id: Option<&str>,
+        who: &Opening<'_>,
     ) -> Result<LinkStream, String> {
+        // In the signed target: the handler's worker trusts what the cluster key vouches for.
         let target = {
             let mut query = form_urlencoded::Serializer::new(String::new());
             query
                 .append_pair("route", &route.path)
-                .append_pair("handler", route.kind.as_str())
-                .append_pair("from", self.membership.node_id());
-            if let Some(c) = client_id {
+                .append_pair("handler", route.handler.name.as_str())
+                .append_pair("from", self.membership.node_id())
+                .append_pair("session", &who.session.to_string());
+            if let Some(c) = who.client {
                 query.append_pair("client", c);
+            }
+            if who.ack {
+                query.append_pair("ack", "1");
+            }
+            if let Some(c) = who.claims {
+                query.append_pair("claims", c);
             }
             format!("{SESSION_PATH}?{}", query.finish())
         };

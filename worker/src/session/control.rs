@@ -1,0 +1,67 @@
+//! The session's own frames: a client's `{"type":"subscribe"|"unsubscribe","topic"}`, answered
+//! by the session whatever the route's handler (unless the handler takes every frame itself).
+//! A subscribe is checked against the token's grants: the client asks, the token decides.
+
+use ews_proto::topic::Topic;
+use ews_proto::{ClientControl, ErrorKind, FrameKind, ServerFrame};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::handler::{self, Core, Msg, Services, SubscribeError};
+
+/// The answer to `msg` when it is a topic frame; `None` for anything else (the handler's).
+pub async fn answer(core: &Core, services: &Services, msg: &Msg) -> Option<Message> {
+    let text = msg.as_text()?;
+    let FrameKind::Control(kind) = FrameKind::of(text) else {
+        return None;
+    };
+    if kind != "subscribe" && kind != "unsubscribe" {
+        return None;
+    }
+    let frame = match serde_json::from_str::<ClientControl>(text) {
+        Ok(c) => control(core, services, c).await,
+        Err(e) => topic_error(
+            ErrorKind::InvalidTopic,
+            format!("expected {{\"type\":\"{kind}\",\"topic\":…}}: {e}"),
+            String::new(),
+        ),
+    };
+    Some(Message::text(frame.to_text()))
+}
+
+async fn control(core: &Core, services: &Services, c: ClientControl) -> ServerFrame {
+    let (subscribe, raw) = match c {
+        ClientControl::Subscribe { topic } => (true, topic),
+        ClientControl::Unsubscribe { topic } => (false, topic),
+    };
+    let topic = match Topic::parse(&raw) {
+        Ok(t) => t,
+        Err(e) => return topic_error(ErrorKind::InvalidTopic, e.to_string(), raw),
+    };
+    if !subscribe {
+        services.registry.unsubscribe(core.shared.id, &topic);
+        return ServerFrame::Unsubscribed { topic: raw };
+    }
+    if !core.grants.allows(&topic) {
+        services.metrics.subscription("forbidden");
+        return topic_error(
+            ErrorKind::TopicForbidden,
+            "the token does not grant this topic".into(),
+            raw,
+        );
+    }
+    match handler::subscribe(core, services, &topic).await {
+        Ok(()) => ServerFrame::Subscribed { topic: raw },
+        Err(e @ SubscribeError::TooManyTopics(_)) => {
+            topic_error(ErrorKind::TooManyTopics, e.to_string(), raw)
+        }
+    }
+}
+
+fn topic_error(error: ErrorKind, detail: String, topic: String) -> ServerFrame {
+    ServerFrame::Error {
+        error,
+        detail,
+        id: None,
+        topic: (!topic.is_empty()).then_some(topic),
+    }
+}
