@@ -1,1 +1,407 @@
+//! The session state machine under paused time, over channel transports: what the client sees
+//! on a drain, a handler's close, a silent peer, a full ack window, a reader that stopped, and
+//! on the handler's side of a remote session.
 
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ews_proto::{Event, ServerFrame, StampedEvent};
+use ews_sink::{BoxFuture, Receipt, ReceiptSender, Sink, SinkError};
+use futures_util::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::{CancellationToken, PollSender};
+
+use super::*;
+use crate::handler::{Handler, Ingest, Services};
+use crate::ids::SessionId;
+use crate::pubsub::PubSub;
+use crate::registry::{Registry, SessionShared};
+use crate::remote::Command;
+
+/// A sink that holds every receipt until the test completes it.
+#[derive(Default)]
+struct HeldSink(Mutex<Vec<ReceiptSender>>);
+
+impl HeldSink {
+    fn held(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    fn complete_first(&self) {
+        let first = self.0.lock().unwrap().remove(0);
+        first.complete(Ok(()));
+    }
+}
+
+impl Sink for HeldSink {
+    fn name(&self) -> &'static str {
+        "held"
+    }
+
+    fn submit(&self, _: StampedEvent) -> BoxFuture<'_, Result<Receipt, SinkError>> {
+        let (tx, receipt) = Receipt::pending();
+        self.0.lock().unwrap().push(tx);
+        Box::pin(async move { Ok(receipt) })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The session's side of a channel transport: reads what the test sends, writes into a
+/// bounded queue the test reads (a full queue is a client that stopped reading).
+struct Chan {
+    from_client: mpsc::UnboundedReceiver<Result<Message, WsError>>,
+    to_client: PollSender<Message>,
+}
+
+impl Stream for Chan {
+    type Item = Result<Message, WsError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.from_client.poll_recv(cx)
+    }
+}
+
+impl futures_util::Sink<Message> for Chan {
+    type Error = WsError;
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        self.to_client
+            .poll_reserve(cx)
+            .map_err(|_| WsError::ConnectionClosed)
+    }
+    fn start_send(mut self: Pin<&mut Self>, m: Message) -> Result<(), WsError> {
+        self.to_client
+            .send_item(m)
+            .map_err(|_| WsError::ConnectionClosed)
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        self.to_client.close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The test's side: what it sends as the client, and what the session wrote.
+struct Client {
+    tx: mpsc::UnboundedSender<Result<Message, WsError>>,
+    rx: mpsc::Receiver<Message>,
+}
+
+impl Client {
+    fn send(&self, text: &str) {
+        self.tx.send(Ok(Message::text(text))).unwrap();
+    }
+
+    async fn next(&mut self) -> Message {
+        tokio::time::timeout(Duration::from_secs(60), self.rx.recv())
+            .await
+            .expect("a message in time")
+            .expect("the session wrote")
+    }
+
+    async fn frame(&mut self) -> ServerFrame {
+        match self.next().await {
+            Message::Text(t) => serde_json::from_str(&t).expect("a server frame"),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    async fn close(&mut self) -> (CloseCode, String) {
+        loop {
+            match self.next().await {
+                Message::Close(Some(f)) => return (f.code, f.reason.to_string()),
+                Message::Ping(_) => continue,
+                other => panic!("expected a close, got {other:?}"),
+            }
+        }
+    }
+}
+
+fn chan(depth: usize) -> (Chan, Client) {
+    let (tx, from_client) = mpsc::unbounded_channel();
+    let (to_client, rx) = mpsc::channel(depth);
+    (
+        Chan {
+            from_client,
+            to_client: PollSender::new(to_client),
+        },
+        Client { tx, rx },
+    )
+}
+
+struct Fixture {
+    env: Arc<SessionEnv>,
+    ticks: watch::Sender<()>,
+    drain: CancellationToken,
+    sink: Arc<HeldSink>,
+    registry: Arc<Registry>,
+}
+
+fn fixture(ack_window: usize) -> Fixture {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let registry = Arc::new(Registry::default());
+    let sink = Arc::new(HeldSink::default());
+    let services = Arc::new(Services {
+        node: "w1".into(),
+        registry: registry.clone(),
+        pubsub: Arc::new(PubSub {
+            node: "w1".into(),
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            cluster: None,
+        }),
+        sink: sink.clone(),
+        metrics,
+        max_topics: 4,
+        write_timeout: Duration::from_secs(10),
+    });
+    let (ticks, ticks_rx) = watch::channel(());
+    let drain = CancellationToken::new();
+    Fixture {
+        env: Arc::new(SessionEnv {
+            services,
+            ticks: ticks_rx,
+            drain: drain.clone(),
+            drain_spread: Duration::ZERO,
+            ack_window,
+        }),
+        ticks,
+        drain,
+        sink,
+        registry,
+    }
+}
+
+/// Records how its sessions ended; closes on `bye`, joins `join:T`, echoes the rest.
+struct Probe(mpsc::UnboundedSender<CloseReason>);
+
+impl Handler for Probe {
+    type State = ();
+
+    async fn on_open(&self, _: &mut SessionCtx<'_>) {}
+
+    async fn on_message(&self, ctx: &mut SessionCtx<'_>, _: &mut (), msg: Msg) {
+        match msg.as_text() {
+            Some("bye") => ctx.close(4001, "bye").expect("a valid close"),
+            Some(t) if t.starts_with("join:") => {
+                let topic = ews_proto::topic::Topic::parse(&t[5..]).expect("a topic");
+                ctx.subscribe(&topic).await.expect("joined");
+            }
+            _ => {
+                let _ = ctx.send(msg).await;
+            }
+        }
+    }
+
+    async fn on_close(&self, _: &mut SessionCtx<'_>, _: (), reason: CloseReason) {
+        let _ = self.0.send(reason);
+    }
+}
+
+/// Starts a session of `handler` on `f`, registered so pushes reach it.
+fn start<H: Handler>(
+    f: &Fixture,
+    handler: H,
+    ack: bool,
+    hosted: bool,
+    depth: usize,
+) -> (Client, Arc<SessionShared>, tokio::task::JoinHandle<()>) {
+    let (ws, client) = chan(depth);
+    let shared = f.registry.register(SessionShared::new(
+        f.registry.new_id(),
+        Some("alice".into()),
+        "/t".into(),
+        "127.0.0.1:1".parse().unwrap(),
+        "w1".into(),
+        8,
+    ));
+    let handler: Arc<dyn Erased> = Arc::new(handler);
+    let session = Session {
+        control: handler.takes_control_frames(),
+        handling: Handling::local(handler, "probe"),
+        core: Core::new(shared.clone(), Arc::new(ews_proto::topic::Grants::Any), ack, hosted),
+        claims: None,
+    };
+    let env = f.env.clone();
+    let task = tokio::spawn(async move { run(ws, session, &env).await });
+    (client, shared, task)
+}
+
+fn event(n: u64) -> String {
+    serde_json::to_string(&Event {
+        id: Some(format!("e{n}")),
+        msg: format!("m{n}"),
+        client_id: String::new(),
+        timestamp: 1,
+    })
+    .unwrap()
+}
+
+/// Lets the session run until it waits again.
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_answers_taken_events_and_pushes_before_its_1012() {
+    let f = fixture(8);
+    let (mut client, shared, task) = start(&f, Ingest, true, false, 16);
+    client.send(&event(1));
+    settle().await;
+    assert_eq!(f.sink.held(), 1);
+    assert_eq!(shared.push("pushed".into()), crate::registry::Pushed::Queued);
+    f.drain.cancel();
+    f.sink.complete_first();
+    assert_eq!(
+        client.frame().await,
+        ServerFrame::Ack {
+            seq: 1,
+            id: Some("e1".into())
+        }
+    );
+    assert_eq!(client.next().await, Message::text("pushed"));
+    assert_eq!(
+        client.close().await,
+        (CloseCode::Restart, "server draining".into())
+    );
+    // After its goodbye the session takes no push: it is not counted as delivered.
+    assert_eq!(shared.push("late".into()), crate::registry::Pushed::Closed);
+    drop(client);
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_closes_with_its_own_code_and_hears_why() {
+    let f = fixture(8);
+    let (reasons, mut heard) = mpsc::unbounded_channel();
+    let (mut client, _, task) = start(&f, Probe(reasons), false, false, 16);
+    client.send("hi");
+    assert_eq!(client.next().await, Message::text("hi"));
+    client.send("bye");
+    assert_eq!(client.close().await, (CloseCode::from(4001), "bye".into()));
+    // The client answers the close; the session ends and the handler hears it closed it.
+    drop(client);
+    task.await.unwrap();
+    assert_eq!(heard.recv().await, Some(CloseReason::Closed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_is_dropped_on_the_tick_after_its_ping() {
+    let f = fixture(8);
+    let (reasons, mut heard) = mpsc::unbounded_channel();
+    let (mut client, _, task) = start(&f, Probe(reasons), false, false, 16);
+    // Ticks from before the session started are not its own.
+    settle().await;
+    f.ticks.send(()).unwrap();
+    assert!(matches!(client.next().await, Message::Ping(_)));
+    // It answered (any message counts): it lives through the next tick.
+    client.send("pong-ish");
+    assert_eq!(client.next().await, Message::text("pong-ish"));
+    f.ticks.send(()).unwrap();
+    assert!(matches!(client.next().await, Message::Ping(_)));
+    // Silent since that ping: the next tick ends it.
+    f.ticks.send(()).unwrap();
+    task.await.unwrap();
+    assert_eq!(heard.recv().await, Some(CloseReason::PeerSilent));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_ack_window_stops_reading_the_client() {
+    let f = fixture(2);
+    let (mut client, _, task) = start(&f, Ingest, true, false, 16);
+    for n in 1..=3 {
+        client.send(&event(n));
+    }
+    settle().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Two in flight: the third waits unread, however long.
+    assert_eq!(f.sink.held(), 2);
+    f.sink.complete_first();
+    assert!(matches!(client.frame().await, ServerFrame::Ack { seq: 1, .. }));
+    settle().await;
+    assert_eq!(f.sink.held(), 2, "the third is read once one is answered");
+    drop(client);
+    task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stopped_reading_ends_at_the_write_timeout() {
+    let f = fixture(8);
+    let (reasons, mut heard) = mpsc::unbounded_channel();
+    // Room for one message; the client never reads.
+    let (client, shared, task) = start(&f, Probe(reasons), false, false, 1);
+    for n in 0..3 {
+        let _ = shared.push(format!("p{n}").into());
+    }
+    task.await.unwrap();
+    assert_eq!(heard.recv().await, Some(CloseReason::Failed("write")));
+    assert!(f.env.services.metrics.render().contains("write_timeout"));
+    drop(client);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hosted_handler_carries_topic_changes_to_the_socket_and_ends_with_the_stream() {
+    let f = fixture(8);
+    let (reasons, mut heard) = mpsc::unbounded_channel();
+    // Here the "client" is the socket's worker at the other end of the session stream.
+    let (mut stream, _, task) = start(&f, Probe(reasons), false, true, 16);
+    stream.send("join:room.a");
+    let Message::Frame(frame) = stream.next().await else {
+        panic!("a command frame");
+    };
+    assert_eq!(
+        Command::from_frame(&frame),
+        Some(Command::Subscribe(
+            ews_proto::topic::Topic::parse("room.a").unwrap()
+        ))
+    );
+    // Not joined here: the socket's worker holds the session's topics.
+    assert!(f.registry.topics().is_empty());
+    // The stream's end is the session's end.
+    drop(stream.tx);
+    task.await.unwrap();
+    assert_eq!(heard.recv().await, Some(CloseReason::ClientLeft));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hosted_session_closes_with_1012_on_its_nodes_drain() {
+    let f = fixture(8);
+    let (reasons, mut heard) = mpsc::unbounded_channel();
+    let (mut stream, _, task) = start(&f, Probe(reasons), false, true, 16);
+    f.drain.cancel();
+    assert_eq!(
+        stream.close().await,
+        (CloseCode::Restart, "server draining".into())
+    );
+    drop(stream);
+    task.await.unwrap();
+    assert_eq!(heard.recv().await, Some(CloseReason::Draining));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_session_answers_topic_frames_for_its_handler() {
+    let f = fixture(8);
+    let (mut client, shared, task) = start(&f, Ingest, false, false, 16);
+    client.send(r#"{"type":"subscribe","topic":"news"}"#);
+    assert_eq!(
+        client.frame().await,
+        ServerFrame::Subscribed {
+            topic: "news".into()
+        }
+    );
+    let topic = ews_proto::topic::Topic::parse("news").unwrap();
+    assert_eq!(f.registry.publish_topic(&topic, "hello").delivered, 1);
+    assert!(matches!(client.frame().await, ServerFrame::Push { .. }));
+    let _ = SessionId(shared.id);
+    drop(client);
+    task.await.unwrap();
+}
