@@ -81,8 +81,14 @@ impl Node {
     /// Starts `ews-worker` (stdout sink; no auth unless the spec gives a JWT secret) and waits until its admin port accepts
     /// connections (it does while still joining).
     pub fn worker(spec: &NodeSpec) -> Node {
+        Node::worker_of("ews-worker", spec)
+    }
+
+    /// [`Node::worker`] for a binary built over the worker library (the same flags, its own
+    /// handlers), such as the chat example's `ews-chat`.
+    pub fn worker_of(binary: &str, spec: &NodeSpec) -> Node {
         Node::start(
-            "ews-worker",
+            binary,
             spec,
             Some(spec.public_port.unwrap_or_else(free_port)),
         )

@@ -7,6 +7,7 @@
 
 mod admin;
 mod auth;
+pub mod cli;
 mod config;
 pub mod handler;
 mod ids;

@@ -1,6 +1,7 @@
 //! [`SessionCtx`]: everything a handler can do for and with its session.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -200,32 +201,40 @@ impl SessionCtx<'_> {
     }
 
     /// Publishes `msg` to every session on `topic`, cluster-wide (as `POST /api/v1/publish`
-    /// does); the answer says what it reached.
-    pub async fn publish(&self, topic: &Topic, msg: impl Into<String>) -> Delivery {
-        let p = Publish {
-            target: Target::Topic(topic.clone()),
-            msg: msg.into(),
-            id: None,
-        };
-        self.services.pubsub.publish(&p).await
+    /// does); the answer says what it reached. The future does not borrow the context: a
+    /// handler may also spawn it.
+    pub fn publish(
+        &self,
+        topic: &Topic,
+        msg: impl Into<String>,
+    ) -> impl Future<Output = Delivery> + Send + 'static {
+        self.deliver(Target::Topic(topic.clone()), msg.into())
     }
 
     /// Pushes `msg` to every session of client `client`, cluster-wide.
-    pub async fn push_to_client(&self, client: &ClientId, msg: impl Into<String>) -> Delivery {
+    pub fn push_to_client(
+        &self,
+        client: &ClientId,
+        msg: impl Into<String>,
+    ) -> impl Future<Output = Delivery> + Send + 'static {
+        self.deliver(Target::Client(client.to_string()), msg.into())
+    }
+
+    fn deliver(&self, target: Target, msg: String) -> impl Future<Output = Delivery> + 'static {
+        let pubsub = self.services.pubsub.clone();
         let p = Publish {
-            target: Target::Client(client.to_string()),
-            msg: msg.into(),
+            target,
+            msg,
             id: None,
         };
-        self.services.pubsub.publish(&p).await
+        async move { pubsub.publish(&p).await }
     }
 
     /// Who is on `topic`, cluster-wide: the session count and the first page of client ids.
-    pub async fn presence(&self, topic: &Topic) -> Presence {
-        self.services
-            .pubsub
-            .presence(&Query::first(About::Topic(topic.clone())))
-            .await
+    pub fn presence(&self, topic: &Topic) -> impl Future<Output = Presence> + Send + 'static {
+        let pubsub = self.services.pubsub.clone();
+        let q = Query::first(About::Topic(topic.clone()));
+        async move { pubsub.presence(&q).await }
     }
 
     /// The node's configured sink (`--sink`), for events of the handler's own making.

@@ -1,0 +1,153 @@
+// Drives the chat example (examples/chat) for e2e/tests/chat.rs: two Chromium pages (through
+// playwright-core) and one Node.js client (the `ws` package) talk through the chat handler on
+// three workers behind a round-robin nginx. Ann is on the local route, Bob and Carol on the
+// route that places the handler with key-hash. They join rooms, speak, leave, and Bob closes;
+// each step waits for what every member must hear. Prints `RESULT <json>` (what each heard),
+// exits non-zero with the step that failed.
+//
+//   node e2e/chat.mjs --lb HOST:PORT --local /chat --remote /remote --ann JWT --bob JWT --carol JWT \
+//     --bob-id SUB --carol-id SUB
+// Ann's token carries a `name` claim ("Ann"): the room hears that name; Bob and Carol are heard
+// by their subjects.
+import { execFileSync } from "node:child_process";
+import WebSocket from "ws";
+import { chromium } from "playwright-core";
+
+const arg = (name) => {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0 || i + 1 >= process.argv.length) throw new Error(`--${name} is required`);
+  return process.argv[i + 1];
+};
+const lb = arg("lb");
+const bobId = arg("bob-id");
+const carolId = arg("carol-id");
+const url = (path, token) => `ws://${lb}${path}?access_token=${encodeURIComponent(token)}`;
+const executablePath =
+  process.env.CHROMIUM ?? execFileSync("sh", ["-c", "command -v chromium"]).toString().trim();
+
+// What a client heard: a push carries the room's event in `msg`; a direct answer is the event.
+const norm = (text) => {
+  const f = JSON.parse(text);
+  return f.type === "push" ? { ...JSON.parse(f.msg), topic: f.topic } : f;
+};
+
+/// A chat member in a Chromium page (its own browser context: its own connection).
+const inBrowser = async (browser, name, wsUrl) => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("console", (m) => console.log(`${name} console: ${m.text()}`));
+  page.on("pageerror", (e) => console.log(`${name} page error: ${e.message}`));
+  await page.goto(`http://${lb}/info`);
+  await page.evaluate(
+    (u) =>
+      new Promise((resolve, reject) => {
+        window.heard = [];
+        const ws = new WebSocket(u);
+        window.chat = ws;
+        ws.onmessage = (e) => window.heard.push(e.data);
+        ws.onopen = resolve;
+        ws.onerror = () => reject(new Error("websocket error"));
+      }),
+    wsUrl,
+  );
+  return {
+    name,
+    say: (obj) => page.evaluate((t) => window.chat.send(t), JSON.stringify(obj)),
+    heard: async () => (await page.evaluate(() => window.heard)).map(norm),
+    close: () => page.evaluate(() => window.chat.close(1000, "bye")),
+  };
+};
+
+/// A chat member in Node.js.
+const inNode = (name, wsUrl) =>
+  new Promise((resolve, reject) => {
+    const heard = [];
+    const ws = new WebSocket(wsUrl);
+    ws.on("message", (data) => heard.push(data.toString()));
+    ws.on("error", reject);
+    ws.on("open", () =>
+      resolve({
+        name,
+        say: async (obj) => ws.send(JSON.stringify(obj)),
+        heard: async () => heard.map(norm),
+        close: async () => ws.close(1000, "bye"),
+      }),
+    );
+  });
+
+const waitFor = async (who, what, pred, ms = 20_000) => {
+  const start = Date.now();
+  for (;;) {
+    const heard = await who.heard();
+    const found = heard.find(pred);
+    if (found) return found;
+    if (Date.now() - start > ms) {
+      throw new Error(`${who.name} did not hear ${what} within ${ms} ms; heard ${JSON.stringify(heard)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+const said = (room, from, text) => (e) =>
+  e.event === "said" && e.room === room && e.from === from && e.text === text;
+const members = (room) => (e) => e.event === "members" && e.room === room;
+
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+});
+let code = 0;
+try {
+  const ann = await inBrowser(browser, "ann", url(arg("local"), arg("ann")));
+  await ann.say({ do: "join", room: "lobby" });
+  await waitFor(ann, "the lobby's members", members("lobby"));
+
+  const bob = await inBrowser(browser, "bob", url(arg("remote"), arg("bob")));
+  await bob.say({ do: "join", room: "lobby" });
+  const bobSees = await waitFor(bob, "the lobby's members", members("lobby"));
+  // Ann's token names her: the room hears her name, presence lists her id.
+  await waitFor(ann, "bob joining", (e) => e.event === "joined" && e.from === bobId);
+
+  const carol = await inNode("carol", url(arg("remote"), arg("carol")));
+  await carol.say({ do: "join", room: "lobby" });
+  await carol.say({ do: "join", room: "ops" });
+  await waitFor(carol, "the lobby's members", members("lobby"));
+  await waitFor(carol, "the ops room's members", members("ops"));
+  for (const m of [ann, bob]) {
+    await waitFor(m, "carol joining", (e) => e.event === "joined" && e.from === carolId);
+  }
+
+  await ann.say({ do: "say", room: "lobby", text: "hello from ann" });
+  for (const m of [bob, carol]) await waitFor(m, "ann's hello", said("lobby", "Ann", "hello from ann"));
+  await bob.say({ do: "say", room: "lobby", text: "hi from bob" });
+  for (const m of [ann, carol]) {
+    await waitFor(m, "bob's hi", said("lobby", bobId, "hi from bob"));
+  }
+
+  await carol.say({ do: "leave", room: "lobby" });
+  for (const m of [ann, bob]) {
+    await waitFor(m, "carol leaving", (e) => e.event === "left" && e.room === "lobby" && e.from === carolId);
+  }
+  await carol.say({ do: "say", room: "lobby", text: "still here?" });
+  await waitFor(carol, "a refusal", (e) => e.event === "error" && /join room lobby/.test(e.detail));
+  await carol.say({ do: "say", room: "ops", text: "ops only" });
+  await waitFor(carol, "its own ops message", said("ops", carolId, "ops only"));
+
+  await bob.close();
+  await waitFor(ann, "bob leaving as his session closes", (e) => e.event === "left" && e.from === bobId);
+
+  const result = {
+    ann: await ann.heard(),
+    bob: await bob.heard(),
+    carol: await carol.heard(),
+    bobSawMembers: bobSees.members,
+  };
+  console.log(`RESULT ${JSON.stringify(result)}`);
+  await carol.close();
+} catch (e) {
+  console.log(`FAILED ${e.message}`);
+  code = 1;
+} finally {
+  await browser.close();
+}
+process.exit(code);

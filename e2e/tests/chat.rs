@@ -1,0 +1,202 @@
+//! The chat example (`examples/chat`, a handler a team writes on the worker library) in a real
+//! cluster: three `ews-chat` workers and two leaders, behind a round-robin nginx. Two Chromium
+//! pages and one Node.js client (`clients/js/e2e/chat.mjs`) join rooms, speak, leave and close;
+//! two of them on a route that places the chat handler with key-hash, where the test makes sure
+//! at least one session's handler runs on another worker than its socket.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ews_testkit::jwt::client_token;
+use ews_testkit::net;
+use ews_testkit::nginx::RoundRobin;
+use ews_testkit::nodes::{Node, NodeSpec};
+use ews_testkit::{workspace_root, Proc};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const SECRET: &str = "chat-cluster-secret";
+const JWT_SECRET: &str = "chat-jwt-secret";
+const ADMIN_TOKEN: &str = "chat-admin-token";
+const ROUTES: &str = "/chat=chat,/remote=chat@key-hash";
+
+fn worker(id: &str, seeds: &[SocketAddr]) -> Node {
+    Node::worker_of(
+        "ews-chat",
+        &NodeSpec {
+            extra: &[
+                "--cluster-secret",
+                SECRET,
+                "--admin-token",
+                ADMIN_TOKEN,
+                "--routes",
+                ROUTES,
+                "--rebalance-rate",
+                "0",
+            ],
+            jwt_hs256_secret: Some(JWT_SECRET),
+            ..NodeSpec::new(id, seeds)
+        },
+    )
+}
+
+fn admin_get(node: &Node, path: &str) -> Value {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    match net::http_request(node.admin, "GET", path, &[("Authorization", &auth)], b"") {
+        Ok((200, body)) => serde_json::from_str(&body).unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+fn serving(node: &Node) -> usize {
+    admin_get(node, "/members")["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == "worker" && m["verified"] == true && m["status"] != "leaving")
+        .count()
+}
+
+/// The node the `/remote` route places `sub`'s handler on (key-hash: the same from any socket
+/// worker), read from the `101`'s `x-ews-handler-node`.
+fn handler_node_of(sub: &str, door: SocketAddr) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let token = client_token(JWT_SECRET, sub, &[]);
+        let req = format!("ws://{door}/remote?access_token={token}")
+            .into_client_request()
+            .expect("a request");
+        let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("the probe connects");
+        let node = resp.headers()["x-ews-handler-node"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        let _ = ws.close(None).await;
+        node
+    })
+}
+
+fn chat_token(sub: &str, name: Option<&str>) -> String {
+    let now = ews_proto::now_ms() / 1000;
+    let mut claims = serde_json::json!({"sub": sub, "iat": now, "exp": now + 600});
+    if let Some(n) = name {
+        claims["name"] = n.into();
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("a token")
+}
+
+#[test]
+fn two_browsers_and_a_node_client_chat_through_a_handler_placed_on_other_workers() {
+    let js = workspace_root().join("clients/js");
+    assert!(
+        js.join("node_modules/playwright-core").is_dir(),
+        "clients/js dependencies missing: run `bash scripts/tools/client-js.sh`"
+    );
+    let (_leaders, seeds) =
+        Node::leader_pair(&["--cluster-secret", SECRET, "--admin-token", ADMIN_TOKEN]);
+    let workers: Vec<Node> = (1..=3)
+        .map(|i| worker(&format!("worker-{i}"), &seeds))
+        .collect();
+    let start = Instant::now();
+    while !workers.iter().all(|w| serving(w) == 3) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the workers never all saw each other serving"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let publics: Vec<SocketAddr> = workers.iter().filter_map(|w| w.public).collect();
+    let lb = RoundRobin::start(&publics);
+
+    // Bob and Carol get subjects whose key-hash handler is the same worker: the round robin
+    // puts their sockets on different workers, so at least one handler runs away from its socket.
+    let probe = publics[0];
+    let bob = "bob".to_string();
+    let target = handler_node_of(&bob, probe);
+    let carol = (0..200)
+        .map(|i| format!("carol-{i}"))
+        .find(|c| handler_node_of(c, probe) == target)
+        .expect("a subject hashing to the same worker");
+
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&js)
+        .arg("e2e/chat.mjs")
+        .args(["--lb", &lb.addr.to_string()])
+        .args(["--local", "/chat", "--remote", "/remote"])
+        .args(["--ann", &chat_token("ann", Some("Ann"))])
+        .args(["--bob", &chat_token(&bob, None)])
+        .args(["--carol", &chat_token(&carol, None)])
+        .args(["--bob-id", &bob, "--carol-id", &carol]);
+    let mut driver = Proc::spawn("chat-driver", cmd);
+    // While they chat: where each session's socket and handler are.
+    let placed = remote_sessions_while(&mut driver, &workers);
+    let status = driver.wait_timeout(Duration::from_secs(120));
+    let out = driver.output();
+    assert!(status.is_some_and(|s| s.success()), "the chat failed:\n{out}");
+    let result: Value = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .expect("a RESULT line");
+
+    assert!(placed.len() >= 2, "bob's and carol's sessions seen: {placed:?}");
+    assert!(
+        placed.iter().any(|(socket, handler)| socket != handler),
+        "a key-hash session's handler runs on another worker than its socket: {placed:?}"
+    );
+    assert!(
+        placed.iter().all(|(_, handler)| *handler == target),
+        "key-hash puts both on one worker: {placed:?}"
+    );
+    // Ann is heard by her token's name claim; Carol's room-only message never reached Ann.
+    let ann = result["ann"].as_array().expect("ann heard");
+    assert!(
+        !ann.iter().any(|e| e["room"] == "ops"),
+        "ann is not in ops: {ann:?}"
+    );
+    let bob_members = result["bobSawMembers"].as_array().expect("members");
+    assert!(
+        bob_members.iter().any(|m| m == "ann") && bob_members.iter().any(|m| *m == *bob),
+        "bob's member list has ann and bob: {bob_members:?}"
+    );
+    let carol_heard = result["carol"].as_array().expect("carol heard");
+    assert!(
+        carol_heard
+            .iter()
+            .any(|e| e["event"] == "said" && e["from"] == "Ann" && e["topic"] == "chat.lobby"),
+        "carol heard Ann in the lobby, as a push on its topic: {carol_heard:?}"
+    );
+}
+
+/// Every `/remote` session seen while `driver` runs, as (client, socket worker, handler worker).
+fn remote_sessions_while(driver: &mut Proc, workers: &[Node]) -> Vec<(String, String)> {
+    let start = Instant::now();
+    let mut seen = std::collections::BTreeSet::new();
+    while driver.is_running() && start.elapsed() < Duration::from_secs(120) {
+        for w in workers {
+            for s in admin_get(w, "/api/v1/sessions").as_array().into_iter().flatten() {
+                if s["route"] == "/remote" {
+                    seen.insert((
+                        s["clientId"].as_str().unwrap_or("").to_string(),
+                        w.node_id.clone(),
+                        s["handlerNode"].as_str().unwrap_or("").to_string(),
+                    ));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The probes' sessions were gone before the driver started; a reconnect would show twice.
+    seen.into_iter().map(|(_, socket, handler)| (socket, handler)).collect()
+}
