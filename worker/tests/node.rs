@@ -5,8 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
-use ews_worker::{Node, NodeArgs, WorkerHandle};
+use ews_worker::{Node, SinkKind, WorkerArgs, WorkerConfig, WorkerHandle};
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -15,12 +14,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    node: NodeArgs,
-}
-
 struct Running {
     public: SocketAddr,
     handle: WorkerHandle,
@@ -28,21 +21,17 @@ struct Running {
     task: JoinHandle<anyhow::Result<()>>,
 }
 
-/// A worker (no auth, stdout sink, ports picked by the kernel) with `extra` flags, running.
-async fn start(extra: &[&str]) -> Running {
-    let mut argv = vec![
-        "ews-worker",
-        "--no-auth",
-        "--sink",
-        "stdout",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ];
-    argv.extend(extra);
-    let cli = Cli::try_parse_from(argv).expect("flags");
-    let node = Node::build(cli.node).await.expect("node builds");
+/// A worker (no auth, stdout sink, ports picked by the kernel), configured further by `set`,
+/// running.
+async fn start(set: impl FnOnce(&mut WorkerArgs)) -> Running {
+    let mut config = WorkerConfig::default();
+    let w = &mut config.worker;
+    w.no_auth = true;
+    w.sink.sink = SinkKind::Stdout;
+    w.listen = "127.0.0.1:0".parse().expect("an address");
+    w.admin_listen = "127.0.0.1:0".parse().expect("an address");
+    set(w);
+    let node = Node::build(config).await.expect("node builds");
     let public = node.public_addr().expect("public address");
     let handle = node.handle();
     let shutdown = CancellationToken::new();
@@ -85,7 +74,7 @@ async fn read_to_end(ws: &mut Client) -> Option<CloseCode> {
 
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_never_answers_pings_is_dropped_within_two_intervals() {
-    let w = start(&["--ping-interval-secs", "30"]).await;
+    let w = start(|w| w.ping_interval = Duration::from_secs(30)).await;
     let silent = connect(w.public).await;
     settle().await;
     assert_eq!(w.handle.connections(), 1);
@@ -103,7 +92,7 @@ async fn a_peer_that_never_answers_pings_is_dropped_within_two_intervals() {
 
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_answers_pings_stays() {
-    let w = start(&["--ping-interval-secs", "30"]).await;
+    let w = start(|w| w.ping_interval = Duration::from_secs(30)).await;
     let mut live = connect(w.public).await;
     // Reading answers the server's pings (tungstenite replies with pongs on the next read).
     let reader = tokio::spawn(async move { read_to_end(&mut live).await });
@@ -117,7 +106,10 @@ async fn a_peer_that_answers_pings_stays() {
 
 #[tokio::test(start_paused = true)]
 async fn drain_closes_every_session_with_1012_within_the_window() {
-    let w = start(&["--drain-seconds", "20", "--ping-interval-secs", "300"]).await;
+    let w = start(|w| {
+        w.drain_window = Duration::from_secs(20);
+        w.ping_interval = Duration::from_secs(300);
+    }).await;
     let mut readers = Vec::new();
     for _ in 0..20 {
         let mut ws = connect(w.public).await;
@@ -147,7 +139,7 @@ async fn drain_closes_every_session_with_1012_within_the_window() {
 
 #[tokio::test(start_paused = true)]
 async fn a_connection_that_never_upgrades_is_closed_after_the_handshake_timeout() {
-    let w = start(&["--handshake-timeout-secs", "10"]).await;
+    let w = start(|w| w.handshake_timeout = Duration::from_secs(10)).await;
     let mut tcp = TcpStream::connect(w.public).await.expect("connect");
     let mut buf = [0u8; 64];
     // Nothing arrives before the timeout ...

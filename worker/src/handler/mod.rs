@@ -317,7 +317,7 @@ pub(crate) struct ServedRoute {
 /// A route naming a handler the node cannot serve it with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
-    #[error("{path}: no handler named {name:?} (this node has: {known})")]
+    #[error("{path}: no handler named \"{name}\" (this node has: {known})")]
     Unknown {
         path: String,
         name: HandlerName,
