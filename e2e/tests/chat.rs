@@ -143,14 +143,20 @@ fn two_browsers_and_a_node_client_chat_through_a_handler_placed_on_other_workers
     let placed = remote_sessions_while(&mut driver, &workers);
     let status = driver.wait_timeout(Duration::from_secs(120));
     let out = driver.output();
-    assert!(status.is_some_and(|s| s.success()), "the chat failed:\n{out}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the chat failed:\n{out}"
+    );
     let result: Value = out
         .lines()
         .find_map(|l| l.strip_prefix("RESULT "))
         .and_then(|j| serde_json::from_str(j).ok())
         .expect("a RESULT line");
 
-    assert!(placed.len() >= 2, "bob's and carol's sessions seen: {placed:?}");
+    assert!(
+        placed.len() >= 2,
+        "bob's and carol's sessions seen: {placed:?}"
+    );
     assert!(
         placed.iter().any(|(socket, handler)| socket != handler),
         "a key-hash session's handler runs on another worker than its socket: {placed:?}"
@@ -185,7 +191,11 @@ fn remote_sessions_while(driver: &mut Proc, workers: &[Node]) -> Vec<(String, St
     let mut seen = std::collections::BTreeSet::new();
     while driver.is_running() && start.elapsed() < Duration::from_secs(120) {
         for w in workers {
-            for s in admin_get(w, "/api/v1/sessions").as_array().into_iter().flatten() {
+            for s in admin_get(w, "/api/v1/sessions")
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 if s["route"] == "/remote" {
                     seen.insert((
                         s["clientId"].as_str().unwrap_or("").to_string(),
@@ -198,5 +208,7 @@ fn remote_sessions_while(driver: &mut Proc, workers: &[Node]) -> Vec<(String, St
         std::thread::sleep(Duration::from_millis(20));
     }
     // The probes' sessions were gone before the driver started; a reconnect would show twice.
-    seen.into_iter().map(|(_, socket, handler)| (socket, handler)).collect()
+    seen.into_iter()
+        .map(|(_, socket, handler)| (socket, handler))
+        .collect()
 }

@@ -51,7 +51,8 @@ fn room() -> Topic {
     Topic::parse("room").expect("a topic")
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(addr: SocketAddr) -> Ws {
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/count"))
@@ -103,7 +104,10 @@ async fn a_handler_of_the_teams_own_runs_with_state_close_codes_topics_and_on_cl
     counted.send(Message::text("bye")).await.unwrap();
     match counted.next().await {
         Some(Ok(Message::Close(Some(f)))) => {
-            assert_eq!((f.code, f.reason.as_str()), (CloseCode::from(4000), "counted"))
+            assert_eq!(
+                (f.code, f.reason.as_str()),
+                (CloseCode::from(4000), "counted")
+            )
         }
         other => panic!("expected the handler's close, got {other:?}"),
     }

@@ -109,7 +109,8 @@ async fn drain_closes_every_session_with_1012_within_the_window() {
     let w = start(|w| {
         w.drain_window = Duration::from_secs(20);
         w.ping_interval = Duration::from_secs(300);
-    }).await;
+    })
+    .await;
     let mut readers = Vec::new();
     for _ in 0..20 {
         let mut ws = connect(w.public).await;

@@ -73,11 +73,26 @@ pub enum Ask {
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Heard {
-    Members { room: String, members: Vec<String> },
-    Joined { room: String, from: String },
-    Left { room: String, from: String },
-    Said { room: String, from: String, text: String },
-    Error { detail: String },
+    Members {
+        room: String,
+        members: Vec<String>,
+    },
+    Joined {
+        room: String,
+        from: String,
+    },
+    Left {
+        room: String,
+        from: String,
+    },
+    Said {
+        room: String,
+        from: String,
+        text: String,
+    },
+    Error {
+        detail: String,
+    },
 }
 
 impl Heard {
@@ -141,7 +156,9 @@ async fn act(ctx: &mut SessionCtx<'_>, me: &mut Member, ask: Ask) -> Result<(), 
             if me.rooms.len() >= MAX_ROOMS {
                 return Err(format!("a session is in at most {MAX_ROOMS} rooms"));
             }
-            ctx.subscribe(&room.topic).await.map_err(|e| e.to_string())?;
+            ctx.subscribe(&room.topic)
+                .await
+                .map_err(|e| e.to_string())?;
             me.rooms.push(room.clone());
             ctx.count("joined");
             members(ctx, &room, &me.id).await?;

@@ -226,7 +226,12 @@ fn start<H: Handler>(
     let session = Session {
         control: handler.takes_control_frames(),
         handling: Handling::local(handler, "probe"),
-        core: Core::new(shared.clone(), Arc::new(ews_proto::topic::Grants::Any), ack, hosted),
+        core: Core::new(
+            shared.clone(),
+            Arc::new(ews_proto::topic::Grants::Any),
+            ack,
+            hosted,
+        ),
         claims: None,
     };
     let env = f.env.clone();
@@ -258,7 +263,10 @@ async fn a_drain_answers_taken_events_and_pushes_before_its_1012() {
     client.send(&event(1));
     settle().await;
     assert_eq!(f.sink.held(), 1);
-    assert_eq!(shared.push("pushed".into()), crate::registry::Pushed::Queued);
+    assert_eq!(
+        shared.push("pushed".into()),
+        crate::registry::Pushed::Queued
+    );
     f.drain.cancel();
     f.sink.complete_first();
     assert_eq!(
@@ -326,7 +334,10 @@ async fn a_full_ack_window_stops_reading_the_client() {
     // Two in flight: the third waits unread, however long.
     assert_eq!(f.sink.held(), 2);
     f.sink.complete_first();
-    assert!(matches!(client.frame().await, ServerFrame::Ack { seq: 1, .. }));
+    assert!(matches!(
+        client.frame().await,
+        ServerFrame::Ack { seq: 1, .. }
+    ));
     settle().await;
     assert_eq!(f.sink.held(), 2, "the third is read once one is answered");
     drop(client);
