@@ -151,6 +151,28 @@ struct NodeLink {
     link: Arc<Link>,
 }
 
+impl NodeLink {
+    fn new(
+        listener: TcpListener,
+        membership: Arc<Membership>,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        hosted: Arc<Hosted>,
+    ) -> NodeLink {
+        let link = Link {
+            verifier: membership.link_verifier(),
+            membership,
+            registry,
+            metrics,
+            hosted,
+        };
+        NodeLink {
+            listener,
+            link: Arc::new(link),
+        }
+    }
+}
+
 pub struct Node {
     public_listener: TcpListener,
     admin_listener: TcpListener,
@@ -192,10 +214,7 @@ impl Node {
         let routes = handlers.serve(&args.routes).context("--routes")?;
         args.admin_listen = args.admin.listen(args.admin_listen);
         let backlog = args.ports.backlog();
-        let nofile = limits::raise_nofile().context("reading RLIMIT_NOFILE")?;
-        let capacity = args
-            .max_connections
-            .unwrap_or_else(|| limits::max_connections_for(nofile));
+        let (nofile, capacity) = capacity(&args)?;
         let metrics = Arc::new(Metrics::new());
         metrics.connections_max.set(capacity as i64);
 
@@ -207,18 +226,7 @@ impl Node {
 
         // Before the sink: in a cluster the queue sink follows the active leader.
         let membership = membership::start(&cluster_args, &args).await?;
-        let link_listener = match &membership {
-            // Gossip may have picked the port when `--internal-listen` asked for port 0.
-            Some(m) => {
-                let addr =
-                    SocketAddr::new(cluster_args.internal_listen.ip(), m.gossip_addr().port());
-                Some(
-                    ews_http::bind(addr, backlog)
-                        .with_context(|| format!("binding the internal TCP port {addr}"))?,
-                )
-            }
-            None => None,
-        };
+        let link_listener = bind_link(&cluster_args, membership.as_deref(), backlog)?;
         let broker = sinks::embedded_broker(&args.sink, membership.is_some())?;
         let sink = sinks::build(&args.sink, membership.as_ref(), broker.as_ref()).await?;
 
@@ -228,14 +236,14 @@ impl Node {
         }
         let node_id: NodeId = cluster_args.cluster.node_id().as_str().into();
         let registry = Arc::new(Registry::default());
+        let deadline = cluster_args.cluster.publish_peer_timeout;
         let pubsub = Arc::new(PubSub {
             node: node_id.clone(),
             registry: registry.clone(),
             metrics: metrics.clone(),
-            cluster: membership.clone().map(|m| {
-                let fanout = Fanout::new(m.clone(), cluster_args.cluster.publish_peer_timeout);
-                (m, fanout)
-            }),
+            cluster: membership
+                .clone()
+                .map(|m| (m.clone(), Fanout::new(m, deadline))),
         });
         let services = Arc::new(Services {
             node: node_id.clone(),
@@ -246,50 +254,22 @@ impl Node {
             max_topics: args.max_topics_per_session,
             write_timeout: args.ping_interval * 2,
         });
-        let (ticks, ticks_rx) = watch::channel(());
         let drain = CancellationToken::new();
-        let env = Arc::new(SessionEnv {
-            services: services.clone(),
-            ticks: ticks_rx,
-            drain: drain.clone(),
-            drain_spread: args.drain_window * 3 / 4,
-            ack_window: args.ack_window,
-        });
-        // Hosted sessions (handlers for other workers' sockets) never tick: the socket's node
-        // pings its client, and the stream's end is the session's end.
-        let hosted_env = Arc::new(SessionEnv {
-            services,
-            ticks: watch::channel(()).1,
-            drain: drain.clone(),
-            drain_spread: env.drain_spread,
-            ack_window: env.ack_window,
-        });
+        let (ticks, env, hosted_env) = session_envs(&args, services, &drain);
         let sessions = TaskTracker::new();
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(args.ws_read_buffer_bytes)
-            // Write each frame at once; a session awaits every write before the next, so the
-            // write buffer never holds more than one frame.
-            .write_buffer_size(0)
-            .max_message_size(Some(args.max_message_bytes))
-            .max_frame_size(Some(args.max_message_bytes));
         let slots = Arc::new(Semaphore::new(capacity));
-        let placer = membership.as_ref().map(|m| {
-            Arc::new(Placer::new(
-                m.clone(),
-                cluster_args.cluster.publish_peer_timeout,
-                args.max_message_bytes,
-            ))
-        });
         let public = Arc::new(Public {
             routes: routes.clone(),
-            placer,
+            placer: membership
+                .as_ref()
+                .map(|m| Arc::new(Placer::new(m.clone(), deadline, args.max_message_bytes))),
             auth,
             test_page: args.standalone || args.test_page,
             node: node_id.clone(),
             metrics: metrics.clone(),
             registry: registry.clone(),
             env,
-            ws_config,
+            ws_config: ws_config(&args),
             capacity: slots.clone(),
             max_connections: capacity,
             outbound_queue: args.outbound_queue,
@@ -306,35 +286,24 @@ impl Node {
             queue_connections: TaskTracker::new(),
             drain: drain.clone(),
         });
+        let hosted = Arc::new(Hosted {
+            node: node_id,
+            routes,
+            env: hosted_env,
+            sessions,
+            metrics: metrics.clone(),
+            open: AtomicUsize::new(0),
+            max: args.max_hosted_sessions.unwrap_or(capacity),
+            max_message: args.max_message_bytes,
+        });
         let link = link_listener
-            .zip(membership.as_ref())
-            .map(|(listener, m)| NodeLink {
-                listener,
-                link: Arc::new(Link {
-                    verifier: m.link_verifier(),
-                    membership: m.clone(),
-                    registry,
-                    metrics: metrics.clone(),
-                    hosted: Arc::new(Hosted {
-                        node: node_id.clone(),
-                        routes,
-                        env: hosted_env,
-                        sessions,
-                        metrics: metrics.clone(),
-                        open: AtomicUsize::new(0),
-                        max: args.max_hosted_sessions.unwrap_or(capacity),
-                        max_message: args.max_message_bytes,
-                    }),
-                }),
-            });
+            .zip(membership.clone())
+            .map(|(listener, m)| NodeLink::new(listener, m, registry, metrics, hosted));
         tracing::info!(
             listen = %public_addr,
             admin = %admin_listener.local_addr()?,
             internal = ?link.as_ref().and_then(|l| l.listener.local_addr().ok()),
-            nofile,
-            capacity,
-            backlog = %backlog,
-            sink = sink.name(),
+            nofile, capacity, backlog = %backlog, sink = sink.name(),
             "worker ready"
         );
         Ok(Node {
@@ -452,6 +421,63 @@ impl Node {
         tracing::info!("drained");
         result
     }
+}
+
+/// The open-files limit (raised to its hard limit) and the session capacity: `--max-connections`,
+/// or what that limit allows.
+fn capacity(args: &WorkerArgs) -> anyhow::Result<(u64, usize)> {
+    let nofile = limits::raise_nofile().context("reading RLIMIT_NOFILE")?;
+    let capacity = args
+        .max_connections
+        .unwrap_or_else(|| limits::max_connections_for(nofile));
+    Ok((nofile, capacity))
+}
+
+/// The node-link listener, in a cluster: the TCP side of the internal port (gossip may have
+/// picked the port number when `--internal-listen` asked for port 0).
+fn bind_link(
+    args: &MembershipArgs,
+    membership: Option<&Membership>,
+    backlog: ews_http::Backlog,
+) -> anyhow::Result<Option<TcpListener>> {
+    let Some(m) = membership else {
+        return Ok(None);
+    };
+    let addr = SocketAddr::new(args.internal_listen.ip(), m.gossip_addr().port());
+    let listener = ews_http::bind(addr, backlog)
+        .with_context(|| format!("binding the internal TCP port {addr}"))?;
+    Ok(Some(listener))
+}
+
+/// The session environments: the socket sessions' (pinged on the node-wide tick, whose sender
+/// this returns) and the hosted sessions' (handlers for other workers' sockets), which never
+/// tick: the socket's node pings its client, and the stream's end is the session's end.
+fn session_envs(
+    args: &WorkerArgs,
+    services: Arc<Services>,
+    drain: &CancellationToken,
+) -> (watch::Sender<()>, Arc<SessionEnv>, Arc<SessionEnv>) {
+    let (ticks, ticks_rx) = watch::channel(());
+    let env = |ticks| SessionEnv {
+        services: services.clone(),
+        ticks,
+        drain: drain.clone(),
+        drain_spread: args.drain_window * 3 / 4,
+        ack_window: args.ack_window,
+    };
+    let hosted = Arc::new(env(watch::channel(()).1));
+    (ticks, Arc::new(env(ticks_rx)), hosted)
+}
+
+/// Each session's WebSocket limits: small buffers for idle sessions, the largest message.
+fn ws_config(args: &WorkerArgs) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(args.ws_read_buffer_bytes)
+        // Write each frame at once; a session awaits every write before the next, so the
+        // write buffer never holds more than one frame.
+        .write_buffer_size(0)
+        .max_message_size(Some(args.max_message_bytes))
+        .max_frame_size(Some(args.max_message_bytes))
 }
 
 /// Closes every session (1012, spread over the window) and waits for them, at most `window`.

@@ -444,18 +444,24 @@ mod tests {
         Delivery::counts(delivered, dropped)
     }
 
-    #[test]
-    fn push_is_bounded_per_session() {
-        let r = Registry::default();
+    /// A session of `client` on `/ws`, registered in `r`, with room for `capacity` pushes.
+    fn session(r: &Registry, client: &str, capacity: usize) -> Arc<SessionShared> {
         let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
-        let a = r.register(SessionShared::new(
+        let s = SessionShared::new(
             r.new_id(),
-            Some("alice".into()),
+            Some(client.into()),
             "/ws".into(),
             peer,
             "w".into(),
-            2,
-        ));
+            capacity,
+        );
+        r.register(s)
+    }
+
+    #[test]
+    fn push_is_bounded_per_session() {
+        let r = Registry::default();
+        let a = session(&r, "alice", 2);
         assert_eq!(r.push("bob", "x"), counts(0, 0));
         assert_eq!(r.push("alice", "1"), counts(1, 0));
         assert_eq!(r.push("alice", "2"), counts(1, 0));
@@ -497,23 +503,8 @@ mod tests {
     fn topics_index_sessions_and_follow_them_out() {
         let r = Registry::default();
         let mut changes = r.watch_topics();
-        let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
-        let a = r.register(SessionShared::new(
-            r.new_id(),
-            Some("alice".into()),
-            "/ws".into(),
-            peer,
-            "w".into(),
-            4,
-        ));
-        let b = r.register(SessionShared::new(
-            r.new_id(),
-            Some("bob".into()),
-            "/ws".into(),
-            peer,
-            "w".into(),
-            4,
-        ));
+        let a = session(&r, "alice", 4);
+        let b = session(&r, "bob", 4);
         let news = Topic::parse("news").unwrap();
         let chat = Topic::parse("chat").unwrap();
         // Each answer is the topic-set change a subscriber waits to see announced.

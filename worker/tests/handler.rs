@@ -71,14 +71,21 @@ async fn text(ws: &mut Ws) -> String {
     }
 }
 
+/// A worker on loopback ports the kernel picks, without auth, routing `/count` to `count`.
+fn config() -> WorkerConfig {
+    let mut config = WorkerConfig::default();
+    let w = &mut config.worker;
+    w.no_auth = true;
+    w.listen = "127.0.0.1:0".parse().unwrap();
+    w.admin_listen = "127.0.0.1:0".parse().unwrap();
+    w.sink.sink = SinkKind::Stdout;
+    w.routes = "/count=count".parse().unwrap();
+    config
+}
+
 #[tokio::test]
 async fn a_handler_of_the_teams_own_runs_with_state_close_codes_topics_and_on_close() {
-    let mut config = WorkerConfig::default();
-    config.worker.no_auth = true;
-    config.worker.listen = "127.0.0.1:0".parse().unwrap();
-    config.worker.admin_listen = "127.0.0.1:0".parse().unwrap();
-    config.worker.sink.sink = SinkKind::Stdout;
-    config.worker.routes = "/count=count".parse().unwrap();
+    let mut config = config();
     config.worker.drain_window = Duration::from_millis(200);
     let (closed, mut heard) = mpsc::unbounded_channel();
     let node = Node::builder(config)
@@ -125,13 +132,7 @@ async fn a_handler_of_the_teams_own_runs_with_state_close_codes_topics_and_on_cl
 
 #[tokio::test]
 async fn a_route_naming_a_handler_the_node_lacks_fails_at_start() {
-    let mut config = WorkerConfig::default();
-    config.worker.no_auth = true;
-    config.worker.listen = "127.0.0.1:0".parse().unwrap();
-    config.worker.admin_listen = "127.0.0.1:0".parse().unwrap();
-    config.worker.sink.sink = SinkKind::Stdout;
-    config.worker.routes = "/count=count".parse().unwrap();
-    let err = Node::build(config).await.err().expect("refused");
+    let err = Node::build(config()).await.err().expect("refused");
     let text = format!("{err:#}");
     assert!(text.contains("no handler named \"count\""), "{text}");
     assert!(text.contains("echo, greet, ingest"), "{text}");

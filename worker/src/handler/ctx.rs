@@ -12,6 +12,7 @@ use ews_proto::{Event, StampedEvent};
 use ews_sink::{Receipt, Sink, SinkError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
 
 use super::Msg;
 use crate::ids::{ClientId, NodeId, SessionId};
@@ -19,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::pubsub::PubSub;
 use crate::registry::{Registry, SessionShared, TooManyTopics};
 use crate::remote::Command;
-use crate::session::{send, Flow, Out};
+use crate::session::{send, Flow, Out, SessionEnv};
 
 /// The token's claims, as JSON (`sub`, `exp`, `topics` and whatever else the issuer put in).
 pub type Claims = serde_json::Map<String, serde_json::Value>;
@@ -109,7 +110,23 @@ pub struct SessionCtx<'a> {
     pub(crate) label: &'static str,
 }
 
-impl SessionCtx<'_> {
+impl<'a> SessionCtx<'a> {
+    /// The context of a session's handler call (claims: none, unless its `on_open`).
+    pub(crate) fn new(
+        out: &'a mut Out,
+        core: &'a mut Core,
+        env: &'a SessionEnv,
+        label: &'static str,
+    ) -> SessionCtx<'a> {
+        SessionCtx {
+            out,
+            core,
+            services: &env.services,
+            claims: None,
+            label,
+        }
+    }
+
     /// The authenticated client (the token's `sub`); `None` with `--no-auth`.
     pub fn client_id(&self) -> Option<&ClientId> {
         self.core.shared.client_id.as_ref()
@@ -140,23 +157,10 @@ impl SessionCtx<'_> {
     /// that does not read holds up its own handler, at most the write timeout, then the session
     /// ends).
     pub async fn send(&mut self, msg: Msg) -> Result<(), Closed> {
-        if self.core.gone || self.core.close.is_some() {
+        if self.core.close.is_some() {
             return Err(Closed);
         }
-        match send(
-            self.out,
-            msg.into_ws(),
-            &self.services.metrics,
-            self.services.write_timeout,
-        )
-        .await
-        {
-            Flow::Continue => Ok(()),
-            Flow::End => {
-                self.core.gone = true;
-                Err(Closed)
-            }
-        }
+        self.write(msg.into_ws()).await
     }
 
     /// Closes the session with `code` and `reason` once this call returns: acknowledgements and
@@ -281,17 +285,15 @@ impl SessionCtx<'_> {
     }
 
     async fn command(&mut self, c: Command) -> Result<(), Closed> {
+        self.write(c.into_message()).await
+    }
+
+    async fn write(&mut self, msg: Message) -> Result<(), Closed> {
         if self.core.gone {
             return Err(Closed);
         }
-        match send(
-            self.out,
-            c.into_message(),
-            &self.services.metrics,
-            self.services.write_timeout,
-        )
-        .await
-        {
+        let s = self.services;
+        match send(self.out, msg, &s.metrics, s.write_timeout).await {
             Flow::Continue => Ok(()),
             Flow::End => {
                 self.core.gone = true;

@@ -210,13 +210,8 @@ impl<'e, T: Transport> Machine<'e, T> {
                 label,
                 state,
             } => {
-                let mut ctx = SessionCtx {
-                    out: &mut self.ws,
-                    core: &mut self.core,
-                    services: &self.env.services,
-                    claims: claims.as_deref(),
-                    label,
-                };
+                let mut ctx = SessionCtx::new(&mut self.ws, &mut self.core, self.env, label);
+                ctx.claims = claims.as_deref();
                 *state = handler.open(&mut ctx).await;
                 self.after_handler().await
             }
@@ -238,13 +233,7 @@ impl<'e, T: Transport> Machine<'e, T> {
                 state,
             } => {
                 let state = std::mem::replace(state, Box::new(()));
-                let mut ctx = SessionCtx {
-                    out: &mut self.ws,
-                    core: &mut self.core,
-                    services: &self.env.services,
-                    claims: None,
-                    label,
-                };
+                let mut ctx = SessionCtx::new(&mut self.ws, &mut self.core, self.env, label);
                 handler.close(&mut ctx, state, why).await;
             }
             Handling::Remote(r) => {
@@ -372,13 +361,7 @@ impl<'e, T: Transport> Machine<'e, T> {
                 label,
                 state,
             } => {
-                let mut ctx = SessionCtx {
-                    out: &mut self.ws,
-                    core: &mut self.core,
-                    services: &self.env.services,
-                    claims: None,
-                    label,
-                };
+                let mut ctx = SessionCtx::new(&mut self.ws, &mut self.core, self.env, label);
                 handler.message(&mut ctx, state, msg).await;
                 self.after_handler().await
             }
