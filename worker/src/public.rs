@@ -191,12 +191,7 @@ async fn admit(
     if p.env.drain.is_cancelled() {
         return Err(Refusal::Draining);
     }
-    let permit = p
-        .capacity
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| Refusal::OverCapacity)?;
-    p.metrics.connections_active.set(in_use(p) as i64);
+    let permit = Permit::take(p).ok_or(Refusal::OverCapacity)?;
     let who = authenticate(req, p).await?;
     let id = p.registry.new_id();
     let Placed { node, handling } = place(p, &route, &who, id).await?;
@@ -211,9 +206,8 @@ async fn admit(
         p.outbound_queue,
     ));
     let slot = Slot {
-        public: p.clone(),
         shared: shared.clone(),
-        _permit: permit,
+        permit,
     };
     p.metrics.handshake("ok");
     let upgrade = if who.via_subprotocol {
@@ -325,6 +319,33 @@ fn in_use(p: &Public) -> usize {
         .saturating_sub(p.capacity.available_permits())
 }
 
+/// One unit of session capacity, taken before the token is checked (so concurrent upgrades
+/// cannot overshoot) and given back however the upgrade or the session ends; the
+/// `ews_connections_active` gauge follows it both ways.
+struct Permit {
+    public: Arc<Public>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Permit {
+    fn take(p: &Arc<Public>) -> Option<Permit> {
+        let permit = p.capacity.clone().try_acquire_owned().ok()?;
+        p.metrics.connections_active.set(in_use(p) as i64);
+        Some(Permit {
+            public: p.clone(),
+            _permit: permit,
+        })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        // The semaphore gets the permit back after this body: count it as gone already.
+        let now = in_use(&self.public).saturating_sub(1);
+        self.public.metrics.connections_active.set(now as i64);
+    }
+}
+
 /// Names the node running the session's handler on the `101`.
 pub const HANDLER_NODE: header::HeaderName = header::HeaderName::from_static("x-ews-handler-node");
 
@@ -332,19 +353,15 @@ pub const HANDLER_NODE: header::HeaderName = header::HeaderName::from_static("x-
 static NONE: LazyLock<Arc<Grants>> = LazyLock::new(|| Arc::new(Grants::None));
 static ANY: LazyLock<Arc<Grants>> = LazyLock::new(|| Arc::new(Grants::Any));
 
-/// One unit of session capacity and the session's registry entry, released when the session
-/// ends however it ends.
+/// A session's registry entry and its unit of capacity, released when the session ends
+/// however it ends.
 struct Slot {
-    public: Arc<Public>,
     shared: Arc<SessionShared>,
-    _permit: OwnedSemaphorePermit,
+    permit: Permit,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.public.registry.unregister(&self.shared);
-        // The permit is released after this body: count it as gone already.
-        let now = in_use(&self.public).saturating_sub(1);
-        self.public.metrics.connections_active.set(now as i64);
+        self.permit.public.registry.unregister(&self.shared);
     }
 }

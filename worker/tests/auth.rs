@@ -114,6 +114,13 @@ async fn hs256_failures_are_401() {
     );
     assert_eq!(with_bearer(&w, &none).await, 401, "alg none");
     assert_eq!(with_bearer(&w, "garbage").await, 401);
+    // A refused upgrade gives its session slot back: the gauge a load balancer's operator
+    // (and the scaling metric) reads counts sessions, not refusals.
+    let start = std::time::Instant::now();
+    while !w.metrics().contains("ews_connections_active 0") {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", w.metrics());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
