@@ -65,10 +65,15 @@ impl Default for WorkerConfig {
             #[command(flatten)]
             node: NodeArgs,
         }
-        // The flags' own defaults, so there is one place that says what they are. Flags without
-        // a default are optional, so an empty command line always parses.
+        use clap::{CommandFactory, FromArgMatches};
+        // The flags' own defaults, so there is one place that says what they are; not the
+        // `EWS_*` variables of this process (a default is a default). Flags without a default
+        // are optional, so an empty command line always parses.
+        let command = Defaults::command().mut_args(|a| a.env(None::<&str>));
         #[allow(clippy::expect_used)]
-        let d = <Defaults as clap::Parser>::try_parse_from(["ews-worker"])
+        let d = command
+            .try_get_matches_from(["ews-worker"])
+            .and_then(|m| Defaults::from_arg_matches(&m))
             .expect("every flag has a default or is optional");
         d.node.into()
     }
@@ -91,7 +96,8 @@ pub struct NodeBuilder {
 }
 
 impl NodeBuilder {
-    /// Registers `handler` under `name`; it may run on any worker (a route may place it
+    /// Registers `handler` under `name` (panics on a name other than 1 to 64 of `a-z`, `0-9`,
+    /// `-`, `_`: names are written in code); it may run on any worker (a route may place it
     /// `@random`, `@least-loaded` or `@key-hash`: register it on every worker then).
     pub fn handler<H: Handler>(mut self, name: &str, handler: H) -> NodeBuilder {
         self.handlers.insert(name, handler, Reach::AnyWorker);
