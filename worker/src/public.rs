@@ -288,7 +288,7 @@ async fn place(
 ) -> Result<Placed, Refusal> {
     let here = || Placed {
         node: p.node.clone(),
-        handling: Handling::local(route.handler.handler.clone(), route.handler.label),
+        handling: Handling::local(route.handler.clone()),
     };
     let Some(placer) = p
         .placer

@@ -50,8 +50,9 @@ pub struct Core {
     pub last_seq: u64,
     /// Events the sink took that the client waits to hear about, in order.
     pub inflight: VecDeque<InFlight>,
-    /// The handler asked to close (sent once it returns).
-    pub close: Option<CloseFrame>,
+    /// The handler asked to close (sent once it returns). Boxed: rare, and an idle session
+    /// carries it.
+    pub close: Option<Box<CloseFrame>>,
     /// The socket can take no more writes.
     pub gone: bool,
 }
@@ -174,10 +175,10 @@ impl<'a> SessionCtx<'a> {
         if reason.len() > 123 {
             return Err(BadClose::ReasonTooLong(reason.len()));
         }
-        self.core.close.get_or_insert(CloseFrame {
+        self.core.close.get_or_insert(Box::new(CloseFrame {
             code: CloseCode::from(code),
             reason: reason.to_string().into(),
-        });
+        }));
         Ok(())
     }
 

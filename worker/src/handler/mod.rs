@@ -242,8 +242,8 @@ pub enum Reach {
     SocketWorker,
 }
 
-/// One registered handler.
-#[derive(Clone)]
+/// One registered handler (shared by its routes and their sessions: a session holds one
+/// pointer to it).
 pub(crate) struct Registered {
     pub name: HandlerName,
     pub reach: Reach,
@@ -256,7 +256,7 @@ pub(crate) struct Registered {
 /// The handlers a node can route to, by name. [`Handlers::default`] holds the built-ins:
 /// `ingest` (socket worker only), `echo` and `greet`.
 #[derive(Clone)]
-pub struct Handlers(BTreeMap<HandlerName, Registered>);
+pub struct Handlers(BTreeMap<HandlerName, Arc<Registered>>);
 
 impl Default for Handlers {
     fn default() -> Handlers {
@@ -285,15 +285,13 @@ impl Handlers {
             Some(r) => r.label,
             None => Box::leak(name.as_str().to_string().into_boxed_str()),
         };
-        self.0.insert(
-            name.clone(),
-            Registered {
-                name,
-                reach,
-                handler: Arc::new(handler),
-                label,
-            },
-        );
+        let registered = Registered {
+            name: name.clone(),
+            reach,
+            handler: Arc::new(handler),
+            label,
+        };
+        self.0.insert(name, Arc::new(registered));
     }
 
     /// The registered names, sorted.
@@ -301,7 +299,7 @@ impl Handlers {
         self.0.keys().map(HandlerName::as_str)
     }
 
-    pub(crate) fn get(&self, name: &HandlerName) -> Option<&Registered> {
+    pub(crate) fn get(&self, name: &HandlerName) -> Option<&Arc<Registered>> {
         self.0.get(name)
     }
 }
@@ -311,7 +309,7 @@ impl Handlers {
 pub(crate) struct ServedRoute {
     pub path: Arc<str>,
     pub placement: Placement,
-    pub handler: Registered,
+    pub handler: Arc<Registered>,
 }
 
 /// A route naming a handler the node cannot serve it with.

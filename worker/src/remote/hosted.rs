@@ -133,7 +133,7 @@ impl Hosted {
             1,
         ));
         let session = Session {
-            handling: Handling::local(route.handler.handler.clone(), route.handler.label),
+            handling: Handling::local(route.handler.clone()),
             core: Core::new(
                 shared,
                 Arc::new(ews_proto::topic::Grants::None),

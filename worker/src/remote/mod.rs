@@ -161,7 +161,7 @@ impl Placer {
         self.count(self.membership.node_id());
         Placed {
             node: self.membership.node_id().into(),
-            handling: Handling::local(route.handler.handler.clone(), route.handler.label),
+            handling: Handling::local(route.handler.clone()),
         }
     }
 

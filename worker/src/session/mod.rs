@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ews_proto::ServerFrame;
+use ews_sink::BoxFuture;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::time::{sleep, Sleep};
@@ -31,7 +32,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::{self, Claims, CloseReason, Core, Erased, Msg, Services, SessionCtx, State};
+use crate::handler::{
+    self, Claims, CloseReason, Core, Msg, Registered, Services, SessionCtx, State,
+};
 use crate::metrics::Metrics;
 use crate::remote::{self, FromRemote, RemoteHandler};
 
@@ -79,8 +82,7 @@ pub type Out = dyn Sink<Message, Error = WsError> + Send + Unpin;
 pub enum Handling {
     /// Here, with the session's state.
     Local {
-        handler: Arc<dyn Erased>,
-        label: &'static str,
+        handler: Arc<Registered>,
         state: State,
     },
     /// On another worker (boxed: a local session, the common case, carries only a pointer's
@@ -89,10 +91,9 @@ pub enum Handling {
 }
 
 impl Handling {
-    pub fn local(handler: Arc<dyn Erased>, label: &'static str) -> Handling {
+    pub fn local(handler: Arc<Registered>) -> Handling {
         Handling::Local {
             handler,
-            label,
             state: Box::new(()),
         }
     }
@@ -147,17 +148,25 @@ enum Wake {
 
 /// Runs `session` over `ws` until it ends, the handler's `on_open` first and its `on_close`
 /// last.
-pub async fn run<T: Transport>(ws: T, session: Session, env: &SessionEnv) {
+pub fn run<T: Transport>(
+    ws: T,
+    session: Session,
+    env: &SessionEnv,
+) -> impl Future<Output = ()> + Send + '_ {
+    // Not an `async fn`: its arguments would stay in the task beside the machine made of them;
+    // a block's capture is used in place.
     let mut m = Machine::new(ws, session, env);
-    if m.open().await == Flow::Continue {
-        loop {
-            let wake = m.next().await;
-            if m.step(wake).await == Flow::End {
-                break;
+    async move {
+        if m.open().await == Flow::Continue {
+            loop {
+                let wake = m.next().await;
+                if m.step(wake).await == Flow::End {
+                    break;
+                }
             }
         }
+        m.finish().await;
     }
-    m.finish().await;
 }
 
 /// The session's state and what it does on each [`Wake`].
@@ -205,14 +214,11 @@ impl<'e, T: Transport> Machine<'e, T> {
     async fn open(&mut self) -> Flow {
         let claims = self.claims.take();
         match &mut self.handling {
-            Handling::Local {
-                handler,
-                label,
-                state,
-            } => {
-                let mut ctx = SessionCtx::new(&mut self.ws, &mut self.core, self.env, label);
+            Handling::Local { handler, state } => {
+                let mut ctx =
+                    SessionCtx::new(&mut self.ws, &mut self.core, self.env, handler.label);
                 ctx.claims = claims.as_deref();
-                *state = handler.open(&mut ctx).await;
+                *state = handler.handler.open(&mut ctx).await;
                 self.after_handler().await
             }
             Handling::Remote(_) => {
@@ -227,14 +233,11 @@ impl<'e, T: Transport> Machine<'e, T> {
         let why = self.why.take().unwrap_or(CloseReason::ClientLeft);
         self.core.gone = true;
         match &mut self.handling {
-            Handling::Local {
-                handler,
-                label,
-                state,
-            } => {
+            Handling::Local { handler, state } => {
                 let state = std::mem::replace(state, Box::new(()));
-                let mut ctx = SessionCtx::new(&mut self.ws, &mut self.core, self.env, label);
-                handler.close(&mut ctx, state, why).await;
+                let mut ctx =
+                    SessionCtx::new(&mut self.ws, &mut self.core, self.env, handler.label);
+                handler.handler.close(&mut ctx, state, why).await;
             }
             Handling::Remote(r) => {
                 let m = self.env.metrics();
@@ -351,18 +354,16 @@ impl<'e, T: Transport> Machine<'e, T> {
     /// A message from the client: the session's own frames, else the handler's.
     async fn client_message(&mut self, msg: Msg) -> Flow {
         if self.control {
-            if let Some(reply) = control::answer(&self.core, &self.env.services, &msg).await {
+            let answer = Box::pin(control::answer(&self.core, &self.env.services, &msg)).await;
+            if let Some(reply) = answer {
                 return self.write(reply).await;
             }
         }
         match &mut self.handling {
-            Handling::Local {
-                handler,
-                label,
-                state,
-            } => {
-                let mut ctx = SessionCtx::new(&mut self.ws, &mut self.core, self.env, label);
-                handler.message(&mut ctx, state, msg).await;
+            Handling::Local { handler, state } => {
+                let mut ctx =
+                    SessionCtx::new(&mut self.ws, &mut self.core, self.env, handler.label);
+                handler.handler.message(&mut ctx, state, msg).await;
                 self.after_handler().await
             }
             // Sent on as soon as the stream has room; meanwhile the client is not read.
@@ -381,7 +382,7 @@ impl<'e, T: Transport> Machine<'e, T> {
             return self.ended(CloseReason::Failed("write"));
         }
         match self.core.close.take() {
-            Some(frame) => self.goodbye(frame, CloseReason::Closed).await,
+            Some(frame) => self.goodbye(*frame, CloseReason::Closed).await,
             None => Flow::Continue,
         }
     }
@@ -401,47 +402,49 @@ impl<'e, T: Transport> Machine<'e, T> {
     }
 
     /// What the remote handler's stream did.
-    async fn remote_did(&mut self, from: FromRemote) -> Flow {
-        let FromRemote::Next(msg) = from else {
-            return Flow::Continue;
-        };
-        let open = matches!(msg, Some(Ok(ref m)) if !m.is_close());
-        if let (false, Some(r)) = (open, self.handling.remote()) {
-            r.finish();
-        }
-        if matches!(self.phase, Phase::Closing(_)) {
-            return Flow::Continue;
-        }
-        match msg {
-            Some(Ok(Message::Frame(f))) => match remote::Command::from_frame(&f) {
-                Some(c) => self.command(c).await,
-                None => Flow::Continue,
-            },
-            Some(Ok(Message::Close(frame))) => {
-                self.set_end("handler_left");
-                let frame =
-                    frame.unwrap_or_else(|| close_frame(CloseCode::Restart, "handler left"));
-                self.goodbye(frame, CloseReason::HandlerNodeGone).await
+    fn remote_did(&mut self, from: FromRemote) -> BoxFuture<'_, Flow> {
+        Box::pin(async move {
+            let FromRemote::Next(msg) = from else {
+                return Flow::Continue;
+            };
+            let open = matches!(msg, Some(Ok(ref m)) if !m.is_close());
+            if let (false, Some(r)) = (open, self.handling.remote()) {
+                r.finish();
             }
-            Some(Ok(msg)) => self.write(msg).await,
-            // The stream itself is fine; one message was longer than it carries.
-            Some(Err(WsError::Capacity(e))) => {
-                self.set_end("too_big");
-                self.goodbye(
-                    close_frame(CloseCode::Size, &too_long(&e)),
-                    CloseReason::Failed("message_too_big"),
-                )
-                .await
+            if matches!(self.phase, Phase::Closing(_)) {
+                return Flow::Continue;
             }
-            Some(Err(_)) | None => {
-                self.set_end("handler_lost");
-                self.goodbye(
-                    close_frame(CloseCode::Error, "handler node lost"),
-                    CloseReason::HandlerNodeGone,
-                )
-                .await
+            match msg {
+                Some(Ok(Message::Frame(f))) => match remote::Command::from_frame(&f) {
+                    Some(c) => Box::pin(self.command(c)).await,
+                    None => Flow::Continue,
+                },
+                Some(Ok(Message::Close(frame))) => {
+                    self.set_end("handler_left");
+                    let frame =
+                        frame.unwrap_or_else(|| close_frame(CloseCode::Restart, "handler left"));
+                    self.goodbye(frame, CloseReason::HandlerNodeGone).await
+                }
+                Some(Ok(msg)) => self.write(msg).await,
+                // The stream itself is fine; one message was longer than it carries.
+                Some(Err(WsError::Capacity(e))) => {
+                    self.set_end("too_big");
+                    self.goodbye(
+                        close_frame(CloseCode::Size, &too_long(&e)),
+                        CloseReason::Failed("message_too_big"),
+                    )
+                    .await
+                }
+                Some(Err(_)) | None => {
+                    self.set_end("handler_lost");
+                    self.goodbye(
+                        close_frame(CloseCode::Error, "handler node lost"),
+                        CloseReason::HandlerNodeGone,
+                    )
+                    .await
+                }
             }
-        }
+        })
     }
 
     fn set_end(&mut self, end: &'static str) {
@@ -480,26 +483,31 @@ impl<'e, T: Transport> Machine<'e, T> {
     /// Says goodbye with `frame`: every event already taken is answered first (so a client
     /// resends only what the sink really does not have), then every push taken so far goes out
     /// (none is taken after), then the close frame; the peer has [`CLOSE_GRACE`] to answer it.
-    async fn goodbye(&mut self, frame: CloseFrame, why: CloseReason) -> Flow {
-        self.why.get_or_insert(why);
-        let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
-        self.phase = Phase::Closing(Box::pin(sleep(CLOSE_GRACE)));
-        while !self.core.inflight.is_empty() {
-            let Ok((event, res)) =
-                tokio::time::timeout_at(deadline, next_receipt(&mut self.core.inflight)).await
-            else {
-                break;
-            };
-            if self.receipt(event, res).await == Flow::End {
-                return Flow::End;
+    ///
+    /// Boxed, like every path a session takes rarely: an idle session's task is only as large
+    /// as what it does often.
+    fn goodbye(&mut self, frame: CloseFrame, why: CloseReason) -> BoxFuture<'_, Flow> {
+        Box::pin(async move {
+            self.why.get_or_insert(why);
+            let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+            self.phase = Phase::Closing(Box::pin(sleep(CLOSE_GRACE)));
+            while !self.core.inflight.is_empty() {
+                let Ok((event, res)) =
+                    tokio::time::timeout_at(deadline, next_receipt(&mut self.core.inflight)).await
+                else {
+                    break;
+                };
+                if self.receipt(event, res).await == Flow::End {
+                    return Flow::End;
+                }
             }
-        }
-        for text in self.core.shared.close_outbound() {
-            if self.write(Message::Text(text)).await == Flow::End {
-                return Flow::End;
+            for text in self.core.shared.close_outbound() {
+                if self.write(Message::Text(text)).await == Flow::End {
+                    return Flow::End;
+                }
             }
-        }
-        self.write(Message::Close(Some(frame))).await
+            self.write(Message::Close(Some(frame))).await
+        })
     }
 
     async fn receipt(

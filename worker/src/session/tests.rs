@@ -205,6 +205,14 @@ impl Handler for Probe {
     }
 }
 
+/// `handler` as a node registers it.
+fn registered<H: Handler>(handler: H) -> Arc<crate::handler::Registered> {
+    let mut all = crate::handler::Handlers::empty();
+    all.insert("probe", handler, crate::handler::Reach::AnyWorker);
+    let name = crate::handler::HandlerName::parse("probe").unwrap();
+    all.get(&name).expect("registered").clone()
+}
+
 /// Starts a session of `handler` on `f`, registered so pushes reach it.
 fn start<H: Handler>(
     f: &Fixture,
@@ -222,10 +230,10 @@ fn start<H: Handler>(
         "w1".into(),
         8,
     ));
-    let handler: Arc<dyn Erased> = Arc::new(handler);
+    let handler = registered(handler);
     let session = Session {
-        control: handler.takes_control_frames(),
-        handling: Handling::local(handler, "probe"),
+        control: handler.handler.takes_control_frames(),
+        handling: Handling::local(handler),
         core: Core::new(
             shared.clone(),
             Arc::new(ews_proto::topic::Grants::Any),
@@ -415,4 +423,36 @@ async fn the_session_answers_topic_frames_for_its_handler() {
     let _ = SessionId(shared.id);
     drop(client);
     task.await.unwrap();
+}
+
+/// What an idle session's task holds beyond its socket: the machine and the largest thing it
+/// awaits. Rare paths (goodbye, topic frames, remote commands) are boxed so they do not count;
+/// this guards that (the gateway benchmark measures the whole session).
+#[test]
+fn an_idle_sessions_task_stays_small() {
+    let f = fixture(8);
+    let (ws, _client) = chan(1);
+    let shared = Arc::new(SessionShared::new(
+        SessionId(1),
+        None,
+        "/t".into(),
+        "127.0.0.1:1".parse().unwrap(),
+        "w".into(),
+        1,
+    ));
+    let s = Session {
+        control: true,
+        handling: Handling::local(registered(Ingest)),
+        core: Core::new(
+            shared,
+            Arc::new(ews_proto::topic::Grants::Any),
+            false,
+            false,
+        ),
+        claims: None,
+    };
+    let task = run(ws, s, &f.env);
+    let size = std::mem::size_of_val(&task);
+    // 1,280 bytes before the handler API, over this test's channel transport.
+    assert!(size <= 1280, "a session's task is {size} bytes");
 }
