@@ -8,15 +8,20 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::handler::{self, Core, Msg, Services, SubscribeError};
 
-/// The answer to `msg` when it is a topic frame; `None` for anything else (the handler's).
-pub async fn answer(core: &Core, services: &Services, msg: &Msg) -> Option<Message> {
+/// The text of `msg` when it is a topic frame (`subscribe` or `unsubscribe`); `None` for
+/// anything else, which is the handler's. Cheap: most frames lack the bytes `"type`.
+pub fn topic_frame(msg: &Msg) -> Option<(&str, String)> {
     let text = msg.as_text()?;
-    let FrameKind::Control(kind) = FrameKind::of(text) else {
-        return None;
-    };
-    if kind != "subscribe" && kind != "unsubscribe" {
-        return None;
+    match FrameKind::of(text) {
+        FrameKind::Control(kind) if kind == "subscribe" || kind == "unsubscribe" => {
+            Some((text, kind))
+        }
+        _ => None,
     }
+}
+
+/// The answer to a topic frame (`text`, of `kind`).
+pub async fn answer(core: &Core, services: &Services, (text, kind): (&str, String)) -> Message {
     let frame = match serde_json::from_str::<ClientControl>(text) {
         Ok(c) => control(core, services, c).await,
         Err(e) => topic_error(
@@ -25,7 +30,7 @@ pub async fn answer(core: &Core, services: &Services, msg: &Msg) -> Option<Messa
             String::new(),
         ),
     };
-    Some(Message::text(frame.to_text()))
+    Message::text(frame.to_text())
 }
 
 async fn control(core: &Core, services: &Services, c: ClientControl) -> ServerFrame {

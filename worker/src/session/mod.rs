@@ -353,11 +353,16 @@ impl<'e, T: Transport> Machine<'e, T> {
 
     /// A message from the client: the session's own frames, else the handler's.
     async fn client_message(&mut self, msg: Msg) -> Flow {
-        if self.control {
-            let answer = Box::pin(control::answer(&self.core, &self.env.services, &msg)).await;
-            if let Some(reply) = answer {
-                return self.write(reply).await;
-            }
+        // Only for handlers that leave topic frames to the session: an echo pays nothing.
+        let frame = if self.control {
+            control::topic_frame(&msg)
+        } else {
+            None
+        };
+        if let Some(frame) = frame {
+            // Boxed: rare, so it adds nothing to an idle session's task.
+            let reply = Box::pin(control::answer(&self.core, &self.env.services, frame)).await;
+            return self.write(reply).await;
         }
         match &mut self.handling {
             Handling::Local { handler, state } => {
