@@ -135,12 +135,12 @@ fn two_browsers_and_a_node_client_chat_through_a_handler_placed_on_other_workers
         .args(["--lb", &lb.addr.to_string()])
         .args(["--local", "/chat", "--remote", "/remote"])
         .args(["--ann", &chat_token("ann", Some("Ann"))])
-        .args(["--bob", &chat_token(&bob, None)])
-        .args(["--carol", &chat_token(&carol, None)])
-        .args(["--bob-id", &bob, "--carol-id", &carol]);
+        .args(["--bob", &chat_token(&bob, Some("Bob"))])
+        .args(["--carol", &chat_token(&carol, Some("Carol"))])
+        .args(["--bob-name", "Bob", "--carol-name", "Carol"]);
     let mut driver = Proc::spawn("chat-driver", cmd);
     // While they chat: where each session's socket and handler are.
-    let placed = remote_sessions_while(&mut driver, &workers);
+    let placed = remote_sessions_while(&mut driver, &workers, &[&bob, &carol]);
     let status = driver.wait_timeout(Duration::from_secs(120));
     let out = driver.output();
     assert!(
@@ -165,7 +165,8 @@ fn two_browsers_and_a_node_client_chat_through_a_handler_placed_on_other_workers
         placed.iter().all(|(_, handler)| *handler == target),
         "key-hash puts both on one worker: {placed:?}"
     );
-    // Ann is heard by her token's name claim; Carol's room-only message never reached Ann.
+    // Everyone is heard by their token's name claim (for Bob or Carol read on another worker
+    // than their socket's); Carol's room-only message never reached Ann.
     let ann = result["ann"].as_array().expect("ann heard");
     assert!(
         !ann.iter().any(|e| e["room"] == "ops"),
@@ -185,8 +186,13 @@ fn two_browsers_and_a_node_client_chat_through_a_handler_placed_on_other_workers
     );
 }
 
-/// Every `/remote` session seen while `driver` runs, as (client, socket worker, handler worker).
-fn remote_sessions_while(driver: &mut Proc, workers: &[Node]) -> Vec<(String, String)> {
+/// Every `/remote` session of `clients` seen while `driver` runs, as (socket worker, handler
+/// worker). Only theirs: a probe's session may still be closing when the driver starts.
+fn remote_sessions_while(
+    driver: &mut Proc,
+    workers: &[Node],
+    clients: &[&str],
+) -> Vec<(String, String)> {
     let start = Instant::now();
     let mut seen = std::collections::BTreeSet::new();
     while driver.is_running() && start.elapsed() < Duration::from_secs(120) {
@@ -196,9 +202,10 @@ fn remote_sessions_while(driver: &mut Proc, workers: &[Node]) -> Vec<(String, St
                 .into_iter()
                 .flatten()
             {
-                if s["route"] == "/remote" {
+                let client = s["clientId"].as_str().unwrap_or("");
+                if s["route"] == "/remote" && clients.contains(&client) {
                     seen.insert((
-                        s["clientId"].as_str().unwrap_or("").to_string(),
+                        client.to_string(),
                         w.node_id.clone(),
                         s["handlerNode"].as_str().unwrap_or("").to_string(),
                     ));
@@ -207,7 +214,6 @@ fn remote_sessions_while(driver: &mut Proc, workers: &[Node]) -> Vec<(String, St
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The probes' sessions were gone before the driver started; a reconnect would show twice.
     seen.into_iter()
         .map(|(_, socket, handler)| (socket, handler))
         .collect()

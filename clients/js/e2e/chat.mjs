@@ -6,9 +6,9 @@
 // exits non-zero with the step that failed.
 //
 //   node e2e/chat.mjs --lb HOST:PORT --local /chat --remote /remote --ann JWT --bob JWT --carol JWT \
-//     --bob-id SUB --carol-id SUB
-// Ann's token carries a `name` claim ("Ann"): the room hears that name; Bob and Carol are heard
-// by their subjects.
+//     --bob-name NAME --carol-name NAME
+// Every token carries a `name` claim, which the room hears: Ann's read where her socket is, Bob's
+// and Carol's where their handler is (for at least one of them carried over the node link).
 import { execFileSync } from "node:child_process";
 import WebSocket from "ws";
 import { chromium } from "playwright-core";
@@ -19,8 +19,8 @@ const arg = (name) => {
   return process.argv[i + 1];
 };
 const lb = arg("lb");
-const bobId = arg("bob-id");
-const carolId = arg("carol-id");
+const bobName = arg("bob-name");
+const carolName = arg("carol-name");
 const url = (path, token) => `ws://${lb}${path}?access_token=${encodeURIComponent(token)}`;
 const executablePath =
   process.env.CHROMIUM ?? execFileSync("sh", ["-c", "command -v chromium"]).toString().trim();
@@ -106,7 +106,7 @@ try {
   await bob.say({ do: "join", room: "lobby" });
   const bobSees = await waitFor(bob, "the lobby's members", members("lobby"));
   // Ann's token names her: the room hears her name, presence lists her id.
-  await waitFor(ann, "bob joining", (e) => e.event === "joined" && e.from === bobId);
+  await waitFor(ann, "bob joining", (e) => e.event === "joined" && e.from === bobName);
 
   const carol = await inNode("carol", url(arg("remote"), arg("carol")));
   await carol.say({ do: "join", room: "lobby" });
@@ -114,27 +114,27 @@ try {
   await waitFor(carol, "the lobby's members", members("lobby"));
   await waitFor(carol, "the ops room's members", members("ops"));
   for (const m of [ann, bob]) {
-    await waitFor(m, "carol joining", (e) => e.event === "joined" && e.from === carolId);
+    await waitFor(m, "carol joining", (e) => e.event === "joined" && e.from === carolName);
   }
 
   await ann.say({ do: "say", room: "lobby", text: "hello from ann" });
   for (const m of [bob, carol]) await waitFor(m, "ann's hello", said("lobby", "Ann", "hello from ann"));
   await bob.say({ do: "say", room: "lobby", text: "hi from bob" });
   for (const m of [ann, carol]) {
-    await waitFor(m, "bob's hi", said("lobby", bobId, "hi from bob"));
+    await waitFor(m, "bob's hi", said("lobby", bobName, "hi from bob"));
   }
 
   await carol.say({ do: "leave", room: "lobby" });
   for (const m of [ann, bob]) {
-    await waitFor(m, "carol leaving", (e) => e.event === "left" && e.room === "lobby" && e.from === carolId);
+    await waitFor(m, "carol leaving", (e) => e.event === "left" && e.room === "lobby" && e.from === carolName);
   }
   await carol.say({ do: "say", room: "lobby", text: "still here?" });
   await waitFor(carol, "a refusal", (e) => e.event === "error" && /join room lobby/.test(e.detail));
   await carol.say({ do: "say", room: "ops", text: "ops only" });
-  await waitFor(carol, "its own ops message", said("ops", carolId, "ops only"));
+  await waitFor(carol, "its own ops message", said("ops", carolName, "ops only"));
 
   await bob.close();
-  await waitFor(ann, "bob leaving as his session closes", (e) => e.event === "left" && e.from === bobId);
+  await waitFor(ann, "bob leaving as his session closes", (e) => e.event === "left" && e.from === bobName);
 
   const result = {
     ann: await ann.heard(),

@@ -32,9 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::{
-    self, Claims, CloseReason, Core, Msg, Registered, Services, SessionCtx, State,
-};
+use crate::handler::{self, CloseReason, Core, Msg, Registered, Services, SessionCtx, State};
 use crate::metrics::Metrics;
 use crate::remote::{self, FromRemote, RemoteHandler};
 
@@ -112,8 +110,8 @@ pub struct Session {
     pub core: Core,
     /// The session answers `subscribe`/`unsubscribe` frames itself (the route's handler says).
     pub control: bool,
-    /// The token's claims, for the handler's `on_open` only.
-    pub claims: Option<Box<Claims>>,
+    /// The token's claims (its JSON text), for the handler's `on_open` only.
+    pub claims: Option<Box<str>>,
 }
 
 /// Whether the session goes on.
@@ -176,7 +174,7 @@ struct Machine<'e, T> {
     core: Core,
     handling: Handling,
     control: bool,
-    claims: Option<Box<Claims>>,
+    claims: Option<Box<str>>,
     phase: Phase,
     /// The peer sent something since the last tick.
     heard: bool,
