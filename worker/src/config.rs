@@ -156,9 +156,51 @@ pub struct JwtArgs {
 /// A flag value that must be at least `min` (a smaller one is an error, not rounded up).
 fn at_least(min: usize) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
     move |s| match s.trim().parse::<usize>() {
-        Ok(n) if n >= min => Ok(n),
-        Ok(n) => Err(format!("{n} is below the minimum of {min}")),
+        Ok(n) => check_min(n, min).map(|()| n),
         Err(e) => Err(format!("not a whole number: {e}")),
+    }
+}
+
+fn check_min(n: usize, min: usize) -> Result<(), String> {
+    if n < min {
+        return Err(format!("{n} is below the minimum of {min}"));
+    }
+    Ok(())
+}
+
+/// A setting outside what its flag accepts, set by a program that builds its configuration in
+/// code (the flags refuse such values as they are parsed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    /// The flag the setting belongs to.
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl WorkerArgs {
+    /// The bounds the flags enforce, checked again for settings made in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let minimums = [
+            ("--max-message-bytes", self.max_message_bytes, 1024),
+            ("--ws-read-buffer-bytes", self.ws_read_buffer_bytes, 64),
+            ("--outbound-queue", self.outbound_queue, 1),
+            ("--max-topics-per-session", self.max_topics_per_session, 1),
+            ("--ack-window", self.ack_window, 1),
+        ];
+        for (setting, n, min) in minimums {
+            check_min(n, min).map_err(|problem| ConfigError { setting, problem })?;
+        }
+        for (setting, d) in [
+            ("--ping-interval-secs", self.ping_interval),
+            ("--handshake-timeout-secs", self.handshake_timeout),
+        ] {
+            if d.is_zero() {
+                let problem = "must be at least 1 second".into();
+                return Err(ConfigError { setting, problem });
+            }
+        }
+        self.rebalance.validate()
     }
 }
 
@@ -249,6 +291,26 @@ mod tests {
         ] {
             assert!(bad.parse::<Routes>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn settings_made_in_code_are_held_to_the_flags_bounds() {
+        let mut w = crate::WorkerConfig::default().worker;
+        assert_eq!(w.validate(), Ok(()));
+        w.max_message_bytes = 10;
+        assert_eq!(
+            w.validate().map_err(|e| e.setting),
+            Err("--max-message-bytes")
+        );
+        let mut w = crate::WorkerConfig::default().worker;
+        w.ping_interval = Duration::ZERO;
+        assert_eq!(
+            w.validate().map_err(|e| e.setting),
+            Err("--ping-interval-secs")
+        );
+        let mut w = crate::WorkerConfig::default().worker;
+        w.rebalance.rebalance_rate = f64::NAN;
+        assert_eq!(w.validate().map_err(|e| e.setting), Err("--rebalance-rate"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod session;
 mod sinks;
 mod token;
 
-pub use config::{JwtArgs, Route, Routes, WorkerArgs};
+pub use config::{ConfigError, JwtArgs, Route, Routes, WorkerArgs};
 pub use ids::{ClientId, NodeId, SessionId};
 pub use membership::MembershipArgs;
 pub use node::{Node, NodeArgs, NodeBuilder, WorkerConfig, WorkerHandle};

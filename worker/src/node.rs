@@ -49,9 +49,10 @@ pub struct NodeArgs {
     pub membership: MembershipArgs,
 }
 
-/// A worker's configuration: the gateway's settings and the cluster's. [`Default`] is every
-/// flag's default (a worker on 0.0.0.0:8080 with the built-in queue, outside any cluster);
-/// set the fields a program or a test needs, then [`Node::builder`].
+/// A worker's configuration: the gateway's settings and the cluster's, one field per flag.
+/// [`Default`] is every flag's default (a worker on 0.0.0.0:8080 with the built-in queue,
+/// outside any cluster); set the fields a program or a test needs, then [`Node::builder`],
+/// which holds them to the bounds the flags enforce ([`ConfigError`](crate::ConfigError)).
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub worker: WorkerArgs,
@@ -216,7 +217,9 @@ impl Node {
             worker: mut args,
             membership: cluster_args,
         } = config;
-        // Before anything binds: a route naming a handler this node lacks is a start-up error.
+        // Before anything binds: a setting out of bounds, or a route naming a handler this node
+        // lacks, is a start-up error.
+        args.validate()?;
         let routes = handlers.serve(&args.routes).context("--routes")?;
         args.admin_listen = args.admin.listen(args.admin_listen);
         let backlog = args.ports.backlog();

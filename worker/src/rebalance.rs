@@ -44,17 +44,40 @@ pub struct RebalanceArgs {
     pub rebalance_rate: f64,
 }
 
+const MARGINS: std::ops::RangeInclusive<f64> = 0.0..=10.0;
+const RATES: std::ops::RangeInclusive<f64> = 0.0..=10_000.0;
+
 fn margin(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(m) if (0.0..=10.0).contains(&m) => Ok(m),
+        Ok(m) if MARGINS.contains(&m) => Ok(m),
         _ => Err(format!("{s:?}: a fraction within 0..=10 (0.2 = 20 %)")),
     }
 }
 
 fn rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(r) if (0.0..=10_000.0).contains(&r) => Ok(r),
+        Ok(r) if RATES.contains(&r) => Ok(r),
         _ => Err(format!("{s:?}: closes per second within 0..=10000")),
+    }
+}
+
+impl RebalanceArgs {
+    /// The flags' bounds, for settings made in code.
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        let (m, r) = (self.rebalance_margin, self.rebalance_rate);
+        if !MARGINS.contains(&m) {
+            return Err(crate::config::ConfigError {
+                setting: "--rebalance-margin",
+                problem: format!("{m}: a fraction within 0..=10"),
+            });
+        }
+        if !RATES.contains(&r) {
+            return Err(crate::config::ConfigError {
+                setting: "--rebalance-rate",
+                problem: format!("{r}: closes per second within 0..=10000"),
+            });
+        }
+        Ok(())
     }
 }
 
