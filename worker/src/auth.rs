@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::JwtArgs;
 use ews_proto::topic::Grants;
@@ -13,13 +13,7 @@ use std::sync::Arc;
 
 use crate::jwks::Jwks;
 
-/// What the gateway needs from a token: the client id, and the topics it may join.
-#[derive(Debug, Deserialize)]
-struct Claims {
-    sub: String,
-    #[serde(default)]
-    topics: Vec<String>,
-}
+use crate::handler::Claims;
 
 /// Who a verified token says the client is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,9 +21,8 @@ pub struct Identity {
     pub sub: String,
     /// The `topics` claim: exact names and `prefix.*` patterns.
     pub grants: Grants,
-    /// Every claim, as the token's JSON text: parsed only if a handler asks
-    /// ([`crate::handler::SessionCtx::claims`]), dropped after its `on_open`.
-    pub claims: Box<str>,
+    /// Every claim, for the handler's `on_open` (dropped after it: an idle session keeps none).
+    pub claims: Box<Claims>,
 }
 
 /// Why a token was refused (logged as a kind, never with the token).
@@ -121,18 +114,28 @@ impl Authenticator {
             Some(aud) => v.set_audience(&[aud]),
             None => v.validate_aud = false,
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &v)
-            .map_err(|e| AuthError(e.to_string()))?;
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &v)
+            .map_err(|e| AuthError(e.to_string()))?
+            .claims;
+        let sub = match claims.get("sub") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            _ => return Err(AuthError("sub is not a string".into())),
+        };
         // A blank `sub` names no client: every such token would share one identity.
-        if data.claims.sub.trim().is_empty() {
+        if sub.trim().is_empty() {
             return Err(AuthError("blank sub".into()));
         }
-        let grants = Grants::from_claim(&data.claims.topics)
-            .map_err(|e| AuthError(format!("topics claim: {e}")))?;
+        let topics: Vec<String> = match claims.get("topics") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(t) => serde_json::from_value(t.clone())
+                .map_err(|_| AuthError("topics claim: not a list of strings".into()))?,
+        };
+        let grants =
+            Grants::from_claim(&topics).map_err(|e| AuthError(format!("topics claim: {e}")))?;
         Ok(Identity {
-            sub: data.claims.sub,
+            sub,
             grants,
-            claims: payload(token).ok_or_else(|| AuthError("malformed payload".into()))?,
+            claims: Box::new(claims),
         })
     }
 
@@ -161,16 +164,6 @@ impl Authenticator {
             )),
         }
     }
-}
-
-/// The JSON text of a (verified) token's payload.
-fn payload(token: &str) -> Option<Box<str>> {
-    use base64::Engine;
-    let b64 = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(b64.trim_end_matches('='))
-        .ok()?;
-    String::from_utf8(bytes).ok().map(String::into_boxed_str)
 }
 
 /// An RSA (→ RS256) or EC P-256 (→ ES256) public key in PEM.

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthError, Authenticator};
-use crate::handler::{Core, ServedRoute};
+use crate::handler::{Claims, Core, ServedRoute};
 use crate::ids::{ClientId, NodeId, SessionId};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, SessionShared};
@@ -163,7 +163,7 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
 struct Who {
     client: Option<ClientId>,
     grants: Arc<Grants>,
-    claims: Option<Box<str>>,
+    claims: Option<Box<Claims>>,
     via_subprotocol: bool,
     ack: bool,
 }
@@ -297,11 +297,15 @@ async fn place(
     else {
         return Ok(here());
     };
+    let claims = who
+        .claims
+        .as_ref()
+        .and_then(|c| serde_json::to_string(c).ok());
     let opening = Opening {
         client: who.client.as_ref(),
         session: id,
         ack: who.ack,
-        claims: who.claims.as_deref(),
+        claims: claims.as_deref(),
     };
     placer
         .place(route, &opening)

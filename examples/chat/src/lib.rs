@@ -108,8 +108,9 @@ impl Handler for Chat {
         // The claims are here only: keep the one this handler uses.
         let claimed = ctx
             .claims()
-            .and_then(|mut c| c.remove("name"))
-            .and_then(|n| n.as_str().map(str::to_string));
+            .and_then(|c| c.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_string);
         let id = ctx
             .client_id()
             .map(|c| c.to_string())

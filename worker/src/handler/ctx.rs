@@ -107,8 +107,7 @@ pub struct SessionCtx<'a> {
     pub(crate) out: &'a mut Out,
     pub(crate) core: &'a mut Core,
     pub(crate) services: &'a Services,
-    /// The token's payload as JSON text, during `on_open`.
-    pub(crate) claims: Option<&'a str>,
+    pub(crate) claims: Option<&'a Claims>,
     pub(crate) label: &'static str,
 }
 
@@ -151,9 +150,8 @@ impl<'a> SessionCtx<'a> {
 
     /// The token's claims, during [`super::Handler::on_open`] only (keep in the state what you
     /// need later: an idle session does not carry its token). `None` with `--no-auth`.
-    pub fn claims(&self) -> Option<Claims> {
-        // Parsed here, not at the handshake: a handler that never asks costs nothing.
-        self.claims.and_then(|c| serde_json::from_str(c).ok())
+    pub fn claims(&self) -> Option<&Claims> {
+        self.claims
     }
 
     /// Sends `msg` to the client and waits until the socket took it (back-pressure: a client

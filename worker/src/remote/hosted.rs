@@ -17,7 +17,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
-use crate::handler::{Core, ServedRoute};
+use crate::handler::{Claims, Core, ServedRoute};
 use crate::ids::{ClientId, NodeId, SessionId};
 use crate::metrics::Metrics;
 use crate::registry::SessionShared;
@@ -46,7 +46,7 @@ struct Opening {
     session: u64,
     client: Option<String>,
     ack: bool,
-    claims: Option<Box<str>>,
+    claims: Option<Box<Claims>>,
 }
 
 fn parse(query: Option<&str>) -> Result<Opening, String> {
@@ -60,8 +60,11 @@ fn parse(query: Option<&str>) -> Result<Opening, String> {
             "client" => client = Some(v.into_owned()),
             "session" => session = v.parse().map_err(|_| "session is not a number")?,
             "ack" => ack = v == "1",
-            // Parsed only if the handler asks for it.
-            "claims" => claims = Some(v.into_owned().into_boxed_str()),
+            "claims" => {
+                claims = Some(Box::new(
+                    serde_json::from_str(&v).map_err(|e| format!("claims: {e}"))?,
+                ))
+            }
             _ => {}
         }
     }

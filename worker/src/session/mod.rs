@@ -32,7 +32,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::{self, CloseReason, Core, Msg, Registered, Services, SessionCtx, State};
+use crate::handler::{
+    self, Claims, CloseReason, Core, Msg, Registered, Services, SessionCtx, State,
+};
 use crate::metrics::Metrics;
 use crate::remote::{self, FromRemote, RemoteHandler};
 
@@ -110,8 +112,8 @@ pub struct Session {
     pub core: Core,
     /// The session answers `subscribe`/`unsubscribe` frames itself (the route's handler says).
     pub control: bool,
-    /// The token's claims (its JSON text), for the handler's `on_open` only.
-    pub claims: Option<Box<str>>,
+    /// The token's claims, for the handler's `on_open` only.
+    pub claims: Option<Box<Claims>>,
 }
 
 /// Whether the session goes on.
@@ -174,7 +176,7 @@ struct Machine<'e, T> {
     core: Core,
     handling: Handling,
     control: bool,
-    claims: Option<Box<str>>,
+    claims: Option<Box<Claims>>,
     phase: Phase,
     /// The peer sent something since the last tick.
     heard: bool,
