@@ -3,12 +3,13 @@
 //! sending ([`Command`]: topic changes, which belong where the socket is).
 
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::task::Poll;
 
 use bytes::Bytes;
-use ews_http::link_stream::{LinkSink, LinkSource, COMMAND_OPCODE};
+use ews_http::link_stream::COMMAND_OPCODE;
 use ews_proto::topic::Topic;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -16,10 +17,16 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::session::Handling;
 
+/// The stream's half toward the handler: a node-link stream's `LinkSink` (or, in tests, any
+/// sink that takes a message at once and closes at once).
+type ToHandler = Pin<Box<dyn Sink<Message, Error = WsError> + Send>>;
+/// The stream's half from the handler.
+type FromHandler = Pin<Box<dyn Stream<Item = Result<Message, WsError>> + Send>>;
+
 /// A handler on another worker, seen from the socket's worker.
 pub struct RemoteHandler {
-    sink: LinkSink,
-    source: LinkSource,
+    sink: ToHandler,
+    source: FromHandler,
     /// A client message waiting for room on the stream (the client is not read meanwhile).
     pub pending: Option<Message>,
     /// The handler still sends.
@@ -29,10 +36,13 @@ pub struct RemoteHandler {
 }
 
 impl RemoteHandler {
-    pub fn new(sink: LinkSink, source: LinkSource) -> RemoteHandler {
+    pub fn new(
+        sink: impl Sink<Message, Error = WsError> + Send + 'static,
+        source: impl Stream<Item = Result<Message, WsError>> + Send + 'static,
+    ) -> RemoteHandler {
         RemoteHandler {
-            sink,
-            source,
+            sink: Box::pin(sink),
+            source: Box::pin(source),
             pending: None,
             open: true,
             end: "here",
@@ -43,7 +53,8 @@ impl RemoteHandler {
     pub fn finish(&mut self) {
         self.open = false;
         self.pending = None;
-        self.sink.finish();
+        // A link stream's sink closes at once (it ends the request body).
+        let _ = self.sink.close().now_or_never();
     }
 }
 
@@ -68,8 +79,10 @@ pub fn next(handling: &mut Handling) -> impl Future<Output = FromRemote> + '_ {
             match r.sink.poll_ready_unpin(cx) {
                 Poll::Ready(Ok(())) => {
                     if let Some(msg) = r.pending.take() {
-                        // A broken stream shows on the read side next.
+                        // A broken stream shows on the read side next. A sink that buffers is
+                        // told to send at once (a link stream's sink never holds one back).
                         let _ = r.sink.start_send_unpin(msg);
+                        let _ = r.sink.poll_flush_unpin(cx);
                     }
                     return Poll::Ready(FromRemote::Sent);
                 }

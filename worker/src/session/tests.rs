@@ -456,3 +456,148 @@ fn an_idle_sessions_task_stays_small() {
     // 1,280 bytes before the handler API, over this test's channel transport.
     assert!(size <= 1280, "a session's task is {size} bytes");
 }
+
+/// A session whose handler is "on another worker": the returned `Client` is the handler's end of
+/// the session stream (what it receives, what it sends back).
+fn start_remote(
+    f: &Fixture,
+) -> (
+    Client,
+    Client,
+    Arc<SessionShared>,
+    tokio::task::JoinHandle<()>,
+) {
+    use futures_util::StreamExt;
+    let (ws, client) = chan(16);
+    let (stream, handler_end) = chan(16);
+    let (to_handler, from_handler) = stream.split();
+    let shared = f.registry.register(SessionShared::new(
+        f.registry.new_id(),
+        Some("alice".into()),
+        "/remote".into(),
+        "127.0.0.1:1".parse().unwrap(),
+        "w2".into(),
+        8,
+    ));
+    let session = Session {
+        control: true,
+        handling: Handling::Remote(Box::new(crate::remote::RemoteHandler::new(
+            to_handler,
+            from_handler,
+        ))),
+        core: Core::new(
+            shared.clone(),
+            Arc::new(ews_proto::topic::Grants::Any),
+            false,
+            false,
+        ),
+        claims: None,
+    };
+    let env = f.env.clone();
+    let task = tokio::spawn(async move { run(ws, session, &env).await });
+    (client, handler_end, shared, task)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_remote_handler_hears_the_client_and_answers_it() {
+    let f = fixture(8);
+    let (mut client, mut handler, _, task) = start_remote(&f);
+    client.send("hi");
+    assert_eq!(handler.next().await, Message::text("hi"));
+    handler.send("Hello hi!");
+    assert_eq!(client.next().await, Message::text("Hello hi!"));
+    // Topic frames stay where the socket is: answered here, never sent on.
+    client.send(r#"{"type":"subscribe","topic":"news"}"#);
+    assert!(matches!(
+        client.frame().await,
+        ServerFrame::Subscribed { .. }
+    ));
+    assert!(handler.rx.try_recv().is_err());
+    drop(client);
+    task.await.unwrap();
+    assert!(f
+        .env
+        .services
+        .metrics
+        .render()
+        .contains(r#"ews_remote_sessions_closed_total{why="here"} 1"#));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_remote_handler_leaving_passes_its_1012_on_after_the_pushes_taken() {
+    let f = fixture(8);
+    let (mut client, handler, shared, task) = start_remote(&f);
+    settle().await;
+    assert_eq!(
+        shared.push("pushed".into()),
+        crate::registry::Pushed::Queued
+    );
+    handler
+        .tx
+        .send(Ok(Message::Close(Some(close_frame(
+            CloseCode::Restart,
+            "server draining",
+        )))))
+        .unwrap();
+    assert_eq!(client.next().await, Message::text("pushed"));
+    assert_eq!(
+        client.close().await,
+        (CloseCode::Restart, "server draining".into())
+    );
+    // After the goodbye the session is no receiver: a push is not counted as delivered.
+    assert_eq!(shared.push("late".into()), crate::registry::Pushed::Closed);
+    drop(client);
+    task.await.unwrap();
+    assert!(f
+        .env
+        .services
+        .metrics
+        .render()
+        .contains(r#"ews_remote_sessions_closed_total{why="handler_left"} 1"#));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_handler_node_closes_the_client_with_1011() {
+    let f = fixture(8);
+    let (mut client, handler, _, task) = start_remote(&f);
+    // The stream breaks: the handler's worker died.
+    drop(handler);
+    assert_eq!(
+        client.close().await,
+        (CloseCode::Error, "handler node lost".into())
+    );
+    drop(client);
+    task.await.unwrap();
+    assert!(f
+        .env
+        .services
+        .metrics
+        .render()
+        .contains(r#"ews_remote_sessions_closed_total{why="handler_lost"} 1"#));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_remote_handlers_topic_commands_apply_where_the_socket_is() {
+    let f = fixture(8);
+    let (mut client, handler, _, task) = start_remote(&f);
+    let room = ews_proto::topic::Topic::parse("room.a").unwrap();
+    handler
+        .tx
+        .send(Ok(Command::Subscribe(room.clone()).into_message()))
+        .unwrap();
+    handler.send("joined");
+    // In order: by the time the handler's next message arrives, the join is in place.
+    assert_eq!(client.next().await, Message::text("joined"));
+    assert_eq!(f.registry.topics(), vec![room.clone()]);
+    assert_eq!(f.registry.publish_topic(&room, "hello").delivered, 1);
+    assert!(matches!(client.frame().await, ServerFrame::Push { .. }));
+    handler
+        .tx
+        .send(Ok(Command::Unsubscribe(room.clone()).into_message()))
+        .unwrap();
+    handler.send("left");
+    assert_eq!(client.next().await, Message::text("left"));
+    assert!(f.registry.topics().is_empty());
+    drop(client);
+    task.await.unwrap();
+}
