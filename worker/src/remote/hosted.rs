@@ -122,35 +122,35 @@ impl Hosted {
             StreamKeys::server(accepted),
             self.max_message,
         );
-        let client_id: Option<ClientId> = opening.client.map(Into::into);
-        // Not registered here: pushes and topics reach the session where its socket is.
-        let shared = Arc::new(SessionShared::new(
-            SessionId(opening.session),
-            client_id,
-            route.path.clone(),
-            peer,
-            self.node.clone(),
-            1,
-        ));
-        let session = Session {
-            handling: Handling::local(route.handler.clone()),
-            core: Core::new(
-                shared,
-                Arc::new(ews_proto::topic::Grants::None),
-                opening.ack,
-                true,
-            ),
-            // The client's topic frames are answered where its socket is.
-            control: false,
-            claims: opening.claims,
-        };
         tracing::debug!(from = %opening.from, route = %route.path, "hosting a remote session");
+        let session = self.session(route, opening, peer);
         let env = self.env.clone();
         self.sessions.spawn(async move {
             session::run(stream, session, &env).await;
             drop(slot);
         });
         Response::new(LinkBody::Stream(body))
+    }
+
+    /// The session the opening describes, its handler to run here. Not registered here: pushes
+    /// and topics reach the session where its socket is.
+    fn session(&self, route: &ServedRoute, opening: Opening, peer: SocketAddr) -> Session {
+        let shared = Arc::new(SessionShared::new(
+            SessionId(opening.session),
+            opening.client.map(ClientId::from),
+            route.path.clone(),
+            peer,
+            self.node.clone(),
+            1,
+        ));
+        let grants = Arc::new(ews_proto::topic::Grants::None);
+        Session {
+            handling: Handling::local(route.handler.clone()),
+            core: Core::new(shared, grants, opening.ack, true),
+            // The client's topic frames are answered where its socket is.
+            control: false,
+            claims: opening.claims,
+        }
     }
 }
 
