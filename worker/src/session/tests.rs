@@ -498,6 +498,15 @@ fn start_remote(
     (client, handler_end, shared, task)
 }
 
+/// The client leaves (if it has not been left already), the session ends, and it is counted as
+/// a remote session that ended `why`.
+async fn ended_as(f: &Fixture, client: Client, task: tokio::task::JoinHandle<()>, why: &str) {
+    drop(client);
+    task.await.unwrap();
+    let counted = format!(r#"ews_remote_sessions_closed_total{{why="{why}"}} 1"#);
+    assert!(f.env.services.metrics.render().contains(&counted));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_remote_handler_hears_the_client_and_answers_it() {
     let f = fixture(8);
@@ -513,14 +522,7 @@ async fn a_remote_handler_hears_the_client_and_answers_it() {
         ServerFrame::Subscribed { .. }
     ));
     assert!(handler.rx.try_recv().is_err());
-    drop(client);
-    task.await.unwrap();
-    assert!(f
-        .env
-        .services
-        .metrics
-        .render()
-        .contains(r#"ews_remote_sessions_closed_total{why="here"} 1"#));
+    ended_as(&f, client, task, "here").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -546,14 +548,7 @@ async fn a_remote_handler_leaving_passes_its_1012_on_after_the_pushes_taken() {
     );
     // After the goodbye the session is no receiver: a push is not counted as delivered.
     assert_eq!(shared.push("late".into()), crate::registry::Pushed::Closed);
-    drop(client);
-    task.await.unwrap();
-    assert!(f
-        .env
-        .services
-        .metrics
-        .render()
-        .contains(r#"ews_remote_sessions_closed_total{why="handler_left"} 1"#));
+    ended_as(&f, client, task, "handler_left").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -566,14 +561,7 @@ async fn a_lost_handler_node_closes_the_client_with_1011() {
         client.close().await,
         (CloseCode::Error, "handler node lost".into())
     );
-    drop(client);
-    task.await.unwrap();
-    assert!(f
-        .env
-        .services
-        .metrics
-        .render()
-        .contains(r#"ews_remote_sessions_closed_total{why="handler_lost"} 1"#));
+    ended_as(&f, client, task, "handler_lost").await;
 }
 
 #[tokio::test(start_paused = true)]
