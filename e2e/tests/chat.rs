@@ -14,6 +14,8 @@ use ews_testkit::net;
 use ews_testkit::nginx::RoundRobin;
 use ews_testkit::nodes::{Node, NodeSpec};
 use ews_testkit::{workspace_root, Proc};
+
+mod support;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -56,38 +58,39 @@ fn admin_get(node: &Node, path: &str) -> Value {
 }
 
 fn serving(node: &Node) -> usize {
-    admin_get(node, "/members")["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| {
-            m["role"] == "worker"
-                && m["verified"] == true
-                && m["reachable"] == true
-                && m["status"] != "leaving"
-        })
-        .count()
+    support::serving_workers(node, ADMIN_TOKEN).len()
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A session of `sub` on `door`'s `path`, and the node its handler runs on (the `101`'s
+/// `x-ews-handler-node`).
+async fn connect(door: SocketAddr, path: &str, sub: &str) -> (Ws, String) {
+    let token = client_token(JWT_SECRET, sub, &[]);
+    let req = format!("ws://{door}{path}?access_token={token}")
+        .into_client_request()
+        .expect("a request");
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await.expect("served");
+    let node = resp.headers()["x-ews-handler-node"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    (ws, node)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
 }
 
 /// The node the `/remote` route places `sub`'s handler on (key-hash: the same from any socket
-/// worker), read from the `101`'s `x-ews-handler-node`.
+/// worker).
 fn handler_node_of(sub: &str, door: SocketAddr) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
-        let token = client_token(JWT_SECRET, sub, &[]);
-        let req = format!("ws://{door}/remote?access_token={token}")
-            .into_client_request()
-            .expect("a request");
-        let (mut ws, resp) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("the probe connects");
-        let node = resp.headers()["x-ews-handler-node"]
-            .to_str()
-            .expect("ascii")
-            .to_string();
+    runtime().block_on(async {
+        let (mut ws, node) = connect(door, "/remote", sub).await;
         let _ = ws.close(None).await;
         node
     })
@@ -211,10 +214,7 @@ fn a_worker_without_the_handler_refuses_it_and_placement_falls_back() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let door = chat.public.expect("a public port");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let rt = runtime();
     let refused = |log: &str| {
         log.lines()
             .any(|l| l.contains("remote handler refused") && l.contains("404 Not Found"))
@@ -231,17 +231,8 @@ fn a_worker_without_the_handler_refuses_it_and_placement_falls_back() {
         );
         let node = rt.block_on(async {
             use futures_util::{SinkExt, StreamExt};
-            let token = chat_token(&format!("user-{i}"), None);
-            let req = format!("ws://{door}/anywhere?access_token={token}")
-                .into_client_request()
-                .expect("a request");
-            let (mut ws, resp) = tokio_tungstenite::connect_async(req)
-                .await
-                .expect("served, whichever worker was ranked first");
-            let node = resp.headers()["x-ews-handler-node"]
-                .to_str()
-                .expect("ascii")
-                .to_string();
+            // Served, whichever worker was ranked first.
+            let (mut ws, node) = connect(door, "/anywhere", &format!("user-{i}")).await;
             let join = r#"{"do":"join","room":"lobby"}"#;
             ws.send(join.into()).await.expect("sent");
             let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())

@@ -15,10 +15,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use ews_testkit::net;
 use ews_testkit::nodes::{Node, NodeSpec};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use support::serving_workers;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -78,7 +81,7 @@ impl Cluster {
     fn wait_serving(&self, from: &Node, n: usize) {
         let start = Instant::now();
         loop {
-            let serving = serving_workers(from);
+            let serving = serving_workers(from, ADMIN_TOKEN);
             if serving.len() == n {
                 return;
             }
@@ -90,34 +93,6 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-/// The worker ids `node` sees as serving (verified, reachable, not leaving).
-fn serving_workers(node: &Node) -> Vec<String> {
-    let Ok((200, body)) = net::http_request(
-        node.admin,
-        "GET",
-        "/members",
-        &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-        b"",
-    ) else {
-        return Vec::new();
-    };
-    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    let mut ids: Vec<String> = v["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| {
-            m["role"] == "worker"
-                && m["verified"] == true
-                && m["reachable"] == true
-                && m["status"] != "leaving"
-        })
-        .filter_map(|m| m["node_id"].as_str().map(String::from))
-        .collect();
-    ids.sort();
-    ids
 }
 
 /// The connections `from` sees `node` carrying.

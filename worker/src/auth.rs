@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::JwtArgs;
 use ews_proto::topic::Grants;
@@ -127,7 +127,7 @@ impl Authenticator {
         }
         let topics: Vec<String> = match claims.get("topics") {
             None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(t) => serde_json::from_value(t.clone())
+            Some(t) => Vec::<String>::deserialize(t)
                 .map_err(|_| AuthError("topics claim: not a list of strings".into()))?,
         };
         let grants =

@@ -14,7 +14,7 @@ use ews_cluster::Membership;
 use ews_queue::Broker;
 use ews_sink::Sink;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,7 +28,7 @@ use crate::ids::NodeId;
 use crate::link::Link;
 use crate::membership::{self, MembershipArgs};
 use crate::metrics::Metrics;
-use crate::public::{self, Public};
+use crate::public::{self, Public, Slots};
 use crate::pubsub::PubSub;
 use crate::rebalance::{self, RebalanceArgs};
 use crate::registry::Registry;
@@ -120,20 +120,19 @@ impl NodeBuilder {
 /// A cheap, cloneable view of a running worker for the rest of the node.
 #[derive(Clone)]
 pub struct WorkerHandle {
-    slots: Arc<Semaphore>,
-    capacity: usize,
+    slots: Slots,
     drain: CancellationToken,
 }
 
 impl WorkerHandle {
     /// Open WebSocket sessions.
     pub fn connections(&self) -> usize {
-        self.capacity.saturating_sub(self.slots.available_permits())
+        self.slots.in_use()
     }
 
     /// Most sessions this node accepts.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.slots.max()
     }
 
     /// Whether the drain has begun.
@@ -266,7 +265,7 @@ impl Node {
         let drain = CancellationToken::new();
         let (ticks, env, hosted_env) = session_envs(&args, services, &drain);
         let sessions = TaskTracker::new();
-        let slots = Arc::new(Semaphore::new(capacity));
+        let slots = Slots::new(capacity);
         let public = Arc::new(Public {
             routes: routes.clone(),
             placer: membership
@@ -279,8 +278,7 @@ impl Node {
             registry: registry.clone(),
             env,
             ws_config: ws_config(&args),
-            capacity: slots.clone(),
-            max_connections: capacity,
+            slots: slots.clone(),
             outbound_queue: args.outbound_queue,
             handshake_timeout: args.handshake_timeout,
             sessions: sessions.clone(),
@@ -329,11 +327,7 @@ impl Node {
             ping_interval: args.ping_interval,
             ticks,
             rebalance: args.rebalance.clone(),
-            handle: WorkerHandle {
-                slots,
-                capacity,
-                drain,
-            },
+            handle: WorkerHandle { slots, drain },
         })
     }
 

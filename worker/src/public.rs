@@ -25,7 +25,7 @@ use crate::ids::{ClientId, NodeId, SessionId};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, SessionShared};
 use crate::remote::{NoHandlerNode, Opening, Placed, Placer};
-use crate::session::{self, Handling, Session, SessionEnv};
+use crate::session::{self, Session, SessionEnv};
 use crate::{page, token};
 
 /// Everything the public port needs, shared by all connections.
@@ -42,9 +42,8 @@ pub struct Public {
     pub registry: Arc<Registry>,
     pub env: Arc<SessionEnv>,
     pub ws_config: WebSocketConfig,
-    /// One permit per session the node may hold; a session owns its permit until it ends.
-    pub capacity: Arc<Semaphore>,
-    pub max_connections: usize,
+    /// The node's session capacity; a session owns its permit until it ends.
+    pub slots: Slots,
     pub outbound_queue: usize,
     pub handshake_timeout: Duration,
     pub sessions: TaskTracker,
@@ -59,7 +58,7 @@ pub struct Public {
 pub fn limits(public: &Public) -> Limits {
     let metrics = public.metrics.clone();
     Limits {
-        max_connections: public.max_connections,
+        max_connections: public.slots.max(),
         // Behind a load balancer every connection comes from its few addresses.
         max_per_source: None,
         header_read_timeout: public.handshake_timeout,
@@ -286,16 +285,12 @@ async fn place(
     who: &Who,
     id: SessionId,
 ) -> Result<Placed, Refusal> {
-    let here = || Placed {
-        node: p.node.clone(),
-        handling: Handling::local(route.handler.clone()),
-    };
     let Some(placer) = p
         .placer
         .as_ref()
         .filter(|_| route.placement != Placement::Local)
     else {
-        return Ok(here());
+        return Ok(Placed::here(p.node.clone(), route));
     };
     let claims = who
         .claims
@@ -313,10 +308,30 @@ async fn place(
         .map_err(Refusal::NoHandlerNode)
 }
 
-/// Sessions open now (permits taken).
-fn in_use(p: &Public) -> usize {
-    p.max_connections
-        .saturating_sub(p.capacity.available_permits())
+/// The node's session capacity: one permit per session it may hold.
+#[derive(Clone)]
+pub struct Slots {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Slots {
+    pub fn new(max: usize) -> Slots {
+        Slots {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// Most sessions the node holds.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Sessions open now (permits taken).
+    pub fn in_use(&self) -> usize {
+        self.max.saturating_sub(self.permits.available_permits())
+    }
 }
 
 /// One unit of session capacity, taken before the token is checked (so concurrent upgrades
@@ -329,8 +344,8 @@ struct Permit {
 
 impl Permit {
     fn take(p: &Arc<Public>) -> Option<Permit> {
-        let permit = p.capacity.clone().try_acquire_owned().ok()?;
-        p.metrics.connections_active.set(in_use(p) as i64);
+        let permit = p.slots.permits.clone().try_acquire_owned().ok()?;
+        p.metrics.connections_active.set(p.slots.in_use() as i64);
         Some(Permit {
             public: p.clone(),
             _permit: permit,
@@ -341,7 +356,7 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         // The semaphore gets the permit back after this body: count it as gone already.
-        let now = in_use(&self.public).saturating_sub(1);
+        let now = self.public.slots.in_use().saturating_sub(1);
         self.public.metrics.connections_active.set(now as i64);
     }
 }

@@ -36,14 +36,14 @@ impl PubSub {
         all
     }
 
-    /// The sessions `q` asks about, on this node and every other worker, merged into one page.
+    /// Every node's part of what `q` asks about: this node's and every other worker's (not yet
+    /// merged into one page: [`Presence::finish`] or `into_response` does that, once).
     pub async fn presence(&self, q: &Query) -> Presence {
         let mut all = Presence::default();
         all.add_node(self.node.as_str(), Ok(self.registry.presence(q)));
         if let Some((_, fanout)) = &self.cluster {
             fanout.presence(q, &mut all).await;
         }
-        all.finish(q);
         all
     }
 

@@ -60,3 +60,33 @@ pub fn publish(
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// The worker ids `node` sees as serving (verified, reachable, not leaving), sorted; none while
+/// its admin port (with `admin_token`) does not answer.
+pub fn serving_workers(node: &ews_testkit::nodes::Node, admin_token: &str) -> Vec<String> {
+    let auth = format!("Bearer {admin_token}");
+    let Ok((200, body)) = ews_testkit::net::http_request(
+        node.admin,
+        "GET",
+        "/members",
+        &[("Authorization", &auth)],
+        b"",
+    ) else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    let mut ids: Vec<String> = v["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| {
+            m["role"] == "worker"
+                && m["verified"] == true
+                && m["reachable"] == true
+                && m["status"] != "leaving"
+        })
+        .filter_map(|m| m["node_id"].as_str().map(String::from))
+        .collect();
+    ids.sort();
+    ids
+}

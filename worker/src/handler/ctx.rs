@@ -239,7 +239,11 @@ impl<'a> SessionCtx<'a> {
     pub fn presence(&self, topic: &Topic) -> impl Future<Output = Presence> + Send + 'static {
         let pubsub = self.services.pubsub.clone();
         let q = Query::first(About::Topic(topic.clone()));
-        async move { pubsub.presence(&q).await }
+        async move {
+            let mut all = pubsub.presence(&q).await;
+            all.finish(&q);
+            all
+        }
     }
 
     /// The node's configured sink (`--sink`), for events of the handler's own making.

@@ -44,6 +44,16 @@ pub struct Placed {
     pub handling: Handling,
 }
 
+impl Placed {
+    /// The route's handler, run by `node`, the one holding the socket.
+    pub fn here(node: NodeId, route: &ServedRoute) -> Placed {
+        Placed {
+            node,
+            handling: Handling::local(route.handler.clone()),
+        }
+    }
+}
+
 /// Who the session is, as the handler's worker is told when its stream opens.
 pub struct Opening<'a> {
     pub client: Option<&'a ClientId>,
@@ -159,10 +169,7 @@ impl Placer {
 
     fn here(&self, route: &ServedRoute) -> Placed {
         self.count(self.membership.node_id());
-        Placed {
-            node: self.membership.node_id().into(),
-            handling: Handling::local(route.handler.clone()),
-        }
+        Placed::here(self.membership.node_id().into(), route)
     }
 
     fn count(&self, node: &str) {

@@ -56,8 +56,15 @@ async fn control(core: &Core, services: &Services, c: ClientControl) -> ServerFr
     }
     match handler::subscribe(core, services, &topic).await {
         Ok(()) => ServerFrame::Subscribed { topic: raw },
-        Err(e @ SubscribeError::TooManyTopics(_)) => {
-            topic_error(ErrorKind::TooManyTopics, e.to_string(), raw)
+        Err(e) => refused(&e, raw),
+    }
+}
+
+/// What the client hears when a subscribe (its own, or its remote handler's) is refused.
+pub fn refused(e: &SubscribeError, topic: String) -> ServerFrame {
+    match e {
+        SubscribeError::TooManyTopics(_) => {
+            topic_error(ErrorKind::TooManyTopics, e.to_string(), topic)
         }
     }
 }

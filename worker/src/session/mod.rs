@@ -50,6 +50,7 @@ pub struct SessionEnv {
     pub drain: CancellationToken,
     /// Sessions close at a random point in `[0, drain_spread)` after the drain starts.
     pub drain_spread: Duration,
+    /// Events awaiting their receipt per session (at least 1: the configuration is validated).
     pub ack_window: usize,
 }
 
@@ -250,11 +251,8 @@ impl<'e, T: Transport> Machine<'e, T> {
     /// Waits for the next thing that happens to the session. Only waits: every action is
     /// [`Machine::step`]'s.
     async fn next(&mut self) -> Wake {
-        let window = self.env.ack_window.max(1);
-        let reading = self.core.inflight.len() < window
-            && self
-                .handling_remote_pending()
-                .is_none_or(|pending| !pending);
+        let reading = !self.acks_full()
+            && !matches!(&self.handling, Handling::Remote(r) if r.pending.is_some());
         let remote_active =
             matches!(&self.handling, Handling::Remote(r) if r.open || r.pending.is_some());
         let open = matches!(self.phase, Phase::Open);
@@ -271,11 +269,9 @@ impl<'e, T: Transport> Machine<'e, T> {
         }
     }
 
-    fn handling_remote_pending(&self) -> Option<bool> {
-        match &self.handling {
-            Handling::Remote(r) => Some(r.pending.is_some()),
-            Handling::Local { .. } => None,
-        }
+    /// A full ack window: the client is not read until a receipt frees a place.
+    fn acks_full(&self) -> bool {
+        self.core.inflight.len() >= self.env.ack_window
     }
 
     /// Acts on `wake`.
@@ -310,9 +306,7 @@ impl<'e, T: Transport> Machine<'e, T> {
             }
             // While a full ack window pauses reading, the peer's pongs wait unread: only a
             // peer we are listening to can be judged silent.
-            Wake::Tick(true)
-                if !self.heard && self.core.inflight.len() < self.env.ack_window.max(1) =>
-            {
+            Wake::Tick(true) if !self.heard && !self.acks_full() => {
                 self.env.metrics().error("dead_peer");
                 self.ended(CloseReason::PeerSilent)
             }
@@ -421,7 +415,7 @@ impl<'e, T: Transport> Machine<'e, T> {
             }
             match msg {
                 Some(Ok(Message::Frame(f))) => match remote::Command::from_frame(&f) {
-                    Some(c) => Box::pin(self.command(c)).await,
+                    Some(c) => self.command(c).await,
                     None => Flow::Continue,
                 },
                 Some(Ok(Message::Close(frame))) => {
@@ -465,12 +459,7 @@ impl<'e, T: Transport> Machine<'e, T> {
                 match handler::subscribe(&self.core, &self.env.services, &topic).await {
                     Ok(()) => Flow::Continue,
                     Err(e) => {
-                        let f = ServerFrame::Error {
-                            error: ews_proto::ErrorKind::TooManyTopics,
-                            detail: e.to_string(),
-                            id: None,
-                            topic: Some(topic.as_str().to_string()),
-                        };
+                        let f = control::refused(&e, topic.as_str().to_string());
                         self.write(Message::text(f.to_text())).await
                     }
                 }

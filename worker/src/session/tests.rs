@@ -213,6 +213,33 @@ fn registered<H: Handler>(handler: H) -> Arc<crate::handler::Registered> {
     all.get(&name).expect("registered").clone()
 }
 
+/// Registers alice's session on `f` (so pushes reach it) and runs it over `ws`, handled as `how`
+/// says: (where its handler runs, whether the session answers topic frames, acks, hosted).
+fn spawn(
+    f: &Fixture,
+    ws: Chan,
+    (handling, control, ack, hosted): (Handling, bool, bool, bool),
+) -> (Arc<SessionShared>, tokio::task::JoinHandle<()>) {
+    let shared = f.registry.register(SessionShared::new(
+        f.registry.new_id(),
+        Some("alice".into()),
+        "/t".into(),
+        "127.0.0.1:1".parse().unwrap(),
+        "w1".into(),
+        8,
+    ));
+    let grants = Arc::new(ews_proto::topic::Grants::Any);
+    let session = Session {
+        control,
+        handling,
+        core: Core::new(shared.clone(), grants, ack, hosted),
+        claims: None,
+    };
+    let env = f.env.clone();
+    let task = tokio::spawn(async move { run(ws, session, &env).await });
+    (shared, task)
+}
+
 /// Starts a session of `handler` on `f`, registered so pushes reach it.
 fn start<H: Handler>(
     f: &Fixture,
@@ -222,28 +249,10 @@ fn start<H: Handler>(
     depth: usize,
 ) -> (Client, Arc<SessionShared>, tokio::task::JoinHandle<()>) {
     let (ws, client) = chan(depth);
-    let shared = f.registry.register(SessionShared::new(
-        f.registry.new_id(),
-        Some("alice".into()),
-        "/t".into(),
-        "127.0.0.1:1".parse().unwrap(),
-        "w1".into(),
-        8,
-    ));
     let handler = registered(handler);
-    let session = Session {
-        control: handler.handler.takes_control_frames(),
-        handling: Handling::local(handler),
-        core: Core::new(
-            shared.clone(),
-            Arc::new(ews_proto::topic::Grants::Any),
-            ack,
-            hosted,
-        ),
-        claims: None,
-    };
-    let env = f.env.clone();
-    let task = tokio::spawn(async move { run(ws, session, &env).await });
+    let control = handler.handler.takes_control_frames();
+    let how = (Handling::local(handler), control, ack, hosted);
+    let (shared, task) = spawn(f, ws, how);
     (client, shared, task)
 }
 
@@ -409,7 +418,7 @@ async fn a_hosted_session_closes_with_1012_on_its_nodes_drain() {
 #[tokio::test(start_paused = true)]
 async fn the_session_answers_topic_frames_for_its_handler() {
     let f = fixture(8);
-    let (mut client, shared, task) = start(&f, Ingest, false, false, 16);
+    let (mut client, _, task) = start(&f, Ingest, false, false, 16);
     client.send(r#"{"type":"subscribe","topic":"news"}"#);
     assert_eq!(
         client.frame().await,
@@ -420,7 +429,6 @@ async fn the_session_answers_topic_frames_for_its_handler() {
     let topic = ews_proto::topic::Topic::parse("news").unwrap();
     assert_eq!(f.registry.publish_topic(&topic, "hello").delivered, 1);
     assert!(matches!(client.frame().await, ServerFrame::Push { .. }));
-    let _ = SessionId(shared.id);
     drop(client);
     task.await.unwrap();
 }
@@ -471,30 +479,12 @@ fn start_remote(
     let (ws, client) = chan(16);
     let (stream, handler_end) = chan(16);
     let (to_handler, from_handler) = stream.split();
-    let shared = f.registry.register(SessionShared::new(
-        f.registry.new_id(),
-        Some("alice".into()),
-        "/remote".into(),
-        "127.0.0.1:1".parse().unwrap(),
-        "w2".into(),
-        8,
-    ));
-    let session = Session {
-        control: true,
-        handling: Handling::Remote(Box::new(crate::remote::RemoteHandler::new(
-            to_handler,
-            from_handler,
-        ))),
-        core: Core::new(
-            shared.clone(),
-            Arc::new(ews_proto::topic::Grants::Any),
-            false,
-            false,
-        ),
-        claims: None,
-    };
-    let env = f.env.clone();
-    let task = tokio::spawn(async move { run(ws, session, &env).await });
+    let remote = crate::remote::RemoteHandler::new(to_handler, from_handler);
+    let (shared, task) = spawn(
+        f,
+        ws,
+        (Handling::Remote(Box::new(remote)), true, false, false),
+    );
     (client, handler_end, shared, task)
 }
 
