@@ -60,6 +60,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # (a separate `cargo build --bins` would compile the AWS stack a second time with other features).
 log "cargo test --no-run (tests and all binaries)"
 cargo test --workspace --locked --no-run
+# Cargo links a package's binaries only for its own integration tests: a binary another
+# package's tests start (as e2e starts ews-chat) is missing on a clean clone otherwise.
+missing=$(cargo metadata --no-deps --format-version 1 --locked |
+  python3 -c 'import json, sys; [print(t["name"]) for p in json.load(sys.stdin)["packages"] for t in p["targets"] if t["kind"] == ["bin"]]' |
+  while read -r bin; do [ -x "${CARGO_TARGET_DIR:-target}/debug/$bin" ] || echo "$bin"; done)
+[ -z "$missing" ] || { echo "binaries not linked by cargo test --no-run (give their package an integration test): $missing"; exit 1; }
 disk
 
 log "cargo test"

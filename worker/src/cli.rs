@@ -58,7 +58,14 @@ pub fn main(binary: &'static str, register: impl FnOnce(NodeBuilder) -> NodeBuil
 /// The flags, with `--standalone`'s safer defaults: a one-machine worker listens on 127.0.0.1
 /// unless `--listen`/`--admin-listen` say otherwise.
 fn parse(binary: &'static str) -> NodeArgs {
-    let matches = Cli::command().name(binary).bin_name(binary).get_matches();
+    let mut command = Cli::command().name(binary).bin_name(binary);
+    if binary != "ews-worker" {
+        // The library's own description would name `ews-worker` in a team's `--help`.
+        command = command.about(format!(
+            "{binary}: an elastic-ws worker with its own handlers; every ews-worker flag applies"
+        ));
+    }
+    let matches = command.get_matches();
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
