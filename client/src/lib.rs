@@ -5,6 +5,10 @@
 //! on the next connection — so nothing acknowledged is lost and a consumer drops copies by id —
 //! and bounds what it holds: past `buffer` unacknowledged events, [`Client::send`] waits.
 //!
+//! Beside events it publishes to topics ([`Client::publish`]), asks the route's handler
+//! ([`Client::rpc`]), hears pushes and join/leave events ([`Inbound`]), and refreshes its
+//! session's token when the server asks (`refresh_required`) through [`Dial::token`].
+//!
 //! How to reach the server is the caller's [`Dial`]: a URL and a token for most, a load
 //! generator's own sockets for `ews-load`.
 
@@ -35,6 +39,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Dial: Send + Sync + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn dial(&self) -> BoxFuture<'_, Result<WebSocketStream<Self::Stream>, DialError>>;
+
+    /// A fresh token for the open session, when the server says the current one is about to
+    /// expire (`refresh_required`). `None` (the default): the session ends at the token's `exp`
+    /// and the client reconnects with a new dial.
+    fn token(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Why a connection could not be made.
@@ -121,6 +132,39 @@ pub enum SubscribeError {
 pub struct Push {
     pub msg: String,
     pub topic: Option<String>,
+    /// The publishing client's id, when another client published it (set by the server).
+    pub from: Option<String>,
+}
+
+/// What the server sends the application on its own: pushes, and who joined or left a topic
+/// (on routes that announce presence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    Push(Push),
+    Join { topic: String, client_id: String },
+    Leave { topic: String, client_id: String },
+}
+
+/// Why a publish or an rpc has no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The server refused it: `kind` is `publish_forbidden`, `rate_limited`, `invalid_topic`,
+    /// `invalid_frame`.
+    #[error("refused ({kind}): {detail}")]
+    Refused { kind: String, detail: String },
+    /// The handler answered the rpc with an error (`no_method`, or its own code).
+    #[error("{}: {}", .0.code, .0.message)]
+    Rpc(ews_proto::RpcError),
+    /// The connection was lost after the request went out and before its answer: it may or
+    /// may not have taken effect.
+    #[error("connection lost before the answer")]
+    Lost,
+    /// No answer within the time the caller gave.
+    #[error("no answer in time")]
+    TimedOut,
+    /// The client closed (or was closed for good).
+    #[error("closed: {0}")]
+    Closed(String),
 }
 
 type Answer = oneshot::Sender<Result<(), SubscribeError>>;
@@ -147,7 +191,35 @@ enum Cmd {
     Send(Entry),
     Subscribe(String, Answer),
     Unsubscribe(String, Answer),
+    /// A publish or an rpc: its frame, and who waits for the answer to its key.
+    Request(String, Key, Reply),
     Close,
+}
+
+/// Which answer a request waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Publish(String),
+    Rpc(u64),
+}
+
+/// The caller waiting for a request's answer.
+enum Reply {
+    Published(oneshot::Sender<Result<usize, RequestError>>),
+    Rpc(oneshot::Sender<Result<serde_json::Value, RequestError>>),
+}
+
+impl Reply {
+    fn fail(self, e: RequestError) {
+        match self {
+            Reply::Published(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            Reply::Rpc(tx) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    }
 }
 
 /// The application's side of a client. Dropping it closes the client.
@@ -172,8 +244,9 @@ impl Future for Pending {
     }
 }
 
-/// Pushed messages, in order. Bounded: past 1024 unread, new ones are dropped (and counted).
-pub type Pushes = mpsc::Receiver<Push>;
+/// Pushes and join/leave events, in order. Bounded: past 1024 unread, new ones are dropped (and
+/// counted).
+pub type Pushes = mpsc::Receiver<Inbound>;
 
 const PUSH_BUFFER: usize = 1024;
 
@@ -200,6 +273,8 @@ impl Client {
             outbox: VecDeque::new(),
             topics: BTreeSet::new(),
             waiting: HashMap::new(),
+            requests: HashMap::new(),
+            unsent: Vec::new(),
         };
         tokio::spawn(task.run(first));
         let client = Client {
@@ -263,6 +338,63 @@ impl Client {
             .await
     }
 
+    /// Publishes `msg` to `topic` (if the token's `publish` claim grants it); resolves with how
+    /// many sessions it reached. Sent at most once: a connection lost before the answer fails
+    /// it with [`RequestError::Lost`]; while disconnected it waits for the next connection.
+    pub async fn publish(&self, topic: &str, msg: &str) -> Result<usize, RequestError> {
+        let id = format!(
+            "{}-p{}",
+            self.instance,
+            self.next.fetch_add(1, Ordering::Relaxed) + 1
+        );
+        let frame = ClientControl::Publish {
+            topic: topic.to_string(),
+            msg: msg.to_string(),
+            id: Some(id.clone()),
+        };
+        let (tx, rx) = oneshot::channel();
+        self.request(Cmd::Request(
+            frame.to_text(),
+            Key::Publish(id),
+            Reply::Published(tx),
+        ))
+        .await?;
+        rx.await
+            .unwrap_or_else(|_| Err(RequestError::Closed("the client stopped".into())))
+    }
+
+    /// Asks the route's handler `method` with `data`; resolves with its answer, or fails after
+    /// `timeout`. Sent at most once, like [`Client::publish`].
+    pub async fn rpc(
+        &self,
+        method: &str,
+        data: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, RequestError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let frame = ClientControl::Rpc {
+            id,
+            method: method.to_string(),
+            data,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.request(Cmd::Request(frame.to_text(), Key::Rpc(id), Reply::Rpc(tx)))
+            .await?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(answer) => {
+                answer.unwrap_or_else(|_| Err(RequestError::Closed("the client stopped".into())))
+            }
+            Err(_) => Err(RequestError::TimedOut),
+        }
+    }
+
+    async fn request(&self, cmd: Cmd) -> Result<(), RequestError> {
+        self.cmds
+            .send(cmd)
+            .await
+            .map_err(|_| RequestError::Closed("the client is closed".into()))
+    }
+
     async fn control(&self, cmd: impl FnOnce(Answer) -> Cmd) -> Result<(), SubscribeError> {
         let closed = || SubscribeError::Closed("the client is closed".into());
         let (tx, rx) = oneshot::channel();
@@ -307,9 +439,13 @@ struct Task<D: Dial> {
     dial: D,
     cmds: mpsc::Receiver<Cmd>,
     state: watch::Sender<State>,
-    pushes: mpsc::Sender<Push>,
+    pushes: mpsc::Sender<Inbound>,
     stats: Arc<Stats>,
     backoff: Backoff,
+    /// Publishes and rpcs sent on this connection, waiting for their answer.
+    requests: HashMap<Key, Reply>,
+    /// Publishes and rpcs asked for while disconnected: sent on the next connection.
+    unsent: Vec<(String, Key, Reply)>,
     /// Unacknowledged events, oldest first: what a new connection sends again.
     outbox: VecDeque<Entry>,
     /// Topics the application subscribed to: what a new connection subscribes to again.
@@ -407,9 +543,36 @@ impl<D: Dial> Task<D> {
                 .resent
                 .fetch_add(self.outbox.len() as u64, Ordering::Relaxed);
         }
-        if let Err(err) = out.flush().await {
-            return Some(lost(&err));
+        for (frame, key, reply) in std::mem::take(&mut self.unsent) {
+            self.requests.insert(key, reply);
+            if let Err(err) = out.feed(Message::text(frame)).await {
+                return Some(self.lose(lost(&err)));
+            }
         }
+        if let Err(err) = out.flush().await {
+            return Some(self.lose(lost(&err)));
+        }
+        let loss = self.serve_open(&mut out, &mut inp).await?;
+        Some(self.lose(loss))
+    }
+
+    /// Fails every request of the lost connection (it may or may not have taken effect).
+    fn lose(&mut self, loss: Loss) -> Loss {
+        for (_, reply) in self.requests.drain() {
+            reply.fail(RequestError::Lost);
+        }
+        loss
+    }
+
+    async fn serve_open(
+        &mut self,
+        out: &mut futures_util::stream::SplitSink<WebSocketStream<D::Stream>, Message>,
+        inp: &mut futures_util::stream::SplitStream<WebSocketStream<D::Stream>>,
+    ) -> Option<Loss> {
+        let lost = |e: &dyn std::fmt::Display| Loss {
+            code: 1006,
+            reason: e.to_string(),
+        };
         loop {
             tokio::select! {
                 cmd = self.cmds.recv() => match cmd {
@@ -436,6 +599,12 @@ impl<D: Dial> Task<D> {
                             return Some(lost(&err));
                         }
                     }
+                    Some(Cmd::Request(frame, key, reply)) => {
+                        self.requests.insert(key, reply);
+                        if let Err(err) = out.send(Message::text(frame)).await {
+                            return Some(lost(&err));
+                        }
+                    }
                     Some(Cmd::Close) | None => {
                         let _ = out.close().await;
                         self.finish(1000, "client closed");
@@ -443,7 +612,18 @@ impl<D: Dial> Task<D> {
                     }
                 },
                 msg = inp.next() => match msg {
-                    Some(Ok(Message::Text(t))) => self.on_frame(t.as_str()),
+                    Some(Ok(Message::Text(t))) => {
+                        if self.on_frame(t.as_str()).is_some() {
+                            // The server asked for a fresh token.
+                            let frame = match self.dial.token().await {
+                                Some(token) => ClientControl::Refresh { token },
+                                None => continue,
+                            };
+                            if let Err(err) = out.send(Message::text(frame.to_text())).await {
+                                return Some(lost(&err));
+                            }
+                        }
+                    }
                     Some(Ok(Message::Close(frame))) => {
                         let (code, reason) = frame
                             .map(|f| (u16::from(f.code), f.reason.to_string()))
@@ -458,10 +638,11 @@ impl<D: Dial> Task<D> {
         }
     }
 
-    fn on_frame(&mut self, text: &str) {
+    /// Hands an answer to whoever waits for it; `Some` when the server wants a fresh token.
+    fn on_frame(&mut self, text: &str) -> Option<()> {
         let Ok(frame) = serde_json::from_str::<ServerFrame>(text) else {
             tracing::debug!(%text, "unreadable frame");
-            return;
+            return None;
         };
         let (id, outcome) = match frame {
             ServerFrame::Ack { seq, id: Some(id) } => {
@@ -480,7 +661,7 @@ impl<D: Dial> Task<D> {
                 error,
                 detail,
                 topic: Some(topic),
-                ..
+                id,
             } => {
                 // Refused: not asked again on the next connection.
                 self.topics.remove(&topic);
@@ -488,12 +669,16 @@ impl<D: Dial> Task<D> {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
+                if let Some(reply) = id.and_then(|id| self.requests.remove(&Key::Publish(id))) {
+                    reply.fail(RequestError::Refused { kind, detail });
+                    return None;
+                }
                 self.answer(&topic, Err(SubscribeError::Refused { kind, detail }));
-                return;
+                return None;
             }
             ServerFrame::Subscribed { topic } | ServerFrame::Unsubscribed { topic } => {
                 self.answer(&topic, Ok(()));
-                return;
+                return None;
             }
             ServerFrame::Error {
                 error,
@@ -505,21 +690,57 @@ impl<D: Dial> Task<D> {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
+                if let Some(reply) = self.requests.remove(&Key::Publish(id.clone())) {
+                    reply.fail(RequestError::Refused { kind, detail });
+                    return None;
+                }
                 (id, Err(SendError::Refused { kind, detail }))
             }
-            ServerFrame::Push { msg, topic } => {
-                if self.pushes.try_send(Push { msg, topic }).is_err() {
-                    self.stats.pushes_dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                return;
+            ServerFrame::Push { msg, topic, from } => {
+                self.inbound(Inbound::Push(Push { msg, topic, from }));
+                return None;
             }
-            _ => return,
+            ServerFrame::Join { topic, client_id } => {
+                self.inbound(Inbound::Join { topic, client_id });
+                return None;
+            }
+            ServerFrame::Leave { topic, client_id } => {
+                self.inbound(Inbound::Leave { topic, client_id });
+                return None;
+            }
+            ServerFrame::Published {
+                id: Some(id),
+                delivered,
+            } => {
+                if let Some(Reply::Published(tx)) = self.requests.remove(&Key::Publish(id)) {
+                    let _ = tx.send(Ok(delivered));
+                }
+                return None;
+            }
+            ServerFrame::Reply { id, data, error } => {
+                if let Some(Reply::Rpc(tx)) = self.requests.remove(&Key::Rpc(id)) {
+                    let _ = tx.send(match error {
+                        Some(e) => Err(RequestError::Rpc(e)),
+                        None => Ok(data.unwrap_or_default()),
+                    });
+                }
+                return None;
+            }
+            ServerFrame::RefreshRequired { .. } => return Some(()),
+            _ => return None,
         };
         // Answers come in send order: the entry is almost always the first.
         if let Some(i) = self.outbox.iter().position(|e| e.id == id) {
             if let Some(entry) = self.outbox.remove(i) {
                 let _ = entry.done.send(outcome);
             }
+        }
+        None
+    }
+
+    fn inbound(&mut self, i: Inbound) {
+        if self.pushes.try_send(i).is_err() {
+            self.stats.pushes_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -554,6 +775,7 @@ impl<D: Dial> Task<D> {
                         self.topics.remove(&topic);
                         let _ = answer.send(Ok(()));
                     }
+                    Some(Cmd::Request(frame, key, reply)) => self.unsent.push((frame, key, reply)),
                     Some(Cmd::Close) | None => {
                         self.finish(1000, "client closed");
                         return false;
@@ -575,6 +797,12 @@ impl<D: Dial> Task<D> {
         for e in self.outbox.drain(..) {
             let _ = e.done.send(Err(SendError::Closed(reason.to_string())));
         }
+        for (_, reply) in self.requests.drain() {
+            reply.fail(RequestError::Closed(reason.to_string()));
+        }
+        for (_, _, reply) in self.unsent.drain(..) {
+            reply.fail(RequestError::Closed(reason.to_string()));
+        }
         let closed = || SubscribeError::Closed(reason.to_string());
         for (_, txs) in self.waiting.drain() {
             for tx in txs {
@@ -590,6 +818,7 @@ impl<D: Dial> Task<D> {
                 Cmd::Subscribe(_, tx) | Cmd::Unsubscribe(_, tx) => {
                     let _ = tx.send(Err(closed()));
                 }
+                Cmd::Request(_, _, reply) => reply.fail(RequestError::Closed(reason.to_string())),
                 Cmd::Close => {}
             }
         }

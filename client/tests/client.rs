@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ews_client::{
-    Backoff, BoxFuture, Client, Dial, DialError, Options, SendError, State, SubscribeError,
+    Backoff, BoxFuture, Client, Dial, DialError, Inbound, Options, Push, RequestError, SendError,
+    State, SubscribeError,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,6 +44,10 @@ impl Dial for TestDial {
                     .map_err(|e| DialError::Failed(e.to_string()))?;
             Ok(ws)
         })
+    }
+
+    fn token(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async { Some("fresh-token".to_string()) })
     }
 }
 
@@ -232,7 +237,14 @@ async fn a_full_buffer_holds_the_sender_and_pushes_arrive() {
 
     let push = serde_json::json!({"type": "push", "msg": "hello"}).to_string();
     ws.send(Message::text(push)).await.unwrap();
-    assert_eq!(pushes.recv().await.map(|p| p.msg).as_deref(), Some("hello"));
+    assert_eq!(
+        pushes.recv().await,
+        Some(Inbound::Push(Push {
+            msg: "hello".into(),
+            topic: None,
+            from: None
+        }))
+    );
     client.close().await;
 }
 
@@ -278,7 +290,9 @@ async fn subscriptions_are_answered_and_renewed_on_every_connection() {
         serde_json::json!({"type": "push", "msg": "goal", "topic": "news.sport"}),
     )
     .await;
-    let push = pushes.recv().await.expect("a push");
+    let Some(Inbound::Push(push)) = pushes.recv().await else {
+        panic!("a push");
+    };
     assert_eq!(
         (push.msg.as_str(), push.topic.as_deref()),
         ("goal", Some("news.sport"))
@@ -313,4 +327,113 @@ async fn subscriptions_are_answered_and_renewed_on_every_connection() {
     let (left, ()) = tokio::join!(client.unsubscribe("news.sport"), server_side);
     left.unwrap();
     client.close().await;
+}
+
+#[tokio::test]
+async fn publishes_and_rpcs_get_their_answers_and_the_client_refreshes_its_token() {
+    let mut s = server().await;
+    let (client, mut pushes) = Client::start(s.dial(), None, fast());
+    let client = Arc::new(client);
+    let mut ws = accept(&mut s).await;
+
+    let c = client.clone();
+    let published = tokio::spawn(async move { c.publish("room.1", "hi").await });
+    let frame = next_event(&mut ws).await;
+    assert_eq!(
+        (frame["type"].as_str(), frame["topic"].as_str()),
+        (Some("publish"), Some("room.1"))
+    );
+    let id = frame["id"].as_str().unwrap().to_string();
+    reply(
+        &mut ws,
+        serde_json::json!({"type": "published", "id": id, "delivered": 2}),
+    )
+    .await;
+    assert_eq!(published.await.unwrap(), Ok(2));
+
+    let c = client.clone();
+    let refused = tokio::spawn(async move { c.publish("lobby", "hi").await });
+    let id = next_event(&mut ws).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    reply(
+        &mut ws,
+        serde_json::json!({"type": "error", "error": "publish_forbidden", "detail": "no",
+            "id": id, "topic": "lobby"}),
+    )
+    .await;
+    assert!(matches!(
+        refused.await.unwrap(),
+        Err(RequestError::Refused { kind, .. }) if kind == "publish_forbidden"
+    ));
+
+    let c = client.clone();
+    let asked = tokio::spawn(async move {
+        c.rpc(
+            "who",
+            serde_json::json!({"room": 1}),
+            Duration::from_secs(5),
+        )
+        .await
+    });
+    let frame = next_event(&mut ws).await;
+    assert_eq!(frame["method"], "who");
+    let id = frame["id"].as_u64().unwrap();
+    reply(
+        &mut ws,
+        serde_json::json!({"type": "reply", "id": id, "data": ["alice"]}),
+    )
+    .await;
+    assert_eq!(asked.await.unwrap(), Ok(serde_json::json!(["alice"])));
+
+    let c = client.clone();
+    let no_method = tokio::spawn(async move {
+        c.rpc("nope", serde_json::Value::Null, Duration::from_secs(5))
+            .await
+    });
+    let id = next_event(&mut ws).await["id"].as_u64().unwrap();
+    reply(
+        &mut ws,
+        serde_json::json!({"type": "reply", "id": id,
+            "error": {"code": "no_method", "message": "no"}}),
+    )
+    .await;
+    assert!(matches!(no_method.await.unwrap(), Err(RequestError::Rpc(e)) if e.code == "no_method"));
+    // Unanswered: the caller's timeout.
+    let late = client
+        .rpc("slow", serde_json::Value::Null, Duration::from_millis(50))
+        .await;
+    assert_eq!(late, Err(RequestError::TimedOut));
+    let _ = next_event(&mut ws).await;
+
+    reply(
+        &mut ws,
+        serde_json::json!({"type": "join", "topic": "room.1", "clientId": "bob"}),
+    )
+    .await;
+    assert_eq!(
+        pushes.recv().await,
+        Some(Inbound::Join {
+            topic: "room.1".into(),
+            client_id: "bob".into()
+        })
+    );
+    reply(
+        &mut ws,
+        serde_json::json!({"type": "refresh_required", "exp": 1}),
+    )
+    .await;
+    let frame = next_event(&mut ws).await;
+    assert_eq!(
+        frame,
+        serde_json::json!({"type": "refresh", "token": "fresh-token"})
+    );
+
+    // A request on a connection that is lost before its answer fails as lost.
+    let c = client.clone();
+    let lost = tokio::spawn(async move { c.publish("room.1", "x").await });
+    let _ = next_event(&mut ws).await;
+    close(&mut ws, 1012, "server draining").await;
+    assert_eq!(lost.await.unwrap(), Err(RequestError::Lost));
 }

@@ -12,6 +12,7 @@
 //! [`Membership::leave`] then [`Membership::shutdown`] on the way out.
 
 mod args;
+pub mod command;
 pub mod interest;
 pub mod link_client;
 mod membership;

@@ -21,16 +21,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ews_http::link::{Accepted, LinkKey, NodeRef};
+use ews_http::link::{LinkKey, NodeRef};
 use ews_http::reply::{self, Body};
 use futures_util::stream::{self, StreamExt};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http::{Method, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use ews_proto::topic::Topic;
 
+use crate::command::{PresenceEvents, TopicCounts, PRESENCE_EVENTS_PATH, TOPICS_PATH};
 use crate::link_client::{LinkClient, Proof};
 use crate::presence::{self, Here, Presence, PRESENCE_PATH};
 use crate::{Member, Membership, Role};
@@ -43,6 +42,8 @@ pub const MAX_BODY: usize = 256 * 1024;
 const CONCURRENCY: usize = 16;
 /// Largest answer read from a worker.
 const MAX_ANSWER: usize = 64 * 1024;
+/// Largest topic list read from a worker (up to `MAX_TOPICS_LISTED` names with counts).
+const MAX_TOPICS_ANSWER: usize = 4 * 1024 * 1024;
 /// Longest publish `id`, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 /// How long a worker remembers a publish id (a retry within it is not delivered again).
@@ -51,24 +52,41 @@ pub const RECENT_TTL: Duration = Duration::from_secs(300);
 const RECENT_MAX: usize = 100_000;
 
 /// `{"clientId","msg"}`: push `msg` to every session of `clientId`; `{"topic","msg"}`: to
-/// every session subscribed to `topic`. With `id`, delivered at most once per worker however
-/// often it is sent (within [`RECENT_TTL`]).
+/// every session subscribed to `topic`; `{"clientIds":[…]}` or `{"topics":[…]}`: to each of up
+/// to [`MAX_TARGETS`] (a session on two of the topics gets the message once per topic, each
+/// push naming its topic). With `id`, delivered at most once per worker however often it is
+/// sent (within [`RECENT_TTL`]). With `from`, receivers see it as the sender's client id:
+/// workers set it for a client's own publish; a backend (it holds the admin token) may too.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "PublishBody", into = "PublishBody")]
 pub struct Publish {
     pub target: Target,
     pub msg: String,
     pub id: Option<String>,
+    pub from: Option<String>,
 }
 
-/// Whom a publish is for.
+/// Most clients or topics one publish names.
+pub const MAX_TARGETS: usize = 1000;
+
+/// Whom a publish is for: one or more clients, or one or more topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    Client(String),
-    Topic(Topic),
+    Clients(Vec<String>),
+    Topics(Vec<Topic>),
 }
 
-/// The body as it is written: exactly one of `clientId` and `topic`.
+impl Target {
+    pub fn client(c: impl Into<String>) -> Target {
+        Target::Clients(vec![c.into()])
+    }
+
+    pub fn topic(t: Topic) -> Target {
+        Target::Topics(vec![t])
+    }
+}
+
+/// The body as it is written: exactly one of `clientId`, `topic`, `clientIds` and `topics`.
 #[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PublishBody {
@@ -76,19 +94,41 @@ struct PublishBody {
     client_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    topics: Option<Vec<String>>,
     msg: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
 }
 
 impl TryFrom<PublishBody> for Publish {
     type Error = String;
 
     fn try_from(b: PublishBody) -> Result<Publish, String> {
-        let target = match (b.client_id, b.topic) {
-            (Some(c), None) if !c.is_empty() => Target::Client(c),
-            (None, Some(t)) => Target::Topic(Topic::parse(&t).map_err(|e| e.to_string())?),
-            _ => return Err("give exactly one of clientId and topic".into()),
+        let topics = |ts: Vec<String>| -> Result<Target, String> {
+            ts.iter()
+                .map(|t| Topic::parse(t).map_err(|e| format!("{t:?}: {e}")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Target::Topics)
+        };
+        let target = match (b.client_id, b.topic, b.client_ids, b.topics) {
+            (Some(c), None, None, None) if !c.is_empty() => Target::client(c),
+            (None, Some(t), None, None) => topics(vec![t])?,
+            (None, None, Some(cs), None) if (1..=MAX_TARGETS).contains(&cs.len()) => {
+                if cs.iter().any(String::is_empty) {
+                    return Err("a client id is not empty".into());
+                }
+                Target::Clients(cs)
+            }
+            (None, None, None, Some(ts)) if (1..=MAX_TARGETS).contains(&ts.len()) => topics(ts)?,
+            (None, None, Some(_), None) | (None, None, None, Some(_)) => {
+                return Err(format!("clientIds and topics name 1 to {MAX_TARGETS}"))
+            }
+            _ => return Err("give exactly one of clientId, topic, clientIds and topics".into()),
         };
         if b.id
             .as_ref()
@@ -96,26 +136,40 @@ impl TryFrom<PublishBody> for Publish {
         {
             return Err(format!("an id is 1 to {MAX_ID_LEN} bytes"));
         }
+        if b.from.as_ref().is_some_and(String::is_empty) {
+            return Err("from is not empty".into());
+        }
         Ok(Publish {
             target,
             msg: b.msg,
             id: b.id,
+            from: b.from,
         })
     }
 }
 
 impl From<Publish> for PublishBody {
     fn from(p: Publish) -> PublishBody {
-        let (client_id, topic) = match p.target {
-            Target::Client(c) => (Some(c), None),
-            Target::Topic(t) => (None, Some(t.as_str().to_string())),
-        };
-        PublishBody {
-            client_id,
-            topic,
+        let mut b = PublishBody {
+            client_id: None,
+            topic: None,
+            client_ids: None,
+            topics: None,
             msg: p.msg,
             id: p.id,
+            from: p.from,
+        };
+        match p.target {
+            Target::Clients(mut cs) if cs.len() == 1 => b.client_id = cs.pop(),
+            Target::Clients(cs) => b.client_ids = Some(cs),
+            Target::Topics(mut ts) if ts.len() == 1 => {
+                b.topic = ts.pop().map(|t| t.as_str().to_string())
+            }
+            Target::Topics(ts) => {
+                b.topics = Some(ts.iter().map(|t| t.as_str().to_string()).collect())
+            }
         }
+        b
     }
 }
 
@@ -273,25 +327,6 @@ impl RecentIds {
     }
 }
 
-/// Reads and parses a publish body: 413 past [`MAX_BODY`], 400 for anything not a [`Publish`],
-/// 401 if `signed` (a node-link request) covers another body.
-pub async fn read(
-    req: Request<Incoming>,
-    signed: Option<&Accepted>,
-) -> Result<Publish, Response<Body>> {
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return Err(reply::text(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
-    };
-    if signed.is_some_and(|s| !s.body_matches(&body)) {
-        return Err(reply::text(
-            StatusCode::UNAUTHORIZED,
-            "the body does not match its signature",
-        ));
-    }
-    serde_json::from_slice(&body).map_err(|e| reply::text(StatusCode::BAD_REQUEST, e.to_string()))
-}
-
 /// The cluster's workers, reached over their node link.
 pub struct Fanout {
     membership: Arc<Membership>,
@@ -315,16 +350,38 @@ impl Fanout {
     pub async fn publish(&self, p: &Publish, into: &mut Delivery) {
         let body = Bytes::from(serde_json::to_vec(p).unwrap_or_default());
         let wanted = |m: &Member| match &p.target {
-            Target::Client(_) => true,
+            Target::Clients(_) => true,
             // A worker that does not say what it holds gets every topic.
-            Target::Topic(t) => m.interest.as_ref().is_none_or(|i| i.may_contain(t)),
+            Target::Topics(ts) => m
+                .interest
+                .as_ref()
+                .is_none_or(|i| ts.iter().any(|t| i.may_contain(t))),
         };
+        self.deliver(PUBLISH_PATH, body, wanted, into).await;
+    }
+
+    /// Sends `body` to `path` on every worker but this node that `wanted` picks and that may
+    /// hold sessions, recording each one's [`Delivery`] in `into` (a publish, a disconnect, a
+    /// server-side subscribe: whatever counts the sessions it reached).
+    pub async fn deliver(
+        &self,
+        path: &str,
+        body: Bytes,
+        wanted: impl Fn(&Member) -> bool,
+        into: &mut Delivery,
+    ) {
         let answers = self
             .ask_workers(wanted, |to, addr| {
                 let body = body.clone();
                 async move {
                     let a = self
-                        .ask(Method::POST, (&to, addr), PUBLISH_PATH.to_string(), body)
+                        .ask(
+                            Method::POST,
+                            (&to, addr),
+                            path.to_string(),
+                            body,
+                            MAX_ANSWER,
+                        )
                         .await?;
                     // 404 (no session there) and 503 (all full) still carry counts.
                     if !(a.status.is_success()
@@ -340,9 +397,75 @@ impl Fanout {
             .await;
         for (id, outcome) in answers {
             if let Err(e) = &outcome {
-                tracing::warn!(node = %id, error = %e, "publish: worker failed");
+                tracing::warn!(node = %id, %path, error = %e, "worker failed");
             }
             into.add_node(&id, outcome);
+        }
+    }
+
+    /// Every other worker's topics with their subscriber counts, into `into`.
+    pub async fn topics(&self, into: &mut TopicCounts) {
+        let answers = self
+            .ask_workers(
+                |_| true,
+                |to, addr| async move {
+                    let a = self
+                        .ask(
+                            Method::GET,
+                            (&to, addr),
+                            TOPICS_PATH.to_string(),
+                            Bytes::new(),
+                            MAX_TOPICS_ANSWER,
+                        )
+                        .await?;
+                    if !a.status.is_success() {
+                        return Err(format!("answered {}", a.status));
+                    }
+                    serde_json::from_slice::<TopicCounts>(&a.body)
+                        .map_err(|e| format!("answer unreadable: {e}"))
+                },
+            )
+            .await;
+        for (id, outcome) in answers {
+            into.add_node(&id, outcome);
+        }
+    }
+
+    /// Tells every other worker that may hold one of the topics about `events` (best effort: a
+    /// worker that does not answer misses them, and says so in the log).
+    pub async fn presence_events(&self, events: &PresenceEvents) {
+        let body = Bytes::from(serde_json::to_vec(events).unwrap_or_default());
+        let answers = self
+            .ask_workers(
+                |m| {
+                    m.interest
+                        .as_ref()
+                        .is_none_or(|i| events.events.iter().any(|e| i.may_contain(&e.topic)))
+                },
+                |to, addr| {
+                    let body = body.clone();
+                    async move {
+                        let a = self
+                            .ask(
+                                Method::POST,
+                                (&to, addr),
+                                PRESENCE_EVENTS_PATH.to_string(),
+                                body,
+                                MAX_ANSWER,
+                            )
+                            .await?;
+                        if !a.status.is_success() {
+                            return Err(format!("answered {}", a.status));
+                        }
+                        Ok(())
+                    }
+                },
+            )
+            .await;
+        for (id, outcome) in answers {
+            if let Err(e) = outcome {
+                tracing::warn!(node = %id, error = %e, "presence events: worker missed them");
+            }
         }
     }
 
@@ -356,7 +479,7 @@ impl Fanout {
                     let target = target.clone();
                     async move {
                         let a = self
-                            .ask(Method::GET, (&to, addr), target, Bytes::new())
+                            .ask(Method::GET, (&to, addr), target, Bytes::new(), MAX_ANSWER)
                             .await?;
                         if !a.status.is_success() {
                             return Err(format!("answered {}", a.status));
@@ -425,6 +548,7 @@ impl Fanout {
         to: (&NodeRef, SocketAddr),
         target: String,
         body: Bytes,
+        max_answer: usize,
     ) -> Result<crate::link_client::Answer, String> {
         // The worker proves the key; its counts are not decided from, so the proof need not
         // cover them.
@@ -435,7 +559,7 @@ impl Fanout {
                 &target,
                 body,
                 Proof::Key,
-                MAX_ANSWER,
+                max_answer,
                 self.deadline,
             )
             .await
@@ -513,11 +637,23 @@ mod tests {
     #[test]
     fn publish_names_exactly_one_target() {
         let p: Publish = serde_json::from_str(r#"{"clientId":"a","msg":"m"}"#).unwrap();
-        assert_eq!(p.target, Target::Client("a".into()));
+        assert_eq!(p.target, Target::client("a"));
         let p: Publish = serde_json::from_str(r#"{"clientId":"a","msg":"m","id":"x-1"}"#).unwrap();
         assert_eq!(p.id.as_deref(), Some("x-1"));
         let t: Publish = serde_json::from_str(r#"{"topic":"news.sport","msg":"m"}"#).unwrap();
-        assert_eq!(t.target, Target::Topic(Topic::parse("news.sport").unwrap()));
+        assert_eq!(t.target, Target::topic(Topic::parse("news.sport").unwrap()));
+        let many: Publish =
+            serde_json::from_str(r#"{"topics":["a","b"],"msg":"m","from":"alice"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&many).unwrap(),
+            r#"{"topics":["a","b"],"msg":"m","from":"alice"}"#
+        );
+        let clients: Publish =
+            serde_json::from_str(r#"{"clientIds":["a","b"],"msg":"m"}"#).unwrap();
+        assert_eq!(
+            clients.target,
+            Target::Clients(vec!["a".into(), "b".into()])
+        );
         assert_eq!(
             serde_json::to_string(&t).unwrap(),
             r#"{"topic":"news.sport","msg":"m"}"#
@@ -529,6 +665,11 @@ mod tests {
             r#"{"clientId":"","msg":"m"}"#,
             r#"{"topic":"news.*","msg":"m"}"#,
             r#"{"topic":"news","msg":"m","id":""}"#,
+            r#"{"topics":[],"msg":"m"}"#,
+            r#"{"topics":["a","b c"],"msg":"m"}"#,
+            r#"{"clientIds":["a",""],"msg":"m"}"#,
+            r#"{"clientIds":["a"],"topic":"b","msg":"m"}"#,
+            r#"{"topic":"a","msg":"m","from":""}"#,
         ] {
             assert!(serde_json::from_str::<Publish>(bad).is_err(), "{bad}");
         }

@@ -5,14 +5,20 @@
 //! names, where workers come and go on changing addresses) with the admin token, and the leader
 //! fans the message out to every serving worker over the node links, each within its deadline,
 //! answering with every worker's outcome (a topic publish only to workers with subscribers).
-//! `GET /api/v1/presence?topic=T|clientId=C` asks every worker who is online.
+//! `GET /api/v1/presence?topic=T|clientId=C` asks every worker who is online, `GET
+//! /api/v1/topics` which topics have subscribers; `POST /api/v1/disconnect`, `/api/v1/subscribe`
+//! and `/api/v1/unsubscribe` act on a client's sessions wherever they are.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use ews_cluster::command::{
+    self, Disconnect, TopicChange, TopicCounts, DISCONNECT_PATH, SUBSCRIBE_PATH, UNSUBSCRIBE_PATH,
+};
 use ews_cluster::presence::{self, Presence};
-use ews_cluster::publish::{self, Delivery, Fanout};
+use ews_cluster::publish::{Delivery, Fanout, Publish};
 use ews_cluster::ClusterView;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -35,8 +41,8 @@ pub struct Admin {
 
 impl Admin {
     pub async fn route(self: Arc<Self>, req: Request<Incoming>, _: SocketAddr) -> Response<Body> {
-        let publish = (req.method(), req.uri().path()) == (&Method::POST, "/api/v1/publish");
-        if req.method() != Method::GET && !publish {
+        let post = req.method() == Method::POST;
+        if req.method() != Method::GET && !post {
             return reply::text(StatusCode::METHOD_NOT_ALLOWED, "Unhandled HTTP method");
         }
         let open = matches!(req.uri().path(), "/info" | "/metrics");
@@ -45,21 +51,19 @@ impl Admin {
                 return refusal;
             }
         }
-        if publish {
-            return match publish::read(req, None).await {
-                Ok(p) => {
-                    let mut all = Delivery::default();
-                    self.fanout.publish(&p, &mut all).await;
-                    all.into_response()
-                }
-                Err(r) => r,
-            };
+        if post {
+            return self.command(req).await;
         }
         match req.uri().path() {
             "/info" if self.draining.load(Ordering::Relaxed) => {
                 reply::text(StatusCode::SERVICE_UNAVAILABLE, "draining")
             }
             "/info" => reply::text(StatusCode::OK, "Success"),
+            "/api/v1/topics" => {
+                let mut all = TopicCounts::default();
+                self.fanout.topics(&mut all).await;
+                all.into_response()
+            }
             "/api/v1/presence" => match presence::Query::parse(req.uri().query()) {
                 Ok(q) => {
                     let mut all = Presence::default();
@@ -83,5 +87,51 @@ impl Admin {
             }
             _ => reply::text(StatusCode::NOT_FOUND, "Not found"),
         }
+    }
+
+    /// A backend's `POST`: publish, disconnect, subscribe or unsubscribe, fanned out to every
+    /// worker that may hold its sessions, each worker's outcome in the answer.
+    async fn command(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let mut all = Delivery::default();
+        let sent = match path.as_str() {
+            "/api/v1/publish" => match command::read::<Publish>(req, None).await {
+                Ok(p) => {
+                    self.fanout.publish(&p, &mut all).await;
+                    Ok(())
+                }
+                Err(r) => Err(r),
+            },
+            "/api/v1/disconnect" => {
+                self.everywhere::<Disconnect>(req, DISCONNECT_PATH, &mut all)
+                    .await
+            }
+            "/api/v1/subscribe" => {
+                self.everywhere::<TopicChange>(req, SUBSCRIBE_PATH, &mut all)
+                    .await
+            }
+            "/api/v1/unsubscribe" => {
+                self.everywhere::<TopicChange>(req, UNSUBSCRIBE_PATH, &mut all)
+                    .await
+            }
+            _ => return reply::text(StatusCode::NOT_FOUND, "Not found"),
+        };
+        match sent {
+            Ok(()) => all.into_response(),
+            Err(r) => r,
+        }
+    }
+
+    /// Reads a `T` and sends it to `path` on every worker.
+    async fn everywhere<T: serde::de::DeserializeOwned + serde::Serialize>(
+        &self,
+        req: Request<Incoming>,
+        path: &str,
+        all: &mut Delivery,
+    ) -> Result<(), Response<Body>> {
+        let body: T = command::read(req, None).await?;
+        let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        self.fanout.deliver(path, body, |_| true, all).await;
+        Ok(())
     }
 }

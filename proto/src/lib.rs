@@ -30,16 +30,36 @@ pub struct Event {
     pub timestamp: i64,
 }
 
-/// Client → worker on an `ingest` route: join or leave a topic. The worker answers
-/// `subscribed` / `unsubscribed`, or an `error` naming the topic. Subscriptions belong to the
-/// session: after a reconnect the client subscribes again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Client → worker: the session's own requests, told from events by their top-level `type`.
+/// Topic frames are answered `subscribed` / `unsubscribed` or an `error` naming the topic;
+/// subscriptions belong to the session (after a reconnect the client subscribes again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ClientControl {
     /// Receive every message published to `topic` (if the token grants it).
     Subscribe { topic: String },
     /// Stop receiving `topic`'s messages.
     Unsubscribe { topic: String },
+    /// Publish `msg` to every subscriber of `topic`, cluster-wide, if the token's `publish`
+    /// claim grants the topic. Answered `published` (with `id`) or an `error` naming `id`;
+    /// receivers see the publisher's client id as the push's `from`.
+    Publish {
+        topic: String,
+        msg: String,
+        /// The client's id for this publish (at most [`MAX_ID_LEN`] bytes), named in the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// Ask the route's handler: answered by a `reply` with the same `id`.
+    Rpc {
+        id: u64,
+        method: String,
+        #[serde(default)]
+        data: serde_json::Value,
+    },
+    /// A fresh token for this session (after `refresh_required`): verified like the first, and
+    /// for the same `sub`. Answered `refreshed` or an `error` of kind `token_refused`.
+    Refresh { token: String },
 }
 
 /// What a client frame is, from its top-level `type` key: the only thing that tells a control
@@ -93,8 +113,8 @@ pub fn now_ms() -> i64 {
 pub const MAX_ID_LEN: usize = 128;
 
 /// Worker → client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServerFrame {
     /// Event number `seq` of this session (counting from 1) is durable in the sink. Sent only
     /// to clients that connected with `?ack=1`, in order.
@@ -123,18 +143,80 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         topic: Option<String>,
     },
-    /// A message published through the admin API: to this client (no `topic`), or to a topic
-    /// it subscribed to.
+    /// A message published to this client (no `topic`) or to a topic it subscribed to, by the
+    /// backend (admin API, a handler) or by another client (`from`).
     Push {
         msg: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         topic: Option<String>,
+        /// The publishing client's id (its token's `sub`), set by the worker that took the
+        /// publish: a receiver can trust it. Absent for the backend's publishes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
     },
-    /// The session now receives `topic`'s messages (also when it already did).
+    /// The session now receives `topic`'s messages (also when it already did; also when the
+    /// backend subscribed it).
     Subscribed { topic: String },
     /// The session no longer receives `topic`'s messages (also when it did not).
     Unsubscribed { topic: String },
+    /// The client's `publish` reached `delivered` sessions (cluster-wide).
+    Published {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        delivered: usize,
+    },
+    /// The answer to `rpc` number `id`: `data`, or `error`.
+    Reply {
+        id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<serde_json::Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<RpcError>,
+    },
+    /// The session's token expires at `exp` (seconds since the epoch): send `refresh` with a new
+    /// one before then, or the session is closed with 4001 `token expired`.
+    RefreshRequired { exp: u64 },
+    /// The refreshed token is in force; the session now lasts until `exp`.
+    Refreshed { exp: u64 },
+    /// `clientId` joined `topic` (on topics whose route announces presence).
+    Join {
+        topic: String,
+        #[serde(rename = "clientId")]
+        client_id: String,
+    },
+    /// `clientId` left `topic`.
+    Leave {
+        topic: String,
+        #[serde(rename = "clientId")]
+        client_id: String,
+    },
 }
+
+/// Why an `rpc` got no data: a `code` a program can branch on (`no_method`, `bad_request`,
+/// `unavailable`, `internal`, or the handler's own) and a `message` for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RpcError {
+    pub code: String,
+    pub message: String,
+}
+
+impl RpcError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> RpcError {
+        RpcError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// No handler on the route takes `method`.
+    pub fn no_method(method: &str) -> RpcError {
+        RpcError::new("no_method", format!("no method {method:?} on this route"))
+    }
+}
+
+/// The close code of a session whose token expired without a refresh.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 
 /// What a `ServerFrame::Error` is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -150,6 +232,16 @@ pub enum ErrorKind {
     TopicForbidden,
     /// The session is subscribed to as many topics as the worker allows.
     TooManyTopics,
+    /// The token does not grant publishing to the topic.
+    PublishForbidden,
+    /// The session sent more publishes than the worker allows per second; nothing was
+    /// published: send it again later.
+    RateLimited,
+    /// A `refresh` token failed verification, or names another `sub`; the session keeps its
+    /// old token (and its expiry).
+    TokenRefused,
+    /// A frame of the session's own kinds (`publish`, `rpc`, `refresh`) that does not parse.
+    InvalidFrame,
 }
 
 /// An event as every sink stores it: what the client sent, stamped by the worker that took it.
@@ -239,7 +331,8 @@ mod tests {
         assert_eq!(
             ServerFrame::Push {
                 msg: "hi".into(),
-                topic: None
+                topic: None,
+                from: None,
             }
             .to_text(),
             r#"{"type":"push","msg":"hi"}"#
@@ -247,7 +340,8 @@ mod tests {
         assert_eq!(
             ServerFrame::Push {
                 msg: "hi".into(),
-                topic: Some("news".into())
+                topic: Some("news".into()),
+                from: None,
             }
             .to_text(),
             r#"{"type":"push","msg":"hi","topic":"news"}"#
@@ -280,6 +374,89 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<ServerFrame>(r#"{"type":"hello"}"#).is_err());
+    }
+
+    #[test]
+    fn the_session_frames_of_publish_rpc_refresh_and_presence() {
+        let p: ClientControl =
+            serde_json::from_str(r#"{"type":"publish","topic":"t","msg":"m","id":"p1"}"#).unwrap();
+        assert_eq!(
+            p,
+            ClientControl::Publish {
+                topic: "t".into(),
+                msg: "m".into(),
+                id: Some("p1".into())
+            }
+        );
+        let r: ClientControl =
+            serde_json::from_str(r#"{"type":"rpc","id":7,"method":"who"}"#).unwrap();
+        assert_eq!(
+            r,
+            ClientControl::Rpc {
+                id: 7,
+                method: "who".into(),
+                data: serde_json::Value::Null
+            }
+        );
+        assert!(
+            serde_json::from_str::<ClientControl>(r#"{"type":"rpc","id":-1,"method":"x"}"#)
+                .is_err()
+        );
+        let frames = [
+            (
+                ServerFrame::Push {
+                    msg: "hi".into(),
+                    topic: Some("t".into()),
+                    from: Some("alice".into()),
+                },
+                r#"{"type":"push","msg":"hi","topic":"t","from":"alice"}"#,
+            ),
+            (
+                ServerFrame::Published {
+                    id: Some("p1".into()),
+                    delivered: 3,
+                },
+                r#"{"type":"published","id":"p1","delivered":3}"#,
+            ),
+            (
+                ServerFrame::Reply {
+                    id: 7,
+                    data: Some(serde_json::json!(["a"])),
+                    error: None,
+                },
+                r#"{"type":"reply","id":7,"data":["a"]}"#,
+            ),
+            (
+                ServerFrame::Reply {
+                    id: 8,
+                    data: None,
+                    error: Some(RpcError::no_method("x")),
+                },
+                r#"{"type":"reply","id":8,"error":{"code":"no_method","message":"no method \"x\" on this route"}}"#,
+            ),
+            (
+                ServerFrame::RefreshRequired { exp: 100 },
+                r#"{"type":"refresh_required","exp":100}"#,
+            ),
+            (
+                ServerFrame::Join {
+                    topic: "t".into(),
+                    client_id: "bob".into(),
+                },
+                r#"{"type":"join","topic":"t","clientId":"bob"}"#,
+            ),
+        ];
+        for (frame, text) in frames {
+            assert_eq!(frame.to_text(), text);
+            assert_eq!(serde_json::from_str::<ServerFrame>(text).unwrap(), frame);
+        }
+        let e = ServerFrame::Error {
+            error: ErrorKind::PublishForbidden,
+            detail: "d".into(),
+            id: None,
+            topic: None,
+        };
+        assert!(e.to_text().contains(r#""error":"publish_forbidden""#));
     }
 
     #[test]

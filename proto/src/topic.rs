@@ -39,6 +39,20 @@ impl Topic {
     }
 }
 
+/// Written as its name; read through [`Topic::parse`], so a bad name fails the whole value.
+impl serde::Serialize for Topic {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Topic {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Topic, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Topic::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ews_cluster::command::{self, Disconnect, TopicChange};
 use ews_cluster::presence;
-use ews_cluster::publish;
 use ews_http::args::{admin_refusal, Secret};
 use ews_http::reply::{self, Body};
 use ews_queue::Broker;
@@ -54,7 +54,28 @@ impl Admin {
             (&Method::GET, "/api/v1/sessions") => {
                 reply::json(StatusCode::OK, &self.registry.list())
             }
-            (&Method::POST, "/api/v1/publish") => self.publish(req).await,
+            (&Method::POST, "/api/v1/publish") => match command::read(req, None).await {
+                Ok(p) => self.pubsub.publish(&p).await.into_response(),
+                Err(r) => r,
+            },
+            (&Method::POST, "/api/v1/disconnect") => {
+                match command::read::<Disconnect>(req, None).await {
+                    Ok(d) => self.pubsub.disconnect(&d).await.into_response(),
+                    Err(r) => r,
+                }
+            }
+            (&Method::POST, path @ ("/api/v1/subscribe" | "/api/v1/unsubscribe")) => {
+                let subscribe = path == "/api/v1/subscribe";
+                match command::read::<TopicChange>(req, None).await {
+                    Ok(c) => self
+                        .pubsub
+                        .change_topic(&c, subscribe)
+                        .await
+                        .into_response(),
+                    Err(r) => r,
+                }
+            }
+            (&Method::GET, "/api/v1/topics") => self.pubsub.topics().await.into_response(),
             (&Method::GET, "/api/v1/presence") => self.presence(req.uri().query()).await,
             (&Method::GET, "/members") => match self.pubsub.membership() {
                 Some(m) => reply::with_type(StatusCode::OK, "application/json", m.view().to_json()),
@@ -78,16 +99,6 @@ impl Admin {
         match presence::Query::parse(query) {
             Ok(q) => self.pubsub.presence(&q).await.into_response(&q),
             Err(e) => reply::text(StatusCode::BAD_REQUEST, e),
-        }
-    }
-
-    /// `POST /api/v1/publish {"clientId"|"topic","msg"}` to this node's sessions of the client
-    /// and, in a cluster, every other serving worker's; the status is `Delivery::status`, the
-    /// answer names every node's outcome.
-    async fn publish(&self, req: Request<Incoming>) -> Response<Body> {
-        match publish::read(req, None).await {
-            Ok(p) => self.pubsub.publish(&p).await.into_response(),
-            Err(r) => r,
         }
     }
 }

@@ -15,12 +15,31 @@ use crate::jwks::Jwks;
 
 use crate::handler::Claims;
 
+/// What a session may ask for itself: the topics it may join (the token's `topics` claim) and
+/// those it may publish to (its `publish` claim), each as exact names and `prefix.*` patterns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rights {
+    pub subscribe: Grants,
+    pub publish: Grants,
+}
+
+impl Rights {
+    /// Every topic, both ways (`--topics-open`).
+    pub fn any() -> Rights {
+        Rights {
+            subscribe: Grants::Any,
+            publish: Grants::Any,
+        }
+    }
+}
+
 /// Who a verified token says the client is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub sub: String,
-    /// The `topics` claim: exact names and `prefix.*` patterns.
-    pub grants: Grants,
+    pub rights: Rights,
+    /// When the token expires, seconds since the epoch.
+    pub exp: u64,
     /// Every claim, for the handler's `on_open` (dropped after it: an idle session keeps none).
     pub claims: Box<Claims>,
 }
@@ -125,18 +144,25 @@ impl Authenticator {
         if sub.trim().is_empty() {
             return Err(AuthError("blank sub".into()));
         }
-        let topics: Vec<String> = match claims.get("topics") {
-            None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(t) => Vec::<String>::deserialize(t)
-                .map_err(|_| AuthError("topics claim: not a list of strings".into()))?,
+        let exp = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| AuthError("exp is not a whole number of seconds".into()))?;
+        let rights = Rights {
+            subscribe: grants(&claims, "topics")?,
+            publish: grants(&claims, "publish")?,
         };
-        let grants =
-            Grants::from_claim(&topics).map_err(|e| AuthError(format!("topics claim: {e}")))?;
         Ok(Identity {
             sub,
-            grants,
+            rights,
+            exp,
             claims: Box::new(claims),
         })
+    }
+
+    /// The token's leeway, in seconds: a session's token lasts this much past its `exp`.
+    pub fn leeway(&self) -> u64 {
+        self.leeway
     }
 
     async fn asymmetric_key(
@@ -167,6 +193,16 @@ impl Authenticator {
 }
 
 /// An RSA (→ RS256) or EC P-256 (→ ES256) public key in PEM.
+/// A claim listing topics (`topics`, `publish`) as grants; absent or null grants none.
+fn grants(claims: &Claims, name: &str) -> Result<Grants, AuthError> {
+    let list: Vec<String> = match claims.get(name) {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(t) => Vec::<String>::deserialize(t)
+            .map_err(|_| AuthError(format!("{name} claim: not a list of strings")))?,
+    };
+    Grants::from_claim(&list).map_err(|e| AuthError(format!("{name} claim: {e}")))
+}
+
 fn parse_pem(bytes: &[u8]) -> anyhow::Result<(DecodingKey, Algorithm)> {
     if let Ok(k) = DecodingKey::from_rsa_pem(bytes) {
         return Ok((k, Algorithm::RS256));
@@ -240,14 +276,31 @@ mod tests {
             .await
             .expect("valid");
         let t = |s| ews_proto::topic::Topic::parse(s).unwrap();
-        assert!(id.grants.allows(&t("news.sport")) && !id.grants.allows(&t("chat.2")));
+        assert!(
+            id.rights.subscribe.allows(&t("news.sport"))
+                && !id.rights.subscribe.allows(&t("chat.2"))
+        );
         let none = auth.verify(&token(&[])).await.expect("valid");
-        assert_eq!(none.grants, Grants::None);
+        assert_eq!(none.rights.subscribe, Grants::None);
         let err = auth
             .verify(&token(&["bad topic"]))
             .await
             .expect_err("refused");
         assert!(err.0.contains("topics claim"), "{err}");
+        // Publishing is granted by its own claim, with the same grammar.
+        let claims = serde_json::json!({"sub": "a", "exp": 9_999_999_999u64,
+            "topics": ["chat.*"], "publish": ["chat.room1"]});
+        let t2 = jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s"))
+            .expect("token");
+        let id = auth.verify(&t2).await.expect("valid");
+        assert!(id.rights.publish.allows(&t("chat.room1")));
+        assert!(!id.rights.publish.allows(&t("chat.room2")));
+        assert_eq!(id.exp, 9_999_999_999);
+        let bad = serde_json::json!({"sub": "a", "exp": 9_999_999_999u64, "publish": "chat"});
+        let t3 = jsonwebtoken::encode(&Header::default(), &bad, &EncodingKey::from_secret(b"s"))
+            .expect("token");
+        let err = auth.verify(&t3).await.expect_err("refused");
+        assert!(err.0.contains("publish claim"), "{err}");
     }
 
     #[tokio::test]

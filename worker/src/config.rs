@@ -44,11 +44,13 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub jwt: JwtArgs,
 
-    /// WebSocket routes: comma-separated `PATH=HANDLER[@PLACEMENT]` (handlers: the built-in
+    /// WebSocket routes: comma-separated `PATH=HANDLER[@PLACEMENT][+presence]` (handlers: the built-in
     /// `ingest`, `echo`, `greet`, and any a program built on the library registers;
     /// placements: `local`, the default, or for any handler but `ingest` `random`,
     /// `least-loaded`, `key-hash`: the handler then runs on a worker chosen among the serving
-    /// ones, over the node link). Outside a cluster every placement is local.
+    /// ones, over the node link). Outside a cluster every placement is local. `+presence`:
+    /// the route's sessions announce their topic joins and leaves to each other (`join`,
+    /// `leave` frames).
     #[arg(
         long,
         env = "EWS_ROUTES",
@@ -110,6 +112,21 @@ pub struct WorkerArgs {
     /// acks (`?ack=1`); a full window stops reading from that client.
     #[arg(long, env = "EWS_ACK_WINDOW", default_value_t = 64, value_parser = at_least(1))]
     pub ack_window: usize,
+
+    /// Seconds before a session's token expires that the worker sends `refresh_required`; a
+    /// session that has not sent a valid `refresh` by `exp` is closed with 4001 `token expired`.
+    #[arg(long = "refresh-lead-secs", env = "EWS_REFRESH_LEAD_SECS", default_value = "60", value_parser = secs)]
+    pub refresh_lead: Duration,
+
+    /// Let sessions outlive their token (no `refresh_required`, no 4001): the token is checked
+    /// at the upgrade only.
+    #[arg(long, env = "EWS_SESSION_OUTLIVES_TOKEN")]
+    pub session_outlives_token: bool,
+
+    /// Client `publish` frames one session may send per second (a burst of as many is
+    /// allowed); past it they are answered `rate_limited`.
+    #[arg(long, env = "EWS_CLIENT_PUBLISH_RATE", default_value_t = 50, value_parser = at_least(1))]
+    pub client_publish_rate: usize,
 
     #[command(flatten)]
     pub ports: PortArgs,
@@ -212,6 +229,8 @@ pub struct Route {
     /// when it is built).
     pub handler: HandlerName,
     pub placement: Placement,
+    /// The route's sessions announce their topic joins and leaves (`+presence`).
+    pub presence: bool,
 }
 
 /// `--routes`: the WebSocket paths of the public port and their handlers, in order.
@@ -231,7 +250,18 @@ impl FromStr for Routes {
         let mut routes: Vec<Route> = Vec::new();
         for entry in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let Some((path, rest)) = entry.split_once('=') else {
-                return Err(format!("entry {entry:?} is not PATH=HANDLER[@PLACEMENT]"));
+                return Err(format!(
+                    "entry {entry:?} is not PATH=HANDLER[@PLACEMENT][+presence]"
+                ));
+            };
+            let (rest, presence) = match rest.split_once('+') {
+                Some((rest, "presence")) => (rest, true),
+                Some((_, option)) => {
+                    return Err(format!(
+                        "{path}: unknown route option {option:?} (presence)"
+                    ))
+                }
+                None => (rest, false),
             };
             if !path.starts_with('/') {
                 return Err(format!("path {path:?} must start with /"));
@@ -248,6 +278,7 @@ impl FromStr for Routes {
                 path: path.to_string(),
                 handler,
                 placement,
+                presence,
             });
         }
         if routes.is_empty() {
@@ -270,6 +301,7 @@ mod tests {
             path: path.to_string(),
             handler: HandlerName::parse(handler).unwrap(),
             placement,
+            presence: false,
         };
         assert_eq!(
             r.0,
@@ -281,6 +313,11 @@ mod tests {
         );
         // Names are checked against the registered handlers when the node is built.
         assert!("/c=chat@random".parse::<Routes>().is_ok());
+        let p: Routes = "/c=chat@key-hash+presence,/d=echo+presence"
+            .parse()
+            .unwrap();
+        assert!(p.0.iter().all(|r| r.presence));
+        assert_eq!(p.0[0].placement, Placement::KeyHash);
         for bad in [
             "/ws",
             "ws=ingest",
@@ -288,6 +325,7 @@ mod tests {
             "/a=echo,/a=echo",
             "",
             "/g=greet@sideways",
+            "/c=chat+history",
         ] {
             assert!(bad.parse::<Routes>().is_err(), "{bad:?}");
         }

@@ -1,7 +1,10 @@
 //! The node link: HTTP on the internal TCP port (gossip uses UDP on the same port number).
 //!
 //! A worker in a cluster serves `POST /internal/v1/publish` here (the same body as the admin
-//! API, delivered to this node's sessions only) and `GET /internal/v1/presence` (this node's
+//! API, delivered to this node's sessions only), the same for `disconnect`, `subscribe` and
+//! `unsubscribe`, `GET /internal/v1/topics` (this node's topics), `POST
+//! /internal/v1/presence-events` (another node's join/leave events, for this node's
+//! subscribers) and `GET /internal/v1/presence` (this node's
 //! sessions for a topic or client id) and `POST /internal/v1/session` (a session stream: this
 //! node runs the handler of a session another worker holds the socket of; HTTP/2, one stream
 //! per session) and `POST /internal/v1/state` (a peer's new state, so topic publishes from
@@ -12,8 +15,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ews_cluster::command::{
+    self, Disconnect, PresenceEvents, TopicChange, DISCONNECT_PATH, PRESENCE_EVENTS_PATH,
+    SUBSCRIBE_PATH, TOPICS_PATH, UNSUBSCRIBE_PATH,
+};
 use ews_cluster::presence::{self, PRESENCE_PATH};
-use ews_cluster::publish::{self, PUBLISH_PATH};
+use ews_cluster::publish::{Publish, PUBLISH_PATH};
 use ews_cluster::{Membership, STATE_PATH};
 use ews_http::link::{self, Verifier};
 use ews_http::link_stream::LinkBody;
@@ -36,6 +43,8 @@ pub struct Link {
     pub metrics: Arc<Metrics>,
     /// Runs handlers for sessions other workers hold.
     pub hosted: Arc<Hosted>,
+    /// Topics one session may hold (a server-side subscribe is bound by it too).
+    pub max_topics: usize,
 }
 
 impl Link {
@@ -73,16 +82,48 @@ impl Link {
                     .await
                     .map(LinkBody::from)
             }
-            (&Method::POST, PUBLISH_PATH) => match publish::read(req, accepted.as_ref()).await {
-                Ok(p) => {
-                    let d = self.registry.publish(&p);
-                    for _ in 0..d.dropped {
-                        self.metrics.dropped("outbound_full");
+            (&Method::POST, PUBLISH_PATH) => {
+                match command::read::<Publish>(req, accepted.as_ref()).await {
+                    Ok(p) => {
+                        let d = self.registry.publish(&p);
+                        for _ in 0..d.dropped {
+                            self.metrics.dropped("outbound_full");
+                        }
+                        d.into_response()
                     }
-                    d.into_response()
+                    Err(r) => r,
                 }
-                Err(r) => r,
-            },
+            }
+            (&Method::POST, DISCONNECT_PATH) => {
+                match command::read::<Disconnect>(req, accepted.as_ref()).await {
+                    Ok(d) => self.registry.disconnect(&d).into_response(),
+                    Err(r) => r,
+                }
+            }
+            (&Method::POST, path @ (SUBSCRIBE_PATH | UNSUBSCRIBE_PATH)) => {
+                let subscribe = path == SUBSCRIBE_PATH;
+                match command::read::<TopicChange>(req, accepted.as_ref()).await {
+                    Ok(c) if subscribe => self
+                        .registry
+                        .subscribe_client(&c, self.max_topics)
+                        .await
+                        .into_response(),
+                    Ok(c) => self.registry.unsubscribe_client(&c).into_response(),
+                    Err(r) => r,
+                }
+            }
+            (&Method::GET, TOPICS_PATH) => {
+                reply::json(StatusCode::OK, &self.registry.topic_counts())
+            }
+            (&Method::POST, PRESENCE_EVENTS_PATH) => {
+                match command::read::<PresenceEvents>(req, accepted.as_ref()).await {
+                    Ok(e) => {
+                        self.registry.deliver_presence(&e.events);
+                        reply::text(StatusCode::OK, "delivered")
+                    }
+                    Err(r) => r,
+                }
+            }
             (&Method::GET, PRESENCE_PATH) => match presence::Query::parse(req.uri().query()) {
                 Ok(q) => self.registry.presence(&q).into_response(),
                 Err(e) => reply::text(StatusCode::BAD_REQUEST, e),

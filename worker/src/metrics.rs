@@ -30,6 +30,8 @@ pub struct Metrics {
     pub hosted_sessions: Gauge,
     remote_closed: Family<Labels, Counter>,
     handler_events: Family<[(&'static str, &'static str); 2], Counter>,
+    client_requests: Family<[(&'static str, &'static str); 2], Counter>,
+    presence_events: Counter,
 }
 
 impl Metrics {
@@ -48,6 +50,8 @@ impl Metrics {
         let (remote_sessions, hosted_sessions) = (Gauge::default(), Gauge::default());
         let remote_closed = Family::<Labels, Counter>::default();
         let handler_events = Family::<[(&'static str, &'static str); 2], Counter>::default();
+        let client_requests = Family::<[(&'static str, &'static str); 2], Counter>::default();
+        let presence_events = Counter::default();
         let mut r = Registry::with_prefix("ews");
         r.register(
             "connections_active",
@@ -114,6 +118,16 @@ impl Metrics {
             "What handlers counted (SessionCtx::count), by handler and event",
             handler_events.clone(),
         );
+        r.register(
+            "client_requests",
+            "Client publish, rpc and refresh frames and token expiries, by kind and outcome",
+            client_requests.clone(),
+        );
+        r.register(
+            "presence_events",
+            "Join/leave events this node announced (after coalescing)",
+            presence_events.clone(),
+        );
         Metrics {
             registry: r,
             connections_active,
@@ -133,7 +147,23 @@ impl Metrics {
             hosted_sessions,
             remote_closed,
             handler_events,
+            client_requests,
+            presence_events,
         }
+    }
+
+    /// `ews_client_requests_total{kind,outcome}`: publish (ok, forbidden, rate_limited,
+    /// invalid), rpc (ok, error, no_method, invalid), refresh (ok, refused, invalid), token
+    /// (refresh_required, expired).
+    pub fn client_request(&self, kind: &'static str, outcome: &'static str) {
+        self.client_requests
+            .get_or_create(&[("kind", kind), ("outcome", outcome)])
+            .inc();
+    }
+
+    /// `ews_presence_events_total`.
+    pub fn presence_events(&self, n: usize) {
+        self.presence_events.inc_by(n as u64);
     }
 
     /// `ews_handler_events_total{handler,event}`: what a handler counts.

@@ -164,6 +164,7 @@ impl NodeLink {
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         hosted: Arc<Hosted>,
+        max_topics: usize,
     ) -> NodeLink {
         let link = Link {
             verifier: membership.link_verifier(),
@@ -171,6 +172,7 @@ impl NodeLink {
             registry,
             metrics,
             hosted,
+            max_topics,
         };
         NodeLink {
             listener,
@@ -238,7 +240,7 @@ impl Node {
         let broker = sinks::embedded_broker(&args.sink, membership.is_some())?;
         let sink = sinks::build(&args.sink, membership.as_ref(), broker.as_ref()).await?;
 
-        let auth = build_auth(&args, public_addr)?;
+        let auth = build_auth(&args, public_addr)?.map(Arc::new);
         if let Some(a) = &auth {
             a.prefetch().await;
         }
@@ -252,6 +254,7 @@ impl Node {
             cluster: membership
                 .clone()
                 .map(|m| (m.clone(), Fanout::new(m, deadline))),
+            max_topics: args.max_topics_per_session,
         });
         let services = Arc::new(Services {
             node: node_id.clone(),
@@ -263,7 +266,7 @@ impl Node {
             write_timeout: args.ping_interval * 2,
         });
         let drain = CancellationToken::new();
-        let (ticks, env, hosted_env) = session_envs(&args, services, &drain);
+        let (ticks, env, hosted_env) = session_envs(&args, services, &drain, auth.clone());
         let sessions = TaskTracker::new();
         let slots = Slots::new(capacity);
         let public = Arc::new(Public {
@@ -283,6 +286,7 @@ impl Node {
             handshake_timeout: args.handshake_timeout,
             sessions: sessions.clone(),
             topics_open: args.topics_open || args.standalone,
+            outlive_tokens: args.session_outlives_token,
         });
         let admin = Arc::new(Admin {
             token: args.admin.token().cloned(),
@@ -303,9 +307,16 @@ impl Node {
             max: args.max_hosted_sessions.unwrap_or(capacity),
             max_message: args.max_message_bytes,
         });
-        let link = link_listener
-            .zip(membership.clone())
-            .map(|(listener, m)| NodeLink::new(listener, m, registry, metrics, hosted));
+        let link = link_listener.zip(membership.clone()).map(|(listener, m)| {
+            NodeLink::new(
+                listener,
+                m,
+                registry,
+                metrics,
+                hosted,
+                args.max_topics_per_session,
+            )
+        });
         tracing::info!(
             listen = %public_addr,
             admin = %admin_listener.local_addr()?,
@@ -360,6 +371,8 @@ impl Node {
             public::limits(&self.public),
         );
         let admin = self.admin;
+        let pubsub = admin.pubsub.clone();
+        ports.spawn(|stop| async move { pubsub.run_presence_events(stop).await });
         ports.serve(
             self.admin_listener,
             move |req, peer| admin.clone().route(req, peer),
@@ -459,6 +472,7 @@ fn session_envs(
     args: &WorkerArgs,
     services: Arc<Services>,
     drain: &CancellationToken,
+    auth: Option<Arc<crate::auth::Authenticator>>,
 ) -> (watch::Sender<()>, Arc<SessionEnv>, Arc<SessionEnv>) {
     let (ticks, ticks_rx) = watch::channel(());
     let env = |ticks| SessionEnv {
@@ -467,6 +481,11 @@ fn session_envs(
         drain: drain.clone(),
         drain_spread: args.drain_window * 3 / 4,
         ack_window: args.ack_window,
+        auth: auth.clone(),
+        refresh_lead: args.refresh_lead,
+        tick: args.ping_interval,
+        publish_rate: args.client_publish_rate,
+        topics_open: args.topics_open || args.standalone,
     };
     let hosted = Arc::new(env(watch::channel(()).1));
     (ticks, Arc::new(env(ticks_rx)), hosted)

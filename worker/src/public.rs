@@ -12,15 +12,14 @@ use ews_cluster::placement::Placement;
 use ews_http::reply::{self, Body};
 use ews_http::Rejection;
 use ews_http::{Event, Events, Limits, WsUpgrade};
-use ews_proto::topic::Grants;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{AuthError, Authenticator};
-use crate::handler::{Claims, Core, ServedRoute};
+use crate::auth::{AuthError, Authenticator, Rights};
+use crate::handler::{Claims, Core, Expiry, ServedRoute};
 use crate::ids::{ClientId, NodeId, SessionId};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, SessionShared};
@@ -34,7 +33,7 @@ pub struct Public {
     /// In a cluster: places the handlers of routes with a remote placement.
     pub placer: Option<Arc<Placer>>,
     /// `None` only with `--no-auth`.
-    pub auth: Option<Authenticator>,
+    pub auth: Option<Arc<Authenticator>>,
     /// Serve the test page (`/`, `/test-page.js`).
     pub test_page: bool,
     pub node: NodeId,
@@ -49,6 +48,8 @@ pub struct Public {
     pub sessions: TaskTracker,
     /// `--topics-open`: every session may join every topic.
     pub topics_open: bool,
+    /// `--session-outlives-token`: no expiry is enforced after the upgrade.
+    pub outlive_tokens: bool,
 }
 
 /// The public port's limits: pending (not yet upgraded) connections up to the session capacity
@@ -83,6 +84,8 @@ enum Refusal {
     Draining,
     OverCapacity,
     Unauthorized(AuthError),
+    /// The backend disconnected this client and refuses it for this long.
+    Banned(Duration),
     NoHandlerNode(NoHandlerNode),
 }
 
@@ -96,6 +99,7 @@ impl Refusal {
             Refusal::Draining => "draining",
             Refusal::OverCapacity => "over_capacity",
             Refusal::Unauthorized(_) => "unauthorized",
+            Refusal::Banned(_) => "banned",
             Refusal::NoHandlerNode(_) => "no_handler_node",
         })
     }
@@ -116,6 +120,14 @@ impl Refusal {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
+                r
+            }
+            Refusal::Banned(left) => {
+                let mut r = reply::text(StatusCode::FORBIDDEN, "disconnected by the backend");
+                let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
                 r
             }
             Refusal::NoHandlerNode(_) => {
@@ -161,7 +173,9 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
 /// Who the client is, as its token says.
 struct Who {
     client: Option<ClientId>,
-    grants: Arc<Grants>,
+    rights: Arc<Rights>,
+    /// The token's `exp`, when the session is held to it.
+    exp: Option<u64>,
     claims: Option<Box<Claims>>,
     via_subprotocol: bool,
     ack: bool,
@@ -192,18 +206,24 @@ async fn admit(
     }
     let permit = Permit::take(p).ok_or(Refusal::OverCapacity)?;
     let who = authenticate(req, p).await?;
+    if let Some(left) = who.client.as_ref().and_then(|c| p.registry.banned(c)) {
+        return Err(Refusal::Banned(left));
+    }
     let id = p.registry.new_id();
     let Placed { node, handling } = place(p, &route, &who, id).await?;
     // Listed (and reachable by publish) from the moment the 101 goes out; released however the
     // session ends, also when the upgrade itself fails.
-    let shared = p.registry.register(SessionShared::new(
-        id,
-        who.client.clone(),
-        route.path.clone(),
-        peer,
-        node.clone(),
-        p.outbound_queue,
-    ));
+    let shared = p.registry.register(
+        SessionShared::new(
+            id,
+            who.client.clone(),
+            route.path.clone(),
+            peer,
+            node.clone(),
+            p.outbound_queue,
+        )
+        .with_presence(route.presence),
+    );
     let slot = Slot {
         shared: shared.clone(),
         permit,
@@ -218,9 +238,13 @@ async fn admit(
     if let Ok(v) = HeaderValue::from_str(&node) {
         response.headers_mut().insert(HANDLER_NODE, v);
     }
+    let mut core = Core::new(shared, who.rights, who.ack, false);
+    if let (Some(exp), Some(auth)) = (who.exp, &p.auth) {
+        core.expiry = Some(Expiry::new(exp, auth.leeway()));
+    }
     let session = Session {
         handling,
-        core: Core::new(shared, who.grants, who.ack, false),
+        core,
         control: route.handler.handler.takes_control_frames(),
         claims: who.claims,
     };
@@ -249,32 +273,36 @@ async fn authenticate(req: &Request<Incoming>, p: &Public) -> Result<Who, Refusa
             Some(auth.verify(token).await.map_err(Refusal::Unauthorized)?)
         }
     };
-    let (client, grants, claims) = match identity {
-        None => (
-            None,
-            if p.topics_open {
-                ANY.clone()
-            } else {
-                NONE.clone()
-            },
-            None,
-        ),
-        Some(i) => {
-            let grants = match i.grants {
-                _ if p.topics_open => ANY.clone(),
-                Grants::None => NONE.clone(),
-                g => Arc::new(g),
-            };
-            (Some(ClientId::from(i.sub)), grants, Some(i.claims))
+    let open = || {
+        if p.topics_open {
+            ANY.clone()
+        } else {
+            NONE.clone()
         }
     };
-    Ok(Who {
-        client,
-        grants,
-        claims,
-        via_subprotocol,
-        ack,
-    })
+    let who = match identity {
+        None => Who {
+            client: None,
+            rights: open(),
+            exp: None,
+            claims: None,
+            via_subprotocol,
+            ack,
+        },
+        Some(i) => Who {
+            client: Some(ClientId::from(i.sub)),
+            rights: if p.topics_open || i.rights == Rights::default() {
+                open()
+            } else {
+                Arc::new(i.rights)
+            },
+            exp: (!p.outlive_tokens).then_some(i.exp),
+            claims: Some(i.claims),
+            via_subprotocol,
+            ack,
+        },
+    };
+    Ok(who)
 }
 
 /// Where the handler runs: here, or on the worker the route's placement picks (the stream to
@@ -364,9 +392,9 @@ impl Drop for Permit {
 /// Names the node running the session's handler on the `101`.
 pub const HANDLER_NODE: header::HeaderName = header::HeaderName::from_static("x-ews-handler-node");
 
-/// Grants shared by every session that has them, so most sessions allocate none of their own.
-static NONE: LazyLock<Arc<Grants>> = LazyLock::new(|| Arc::new(Grants::None));
-static ANY: LazyLock<Arc<Grants>> = LazyLock::new(|| Arc::new(Grants::Any));
+/// Rights shared by every session that has them, so most sessions allocate none of their own.
+static NONE: LazyLock<Arc<Rights>> = LazyLock::new(|| Arc::new(Rights::default()));
+static ANY: LazyLock<Arc<Rights>> = LazyLock::new(|| Arc::new(Rights::any()));
 
 /// A session's registry entry and its unit of capacity, released when the session ends
 /// however it ends.

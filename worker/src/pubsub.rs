@@ -4,9 +4,15 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use ews_cluster::command::{
+    Disconnect, PresenceEvents, TopicChange, TopicCounts, DISCONNECT_PATH, SUBSCRIBE_PATH,
+    UNSUBSCRIBE_PATH,
+};
 use ews_cluster::presence::{Presence, Query};
 use ews_cluster::publish::{Delivery, Fanout, Publish};
-use ews_cluster::Membership;
+use ews_cluster::{Member, Membership};
+use tokio_util::sync::CancellationToken;
 
 use crate::ids::NodeId;
 use crate::metrics::Metrics;
@@ -18,7 +24,13 @@ pub struct PubSub {
     pub metrics: Arc<Metrics>,
     /// In a cluster: the membership and the peers a publish fans out to.
     pub cluster: Option<(Arc<Membership>, Fanout)>,
+    /// Topics one session may hold (a server-side subscribe is bound by it too).
+    pub max_topics: usize,
 }
+
+/// How often a node sends the join/leave events of its presence-announcing sessions: events
+/// within one interval are coalesced, so a reconnect storm costs one message per interval.
+pub const PRESENCE_FLUSH: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl PubSub {
     /// Delivers `p` to this node's sessions and every other worker's that may hold its target.
@@ -45,6 +57,77 @@ impl PubSub {
             fanout.presence(q, &mut all).await;
         }
         all
+    }
+
+    /// Closes the client's sessions, here and on every other worker.
+    pub async fn disconnect(&self, d: &Disconnect) -> Delivery {
+        let local = self.registry.disconnect(d);
+        self.everywhere(local, DISCONNECT_PATH, d).await
+    }
+
+    /// Subscribes (or unsubscribes) the client's sessions, here and on every other worker.
+    pub async fn change_topic(&self, c: &TopicChange, subscribe: bool) -> Delivery {
+        if subscribe {
+            let local = self.registry.subscribe_client(c, self.max_topics).await;
+            self.everywhere(local, SUBSCRIBE_PATH, c).await
+        } else {
+            let local = self.registry.unsubscribe_client(c);
+            self.everywhere(local, UNSUBSCRIBE_PATH, c).await
+        }
+    }
+
+    /// This node's `local` outcome, and every other worker's for `body` at `path`.
+    async fn everywhere(
+        &self,
+        local: Delivery,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Delivery {
+        let Some((_, fanout)) = &self.cluster else {
+            return local;
+        };
+        let mut all = Delivery::default();
+        all.add_node(self.node.as_str(), Ok(local));
+        let body = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        fanout
+            .deliver(path, body, |_: &Member| true, &mut all)
+            .await;
+        all
+    }
+
+    /// Topics with their subscriber counts, here and on every other worker.
+    pub async fn topics(&self) -> TopicCounts {
+        let mut all = TopicCounts::default();
+        all.add_node(self.node.as_str(), Ok(self.registry.topic_counts()));
+        if let Some((_, fanout)) = &self.cluster {
+            fanout.topics(&mut all).await;
+        }
+        all
+    }
+
+    /// Sends this node's join/leave events every [`PRESENCE_FLUSH`] while there are any: to its
+    /// own subscribers and every other worker's, until `stop`.
+    pub async fn run_presence_events(&self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.registry.presence_ready.notified() => {}
+            }
+            // Let the interval's events gather: they are coalesced as one batch.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(PRESENCE_FLUSH) => {}
+            }
+            let events = self.registry.take_presence_events();
+            if events.is_empty() {
+                continue;
+            }
+            self.metrics.presence_events(events.len());
+            self.registry.deliver_presence(&events);
+            if let Some((_, fanout)) = &self.cluster {
+                fanout.presence_events(&PresenceEvents { events }).await;
+            }
+        }
     }
 
     pub fn membership(&self) -> Option<&Arc<Membership>> {

@@ -6,7 +6,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use ews_proto::ServerFrame;
 
@@ -15,6 +16,9 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use ews_cluster::command::{
+    Disconnect, PresenceEvent, TopicChange, TopicCounts, MAX_TOPICS_LISTED,
+};
 use ews_cluster::presence::{About, Here, Query};
 use ews_cluster::publish::{Delivery, Publish, RecentIds, Target};
 use ews_proto::topic::Topic;
@@ -36,6 +40,11 @@ pub struct SessionShared {
     /// Set (under the outbound lock) once the session has said goodbye: it takes no more pushes.
     /// Beside `moving`, so it costs an idle session no bytes.
     closed: AtomicBool,
+    /// Its route announces presence: its topic joins and leaves are told to the topics'
+    /// other such subscribers, and it hears theirs.
+    pub presence: bool,
+    /// The backend asked to close it (`POST /api/v1/disconnect`): the code and reason.
+    kicked: OnceLock<Box<(u16, String)>>,
     pub wake: Notify,
 }
 
@@ -61,8 +70,34 @@ impl SessionShared {
             capacity: outbound_capacity.max(1),
             moving: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            presence: false,
+            kicked: OnceLock::new(),
             wake: Notify::new(),
         }
+    }
+
+    /// The session's route announces presence (see [`SessionShared::presence`]).
+    pub fn with_presence(mut self, presence: bool) -> SessionShared {
+        self.presence = presence;
+        self
+    }
+
+    /// Asks the session to close with `code` and `reason` (the first ask wins); false if it was
+    /// already asked.
+    pub fn kick(&self, code: u16, reason: &str) -> bool {
+        let first = self
+            .kicked
+            .set(Box::new((code, reason.to_string())))
+            .is_ok();
+        if first {
+            self.wake.notify_one();
+        }
+        first
+    }
+
+    /// The close the backend asked for, if it did.
+    pub fn kicked(&self) -> Option<(u16, &str)> {
+        self.kicked.get().map(|k| (k.0, k.1.as_str()))
     }
 
     /// Queues a pushed message: `Full` (dropped) when the queue is full, `Closed` once the
@@ -145,7 +180,17 @@ pub struct Registry {
     /// Set when a cluster routes topic publishes by this node's announced interest.
     announcing: AtomicBool,
     next_id: AtomicU64,
+    /// Clients the backend disconnected with a ban, until when.
+    banned: Mutex<HashMap<ClientId, tokio::time::Instant>>,
+    /// Join/leave events of presence-announcing sessions, waiting for the next flush.
+    presence_out: Mutex<Vec<PresenceEvent>>,
+    pub presence_ready: Notify,
 }
+
+/// Most clients a node remembers as banned; past it the one banned soonest to end is forgotten.
+const MAX_BANNED: usize = 100_000;
+/// Most join/leave events waiting for a flush; past it new ones are dropped (and counted).
+pub const MAX_PRESENCE_PENDING: usize = 100_000;
 
 impl Default for Registry {
     fn default() -> Registry {
@@ -156,6 +201,9 @@ impl Default for Registry {
             advertised: watch::Sender::new(0),
             announcing: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
+            banned: Mutex::default(),
+            presence_out: Mutex::default(),
+            presence_ready: Notify::new(),
         }
     }
 }
@@ -204,13 +252,18 @@ impl Registry {
             }
         }
         let mut changed = false;
+        let mut left = Vec::new();
         for t in g.topics_of.remove(&s.id).unwrap_or_default() {
             changed |= Inner::leave(&mut g.by_topic, &t, s.id);
+            if let Some(e) = g.presence_change(s, &t, false) {
+                left.push(e);
+            }
         }
         drop(g);
         if changed {
             self.topics_changed.send_modify(|v| *v += 1);
         }
+        self.announce(left);
     }
 
     /// Subscribes session `id` to `topic` (again: no change); at most `max` topics a session.
@@ -237,7 +290,13 @@ impl Registry {
         }
         // Read under the lock: a later change's number never stands for this one.
         let seq = *self.topics_changed.borrow();
+        let joined = g
+            .by_id
+            .get(&id)
+            .cloned()
+            .and_then(|s| g.presence_change(&s, topic, true));
         drop(g);
+        self.announce(joined);
         Ok(seq)
     }
 
@@ -287,10 +346,73 @@ impl Registry {
             g.topics_of.remove(&id);
         }
         let last = Inner::leave(&mut g.by_topic, topic, id);
+        let left = g
+            .by_id
+            .get(&id)
+            .cloned()
+            .and_then(|s| g.presence_change(&s, topic, false));
         drop(g);
         if last {
             self.topics_changed.send_modify(|v| *v += 1);
         }
+        self.announce(left);
+    }
+
+    /// Queues join/leave events for the next flush (dropped past [`MAX_PRESENCE_PENDING`]: the
+    /// answer is how many were).
+    fn announce(&self, events: impl IntoIterator<Item = PresenceEvent>) -> usize {
+        let mut q = self.presence_out.lock().unwrap_or_else(|p| p.into_inner());
+        let before = q.len();
+        let mut dropped = 0;
+        for e in events {
+            if q.len() < MAX_PRESENCE_PENDING {
+                q.push(e);
+            } else {
+                dropped += 1;
+            }
+        }
+        if q.len() > before {
+            self.presence_ready.notify_one();
+        }
+        dropped
+    }
+
+    /// The join/leave events since the last call, coalesced: a client that joined and left a
+    /// topic (or left and came back) since then is not announced at all.
+    pub fn take_presence_events(&self) -> Vec<PresenceEvent> {
+        let events =
+            std::mem::take(&mut *self.presence_out.lock().unwrap_or_else(|p| p.into_inner()));
+        coalesce(events)
+    }
+
+    /// Delivers join/leave events to this node's presence-announcing subscribers of each topic
+    /// (not to the client the event is about); the answer counts the frames queued.
+    pub fn deliver_presence(&self, events: &[PresenceEvent]) -> Delivery {
+        let mut all = Delivery::default();
+        for e in events {
+            let targets: Vec<Arc<SessionShared>> = {
+                let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                match g.by_topic.get(&e.topic) {
+                    Some(ids) => ids
+                        .iter()
+                        .filter_map(|i| g.by_id.get(i))
+                        .filter(|s| s.presence && s.client_id.as_deref() != Some(&e.client_id))
+                        .cloned()
+                        .collect(),
+                    None => Vec::new(),
+                }
+            };
+            let (topic, client_id) = (e.topic.as_str().to_string(), e.client_id.clone());
+            let frame = if e.joined {
+                ServerFrame::Join { topic, client_id }
+            } else {
+                ServerFrame::Leave { topic, client_id }
+            };
+            let d = deliver(targets, frame);
+            all.delivered += d.delivered;
+            all.dropped += d.dropped;
+        }
+        all
     }
 
     /// Asks one session (an arbitrary one: the index's hash order) that has not been asked yet
@@ -300,11 +422,19 @@ impl Registry {
         g.by_id.values().any(|s| s.request_move())
     }
 
-    /// Delivers a publish to this node's sessions (of its client, or on its topic).
+    /// Delivers a publish to this node's sessions (of its clients, or on its topics).
     pub fn publish(&self, p: &Publish) -> Delivery {
-        let deliver = || match &p.target {
-            Target::Client(c) => self.push(c, &p.msg),
-            Target::Topic(t) => self.publish_topic(t, &p.msg),
+        let deliver = || {
+            let mut all = Delivery::default();
+            let mut add = |d: Delivery| {
+                all.delivered += d.delivered;
+                all.dropped += d.dropped;
+            };
+            match &p.target {
+                Target::Clients(cs) => cs.iter().for_each(|c| add(self.push_from(c, p))),
+                Target::Topics(ts) => ts.iter().for_each(|t| add(self.topic_from(t, p))),
+            }
+            all
         };
         let Some(id) = &p.id else {
             return deliver();
@@ -322,7 +452,17 @@ impl Registry {
     }
 
     /// Pushes `msg` to every session subscribed to `topic` on this node.
+    #[cfg(test)]
     pub fn publish_topic(&self, topic: &Topic, msg: &str) -> Delivery {
+        self.publish(&Publish {
+            target: Target::topic(topic.clone()),
+            msg: msg.to_string(),
+            id: None,
+            from: None,
+        })
+    }
+
+    fn topic_from(&self, topic: &Topic, p: &Publish) -> Delivery {
         let targets: Vec<Arc<SessionShared>> = {
             let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             match g.by_topic.get(topic) {
@@ -333,10 +473,124 @@ impl Registry {
         deliver(
             targets,
             ServerFrame::Push {
-                msg: msg.into(),
+                msg: p.msg.clone(),
                 topic: Some(topic.as_str().to_string()),
+                from: p.from.clone(),
             },
         )
+    }
+
+    /// This node's sessions of `client_id`.
+    fn sessions_of(&self, client_id: &str) -> Vec<Arc<SessionShared>> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let ids = g.by_client.get(client_id).map(Vec::as_slice).unwrap_or(&[]);
+        ids.iter().filter_map(|i| g.by_id.get(i).cloned()).collect()
+    }
+
+    fn push_from(&self, client_id: &str, p: &Publish) -> Delivery {
+        deliver(
+            self.sessions_of(client_id),
+            ServerFrame::Push {
+                msg: p.msg.clone(),
+                topic: None,
+                from: p.from.clone(),
+            },
+        )
+    }
+
+    /// Closes this node's sessions of the client as the backend asks (see [`Disconnect`]) and,
+    /// with a ban, refuses its upgrades for that long; `delivered` counts the sessions asked.
+    pub fn disconnect(&self, d: &Disconnect) -> Delivery {
+        if d.ban_secs > 0 {
+            self.ban(&d.client_id, Duration::from_secs(d.ban_secs));
+        }
+        let asked = self
+            .sessions_of(&d.client_id)
+            .iter()
+            .filter(|s| s.kick(d.code, &d.reason))
+            .count();
+        Delivery::counts(asked, 0)
+    }
+
+    fn ban(&self, client: &str, secs: Duration) {
+        let now = tokio::time::Instant::now();
+        let mut b = self.banned.lock().unwrap_or_else(|p| p.into_inner());
+        b.retain(|_, until| *until > now);
+        if b.len() >= MAX_BANNED {
+            if let Some(first) = b.iter().min_by_key(|(_, u)| **u).map(|(c, _)| c.clone()) {
+                b.remove(&first);
+            }
+        }
+        b.insert(ClientId::from(client.to_string()), now + secs);
+    }
+
+    /// How much longer `client` is refused, if the backend banned it.
+    pub fn banned(&self, client: &ClientId) -> Option<Duration> {
+        let b = self.banned.lock().unwrap_or_else(|p| p.into_inner());
+        let left = b
+            .get(client)?
+            .checked_duration_since(tokio::time::Instant::now())?;
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// Subscribes this node's sessions of the client to the topic, the backend's decision (no
+    /// grants apply), and tells each `subscribed`; `dropped` counts those at the topic limit.
+    /// Waits until the cluster routes the topic here.
+    pub async fn subscribe_client(&self, c: &TopicChange, max: usize) -> Delivery {
+        let mut d = Delivery::default();
+        let mut wait = None;
+        for s in self.sessions_of(&c.client_id) {
+            match self.subscribe(s.id, &c.topic, max) {
+                Ok(seq) => {
+                    wait = wait.max(Some(seq));
+                    let f = ServerFrame::Subscribed {
+                        topic: c.topic.as_str().to_string(),
+                    };
+                    // A full queue still leaves the session subscribed: it simply hears of it
+                    // through the pushes that follow.
+                    let _ = s.push(Utf8Bytes::from(f.to_text()));
+                    d.delivered += 1;
+                }
+                Err(TooManyTopics) => d.dropped += 1,
+            }
+        }
+        if let Some(seq) = wait {
+            self.advertised(seq).await;
+        }
+        d
+    }
+
+    /// Unsubscribes this node's sessions of the client from the topic and tells each
+    /// `unsubscribed` (also those that were not subscribed).
+    pub fn unsubscribe_client(&self, c: &TopicChange) -> Delivery {
+        let sessions = self.sessions_of(&c.client_id);
+        for s in &sessions {
+            self.unsubscribe(s.id, &c.topic);
+            let f = ServerFrame::Unsubscribed {
+                topic: c.topic.as_str().to_string(),
+            };
+            let _ = s.push(Utf8Bytes::from(f.to_text()));
+        }
+        Delivery::counts(sessions.len(), 0)
+    }
+
+    /// This node's topics with their subscriber counts (the largest [`MAX_TOPICS_LISTED`]).
+    pub fn topic_counts(&self) -> TopicCounts {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<(&Topic, usize)> = g.by_topic.iter().map(|(t, s)| (t, s.len())).collect();
+        let truncated = all.len() > MAX_TOPICS_LISTED;
+        if truncated {
+            all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            all.truncate(MAX_TOPICS_LISTED);
+        }
+        TopicCounts {
+            topics: all
+                .into_iter()
+                .map(|(t, n)| (t.as_str().to_string(), n))
+                .collect(),
+            truncated,
+            failed: Vec::new(),
+        }
     }
 
     /// The topics this node has subscribers for.
@@ -370,19 +624,14 @@ impl Registry {
     }
 
     /// Pushes `msg` to every session of `client_id` on this node (none: all counts zero).
+    #[cfg(test)]
     pub fn push(&self, client_id: &str, msg: &str) -> Delivery {
-        let targets: Vec<Arc<SessionShared>> = {
-            let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            let ids = g.by_client.get(client_id).map(Vec::as_slice).unwrap_or(&[]);
-            ids.iter().filter_map(|i| g.by_id.get(i).cloned()).collect()
-        };
-        deliver(
-            targets,
-            ServerFrame::Push {
-                msg: msg.into(),
-                topic: None,
-            },
-        )
+        self.publish(&Publish {
+            target: Target::client(client_id),
+            msg: msg.to_string(),
+            id: None,
+            from: None,
+        })
     }
 
     pub fn list(&self) -> Vec<SessionInfo> {
@@ -405,6 +654,29 @@ impl Registry {
 }
 
 impl Inner {
+    /// The join (leave) event of session `s` joining (having left) `topic`, when its route
+    /// announces presence and no other session of its client on this node is on the topic.
+    fn presence_change(
+        &self,
+        s: &SessionShared,
+        topic: &Topic,
+        joined: bool,
+    ) -> Option<PresenceEvent> {
+        let client = s.client_id.as_ref().filter(|_| s.presence)?;
+        let on_topic = self.by_topic.get(topic);
+        let others = self
+            .by_client
+            .get(client)
+            .into_iter()
+            .flatten()
+            .any(|&i| i != s.id && on_topic.is_some_and(|t| t.contains(&i)));
+        (!others).then(|| PresenceEvent {
+            topic: topic.clone(),
+            client_id: client.to_string(),
+            joined,
+        })
+    }
+
     /// Removes `id` from `topic`'s subscribers; true if it was the last one.
     fn leave(by_topic: &mut HashMap<Topic, HashSet<u64>>, topic: &Topic, id: u64) -> bool {
         let Some(subscribers) = by_topic.get_mut(topic) else {
@@ -417,6 +689,34 @@ impl Inner {
         }
         false
     }
+}
+
+/// Join/leave events with each (topic, client)'s changes netted out: the last event stands
+/// unless it undoes the first (a join then a leave, a leave then a join), in which case nobody
+/// needs to hear of either. Order of first appearance is kept.
+fn coalesce(events: Vec<PresenceEvent>) -> Vec<PresenceEvent> {
+    let mut net: HashMap<(Topic, String), (usize, bool, bool)> = HashMap::new();
+    for (i, e) in events.iter().enumerate() {
+        net.entry((e.topic.clone(), e.client_id.clone()))
+            .and_modify(|(_, _, last)| *last = e.joined)
+            .or_insert((i, e.joined, e.joined));
+    }
+    let mut kept: Vec<(usize, PresenceEvent)> = net
+        .into_iter()
+        .filter(|(_, (_, first, last))| first == last)
+        .map(|((topic, client_id), (i, _, joined))| {
+            (
+                i,
+                PresenceEvent {
+                    topic,
+                    client_id,
+                    joined,
+                },
+            )
+        })
+        .collect();
+    kept.sort_by_key(|(i, _)| *i);
+    kept.into_iter().map(|(_, e)| e).collect()
 }
 
 /// Queues `frame` for each of `targets`, counting who took it and whose queue was full.
@@ -550,5 +850,87 @@ mod tests {
                 .sessions,
             1
         );
+    }
+
+    #[test]
+    fn presence_sessions_announce_joins_and_leaves_coalesced_to_the_others() {
+        let r = Registry::default();
+        let room = Topic::parse("room").unwrap();
+        let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let with_presence = |client: &str| {
+            r.register(
+                SessionShared::new(
+                    r.new_id(),
+                    Some(client.into()),
+                    "/c".into(),
+                    peer,
+                    "w".into(),
+                    8,
+                )
+                .with_presence(true),
+            )
+        };
+        let a = with_presence("alice");
+        let b = with_presence("bob");
+        let quiet = session(&r, "carol", 8);
+        r.subscribe(a.id, &room, 4).unwrap();
+        r.subscribe(quiet.id, &room, 4).unwrap();
+        // Bob joins and leaves within one flush: nobody hears of it.
+        r.subscribe(b.id, &room, 4).unwrap();
+        r.unsubscribe(b.id, &room);
+        let events = r.take_presence_events();
+        assert_eq!(
+            events,
+            vec![PresenceEvent {
+                topic: room.clone(),
+                client_id: "alice".into(),
+                joined: true
+            }]
+        );
+        r.subscribe(b.id, &room, 4).unwrap();
+        let events = r.take_presence_events();
+        // Delivered to presence sessions on the topic other than the subject: alice only.
+        assert_eq!(r.deliver_presence(&events).delivered, 1);
+        assert_eq!(
+            a.pop().as_deref(),
+            Some(r#"{"type":"join","topic":"room","clientId":"bob"}"#)
+        );
+        assert_eq!(quiet.pop(), None, "a route without presence hears nothing");
+        // A second session of bob's on the topic is no new join; its last one leaving is a leave.
+        let b2 = with_presence("bob");
+        r.subscribe(b2.id, &room, 4).unwrap();
+        assert!(r.take_presence_events().is_empty());
+        r.unregister(&b);
+        assert!(r.take_presence_events().is_empty());
+        r.unregister(&b2);
+        let left = r.take_presence_events();
+        assert_eq!((left.len(), left[0].joined), (1, false));
+    }
+
+    #[tokio::test]
+    async fn the_backend_subscribes_a_clients_sessions_and_lists_topics() {
+        let r = Registry::default();
+        let a = session(&r, "alice", 8);
+        let a2 = session(&r, "alice", 8);
+        let news = Topic::parse("news").unwrap();
+        let change = TopicChange {
+            client_id: "alice".into(),
+            topic: news.clone(),
+        };
+        assert_eq!(r.subscribe_client(&change, 1).await, counts(2, 0));
+        assert_eq!(
+            a.pop().as_deref(),
+            Some(r#"{"type":"subscribed","topic":"news"}"#)
+        );
+        assert_eq!(r.topic_counts().topics["news"], 2);
+        // At its topic limit a session is not subscribed: counted as dropped.
+        let other = TopicChange {
+            client_id: "alice".into(),
+            topic: Topic::parse("other").unwrap(),
+        };
+        assert_eq!(r.subscribe_client(&other, 1).await, counts(0, 2));
+        assert_eq!(r.unsubscribe_client(&change), counts(2, 0));
+        assert!(r.topic_counts().topics.is_empty());
+        let _ = a2;
     }
 }

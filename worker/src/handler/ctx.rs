@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ews_cluster::presence::{About, Presence, Query};
 use ews_cluster::publish::{Delivery, Publish, Target};
-use ews_proto::topic::{Grants, Topic};
+use ews_proto::topic::Topic;
 use ews_proto::{Event, StampedEvent};
 use ews_sink::{Receipt, Sink, SinkError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Msg;
+use crate::auth::Rights;
 use crate::ids::{ClientId, NodeId, SessionId};
 use crate::metrics::Metrics;
 use crate::pubsub::PubSub;
@@ -41,7 +42,11 @@ pub struct Services {
 /// and the loop reads back.
 pub struct Core {
     pub shared: Arc<SessionShared>,
-    pub grants: Arc<Grants>,
+    /// What the client may ask for itself (subscribe, publish), as its token says.
+    pub rights: Arc<Rights>,
+    /// When the session's token runs out (a socket's session on a worker that authenticates,
+    /// unless sessions outlive their tokens).
+    pub expiry: Option<Expiry>,
     /// The handler runs here for another worker's socket: topic changes are carried back to it.
     pub hosted: bool,
     /// The client asked for per-event acks (`?ack=1`).
@@ -57,6 +62,31 @@ pub struct Core {
     pub gone: bool,
 }
 
+/// When a session's token runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    /// The token's `exp`, seconds since the epoch, as the client is told it.
+    pub exp: u64,
+    /// When the session ends without a refresh: `exp` plus the verifier's leeway, on the
+    /// runtime's clock.
+    pub at: tokio::time::Instant,
+    /// `refresh_required` went out for this token.
+    pub told: bool,
+}
+
+impl Expiry {
+    /// For a token with `exp`, verified with `leeway` seconds.
+    pub fn new(exp: u64, leeway: u64) -> Expiry {
+        let end_ms = exp.saturating_add(leeway).saturating_mul(1000);
+        let left = end_ms.saturating_sub(crate::ids::now_ms().max(0) as u64);
+        Expiry {
+            exp,
+            at: tokio::time::Instant::now() + Duration::from_millis(left),
+            told: false,
+        }
+    }
+}
+
 /// An event the sink took and the client waits to hear about.
 pub struct InFlight {
     pub seq: u64,
@@ -65,10 +95,11 @@ pub struct InFlight {
 }
 
 impl Core {
-    pub fn new(shared: Arc<SessionShared>, grants: Arc<Grants>, ack: bool, hosted: bool) -> Core {
+    pub fn new(shared: Arc<SessionShared>, rights: Arc<Rights>, ack: bool, hosted: bool) -> Core {
         Core {
             shared,
-            grants,
+            rights,
+            expiry: None,
             hosted,
             ack,
             last_seq: 0,
@@ -213,7 +244,7 @@ impl<'a> SessionCtx<'a> {
         topic: &Topic,
         msg: impl Into<String>,
     ) -> impl Future<Output = Delivery> + Send + 'static {
-        self.deliver(Target::Topic(topic.clone()), msg.into())
+        self.deliver(Target::topic(topic.clone()), msg.into())
     }
 
     /// Pushes `msg` to every session of client `client`, cluster-wide.
@@ -222,7 +253,7 @@ impl<'a> SessionCtx<'a> {
         client: &ClientId,
         msg: impl Into<String>,
     ) -> impl Future<Output = Delivery> + Send + 'static {
-        self.deliver(Target::Client(client.to_string()), msg.into())
+        self.deliver(Target::client(client.to_string()), msg.into())
     }
 
     fn deliver(&self, target: Target, msg: String) -> impl Future<Output = Delivery> + 'static {
@@ -231,6 +262,7 @@ impl<'a> SessionCtx<'a> {
             target,
             msg,
             id: None,
+            from: None,
         };
         async move { pubsub.publish(&p).await }
     }

@@ -5,7 +5,7 @@ use std::any::Any;
 
 use ews_sink::BoxFuture;
 
-use super::{CloseReason, Handler, Msg, SessionCtx};
+use super::{CloseReason, Handler, Msg, RpcError, SessionCtx};
 
 /// A session's handler state, type-erased. A zero-sized state (a stateless handler) is a box
 /// that allocates nothing.
@@ -27,6 +27,14 @@ pub trait Erased: Send + Sync {
         state: State,
         reason: CloseReason,
     ) -> BoxFuture<'a, ()>;
+
+    fn rpc<'a, 'b: 'a>(
+        &'a self,
+        ctx: &'a mut SessionCtx<'b>,
+        state: &'a mut State,
+        method: String,
+        data: serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Value, RpcError>>;
 
     fn takes_control_frames(&self) -> bool;
 }
@@ -62,6 +70,21 @@ impl<H: Handler> Erased for H {
         Box::pin(async move {
             if let Ok(state) = state.downcast::<H::State>() {
                 self.on_close(ctx, *state, reason).await;
+            }
+        })
+    }
+
+    fn rpc<'a, 'b: 'a>(
+        &'a self,
+        ctx: &'a mut SessionCtx<'b>,
+        state: &'a mut State,
+        method: String,
+        data: serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Value, RpcError>> {
+        Box::pin(async move {
+            match state.downcast_mut::<H::State>() {
+                Some(state) => self.on_rpc(ctx, state, &method, data).await,
+                None => Err(RpcError::new("internal", "session state lost")),
             }
         })
     }

@@ -28,9 +28,10 @@ use ews_cluster::placement::Placement;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 pub use builtin::{Echo, Greet, Ingest};
-pub(crate) use ctx::{subscribe, Core, InFlight, Services};
+pub(crate) use ctx::{subscribe, Core, Expiry, InFlight, Services};
 pub use ctx::{BadClose, Claims, Closed, SessionCtx, SubscribeError};
 pub(crate) use erased::{Erased, State};
+pub use ews_proto::RpcError;
 
 use crate::config::Routes;
 
@@ -87,9 +88,27 @@ pub trait Handler: Send + Sync + 'static {
         async {}
     }
 
-    /// Whether the session answers the client's `{"type":"subscribe"|"unsubscribe","topic"}`
-    /// frames itself (the default), so the handler never sees them. A handler whose clients
-    /// send arbitrary text (an echo, a terminal) says `false` and sees every message.
+    /// A client's `{"type":"rpc","id","method","data"}`: the answer is the `reply`'s `data`, or
+    /// its `error` (a [`RpcError`] with a code the client can branch on). The default takes no
+    /// method: every call is answered `no_method`. A session asks one call at a time and reads
+    /// nothing else from its client meanwhile, like `on_message`.
+    fn on_rpc(
+        &self,
+        ctx: &mut SessionCtx<'_>,
+        state: &mut Self::State,
+        method: &str,
+        data: serde_json::Value,
+    ) -> impl Future<Output = Result<serde_json::Value, RpcError>> + Send {
+        let _ = (ctx, state, data);
+        let e = RpcError::no_method(method);
+        async move { Err(e) }
+    }
+
+    /// Whether the session answers the client's own frames itself (the default): `subscribe`,
+    /// `unsubscribe` and `publish` by the session, `rpc` through [`Handler::on_rpc`]; the
+    /// handler's `on_message` never sees them. A handler whose clients send arbitrary text (an
+    /// echo, a terminal) says `false` and sees every message (but a `refresh` is always the
+    /// session's).
     fn takes_control_frames(&self) -> bool {
         true
     }
@@ -196,6 +215,10 @@ pub enum CloseReason {
     PeerSilent,
     /// The handler ran on another worker and that worker left (`1012`) or was lost (`1011`).
     HandlerNodeGone,
+    /// The backend disconnected the client (`POST /api/v1/disconnect`).
+    Disconnected,
+    /// The token expired without a refresh (`4001 token expired`).
+    TokenExpired,
     /// A protocol error, an oversized message or a broken connection; the label is the one
     /// counted in `ews_errors_total`.
     Failed(&'static str),
@@ -310,6 +333,8 @@ pub(crate) struct ServedRoute {
     pub path: Arc<str>,
     pub placement: Placement,
     pub handler: Arc<Registered>,
+    /// Its sessions announce their topic joins and leaves.
+    pub presence: bool,
 }
 
 /// A route naming a handler the node cannot serve it with.
@@ -350,6 +375,7 @@ impl Handlers {
                     path: r.path.as_str().into(),
                     placement: r.placement,
                     handler: h.clone(),
+                    presence: r.presence,
                 })
             })
             .collect()

@@ -143,10 +143,12 @@ impl Hosted {
             self.node.clone(),
             1,
         ));
-        let grants = Arc::new(ews_proto::topic::Grants::None);
+        // The socket's worker answers the client's own topic and publish frames: nothing is
+        // granted here.
+        let rights = Arc::new(crate::auth::Rights::default());
         Session {
             handling: Handling::local(route.handler.clone()),
-            core: Core::new(shared, grants, opening.ack, true),
+            core: Core::new(shared, rights, opening.ack, true),
             // The client's topic frames are answered where its socket is.
             control: false,
             claims: opening.claims,

@@ -1,6 +1,7 @@
-//! The session's own frames: a client's `{"type":"subscribe"|"unsubscribe","topic"}`, answered
-//! by the session whatever the route's handler (unless the handler takes every frame itself).
-//! A subscribe is checked against the token's grants: the client asks, the token decides.
+//! The session's own frames, told from the handler's by their top-level `type`: a client's
+//! `subscribe` / `unsubscribe` (answered here, checked against the token's grants: the client
+//! asks, the token decides), `publish` ([`super::publish`]), `rpc` (the handler's `on_rpc`) and
+//! `refresh` ([`super::token`]).
 
 use ews_proto::topic::Topic;
 use ews_proto::{ClientControl, ErrorKind, FrameKind, ServerFrame};
@@ -8,50 +9,78 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::handler::{self, Core, Msg, Services, SubscribeError};
 
-/// The text of `msg` when it is a topic frame (`subscribe` or `unsubscribe`); `None` for
-/// anything else, which is the handler's. Cheap: most frames lack the bytes `"type`.
-pub fn topic_frame(msg: &Msg) -> Option<(&str, String)> {
+/// Which of the session's own frames a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Own {
+    Topic,
+    Publish,
+    Rpc,
+    Refresh,
+}
+
+/// The kind and text of `msg` when it is one of the session's own frames; `None` for anything
+/// else, which is the handler's. Cheap: most frames lack the bytes `"type`.
+pub fn own_frame(msg: &Msg) -> Option<(Own, &str)> {
     let text = msg.as_text()?;
-    match FrameKind::of(text) {
-        FrameKind::Control(kind) if kind == "subscribe" || kind == "unsubscribe" => {
-            Some((text, kind))
-        }
-        _ => None,
-    }
+    let FrameKind::Control(kind) = FrameKind::of(text) else {
+        return None;
+    };
+    let own = match kind.as_str() {
+        "subscribe" | "unsubscribe" => Own::Topic,
+        "publish" => Own::Publish,
+        "rpc" => Own::Rpc,
+        "refresh" => Own::Refresh,
+        _ => return None,
+    };
+    Some((own, text))
 }
 
-/// The answer to a topic frame (`text`, of `kind`).
-pub async fn answer(core: &Core, services: &Services, (text, kind): (&str, String)) -> Message {
-    let frame = match serde_json::from_str::<ClientControl>(text) {
-        Ok(c) => control(core, services, c).await,
-        Err(e) => topic_error(
-            ErrorKind::InvalidTopic,
-            format!("expected {{\"type\":\"{kind}\",\"topic\":…}}: {e}"),
-            String::new(),
-        ),
-    };
-    Message::text(frame.to_text())
+/// Parses one of the session's own frames; a frame that does not parse gets the `error` the
+/// client hears.
+pub fn parse(text: &str, own: Own) -> Result<ClientControl, ServerFrame> {
+    serde_json::from_str::<ClientControl>(text).map_err(|e| {
+        let (error, expected) = match own {
+            Own::Topic => (ErrorKind::InvalidTopic, r#"{"type":"subscribe","topic":…}"#),
+            Own::Publish => (
+                ErrorKind::InvalidFrame,
+                r#"{"type":"publish","topic":…,"msg":…,"id":…}"#,
+            ),
+            Own::Rpc => (
+                ErrorKind::InvalidFrame,
+                r#"{"type":"rpc","id":N,"method":…,"data":…}"#,
+            ),
+            Own::Refresh => (ErrorKind::InvalidFrame, r#"{"type":"refresh","token":…}"#),
+        };
+        error_frame(error, format!("expected {expected}: {e}"), None, None)
+    })
 }
 
-async fn control(core: &Core, services: &Services, c: ClientControl) -> ServerFrame {
-    let (subscribe, raw) = match c {
-        ClientControl::Subscribe { topic } => (true, topic),
-        ClientControl::Unsubscribe { topic } => (false, topic),
-    };
+/// The answer to a `subscribe` or `unsubscribe` of `topic`.
+pub async fn topic(core: &Core, services: &Services, subscribe: bool, raw: String) -> Message {
+    Message::text(topic_change(core, services, subscribe, raw).await.to_text())
+}
+
+async fn topic_change(
+    core: &Core,
+    services: &Services,
+    subscribe: bool,
+    raw: String,
+) -> ServerFrame {
     let topic = match Topic::parse(&raw) {
         Ok(t) => t,
-        Err(e) => return topic_error(ErrorKind::InvalidTopic, e.to_string(), raw),
+        Err(e) => return error_frame(ErrorKind::InvalidTopic, e.to_string(), None, Some(raw)),
     };
     if !subscribe {
         services.registry.unsubscribe(core.shared.id, &topic);
         return ServerFrame::Unsubscribed { topic: raw };
     }
-    if !core.grants.allows(&topic) {
+    if !core.rights.subscribe.allows(&topic) {
         services.metrics.subscription("forbidden");
-        return topic_error(
+        return error_frame(
             ErrorKind::TopicForbidden,
             "the token does not grant this topic".into(),
-            raw,
+            None,
+            Some(raw),
         );
     }
     match handler::subscribe(core, services, &topic).await {
@@ -64,16 +93,22 @@ async fn control(core: &Core, services: &Services, c: ClientControl) -> ServerFr
 pub fn refused(e: &SubscribeError, topic: String) -> ServerFrame {
     match e {
         SubscribeError::TooManyTopics(_) => {
-            topic_error(ErrorKind::TooManyTopics, e.to_string(), topic)
+            error_frame(ErrorKind::TooManyTopics, e.to_string(), None, Some(topic))
         }
     }
 }
 
-fn topic_error(error: ErrorKind, detail: String, topic: String) -> ServerFrame {
+/// An `error` frame about the frame with `id` or about `topic`.
+pub fn error_frame(
+    error: ErrorKind,
+    detail: String,
+    id: Option<String>,
+    topic: Option<String>,
+) -> ServerFrame {
     ServerFrame::Error {
         error,
         detail,
-        id: None,
-        topic: (!topic.is_empty()).then_some(topic),
+        id,
+        topic: topic.filter(|t| !t.is_empty()),
     }
 }

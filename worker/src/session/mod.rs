@@ -14,15 +14,17 @@
 //! place ([`Transport`] is either).
 
 mod control;
+mod publish;
 #[cfg(test)]
 mod tests;
+mod token;
 
 use std::future::{pending, poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ews_proto::ServerFrame;
+use ews_proto::{ClientControl, ServerFrame};
 use ews_sink::BoxFuture;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::watch;
@@ -32,6 +34,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::handler::{
     self, Claims, CloseReason, Core, Msg, Registered, Services, SessionCtx, State,
 };
@@ -52,6 +55,16 @@ pub struct SessionEnv {
     pub drain_spread: Duration,
     /// Events awaiting their receipt per session (at least 1: the configuration is validated).
     pub ack_window: usize,
+    /// Verifies a `refresh`'s token (`None` with `--no-auth`).
+    pub auth: Option<Arc<Authenticator>>,
+    /// How long before its token expires a session hears `refresh_required`.
+    pub refresh_lead: Duration,
+    /// The liveness tick's period: an expiry closer than two of them gets a timer of its own.
+    pub tick: Duration,
+    /// Client publishes one session may send a second.
+    pub publish_rate: usize,
+    /// `--topics-open`: a refreshed token does not narrow what a session may join or publish.
+    pub topics_open: bool,
 }
 
 impl SessionEnv {
@@ -145,6 +158,10 @@ enum Wake {
     Pushes,
     Remote(FromRemote),
     Client(Option<Result<Message, WsError>>),
+    /// A client publish's answer, in the order they were sent.
+    Published(String),
+    /// The token's next deadline (warn, or end).
+    Expiry,
 }
 
 /// Runs `session` over `ws` until it ends, the handler's `on_open` first and its `on_close`
@@ -185,6 +202,10 @@ struct Machine<'e, T> {
     ticking: bool,
     /// How the session ended (first cause wins).
     why: Option<CloseReason>,
+    /// Client publishes on their way (made on the first).
+    publishing: Option<Box<publish::Publishing>>,
+    /// Armed only when the token's next deadline is near (an idle session holds no timer).
+    expiry_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<'e, T: Transport> Machine<'e, T> {
@@ -203,6 +224,8 @@ impl<'e, T: Transport> Machine<'e, T> {
             ticks,
             ticking: true,
             why: None,
+            publishing: None,
+            expiry_timer: None,
         }
     }
 
@@ -213,6 +236,9 @@ impl<'e, T: Transport> Machine<'e, T> {
 
     /// The local handler's `on_open`; a remote session counts itself.
     async fn open(&mut self) -> Flow {
+        if self.core.expiry.is_some() && self.token_deadline().await == Flow::End {
+            return Flow::End;
+        }
         let claims = self.claims.take();
         match &mut self.handling {
             Handling::Local { handler, state } => {
@@ -252,7 +278,12 @@ impl<'e, T: Transport> Machine<'e, T> {
     /// [`Machine::step`]'s.
     async fn next(&mut self) -> Wake {
         let reading = !self.acks_full()
+            && !self.publishing.as_ref().is_some_and(|p| p.full())
             && !matches!(&self.handling, Handling::Remote(r) if r.pending.is_some());
+        let publishing = self
+            .publishing
+            .as_ref()
+            .is_some_and(|p| !p.in_flight.is_empty());
         let remote_active =
             matches!(&self.handling, Handling::Remote(r) if r.open || r.pending.is_some());
         let open = matches!(self.phase, Phase::Open);
@@ -265,6 +296,8 @@ impl<'e, T: Transport> Machine<'e, T> {
             r = self.ticks.changed(), if self.ticking => Wake::Tick(r.is_ok()),
             _ = self.core.shared.wake.notified() => Wake::Pushes,
             from = remote::next(&mut self.handling), if remote_active => Wake::Remote(from),
+            Some(f) = next_published(&mut self.publishing), if publishing => Wake::Published(f),
+            _ = expiry_timer(&mut self.expiry_timer), if self.expiry_timer.is_some() => Wake::Expiry,
             msg = self.ws.next(), if reading => Wake::Client(msg),
         }
     }
@@ -312,8 +345,16 @@ impl<'e, T: Transport> Machine<'e, T> {
             }
             Wake::Tick(true) => {
                 self.heard = false;
+                if self.core.expiry.is_some() && self.token_deadline().await == Flow::End {
+                    return Flow::End;
+                }
                 self.write(Message::Ping(Default::default())).await
             }
+            Wake::Expiry => {
+                self.expiry_timer = None;
+                self.token_deadline().await
+            }
+            Wake::Published(text) => self.write(Message::text(text)).await,
             Wake::Pushes => self.pushes().await,
             Wake::Remote(from) => self.remote_did(from).await,
             Wake::Client(None) => self.ended(CloseReason::ClientLeft),
@@ -347,16 +388,16 @@ impl<'e, T: Transport> Machine<'e, T> {
 
     /// A message from the client: the session's own frames, else the handler's.
     async fn client_message(&mut self, msg: Msg) -> Flow {
-        // Only for handlers that leave topic frames to the session: an echo pays nothing.
-        let frame = if self.control {
-            control::topic_frame(&msg)
-        } else {
-            None
-        };
-        if let Some(frame) = frame {
-            // Boxed: rare, so it adds nothing to an idle session's task.
-            let reply = Box::pin(control::answer(&self.core, &self.env.services, frame)).await;
-            return self.write(reply).await;
+        // Only for handlers that leave the client's own frames to the session (an echo pays
+        // nothing), but a `refresh` is always the session's.
+        let local = matches!(self.handling, Handling::Local { .. });
+        let own = control::own_frame(&msg).filter(|(own, _)| match own {
+            control::Own::Refresh => true,
+            control::Own::Rpc => self.control && local,
+            control::Own::Topic | control::Own::Publish => self.control,
+        });
+        if let Some((own, text)) = own {
+            return self.own_frame(own, text).await;
         }
         match &mut self.handling {
             Handling::Local { handler, state } => {
@@ -375,6 +416,67 @@ impl<'e, T: Transport> Machine<'e, T> {
         }
     }
 
+    /// One of the session's own frames. Boxed: rare, so it adds nothing to an idle session's
+    /// task.
+    fn own_frame<'a>(&'a mut self, own: control::Own, text: &'a str) -> BoxFuture<'a, Flow> {
+        Box::pin(async move {
+            match control::parse(text, own) {
+                Ok(frame) => self.parsed(frame).await,
+                Err(error) => self.write(Message::text(error.to_text())).await,
+            }
+        })
+    }
+
+    async fn parsed(&mut self, frame: ClientControl) -> Flow {
+        let services = &self.env.services;
+        match frame {
+            ClientControl::Subscribe { topic } => {
+                let reply = control::topic(&self.core, services, true, topic).await;
+                self.write(reply).await
+            }
+            ClientControl::Unsubscribe { topic } => {
+                let reply = control::topic(&self.core, services, false, topic).await;
+                self.write(reply).await
+            }
+            ClientControl::Publish { topic, msg, id } => {
+                let rate = self.env.publish_rate;
+                let p = self
+                    .publishing
+                    .get_or_insert_with(|| Box::new(publish::Publishing::new(rate)));
+                match p.start(&self.core, services, (topic, msg, id)) {
+                    Ok(()) => Flow::Continue,
+                    Err(refused) => self.write(Message::text(refused.to_text())).await,
+                }
+            }
+            ClientControl::Rpc { id, method, data } => self.rpc(id, method, data).await,
+            ClientControl::Refresh { token } => self.refresh(token).await,
+        }
+    }
+
+    /// A client's `rpc`, answered by the local handler's `on_rpc`.
+    async fn rpc(&mut self, id: u64, method: String, data: serde_json::Value) -> Flow {
+        let Handling::Local { handler, state } = &mut self.handling else {
+            return Flow::Continue;
+        };
+        let mut ctx = SessionCtx::new(&mut self.ws, &mut self.core, self.env, handler.label);
+        let answer = handler.handler.rpc(&mut ctx, state, method, data).await;
+        let outcome = match &answer {
+            Ok(_) => "ok",
+            Err(e) if e.code == "no_method" => "no_method",
+            Err(_) => "error",
+        };
+        self.env.metrics().client_request("rpc", outcome);
+        let (data, error) = match answer {
+            Ok(d) => (Some(d), None),
+            Err(e) => (None, Some(e)),
+        };
+        let reply = ServerFrame::Reply { id, data, error };
+        if self.write(Message::text(reply.to_text())).await == Flow::End {
+            return Flow::End;
+        }
+        self.after_handler().await
+    }
+
     /// What the handler left to do: end (its socket broke) or close (it asked to).
     async fn after_handler(&mut self) -> Flow {
         if self.core.gone {
@@ -386,11 +488,17 @@ impl<'e, T: Transport> Machine<'e, T> {
         }
     }
 
-    /// Pushes for the client; a move the node asked for.
+    /// Pushes for the client; a move the node asked for; a disconnect the backend asked for.
     async fn pushes(&mut self) -> Flow {
         while let Some(text) = self.core.shared.pop() {
             if self.write(Message::Text(text)).await == Flow::End {
                 return Flow::End;
+            }
+        }
+        if let Some((code, reason)) = self.core.shared.kicked() {
+            if !matches!(self.phase, Phase::Closing(_)) {
+                let frame = close_frame(CloseCode::from(code), reason);
+                return self.goodbye(frame, CloseReason::Disconnected).await;
             }
         }
         // Asked to move (rebalance): leave as a drain does, at once, acks first.
@@ -541,6 +649,22 @@ fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
     CloseFrame {
         code,
         reason: reason.to_string().into(),
+    }
+}
+
+/// The next client publish's answer (never, with none on its way).
+async fn next_published(p: &mut Option<Box<publish::Publishing>>) -> Option<String> {
+    match p {
+        Some(p) => p.in_flight.next().await,
+        None => pending().await,
+    }
+}
+
+/// Fires when the token's timer does (never without one).
+async fn expiry_timer(t: &mut Option<Pin<Box<Sleep>>>) {
+    match t {
+        Some(t) => t.await,
+        None => pending().await,
     }
 }
 

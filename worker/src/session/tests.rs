@@ -16,11 +16,24 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::{CancellationToken, PollSender};
 
 use super::*;
-use crate::handler::{Handler, Ingest, Services};
+use crate::auth::Rights;
+use crate::handler::{Expiry, Handler, Ingest, Services};
 use crate::ids::SessionId;
 use crate::pubsub::PubSub;
 use crate::registry::{Registry, SessionShared};
 use crate::remote::Command;
+
+/// The fixture's token secret.
+const SECRET: &[u8] = b"session-test-secret";
+
+/// A token for `sub` that expires `secs` from now.
+fn token(sub: &str, secs: u64) -> (String, u64) {
+    let exp = crate::ids::now_ms() as u64 / 1000 + secs;
+    let claims = serde_json::json!({"sub": sub, "exp": exp});
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
+    let t = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+    (t, exp)
+}
 
 /// A sink that holds every receipt until the test completes it.
 #[derive(Default)]
@@ -100,7 +113,7 @@ impl Client {
     }
 
     async fn next(&mut self) -> Message {
-        tokio::time::timeout(Duration::from_secs(60), self.rx.recv())
+        tokio::time::timeout(Duration::from_secs(600), self.rx.recv())
             .await
             .expect("a message in time")
             .expect("the session wrote")
@@ -156,6 +169,7 @@ fn fixture(ack_window: usize) -> Fixture {
             registry: registry.clone(),
             metrics: metrics.clone(),
             cluster: None,
+            max_topics: 4,
         }),
         sink: sink.clone(),
         metrics,
@@ -171,6 +185,11 @@ fn fixture(ack_window: usize) -> Fixture {
             drain: drain.clone(),
             drain_spread: Duration::ZERO,
             ack_window,
+            auth: Some(Arc::new(crate::auth::Authenticator::hs256(SECRET, 0))),
+            refresh_lead: Duration::from_secs(60),
+            tick: Duration::from_secs(30),
+            publish_rate: 3,
+            topics_open: false,
         }),
         ticks,
         drain,
@@ -218,21 +237,33 @@ fn registered<H: Handler>(handler: H) -> Arc<crate::handler::Registered> {
 fn spawn(
     f: &Fixture,
     ws: Chan,
+    how: (Handling, bool, bool, bool),
+) -> (Arc<SessionShared>, tokio::task::JoinHandle<()>) {
+    spawn_as(f, ws, how, "alice", |_| {})
+}
+
+/// [`spawn`] for `client`, with `setup` shaping the session's core (its rights, its expiry).
+fn spawn_as(
+    f: &Fixture,
+    ws: Chan,
     (handling, control, ack, hosted): (Handling, bool, bool, bool),
+    client: &str,
+    setup: impl FnOnce(&mut Core),
 ) -> (Arc<SessionShared>, tokio::task::JoinHandle<()>) {
     let shared = f.registry.register(SessionShared::new(
         f.registry.new_id(),
-        Some("alice".into()),
+        Some(client.into()),
         "/t".into(),
         "127.0.0.1:1".parse().unwrap(),
         "w1".into(),
         8,
     ));
-    let grants = Arc::new(ews_proto::topic::Grants::Any);
+    let mut core = Core::new(shared.clone(), Arc::new(Rights::any()), ack, hosted);
+    setup(&mut core);
     let session = Session {
         control,
         handling,
-        core: Core::new(shared.clone(), grants, ack, hosted),
+        core,
         claims: None,
     };
     let env = f.env.clone();
@@ -451,12 +482,7 @@ fn an_idle_sessions_task_stays_small() {
     let s = Session {
         control: true,
         handling: Handling::local(registered(Ingest)),
-        core: Core::new(
-            shared,
-            Arc::new(ews_proto::topic::Grants::Any),
-            false,
-            false,
-        ),
+        core: Core::new(shared, Arc::new(Rights::any()), false, false),
         claims: None,
     };
     let task = run(ws, s, &f.env);
@@ -578,4 +604,251 @@ async fn a_remote_handlers_topic_commands_apply_where_the_socket_is() {
     assert!(f.registry.topics().is_empty());
     drop(client);
     task.await.unwrap();
+}
+
+/// Answers `who` with its client id; every other method is not its own.
+struct Asks;
+
+impl Handler for Asks {
+    type State = ();
+
+    async fn on_open(&self, _: &mut SessionCtx<'_>) {}
+
+    async fn on_message(&self, _: &mut SessionCtx<'_>, _: &mut (), _: Msg) {}
+
+    async fn on_rpc(
+        &self,
+        ctx: &mut SessionCtx<'_>,
+        _: &mut (),
+        method: &str,
+        data: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::handler::RpcError> {
+        match method {
+            "who" => {
+                Ok(serde_json::json!({"me": ctx.client_id().map(|c| c.to_string()), "asked": data}))
+            }
+            "fail" => Err(crate::handler::RpcError::new("busy", "try later")),
+            _ => Err(crate::handler::RpcError::no_method(method)),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rpcs_are_answered_by_the_handler_with_data_an_error_or_no_method() {
+    let f = fixture(8);
+    let (mut client, _, _task) = start(&f, Asks, false, false, 16);
+    client.send(r#"{"type":"rpc","id":1,"method":"who","data":[1]}"#);
+    assert_eq!(
+        client.frame().await,
+        ServerFrame::Reply {
+            id: 1,
+            data: Some(serde_json::json!({"me": "alice", "asked": [1]})),
+            error: None
+        }
+    );
+    client.send(r#"{"type":"rpc","id":2,"method":"fail"}"#);
+    let ServerFrame::Reply {
+        id: 2,
+        error: Some(e),
+        ..
+    } = client.frame().await
+    else {
+        panic!("a reply with an error");
+    };
+    assert_eq!(e.code, "busy");
+    // A handler without `on_rpc` takes no method.
+    let (mut plain, _, _t) = start(&f, Ingest, false, false, 16);
+    plain.send(r#"{"type":"rpc","id":9,"method":"anything"}"#);
+    let ServerFrame::Reply {
+        id: 9,
+        error: Some(e),
+        ..
+    } = plain.frame().await
+    else {
+        panic!("a reply with an error");
+    };
+    assert_eq!(e.code, "no_method");
+    plain.send(r#"{"type":"rpc","id":"x","method":"m"}"#);
+    assert!(matches!(
+        plain.frame().await,
+        ServerFrame::Error {
+            error: ews_proto::ErrorKind::InvalidFrame,
+            ..
+        }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_publishes_where_its_token_grants_at_its_rate_and_receivers_see_who() {
+    let f = fixture(8);
+    let room = ews_proto::topic::Topic::parse("room.1").unwrap();
+    let (ws, mut bob) = chan(16);
+    let (_, _bob_task) = spawn_as(
+        &f,
+        ws,
+        (Handling::local(registered(Ingest)), true, false, false),
+        "bob",
+        |_| {},
+    );
+    bob.send(r#"{"type":"subscribe","topic":"room.1"}"#);
+    assert!(matches!(bob.frame().await, ServerFrame::Subscribed { .. }));
+    let rights = Rights {
+        subscribe: ews_proto::topic::Grants::None,
+        publish: ews_proto::topic::Grants::from_claim(&["room.*".into()]).unwrap(),
+    };
+    let (ws, mut alice) = chan(16);
+    let how = (Handling::local(registered(Ingest)), true, false, false);
+    let (_, _alice_task) = spawn_as(&f, ws, how, "alice", |c| c.rights = Arc::new(rights));
+    alice.send(r#"{"type":"publish","topic":"lobby","msg":"hi","id":"p0"}"#);
+    let ServerFrame::Error {
+        error, id, topic, ..
+    } = alice.frame().await
+    else {
+        panic!("refused");
+    };
+    assert_eq!(
+        (error, id.as_deref(), topic.as_deref()),
+        (
+            ews_proto::ErrorKind::PublishForbidden,
+            Some("p0"),
+            Some("lobby")
+        )
+    );
+    for n in 1..=3 {
+        alice.send(&format!(
+            r#"{{"type":"publish","topic":"room.1","msg":"m{n}","id":"p{n}"}}"#
+        ));
+    }
+    for n in 1..=3 {
+        assert_eq!(
+            alice.frame().await,
+            ServerFrame::Published {
+                id: Some(format!("p{n}")),
+                delivered: 1
+            }
+        );
+        assert_eq!(
+            bob.frame().await,
+            ServerFrame::Push {
+                msg: format!("m{n}"),
+                topic: Some(room.as_str().into()),
+                from: Some("alice".into())
+            }
+        );
+    }
+    // The burst is spent: the fourth within the second is refused, the next second's is not.
+    alice.send(r#"{"type":"publish","topic":"room.1","msg":"m4","id":"p4"}"#);
+    assert!(matches!(
+        alice.frame().await,
+        ServerFrame::Error {
+            error: ews_proto::ErrorKind::RateLimited,
+            ..
+        }
+    ));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    alice.send(r#"{"type":"publish","topic":"room.1","msg":"m5","id":"p5"}"#);
+    assert!(matches!(
+        alice.frame().await,
+        ServerFrame::Published { delivered: 1, .. }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_that_is_not_refreshed_ends_the_session_with_4001() {
+    let f = fixture(8);
+    let (reasons, mut heard) = mpsc::unbounded_channel();
+    let (ws, mut client) = chan(16);
+    let (_, exp) = token("alice", 90);
+    let how = (
+        Handling::local(registered(Probe(reasons))),
+        true,
+        false,
+        false,
+    );
+    let (_, task) = spawn_as(&f, ws, how, "alice", |c| {
+        c.expiry = Some(Expiry::new(exp, 0))
+    });
+    // 60 s before it expires (the fixture's lead), the client is told; nothing else happens.
+    let frame = client.frame().await;
+    assert_eq!(frame, ServerFrame::RefreshRequired { exp });
+    assert_eq!(
+        client.close().await,
+        (CloseCode::from(4001), "token expired".into())
+    );
+    drop(client);
+    task.await.unwrap();
+    assert_eq!(heard.recv().await, Some(CloseReason::TokenExpired));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_for_the_same_sub_extends_the_session_and_another_sub_is_refused() {
+    let f = fixture(8);
+    let (ws, mut client) = chan(16);
+    let (_, exp) = token("alice", 90);
+    let how = (Handling::local(registered(Ingest)), true, false, false);
+    let (shared, _task) = spawn_as(&f, ws, how, "alice", |c| {
+        c.expiry = Some(Expiry::new(exp, 0))
+    });
+    assert_eq!(client.frame().await, ServerFrame::RefreshRequired { exp });
+    let (mallory, _) = token("mallory", 3600);
+    client.send(&format!(r#"{{"type":"refresh","token":"{mallory}"}}"#));
+    assert!(matches!(
+        client.frame().await,
+        ServerFrame::Error {
+            error: ews_proto::ErrorKind::TokenRefused,
+            ..
+        }
+    ));
+    client.send(r#"{"type":"refresh","token":"not.a.token"}"#);
+    assert!(matches!(
+        client.frame().await,
+        ServerFrame::Error {
+            error: ews_proto::ErrorKind::TokenRefused,
+            ..
+        }
+    ));
+    let (fresh, new_exp) = token("alice", 3600);
+    client.send(&format!(r#"{{"type":"refresh","token":"{fresh}"}}"#));
+    assert_eq!(
+        client.frame().await,
+        ServerFrame::Refreshed { exp: new_exp }
+    );
+    // Past the old expiry the session is still open: a push still arrives.
+    tokio::time::advance(Duration::from_secs(120)).await;
+    assert_eq!(
+        shared.push("still here".into()),
+        crate::registry::Pushed::Queued
+    );
+    assert_eq!(client.next().await, Message::text("still here"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_backend_disconnects_a_session_after_what_it_was_sent() {
+    let f = fixture(8);
+    let (reasons, mut heard) = mpsc::unbounded_channel();
+    let (mut client, shared, task) = start(&f, Probe(reasons), false, false, 16);
+    settle().await;
+    assert_eq!(
+        shared.push("last words".into()),
+        crate::registry::Pushed::Queued
+    );
+    let d = ews_cluster::command::Disconnect {
+        client_id: "alice".into(),
+        code: 4003,
+        reason: "banned".into(),
+        ban_secs: 60,
+    };
+    assert_eq!(f.registry.disconnect(&d).delivered, 1);
+    assert_eq!(client.next().await, Message::text("last words"));
+    assert_eq!(
+        client.close().await,
+        (CloseCode::from(4003), "banned".into())
+    );
+    drop(client);
+    task.await.unwrap();
+    assert_eq!(heard.recv().await, Some(CloseReason::Disconnected));
+    let left = f.registry.banned(&"alice".into()).expect("banned");
+    assert!(left <= Duration::from_secs(60));
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert_eq!(f.registry.banned(&"alice".into()), None);
 }

@@ -1,0 +1,158 @@
+//! A client's own `publish`: checked against the token's `publish` grants, held to a rate per
+//! session, then delivered cluster-wide like a backend's publish (with the client's id as
+//! `from`), and answered `published` (as text: what the session writes) in the order the client sent them. Several may be on
+//! their way at once, up to [`MAX_IN_FLIGHT`]; past it the session stops reading its client
+//! until one is answered, so a publisher faster than the cluster is slowed, never buffered.
+
+use ews_cluster::publish::{Publish, Target};
+use ews_proto::topic::Topic;
+use ews_proto::{ErrorKind, ServerFrame, MAX_ID_LEN};
+use ews_sink::BoxFuture;
+use futures_util::stream::FuturesOrdered;
+use tokio::time::Instant;
+
+use super::control::error_frame;
+use crate::handler::{Core, Services};
+
+/// Publishes of one session on their way at once.
+pub const MAX_IN_FLIGHT: usize = 16;
+
+/// A publishing session's state, made on its first publish (an idle session carries none).
+pub struct Publishing {
+    bucket: Bucket,
+    pub in_flight: FuturesOrdered<BoxFuture<'static, String>>,
+}
+
+impl Publishing {
+    pub fn new(rate: usize) -> Publishing {
+        Publishing {
+            bucket: Bucket::full(rate),
+            in_flight: FuturesOrdered::new(),
+        }
+    }
+
+    pub fn full(&self) -> bool {
+        self.in_flight.len() >= MAX_IN_FLIGHT
+    }
+
+    /// Starts the publish of `msg` to `raw` (the answer is on its way), or says at once why
+    /// not.
+    pub fn start(
+        &mut self,
+        core: &Core,
+        services: &Services,
+        (raw, msg, id): (String, String, Option<String>),
+    ) -> Result<(), ServerFrame> {
+        let metrics = &services.metrics;
+        if id
+            .as_ref()
+            .is_some_and(|i| i.is_empty() || i.len() > MAX_ID_LEN)
+        {
+            metrics.client_request("publish", "invalid");
+            let detail = format!("an id is 1 to {MAX_ID_LEN} bytes");
+            return Err(error_frame(
+                ErrorKind::InvalidFrame,
+                detail,
+                None,
+                Some(raw),
+            ));
+        }
+        let topic = match Topic::parse(&raw) {
+            Ok(t) => t,
+            Err(e) => {
+                metrics.client_request("publish", "invalid");
+                return Err(error_frame(
+                    ErrorKind::InvalidTopic,
+                    e.to_string(),
+                    id,
+                    Some(raw),
+                ));
+            }
+        };
+        if !core.rights.publish.allows(&topic) {
+            metrics.client_request("publish", "forbidden");
+            let detail = "the token does not grant publishing to this topic".to_string();
+            return Err(error_frame(
+                ErrorKind::PublishForbidden,
+                detail,
+                id,
+                Some(raw),
+            ));
+        }
+        if !self.bucket.take(Instant::now()) {
+            metrics.client_request("publish", "rate_limited");
+            let detail = format!("at most {} publishes a second", self.bucket.rate);
+            return Err(error_frame(ErrorKind::RateLimited, detail, id, Some(raw)));
+        }
+        metrics.client_request("publish", "ok");
+        let p = Publish {
+            target: Target::topic(topic),
+            msg,
+            id: None,
+            from: core.shared.client_id.as_ref().map(|c| c.to_string()),
+        };
+        let pubsub = services.pubsub.clone();
+        self.in_flight.push_back(Box::pin(async move {
+            let d = pubsub.publish(&p).await;
+            ServerFrame::Published {
+                id,
+                delivered: d.delivered,
+            }
+            .to_text()
+        }));
+        Ok(())
+    }
+}
+
+/// A token bucket: `rate` tokens a second, holding at most `rate`.
+struct Bucket {
+    rate: usize,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(rate: usize) -> Bucket {
+        Bucket {
+            rate: rate.max(1),
+            tokens: rate.max(1) as f64,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate as f64;
+        self.tokens = (self.tokens + refill).min(self.rate as f64);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_allows_a_burst_then_its_rate() {
+        let mut b = Bucket::full(3);
+        let now = Instant::now();
+        assert!((0..3).all(|_| b.take(now)));
+        assert!(!b.take(now), "the burst is spent");
+        assert!(
+            b.take(now + Duration::from_millis(340)),
+            "a third of a second refills one"
+        );
+        assert!(!b.take(now + Duration::from_millis(340)));
+        assert!(
+            (0..3).all(|_| b.take(now + Duration::from_secs(10))),
+            "refills to its size only"
+        );
+        assert!(!b.take(now + Duration::from_secs(10)));
+    }
+}
