@@ -67,9 +67,10 @@ pub struct Core {
 pub struct Expiry {
     /// The token's `exp`, seconds since the epoch, as the client is told it.
     pub exp: u64,
-    /// When the session ends without a refresh: `exp` plus the verifier's leeway, on the
-    /// runtime's clock.
+    /// `exp` on the runtime's clock: `refresh_required` goes out the lead time before it.
     pub at: tokio::time::Instant,
+    /// The verifier's leeway: the session ends this long after `at` without a refresh.
+    pub leeway: Duration,
     /// `refresh_required` went out for this token.
     pub told: bool,
 }
@@ -77,13 +78,20 @@ pub struct Expiry {
 impl Expiry {
     /// For a token with `exp`, verified with `leeway` seconds.
     pub fn new(exp: u64, leeway: u64) -> Expiry {
-        let end_ms = exp.saturating_add(leeway).saturating_mul(1000);
-        let left = end_ms.saturating_sub(crate::ids::now_ms().max(0) as u64);
+        let left = exp
+            .saturating_mul(1000)
+            .saturating_sub(crate::ids::now_ms().max(0) as u64);
         Expiry {
             exp,
             at: tokio::time::Instant::now() + Duration::from_millis(left),
+            leeway: Duration::from_secs(leeway),
             told: false,
         }
+    }
+
+    /// When the session ends without a refresh.
+    pub fn end(&self) -> tokio::time::Instant {
+        self.at + self.leeway
     }
 }
 

@@ -852,3 +852,44 @@ async fn the_backend_disconnects_a_session_after_what_it_was_sent() {
     tokio::time::advance(Duration::from_secs(61)).await;
     assert_eq!(f.registry.banned(&"alice".into()), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn presence_events_reach_a_running_session() {
+    let f = fixture(8);
+    let (ws, mut client) = chan(16);
+    let shared = f.registry.register(
+        SessionShared::new(
+            f.registry.new_id(),
+            Some("alice".into()),
+            "/t".into(),
+            "127.0.0.1:1".parse().unwrap(),
+            "w1".into(),
+            8,
+        )
+        .with_presence(true),
+    );
+    let session = Session {
+        control: true,
+        handling: Handling::local(registered(Ingest)),
+        core: Core::new(shared.clone(), Arc::new(Rights::any()), false, false),
+        claims: None,
+    };
+    let env = f.env.clone();
+    let _task = tokio::spawn(async move { run(ws, session, &env).await });
+    settle().await;
+    let room = ews_proto::topic::Topic::parse("room").unwrap();
+    f.registry.subscribe(shared.id, &room, 4).unwrap();
+    let e = ews_cluster::command::PresenceEvent {
+        topic: room,
+        client_id: "bob".into(),
+        joined: true,
+    };
+    assert_eq!(f.registry.deliver_presence(&[e]).delivered, 1);
+    assert_eq!(
+        client.frame().await,
+        ServerFrame::Join {
+            topic: "room".into(),
+            client_id: "bob".into()
+        }
+    );
+}

@@ -33,7 +33,7 @@ impl<T: Transport> Machine<'_, T> {
         };
         let now = Instant::now();
         let metrics = self.env.metrics();
-        if now >= e.at {
+        if now >= e.end() {
             metrics.client_request("token", "expired");
             let frame = close_frame(CloseCode::from(CLOSE_TOKEN_EXPIRED), "token expired");
             return self.goodbye(frame, CloseReason::TokenExpired).await;
@@ -50,7 +50,7 @@ impl<T: Transport> Machine<'_, T> {
             }
         }
         let told = self.core.expiry.is_some_and(|e| e.told);
-        let next = if told { e.at } else { warn_at };
+        let next = if told { e.end() } else { warn_at };
         if next.saturating_duration_since(now) <= self.env.tick * 2 {
             self.expiry_timer = Some(Box::pin(sleep_until(next)));
         }

@@ -1,0 +1,274 @@
+//! What clients and backends can ask, across real processes: a backend subscribes and
+//! disconnects a client held by another worker through the leaders' front door, a client
+//! publishes to a topic another worker's client hears (with `from`), `+presence` routes hear
+//! who joined, and a session whose token runs out is told, then closed with 4001 unless it
+//! refreshes. Two `ews-leader` and two `ews-worker` processes on loopback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ews_testkit::jwt;
+use ews_testkit::net;
+use ews_testkit::nodes::{Node, NodeSpec};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+mod support;
+
+const SECRET: &str = "backend-api-cluster-secret";
+const JWT_SECRET: &str = "backend-api-jwt-secret";
+const ADMIN_TOKEN: &str = "backend-api-admin-token";
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Two leaders (the front door) and two workers whose `/ws` announces presence. Kept whole: its
+/// nodes stop when it is dropped.
+struct Cluster {
+    leaders: [Node; 2],
+    workers: [Node; 2],
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let (leaders, seeds) =
+            Node::leader_pair(&["--cluster-secret", SECRET, "--admin-token", ADMIN_TOKEN]);
+        let worker = |id: &str| {
+            Node::worker(&NodeSpec {
+                extra: &[
+                    "--cluster-secret",
+                    SECRET,
+                    "--routes",
+                    "/ws=ingest+presence",
+                    "--refresh-lead-secs",
+                    "2",
+                    "--jwt-leeway-secs",
+                    "0",
+                ],
+                jwt_hs256_secret: Some(JWT_SECRET),
+                ..NodeSpec::new(id, &seeds)
+            })
+        };
+        let cluster = Cluster {
+            leaders,
+            workers: [worker("worker-1"), worker("worker-2")],
+        };
+        // Until both workers serve in the front door's view, it would ask nobody.
+        let start = std::time::Instant::now();
+        while support::serving_workers(&cluster.leaders[0], ADMIN_TOKEN).len() < 2 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "workers never served"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    fn door(&self) -> SocketAddr {
+        self.leaders[0].admin
+    }
+}
+
+/// A token for `sub` with `claims` added, valid `secs`.
+fn token(sub: &str, secs: u64, claims: Value) -> String {
+    let mut all = json!({"sub": sub, "exp": jwt::now_secs() + secs});
+    if let (Some(all), Some(extra)) = (all.as_object_mut(), claims.as_object()) {
+        all.extend(extra.clone());
+    }
+    jwt::signed(JWT_SECRET, &all)
+}
+
+async fn connect(worker: &Node, token: &str) -> Result<Ws, String> {
+    let url = format!(
+        "ws://{}/ws?access_token={token}",
+        worker.public.expect("a worker")
+    );
+    tokio_tungstenite::connect_async(url)
+        .await
+        .map(|(ws, _)| ws)
+        .map_err(|e| e.to_string())
+}
+
+/// The next text frame as JSON; `{"close": code, "reason": …}` for a close frame.
+async fn next(ws: &mut Ws, who: &str) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("{who}: no frame within 15 s"))
+            .unwrap_or_else(|| panic!("{who}: session ended"))
+            .unwrap_or_else(|e| panic!("{who}: {e}"));
+        match msg {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Close(Some(f)) => {
+                return json!({"close": u16::from(f.code), "reason": f.reason.as_str()})
+            }
+            _ => continue,
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, frame: Value) {
+    ws.send(Message::text(frame.to_string())).await.unwrap();
+}
+
+fn admin(addr: SocketAddr, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (code, text) = net::request(addr, method, path, &headers, body.as_bytes()).unwrap();
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_subscribes_and_disconnects_a_client_on_another_worker_and_clients_publish() {
+    let cluster = Cluster::start();
+    let [w1, w2] = &cluster.workers;
+    let door = cluster.door();
+
+    // Alice may join nothing herself; bob may join and publish to rooms.
+    let mut alice = connect(w1, &token("alice", 600, json!({}))).await.unwrap();
+    let bob_claims = json!({"topics": ["room.*"], "publish": ["room.*"]});
+    let mut bob = connect(w2, &token("bob", 600, bob_claims)).await.unwrap();
+
+    // The backend subscribes alice (whose token grants no topic) through the front door.
+    let (code, v) = admin(
+        door,
+        "POST",
+        "/api/v1/subscribe",
+        &json!({"clientId": "alice", "topic": "room.1"}),
+    );
+    assert_eq!((code, &v["delivered"]), (200, &json!(1)), "{v}");
+    assert_eq!(
+        next(&mut alice, "alice").await,
+        json!({"type": "subscribed", "topic": "room.1"})
+    );
+
+    // Bob joins (after alice's own join went out: joins are sent every 250 ms, and one sent
+    // after bob subscribed would reach him too): alice, on the other worker, hears it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    send(&mut bob, json!({"type": "subscribe", "topic": "room.1"})).await;
+    assert_eq!(next(&mut bob, "bob").await["type"], "subscribed");
+    assert_eq!(
+        next(&mut alice, "alice").await,
+        json!({"type": "join", "topic": "room.1", "clientId": "bob"})
+    );
+
+    // Bob publishes: refused where his token does not grant it, delivered where it does, and
+    // alice sees who sent it.
+    send(
+        &mut bob,
+        json!({"type": "publish", "topic": "lobby", "msg": "hi", "id": "p1"}),
+    )
+    .await;
+    let refused = next(&mut bob, "bob").await;
+    assert_eq!(
+        (&refused["error"], &refused["id"]),
+        (&json!("publish_forbidden"), &json!("p1"))
+    );
+    send(
+        &mut bob,
+        json!({"type": "publish", "topic": "room.1", "msg": "hello", "id": "p2"}),
+    )
+    .await;
+    // Bob is a subscriber too: his own push may come before the answer (it is delivered on his
+    // worker at once, the answer waits for the other worker).
+    let push = json!({"type": "push", "msg": "hello", "topic": "room.1", "from": "bob"});
+    let mut heard = vec![next(&mut bob, "bob").await, next(&mut bob, "bob").await];
+    heard.sort_by_key(|f| f["type"].to_string());
+    assert_eq!(
+        heard,
+        vec![
+            json!({"type": "published", "id": "p2", "delivered": 2}),
+            push.clone()
+        ]
+    );
+    assert_eq!(next(&mut alice, "alice").await, push);
+
+    let (code, v) = admin(door, "GET", "/api/v1/topics", &Value::Null);
+    assert_eq!((code, &v["topics"]["room.1"]), (200, &json!(2)), "{v}");
+
+    // The backend disconnects alice, who is on the other worker, and bans her for a while.
+    let (code, v) = admin(
+        door,
+        "POST",
+        "/api/v1/disconnect",
+        &json!({"clientId": "alice", "code": 4003, "reason": "bye", "banSecs": 60}),
+    );
+    assert_eq!((code, &v["delivered"]), (200, &json!(1)), "{v}");
+    assert_eq!(
+        next(&mut alice, "alice").await,
+        json!({"close": 4003, "reason": "bye"})
+    );
+    let again = connect(w1, &token("alice", 600, json!({}))).await;
+    assert!(
+        again.as_ref().is_err_and(|e| e.contains("403")),
+        "a banned client is refused: {:?}",
+        again.err()
+    );
+    // Her leaving is announced to bob.
+    assert_eq!(
+        next(&mut bob, "bob").await,
+        json!({"type": "leave", "topic": "room.1", "clientId": "alice"})
+    );
+    // Nobody left to disconnect: 404.
+    let (code, _) = admin(
+        door,
+        "POST",
+        "/api/v1/disconnect",
+        &json!({"clientId": "alice"}),
+    );
+    assert_eq!(code, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_told_before_its_token_expires_and_closed_with_4001_unless_it_refreshes() {
+    let cluster = Cluster::start();
+    let w1 = &cluster.workers[0];
+
+    let (short, exp) = (token("carol", 4, json!({})), jwt::now_secs() + 4);
+    let mut carol = connect(w1, &short).await.unwrap();
+    let mut dave = connect(w1, &token("dave", 4, json!({}))).await.unwrap();
+
+    // Two seconds before `exp` (--refresh-lead-secs 2) both are told.
+    let told = next(&mut carol, "carol").await;
+    assert_eq!(told["type"], "refresh_required", "{told}");
+    assert!(told["exp"].as_u64().unwrap().abs_diff(exp) <= 1, "{told}");
+    assert_eq!(next(&mut dave, "dave").await["type"], "refresh_required");
+
+    // Dave refreshes; a token for someone else is refused first.
+    send(
+        &mut dave,
+        json!({"type": "refresh", "token": token("mallory", 600, json!({}))}),
+    )
+    .await;
+    assert_eq!(next(&mut dave, "dave").await["error"], "token_refused");
+    send(
+        &mut dave,
+        json!({"type": "refresh", "token": token("dave", 600, json!({}))}),
+    )
+    .await;
+    assert_eq!(next(&mut dave, "dave").await["type"], "refreshed");
+
+    // Carol does not: closed at `exp` with 4001.
+    assert_eq!(
+        next(&mut carol, "carol").await,
+        json!({"close": 4001, "reason": "token expired"})
+    );
+    // Dave is still there after carol's token ran out: an rpc is answered (ingest has none).
+    send(&mut dave, json!({"type": "rpc", "id": 1, "method": "who"})).await;
+    let reply = next(&mut dave, "dave").await;
+    assert_eq!(
+        (&reply["type"], &reply["error"]["code"]),
+        (&json!("reply"), &json!("no_method"))
+    );
+}
