@@ -1,9 +1,9 @@
 /* Generated from docs/protocol.schema.json by `npm run gen`: do not edit. */
 
 /**
- * Client → worker on an `ingest` route: join or leave a topic. The worker answers
- * `subscribed` / `unsubscribed`, or an `error` naming the topic. Subscriptions belong to the
- * session: after a reconnect the client subscribes again.
+ * Client → worker: the session's own requests, told from events by their top-level `type`.
+ * Topic frames are answered `subscribed` / `unsubscribed` or an `error` naming the topic;
+ * subscriptions belong to the session (after a reconnect the client subscribes again).
  */
 export type ClientControl =
   | {
@@ -13,11 +13,41 @@ export type ClientControl =
   | {
       topic: string;
       type: "unsubscribe";
+    }
+  | {
+      /**
+       * The client's id for this publish (at most [`MAX_ID_LEN`] bytes), named in the answer.
+       */
+      id?: string | null;
+      msg: string;
+      topic: string;
+      type: "publish";
+    }
+  | {
+      data?: {
+        [k: string]: unknown | undefined;
+      };
+      id: number;
+      method: string;
+      type: "rpc";
+    }
+  | {
+      token: string;
+      type: "refresh";
     };
 /**
  * What a `ServerFrame::Error` is about.
  */
-export type ErrorKind = "invalid_event" | "sink_unavailable" | "invalid_topic" | "topic_forbidden" | "too_many_topics";
+export type ErrorKind =
+  | "invalid_event"
+  | "sink_unavailable"
+  | "invalid_topic"
+  | "topic_forbidden"
+  | "too_many_topics"
+  | "publish_forbidden"
+  | "rate_limited"
+  | "token_refused"
+  | "invalid_frame";
 /**
  * Worker → client.
  */
@@ -53,6 +83,11 @@ export type ServerFrame =
       type: "error";
     }
   | {
+      /**
+       * The publishing client's id (its token's `sub`), set by the worker that took the
+       * publish: a receiver can trust it. Absent for the backend's publishes.
+       */
+      from?: string | null;
       msg: string;
       topic?: string | null;
       type: "push";
@@ -64,12 +99,42 @@ export type ServerFrame =
   | {
       topic: string;
       type: "unsubscribed";
+    }
+  | {
+      delivered: number;
+      id?: string | null;
+      type: "published";
+    }
+  | {
+      data?: unknown;
+      error?: RpcError | null;
+      id: number;
+      type: "reply";
+    }
+  | {
+      exp: number;
+      type: "refresh_required";
+    }
+  | {
+      exp: number;
+      type: "refreshed";
+    }
+  | {
+      clientId: string;
+      topic: string;
+      type: "join";
+    }
+  | {
+      clientId: string;
+      topic: string;
+      type: "leave";
     };
 
 export interface Protocol {
   ClientControl?: ClientControl;
   ErrorKind?: ErrorKind;
   Event?: Event;
+  RpcError?: RpcError;
   ServerFrame?: ServerFrame;
   StampedEvent?: StampedEvent;
 }
@@ -96,6 +161,14 @@ export interface Event {
    * Client-side time, milliseconds since the Unix epoch.
    */
   timestamp: number;
+}
+/**
+ * Why an `rpc` got no data: a `code` a program can branch on (`no_method`, `bad_request`,
+ * `unavailable`, `internal`, or the handler's own) and a `message` for people.
+ */
+export interface RpcError {
+  code: string;
+  message: string;
 }
 /**
  * An event as every sink stores it: what the client sent, stamped by the worker that took it.
