@@ -79,8 +79,42 @@ export class SubscribeError extends Error {
   }
 }
 
-/** A message published to this client (`topic` absent) or to a topic it subscribed to. */
-export type PushListener = (msg: string, topic?: string) => void;
+/**
+ * A message published to this client (`topic` absent) or to a topic it subscribed to; `from` is
+ * the publishing client's id when another client published it (set by the server).
+ */
+export type PushListener = (msg: string, topic?: string, from?: string) => void;
+
+/** Someone joined or left a topic this client is on (routes that announce presence). */
+export interface PresenceEvent {
+  type: "join" | "leave";
+  topic: string;
+  clientId: string;
+}
+
+/**
+ * Why a `publish` or an `rpc` has no answer: the server's refusal (`publish_forbidden`,
+ * `rate_limited`, `invalid_topic`, `invalid_frame`), the handler's error code (`no_method`, or
+ * its own), `lost` (the connection went after the request did: it may or may not have taken
+ * effect), `timeout`, or `closed`.
+ */
+export class RequestError extends Error {
+  constructor(
+    message: string,
+    readonly kind: string,
+  ) {
+    super(message);
+    this.name = "RequestError";
+  }
+}
+
+interface Request {
+  frame: string;
+  resolve: (value: never) => void;
+  reject: (e: RequestError) => void;
+  /** Sent on the current connection (a lost one fails it); unsent ones wait for the next. */
+  sent: boolean;
+}
 
 interface Waiter {
   resolve: () => void;
@@ -107,6 +141,9 @@ export class Client {
   /** Subscribe/unsubscribe calls waiting for the server's answer, by topic. */
   private readonly waiting = new Map<string, Waiter[]>();
   private readonly stateListeners = new Set<Listener<ConnectionState>>();
+  private readonly presenceListeners = new Set<Listener<PresenceEvent>>();
+  /** Publishes (by id) and rpcs (by `rpc:` and number) waiting for their answer. */
+  private readonly requests = new Map<string, Request>();
   private attempt = 0;
   private counter = 0;
   private closedByUser = false;
@@ -202,6 +239,66 @@ export class Client {
     return () => this.pushListeners.delete(fn);
   }
 
+  /**
+   * Publishes `msg` to `topic` (if the token's `publish` claim grants it); resolves with how
+   * many sessions it reached. Sent at most once: a connection lost before the answer rejects it
+   * with `lost`; while disconnected it waits for the next connection.
+   */
+  publish(topic: string, msg: string): Promise<number> {
+    const id = `${this.instance}-p${++this.counter}`;
+    return this.request<number>(id, { type: "publish", topic, msg, id });
+  }
+
+  /**
+   * Asks the route's handler `method` with `data`; resolves with its answer, rejects with its
+   * error code (`no_method`, …) or `timeout` after `timeoutMs` (10 s by default).
+   */
+  rpc(method: string, data?: unknown, opts: { timeoutMs?: number } = {}): Promise<unknown> {
+    const id = ++this.counter;
+    const answer = this.request<unknown>(`rpc:${id}`, {
+      type: "rpc",
+      id,
+      method,
+      // Any JSON value (the schema says so; the generated type reads it as an object).
+      data: (data ?? null) as never,
+    });
+    const ms = opts.timeoutMs ?? 10_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.requests.delete(`rpc:${id}`);
+        reject(new RequestError(`no answer to ${method} within ${ms} ms`, "timeout"));
+      }, ms);
+    });
+    return Promise.race([answer, late]).finally(() => clearTimeout(timer));
+  }
+
+  /** Calls `fn` with every join and leave on this client's topics; returns the function that stops it. */
+  onPresence(fn: Listener<PresenceEvent>): () => void {
+    this.presenceListeners.add(fn);
+    return () => this.presenceListeners.delete(fn);
+  }
+
+  private request<T>(key: string, frame: ClientControl): Promise<T> {
+    if (this.finished) return Promise.reject(new RequestError(this.finished, "closed"));
+    return new Promise<T>((resolve, reject) => {
+      const r: Request = { frame: JSON.stringify(frame), resolve: resolve as (v: never) => void, reject, sent: false };
+      this.requests.set(key, r);
+      if (this.socket && this.socket.readyState === OPEN) {
+        this.socket.send(r.frame);
+        r.sent = true;
+      }
+    });
+  }
+
+  private settle(key: string, value?: unknown, error?: RequestError): void {
+    const r = this.requests.get(key);
+    if (!r) return;
+    this.requests.delete(key);
+    if (error) r.reject(error);
+    else r.resolve(value as never);
+  }
+
   /** Calls `fn` on every state change; returns the function that stops it. */
   onState(fn: Listener<ConnectionState>): () => void {
     this.stateListeners.add(fn);
@@ -245,6 +342,7 @@ export class Client {
     for (const topic of [...this.waiting.keys()]) {
       this.answer(topic, new SubscribeError(why, "closed", topic));
     }
+    for (const key of [...this.requests.keys()]) this.settle(key, undefined, new RequestError(why, "closed"));
     this.setState({ state: "closed", code, reason, reconnectInMs: null });
   }
 
@@ -307,12 +405,19 @@ export class Client {
       const again = this.outbox.pending();
       if (this.opens > 1) this.resent += again.length;
       for (const e of again) socket.send(e.frame);
+      for (const r of this.requests.values()) {
+        socket.send(r.frame);
+        r.sent = true;
+      }
     };
     socket.onmessage = (ev) => this.onFrame(ev.data);
     socket.onerror = () => {};
     socket.onclose = (ev) => {
       if (this.socket !== socket) return;
       this.socket = null;
+      for (const [key, r] of [...this.requests]) {
+        if (r.sent) this.settle(key, undefined, new RequestError("connection lost before the answer", "lost"));
+      }
       if (this.closedByUser) return;
       if (!opened && status === 401) {
         // Refused (seen in Node; a browser cannot tell this from a network failure). The token
@@ -323,6 +428,19 @@ export class Client {
       }
       this.retry(ev.code, ev.reason, ev.code === GOING_AWAY);
     };
+  }
+
+  /** The server says the token is about to expire: ask the token function for a new one. */
+  private async refresh(): Promise<void> {
+    let token: string | null;
+    try {
+      token = await this.token();
+    } catch {
+      return; // the session ends at `exp` (4001) and the next connect asks again
+    }
+    if (token === null || !this.socket || this.socket.readyState !== OPEN) return;
+    this.lastToken = token;
+    this.socket.send(JSON.stringify({ type: "refresh", token }));
   }
 
   private retry(code: number, reason: string, draining: boolean): void {
@@ -356,6 +474,10 @@ export class Client {
         break;
       }
       case "error": {
+        if (frame.id && this.requests.has(frame.id)) {
+          this.settle(frame.id, undefined, new RequestError(frame.detail, frame.error));
+          break;
+        }
         if (frame.id) this.outbox.take(frame.id)?.reject(new SendError(frame.detail, frame.error));
         if (frame.topic) {
           // Refused: not wanted any more, so not asked again on the next connection.
@@ -365,7 +487,27 @@ export class Client {
         break;
       }
       case "push": {
-        for (const fn of this.pushListeners) fn(frame.msg, frame.topic ?? undefined);
+        for (const fn of this.pushListeners) fn(frame.msg, frame.topic ?? undefined, frame.from ?? undefined);
+        break;
+      }
+      case "published": {
+        if (frame.id) this.settle(frame.id, frame.delivered);
+        break;
+      }
+      case "reply": {
+        const key = `rpc:${frame.id}`;
+        if (frame.error) this.settle(key, undefined, new RequestError(frame.error.message, frame.error.code));
+        else this.settle(key, frame.data ?? null);
+        break;
+      }
+      case "join":
+      case "leave": {
+        const ev: PresenceEvent = { type: frame.type, topic: frame.topic, clientId: frame.clientId };
+        for (const fn of this.presenceListeners) fn(ev);
+        break;
+      }
+      case "refresh_required": {
+        void this.refresh();
         break;
       }
       case "subscribed":

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, SendError, SubscribeError } from "../dist/index.js";
+import { connect, RequestError, SendError, SubscribeError } from "../dist/index.js";
 import { fakeSockets, until } from "./fake-socket.mjs";
 
 const fast = { initialMs: 1, maxMs: 2 };
@@ -180,4 +180,73 @@ test("subscriptions are confirmed, refused by topic, and sent again after a reco
   const late = c.subscribe("later");
   c.close();
   await assert.rejects(late, (e) => e instanceof SubscribeError && e.kind === "closed");
+});
+
+test("publish resolves with what it reached, or rejects with the server's refusal", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  const c = connect({ url: "ws://h/ws", WebSocket: FakeSocket, backoff: fast });
+  await until(() => sockets.length === 1);
+  // Asked before the connection opens: sent once it does.
+  const early = c.publish("room.1", "hi");
+  sockets[0].open();
+  await until(() => sockets[0].sent.length === 1);
+  const p = sockets[0].sent[0];
+  assert.deepEqual([p.type, p.topic, p.msg], ["publish", "room.1", "hi"]);
+  sockets[0].frame({ type: "published", id: p.id, delivered: 3 });
+  assert.equal(await early, 3);
+  const refused = c.publish("lobby", "hi");
+  await until(() => sockets[0].sent.length === 2);
+  const id = sockets[0].sent[1].id;
+  sockets[0].frame({ type: "error", error: "publish_forbidden", detail: "no", id, topic: "lobby" });
+  await assert.rejects(refused, (e) => e instanceof RequestError && e.kind === "publish_forbidden");
+  assert.deepEqual(c.topics, [], "a refused publish is no subscription");
+  // Sent, then the connection is lost before the answer: it may or may not have gone out.
+  const lost = c.publish("room.1", "x");
+  await until(() => sockets[0].sent.length === 3);
+  sockets[0].drop(1006);
+  await assert.rejects(lost, (e) => e instanceof RequestError && e.kind === "lost");
+  c.close();
+});
+
+test("rpc resolves with the handler's data, rejects with its code or a timeout", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  const c = connect({ url: "ws://h/ws", WebSocket: FakeSocket });
+  await until(() => sockets.length === 1);
+  sockets[0].open();
+  const who = c.rpc("who", { room: 1 });
+  await until(() => sockets[0].sent.length === 1);
+  const r = sockets[0].sent[0];
+  assert.deepEqual([r.type, r.method, r.data], ["rpc", "who", { room: 1 }]);
+  sockets[0].frame({ type: "reply", id: r.id, data: ["alice", "bob"] });
+  assert.deepEqual(await who, ["alice", "bob"]);
+  const nope = c.rpc("nope");
+  await until(() => sockets[0].sent.length === 2);
+  sockets[0].frame({ type: "reply", id: sockets[0].sent[1].id, error: { code: "no_method", message: "no" } });
+  await assert.rejects(nope, (e) => e instanceof RequestError && e.kind === "no_method");
+  await assert.rejects(c.rpc("slow", null, { timeoutMs: 5 }), (e) => e.kind === "timeout");
+  c.close();
+});
+
+test("joins, leaves and who published reach their listeners; refresh_required asks for a token", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  let n = 0;
+  const c = connect({ url: "ws://h/ws", WebSocket: FakeSocket, token: () => `jwt-${++n}` });
+  await until(() => sockets.length === 1);
+  sockets[0].open();
+  const seen = [];
+  c.onPresence((e) => seen.push(e));
+  const pushes = [];
+  c.onPush((msg, topic, from) => pushes.push([msg, topic, from]));
+  sockets[0].frame({ type: "join", topic: "room.1", clientId: "bob" });
+  sockets[0].frame({ type: "leave", topic: "room.1", clientId: "bob" });
+  sockets[0].frame({ type: "push", msg: "hi", topic: "room.1", from: "bob" });
+  assert.deepEqual(seen, [
+    { type: "join", topic: "room.1", clientId: "bob" },
+    { type: "leave", topic: "room.1", clientId: "bob" },
+  ]);
+  assert.deepEqual(pushes, [["hi", "room.1", "bob"]]);
+  sockets[0].frame({ type: "refresh_required", exp: 1 });
+  await until(() => sockets[0].sent.length === 1);
+  assert.deepEqual(sockets[0].sent[0], { type: "refresh", token: "jwt-2" });
+  c.close();
 });

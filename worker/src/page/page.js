@@ -80,6 +80,13 @@ var SubscribeError = class extends Error {
     this.name = "SubscribeError";
   }
 };
+var RequestError = class extends Error {
+  constructor(message, kind) {
+    super(message);
+    this.kind = kind;
+    this.name = "RequestError";
+  }
+};
 var FINAL_CODES = /* @__PURE__ */ new Set([
   1e3,
   // the application closed it
@@ -98,6 +105,9 @@ var Client = class {
     /** Subscribe/unsubscribe calls waiting for the server's answer, by topic. */
     this.waiting = /* @__PURE__ */ new Map();
     this.stateListeners = /* @__PURE__ */ new Set();
+    this.presenceListeners = /* @__PURE__ */ new Set();
+    /** Publishes (by id) and rpcs (by `rpc:` and number) waiting for their answer. */
+    this.requests = /* @__PURE__ */ new Map();
     this.attempt = 0;
     this.counter = 0;
     this.closedByUser = false;
@@ -179,6 +189,61 @@ var Client = class {
     this.pushListeners.add(fn);
     return () => this.pushListeners.delete(fn);
   }
+  /**
+   * Publishes `msg` to `topic` (if the token's `publish` claim grants it); resolves with how
+   * many sessions it reached. Sent at most once: a connection lost before the answer rejects it
+   * with `lost`; while disconnected it waits for the next connection.
+   */
+  publish(topic, msg) {
+    const id = `${this.instance}-p${++this.counter}`;
+    return this.request(id, { type: "publish", topic, msg, id });
+  }
+  /**
+   * Asks the route's handler `method` with `data`; resolves with its answer, rejects with its
+   * error code (`no_method`, …) or `timeout` after `timeoutMs` (10 s by default).
+   */
+  rpc(method, data, opts = {}) {
+    const id = ++this.counter;
+    const answer = this.request(`rpc:${id}`, {
+      type: "rpc",
+      id,
+      method,
+      // Any JSON value (the schema says so; the generated type reads it as an object).
+      data: data ?? null
+    });
+    const ms = opts.timeoutMs ?? 1e4;
+    let timer2;
+    const late = new Promise((_, reject) => {
+      timer2 = setTimeout(() => {
+        this.requests.delete(`rpc:${id}`);
+        reject(new RequestError(`no answer to ${method} within ${ms} ms`, "timeout"));
+      }, ms);
+    });
+    return Promise.race([answer, late]).finally(() => clearTimeout(timer2));
+  }
+  /** Calls `fn` with every join and leave on this client's topics; returns the function that stops it. */
+  onPresence(fn) {
+    this.presenceListeners.add(fn);
+    return () => this.presenceListeners.delete(fn);
+  }
+  request(key, frame) {
+    if (this.finished) return Promise.reject(new RequestError(this.finished, "closed"));
+    return new Promise((resolve, reject) => {
+      const r = { frame: JSON.stringify(frame), resolve, reject, sent: false };
+      this.requests.set(key, r);
+      if (this.socket && this.socket.readyState === OPEN) {
+        this.socket.send(r.frame);
+        r.sent = true;
+      }
+    });
+  }
+  settle(key, value, error) {
+    const r = this.requests.get(key);
+    if (!r) return;
+    this.requests.delete(key);
+    if (error) r.reject(error);
+    else r.resolve(value);
+  }
   /** Calls `fn` on every state change; returns the function that stops it. */
   onState(fn) {
     this.stateListeners.add(fn);
@@ -217,6 +282,7 @@ var Client = class {
     for (const topic of [...this.waiting.keys()]) {
       this.answer(topic, new SubscribeError(why, "closed", topic));
     }
+    for (const key of [...this.requests.keys()]) this.settle(key, void 0, new RequestError(why, "closed"));
     this.setState({ state: "closed", code, reason, reconnectInMs: null });
   }
   setState(s) {
@@ -274,6 +340,10 @@ var Client = class {
       const again = this.outbox.pending();
       if (this.opens > 1) this.resent += again.length;
       for (const e of again) socket.send(e.frame);
+      for (const r of this.requests.values()) {
+        socket.send(r.frame);
+        r.sent = true;
+      }
     };
     socket.onmessage = (ev) => this.onFrame(ev.data);
     socket.onerror = () => {
@@ -281,6 +351,9 @@ var Client = class {
     socket.onclose = (ev) => {
       if (this.socket !== socket) return;
       this.socket = null;
+      for (const [key, r] of [...this.requests]) {
+        if (r.sent) this.settle(key, void 0, new RequestError("connection lost before the answer", "lost"));
+      }
       if (this.closedByUser) return;
       if (!opened && status === 401) {
         this.refusedToken = this.lastToken;
@@ -289,6 +362,18 @@ var Client = class {
       }
       this.retry(ev.code, ev.reason, ev.code === GOING_AWAY);
     };
+  }
+  /** The server says the token is about to expire: ask the token function for a new one. */
+  async refresh() {
+    let token;
+    try {
+      token = await this.token();
+    } catch {
+      return;
+    }
+    if (token === null || !this.socket || this.socket.readyState !== OPEN) return;
+    this.lastToken = token;
+    this.socket.send(JSON.stringify({ type: "refresh", token }));
   }
   retry(code, reason, draining) {
     if (FINAL_CODES.has(code)) {
@@ -318,6 +403,10 @@ var Client = class {
         break;
       }
       case "error": {
+        if (frame.id && this.requests.has(frame.id)) {
+          this.settle(frame.id, void 0, new RequestError(frame.detail, frame.error));
+          break;
+        }
         if (frame.id) this.outbox.take(frame.id)?.reject(new SendError(frame.detail, frame.error));
         if (frame.topic) {
           this.wanted.delete(frame.topic);
@@ -326,7 +415,27 @@ var Client = class {
         break;
       }
       case "push": {
-        for (const fn of this.pushListeners) fn(frame.msg, frame.topic ?? void 0);
+        for (const fn of this.pushListeners) fn(frame.msg, frame.topic ?? void 0, frame.from ?? void 0);
+        break;
+      }
+      case "published": {
+        if (frame.id) this.settle(frame.id, frame.delivered);
+        break;
+      }
+      case "reply": {
+        const key = `rpc:${frame.id}`;
+        if (frame.error) this.settle(key, void 0, new RequestError(frame.error.message, frame.error.code));
+        else this.settle(key, frame.data ?? null);
+        break;
+      }
+      case "join":
+      case "leave": {
+        const ev = { type: frame.type, topic: frame.topic, clientId: frame.clientId };
+        for (const fn of this.presenceListeners) fn(ev);
+        break;
+      }
+      case "refresh_required": {
+        void this.refresh();
         break;
       }
       case "subscribed":
