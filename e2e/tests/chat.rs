@@ -1,6 +1,8 @@
 //! The chat example (`examples/chat`, a handler a team writes on the worker library) in a real
 //! cluster: three `ews-chat` workers and two leaders, behind a round-robin nginx. Two Chromium
-//! pages and one Node.js client (`clients/js/e2e/chat.mjs`) join rooms, speak, leave and close;
+//! pages and one Node.js client (`clients/js/e2e/chat.mjs`) join rooms, speak, ask the handler
+//! who is there (an rpc), publish straight to a room (a client publish), hear the worker's
+//! join/leave frames (`+presence` routes), leave and close;
 //! two of them on a route that places the chat handler with key-hash, where the test makes sure
 //! at least one session's handler runs on another worker than its socket. And a worker without
 //! the handler refuses to host it, so placement falls back to one that has it.
@@ -22,7 +24,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 const SECRET: &str = "chat-cluster-secret";
 const JWT_SECRET: &str = "chat-jwt-secret";
 const ADMIN_TOKEN: &str = "chat-admin-token";
-const ROUTES: &str = "/chat=chat,/remote=chat@key-hash";
+const ROUTES: &str = "/chat=chat+presence,/remote=chat@key-hash+presence";
 
 fn worker(id: &str, seeds: &[SocketAddr]) -> Node {
     worker_with("ews-chat", ROUTES, id, seeds)
@@ -98,7 +100,9 @@ fn handler_node_of(sub: &str, door: SocketAddr) -> String {
 
 fn chat_token(sub: &str, name: Option<&str>) -> String {
     let now = ews_proto::now_ms() / 1000;
-    let mut claims = serde_json::json!({"sub": sub, "iat": now, "exp": now + 600});
+    // Members may publish straight to the chat rooms' topics.
+    let mut claims =
+        serde_json::json!({"sub": sub, "iat": now, "exp": now + 600, "publish": ["chat.*"]});
     if let Some(n) = name {
         claims["name"] = n.into();
     }
@@ -151,7 +155,8 @@ fn two_browsers_and_a_node_client_chat_through_a_handler_placed_on_other_workers
         .args(["--ann", &chat_token("ann", Some("Ann"))])
         .args(["--bob", &chat_token(&bob, Some("Bob"))])
         .args(["--carol", &chat_token(&carol, Some("Carol"))])
-        .args(["--bob-name", "Bob", "--carol-name", "Carol"]);
+        .args(["--bob-name", "Bob", "--carol-name", "Carol"])
+        .args(["--carol-id", &carol]);
     let mut driver = Proc::spawn("chat-driver", cmd);
     // While they chat: where each session's socket and handler are.
     let placed = remote_sessions_while(&mut driver, &workers, &[&bob, &carol]);
@@ -187,6 +192,11 @@ fn two_browsers_and_a_node_client_chat_through_a_handler_placed_on_other_workers
         bob_members.iter().any(|m| m == "ann") && bob_members.iter().any(|m| *m == *bob),
         "bob's member list has ann and bob: {bob_members:?}"
     );
+    // The handler's answer to who: everyone in the lobby, cluster-wide.
+    let who = result["bobAskedWho"].as_array().expect("who answered");
+    for m in ["ann", bob.as_str(), carol.as_str()] {
+        assert!(who.iter().any(|w| w == m), "{m} is in the lobby: {who:?}");
+    }
     let carol_heard = result["carol"].as_array().expect("carol heard");
     assert!(
         carol_heard

@@ -2,11 +2,13 @@
 // playwright-core) and one Node.js client (the `ws` package) talk through the chat handler on
 // three workers behind a round-robin nginx. Ann is on the local route, Bob and Carol on the
 // route that places the handler with key-hash. They join rooms, speak, leave, and Bob closes;
-// each step waits for what every member must hear. Prints `RESULT <json>` (what each heard),
-// exits non-zero with the step that failed.
+// each step waits for what every member must hear. Both routes announce presence (`+presence`):
+// members hear the worker's join/leave frames. Bob asks the handler who is in the lobby (an rpc),
+// Ann publishes straight to the room (a client publish: the others see her id as `from`).
+// Prints `RESULT <json>` (what each heard), exits non-zero with the step that failed.
 //
 //   node e2e/chat.mjs --lb HOST:PORT --local /chat --remote /remote --ann JWT --bob JWT --carol JWT \
-//     --bob-name NAME --carol-name NAME
+//     --bob-name NAME --carol-name NAME --carol-id SUB
 // Every token carries a `name` claim, which the room hears: Ann's read where her socket is, Bob's
 // and Carol's where their handler is (for at least one of them carried over the node link).
 import { execFileSync } from "node:child_process";
@@ -21,14 +23,18 @@ const arg = (name) => {
 const lb = arg("lb");
 const bobName = arg("bob-name");
 const carolName = arg("carol-name");
+const carolId = arg("carol-id");
 const url = (path, token) => `ws://${lb}${path}?access_token=${encodeURIComponent(token)}`;
 const executablePath =
   process.env.CHROMIUM ?? execFileSync("sh", ["-c", "command -v chromium"]).toString().trim();
 
-// What a client heard: a push carries the room's event in `msg`; a direct answer is the event.
+// What a client heard: a push carries the room's event in `msg` (or, published by a client, its
+// text and its `from`); a direct answer is the event; the worker's own frames are themselves.
 const norm = (text) => {
   const f = JSON.parse(text);
-  return f.type === "push" ? { ...JSON.parse(f.msg), topic: f.topic } : f;
+  if (f.type !== "push") return f;
+  if (f.from) return { direct: f.msg, from: f.from, topic: f.topic };
+  return { ...JSON.parse(f.msg), topic: f.topic };
 };
 
 /// A chat member in a Chromium page (its own browser context: its own connection).
@@ -115,6 +121,21 @@ try {
   await waitFor(carol, "the ops room's members", members("ops"));
   for (const m of [ann, bob]) {
     await waitFor(m, "carol joining", (e) => e.event === "joined" && e.from === carolName);
+    // The worker's own join frame, by client id: the route announces presence.
+    await waitFor(m, "carol's join frame", (e) => e.type === "join" && e.topic === "chat.lobby" && e.clientId === carolId);
+  }
+
+  // Bob asks the handler who is in the lobby.
+  await bob.say({ type: "rpc", id: 1, method: "who", data: { room: "lobby" } });
+  const who = await waitFor(bob, "the answer to who", (e) => e.type === "reply" && e.id === 1);
+  await bob.say({ type: "rpc", id: 2, method: "dance" });
+  await waitFor(bob, "no such method", (e) => e.type === "reply" && e.id === 2 && e.error?.code === "no_method");
+
+  // Ann publishes straight to the room: no handler in the way, her id as `from`.
+  await ann.say({ type: "publish", topic: "chat.lobby", msg: "direct from ann", id: "a1" });
+  await waitFor(ann, "her publish answered", (e) => e.type === "published" && e.id === "a1" && e.delivered === 3);
+  for (const m of [bob, carol]) {
+    await waitFor(m, "ann's direct message", (e) => e.direct === "direct from ann" && e.from === "ann");
   }
 
   await ann.say({ do: "say", room: "lobby", text: "hello from ann" });
@@ -127,6 +148,7 @@ try {
   await carol.say({ do: "leave", room: "lobby" });
   for (const m of [ann, bob]) {
     await waitFor(m, "carol leaving", (e) => e.event === "left" && e.room === "lobby" && e.from === carolName);
+    await waitFor(m, "carol's leave frame", (e) => e.type === "leave" && e.topic === "chat.lobby" && e.clientId === carolId);
   }
   await carol.say({ do: "say", room: "lobby", text: "still here?" });
   await waitFor(carol, "a refusal", (e) => e.event === "error" && /join room lobby/.test(e.detail));
@@ -141,6 +163,7 @@ try {
     bob: await bob.heard(),
     carol: await carol.heard(),
     bobSawMembers: bobSees.members,
+    bobAskedWho: who.data,
   };
   console.log(`RESULT ${JSON.stringify(result)}`);
   await carol.close();

@@ -13,9 +13,19 @@
 //! What the room hears reaches each member as a push (`{"type":"push","topic":"chat.lobby",
 //! "msg":"<the event as JSON>"}`); what is for one client alone comes as the event itself.
 //! Mistakes are answered `{"event":"error","detail"}` and the session stays open.
+//!
+//! Beside the handler's own requests, a member uses what every session offers:
+//!
+//! - `{"type":"rpc","id":1,"method":"who","data":{"room":"lobby"}}`: answered by this handler
+//!   with the room's members (client ids, cluster-wide) in a `reply`.
+//! - `{"type":"publish","topic":"chat.lobby","msg":"hi","id":"p1"}`: straight to the room, no
+//!   handler in the way, when the token's `publish` claim grants `chat.*`; members get a push
+//!   whose `from` is the sender's client id, which the worker sets.
+//! - On a route marked `+presence`, members hear `{"type":"join"|"leave","topic","clientId"}`
+//!   as clients come and go (the worker's, beside the handler's own `joined`/`left` by name).
 
 use ews_proto::topic::Topic;
-use ews_worker::handler::{CloseReason, Handler, Msg, SessionCtx};
+use ews_worker::handler::{CloseReason, Handler, Msg, RpcError, SessionCtx};
 use serde::{Deserialize, Serialize};
 
 /// Rooms one session may be in at once: a client cannot make its state grow without bound.
@@ -134,6 +144,32 @@ impl Handler for Chat {
         }
     }
 
+    /// `who`: the members of `data.room` (a room the client is in).
+    async fn on_rpc(
+        &self,
+        ctx: &mut SessionCtx<'_>,
+        me: &mut Member,
+        method: &str,
+        data: serde_json::Value,
+    ) -> Result<serde_json::Value, RpcError> {
+        if method != "who" {
+            return Err(RpcError::no_method(method));
+        }
+        let room = data
+            .get("room")
+            .and_then(|r| r.as_str())
+            .ok_or_else(|| RpcError::new("bad_request", "who: data is {\"room\": NAME}"))?;
+        let room = Room::parse(room).map_err(|e| RpcError::new("bad_request", e))?;
+        if !me.rooms.contains(&room) {
+            return Err(RpcError::new(
+                "not_a_member",
+                format!("join room {} first", room.name),
+            ));
+        }
+        ctx.count("who");
+        Ok(serde_json::json!(members_of(ctx, &room, &me.id).await))
+    }
+
     async fn on_close(&self, ctx: &mut SessionCtx<'_>, me: Member, _: CloseReason) {
         // The rooms hear it; the subscriptions go with the session.
         for room in me.rooms {
@@ -203,19 +239,23 @@ async fn act(ctx: &mut SessionCtx<'_>, me: &mut Member, ask: Ask) -> Result<(), 
     }
 }
 
-/// Tells the joiner who is in `room` (presence, cluster-wide: client ids), itself included.
-async fn members(ctx: &mut SessionCtx<'_>, room: &Room, me: &str) -> Result<(), String> {
-    let here = ctx.presence(&room.topic).await;
-    let mut members = here.clients;
+/// Who is in `room` (presence, cluster-wide: client ids), `me` included.
+async fn members_of(ctx: &mut SessionCtx<'_>, room: &Room, me: &str) -> Vec<String> {
+    let mut members = ctx.presence(&room.topic).await.clients;
     // A handler on another worker joins through the socket's worker: presence may not list
     // this session yet.
     if !members.iter().any(|m| m == me) {
         members.push(me.to_string());
         members.sort();
     }
+    members
+}
+
+/// Tells the joiner who is in `room`, itself included.
+async fn members(ctx: &mut SessionCtx<'_>, room: &Room, me: &str) -> Result<(), String> {
     let answer = Heard::Members {
         room: room.name.clone(),
-        members,
+        members: members_of(ctx, room, me).await,
     };
     ctx.send(Msg::text(answer.to_json()))
         .await

@@ -149,8 +149,9 @@ impl Hosted {
         Session {
             handling: Handling::local(route.handler.clone()),
             core: Core::new(shared, rights, opening.ack, true),
-            // The client's topic frames are answered where its socket is.
-            control: false,
+            // The client's topic, publish and refresh frames are answered where its socket is;
+            // its rpcs come here, to the handler's `on_rpc`.
+            control: route.handler.handler.takes_control_frames(),
             claims: opening.claims,
         }
     }

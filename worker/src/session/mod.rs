@@ -390,11 +390,16 @@ impl<'e, T: Transport> Machine<'e, T> {
     async fn client_message(&mut self, msg: Msg) -> Flow {
         // Only for handlers that leave the client's own frames to the session (an echo pays
         // nothing), but a `refresh` is always the session's.
-        let local = matches!(self.handling, Handling::Local { .. });
+        // Where the socket is: topics, publishes and refreshes; where the handler runs: rpcs (a
+        // hosted session's are its socket worker's, forwarded).
+        let (local, hosted) = (
+            matches!(self.handling, Handling::Local { .. }),
+            self.core.hosted,
+        );
         let own = control::own_frame(&msg).filter(|(own, _)| match own {
-            control::Own::Refresh => true,
+            control::Own::Refresh => !hosted,
             control::Own::Rpc => self.control && local,
-            control::Own::Topic | control::Own::Publish => self.control,
+            control::Own::Topic | control::Own::Publish => self.control && !hosted,
         });
         if let Some((own, text)) = own {
             return self.own_frame(own, text).await;

@@ -893,3 +893,26 @@ async fn presence_events_reach_a_running_session() {
         }
     );
 }
+
+/// On the handler's side of a remote session an rpc is the handler's (the socket's worker
+/// forwarded it), while topic and publish frames are not this side's to answer.
+#[tokio::test(start_paused = true)]
+async fn a_hosted_session_answers_rpcs_and_leaves_the_sockets_frames_alone() {
+    let f = fixture(8);
+    let (mut stream, _, _task) = start(&f, Asks, false, true, 16);
+    stream.send(r#"{"type":"rpc","id":3,"method":"who"}"#);
+    assert!(matches!(
+        stream.frame().await,
+        ServerFrame::Reply {
+            id: 3,
+            error: None,
+            ..
+        }
+    ));
+    // A publish reaching this side goes to the handler (whose on_message ignores it), not out.
+    stream.send(r#"{"type":"publish","topic":"t","msg":"m"}"#);
+    stream.send(r#"{"type":"rpc","id":4,"method":"fail"}"#);
+    let ServerFrame::Reply { id: 4, .. } = stream.frame().await else {
+        panic!("the next frame answers rpc 4, nothing answered the publish");
+    };
+}
