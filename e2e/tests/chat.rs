@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 const SECRET: &str = "chat-cluster-secret";
 const JWT_SECRET: &str = "chat-jwt-secret";
 const ADMIN_TOKEN: &str = "chat-admin-token";
-const ROUTES: &str = "/chat=chat+presence,/remote=chat@key-hash+presence";
+const ROUTES: &str = "/ws=ingest,/chat=chat+presence,/remote=chat@key-hash+presence";
 
 fn worker(id: &str, seeds: &[SocketAddr]) -> Node {
     worker_with("ews-chat", ROUTES, id, seeds)
@@ -44,6 +44,7 @@ fn worker_with(binary: &str, routes: &str, id: &str, seeds: &[SocketAddr]) -> No
                 routes,
                 "--rebalance-rate",
                 "0",
+                "--test-page",
             ],
             jwt_hs256_secret: Some(JWT_SECRET),
             ..NodeSpec::new(id, seeds)
@@ -114,6 +115,15 @@ fn chat_token(sub: &str, name: Option<&str>) -> String {
     .expect("a token")
 }
 
+/// Dan uses the TypeScript client: he joins the lobby's topic himself (the session answers the
+/// subscribe), so his token grants it.
+fn dan_token() -> String {
+    let now = ews_proto::now_ms() / 1000;
+    let claims = serde_json::json!({"sub": "dan", "iat": now, "exp": now + 600,
+        "topics": ["chat.*"], "publish": ["chat.*"]});
+    ews_testkit::jwt::signed(JWT_SECRET, &claims)
+}
+
 #[test]
 fn two_browsers_and_a_node_client_chat_through_a_handler_placed_on_other_workers() {
     let js = workspace_root().join("clients/js");
@@ -156,7 +166,8 @@ fn two_browsers_and_a_node_client_chat_through_a_handler_placed_on_other_workers
         .args(["--bob", &chat_token(&bob, Some("Bob"))])
         .args(["--carol", &chat_token(&carol, Some("Carol"))])
         .args(["--bob-name", "Bob", "--carol-name", "Carol"])
-        .args(["--carol-id", &carol]);
+        .args(["--carol-id", &carol])
+        .args(["--dan", &dan_token()]);
     let mut driver = Proc::spawn("chat-driver", cmd);
     // While they chat: where each session's socket and handler are.
     let placed = remote_sessions_while(&mut driver, &workers, &[&bob, &carol]);
@@ -197,6 +208,18 @@ fn two_browsers_and_a_node_client_chat_through_a_handler_placed_on_other_workers
     for m in ["ann", bob.as_str(), carol.as_str()] {
         assert!(who.iter().any(|w| w == m), "{m} is in the lobby: {who:?}");
     }
+    // Dan's TypeScript client in Chromium: asked who (Ann and Carol are still there), a method
+    // the handler lacks is `no_method`, his publish reached the lobby's sessions (his own too),
+    // and a topic his token does not grant is refused.
+    let dan = &result["dan"];
+    let dan_who = dan["who"].as_array().expect("dan asked who");
+    assert!(
+        dan_who.iter().any(|w| w == "ann") && dan_who.iter().any(|w| w == "dan"),
+        "{dan}"
+    );
+    assert_eq!(dan["refused"], "no_method", "{dan}");
+    assert!(dan["reached"].as_u64().is_some_and(|n| n >= 3), "{dan}");
+    assert_eq!(dan["forbidden"], "publish_forbidden", "{dan}");
     let carol_heard = result["carol"].as_array().expect("carol heard");
     assert!(
         carol_heard

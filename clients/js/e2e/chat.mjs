@@ -7,8 +7,11 @@
 // Ann publishes straight to the room (a client publish: the others see her id as `from`).
 // Prints `RESULT <json>` (what each heard), exits non-zero with the step that failed.
 //
+// Dan uses the TypeScript client library in a Chromium page (the worker's test page exposes it):
+// he subscribes to the lobby's topic, hears the room and its joins, publishes, and asks who.
+//
 //   node e2e/chat.mjs --lb HOST:PORT --local /chat --remote /remote --ann JWT --bob JWT --carol JWT \
-//     --bob-name NAME --carol-name NAME --carol-id SUB
+//     --bob-name NAME --carol-name NAME --carol-id SUB --dan JWT
 // Every token carries a `name` claim, which the room hears: Ann's read where her socket is, Bob's
 // and Carol's where their handler is (for at least one of them carried over the node link).
 import { execFileSync } from "node:child_process";
@@ -155,8 +158,51 @@ try {
   await carol.say({ do: "say", room: "ops", text: "ops only" });
   await waitFor(carol, "its own ops message", said("ops", carolName, "ops only"));
 
+  // Dan: the TypeScript client in Chromium, on the remote route.
+  const danPage = await (await browser.newContext()).newPage();
+  danPage.on("console", (m) => console.log(`dan console: ${m.text()}`));
+  await danPage.goto(`http://${lb}/?access_token=${encodeURIComponent(arg("dan"))}`);
+  await danPage.waitForFunction(() => window.ewsPage !== undefined);
+  const danDid = await danPage.evaluate(
+    async ({ u, token }) => {
+      const c = window.ewsPage.connect({ url: u, token });
+      const heard = { pushes: [], presence: [] };
+      window.dan = { c, heard };
+      c.onPush((msg, topic, from) => heard.pushes.push({ msg, topic, from }));
+      c.onPresence((e) => heard.presence.push(e));
+      await c.subscribe("chat.lobby");
+      const who = await c.rpc("who", { room: "lobby" });
+      let refused = null;
+      await c.rpc("dance").catch((e) => (refused = e.kind));
+      const reached = await c.publish("chat.lobby", "dan was here");
+      let forbidden = null;
+      await c.publish("news.today", "no").catch((e) => (forbidden = e.kind));
+      return { who, refused, reached, forbidden };
+    },
+    { u: `ws://${lb}${arg("remote")}`, token: arg("dan") },
+  );
+  for (const m of [ann, bob]) {
+    await waitFor(m, "dan joining the lobby", (e) => e.type === "join" && e.topic === "chat.lobby" && e.clientId === "dan");
+  }
+  await waitFor(ann, "dan's message", (e) => e.direct === "dan was here" && e.from === "dan");
+  await ann.say({ do: "say", room: "lobby", text: "hi dan" });
+  const danHeard = async () => danPage.evaluate(() => window.dan.heard);
+  for (let start = Date.now(); ; ) {
+    const h = await danHeard();
+    // The handler's events are JSON; what clients published straight (with `from`) is text.
+    if (h.pushes.some((p) => !p.from && p.topic === "chat.lobby" && JSON.parse(p.msg).text === "hi dan")) break;
+    if (Date.now() - start > 20_000) throw new Error(`dan did not hear ann: ${JSON.stringify(h)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
   await bob.close();
   await waitFor(ann, "bob leaving as his session closes", (e) => e.event === "left" && e.from === bobName);
+  for (let start = Date.now(); ; ) {
+    const h = await danHeard();
+    if (h.presence.some((e) => e.type === "leave" && e.clientId === "bob")) break;
+    if (Date.now() - start > 20_000) throw new Error(`dan did not hear bob leave: ${JSON.stringify(h)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 
   const result = {
     ann: await ann.heard(),
@@ -164,6 +210,7 @@ try {
     carol: await carol.heard(),
     bobSawMembers: bobSees.members,
     bobAskedWho: who.data,
+    dan: danDid,
   };
   console.log(`RESULT ${JSON.stringify(result)}`);
   await carol.close();

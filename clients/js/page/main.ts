@@ -42,7 +42,9 @@ const client = connect({ url: wsUrl, token: tokenSource() });
 
 const stats = { sent: 0, acked: 0, failed: 0, pushes: 0, latencies: [] as number[] };
 const acked: string[] = [];
-(window as unknown as { ewsPage: unknown }).ewsPage = { client, stats, acked };
+// `connect` too, so the console (and the browser tests) can open a client of their own on any
+// route: `ewsPage.connect({url: "ws://…/chat", token: "…"})`.
+(window as unknown as { ewsPage: unknown }).ewsPage = { client, stats, acked, connect };
 
 function log(line: string): void {
   const el = $("log");

@@ -489,7 +489,7 @@ var wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.hos
 var client = connect({ url: wsUrl, token: tokenSource() });
 var stats = { sent: 0, acked: 0, failed: 0, pushes: 0, latencies: [] };
 var acked = [];
-window.ewsPage = { client, stats, acked };
+window.ewsPage = { client, stats, acked, connect };
 function log(line) {
   const el = $("log");
   const row = document.createElement("div");
