@@ -3,6 +3,10 @@
 //! the publish request to each subscriber's receipt (p50/p99), and pushes delivered per second.
 //! Every subscriber must get every message; a missing one is an error.
 //!
+//! With `--publishers N`, the messages are published by N clients of their own instead (a
+//! client `publish` frame each, in turn, spread over the workers like the subscribers): the
+//! latency then runs from a client's publish to the other clients' receipts.
+//!
 //! `--protocol pusher` runs the same load against a Pusher-protocol server (the product peer of
 //! the benchmarks): subscribers join a public channel, messages are published through its signed
 //! HTTP events API on `--publish-addr`.
@@ -44,6 +48,11 @@ pub struct FanoutArgs {
     /// Messages published.
     #[arg(long, env = "EWS_MESSAGES", default_value_t = 50)]
     pub messages: u64,
+    /// Publish through this many client connections (`publish` frames, in turn) instead of the
+    /// admin API; 0: the admin API. The workers must grant them publishing (`--topics-open`, or
+    /// a `publish` claim).
+    #[arg(long, env = "EWS_PUBLISHERS", default_value_t = 0)]
+    pub publishers: u64,
     /// Pause between two publishes.
     #[arg(long, env = "EWS_INTERVAL_MS", default_value_t = 200)]
     pub interval_ms: u64,
@@ -72,6 +81,9 @@ pub enum Protocol {
 #[derive(Debug, Serialize)]
 pub struct FanoutReport {
     pub mode: &'static str,
+    /// `admin` (the admin API) or `clients` (client `publish` frames).
+    pub via: &'static str,
+    pub publishers: u64,
     pub topic: String,
     pub workers: usize,
     pub connect: ConnectSummary,
@@ -100,38 +112,8 @@ struct Shared {
 }
 
 pub async fn run(args: FanoutArgs) -> Result<FanoutReport, String> {
-    let k = args.urls.len() as u64;
     let errors = Arc::new(Errors::default());
-    let mut conns: Vec<Ws> = Vec::new();
-    let mut connect: Option<ConnectSummary> = None;
-    for (i, url) in args.urls.iter().enumerate() {
-        let share =
-            args.connect.connections / k + u64::from((i as u64) < args.connect.connections % k);
-        let target = Target::parse(url, None, args.connect.allow_remote)?;
-        let c = ConnectArgs {
-            connections: share,
-            client_id_prefix: format!("{}{i}-", args.connect.client_id_prefix),
-            ..args.connect.clone()
-        };
-        let connector = Arc::new(Connector::new(&c, target)?);
-        let (opened, summary) = connector.open_all(&errors).await;
-        conns.extend(opened.into_iter().map(|(_, ws)| ws));
-        connect = Some(match connect {
-            None => summary,
-            Some(s) => ConnectSummary {
-                attempted: s.attempted + summary.attempted,
-                established: s.established + summary.established,
-                failed: s.failed + summary.failed,
-                elapsed_secs: s.elapsed_secs + summary.elapsed_secs,
-                handshakes_per_sec: per_sec(
-                    s.established + summary.established,
-                    Duration::from_secs_f64(s.elapsed_secs + summary.elapsed_secs),
-                ),
-                ..s
-            },
-        });
-    }
-    let connect = connect.ok_or("no --urls")?;
+    let (conns, connect) = open_spread(&args, args.connect.connections, "", &errors).await?;
 
     // Subscribe everyone, then wait until presence counts them all: by then every worker's
     // interest has reached the node that publishes.
@@ -154,6 +136,13 @@ pub async fn run(args: FanoutArgs) -> Result<FanoutReport, String> {
     if args.protocol == Protocol::Ews {
         wait_for_presence(&args, subscribers).await?;
     }
+    // Publishers connect after the subscribers: none of them is one.
+    let publishers = if args.publishers > 0 {
+        let (pubs, _) = open_spread(&args, args.publishers, "pub-", &errors).await?;
+        Some(Publishers::start(pubs, errors.clone()))
+    } else {
+        None
+    };
     tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
 
     let shared = Arc::new(Shared {
@@ -178,11 +167,17 @@ pub async fn run(args: FanoutArgs) -> Result<FanoutReport, String> {
     let mut delivered_by_server = 0;
     for seq in 0..args.messages {
         let msg = format!("{seq}:{}", now_nanos());
-        match publish(&args, &msg).await {
-            Ok(n) => delivered_by_server += n,
-            Err(e) => errors.add(format!("publish: {e}")),
+        match &publishers {
+            Some(p) => p.publish(seq, msg, &args.topic).await,
+            None => match publish(&args, &msg).await {
+                Ok(n) => delivered_by_server += n,
+                Err(e) => errors.add(format!("publish: {e}")),
+            },
         }
         tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+    }
+    if let Some(p) = publishers {
+        delivered_by_server += p.finish().await;
     }
     let expected = subscribers * args.messages;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -204,6 +199,12 @@ pub async fn run(args: FanoutArgs) -> Result<FanoutReport, String> {
     }
     Ok(FanoutReport {
         mode: "fanout",
+        via: if args.publishers > 0 {
+            "clients"
+        } else {
+            "admin"
+        },
+        publishers: args.publishers,
         topic: args.topic,
         workers: args.urls.len(),
         subscribers,
@@ -220,6 +221,129 @@ pub async fn run(args: FanoutArgs) -> Result<FanoutReport, String> {
         },
         connect,
     })
+}
+
+/// Opens `n` connections spread over the `--urls` in turn (client ids prefixed with `prefix`).
+async fn open_spread(
+    args: &FanoutArgs,
+    n: u64,
+    prefix: &str,
+    errors: &Arc<Errors>,
+) -> Result<(Vec<Ws>, ConnectSummary), String> {
+    let k = args.urls.len() as u64;
+    let mut conns: Vec<Ws> = Vec::new();
+    let mut connect: Option<ConnectSummary> = None;
+    for (i, url) in args.urls.iter().enumerate() {
+        let share = n / k + u64::from((i as u64) < n % k);
+        let target = Target::parse(url, None, args.connect.allow_remote)?;
+        let c = ConnectArgs {
+            connections: share,
+            client_id_prefix: format!("{prefix}{}{i}-", args.connect.client_id_prefix),
+            ..args.connect.clone()
+        };
+        let connector = Arc::new(Connector::new(&c, target)?);
+        let (opened, summary) = connector.open_all(errors).await;
+        conns.extend(opened.into_iter().map(|(_, ws)| ws));
+        connect = Some(match connect {
+            None => summary,
+            Some(s) => ConnectSummary {
+                attempted: s.attempted + summary.attempted,
+                established: s.established + summary.established,
+                failed: s.failed + summary.failed,
+                elapsed_secs: s.elapsed_secs + summary.elapsed_secs,
+                handshakes_per_sec: per_sec(
+                    s.established + summary.established,
+                    Duration::from_secs_f64(s.elapsed_secs + summary.elapsed_secs),
+                ),
+                ..s
+            },
+        });
+    }
+    Ok((conns, connect.ok_or("no --urls")?))
+}
+
+/// Client connections that publish in turn: each its own task, sending the `publish` frames it
+/// is handed and counting what their answers say was delivered.
+struct Publishers {
+    inboxes: Vec<tokio::sync::mpsc::Sender<String>>,
+    tasks: JoinSet<u64>,
+}
+
+impl Publishers {
+    fn start(conns: Vec<Ws>, errors: Arc<Errors>) -> Publishers {
+        let mut tasks = JoinSet::new();
+        let mut inboxes = Vec::new();
+        for mut ws in conns {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
+            inboxes.push(tx);
+            let errors = errors.clone();
+            tasks.spawn(async move {
+                let (mut asked, mut answered, mut delivered) = (0u64, 0u64, 0u64);
+                let mut open = true;
+                while open || asked > answered {
+                    tokio::select! {
+                        frame = rx.recv(), if open => match frame {
+                            Some(f) => {
+                                if let Err(e) = ws.send(Message::text(f)).await {
+                                    errors.add(format!("publish: {e}"));
+                                    return delivered;
+                                }
+                                asked += 1;
+                            }
+                            None => open = false,
+                        },
+                        m = ws.next(), if asked > answered => match m {
+                            Some(Ok(Message::Text(t))) => {
+                                let v: serde_json::Value =
+                                    serde_json::from_str(t.as_str()).unwrap_or_default();
+                                match v["type"].as_str() {
+                                    Some("published") => {
+                                        answered += 1;
+                                        delivered += v["delivered"].as_u64().unwrap_or(0);
+                                    }
+                                    Some("error") => {
+                                        answered += 1;
+                                        errors.add(format!("publish refused: {}", v["error"]));
+                                    }
+                                    _ => {}
+                                }
+                            }
+                            Some(Ok(_)) => {}
+                            _ => {
+                                errors.add("publisher closed");
+                                return delivered;
+                            }
+                        },
+                    }
+                }
+                let _ = ws.close(None).await;
+                delivered
+            });
+        }
+        Publishers { inboxes, tasks }
+    }
+
+    /// Has publisher `seq % N` publish `msg` to `topic`.
+    async fn publish(&self, seq: u64, msg: String, topic: &str) {
+        let i = (seq % self.inboxes.len().max(1) as u64) as usize;
+        let frame = serde_json::json!({"type": "publish", "topic": topic, "msg": msg,
+            "id": format!("p{seq}")});
+        if let Some(tx) = self.inboxes.get(i) {
+            let _ = tx.send(frame.to_string()).await;
+        }
+    }
+
+    /// Waits for every answer (at most 30 s); the sessions they counted as delivered.
+    async fn finish(mut self) -> u64 {
+        self.inboxes.clear();
+        let mut delivered = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while let Ok(Some(d)) = tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+            delivered += d.unwrap_or(0);
+        }
+        self.tasks.abort_all();
+        delivered
+    }
 }
 
 async fn subscribe(mut ws: Ws, topic: String, protocol: Protocol) -> Result<Ws, String> {

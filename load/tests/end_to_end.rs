@@ -521,3 +521,42 @@ fn fanout_reaches_every_subscriber() {
     assert_eq!(j["delivered_by_server"], 60, "{j}");
     assert_eq!(j["latency"]["count"], 60, "{j}");
 }
+
+/// `fanout --publishers`: the messages are client publishes (standalone grants publishing too),
+/// in turn from each publisher; every subscriber gets every one and the answers count them.
+#[test]
+fn fanout_through_client_publishes_reaches_every_subscriber() {
+    let dir = ews_testkit::Scratch::new("load-fanout-clients");
+    let admin = free_port();
+    let (_worker, port) = standalone_worker_on(&dir, admin, &["--admin-token", "fanout-admin"]);
+    let (out, j) = run(load().args([
+        "fanout",
+        "--urls",
+        &format!("ws://127.0.0.1:{port}/ws"),
+        "--publish-addr",
+        &format!("127.0.0.1:{admin}"),
+        "--admin-token",
+        "fanout-admin",
+        "-n",
+        "20",
+        "--publishers",
+        "4",
+        "--messages",
+        "6",
+        "--interval-ms",
+        "10",
+        "--settle-ms",
+        "0",
+        "--jwt-hs256-secret",
+        "e2e-secret",
+        "--json",
+    ]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        (j["via"].as_str(), j["publishers"].as_u64()),
+        (Some("clients"), Some(4)),
+        "{j}"
+    );
+    assert_eq!(j["received"], 120, "{j}");
+    assert_eq!(j["delivered_by_server"], 120, "{j}");
+}

@@ -4,9 +4,12 @@
 # 100,000 pushes a second offered (ews-load's own 10,000 sockets share the 2 cores):
 #   cluster - spread over 3 workers, published through a leader's front door (2 leaders, signed
 #             node links, interest routing), what a backend in AWS does;
+#   clients - the same cluster, the same messages published by $EWS_BENCH_PUBLISHERS (1,000)
+#             clients of their own in turn (client `publish` frames, spread over the workers);
 #   single  - the baseline: all on one worker, published on that worker's own admin port.
-# Figures: publish-to-receipt latency p50/p99 and pushes received per second, each with the
-# cluster / single ratio. Release builds; raw ews-load JSON under bench-results/.
+# Figures: publish-to-receipt latency p50/p99 and pushes received per second, with the
+# cluster / single and clients / cluster ratios. Release builds; raw ews-load JSON under
+# bench-results/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$(pwd)"
@@ -17,12 +20,13 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 SUBS="${EWS_BENCH_SUBSCRIBERS:-10000}"
 MESSAGES="${EWS_BENCH_MESSAGES:-50}"
 INTERVAL_MS="${EWS_BENCH_INTERVAL_MS:-100}"
+PUBLISHERS="${EWS_BENCH_PUBLISHERS:-1000}"
 SOURCE_IPS="${EWS_BENCH_SOURCE_IPS:-127.0.0.1-127.0.0.20}"
 OUT="$ROOT/bench-results/topics-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)"
-if [ "$(ulimit -n)" -lt $((SUBS + 500)) ]; then
-  echo "open-file limit $(ulimit -n) is below $SUBS connections + headroom" >&2
+if [ "$(ulimit -n)" -lt $((SUBS + PUBLISHERS + 500)) ]; then
+  echo "open-file limit $(ulimit -n) is below $SUBS + $PUBLISHERS connections + headroom" >&2
   exit 1
 fi
 
@@ -51,11 +55,11 @@ start_worker() { # start_worker ID PUBLIC ADMIN [SEEDS]
     "${seeds[@]}" >"$OUT/$1.log" 2>&1 &
   pids+=($!)
 }
-fanout() { # fanout NAME PUBLISH_ADDR URLS
-  echo "[$1] $SUBS subscribers, $MESSAGES messages"
+fanout() { # fanout NAME PUBLISH_ADDR URLS [ews-load flags]
+  echo "[$1] $SUBS subscribers, $MESSAGES messages ${*:4}"
   "$REL/ews-load" fanout --urls "$3" --publish-addr "$2" --admin-token "$TOKEN" -n "$SUBS" \
     --messages "$MESSAGES" --interval-ms "$INTERVAL_MS" --source-ips "$SOURCE_IPS" --connect-concurrency 128 \
-    --json | tee "$OUT/$1.txt"
+    "${@:4}" --json | tee "$OUT/$1.txt"
   tail -n 1 "$OUT/$1.txt" >"$OUT/$1.json"
 }
 
@@ -73,6 +77,8 @@ for w in 1 2 3; do
 done
 wait_port "$a1" || { echo "leader-1 did not start"; cat "$OUT/leader-1.log"; exit 1; }
 fanout cluster "127.0.0.1:$a1" "$(IFS=,; echo "${urls[*]}")"
+# Beside it, in the same cluster: the same load published by clients.
+fanout clients "127.0.0.1:$a1" "$(IFS=,; echo "${urls[*]}")" --publishers "$PUBLISHERS"
 stop_all
 
 # The baseline: one worker, no cluster.
@@ -85,7 +91,7 @@ stop_all
 python3 - "$OUT" <<'PY' | tee "$OUT/table.md"
 import json, sys
 d = sys.argv[1]
-r = {n: json.load(open(f"{d}/{n}.json")) for n in ("cluster", "single")}
+r = {n: json.load(open(f"{d}/{n}.json")) for n in ("cluster", "clients", "single")}
 rows = [
     ("subscribers", lambda x: x["subscribers"], "{}"),
     ("pushes received / expected", lambda x: f'{x["received"]}/{x["expected"]}', "{}"),
@@ -93,11 +99,11 @@ rows = [
     ("publish to receipt p99 (ms)", lambda x: x["latency"]["p99_us"] / 1000, "{:.1f}"),
     ("pushes received per second", lambda x: x["pushes_per_sec"], "{:.0f}"),
 ]
-print("| figure | 3 workers via a leader | 1 worker, local publish | cluster / single |")
-print("|---|---|---|---|")
+print("| figure | 3 workers, admin publish via a leader | 3 workers, client publish | 1 worker, local publish | cluster / single | clients / cluster |")
+print("|---|---|---|---|---|---|")
 for title, f, fmt in rows:
-    c, s = f(r["cluster"]), f(r["single"])
-    ratio = f"{c / s:.2f}x" if isinstance(c, float) and s else ""
-    print(f"| {title} | {fmt.format(c)} | {fmt.format(s)} | {ratio} |")
+    c, p, s = f(r["cluster"]), f(r["clients"]), f(r["single"])
+    ratio = lambda a, b: f"{a / b:.2f}x" if isinstance(a, float) and b else ""
+    print(f"| {title} | {fmt.format(c)} | {fmt.format(p)} | {fmt.format(s)} | {ratio(c, s)} | {ratio(p, c)} |")
 PY
 echo "raw results: $OUT"
