@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ews_cluster::command::{
-    Disconnect, PresenceEvents, TopicChange, TopicCounts, DISCONNECT_PATH, SUBSCRIBE_PATH,
-    UNSUBSCRIBE_PATH,
+    Disconnect, PresenceEvent, PresenceEvents, TopicChange, TopicCounts, DISCONNECT_PATH,
+    SUBSCRIBE_PATH, UNSUBSCRIBE_PATH,
 };
 use ews_cluster::presence::{Presence, Query};
 use ews_cluster::publish::{Delivery, Fanout, Publish};
@@ -31,6 +31,9 @@ pub struct PubSub {
 /// How often a node sends the join/leave events of its presence-announcing sessions: events
 /// within one interval are coalesced, so a reconnect storm costs one message per interval.
 pub const PRESENCE_FLUSH: std::time::Duration = std::time::Duration::from_millis(250);
+/// Bytes of join/leave events per node-link request: half the link's body limit, so the JSON
+/// around them fits too.
+const PRESENCE_REQUEST_BYTES: usize = ews_cluster::publish::MAX_BODY / 2;
 
 impl PubSub {
     /// Delivers `p` to this node's sessions and every other worker's that may hold its target.
@@ -125,12 +128,74 @@ impl PubSub {
             self.metrics.presence_events(events.len());
             self.registry.deliver_presence(&events);
             if let Some((_, fanout)) = &self.cluster {
-                fanout.presence_events(&PresenceEvents { events }).await;
+                // Each request well within a node-link body: a storm's batch is many.
+                for events in in_requests(events) {
+                    fanout.presence_events(&PresenceEvents { events }).await;
+                }
             }
         }
     }
 
     pub fn membership(&self) -> Option<&Arc<Membership>> {
         self.cluster.as_ref().map(|(m, _)| m)
+    }
+}
+
+/// `events` cut into node-link requests of at most [`PRESENCE_REQUEST_BYTES`] (an event too
+/// large for any request alone, from a client id of over 100 KiB, is not sent to other nodes).
+fn in_requests(events: Vec<PresenceEvent>) -> Vec<Vec<PresenceEvent>> {
+    let size = |e: &PresenceEvent| e.topic.as_str().len() + e.client_id.len() + 48;
+    let mut all = Vec::new();
+    let (mut current, mut bytes) = (Vec::new(), 0);
+    for e in events {
+        let n = size(&e);
+        if n > PRESENCE_REQUEST_BYTES {
+            continue;
+        }
+        if bytes + n > PRESENCE_REQUEST_BYTES {
+            all.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += n;
+        current.push(e);
+    }
+    if !current.is_empty() {
+        all.push(current);
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_events_are_cut_into_requests_the_link_takes() {
+        let topic = ews_proto::topic::Topic::parse("room").unwrap();
+        let event = |client_id: String| PresenceEvent {
+            topic: topic.clone(),
+            client_id,
+            joined: true,
+        };
+        let many: Vec<_> = (0..5000)
+            .map(|i| event(format!("client-{i:0>60}")))
+            .collect();
+        let requests = in_requests(many);
+        assert!(requests.len() > 1);
+        assert_eq!(requests.iter().map(Vec::len).sum::<usize>(), 5000);
+        for r in &requests {
+            let body = serde_json::to_vec(&PresenceEvents { events: r.clone() }).unwrap();
+            assert!(
+                body.len() <= ews_cluster::publish::MAX_BODY,
+                "{}",
+                body.len()
+            );
+        }
+        let huge = vec![event("x".repeat(200 * 1024)), event("ok".into())];
+        let requests = in_requests(huge);
+        assert_eq!(
+            (requests.len(), requests[0][0].client_id.as_str()),
+            (1, "ok")
+        );
     }
 }

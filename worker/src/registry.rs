@@ -907,6 +907,36 @@ mod tests {
         assert_eq!((left.len(), left[0].joined), (1, false));
     }
 
+    #[test]
+    fn one_publish_reaches_many_topics_and_many_clients_naming_its_sender() {
+        let r = Registry::default();
+        let a = session(&r, "alice", 8);
+        let b = session(&r, "bob", 8);
+        let (x, y) = (Topic::parse("x").unwrap(), Topic::parse("y").unwrap());
+        r.subscribe(a.id, &x, 4).unwrap();
+        r.subscribe(a.id, &y, 4).unwrap();
+        r.subscribe(b.id, &y, 4).unwrap();
+        let p = Publish {
+            target: Target::Topics(vec![x, y]),
+            msg: "m".into(),
+            id: None,
+            from: Some("carol".into()),
+        };
+        // Alice is on both topics: one push per topic.
+        assert_eq!(r.publish(&p), counts(3, 0));
+        assert_eq!(
+            a.pop().as_deref(),
+            Some(r#"{"type":"push","msg":"m","topic":"x","from":"carol"}"#)
+        );
+        let to_clients = Publish {
+            target: Target::Clients(vec!["alice".into(), "bob".into(), "nobody".into()]),
+            msg: "n".into(),
+            id: None,
+            from: None,
+        };
+        assert_eq!(r.publish(&to_clients), counts(2, 0));
+    }
+
     #[tokio::test]
     async fn the_backend_subscribes_a_clients_sessions_and_lists_topics() {
         let r = Registry::default();

@@ -138,6 +138,19 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Past [`MAX_IN_FLIGHT`] unanswered publishes the session says it is full (and its loop
+    /// stops reading the client until one is answered).
+    #[tokio::test(start_paused = true)]
+    async fn publishes_on_their_way_are_bounded() {
+        let mut p = Publishing::new(1000);
+        for _ in 0..MAX_IN_FLIGHT {
+            assert!(!p.full());
+            p.in_flight
+                .push_back(Box::pin(std::future::pending::<String>()));
+        }
+        assert!(p.full());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_bucket_allows_a_burst_then_its_rate() {
         let mut b = Bucket::full(3);
