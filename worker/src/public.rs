@@ -249,6 +249,8 @@ async fn admit(
         claims: who.claims,
     };
     let pp = p.clone();
+    // Boxed: see `session::run`.
+    let session = Box::new(session);
     p.sessions.spawn(async move {
         let Some(ws) = upgrading.into_stream(pp.ws_config).await else {
             return; // `slot` goes with this task

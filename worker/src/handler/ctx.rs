@@ -69,8 +69,9 @@ pub struct Expiry {
     pub exp: u64,
     /// `exp` on the runtime's clock: `refresh_required` goes out the lead time before it.
     pub at: tokio::time::Instant,
-    /// The verifier's leeway: the session ends this long after `at` without a refresh.
-    pub leeway: Duration,
+    /// The verifier's leeway, in seconds: the session ends this long after `at` without a
+    /// refresh. (Seconds in a `u32`: every idle session carries this.)
+    pub leeway_secs: u32,
     /// `refresh_required` went out for this token.
     pub told: bool,
 }
@@ -84,14 +85,14 @@ impl Expiry {
         Expiry {
             exp,
             at: tokio::time::Instant::now() + Duration::from_millis(left),
-            leeway: Duration::from_secs(leeway),
+            leeway_secs: u32::try_from(leeway).unwrap_or(u32::MAX),
             told: false,
         }
     }
 
     /// When the session ends without a refresh.
     pub fn end(&self) -> tokio::time::Instant {
-        self.at + self.leeway
+        self.at + Duration::from_secs(u64::from(self.leeway_secs))
     }
 }
 

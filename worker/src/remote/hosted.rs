@@ -123,7 +123,7 @@ impl Hosted {
             self.max_message,
         );
         tracing::debug!(from = %opening.from, route = %route.path, "hosting a remote session");
-        let session = self.session(route, opening, peer);
+        let session = Box::new(self.session(route, opening, peer));
         let env = self.env.clone();
         self.sessions.spawn(async move {
             session::run(stream, session, &env).await;

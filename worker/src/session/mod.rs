@@ -166,14 +166,18 @@ enum Wake {
 
 /// Runs `session` over `ws` until it ends, the handler's `on_open` first and its `on_close`
 /// last.
+///
+/// The session comes boxed: a task keeps what it captured for its whole life, so a session a
+/// spawning block captured unboxed would sit in every idle session's task twice (there, and in
+/// the machine made of it). The box is freed as the machine is made.
 pub fn run<T: Transport>(
     ws: T,
-    session: Session,
+    session: Box<Session>,
     env: &SessionEnv,
 ) -> impl Future<Output = ()> + Send + '_ {
     // Not an `async fn`: its arguments would stay in the task beside the machine made of them;
     // a block's capture is used in place.
-    let mut m = Machine::new(ws, session, env);
+    let mut m = Machine::new(ws, *session, env);
     async move {
         if m.open().await == Flow::Continue {
             loop {

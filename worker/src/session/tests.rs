@@ -267,7 +267,7 @@ fn spawn_as(
         claims: None,
     };
     let env = f.env.clone();
-    let task = tokio::spawn(async move { run(ws, session, &env).await });
+    let task = tokio::spawn(async move { run(ws, Box::new(session), &env).await });
     (shared, task)
 }
 
@@ -485,7 +485,7 @@ fn an_idle_sessions_task_stays_small() {
         core: Core::new(shared, Arc::new(Rights::any()), false, false),
         claims: None,
     };
-    let task = run(ws, s, &f.env);
+    let task = run(ws, Box::new(s), &f.env);
     let size = std::mem::size_of_val(&task);
     // 1,280 bytes before the handler API, over this test's channel transport.
     assert!(size <= 1280, "a session's task is {size} bytes");
@@ -875,7 +875,7 @@ async fn presence_events_reach_a_running_session() {
         claims: None,
     };
     let env = f.env.clone();
-    let _task = tokio::spawn(async move { run(ws, session, &env).await });
+    let _task = tokio::spawn(async move { run(ws, Box::new(session), &env).await });
     settle().await;
     let room = ews_proto::topic::Topic::parse("room").unwrap();
     f.registry.subscribe(shared.id, &room, 4).unwrap();
