@@ -170,6 +170,7 @@ enum Wake {
 /// The session comes boxed: a task keeps what it captured for its whole life, so a session a
 /// spawning block captured unboxed would sit in every idle session's task twice (there, and in
 /// the machine made of it). The box is freed as the machine is made.
+#[allow(clippy::boxed_local)] // the box is the point: see above
 pub fn run<T: Transport>(
     ws: T,
     session: Box<Session>,
