@@ -272,3 +272,97 @@ async fn a_session_is_told_before_its_token_expires_and_closed_with_4001_unless_
         (&json!("reply"), &json!("no_method"))
     );
 }
+
+/// Dials a worker's `/ws` with a token for `sub` valid `secs`; its `token()` mints a fresh one
+/// (what an application's token endpoint would do).
+struct TokenDial {
+    worker: SocketAddr,
+    sub: &'static str,
+    secs: u64,
+    claims: Value,
+}
+
+impl ews_client::Dial for TokenDial {
+    type Stream = MaybeTlsStream<TcpStream>;
+
+    fn dial(&self) -> ews_client::BoxFuture<'_, Result<Ws, ews_client::DialError>> {
+        Box::pin(async move {
+            let t = token(self.sub, self.secs, self.claims.clone());
+            let url = format!("ws://{}/ws?ack=1&access_token={t}", self.worker);
+            tokio_tungstenite::connect_async(url)
+                .await
+                .map(|(ws, _)| ws)
+                .map_err(|e| ews_client::DialError::Failed(e.to_string()))
+        })
+    }
+
+    fn token(&self) -> ews_client::BoxFuture<'_, Option<String>> {
+        Box::pin(async move { Some(token(self.sub, 600, self.claims.clone())) })
+    }
+}
+
+/// The Rust client library against real workers: it publishes to a topic a client on the other
+/// worker hears (and is refused where its token does not grant), asks an rpc the route's
+/// handler does not take, hears a join, and refreshes its short-lived token by itself inside
+/// the session (no 4001, no reconnect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_publishes_asks_hears_joins_and_refreshes_its_token() {
+    let cluster = Cluster::start();
+    let [w1, w2] = &cluster.workers;
+    let grants = json!({"topics": ["room.*"], "publish": ["room.*"]});
+    let dial = TokenDial {
+        worker: w1.public.expect("a worker"),
+        sub: "erin",
+        secs: 4,
+        claims: grants.clone(),
+    };
+    let (client, mut inbound) =
+        ews_client::Client::start(dial, None, ews_client::Options::new("erin-1"));
+    client.subscribe("room.2").await.expect("granted");
+    // Erin's own join goes out within a flush (250 ms): before frank is there to hear it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let mut frank = connect(w2, &token("frank", 600, grants)).await.unwrap();
+    send(&mut frank, json!({"type": "subscribe", "topic": "room.2"})).await;
+    assert_eq!(next(&mut frank, "frank").await["type"], "subscribed");
+    let joined = tokio::time::timeout(Duration::from_secs(10), inbound.recv())
+        .await
+        .expect("a join in time");
+    assert_eq!(
+        joined,
+        Some(ews_client::Inbound::Join {
+            topic: "room.2".into(),
+            client_id: "frank".into()
+        })
+    );
+
+    assert_eq!(client.publish("room.2", "from erin").await, Ok(2));
+    assert_eq!(
+        next(&mut frank, "frank").await,
+        json!({"type": "push", "msg": "from erin", "topic": "room.2", "from": "erin"})
+    );
+    let refused = client.publish("lobby", "no").await;
+    assert!(
+        matches!(&refused, Err(ews_client::RequestError::Refused { kind, .. }) if kind == "publish_forbidden"),
+        "{refused:?}"
+    );
+    let asked = client.rpc("who", Value::Null, Duration::from_secs(5)).await;
+    assert!(
+        matches!(&asked, Err(ews_client::RequestError::Rpc(e)) if e.code == "no_method"),
+        "{asked:?}"
+    );
+
+    // The first token lives 4 s; the worker asks 2 s before, the client refreshes, and the
+    // session is still the first one well after the first token's end.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(client.publish("room.2", "still here").await, Ok(2));
+    assert_eq!(
+        client
+            .stats()
+            .opens
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "no reconnect: the session was refreshed in place"
+    );
+    client.close().await;
+}
