@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ews_testkit::jwt;
-use ews_testkit::net;
 use ews_testkit::nodes::{Node, NodeSpec};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -115,18 +114,7 @@ async fn send(ws: &mut Ws, frame: Value) {
 }
 
 fn admin(addr: SocketAddr, method: &str, path: &str, body: &Value) -> (u16, Value) {
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let headers = [
-        ("Authorization", auth.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    let (code, text) = net::request(addr, method, path, &headers, body.as_bytes()).unwrap();
-    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    support::admin(addr, ADMIN_TOKEN, method, path, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

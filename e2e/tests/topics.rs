@@ -6,13 +6,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ews_testkit::net;
 use ews_testkit::nodes::{Node, NodeSpec};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+mod support;
 
 const SECRET: &str = "topics-cluster-secret";
 const JWT_SECRET: &str = "topics-jwt-secret";
@@ -87,24 +88,7 @@ async fn control(ws: &mut Ws, who: &str, kind: &str, topic: &str) -> Value {
 }
 
 fn admin(addr: SocketAddr, method: &str, path: &str, body: &Value) -> (u16, Value) {
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let (code, text) = net::request(
-        addr,
-        method,
-        path,
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
-    .unwrap();
-    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    support::admin(addr, ADMIN_TOKEN, method, path, body)
 }
 
 /// Polls the front door's presence for `query` until `sessions` are counted.

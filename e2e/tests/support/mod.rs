@@ -43,18 +43,35 @@ pub fn publish(
     token: &str,
     body: &serde_json::Value,
 ) -> (u16, serde_json::Value) {
+    admin(door, token, "POST", "/api/v1/publish", body)
+}
+
+/// One admin-API request with the admin `token` and a JSON `body` (none when null): the status
+/// and the JSON answer (null when it is not JSON).
+pub fn admin(
+    addr: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
     let auth = format!("Bearer {token}");
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
     let (code, text) = ews_testkit::net::http_request(
-        door,
-        "POST",
-        "/api/v1/publish",
+        addr,
+        method,
+        path,
         &[
             ("Authorization", &auth),
             ("Content-Type", "application/json"),
         ],
-        body.to_string().as_bytes(),
+        body.as_bytes(),
     )
-    .expect("the front door answers");
+    .expect("the admin port answers");
     (
         code,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
