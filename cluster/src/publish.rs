@@ -31,7 +31,7 @@ use ews_proto::topic::Topic;
 
 use crate::command::{PresenceEvents, TopicCounts, PRESENCE_EVENTS_PATH, TOPICS_PATH};
 use crate::link_client::{LinkClient, Proof};
-use crate::presence::{self, Here, Presence, PRESENCE_PATH};
+use crate::presence::{self, Presence, PRESENCE_PATH};
 use crate::{Member, Membership, Role};
 
 /// Node-link path of the local-only publish a worker serves.
@@ -362,7 +362,7 @@ impl Fanout {
 
     /// Sends `body` to `path` on every worker but this node that `wanted` picks and that may
     /// hold sessions, recording each one's [`Delivery`] in `into` (a publish, a disconnect, a
-    /// server-side subscribe: whatever counts the sessions it reached).
+    /// server-side subscribe, join/leave events: whatever counts the sessions it reached).
     pub async fn deliver(
         &self,
         path: &str,
@@ -370,32 +370,12 @@ impl Fanout {
         wanted: impl Fn(&Member) -> bool,
         into: &mut Delivery,
     ) {
-        let answers = self
-            .ask_workers(wanted, |to, addr| {
-                let body = body.clone();
-                async move {
-                    let a = self
-                        .ask(
-                            Method::POST,
-                            (&to, addr),
-                            path.to_string(),
-                            body,
-                            MAX_ANSWER,
-                        )
-                        .await?;
-                    // 404 (no session there) and 503 (all full) still carry counts.
-                    if !(a.status.is_success()
-                        || a.status == StatusCode::NOT_FOUND
-                        || a.status == StatusCode::SERVICE_UNAVAILABLE)
-                    {
-                        return Err(format!("answered {}", a.status));
-                    }
-                    serde_json::from_slice::<Delivery>(&a.body)
-                        .map_err(|e| format!("answer unreadable: {e}"))
-                }
-            })
-            .await;
-        for (id, outcome) in answers {
+        // 404 (no session there) and 503 (all full) still carry counts.
+        let counts = |s: StatusCode| {
+            s.is_success() || s == StatusCode::NOT_FOUND || s == StatusCode::SERVICE_UNAVAILABLE
+        };
+        let ask = (Method::POST, path, body);
+        for (id, outcome) in self.ask_each(wanted, ask, MAX_ANSWER, counts).await {
             if let Err(e) = &outcome {
                 tracing::warn!(node = %id, %path, error = %e, "worker failed");
             }
@@ -405,26 +385,9 @@ impl Fanout {
 
     /// Every other worker's topics with their subscriber counts, into `into`.
     pub async fn topics(&self, into: &mut TopicCounts) {
+        let ask = (Method::GET, TOPICS_PATH, Bytes::new());
         let answers = self
-            .ask_workers(
-                |_| true,
-                |to, addr| async move {
-                    let a = self
-                        .ask(
-                            Method::GET,
-                            (&to, addr),
-                            TOPICS_PATH.to_string(),
-                            Bytes::new(),
-                            MAX_TOPICS_ANSWER,
-                        )
-                        .await?;
-                    if !a.status.is_success() {
-                        return Err(format!("answered {}", a.status));
-                    }
-                    serde_json::from_slice::<TopicCounts>(&a.body)
-                        .map_err(|e| format!("answer unreadable: {e}"))
-                },
-            )
+            .ask_each(|_| true, ask, MAX_TOPICS_ANSWER, |s| s.is_success())
             .await;
         for (id, outcome) in answers {
             into.add_node(&id, outcome);
@@ -435,64 +398,50 @@ impl Fanout {
     /// worker that does not answer misses them, and says so in the log).
     pub async fn presence_events(&self, events: &PresenceEvents) {
         let body = Bytes::from(serde_json::to_vec(events).unwrap_or_default());
-        let answers = self
-            .ask_workers(
-                |m| {
-                    m.interest
-                        .as_ref()
-                        .is_none_or(|i| events.events.iter().any(|e| i.may_contain(&e.topic)))
-                },
-                |to, addr| {
-                    let body = body.clone();
-                    async move {
-                        let a = self
-                            .ask(
-                                Method::POST,
-                                (&to, addr),
-                                PRESENCE_EVENTS_PATH.to_string(),
-                                body,
-                                MAX_ANSWER,
-                            )
-                            .await?;
-                        if !a.status.is_success() {
-                            return Err(format!("answered {}", a.status));
-                        }
-                        Ok(())
-                    }
-                },
-            )
+        let wanted = |m: &Member| {
+            m.interest
+                .as_ref()
+                .is_none_or(|i| events.events.iter().any(|e| i.may_contain(&e.topic)))
+        };
+        self.deliver(PRESENCE_EVENTS_PATH, body, wanted, &mut Delivery::default())
             .await;
-        for (id, outcome) in answers {
-            if let Err(e) = outcome {
-                tracing::warn!(node = %id, error = %e, "presence events: worker missed them");
-            }
-        }
     }
 
     /// Asks every worker but this node for its part of `q`, into `into`.
     pub async fn presence(&self, q: &presence::Query, into: &mut Presence) {
         let target = format!("{PRESENCE_PATH}?{}", q.to_query_string());
+        let ask = (Method::GET, target.as_str(), Bytes::new());
         let answers = self
-            .ask_workers(
-                |_| true,
-                |to, addr| {
-                    let target = target.clone();
-                    async move {
-                        let a = self
-                            .ask(Method::GET, (&to, addr), target, Bytes::new(), MAX_ANSWER)
-                            .await?;
-                        if !a.status.is_success() {
-                            return Err(format!("answered {}", a.status));
-                        }
-                        serde_json::from_slice::<Here>(&a.body)
-                            .map_err(|e| format!("answer unreadable: {e}"))
-                    }
-                },
-            )
+            .ask_each(|_| true, ask, MAX_ANSWER, |s| s.is_success())
             .await;
         for (id, outcome) in answers {
             into.add_node(&id, outcome);
         }
+    }
+
+    /// Sends one request to every worker `wanted` picks (see [`Fanout::ask_workers`]) and reads
+    /// each answer as a `T` when `answered` accepts its status.
+    async fn ask_each<T: serde::de::DeserializeOwned>(
+        &self,
+        wanted: impl Fn(&Member) -> bool,
+        (method, target, body): (Method, &str, Bytes),
+        max_answer: usize,
+        answered: impl Fn(StatusCode) -> bool,
+    ) -> Vec<(String, Result<T, String>)> {
+        let answered = &answered;
+        self.ask_workers(wanted, |to, addr| {
+            let (method, body) = (method.clone(), body.clone());
+            async move {
+                let a = self
+                    .ask(method, (&to, addr), target.to_string(), body, max_answer)
+                    .await?;
+                if !answered(a.status) {
+                    return Err(format!("answered {}", a.status));
+                }
+                serde_json::from_slice::<T>(&a.body).map_err(|e| format!("answer unreadable: {e}"))
+            }
+        })
+        .await
     }
 
     /// Runs `ask` against every worker but this node that `wanted` picks and that holds

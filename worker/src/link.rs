@@ -117,10 +117,7 @@ impl Link {
             }
             (&Method::POST, PRESENCE_EVENTS_PATH) => {
                 match command::read::<PresenceEvents>(req, accepted.as_ref()).await {
-                    Ok(e) => {
-                        self.registry.deliver_presence(&e.events);
-                        reply::text(StatusCode::OK, "delivered")
-                    }
+                    Ok(e) => self.registry.deliver_presence(&e.events).into_response(),
                     Err(r) => r,
                 }
             }
