@@ -65,6 +65,15 @@ pub struct ConnectArgs {
     /// Lifetime of minted tokens.
     #[arg(long, env = "EWS_JWT_TTL_SECS", default_value_t = 3600)]
     pub jwt_ttl_secs: u64,
+    /// One token every connection sends instead of minting its own (the one a `--standalone`
+    /// worker prints, say): every connection is then the same client.
+    #[arg(
+        long,
+        env = "EWS_TOKEN",
+        hide_env_values = true,
+        conflicts_with_all = ["jwt_hs256_secret", "jwt_hs256_secret_file"]
+    )]
+    pub token: Option<String>,
     /// Client ids are this prefix plus the connection number (`client-0`, `client-1`, ...).
     #[arg(long, env = "EWS_CLIENT_ID_PREFIX", default_value = "client-")]
     pub client_id_prefix: String,
@@ -342,10 +351,16 @@ impl Connector {
             .clone()
             .into_client_request()
             .map_err(|e| format!("request: {e}"))?;
-        if let Some(minter) = &self.minter {
-            let token = minter
-                .mint(&self.client_id(n))
-                .map_err(|e| format!("mint token: {e}"))?;
+        let token = match (&self.args.token, &self.minter) {
+            (Some(given), _) => Some(given.clone()),
+            (None, Some(minter)) => Some(
+                minter
+                    .mint(&self.client_id(n))
+                    .map_err(|e| format!("mint token: {e}"))?,
+            ),
+            (None, None) => None,
+        };
+        if let Some(token) = token {
             let value = HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|e| format!("token header: {e}"))?;
             request.headers_mut().insert("authorization", value);

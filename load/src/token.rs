@@ -56,6 +56,10 @@ pub struct TokenArgs {
     /// `*` at the end of a name matches any suffix (`chat.*`).
     #[arg(long, value_delimiter = ',')]
     pub topics: Vec<String>,
+    /// Topics the client may publish to (the token's `publish` claim), comma-separated, in
+    /// the grammar of `--topics`.
+    #[arg(long, value_delimiter = ',')]
+    pub publish: Vec<String>,
     /// Lifetime: seconds, or a number with s, m, h or d (`90s`, `15m`, `1h`, `7d`).
     #[arg(long, default_value = "1h")]
     pub ttl: Ttl,
@@ -74,7 +78,7 @@ pub fn token(args: &TokenArgs) -> Result<String, String> {
     }
     args.key
         .minter(&secret, args.ttl.0.as_secs())
-        .mint_with_topics(&args.sub, &args.topics)
+        .mint_with(&args.sub, &args.topics, &args.publish)
         .map_err(|e| format!("cannot sign the token: {e}"))
 }
 
@@ -125,6 +129,8 @@ struct Claims<'a> {
     aud: Option<&'a str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     topics: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    publish: &'a [String],
 }
 
 impl Minter {
@@ -144,14 +150,16 @@ impl Minter {
 
     /// A signed HS256 token for `sub`, valid from now for the configured lifetime.
     pub fn mint(&self, sub: &str) -> Result<String, jsonwebtoken::errors::Error> {
-        self.mint_with_topics(sub, &[])
+        self.mint_with(sub, &[], &[])
     }
 
-    /// Like [`Minter::mint`], with a `topics` claim when `topics` is not empty.
-    pub fn mint_with_topics(
+    /// Like [`Minter::mint`], with a `topics` claim (what it may join) and a `publish` claim
+    /// (where it may publish) when they are not empty.
+    pub fn mint_with(
         &self,
         sub: &str,
         topics: &[String],
+        publish: &[String],
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -164,6 +172,7 @@ impl Minter {
             iss: self.issuer.as_deref(),
             aud: self.audience.as_deref(),
             topics,
+            publish,
         };
         encode(&Header::default(), &claims, &self.key)
     }
@@ -180,6 +189,26 @@ mod tests {
         exp: u64,
         iss: String,
         aud: String,
+    }
+
+    #[test]
+    fn topics_and_publish_claims_appear_only_when_given() {
+        let m = Minter::new(b"k", 60, None, None);
+        let claims = |t: &str| {
+            let mut v = Validation::new(Algorithm::HS256);
+            v.validate_aud = false;
+            decode::<serde_json::Value>(t, &DecodingKey::from_secret(b"k"), &v)
+                .unwrap()
+                .claims
+        };
+        let plain = claims(&m.mint("a").unwrap());
+        assert!(plain.get("topics").is_none() && plain.get("publish").is_none());
+        let both = claims(
+            &m.mint_with("a", &["chat.*".into()], &["chat.lobby".into()])
+                .unwrap(),
+        );
+        assert_eq!(both["topics"], serde_json::json!(["chat.*"]));
+        assert_eq!(both["publish"], serde_json::json!(["chat.lobby"]));
     }
 
     #[test]
@@ -214,6 +243,7 @@ mod tests {
         let args = TokenArgs {
             sub: "alice".into(),
             topics: vec!["news".into(), "chat.*".into()],
+            publish: vec![],
             ttl: Ttl(Duration::from_secs(600)),
             key: JwtKey {
                 hs256: Hs256Args {

@@ -190,6 +190,50 @@ fn standalone_worker_on(dir: &std::path::Path, admin: u16, extra: &[&str]) -> (P
     (worker, port)
 }
 
+/// A default standalone worker (its own development secret, never shown) is reachable with the
+/// token it printed: `ews-load --token` sends that one token on every connection. A token given
+/// beside a secret to mint with is refused at the command line.
+#[test]
+fn the_token_a_standalone_worker_printed_is_enough_for_ews_load() {
+    let dir = ews_testkit::Scratch::new("load-standalone-token");
+    let (port, admin) = (free_port(), free_port());
+    let mut cmd = Command::new(ews_testkit::bin_path("ews-worker"));
+    cmd.args(["--standalone", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .env("EWS_QUEUE_DIR", dir.join("data").join("queue"));
+    let worker = Proc::spawn("ews-worker", cmd);
+    let prefix = format!("http://127.0.0.1:{port}/?access_token=");
+    worker
+        .wait_for_output(&prefix, Duration::from_secs(20))
+        .expect("the URL printed");
+    let out = worker.output();
+    let at = out.find(&prefix).expect("printed") + prefix.len();
+    let token = out[at..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let (out, j) = run(load()
+        .args([
+            "ingest",
+            "--url",
+            &url,
+            "-n",
+            "2",
+            "--messages",
+            "3",
+            "--ack",
+        ])
+        .args(["--token", &token, "--json"]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(j["acked"], 6, "{j}");
+    let (out, _) = run(load()
+        .args(["idle", "--url", &url, "-n", "1", "--hold-secs", "0"])
+        .args(["--token", &token, "--jwt-hs256-secret", "x"]));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}
+
 /// The gateway: authenticated idle connections and acknowledged ingest events.
 #[test]
 fn authenticated_load_against_ews_worker() {

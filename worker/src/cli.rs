@@ -34,6 +34,8 @@ pub fn main(binary: &'static str, register: impl FnOnce(NodeBuilder) -> NodeBuil
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour on a terminal only: a log file gets no escape codes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = parse(binary);
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -55,8 +57,11 @@ pub fn main(binary: &'static str, register: impl FnOnce(NodeBuilder) -> NodeBuil
     }
 }
 
+/// `--standalone`'s drain window unless `--drain-seconds` says otherwise.
+const STANDALONE_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The flags, with `--standalone`'s safer defaults: a one-machine worker listens on 127.0.0.1
-/// unless `--listen`/`--admin-listen` say otherwise.
+/// unless `--listen`/`--admin-listen` say otherwise, and drains in two seconds.
 fn parse(binary: &'static str) -> NodeArgs {
     let mut command = Cli::command().name(binary).bin_name(binary);
     if binary != "ews-worker" {
@@ -79,6 +84,10 @@ fn parse(binary: &'static str) -> NodeArgs {
         }
         if defaulted("admin_listen") {
             w.admin_listen.set_ip(local);
+        }
+        // One machine, a developer at Ctrl-C: no load balancer needs a long drain.
+        if defaulted("drain_window") {
+            w.drain_window = STANDALONE_DRAIN;
         }
         println!(
             "standalone: listening on {} (public) and {} (admin); pass --listen 0.0.0.0:{} to reach it from other machines",

@@ -27,8 +27,10 @@ pub struct WorkerArgs {
     pub admin_listen: SocketAddr,
 
     /// One machine, no cluster: serves the test page at `/` and, without a configured key,
-    /// generates an HS256 secret and prints a ready URL with a development token. The public
-    /// and admin ports default to 127.0.0.1 then (pass `--listen 0.0.0.0:8080` to expose it).
+    /// signs a development token with an HS256 secret (kept beside the queue's data, so a
+    /// restart accepts the same token) and prints a ready URL with it. The public and admin
+    /// ports default to 127.0.0.1 then (pass `--listen 0.0.0.0:8080` to expose it), and the
+    /// drain to 2 seconds.
     #[arg(long, env = "EWS_STANDALONE")]
     pub standalone: bool,
 

@@ -540,6 +540,49 @@ async fn tick(period: Duration, ticks: watch::Sender<()>, stop: CancellationToke
 
 /// The token verifier, or `None` with `--no-auth`. Standalone without a key gets a random
 /// HS256 secret and a development token printed once, as a ready URL.
+/// The secret a standalone worker without a key signs its development tokens with: kept beside
+/// the embedded queue's data (`<queue dir>/../standalone-jwt-secret`, mode 0600) when that is
+/// where events go, so a restart keeps accepting the page's token; made fresh otherwise (a
+/// worker that writes nothing to disk does not start now). The answer names the file it is in.
+fn standalone_secret(args: &WorkerArgs) -> anyhow::Result<(String, Option<std::path::PathBuf>)> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let sink = &args.sink;
+    if sink.sink != crate::sinks::SinkKind::Queue || sink.queue_url.is_some() {
+        return Ok((auth::random_secret(), None));
+    }
+    let dir = sink
+        .queue
+        .queue_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let file = dir.join("standalone-jwt-secret");
+    match std::fs::read_to_string(&file) {
+        Ok(s) if s.trim().len() >= 32 => return Ok((s.trim().to_string(), Some(file))),
+        Ok(_) => anyhow::bail!(
+            "{}: not a development secret (32 characters or more); delete it to make a new one",
+            file.display()
+        ),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(anyhow::anyhow!("reading {}: {e}", file.display()))
+        }
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let secret = auth::random_secret();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .with_context(|| format!("creating {}", file.display()))?;
+    f.write_all(secret.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok((secret, Some(file)))
+}
+
 fn build_auth(args: &WorkerArgs, public: SocketAddr) -> anyhow::Result<Option<Authenticator>> {
     if args.no_auth {
         tracing::warn!("--no-auth: clients are NOT authenticated; never use this in production");
@@ -558,13 +601,23 @@ fn build_auth(args: &WorkerArgs, public: SocketAddr) -> anyhow::Result<Option<Au
         args.standalone,
         "no JWT key configured: pass --jwt-hs256-secret[-file], --jwt-public-key-file or --jwks-url (or --no-auth for tests)"
     );
-    let secret = auth::random_secret();
+    let (secret, kept) = standalone_secret(args)?;
     let token = auth::dev_token(secret.as_bytes(), "dev-client", 24 * 3600)?;
     // The one place a token is printed: the developer asked for a ready-to-use URL.
     println!(
         "test page: http://127.0.0.1:{}/?access_token={token}",
         public.port()
     );
+    match kept {
+        Some(file) => println!(
+            "development secret: {} (kept across restarts, so the page's token stays valid; more tokens: ews-load token --sub NAME --jwt-hs256-secret-file {})",
+            file.display(),
+            file.display()
+        ),
+        None => println!(
+            "development secret: this run's own (a restart makes a new one and refuses old tokens; the queue sink keeps it beside its data)"
+        ),
+    }
     Ok(Some(Authenticator::hs256(
         secret.as_bytes(),
         args.jwt.jwt_leeway_secs,

@@ -103,6 +103,59 @@ fn standalone_serves_the_test_page_and_a_dev_url() {
             Duration::from_secs(5),
         )
         .expect("dev URL printed");
+    // Ctrl-C on one machine: a short drain, not a load balancer's 30 s.
+    w.proc.signal(libc::SIGTERM);
+    w.proc
+        .wait_for_output("window_secs=2", Duration::from_secs(5))
+        .expect("a two-second drain");
+}
+
+/// The README's demo: a standalone worker restarted as it was started keeps accepting the
+/// token of the URL it printed (its development secret is kept beside the queue's data, readable
+/// by its owner only), so the test page reconnects instead of being refused.
+#[tokio::test]
+async fn a_restarted_standalone_worker_keeps_accepting_the_token_it_printed() {
+    let scratch = ews_testkit::Scratch::new("standalone-restart");
+    let queue = scratch.join("data").join("queue");
+    let env = [("EWS_QUEUE_DIR", queue.to_str().expect("utf-8 path"))];
+    let token_of = |w: &Worker| {
+        let prefix = format!("http://127.0.0.1:{}/?access_token=", w.public.port());
+        w.proc
+            .wait_for_output(&prefix, Duration::from_secs(5))
+            .expect("the URL printed");
+        let out = w.proc.output();
+        let at = out.find(&prefix).expect("printed") + prefix.len();
+        out[at..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = Worker::start_env(&env, &["--standalone"]);
+    let token = token_of(&first);
+    let file = scratch.join("data").join("standalone-jwt-secret");
+    first
+        .proc
+        .wait_for_output("kept across restarts", Duration::from_secs(5))
+        .expect("the secret's file named");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file)
+        .expect("the secret kept")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "only its owner reads it");
+    drop(first);
+
+    let second = Worker::start_env(&env, &["--standalone"]);
+    token_of(&second);
+    // The first run's token: a session, not a 401.
+    let _ws = connect_bearer(&second.url("/ws"), &token).await;
+    // Its log goes to a file here, not a terminal: no colour codes in it.
+    assert!(
+        !second.proc.output().contains('\u{1b}'),
+        "{}",
+        second.proc.output()
+    );
 }
 
 #[tokio::test]

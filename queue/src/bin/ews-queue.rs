@@ -162,6 +162,8 @@ async fn serve(cli: ServeArgs) -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // Colour on a terminal only: a log file gets no escape codes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let broker = match cli.queue.open() {
         Ok(b) => Arc::new(b),
