@@ -128,6 +128,30 @@ impl Metrics {
             "Join/leave events this node announced (after coalescing)",
             presence_events.clone(),
         );
+        // Every counter shows from the start, at 0, with its common outcomes: a dashboard or an
+        // alarm on `rate(...)` finds the series before the first event of its kind.
+        let labels = |f: &Family<Labels, Counter>, key: &'static str, values: &[&'static str]| {
+            for v in values {
+                f.get_or_create(&[(key, *v)]);
+            }
+        };
+        labels(
+            &handshakes,
+            "outcome",
+            &["ok", "unauthorized", "over_capacity", "draining"],
+        );
+        labels(
+            &events,
+            "outcome",
+            &["accepted", "invalid", "acked", "nacked", "sink_error"],
+        );
+        labels(&subscriptions, "outcome", &["ok", "forbidden", "too_many"]);
+        labels(&drops, "reason", &["outbound_full"]);
+        labels(
+            &errors,
+            "kind",
+            &["dead_peer", "write_timeout", "protocol", "message_too_big"],
+        );
         Metrics {
             registry: r,
             connections_active,
@@ -254,5 +278,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ews_connections_active 3"), "{text}");
+        // Before their first event, the counters are there at 0.
+        assert!(
+            text.contains("ews_events_total{outcome=\"acked\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ews_errors_total{kind=\"dead_peer\"} 0"),
+            "{text}"
+        );
     }
 }

@@ -67,6 +67,20 @@ function render(): void {
   $("latency").textContent = `p50 ${at(0.5)} · p99 ${at(0.99)}`;
 }
 
+/** What a close code with no reason means, as far as a browser can tell. */
+function meaning(code: number): string {
+  switch (code) {
+    case 1006:
+      return "connection lost, or refused: a browser is not told which (a stopped worker, or a token it does not accept)";
+    case 1012:
+      return "server restarting or draining";
+    case 4001:
+      return "token refused or expired";
+    default:
+      return "no reason given";
+  }
+}
+
 client.onState((s: ConnectionState) => {
   const el = $("state");
   el.dataset.state = s.state;
@@ -74,7 +88,7 @@ client.onState((s: ConnectionState) => {
   else if (s.state === "connecting") el.textContent = `connecting (attempt ${s.attempt + 1})`;
   else {
     const again = s.reconnectInMs === null ? "not reconnecting" : `reconnecting in ${s.reconnectInMs} ms`;
-    el.textContent = `closed ${s.code} ${s.reason}: ${again}`;
+    el.textContent = `closed ${s.code} (${s.reason || meaning(s.code)}): ${again}`;
   }
   log(`state: ${el.textContent}`);
   render();

@@ -509,6 +509,18 @@ function render() {
   const at = (p) => l.length ? `${l[Math.min(l.length - 1, Math.floor(p * l.length))]} ms` : "\u2013";
   $("latency").textContent = `p50 ${at(0.5)} \xB7 p99 ${at(0.99)}`;
 }
+function meaning(code) {
+  switch (code) {
+    case 1006:
+      return "connection lost, or refused: a browser is not told which (a stopped worker, or a token it does not accept)";
+    case 1012:
+      return "server restarting or draining";
+    case 4001:
+      return "token refused or expired";
+    default:
+      return "no reason given";
+  }
+}
 client.onState((s) => {
   const el = $("state");
   el.dataset.state = s.state;
@@ -516,7 +528,7 @@ client.onState((s) => {
   else if (s.state === "connecting") el.textContent = `connecting (attempt ${s.attempt + 1})`;
   else {
     const again = s.reconnectInMs === null ? "not reconnecting" : `reconnecting in ${s.reconnectInMs} ms`;
-    el.textContent = `closed ${s.code} ${s.reason}: ${again}`;
+    el.textContent = `closed ${s.code} (${s.reason || meaning(s.code)}): ${again}`;
   }
   log(`state: ${el.textContent}`);
   render();
