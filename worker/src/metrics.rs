@@ -132,7 +132,7 @@ impl Metrics {
         // alarm on `rate(...)` finds the series before the first event of its kind.
         let labels = |f: &Family<Labels, Counter>, key: &'static str, values: &[&'static str]| {
             for v in values {
-                f.get_or_create(&[(key, *v)]);
+                drop(f.get_or_create(&[(key, *v)]));
             }
         };
         labels(
