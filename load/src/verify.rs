@@ -63,7 +63,8 @@ pub struct VerifyArgs {
         conflicts_with = "cluster_secret"
     )]
     pub admin_token: Option<Secret>,
-    /// Leave read events in the queue (by default they are deleted once counted).
+    /// Leave this run's events in the queue (by default they are deleted once counted; other
+    /// messages, not this run's, never are).
     #[arg(long, env = "EWS_KEEP")]
     pub keep: bool,
     /// Read the events back from Kafka (`host:port,...`) instead of a queue.
@@ -104,6 +105,8 @@ pub struct VerifyReport {
     pub missing: u64,
     /// Sent, never acknowledged, yet read back (durable, the ack was lost).
     pub received_unacked: u64,
+    /// Messages of the queue that are not this run's: read, counted, never deleted.
+    pub foreign: u64,
     /// Connections the client library opened again after losing one.
     pub reconnects: u64,
     /// Events it sent again on a new connection (a consumer may see them twice).
@@ -161,8 +164,18 @@ pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
     let send_time = start.elapsed();
 
     let idle = Duration::from_millis(args.read_idle_ms);
+    let run_prefix = format!("{run_id}:");
+    // Only this run's events are deleted (and only without `--keep`): whatever else the queue
+    // holds is another consumer's, read and counted but left there.
+    let this_run = |body: &[u8]| {
+        serde_json::from_slice::<StampedEvent>(body).is_ok_and(|e| e.msg.starts_with(&run_prefix))
+    };
+    let delete = |body: &[u8]| !args.keep && this_run(body);
+    let nothing_acked = tally.acked.lock().map(|a| a.is_empty()).unwrap_or(true);
     let bodies = match (&args.queue_url, &args.kafka_brokers, &args.sqs_queue_url) {
-        (Some(url), _, _) => read_queue(url, &args, idle, &errors).await?,
+        // Nothing of this run can be there: the queue is not even read.
+        _ if nothing_acked => Vec::new(),
+        (Some(url), _, _) => read_queue(url, &args, idle, &delete, &errors).await?,
         (None, Some(brokers), _) => {
             ews_sink::kafka::read_topic(brokers, &args.kafka_topic, idle, Duration::from_secs(600))
                 .await
@@ -171,7 +184,7 @@ pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
         (None, None, Some(url)) => {
             // Generous: an emulator (moto) takes seconds per receive on a deep queue.
             let client = ews_sink::sqs::client(Duration::from_secs(120)).await;
-            ews_sink::sqs::read_queue(&client, url, idle, args.keep)
+            ews_sink::sqs::read_queue(&client, url, idle, &delete)
                 .await
                 .map_err(|e| e.to_string())?
         }
@@ -181,14 +194,14 @@ pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
     };
     // Copies of one event, counted by the id it carries (as a consumer would deduplicate).
     let mut copies: HashMap<String, u64> = HashMap::new();
-    let run_prefix = format!("{run_id}:");
+    let mut foreign = 0;
     for body in bodies {
         match serde_json::from_slice::<StampedEvent>(&body) {
             Ok(e) if e.msg.starts_with(&run_prefix) => {
                 *copies.entry(e.id.unwrap_or(e.msg)).or_default() += 1
             }
-            Ok(_) => {}
-            Err(_) => errors.add("unreadable record"),
+            // Another consumer's message (or not an event at all): left in the queue.
+            _ => foreign += 1,
         }
     }
     let acked = tally
@@ -216,6 +229,7 @@ pub async fn run(args: VerifyArgs) -> Result<VerifyReport, String> {
         duplicates,
         missing: missing.len() as u64,
         received_unacked,
+        foreign,
         reconnects: tally.reconnects.load(Ordering::Relaxed),
         resent: tally.resent.load(Ordering::Relaxed),
         send_secs: send_time.as_secs_f64(),
@@ -335,24 +349,30 @@ impl ews_client::Dial for ConnectorDial {
 }
 
 /// Reads every message of the queue at `url` until nothing new arrives for `idle`, deleting
-/// each one unless `--keep`.
+/// those `delete` picks.
 async fn read_queue(
     url: &str,
     args: &VerifyArgs,
     idle: Duration,
+    delete: &dyn Fn(&[u8]) -> bool,
     errors: &Errors,
 ) -> Result<Vec<Vec<u8>>, String> {
     let link = args.cluster_secret.as_ref().map(LinkKey::derive);
     let credential = Credential::choose(link.as_ref(), args.admin_token.as_ref());
     let opts = ews_queue::client::ReadOptions {
-        delete: !args.keep,
+        delete: true,
         idle: Some(idle),
         max: None,
     };
     let mut out = Vec::new();
     if let Err(e) = ews_queue::client::read(url, credential, opts, |_, body, _| {
+        let taken = if delete(body.as_bytes()) {
+            ews_queue::client::Taken::Take
+        } else {
+            ews_queue::client::Taken::Keep
+        };
         out.push(body.into_bytes());
-        std::ops::ControlFlow::Continue(())
+        taken
     })
     .await
     {
@@ -383,6 +403,12 @@ impl Outcome for VerifyReport {
                 self.received, self.duplicates, self.received_unacked, self.missing
             ),
         ];
+        if self.foreign > 0 {
+            out.push(format!(
+                "other messages in the queue: {} (not this run's: read, left there)",
+                self.foreign
+            ));
+        }
         if self.reconnects > 0 {
             out.push(format!(
                 "reconnects {}, events resent {}",

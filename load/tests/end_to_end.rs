@@ -477,6 +477,68 @@ fn ews_queue_read_prints_what_verify_kept() {
     assert_eq!(ours(&read(&[])), 0, "--delete consumed them");
 }
 
+/// `verify` deletes only its own run's events: another producer's are read, counted as
+/// `foreign` and left in the queue; a run that connected nothing does not read the queue at all.
+#[test]
+fn verify_deletes_only_what_its_run_sent() {
+    let dir = ews_testkit::Scratch::new("verify-own");
+    let queue_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let _queue = ews_testkit::queue_broker(
+        queue_addr,
+        &dir.join("queue"),
+        &["--queue-visibility-timeout-ms", "1000"],
+    );
+    let queue_url = format!("ws://{queue_addr}/queue/events");
+    let (_worker, port) = standalone_worker(&dir, &["--queue-url", &queue_url]);
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    // Someone else's events.
+    let (out, j) = run(load()
+        .args([
+            "ingest",
+            "--url",
+            &url,
+            "-n",
+            "2",
+            "--messages",
+            "5",
+            "--ack",
+        ])
+        .args(["--jwt-hs256-secret", "e2e-secret", "--json"]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(j["acked"], 10, "{j}");
+    let verify = |secret: &str| {
+        run(load()
+            .args(["verify", "--url", &url, "-n", "2", "--messages", "3"])
+            .args(["--queue-url", &queue_url, "--read-idle-ms", "500"])
+            .args(["--jwt-hs256-secret", secret, "--json"]))
+    };
+    // Refused at the door: nothing of its own can be in the queue, so it reads nothing.
+    let (out, _) = verify("not-the-secret");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // A run that works: its own six read back (and deleted), the ten others seen and left.
+    let (out, j) = verify("e2e-secret");
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        (j["received"].as_u64(), j["missing"].as_u64()),
+        (Some(6), Some(0)),
+        "{j}"
+    );
+    assert_eq!(j["foreign"], 10, "{j}");
+    std::thread::sleep(Duration::from_millis(1_500)); // the others visible again
+    let out = Command::new(ews_testkit::bin_path("ews-queue"))
+        .args(["read", "--url", &queue_url, "--idle-ms", "500"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let left = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_eq!(
+        left,
+        10,
+        "the ten others are still there, none of the run's: {}",
+        show(&out)
+    );
+}
+
 /// A standalone worker keeps its events in its embedded queue; `ews-queue read` reads them from
 /// the worker's admin port while it runs, with the admin token and only with it.
 #[test]

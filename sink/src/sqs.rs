@@ -289,8 +289,9 @@ fn batch_entry(
     b.build()
 }
 
-/// Reads every message of the queue at `url` until none arrived for `idle`, deleting each one
-/// once read unless `keep` (a kept message is hidden for the queue's visibility timeout). For
+/// Reads every message of the queue at `url` until none arrived for `idle`, deleting those
+/// `delete` picks by body (the others are only hidden for the queue's visibility timeout, then
+/// visible to other consumers again, with one more receive counted). For
 /// verifiers and tests: two receivers at once, short polling (moto serialises long polls); one
 /// for a FIFO queue, whose groups go to one consumer at a time anyway (and where moto, under
 /// load, can hand the same message to two concurrent receivers, which a verifier would count
@@ -299,10 +300,10 @@ pub async fn read_queue(
     client: &aws_sdk_sqs::Client,
     url: &str,
     idle: Duration,
-    keep: bool,
+    delete: &(dyn Fn(&[u8]) -> bool + Sync),
 ) -> Result<Vec<Vec<u8>>, SinkError> {
     let receivers = if url.ends_with(".fifo") { 1 } else { 2 };
-    let readers = (0..receivers).map(|_| read_some(client, url, idle, keep));
+    let readers = (0..receivers).map(|_| read_some(client, url, idle, delete));
     let mut out = Vec::new();
     for r in futures_util::future::join_all(readers).await {
         out.extend(r?);
@@ -314,7 +315,7 @@ async fn read_some(
     client: &aws_sdk_sqs::Client,
     url: &str,
     idle: Duration,
-    keep: bool,
+    delete_it: &(dyn Fn(&[u8]) -> bool + Sync),
 ) -> Result<Vec<Vec<u8>>, SinkError> {
     let fail = |e: String| SinkError::Failed(e);
     let mut out = Vec::new();
@@ -334,8 +335,10 @@ async fn read_some(
         }
         let mut delete = Vec::new();
         for (i, m) in messages.iter().enumerate() {
-            out.push(m.body().unwrap_or_default().as_bytes().to_vec());
-            if let Some(handle) = m.receipt_handle() {
+            let body = m.body().unwrap_or_default().as_bytes().to_vec();
+            let mine = delete_it(&body);
+            out.push(body);
+            if let Some(handle) = m.receipt_handle().filter(|_| mine) {
                 delete.push(
                     aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
                         .id(i.to_string())
@@ -345,7 +348,7 @@ async fn read_some(
                 );
             }
         }
-        if !keep && !delete.is_empty() {
+        if !delete.is_empty() {
             client
                 .delete_message_batch()
                 .queue_url(url)

@@ -175,8 +175,9 @@ impl FrameReceiver {
 /// How [`read`] takes messages off a queue.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadOptions {
-    /// Acknowledge (`delete`) every message read, consuming it; otherwise the broker delivers it
-    /// again once its visibility timeout passes.
+    /// Acknowledge (`delete`) the messages read, consuming them (those `each` answers
+    /// [`Taken::Keep`] for excepted); otherwise the broker delivers them again once their
+    /// visibility timeout passes.
     pub delete: bool,
     /// Stop after this long without a message; `None`: keep reading until the connection ends.
     pub idle: Option<std::time::Duration>,
@@ -184,15 +185,35 @@ pub struct ReadOptions {
     pub max: Option<u64>,
 }
 
+/// What [`read`]'s callback did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Taken: deleted when the read deletes.
+    Take,
+    /// Not this reader's: never deleted (it returns after its visibility timeout).
+    Keep,
+    /// Stop reading; this message is not deleted.
+    Stop,
+}
+
+impl From<std::ops::ControlFlow<()>> for Taken {
+    fn from(c: std::ops::ControlFlow<()>) -> Taken {
+        match c {
+            std::ops::ControlFlow::Continue(()) => Taken::Take,
+            std::ops::ControlFlow::Break(()) => Taken::Stop,
+        }
+    }
+}
+
 /// Reads the messages of the queue at `url` in delivery order, handing each (id, body,
-/// deliveries) to `each`, until `opts` says stop or `each` breaks (the message it broke on is not
-/// deleted). Returns how many were taken; an error ends the read (what was handed over stays
-/// handed over).
-pub async fn read(
+/// deliveries) to `each`, until `opts` says stop or `each` says [`Taken::Stop`] (the message it
+/// stopped on is not deleted, nor those it answered [`Taken::Keep`]). Returns how many were
+/// handed over; an error ends the read (what was handed over stays handed over).
+pub async fn read<T: Into<Taken>>(
     url: &str,
     credential: Option<Credential<'_>>,
     opts: ReadOptions,
-    mut each: impl FnMut(u64, String, u32) -> std::ops::ControlFlow<()>,
+    mut each: impl FnMut(u64, String, u32) -> T,
 ) -> Result<u64, QueueError> {
     let (mut tx, mut rx) = connect(url, credential).await?;
     // Demand is cumulative: ask for what may be read, once.
@@ -219,10 +240,11 @@ pub async fn read(
                 deliveries,
             })) => {
                 // Deleted only once taken: a reader that stops keeps the message in the queue.
-                if each(id, body, deliveries).is_break() {
+                let taken = each(id, body, deliveries).into();
+                if taken == Taken::Stop {
                     break Ok(n);
                 }
-                if opts.delete {
+                if opts.delete && taken == Taken::Take {
                     tx.feed(&ClientFrame::Delete { id }).await?;
                 }
                 n += 1;
