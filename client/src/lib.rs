@@ -9,10 +9,11 @@
 //! ([`Client::rpc`]), hears pushes and join/leave events ([`Inbound`]), and refreshes its
 //! session's token when the server asks (`refresh_required`) through [`Dial::token`].
 //!
-//! How to reach the server is the caller's [`Dial`]: a URL and a token for most, a load
-//! generator's own sockets for `ews-load`.
+//! How to reach the server: [`Client::connect`] with a URL and a token function for most (TLS
+//! included), or a [`Dial`] of the caller's own (a load generator's own sockets for `ews-load`).
 
 mod backoff;
+mod connect;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
@@ -31,6 +32,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 pub use backoff::Backoff;
+pub use connect::{tls_connector, ConnectError, Stream, TokenFn, UrlDial};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -11,8 +11,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
@@ -166,27 +166,8 @@ impl Target {
 /// override them), the same crypto provider as the rest of the workspace, HTTP/1.1 for the
 /// upgrade.
 fn tls_connector() -> Result<TlsConnector, String> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        return Err(format!(
-            "no trusted root certificates for wss:// ({}); set SSL_CERT_FILE",
-            found
-                .errors
-                .first()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "none found".into())
-        ));
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
+    // The client library's: one TLS set-up for the users' clients and the load generator.
+    ews_client::tls_connector().map_err(|e| e.to_string())
 }
 
 /// What opening the connections took.
