@@ -7,3 +7,18 @@ cd "$(dirname "$0")/../../clients/js"
 node scripts/gen-protocol.mjs --check
 npm test --silent
 node scripts/build-page.mjs --check
+# The package a team installs: `npm pack` (which builds first), installed into an empty project
+# from the file, offline; it imports, and carries its README, LICENSE and types.
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+npm pack --silent --pack-destination "$tmp" >/dev/null
+tgz="$(ls "$tmp"/*.tgz)"
+tar -tzf "$tgz" | grep -qx 'package/README.md'
+tar -tzf "$tgz" | grep -qx 'package/LICENSE'
+tar -tzf "$tgz" | grep -qx 'package/dist/index.d.ts'
+cmp -s LICENSE ../../LICENSE || { echo "clients/js/LICENSE differs from the repository's"; exit 1; }
+mkdir "$tmp/app"
+(cd "$tmp/app" && printf '{"name":"app","version":"1.0.0","type":"module"}\n' >package.json &&
+  npm install --offline --no-audit --no-fund "$tgz" >/dev/null &&
+  node -e "import('@elastic-ws/client').then((m) => { if (typeof m.connect !== 'function') process.exit(1); })")
+echo "npm pack: a package that installs from its file and imports"

@@ -1,17 +1,34 @@
 import { DEFAULT_BACKOFF, drainDelay, retryDelay, type Backoff } from "./backoff.js";
 import { Outbox } from "./outbox.js";
-import type { ClientControl, Event, ServerFrame } from "./protocol.js";
+import type { ClientControl, ErrorKind, Event, ServerFrame } from "./protocol.js";
+
+/** Why a `send` failed: the server's `nack`, one of its error kinds, or `closed`. */
+export type SendErrorKind = "nack" | ErrorKind | "closed";
+/** Why a `subscribe` failed: one of the server's error kinds, or `closed`. */
+export type SubscribeErrorKind = ErrorKind | "closed";
+/**
+ * Why a `publish` or `rpc` failed: one of the server's error kinds, `lost`, `timeout`, `closed`,
+ * or (an rpc) the handler's own error code: `no_method` or any string the handler chose.
+ */
+export type RequestErrorKind = ErrorKind | "lost" | "timeout" | "closed" | "no_method" | (string & {});
 
 /** A token, or a function that fetches one: called before every (re)connect. */
 export type TokenSource = string | (() => string | Promise<string>);
 
+/**
+ * An event handler whose parameter is compared both ways (as methods' are), so a socket whose
+ * events carry more than the client reads (the `ws` package's `CloseEvent`, a browser's) still
+ * fits `SocketLike` under `strict`.
+ */
+type Handler<E> = { bivariance(ev: E): void }["bivariance"];
+
 /** The subset of the WebSocket API the client uses: browsers' and the `ws` package's. */
 export interface SocketLike {
   readonly readyState: number;
-  onopen: ((ev: unknown) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
+  onopen: Handler<unknown> | null;
+  onclose: Handler<{ code: number; reason: string }> | null;
+  onmessage: Handler<{ data: unknown }> | null;
+  onerror: Handler<unknown> | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
   /** Node's `ws` only: the HTTP answer of a refused handshake. */
@@ -60,7 +77,7 @@ export class SendError extends Error {
   constructor(
     message: string,
     /** `nack`, `invalid_event`, `sink_unavailable` or `closed`. */
-    readonly kind: string,
+    readonly kind: SendErrorKind,
   ) {
     super(message);
     this.name = "SendError";
@@ -71,7 +88,7 @@ export class SendError extends Error {
 export class SubscribeError extends Error {
   constructor(
     message: string,
-    readonly kind: string,
+    readonly kind: SubscribeErrorKind,
     readonly topic: string,
   ) {
     super(message);
@@ -101,7 +118,7 @@ export interface PresenceEvent {
 export class RequestError extends Error {
   constructor(
     message: string,
-    readonly kind: string,
+    readonly kind: RequestErrorKind,
   ) {
     super(message);
     this.name = "RequestError";

@@ -12,6 +12,9 @@ export { connect, Client, RequestError, SendError, SubscribeError } from "./clie
 export type {
   Ack,
   PresenceEvent,
+  RequestErrorKind,
+  SendErrorKind,
+  SubscribeErrorKind,
   ConnectOptions,
   ConnectionState,
   PushListener,
