@@ -246,6 +246,95 @@ fn the_test_page_reconnects_after_a_drain_refreshes_its_token_and_loses_nothing(
     );
 }
 
+/// The README's demo, as written: `ews-worker --standalone` (only the ports are the test's own),
+/// the page opened at the URL it printed; the worker is stopped and started again with the same
+/// command, and the page reconnects (the same development secret signs its token, kept beside
+/// the queue's data) and every event is acknowledged. A screenshot of the page after the restart
+/// is saved.
+#[test]
+fn the_readme_demo_a_restarted_standalone_worker_keeps_the_page() {
+    let js = workspace_root().join("clients/js");
+    assert!(
+        js.join("node_modules/playwright-core").is_dir(),
+        "clients/js dependencies missing: run `bash scripts/tools/client-js.sh`"
+    );
+    let cwd = Scratch::new("readme-demo");
+    let (port, admin) = (free_port(), free_port());
+    let start = || {
+        let mut cmd = Command::new(bin_path("ews-worker"));
+        cmd.current_dir(cwd.path())
+            .arg("--standalone")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")]);
+        let proc = Proc::spawn("ews-worker", cmd);
+        wait_for_http_ok(
+            ([127, 0, 0, 1], port).into(),
+            "/info",
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|e| panic!("the worker did not start: {e}\n{}", proc.output()));
+        proc
+    };
+    let mut first = start();
+    let prefix = format!("http://127.0.0.1:{port}/?access_token=");
+    first
+        .wait_for_output(&prefix, Duration::from_secs(5))
+        .expect("the URL printed");
+    let out = first.output();
+    let url = out[out.find(&prefix).expect("printed")..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+
+    const COUNT: u64 = 30;
+    let screenshot = log_dir().join(format!("readme-demo-{}.png", std::process::id()));
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&js)
+        .arg("e2e/browser.mjs")
+        .args(["--page", &format!("{url}&count={COUNT}&rate=8")])
+        .args(["--count", &COUNT.to_string()])
+        .arg("--screenshot")
+        .arg(&screenshot);
+    let mut browser = Proc::spawn("chromium", cmd);
+    if let Err(e) = browser.wait_for_output("READY ", Duration::from_secs(60)) {
+        panic!(
+            "the page never got acknowledgements: {e}\n{}",
+            browser.output()
+        );
+    }
+    // Stop it (Ctrl-C drains), then the same command again.
+    first.signal(libc::SIGTERM);
+    let stopped = first.wait_timeout(Duration::from_secs(20));
+    assert!(stopped.is_some_and(|s| s.success()), "{}", first.output());
+    let second = start();
+
+    let status = browser.wait_timeout(Duration::from_secs(150));
+    let out = browser.output();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the page failed:\n{out}\n{}",
+        second.output()
+    );
+    let result = tagged(&out, "RESULT ").expect("RESULT line");
+    assert_eq!(result["acked"], COUNT, "{result}");
+    assert_eq!(result["failed"], 0, "{result}");
+    assert!(
+        result["opens"].as_u64().unwrap_or(0) >= 2,
+        "it reconnected: {result}"
+    );
+    assert!(
+        !second.output().contains("token refused"),
+        "the restarted worker accepted the page's token:\n{}",
+        second.output()
+    );
+    assert!(
+        screenshot.is_file(),
+        "screenshot saved at {}",
+        screenshot.display()
+    );
+}
+
 /// The same library in Node.js on the `ws` package, against a real worker: Node sees the 401 of
 /// a refused handshake, so the client asks its token function again at once and connects; a
 /// static token refused once ends the client instead of retrying it forever.
