@@ -222,16 +222,28 @@ pub async fn read<T: Into<Taken>>(
     })
     .await?;
     let mut n = 0u64;
+    let mut unflushed = false;
     let outcome = loop {
         if opts.max.is_some_and(|max| n >= max) {
             break Ok(n);
         }
-        let frame = match opts.idle {
-            Some(idle) => match tokio::time::timeout(idle, rx.next()).await {
-                Ok(f) => f,
-                Err(_) => break Ok(n),
-            },
-            None => rx.next().await,
+        // What is ready now; when nothing is, the deletes fed so far go out before waiting: a
+        // full queue frees room only once the broker has them.
+        let frame = match futures_util::FutureExt::now_or_never(rx.next()) {
+            Some(f) => f,
+            None => {
+                if unflushed {
+                    tx.flush().await?;
+                    unflushed = false;
+                }
+                match opts.idle {
+                    Some(idle) => match tokio::time::timeout(idle, rx.next()).await {
+                        Ok(f) => f,
+                        Err(_) => break Ok(n),
+                    },
+                    None => rx.next().await,
+                }
+            }
         };
         match frame {
             Some(Ok(ServerFrame::Message {
@@ -246,11 +258,13 @@ pub async fn read<T: Into<Taken>>(
                 }
                 if opts.delete && taken == Taken::Take {
                     tx.feed(&ClientFrame::Delete { id }).await?;
+                    unflushed = true;
                 }
                 n += 1;
-                // Deletes go out in bursts, at the latest when the queue goes quiet.
+                // Deletes go out in bursts, at the latest when nothing more is ready.
                 if n.is_multiple_of(256) {
                     tx.flush().await?;
+                    unflushed = false;
                 }
             }
             Some(Ok(ServerFrame::Error { error })) => break Err(QueueError::Protocol(error)),
