@@ -594,6 +594,11 @@ fn build_auth(args: &WorkerArgs, public: SocketAddr) -> anyhow::Result<Option<Au
                 "test page: http://127.0.0.1:{}/?access_token=<your token>",
                 public.port()
             );
+            if args.jwt.hs256.secret().is_some() {
+                println!(
+                    "a token for it: ews-load token --sub NAME --jwt-hs256-secret-file <the file of your secret>"
+                );
+            }
         }
         return Ok(Some(a));
     }
