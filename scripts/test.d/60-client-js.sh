@@ -13,9 +13,11 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 npm pack --silent --pack-destination "$tmp" >/dev/null
 tgz="$(ls "$tmp"/*.tgz)"
-tar -tzf "$tgz" | grep -qx 'package/README.md'
-tar -tzf "$tgz" | grep -qx 'package/LICENSE'
-tar -tzf "$tgz" | grep -qx 'package/dist/index.d.ts'
+# Listed once: `tar | grep -q` would fail under pipefail whenever grep stops reading first.
+contents="$(tar -tzf "$tgz")"
+for f in package/README.md package/LICENSE package/dist/index.d.ts; do
+  grep -qx "$f" <<<"$contents" || { echo "npm pack: $f missing from the package"; exit 1; }
+done
 cmp -s LICENSE ../../LICENSE || { echo "clients/js/LICENSE differs from the repository's"; exit 1; }
 mkdir "$tmp/app"
 (cd "$tmp/app" && printf '{"name":"app","version":"1.0.0","type":"module"}\n' >package.json &&
