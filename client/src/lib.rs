@@ -615,7 +615,7 @@ impl<D: Dial> Task<D> {
                 },
                 msg = inp.next() => match msg {
                     Some(Ok(Message::Text(t))) => {
-                        if self.on_frame(t.as_str()).is_some() {
+                        if self.on_frame(t.as_str()) {
                             // The server asked for a fresh token.
                             let frame = match self.dial.token().await {
                                 Some(token) => ClientControl::Refresh { token },
@@ -640,11 +640,11 @@ impl<D: Dial> Task<D> {
         }
     }
 
-    /// Hands an answer to whoever waits for it; `Some` when the server wants a fresh token.
-    fn on_frame(&mut self, text: &str) -> Option<()> {
+    /// Hands an answer to whoever waits for it; `true` when the server wants a fresh token.
+    fn on_frame(&mut self, text: &str) -> bool {
         let Ok(frame) = serde_json::from_str::<ServerFrame>(text) else {
             tracing::debug!(%text, "unreadable frame");
-            return None;
+            return false;
         };
         let (id, outcome) = match frame {
             ServerFrame::Ack { seq, id: Some(id) } => {
@@ -673,14 +673,14 @@ impl<D: Dial> Task<D> {
                     .unwrap_or_default();
                 if let Some(reply) = id.and_then(|id| self.requests.remove(&Key::Publish(id))) {
                     reply.fail(RequestError::Refused { kind, detail });
-                    return None;
+                    return false;
                 }
                 self.answer(&topic, Err(SubscribeError::Refused { kind, detail }));
-                return None;
+                return false;
             }
             ServerFrame::Subscribed { topic } | ServerFrame::Unsubscribed { topic } => {
                 self.answer(&topic, Ok(()));
-                return None;
+                return false;
             }
             ServerFrame::Error {
                 error,
@@ -694,21 +694,21 @@ impl<D: Dial> Task<D> {
                     .unwrap_or_default();
                 if let Some(reply) = self.requests.remove(&Key::Publish(id.clone())) {
                     reply.fail(RequestError::Refused { kind, detail });
-                    return None;
+                    return false;
                 }
                 (id, Err(SendError::Refused { kind, detail }))
             }
             ServerFrame::Push { msg, topic, from } => {
                 self.inbound(Inbound::Push(Push { msg, topic, from }));
-                return None;
+                return false;
             }
             ServerFrame::Join { topic, client_id } => {
                 self.inbound(Inbound::Join { topic, client_id });
-                return None;
+                return false;
             }
             ServerFrame::Leave { topic, client_id } => {
                 self.inbound(Inbound::Leave { topic, client_id });
-                return None;
+                return false;
             }
             ServerFrame::Published {
                 id: Some(id),
@@ -717,7 +717,7 @@ impl<D: Dial> Task<D> {
                 if let Some(Reply::Published(tx)) = self.requests.remove(&Key::Publish(id)) {
                     let _ = tx.send(Ok(delivered));
                 }
-                return None;
+                return false;
             }
             ServerFrame::Reply { id, data, error } => {
                 if let Some(Reply::Rpc(tx)) = self.requests.remove(&Key::Rpc(id)) {
@@ -726,10 +726,10 @@ impl<D: Dial> Task<D> {
                         None => Ok(data.unwrap_or_default()),
                     });
                 }
-                return None;
+                return false;
             }
-            ServerFrame::RefreshRequired { .. } => return Some(()),
-            _ => return None,
+            ServerFrame::RefreshRequired { .. } => return true,
+            _ => return false,
         };
         // Answers come in send order: the entry is almost always the first.
         if let Some(i) = self.outbox.iter().position(|e| e.id == id) {
@@ -737,7 +737,7 @@ impl<D: Dial> Task<D> {
                 let _ = entry.done.send(outcome);
             }
         }
-        None
+        false
     }
 
     fn inbound(&mut self, i: Inbound) {

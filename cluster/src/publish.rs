@@ -240,6 +240,13 @@ impl Delivery {
         }
     }
 
+    /// Adds another part's counts to these (the same node's deliveries to several targets).
+    pub fn add_counts(&mut self, d: &Delivery) {
+        self.delivered += d.delivered;
+        self.dropped += d.dropped;
+        self.duplicates += d.duplicates;
+    }
+
     /// Records what node `id` answered (its own counts), or why it did not.
     pub fn add_node(&mut self, id: &str, outcome: Result<Delivery, String>) {
         let entry = match outcome {
@@ -358,6 +365,13 @@ impl Fanout {
                 .is_none_or(|i| ts.iter().any(|t| i.may_contain(t))),
         };
         self.deliver(PUBLISH_PATH, body, wanted, into).await;
+    }
+
+    /// Sends `body`, as JSON, to `path` on every worker but this node that may hold sessions
+    /// (a disconnect, a server-side subscribe: about a client, which any worker may hold).
+    pub async fn deliver_json(&self, path: &str, body: &impl Serialize, into: &mut Delivery) {
+        let body = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        self.deliver(path, body, |_| true, into).await;
     }
 
     /// Sends `body` to `path` on every worker but this node that `wanted` picks and that may

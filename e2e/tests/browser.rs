@@ -140,13 +140,32 @@ fn tagged(output: &str, tag: &str) -> Option<Value> {
         .and_then(|j| serde_json::from_str(j.trim()).ok())
 }
 
-#[test]
-fn the_test_page_reconnects_after_a_drain_refreshes_its_token_and_loses_nothing() {
+/// `clients/js/e2e/browser.mjs` driving the test page at `page` in Chromium until `count` events
+/// are acknowledged (a screenshot then saved to `screenshot`), once it printed `READY`: some are.
+fn page_driver(page: &str, count: u64, screenshot: &std::path::Path) -> Proc {
     let js = workspace_root().join("clients/js");
     assert!(
         js.join("node_modules/playwright-core").is_dir(),
         "clients/js dependencies missing: run `bash scripts/tools/client-js.sh`"
     );
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&js)
+        .arg("e2e/browser.mjs")
+        .args(["--page", page, "--count", &count.to_string()])
+        .arg("--screenshot")
+        .arg(screenshot);
+    let browser = Proc::spawn("chromium", cmd);
+    if let Err(e) = browser.wait_for_output("READY ", Duration::from_secs(60)) {
+        panic!(
+            "the page never got acknowledgements: {e}\n{}",
+            browser.output()
+        );
+    }
+    browser
+}
+
+#[test]
+fn the_test_page_reconnects_after_a_drain_refreshes_its_token_and_loses_nothing() {
     let dir = Scratch::new("browser-queue");
     let qaddr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let queue_url = format!("ws://{qaddr}/queue/events");
@@ -163,19 +182,7 @@ fn the_test_page_reconnects_after_a_drain_refreshes_its_token_and_loses_nothing(
         "http://{}/?token_url=http://{tokens}/token&count={EVENTS}&rate=8",
         lb.addr
     );
-    let mut cmd = Command::new("node");
-    cmd.current_dir(&js)
-        .arg("e2e/browser.mjs")
-        .args(["--page", &page, "--count", &EVENTS.to_string()])
-        .arg("--screenshot")
-        .arg(&screenshot);
-    let mut browser = Proc::spawn("chromium", cmd);
-    if let Err(e) = browser.wait_for_output("READY ", Duration::from_secs(60)) {
-        panic!(
-            "the page never got acknowledgements: {e}\n{}",
-            browser.output()
-        );
-    }
+    let mut browser = page_driver(&page, EVENTS, &screenshot);
     let ready = tagged(&browser.output(), "READY ").expect("READY line");
     assert_eq!(ready["state"], "open", "{ready}");
     assert!(
@@ -253,11 +260,6 @@ fn the_test_page_reconnects_after_a_drain_refreshes_its_token_and_loses_nothing(
 /// is saved.
 #[test]
 fn the_readme_demo_a_restarted_standalone_worker_keeps_the_page() {
-    let js = workspace_root().join("clients/js");
-    assert!(
-        js.join("node_modules/playwright-core").is_dir(),
-        "clients/js dependencies missing: run `bash scripts/tools/client-js.sh`"
-    );
     let cwd = Scratch::new("readme-demo");
     let (port, admin) = (free_port(), free_port());
     let start = || {
@@ -277,32 +279,13 @@ fn the_readme_demo_a_restarted_standalone_worker_keeps_the_page() {
     };
     let mut first = start();
     let prefix = format!("http://127.0.0.1:{port}/?access_token=");
-    first
-        .wait_for_output(&prefix, Duration::from_secs(5))
+    let url = first
+        .wait_for_word(&prefix, Duration::from_secs(5))
         .expect("the URL printed");
-    let out = first.output();
-    let url = out[out.find(&prefix).expect("printed")..]
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string();
 
     const COUNT: u64 = 30;
     let screenshot = log_dir().join(format!("readme-demo-{}.png", std::process::id()));
-    let mut cmd = Command::new("node");
-    cmd.current_dir(&js)
-        .arg("e2e/browser.mjs")
-        .args(["--page", &format!("{url}&count={COUNT}&rate=8")])
-        .args(["--count", &COUNT.to_string()])
-        .arg("--screenshot")
-        .arg(&screenshot);
-    let mut browser = Proc::spawn("chromium", cmd);
-    if let Err(e) = browser.wait_for_output("READY ", Duration::from_secs(60)) {
-        panic!(
-            "the page never got acknowledgements: {e}\n{}",
-            browser.output()
-        );
-    }
+    let mut browser = page_driver(&format!("{url}&count={COUNT}&rate=8"), COUNT, &screenshot);
     // Stop it (Ctrl-C drains), then the same command again.
     first.signal(libc::SIGTERM);
     let stopped = first.wait_timeout(Duration::from_secs(20));

@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use ews_cluster::command::{
     self, Disconnect, TopicChange, TopicCounts, DISCONNECT_PATH, SUBSCRIBE_PATH, UNSUBSCRIBE_PATH,
 };
@@ -130,8 +129,7 @@ impl Admin {
         all: &mut Delivery,
     ) -> Result<(), Response<Body>> {
         let body: T = command::read(req, None).await?;
-        let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-        self.fanout.deliver(path, body, |_| true, all).await;
+        self.fanout.deliver_json(path, &body, all).await;
         Ok(())
     }
 }

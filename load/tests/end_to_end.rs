@@ -203,16 +203,8 @@ fn the_token_a_standalone_worker_printed_is_enough_for_ews_load() {
         .env("EWS_QUEUE_DIR", dir.join("data").join("queue"));
     let worker = Proc::spawn("ews-worker", cmd);
     let prefix = format!("http://127.0.0.1:{port}/?access_token=");
-    worker
-        .wait_for_output(&prefix, Duration::from_secs(20))
-        .expect("the URL printed");
-    let out = worker.output();
-    let at = out.find(&prefix).expect("printed") + prefix.len();
-    let token = out[at..]
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let printed = worker.wait_for_word(&prefix, Duration::from_secs(20));
+    let token = printed.expect("the URL printed")[prefix.len()..].to_string();
     let url = format!("ws://127.0.0.1:{port}/ws");
     let (out, j) = run(load()
         .args([
@@ -591,33 +583,33 @@ fn a_running_standalone_worker_serves_its_queue_behind_the_admin_token() {
         .all(|e| e["node"].is_string() && e["seq"].is_u64()));
 }
 
-/// `fanout` against a standalone worker (it grants every topic): every subscriber gets every
-/// message, the admin token is used for presence and publish, and the report counts them.
-#[test]
-fn fanout_reaches_every_subscriber() {
-    let dir = ews_testkit::Scratch::new("load-fanout");
+/// `ews-load fanout` (20 subscribers, `messages` messages, `extra` flags) against a standalone
+/// worker, which grants every topic, publishing included; the admin token is used for presence
+/// and the admin publish.
+fn fanout(scratch: &str, messages: &str, extra: &[&str]) -> (Output, Value) {
+    let dir = ews_testkit::Scratch::new(scratch);
     let admin = free_port();
     let (_worker, port) = standalone_worker_on(&dir, admin, &["--admin-token", "fanout-admin"]);
-    let (out, j) = run(load().args([
-        "fanout",
-        "--urls",
-        &format!("ws://127.0.0.1:{port}/ws"),
-        "--publish-addr",
-        &format!("127.0.0.1:{admin}"),
-        "--admin-token",
-        "fanout-admin",
-        "-n",
-        "20",
-        "--messages",
-        "3",
-        "--interval-ms",
-        "10",
-        "--settle-ms",
-        "0",
-        "--jwt-hs256-secret",
-        "e2e-secret",
-        "--json",
-    ]));
+    run(load()
+        .args(["fanout", "--urls", &format!("ws://127.0.0.1:{port}/ws")])
+        .args(["--publish-addr", &format!("127.0.0.1:{admin}")])
+        .args([
+            "--admin-token",
+            "fanout-admin",
+            "-n",
+            "20",
+            "--messages",
+            messages,
+        ])
+        .args(["--interval-ms", "10", "--settle-ms", "0"])
+        .args(["--jwt-hs256-secret", "e2e-secret", "--json"])
+        .args(extra))
+}
+
+/// `fanout`: every subscriber gets every message, and the report counts them.
+#[test]
+fn fanout_reaches_every_subscriber() {
+    let (out, j) = fanout("load-fanout", "3", &[]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(
         (j["subscribers"].as_u64(), j["received"].as_u64()),
@@ -628,35 +620,11 @@ fn fanout_reaches_every_subscriber() {
     assert_eq!(j["latency"]["count"], 60, "{j}");
 }
 
-/// `fanout --publishers`: the messages are client publishes (standalone grants publishing too),
-/// in turn from each publisher; every subscriber gets every one and the answers count them.
+/// `fanout --publishers`: the messages are client publishes, in turn from each publisher; every
+/// subscriber gets every one and the answers count them.
 #[test]
 fn fanout_through_client_publishes_reaches_every_subscriber() {
-    let dir = ews_testkit::Scratch::new("load-fanout-clients");
-    let admin = free_port();
-    let (_worker, port) = standalone_worker_on(&dir, admin, &["--admin-token", "fanout-admin"]);
-    let (out, j) = run(load().args([
-        "fanout",
-        "--urls",
-        &format!("ws://127.0.0.1:{port}/ws"),
-        "--publish-addr",
-        &format!("127.0.0.1:{admin}"),
-        "--admin-token",
-        "fanout-admin",
-        "-n",
-        "20",
-        "--publishers",
-        "4",
-        "--messages",
-        "6",
-        "--interval-ms",
-        "10",
-        "--settle-ms",
-        "0",
-        "--jwt-hs256-secret",
-        "e2e-secret",
-        "--json",
-    ]));
+    let (out, j) = fanout("load-fanout-clients", "6", &["--publishers", "4"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(
         (j["via"].as_str(), j["publishers"].as_u64()),

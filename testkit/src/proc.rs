@@ -81,6 +81,19 @@ impl Proc {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// Waits until the log contains `prefix` and answers the word it starts (up to the next white
+    /// space): the URL a standalone worker prints, with its token.
+    pub fn wait_for_word(&self, prefix: &str, timeout: Duration) -> Result<String, String> {
+        self.wait_for_output(prefix, timeout)?;
+        let out = self.output();
+        let at = out.find(prefix).unwrap_or_default();
+        Ok(out[at..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string())
+    }
+
     /// Waits until the log contains `needle`.
     pub fn wait_for_output(&self, needle: &str, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::JwtArgs;
 use ews_proto::topic::Grants;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use crate::jwks::Jwks;
 
@@ -29,6 +29,20 @@ impl Rights {
         Rights {
             subscribe: Grants::Any,
             publish: Grants::Any,
+        }
+    }
+
+    /// What a session holds of these rights: every topic with `--topics-open`, else these. The
+    /// common cases (none, any) are one shared value, so most sessions allocate none of their own.
+    pub fn for_session(self, topics_open: bool) -> Arc<Rights> {
+        static NONE: LazyLock<Arc<Rights>> = LazyLock::new(|| Arc::new(Rights::default()));
+        static ANY: LazyLock<Arc<Rights>> = LazyLock::new(|| Arc::new(Rights::any()));
+        if topics_open {
+            ANY.clone()
+        } else if self == Rights::default() {
+            NONE.clone()
+        } else {
+            Arc::new(self)
         }
     }
 }

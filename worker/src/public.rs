@@ -5,7 +5,7 @@
 //! ([`Refusal`]: a status and a metric label).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ews_cluster::placement::Placement;
@@ -275,17 +275,10 @@ async fn authenticate(req: &Request<Incoming>, p: &Public) -> Result<Who, Refusa
             Some(auth.verify(token).await.map_err(Refusal::Unauthorized)?)
         }
     };
-    let open = || {
-        if p.topics_open {
-            ANY.clone()
-        } else {
-            NONE.clone()
-        }
-    };
     let who = match identity {
         None => Who {
             client: None,
-            rights: open(),
+            rights: Rights::default().for_session(p.topics_open),
             exp: None,
             claims: None,
             via_subprotocol,
@@ -293,11 +286,7 @@ async fn authenticate(req: &Request<Incoming>, p: &Public) -> Result<Who, Refusa
         },
         Some(i) => Who {
             client: Some(ClientId::from(i.sub)),
-            rights: if p.topics_open || i.rights == Rights::default() {
-                open()
-            } else {
-                Arc::new(i.rights)
-            },
+            rights: i.rights.for_session(p.topics_open),
             exp: (!p.outlive_tokens).then_some(i.exp),
             claims: Some(i.claims),
             via_subprotocol,
@@ -393,10 +382,6 @@ impl Drop for Permit {
 
 /// Names the node running the session's handler on the `101`.
 pub const HANDLER_NODE: header::HeaderName = header::HeaderName::from_static("x-ews-handler-node");
-
-/// Rights shared by every session that has them, so most sessions allocate none of their own.
-static NONE: LazyLock<Arc<Rights>> = LazyLock::new(|| Arc::new(Rights::default()));
-static ANY: LazyLock<Arc<Rights>> = LazyLock::new(|| Arc::new(Rights::any()));
 
 /// A session's registry entry and its unit of capacity, released when the session ends
 /// however it ends.

@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use ews_cluster::command::{
     Disconnect, PresenceEvent, PresenceEvents, TopicChange, TopicCounts, DISCONNECT_PATH,
     SUBSCRIBE_PATH, UNSUBSCRIBE_PATH,
 };
 use ews_cluster::presence::{Presence, Query};
 use ews_cluster::publish::{Delivery, Fanout, Publish};
-use ews_cluster::{Member, Membership};
+use ews_cluster::Membership;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::NodeId;
@@ -91,10 +90,7 @@ impl PubSub {
         };
         let mut all = Delivery::default();
         all.add_node(self.node.as_str(), Ok(local));
-        let body = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
-        fanout
-            .deliver(path, body, |_: &Member| true, &mut all)
-            .await;
+        fanout.deliver_json(path, body, &mut all).await;
         all
     }
 
@@ -121,7 +117,10 @@ impl PubSub {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(PRESENCE_FLUSH) => {}
             }
-            let events = self.registry.take_presence_events();
+            let (events, dropped) = self.registry.take_presence_events();
+            for _ in 0..dropped {
+                self.metrics.dropped("presence_full");
+            }
             if events.is_empty() {
                 continue;
             }

@@ -184,6 +184,8 @@ pub struct Registry {
     banned: Mutex<HashMap<ClientId, tokio::time::Instant>>,
     /// Join/leave events of presence-announcing sessions, waiting for the next flush.
     presence_out: Mutex<Vec<PresenceEvent>>,
+    /// Join/leave events dropped at a full `presence_out` since the last flush.
+    presence_dropped: AtomicU64,
     pub presence_ready: Notify,
 }
 
@@ -203,6 +205,7 @@ impl Default for Registry {
             next_id: AtomicU64::new(0),
             banned: Mutex::default(),
             presence_out: Mutex::default(),
+            presence_dropped: AtomicU64::new(0),
             presence_ready: Notify::new(),
         }
     }
@@ -358,59 +361,61 @@ impl Registry {
         self.announce(left);
     }
 
-    /// Queues join/leave events for the next flush (dropped past [`MAX_PRESENCE_PENDING`]: the
-    /// answer is how many were).
-    fn announce(&self, events: impl IntoIterator<Item = PresenceEvent>) -> usize {
+    /// Queues join/leave events for the next flush (past [`MAX_PRESENCE_PENDING`] dropped, and
+    /// counted for the next flush to report).
+    fn announce(&self, events: impl IntoIterator<Item = PresenceEvent>) {
         let mut q = self.presence_out.lock().unwrap_or_else(|p| p.into_inner());
         let before = q.len();
-        let mut dropped = 0;
         for e in events {
             if q.len() < MAX_PRESENCE_PENDING {
                 q.push(e);
             } else {
-                dropped += 1;
+                self.presence_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
         if q.len() > before {
             self.presence_ready.notify_one();
         }
-        dropped
     }
 
-    /// The join/leave events since the last call, coalesced: a client that joined and left a
-    /// topic (or left and came back) since then is not announced at all.
-    pub fn take_presence_events(&self) -> Vec<PresenceEvent> {
+    /// The join/leave events since the last call, coalesced (a client that joined and left a
+    /// topic, or left and came back, since then is not announced at all), and how many were
+    /// dropped at a full queue meanwhile.
+    pub fn take_presence_events(&self) -> (Vec<PresenceEvent>, u64) {
         let events =
             std::mem::take(&mut *self.presence_out.lock().unwrap_or_else(|p| p.into_inner()));
-        coalesce(events)
+        let dropped = self.presence_dropped.swap(0, Ordering::Relaxed);
+        (coalesce(events), dropped)
     }
 
     /// Delivers join/leave events to this node's presence-announcing subscribers of each topic
     /// (not to the client the event is about); the answer counts the frames queued.
     pub fn deliver_presence(&self, events: &[PresenceEvent]) -> Delivery {
-        let mut all = Delivery::default();
-        for e in events {
-            let targets: Vec<Arc<SessionShared>> = {
-                let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-                match g.by_topic.get(&e.topic) {
-                    Some(ids) => ids
-                        .iter()
+        // One look at the index for the whole batch; the frames are queued outside the lock.
+        let batch: Vec<(Vec<Arc<SessionShared>>, &PresenceEvent)> = {
+            let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            events
+                .iter()
+                .map(|e| {
+                    let on_topic = g.by_topic.get(&e.topic).into_iter().flatten();
+                    let targets = on_topic
                         .filter_map(|i| g.by_id.get(i))
                         .filter(|s| s.presence && s.client_id.as_deref() != Some(&e.client_id))
                         .cloned()
-                        .collect(),
-                    None => Vec::new(),
-                }
-            };
+                        .collect();
+                    (targets, e)
+                })
+                .collect()
+        };
+        let mut all = Delivery::default();
+        for (targets, e) in batch {
             let (topic, client_id) = (e.topic.as_str().to_string(), e.client_id.clone());
             let frame = if e.joined {
                 ServerFrame::Join { topic, client_id }
             } else {
                 ServerFrame::Leave { topic, client_id }
             };
-            let d = deliver(targets, frame);
-            all.delivered += d.delivered;
-            all.dropped += d.dropped;
+            all.add_counts(&deliver(targets, frame));
         }
         all
     }
@@ -426,13 +431,13 @@ impl Registry {
     pub fn publish(&self, p: &Publish) -> Delivery {
         let deliver = || {
             let mut all = Delivery::default();
-            let mut add = |d: Delivery| {
-                all.delivered += d.delivered;
-                all.dropped += d.dropped;
-            };
             match &p.target {
-                Target::Clients(cs) => cs.iter().for_each(|c| add(self.push_from(c, p))),
-                Target::Topics(ts) => ts.iter().for_each(|t| add(self.topic_from(t, p))),
+                Target::Clients(cs) => cs
+                    .iter()
+                    .for_each(|c| all.add_counts(&self.push_from(c, p))),
+                Target::Topics(ts) => ts
+                    .iter()
+                    .for_each(|t| all.add_counts(&self.topic_from(t, p))),
             }
             all
         };
@@ -878,7 +883,7 @@ mod tests {
         // Bob joins and leaves within one flush: nobody hears of it.
         r.subscribe(b.id, &room, 4).unwrap();
         r.unsubscribe(b.id, &room);
-        let events = r.take_presence_events();
+        let events = r.take_presence_events().0;
         assert_eq!(
             events,
             vec![PresenceEvent {
@@ -888,7 +893,7 @@ mod tests {
             }]
         );
         r.subscribe(b.id, &room, 4).unwrap();
-        let events = r.take_presence_events();
+        let events = r.take_presence_events().0;
         // Delivered to presence sessions on the topic other than the subject: alice only.
         assert_eq!(r.deliver_presence(&events).delivered, 1);
         assert_eq!(
@@ -899,11 +904,11 @@ mod tests {
         // A second session of bob's on the topic is no new join; its last one leaving is a leave.
         let b2 = with_presence("bob");
         r.subscribe(b2.id, &room, 4).unwrap();
-        assert!(r.take_presence_events().is_empty());
+        assert!(r.take_presence_events().0.is_empty());
         r.unregister(&b);
-        assert!(r.take_presence_events().is_empty());
+        assert!(r.take_presence_events().0.is_empty());
         r.unregister(&b2);
-        let left = r.take_presence_events();
+        let left = r.take_presence_events().0;
         assert_eq!((left.len(), left[0].joined), (1, false));
     }
 
@@ -941,7 +946,7 @@ mod tests {
     async fn the_backend_subscribes_a_clients_sessions_and_lists_topics() {
         let r = Registry::default();
         let a = session(&r, "alice", 8);
-        let a2 = session(&r, "alice", 8);
+        let _second = session(&r, "alice", 8);
         let news = Topic::parse("news").unwrap();
         let change = TopicChange {
             client_id: "alice".into(),
@@ -961,6 +966,5 @@ mod tests {
         assert_eq!(r.subscribe_client(&other, 1).await, counts(0, 2));
         assert_eq!(r.unsubscribe_client(&change), counts(2, 0));
         assert!(r.topic_counts().topics.is_empty());
-        let _ = a2;
     }
 }

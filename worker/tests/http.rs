@@ -120,16 +120,8 @@ async fn a_restarted_standalone_worker_keeps_accepting_the_token_it_printed() {
     let env = [("EWS_QUEUE_DIR", queue.to_str().expect("utf-8 path"))];
     let token_of = |w: &Worker| {
         let prefix = format!("http://127.0.0.1:{}/?access_token=", w.public.port());
-        w.proc
-            .wait_for_output(&prefix, Duration::from_secs(5))
-            .expect("the URL printed");
-        let out = w.proc.output();
-        let at = out.find(&prefix).expect("printed") + prefix.len();
-        out[at..]
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string()
+        let url = w.proc.wait_for_word(&prefix, Duration::from_secs(5));
+        url.expect("the URL printed")[prefix.len()..].to_string()
     };
     let first = Worker::start_env(&env, &["--standalone"]);
     let token = token_of(&first);

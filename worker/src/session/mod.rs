@@ -393,10 +393,9 @@ impl<'e, T: Transport> Machine<'e, T> {
 
     /// A message from the client: the session's own frames, else the handler's.
     async fn client_message(&mut self, msg: Msg) -> Flow {
-        // Only for handlers that leave the client's own frames to the session (an echo pays
-        // nothing), but a `refresh` is always the session's.
-        // Where the socket is: topics, publishes and refreshes; where the handler runs: rpcs (a
-        // hosted session's are its socket worker's, forwarded).
+        // The client's own frames, for handlers that leave them to the session (an echo pays
+        // nothing), but a `refresh` always: topics, publishes and refreshes where the socket
+        // is, rpcs where the handler runs (a hosted session's are forwarded by the socket's).
         let (local, hosted) = (
             matches!(self.handling, Handling::Local { .. }),
             self.core.hosted,

@@ -4,8 +4,6 @@
 //! than two ticks arms a timer of the session's own, so an idle session with a long-lived token
 //! holds none.
 
-use std::sync::Arc;
-
 use ews_proto::{ErrorKind, ServerFrame, CLOSE_TOKEN_EXPIRED};
 use ews_sink::BoxFuture;
 use tokio::time::{sleep_until, Instant};
@@ -14,7 +12,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::control::error_frame;
 use super::{close_frame, Flow, Machine, Transport};
-use crate::auth::Rights;
 use crate::handler::{CloseReason, Expiry};
 
 impl<T: Transport> Machine<'_, T> {
@@ -39,7 +36,8 @@ impl<T: Transport> Machine<'_, T> {
             return self.goodbye(frame, CloseReason::TokenExpired).await;
         }
         let warn_at = e.at.checked_sub(self.env.refresh_lead).unwrap_or(now);
-        if !e.told && now >= warn_at {
+        let told = e.told || now >= warn_at;
+        if told && !e.told {
             if let Some(e) = &mut self.core.expiry {
                 e.told = true;
             }
@@ -49,7 +47,6 @@ impl<T: Transport> Machine<'_, T> {
                 return Flow::End;
             }
         }
-        let told = self.core.expiry.is_some_and(|e| e.told);
         let next = if told { e.end() } else { warn_at };
         if next.saturating_duration_since(now) <= self.env.tick * 2 {
             self.expiry_timer = Some(Box::pin(sleep_until(next)));
@@ -78,12 +75,7 @@ impl<T: Transport> Machine<'_, T> {
                 }
                 Ok(id) => {
                     metrics.client_request("refresh", "ok");
-                    if !self.env.topics_open {
-                        self.core.rights = Arc::new(Rights {
-                            subscribe: id.rights.subscribe,
-                            publish: id.rights.publish,
-                        });
-                    }
+                    self.core.rights = id.rights.for_session(self.env.topics_open);
                     if self.core.expiry.is_some() {
                         self.core.expiry = Some(Expiry::new(id.exp, auth.leeway()));
                         self.expiry_timer = None;
