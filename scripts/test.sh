@@ -55,6 +55,9 @@ cargo fmt --all -- --check
 
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The quick start's build (`cargo run --release -p ews-worker`): the worker without its optional
+# sinks, which the workspace build above always has.
+cargo clippy -p ews-worker --bins --locked -- -D warnings
 
 # One build of the test feature set; it also links every binary the integration tests start
 # (a separate `cargo build --bins` would compile the AWS stack a second time with other features).

@@ -113,9 +113,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// What `terraform/` deploys with its defaults: 2..10 c6i.large workers, STEP 50,000,
-    /// HYSTERESIS 5,000, scale-up on 1 of 1 minute, scale-down on 3 of 3, a reconcile every
-    /// 5 minutes, 120 s warmup.
+    /// What `terraform/` deploys with its defaults: 2..10 c6i.large workers in eu-central-1,
+    /// STEP 50,000, HYSTERESIS 5,000, scale-up on 1 of 1 minute, scale-down on 3 of 3, a
+    /// reconcile every 5 minutes, 120 s warmup, workers rebalancing.
     pub fn deployed() -> Settings {
         Settings {
             mode: Mode::Lambda,
@@ -134,9 +134,11 @@ impl Settings {
             rearm_stuck_after_secs: 120,
             boot_secs: 120,
             churn_per_hour: 0.0,
-            rebalance: false,
-            // c6i.large on-demand, us-east-1.
-            price_per_hour: 0.085,
+            // Workers shed sessions onto a worker entering service (`--rebalance-rate`, on by
+            // default in the worker).
+            rebalance: true,
+            // c6i.large on-demand in Terraform's default region, eu-central-1 (docs/deploy.md).
+            price_per_hour: 0.101,
             seed: 1,
         }
     }
@@ -146,6 +148,8 @@ impl Settings {
         Settings {
             down: AlarmWindow::all_of(1),
             boot_secs: 0,
+            // The paper's workers took only new and reconnecting clients.
+            rebalance: false,
             price_per_hour: 0.0464,
             ..Settings::deployed()
         }

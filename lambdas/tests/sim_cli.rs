@@ -58,6 +58,24 @@ fn the_day_in_both_modes() {
     assert!(ok, "{err}");
     assert!(lambda.contains("policy: lambda: step 50000"), "{lambda}");
     assert!(lambda.contains("up 1 of 1, down 3 of 3 x 60 s"), "{lambda}");
+    // Deployed workers rebalance, priced as deployed; `--rebalance off` shows the day without.
+    assert!(lambda.contains("rebalance on"), "{lambda}");
+    assert!(lambda.contains("peak per node 44783"), "{lambda}");
+    assert!(lambda.contains("cost $14.0727 at $0.101/h"), "{lambda}");
+    let (ok, off, err) = sim(&[
+        "--scenario",
+        "day",
+        "--churn-per-hour",
+        "0.2",
+        "--rebalance",
+        "off",
+    ]);
+    assert!(ok, "{err}");
+    assert!(off.contains("rebalance off"), "{off}");
+    assert!(off.contains("peak per node 68217"), "{off}");
+    let (ok, _, err) = sim(&["--rebalance", "maybe"]);
+    assert!(!ok);
+    assert!(err.contains("--rebalance"), "{err}");
     let (ok, tt, err) = sim(&[
         "--scenario",
         "day",

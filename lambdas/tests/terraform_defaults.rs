@@ -29,6 +29,25 @@ fn default_of(tf: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("variable {name} has no default"))
 }
 
+/// Every file's text under a directory of this repository, recursively.
+fn files_under(rel: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                if !path.ends_with(".terraform") {
+                    dirs.push(path);
+                }
+            } else if let Ok(text) = std::fs::read_to_string(&path) {
+                out.push(text);
+            }
+        }
+    }
+    out
+}
+
 fn number(tf: &str, name: &str) -> u64 {
     let v = default_of(tf, name);
     v.parse()
@@ -68,9 +87,21 @@ fn the_simulator_defaults_are_the_terraform_defaults() {
         number(&root, "target_clients_per_worker")
     );
     assert_eq!(default_of(&root, "scaling_mode"), "lambda");
-    // The price is c6i.large's on-demand price.
+    // The price is c6i.large's on-demand price in the default region, as docs/deploy.md's cost
+    // table gives it.
     assert_eq!(default_of(&root, "worker_instance_type"), "c6i.large");
-    assert_eq!(sim.price_per_hour, 0.085);
+    assert_eq!(default_of(&root, "region"), "eu-central-1");
+    let deploy = read("../docs/deploy.md");
+    assert!(deploy.contains("on-demand list prices for eu-central-1"));
+    let row = format!("2 × c6i.large (≈ ${:.3}/h)", sim.price_per_hour);
+    assert!(deploy.contains(&row), "docs/deploy.md has no row {row:?}");
+    // Workers rebalance unless told otherwise: nothing deployed passes `--rebalance-rate 0`.
+    assert!(sim.rebalance);
+    for dir in ["../terraform", "../packer"] {
+        for text in files_under(dir) {
+            assert!(!text.contains("rebalance-rate") && !text.contains("REBALANCE_RATE"));
+        }
+    }
     // REARM_STUCK_AFTER_SECS, which Terraform leaves at the scalers' default.
     assert!(!scaling_main.contains("REARM_STUCK_AFTER_SECS"));
     let cfg = ews_lambdas::config::Config::from_lookup(Direction::Up, |name| match name {

@@ -28,7 +28,7 @@ if [ "$(ulimit -n)" -lt $((CONNS + 500)) ]; then
 fi
 
 echo "building release binaries and installing node ws..."
-cargo build --release --locked -p ews-worker --bins >"$OUT/build.log" 2>&1 \
+cargo build --release --locked --features ews-worker/full -p ews-worker --bins >"$OUT/build.log" 2>&1 \
   || { tail -30 "$OUT/build.log"; exit 1; }
 cargo build --release --locked -p ews-load --bins --examples >>"$OUT/build.log" 2>&1 \
   || { tail -30 "$OUT/build.log"; exit 1; }

@@ -42,7 +42,7 @@ wait_http() { # wait_http HOST:PORT PATH
 }
 
 echo "building release binaries..."
-cargo build --release --locked -p ews-queue --bins --examples -p ews-worker -p ews-load \
+cargo build --release --locked --features ews-worker/full -p ews-queue --bins --examples -p ews-worker -p ews-load \
   >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 
 # --- queue: durable send + receive + delete -------------------------------------------------

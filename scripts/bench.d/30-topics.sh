@@ -31,7 +31,7 @@ if [ "$(ulimit -n)" -lt $((SUBS + PUBLISHERS + 500)) ]; then
 fi
 
 echo "building release binaries..."
-cargo build --release --locked -p ews-worker -p ews-leader -p ews-load --bins >"$OUT/build.log" 2>&1 \
+cargo build --release --locked --features ews-worker/full -p ews-worker -p ews-leader -p ews-load --bins >"$OUT/build.log" 2>&1 \
   || { tail -30 "$OUT/build.log"; exit 1; }
 REL="$CARGO_TARGET_DIR/release"
 

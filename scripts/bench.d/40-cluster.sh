@@ -17,7 +17,7 @@ mkdir -p "$OUT"
 flags=()
 [ "$PROFILE" = release ] && flags=(--release)
 echo "building $PROFILE binaries..."
-cargo build "${flags[@]}" --locked -p ews-worker -p ews-leader --bins >"$OUT/build.log" 2>&1 \
+cargo build "${flags[@]}" --locked --features ews-worker/full -p ews-worker -p ews-leader --bins >"$OUT/build.log" 2>&1 \
   || { tail -30 "$OUT/build.log"; exit 1; }
 
 run() { # run GOSSIP_MS: the [timing] lines of one lifecycle run

@@ -32,7 +32,7 @@ if [ "$(ulimit -n)" -lt $((CONNS + 500)) ]; then
 fi
 
 echo "building release binaries and sockudo..."
-cargo build --release --locked -p ews-worker -p ews-load --bins >"$OUT/build.log" 2>&1 \
+cargo build --release --locked --features ews-worker/full -p ews-worker -p ews-load --bins >"$OUT/build.log" 2>&1 \
   || { tail -30 "$OUT/build.log"; exit 1; }
 SOCKUDO="$(bash bench/sockudo.sh)"
 REL="$CARGO_TARGET_DIR/release"

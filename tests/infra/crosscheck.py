@@ -601,6 +601,10 @@ for b in re.findall(r"--bin\s+([\w-]+)", ci_text):
 for b in re.findall(r"target/release/([\w-]+)", ci_text):
     if b not in bins:
         err(f".gitlab-ci.yml ships target/release/{b}, which is not a workspace binary")
+# The shipped worker has every sink: its sinks are cargo features, off in a plain build.
+for line in ci_text.splitlines():
+    if "cargo build --release" in line and "--bin ews-worker" in line and "--features ews-worker/full" not in line:
+        err(".gitlab-ci.yml builds the release ews-worker without --features ews-worker/full (its Kafka and SQS sinks)")
 ci_lambdas = set(re.findall(r"target/lambda/([\w-]+)/bootstrap\.zip", ci_text))
 tf_lambdas = set()
 for p, _, _ in lambda_fns:

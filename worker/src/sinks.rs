@@ -13,8 +13,10 @@ pub enum SinkKind {
     /// The built-in durable queue.
     Queue,
     /// Amazon SQS (`SendMessageBatch`, acknowledged once SQS confirms): the default in AWS.
+    /// In builds with the `sqs` feature (the release binaries and AMIs).
     Sqs,
-    /// Kafka (idempotent producer, acks=all).
+    /// Kafka (idempotent producer, acks=all). In builds with the `kafka` feature (the release
+    /// binaries and AMIs).
     Kafka,
     /// One JSON line per event on standard output (debugging).
     Stdout,
@@ -85,23 +87,49 @@ pub async fn build(
         SinkKind::Stdout => Arc::new(ews_sink::StdoutSink::new()),
         SinkKind::File => Arc::new(ews_sink::FileSink::open(&args.sink_file).await?),
         SinkKind::Queue => queue_sink(args, cluster, broker)?,
-        SinkKind::Sqs => {
-            let Some(url) = &args.sqs_queue_url else {
-                anyhow::bail!("--sink sqs needs --sqs-queue-url");
-            };
-            let mut config = ews_sink::SqsConfig::new(url);
-            config.window = SINK_WINDOW;
-            Arc::new(ews_sink::SqsSink::new(
-                ews_sink::sqs::client(ews_sink::sqs::SEND_ATTEMPT_TIMEOUT).await,
-                &config,
-            ))
-        }
-        SinkKind::Kafka => {
-            let mut config = ews_sink::KafkaConfig::new(&args.kafka_brokers, &args.kafka_topic);
-            config.max_in_flight = SINK_WINDOW;
-            Arc::new(ews_sink::KafkaSink::new(&config)?)
-        }
+        SinkKind::Sqs => sqs_sink(args).await?,
+        SinkKind::Kafka => kafka_sink(args)?,
     })
+}
+
+#[cfg(feature = "sqs")]
+async fn sqs_sink(args: &SinkArgs) -> anyhow::Result<Arc<dyn Sink>> {
+    let Some(url) = &args.sqs_queue_url else {
+        anyhow::bail!("--sink sqs needs --sqs-queue-url");
+    };
+    let mut config = ews_sink::SqsConfig::new(url);
+    config.window = SINK_WINDOW;
+    Ok(Arc::new(ews_sink::SqsSink::new(
+        ews_sink::sqs::client(ews_sink::sqs::SEND_ATTEMPT_TIMEOUT).await,
+        &config,
+    )))
+}
+
+#[cfg(not(feature = "sqs"))]
+async fn sqs_sink(_: &SinkArgs) -> anyhow::Result<Arc<dyn Sink>> {
+    Err(not_built("sqs"))
+}
+
+#[cfg(feature = "kafka")]
+fn kafka_sink(args: &SinkArgs) -> anyhow::Result<Arc<dyn Sink>> {
+    let mut config = ews_sink::KafkaConfig::new(&args.kafka_brokers, &args.kafka_topic);
+    config.max_in_flight = SINK_WINDOW;
+    Ok(Arc::new(ews_sink::KafkaSink::new(&config)?))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_sink(_: &SinkArgs) -> anyhow::Result<Arc<dyn Sink>> {
+    Err(not_built("kafka"))
+}
+
+/// Why a sink left out of this build cannot be used, and how to get one that has it.
+#[cfg(not(all(feature = "sqs", feature = "kafka")))]
+fn not_built(sink: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "--sink {sink}: this ews-worker was built without the {sink} sink; build it with \
+         `cargo build --release -p ews-worker --features {sink}` (or `full`; the release \
+         binaries and the AMIs have every sink)"
+    )
 }
 
 fn queue_sink(

@@ -17,7 +17,8 @@ use ews_lambdas::sim::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Preset {
     /// What `terraform/` deploys by default: scale-up on 1 of 1 minute, scale-down on 3 of 3,
-    /// 120 s warmup, a reconcile every 5 minutes, c6i.large.
+    /// 120 s warmup, a reconcile every 5 minutes, workers rebalancing, c6i.large in
+    /// eu-central-1.
     Deployed,
     /// The paper's set-up: both alarms on 1 of 1 minute, nodes in service at once, t2.medium.
     Paper,
@@ -109,9 +110,18 @@ struct Args {
     /// Fraction of connected clients that reconnect per hour (0.2 = 20 %).
     #[arg(long, env = "EWS_CHURN_PER_HOUR", default_value_t = 0.0)]
     churn_per_hour: f64,
-    /// Move clients onto a node as it enters service (even shares) instead of waiting for churn.
-    #[arg(long, env = "EWS_REBALANCE")]
-    rebalance: bool,
+    /// Move clients onto a node as it enters service (even shares) instead of waiting for churn:
+    /// `--rebalance` or `--rebalance on|off` (default: on for `deployed`, as the workers do;
+    /// off for `paper`).
+    #[arg(
+        long,
+        env = "EWS_REBALANCE",
+        num_args = 0..=1,
+        require_equals = false,
+        default_missing_value = "on",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    rebalance: Option<bool>,
     /// Instance price, dollars per hour.
     #[arg(long, env = "EWS_PRICE_PER_HOUR")]
     price_per_hour: Option<f64>,
@@ -203,7 +213,7 @@ fn settings(args: &Args) -> Result<Settings, String> {
             .unwrap_or(base.rearm_stuck_after_secs),
         boot_secs: args.boot_secs.unwrap_or(base.boot_secs),
         churn_per_hour: args.churn_per_hour,
-        rebalance: args.rebalance,
+        rebalance: args.rebalance.unwrap_or(base.rebalance),
         price_per_hour: args.price_per_hour.unwrap_or(base.price_per_hour),
         seed: args.seed,
         mode: Mode::Lambda,
