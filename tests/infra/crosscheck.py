@@ -602,7 +602,9 @@ for b in re.findall(r"target/release/([\w-]+)", ci_text):
     if b not in bins:
         err(f".gitlab-ci.yml ships target/release/{b}, which is not a workspace binary")
 # The shipped worker has every sink: its sinks are cargo features, off in a plain build.
-for line in ci_text.splitlines():
+# (each script item whole: a folded `>-` item spans lines)
+for item in re.split(r"\n\s*- ", ci_text):
+    line = " ".join(item.split())
     if "cargo build --release" in line and "--bin ews-worker" in line and "--features ews-worker/full" not in line:
         err(".gitlab-ci.yml builds the release ews-worker without --features ews-worker/full (its Kafka and SQS sinks)")
 ci_lambdas = set(re.findall(r"target/lambda/([\w-]+)/bootstrap\.zip", ci_text))
