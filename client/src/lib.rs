@@ -151,7 +151,8 @@ pub enum Inbound {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     /// The server refused it: `kind` is `publish_forbidden`, `rate_limited`, `invalid_topic`,
-    /// `invalid_frame`.
+    /// `invalid_frame`, or `backend_unavailable` (the route's backend hook failed: try again
+    /// later).
     #[error("refused ({kind}): {detail}")]
     Refused { kind: String, detail: String },
     /// The handler answered the rpc with an error (`no_method`, or its own code).

@@ -9,11 +9,9 @@ use std::time::Duration;
 
 use ews_testkit::jwt;
 use ews_testkit::nodes::{Node, NodeSpec};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::MaybeTlsStream;
 
 mod support;
 
@@ -21,7 +19,7 @@ const SECRET: &str = "backend-api-cluster-secret";
 const JWT_SECRET: &str = "backend-api-jwt-secret";
 const ADMIN_TOKEN: &str = "backend-api-admin-token";
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use support::Ws;
 
 /// Two leaders (the front door) and two workers whose `/ws` announces presence. Kept whole: its
 /// nodes stop when it is dropped.
@@ -73,11 +71,7 @@ impl Cluster {
 
 /// A token for `sub` with `claims` added, valid `secs`.
 fn token(sub: &str, secs: u64, claims: Value) -> String {
-    let mut all = json!({"sub": sub, "exp": jwt::now_secs() + secs});
-    if let (Some(all), Some(extra)) = (all.as_object_mut(), claims.as_object()) {
-        all.extend(extra.clone());
-    }
-    jwt::signed(JWT_SECRET, &all)
+    support::token(JWT_SECRET, sub, secs, claims)
 }
 
 async fn connect(worker: &Node, token: &str) -> Result<Ws, String> {
@@ -91,26 +85,12 @@ async fn connect(worker: &Node, token: &str) -> Result<Ws, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The next text frame as JSON; `{"close": code, "reason": …}` for a close frame.
 async fn next(ws: &mut Ws, who: &str) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("{who}: no frame within 15 s"))
-            .unwrap_or_else(|| panic!("{who}: session ended"))
-            .unwrap_or_else(|e| panic!("{who}: {e}"));
-        match msg {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
-            Message::Close(Some(f)) => {
-                return json!({"close": u16::from(f.code), "reason": f.reason.as_str()})
-            }
-            _ => continue,
-        }
-    }
+    support::next_json(ws, who).await
 }
 
 async fn send(ws: &mut Ws, frame: Value) {
-    ws.send(Message::text(frame.to_string())).await.unwrap();
+    support::send_json(ws, frame).await
 }
 
 fn admin(addr: SocketAddr, method: &str, path: &str, body: &Value) -> (u16, Value) {

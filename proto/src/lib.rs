@@ -9,6 +9,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod hook;
 pub mod topic;
 
 /// Client → worker on an `ingest` route: one event.
@@ -242,6 +243,9 @@ pub enum ErrorKind {
     TokenRefused,
     /// A frame of the session's own kinds (`publish`, `rpc`, `refresh`) that does not parse.
     InvalidFrame,
+    /// The route's backend hook did not answer (a timeout, an error, its circuit open) or
+    /// answered garbage: nothing was done; try again later.
+    BackendUnavailable,
 }
 
 /// An event as every sink stores it: what the client sent, stamped by the worker that took it.
@@ -302,6 +306,10 @@ pub fn schema() -> serde_json::Value {
         server_frame: ServerFrame,
         /// What a sink stores for each event.
         stamped_event: StampedEvent,
+        /// Worker → a team's backend: a hook call (HTTP POST body).
+        hook_request: hook::HookRequest,
+        /// A team's backend → worker: the answer to a hook call.
+        hook_response: hook::HookResponse,
     }
     let mut v = serde_json::to_value(schemars::schema_for!(Protocol)).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {

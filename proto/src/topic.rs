@@ -128,6 +128,23 @@ impl Grants {
             .map(Grants::Listed)
     }
 
+    /// These grants and `more` patterns besides (a backend's `connect` answer adds to the
+    /// token's); one bad pattern refuses them all, as in a claim.
+    pub fn widen(self, more: &[String]) -> Result<Grants, TopicError> {
+        let extra = match Grants::from_claim(more)? {
+            Grants::Listed(p) => p,
+            _ => return Ok(self),
+        };
+        Ok(match self {
+            Grants::Any => Grants::Any,
+            Grants::None => Grants::Listed(extra),
+            Grants::Listed(mut p) => {
+                p.extend(extra);
+                Grants::Listed(p)
+            }
+        })
+    }
+
     pub fn allows(&self, topic: &Topic) -> bool {
         match self {
             Grants::None => false,

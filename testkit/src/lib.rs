@@ -6,7 +6,9 @@
 //! Everything here is synchronous std code on purpose: it works the same from `#[test]` and
 //! `#[tokio::test]`, and it never depends on the crate under test.
 
+pub mod backend;
 pub mod jwt;
+pub mod lambda;
 pub mod moto;
 pub mod net;
 pub mod netns;

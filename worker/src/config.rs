@@ -10,6 +10,7 @@ use ews_cluster::placement::Placement;
 use ews_http::args::{positive_secs, secs, AdminArgs, Hs256Args, PortArgs};
 
 use crate::handler::HandlerName;
+use crate::hooks::HooksArgs;
 use crate::rebalance::RebalanceArgs;
 use crate::sinks::SinkArgs;
 
@@ -59,6 +60,9 @@ pub struct WorkerArgs {
         default_value = "/ws=ingest,/echo=echo,/greet=greet@random"
     )]
     pub routes: Routes,
+
+    #[command(flatten)]
+    pub hooks: HooksArgs,
 
     /// Sessions whose handler this worker runs for other workers' clients (remote placement);
     /// past it, other workers place elsewhere. Default: this worker's own session capacity.

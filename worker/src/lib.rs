@@ -10,6 +10,7 @@ mod auth;
 pub mod cli;
 mod config;
 pub mod handler;
+mod hooks;
 mod ids;
 mod jwks;
 mod limits;

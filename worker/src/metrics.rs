@@ -4,9 +4,17 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 type Labels = [(&'static str, &'static str); 1];
+type Labels2 = [(&'static str, &'static str); 2];
+type Labels3 = [(&'static str, &'static str); 3];
+
+/// Hook latencies: 1 ms to about 16 s.
+fn hook_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
 
 /// Every counter the gateway keeps. Cheap to share: each metric is an `Arc` of atomics.
 pub struct Metrics {
@@ -29,9 +37,12 @@ pub struct Metrics {
     /// Sessions this worker runs the handler of for another worker's socket.
     pub hosted_sessions: Gauge,
     remote_closed: Family<Labels, Counter>,
-    handler_events: Family<[(&'static str, &'static str); 2], Counter>,
-    client_requests: Family<[(&'static str, &'static str); 2], Counter>,
+    handler_events: Family<Labels2, Counter>,
+    client_requests: Family<Labels2, Counter>,
     presence_events: Counter,
+    hook_calls: Family<Labels3, Counter>,
+    hook_seconds: Family<Labels2, Histogram, fn() -> Histogram>,
+    hook_breaker: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -52,6 +63,10 @@ impl Metrics {
         let handler_events = Family::<[(&'static str, &'static str); 2], Counter>::default();
         let client_requests = Family::<[(&'static str, &'static str); 2], Counter>::default();
         let presence_events = Counter::default();
+        let hook_calls = Family::<Labels3, Counter>::default();
+        let hook_seconds =
+            Family::<Labels2, Histogram, fn() -> Histogram>::new_with_constructor(hook_histogram);
+        let hook_breaker = Family::<Labels, Gauge>::default();
         let mut r = Registry::with_prefix("ews");
         r.register(
             "connections_active",
@@ -128,6 +143,21 @@ impl Metrics {
             "Join/leave events this node announced (after coalescing)",
             presence_events.clone(),
         );
+        r.register(
+            "hook_calls",
+            "Backend hook calls (each attempt), by backend, hook and outcome (ok, timeout, error, circuit_open, invalid)",
+            hook_calls.clone(),
+        );
+        r.register(
+            "hook_duration_seconds",
+            "Backend hook call latency (each attempt), by backend and hook",
+            hook_seconds.clone(),
+        );
+        r.register(
+            "hook_breaker_state",
+            "A backend's circuit: 0 closed, 1 open (calls fail at once), 2 half-open (probing)",
+            hook_breaker.clone(),
+        );
         // Every counter shows from the start, at 0, with its common outcomes: a dashboard or an
         // alarm on `rate(...)` finds the series before the first event of its kind.
         let labels = |f: &Family<Labels, Counter>, key: &'static str, values: &[&'static str]| {
@@ -173,11 +203,44 @@ impl Metrics {
             handler_events,
             client_requests,
             presence_events,
+            hook_calls,
+            hook_seconds,
+            hook_breaker,
         }
     }
 
+    /// `ews_hook_calls_total{backend,hook,outcome}` and, for a call made,
+    /// `ews_hook_duration_seconds{backend,hook}` (`None`: only create the series, at 0).
+    pub fn hook_call(
+        &self,
+        backend: &'static str,
+        hook: &'static str,
+        outcome: &'static str,
+        took: Option<std::time::Duration>,
+    ) {
+        let counter = self.hook_calls.get_or_create(&[
+            ("backend", backend),
+            ("hook", hook),
+            ("outcome", outcome),
+        ]);
+        let latency = self
+            .hook_seconds
+            .get_or_create(&[("backend", backend), ("hook", hook)]);
+        if let Some(took) = took {
+            counter.inc();
+            latency.observe(took.as_secs_f64());
+        }
+    }
+
+    /// `ews_hook_breaker_state{backend}`.
+    pub fn hook_breaker(&self, backend: &'static str, state: i64) {
+        self.hook_breaker
+            .get_or_create(&[("backend", backend)])
+            .set(state);
+    }
+
     /// `ews_client_requests_total{kind,outcome}`: publish (ok, forbidden, rate_limited,
-    /// invalid), rpc (ok, error, no_method, invalid), refresh (ok, refused, invalid), token
+    /// invalid, refused and backend_unavailable by its hook), rpc (ok, error, no_method, invalid), refresh (ok, refused, invalid), token
     /// (refresh_required, expired).
     pub fn client_request(&self, kind: &'static str, outcome: &'static str) {
         self.client_requests

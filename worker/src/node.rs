@@ -35,7 +35,7 @@ use crate::registry::Registry;
 use crate::remote::hosted::Hosted;
 use crate::remote::Placer;
 use crate::session::SessionEnv;
-use crate::{limits, sinks, WorkerArgs};
+use crate::{hooks, limits, sinks, WorkerArgs};
 
 /// How long the sink gets to flush after the sessions are closed.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -227,6 +227,7 @@ impl Node {
         let (nofile, capacity) = capacity(&args)?;
         let metrics = Arc::new(Metrics::new());
         metrics.connections_max.set(capacity as i64);
+        let hooks = Arc::new(hooks::load(&args.hooks, &routes, &metrics).await?);
 
         let public_listener = ews_http::bind(args.listen, backlog)
             .with_context(|| format!("binding --listen {}", args.listen))?;
@@ -264,6 +265,7 @@ impl Node {
             metrics: metrics.clone(),
             max_topics: args.max_topics_per_session,
             write_timeout: args.ping_interval * 2,
+            hooks,
         });
         let drain = CancellationToken::new();
         let (ticks, env, hosted_env) = session_envs(&args, services, &drain, auth.clone());

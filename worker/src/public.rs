@@ -20,12 +20,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthError, Authenticator, Rights};
 use crate::handler::{Claims, Core, Expiry, ServedRoute};
+use crate::hooks::{Caller, HookError, RouteHooks, SessionHooks};
 use crate::ids::{ClientId, NodeId, SessionId};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, SessionShared};
 use crate::remote::{NoHandlerNode, Opening, Placed, Placer};
 use crate::session::{self, Session, SessionEnv};
 use crate::{page, token};
+use ews_proto::hook::HookKind;
 
 /// Everything the public port needs, shared by all connections.
 pub struct Public {
@@ -86,6 +88,10 @@ enum Refusal {
     Unauthorized(AuthError),
     /// The backend disconnected this client and refuses it for this long.
     Banned(Duration),
+    /// The route's `connect` hook refused the client: the status (4xx) and reason it gave.
+    HookRefused(StatusCode, String),
+    /// The route's `connect` hook did not answer usably.
+    BackendUnavailable(HookError),
     NoHandlerNode(NoHandlerNode),
 }
 
@@ -100,6 +106,8 @@ impl Refusal {
             Refusal::OverCapacity => "over_capacity",
             Refusal::Unauthorized(_) => "unauthorized",
             Refusal::Banned(_) => "banned",
+            Refusal::HookRefused(..) => "hook_refused",
+            Refusal::BackendUnavailable(_) => "backend_unavailable",
             Refusal::NoHandlerNode(_) => "no_handler_node",
         })
     }
@@ -133,6 +141,13 @@ impl Refusal {
             Refusal::NoHandlerNode(_) => {
                 reply::text(StatusCode::SERVICE_UNAVAILABLE, "no handler node available")
             }
+            Refusal::HookRefused(status, reason) => reply::text(status, reason),
+            Refusal::BackendUnavailable(_) => {
+                let mut r = reply::text(StatusCode::SERVICE_UNAVAILABLE, "backend unavailable");
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r
+            }
         }
     }
 }
@@ -162,6 +177,9 @@ pub async fn route(mut req: Request<Incoming>, peer: SocketAddr, p: Arc<Public>)
                 Refusal::Unauthorized(e) => tracing::info!(%peer, reason = %e, "token refused"),
                 Refusal::NoHandlerNode(e) => {
                     tracing::warn!(%peer, path = %req.uri().path(), error = %e, "no handler node")
+                }
+                Refusal::BackendUnavailable(e) => {
+                    tracing::warn!(%peer, path = %req.uri().path(), error = %e, "connect hook failed")
                 }
                 _ => {}
             }
@@ -205,11 +223,15 @@ async fn admit(
         return Err(Refusal::Draining);
     }
     let permit = Permit::take(p).ok_or(Refusal::OverCapacity)?;
-    let who = authenticate(req, p).await?;
+    let mut who = authenticate(req, p).await?;
     if let Some(left) = who.client.as_ref().and_then(|c| p.registry.banned(c)) {
         return Err(Refusal::Banned(left));
     }
     let id = p.registry.new_id();
+    let hooks = match p.env.services.hooks.route(&route.path) {
+        Some(h) => Some(connect_hook(p, h, &mut who, id).await?),
+        None => None,
+    };
     let Placed { node, handling } = place(p, &route, &who, id).await?;
     // Listed (and reachable by publish) from the moment the 101 goes out; released however the
     // session ends, also when the upgrade itself fails.
@@ -239,9 +261,11 @@ async fn admit(
         response.headers_mut().insert(HANDLER_NODE, v);
     }
     let mut core = Core::new(shared, who.rights, who.ack, false);
-    if let (Some(exp), Some(auth)) = (who.exp, &p.auth) {
-        core.expiry = Some(Expiry::new(exp, auth.leeway()));
+    if let Some(exp) = who.exp {
+        let leeway = p.auth.as_ref().map_or(0, |a| a.leeway());
+        core.expiry = Some(Expiry::new(exp, leeway));
     }
+    core.hooks = hooks;
     let session = Session {
         handling,
         core,
@@ -259,6 +283,55 @@ async fn admit(
         drop(slot);
     });
     Ok(response)
+}
+
+/// The route's `connect` hook: the backend refuses the client (a 4xx it chooses) or accepts
+/// it, maybe granting topics beyond the token's and an earlier end than its `exp`. A hook that
+/// fails refuses with 503 and `Retry-After`: an unchecked client is not let in.
+async fn connect_hook(
+    p: &Public,
+    hooks: &Arc<RouteHooks>,
+    who: &mut Who,
+    id: SessionId,
+) -> Result<Box<SessionHooks>, Refusal> {
+    let caller = Caller {
+        client: who.client.as_ref().map(|c| c.as_str()),
+        node: &p.node,
+        session: id.0,
+        claims: who.claims.as_deref(),
+    };
+    let answer = hooks
+        .call(HookKind::Connect, &caller, |_| {})
+        .await
+        .map_err(Refusal::BackendUnavailable)?;
+    if let Some(a) = answer {
+        if !a.accepted() {
+            let status = a
+                .status
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .filter(StatusCode::is_client_error)
+                .unwrap_or(StatusCode::FORBIDDEN);
+            let reason = a.reason.unwrap_or_else(|| "refused by the backend".into());
+            return Err(Refusal::HookRefused(status, reason));
+        }
+        if !a.topics.is_empty() || !a.publish.is_empty() {
+            let bad = |e: ews_proto::topic::TopicError| {
+                Refusal::BackendUnavailable(HookError::Invalid(format!("a granted topic: {e}")))
+            };
+            let rights = Rights {
+                subscribe: who.rights.subscribe.clone().widen(&a.topics).map_err(bad)?,
+                publish: who.rights.publish.clone().widen(&a.publish).map_err(bad)?,
+            };
+            who.rights = Arc::new(rights);
+        }
+        if let Some(at) = a.expires_at {
+            who.exp = Some(who.exp.map_or(at, |exp| exp.min(at)));
+        }
+    }
+    Ok(Box::new(SessionHooks {
+        route: hooks.clone(),
+        claims: who.claims.clone(),
+    }))
 }
 
 /// Verifies the client's token (none with `--no-auth`) and reads what it grants.

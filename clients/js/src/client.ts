@@ -111,8 +111,9 @@ export interface PresenceEvent {
 
 /**
  * Why a `publish` or an `rpc` has no answer: the server's refusal (`publish_forbidden`,
- * `rate_limited`, `invalid_topic`, `invalid_frame`), the handler's error code (`no_method`, or
- * its own), `lost` (the connection went after the request did: it may or may not have taken
+ * `rate_limited`, `invalid_topic`, `invalid_frame`, `backend_unavailable` when the route's
+ * backend hook failed: try again later), the handler's error code (`no_method`,
+ * `backend_unavailable`, or its own), `lost` (the connection went after the request did: it may or may not have taken
  * effect), `timeout`, or `closed`.
  */
 export class RequestError extends Error {

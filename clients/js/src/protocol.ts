@@ -47,7 +47,12 @@ export type ErrorKind =
   | "publish_forbidden"
   | "rate_limited"
   | "token_refused"
-  | "invalid_frame";
+  | "invalid_frame"
+  | "backend_unavailable";
+/**
+ * Which hook fired.
+ */
+export type HookKind = "connect" | "refresh" | "subscribe" | "publish" | "rpc" | "message" | "disconnect";
 /**
  * Worker → client.
  */
@@ -134,6 +139,9 @@ export interface Protocol {
   ClientControl?: ClientControl;
   ErrorKind?: ErrorKind;
   Event?: Event;
+  HookKind?: HookKind;
+  HookRequest?: HookRequest;
+  HookResponse?: HookResponse;
   RpcError?: RpcError;
   ServerFrame?: ServerFrame;
   StampedEvent?: StampedEvent;
@@ -161,6 +169,107 @@ export interface Event {
    * Client-side time, milliseconds since the Unix epoch.
    */
   timestamp: number;
+}
+/**
+ * Worker → backend: one hook call, signed (see the worker's documentation: the
+ * `X-Ews-Signature` header is an HMAC-SHA256 of the timestamp and this body).
+ */
+export interface HookRequest {
+  /**
+   * The verified token's claims (on `refresh`: the new token's).
+   */
+  claims?: {
+    [k: string]: unknown | undefined;
+  } | null;
+  /**
+   * The token's `sub` (absent on a route without authentication).
+   */
+  clientId?: string | null;
+  /**
+   * `rpc`: the call's data.
+   */
+  data?: {
+    [k: string]: unknown | undefined;
+  };
+  hook: HookKind;
+  /**
+   * `rpc`: the method.
+   */
+  method?: string | null;
+  /**
+   * `publish`: the message; `message`: the client's text message.
+   */
+  msg?: string | null;
+  /**
+   * The worker holding the client's socket.
+   */
+  node: string;
+  /**
+   * `disconnect`: why the session ended (`client_left`, `draining`, `token_expired`, …).
+   */
+  reason?: string | null;
+  /**
+   * The route's path (`/chat`).
+   */
+  route: string;
+  /**
+   * The session's id on that worker (with `node`, unique while the worker runs).
+   */
+  session: number;
+  /**
+   * `subscribe`, `publish`: the topic.
+   */
+  topic?: string | null;
+}
+/**
+ * Backend → worker: the answer to a hook call (HTTP 200 with this JSON; any other status is a
+ * failed call). Every field is optional: `{}` accepts.
+ */
+export interface HookResponse {
+  /**
+   * `false` refuses (`connect`, `refresh`, `subscribe`, `publish`); absent or `true`
+   * accepts.
+   */
+  accept?: boolean | null;
+  /**
+   * `rpc`: the reply's data.
+   */
+  data?: {
+    [k: string]: unknown | undefined;
+  };
+  /**
+   * `rpc`: the reply's error instead.
+   */
+  error?: RpcError | null;
+  /**
+   * An accepted `connect` or `refresh`: the session ends at this time (Unix seconds) unless
+   * refreshed, instead of at its token's `exp` (never later than it).
+   */
+  expiresAt?: number | null;
+  /**
+   * An accepted `publish`: the message to publish instead of the client's.
+   */
+  msg?: string | null;
+  /**
+   * An accepted `connect`: topic patterns the session may also publish to.
+   */
+  publish?: string[];
+  /**
+   * A refusal's reason, passed on to the client.
+   */
+  reason?: string | null;
+  /**
+   * `message` (and `rpc`): text messages to send the client, in order.
+   */
+  send?: string[];
+  /**
+   * A refused `connect`: the HTTP status the client gets (400 to 499; default 403).
+   */
+  status?: number | null;
+  /**
+   * An accepted `connect`: topic patterns the session may also join, beyond its token's.
+   */
+  topics?: string[];
 }
 /**
  * Why an `rpc` got no data: a `code` a program can branch on (`no_method`, `bad_request`,

@@ -107,3 +107,47 @@ pub fn serving_workers(node: &ews_testkit::nodes::Node, admin_token: &str) -> Ve
     ids.sort();
     ids
 }
+
+/// A client's WebSocket in these tests.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// An HS256 token for `sub` signed with `secret`, valid `secs`, with `claims` added.
+pub fn token(secret: &str, sub: &str, secs: u64, claims: serde_json::Value) -> String {
+    let mut all = serde_json::json!({"sub": sub, "exp": ews_testkit::jwt::now_secs() + secs});
+    if let (Some(all), Some(extra)) = (all.as_object_mut(), claims.as_object()) {
+        all.extend(extra.clone());
+    }
+    ews_testkit::jwt::signed(secret, &all)
+}
+
+/// The next text frame as JSON; `{"close": code, "reason": …}` for a close frame. Panics
+/// (naming `who`) when none comes within 15 s or the session ends.
+pub async fn next_json(ws: &mut Ws, who: &str) -> serde_json::Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("{who}: no frame within 15 s"))
+            .unwrap_or_else(|| panic!("{who}: session ended"))
+            .unwrap_or_else(|e| panic!("{who}: {e}"));
+        match msg {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("a JSON frame"),
+            Message::Close(Some(f)) => {
+                return serde_json::json!({"close": u16::from(f.code), "reason": f.reason.as_str()})
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// Sends `frame` as a text message.
+pub async fn send_json(ws: &mut Ws, frame: serde_json::Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        frame.to_string(),
+    ))
+    .await
+    .expect("sent");
+}

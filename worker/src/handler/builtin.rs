@@ -1,6 +1,7 @@
 //! The built-in handlers, written on the public API like any team's.
 
-use ews_proto::{ErrorKind, Event, FrameKind, ServerFrame, MAX_ID_LEN};
+use ews_proto::hook::HookKind;
+use ews_proto::{ErrorKind, Event, FrameKind, RpcError, ServerFrame, MAX_ID_LEN};
 
 use super::{Handler, Msg, SessionCtx};
 
@@ -76,6 +77,72 @@ impl Handler for Ingest {
                     .send(error(ErrorKind::SinkUnavailable, e.to_string(), id))
                     .await;
             }
+        }
+    }
+}
+
+/// The route's backend as its handler: every text message goes to the route's `message` hook
+/// and every `rpc` to its `rpc` hook (API Gateway's `$default` and custom routes), and what the
+/// backend's answer lists in `send` goes back to the client, in order. A failed call is an
+/// `error` frame `backend_unavailable` (or an rpc error of that code): the client may try again.
+pub struct Backend;
+
+impl Handler for Backend {
+    type State = ();
+
+    async fn on_open(&self, _: &mut SessionCtx<'_>) {}
+
+    async fn on_message(&self, ctx: &mut SessionCtx<'_>, _: &mut (), msg: Msg) {
+        let Some(text) = msg.as_text() else {
+            let e = "the backend handler takes text messages".into();
+            let _ = ctx.send(error(ErrorKind::InvalidEvent, e, None)).await;
+            return;
+        };
+        let text = text.to_string();
+        match ctx.hook(HookKind::Message, |r| r.msg = Some(text)).await {
+            Ok(Some(answer)) => {
+                for m in answer.send {
+                    if ctx.send(Msg::text(m)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = ctx
+                    .send(error(ErrorKind::BackendUnavailable, e.to_string(), None))
+                    .await;
+            }
+        }
+    }
+
+    async fn on_rpc(
+        &self,
+        ctx: &mut SessionCtx<'_>,
+        _: &mut (),
+        method: &str,
+        data: serde_json::Value,
+    ) -> Result<serde_json::Value, RpcError> {
+        let call = ctx
+            .hook(HookKind::Rpc, |r| {
+                r.method = Some(method.to_string());
+                r.data = Some(data);
+            })
+            .await;
+        match call {
+            Ok(Some(answer)) => {
+                for m in answer.send {
+                    if ctx.send(Msg::text(m)).await.is_err() {
+                        break;
+                    }
+                }
+                match answer.error {
+                    Some(e) => Err(e),
+                    None => Ok(answer.data.unwrap_or_default()),
+                }
+            }
+            Ok(None) => Err(RpcError::no_method(method)),
+            Err(e) => Err(RpcError::new("backend_unavailable", e.to_string())),
         }
     }
 }

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::Msg;
 use crate::auth::Rights;
+use crate::hooks::{Hooks, SessionHooks};
 use crate::ids::{ClientId, NodeId, SessionId};
 use crate::metrics::Metrics;
 use crate::pubsub::PubSub;
@@ -36,6 +37,8 @@ pub struct Services {
     pub max_topics: usize,
     /// A write that does not complete in this time (a peer that stopped reading) ends the session.
     pub write_timeout: Duration,
+    /// The routes' backend hooks (none without `--hooks-file`).
+    pub hooks: Arc<Hooks>,
 }
 
 /// The session's own part of the session layer: what handlers change through their context
@@ -60,6 +63,8 @@ pub struct Core {
     pub close: Option<Box<CloseFrame>>,
     /// The socket can take no more writes.
     pub gone: bool,
+    /// The route's backend hooks, on a hooked route only.
+    pub hooks: Option<Box<SessionHooks>>,
 }
 
 /// When a session's token runs out.
@@ -115,6 +120,7 @@ impl Core {
             inflight: VecDeque::new(),
             close: None,
             gone: false,
+            hooks: None,
         }
     }
 }
@@ -186,6 +192,15 @@ impl<'a> SessionCtx<'a> {
     /// The route the client connected to.
     pub fn route(&self) -> &str {
         &self.core.shared.route
+    }
+
+    /// Calls the route's backend `hook` (`Ok(None)`: the route has none).
+    pub(crate) async fn hook(
+        &mut self,
+        hook: ews_proto::hook::HookKind,
+        fill: impl FnOnce(&mut ews_proto::hook::HookRequest),
+    ) -> Result<Option<ews_proto::hook::HookResponse>, crate::hooks::HookError> {
+        crate::hooks::session_call(self.core, &self.services.node, hook, fill).await
     }
 
     /// The token's claims, during [`super::Handler::on_open`] only (keep in the state what you

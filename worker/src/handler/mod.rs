@@ -27,7 +27,7 @@ use bytes::Bytes;
 use ews_cluster::placement::Placement;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-pub use builtin::{Echo, Greet, Ingest};
+pub use builtin::{Backend, Echo, Greet, Ingest};
 pub(crate) use ctx::{subscribe, Core, Expiry, InFlight, Services};
 pub use ctx::{BadClose, Claims, Closed, SessionCtx, SubscribeError};
 pub(crate) use erased::{Erased, State};
@@ -224,6 +224,26 @@ pub enum CloseReason {
     Failed(&'static str),
 }
 
+/// The built-in handler that hands a route's messages and rpcs to its backend hooks.
+pub const BACKEND: &str = "backend";
+
+impl CloseReason {
+    /// The reason as a backend's `disconnect` hook hears it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CloseReason::ClientLeft => "client_left",
+            CloseReason::Closed => "closed",
+            CloseReason::Draining => "draining",
+            CloseReason::Moved => "moved",
+            CloseReason::PeerSilent => "peer_silent",
+            CloseReason::HandlerNodeGone => "handler_node_gone",
+            CloseReason::Disconnected => "disconnected",
+            CloseReason::TokenExpired => "token_expired",
+            CloseReason::Failed(kind) => kind,
+        }
+    }
+}
+
 /// A name a handler is registered and routed under (`--routes /path=NAME`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HandlerName(Arc<str>);
@@ -289,6 +309,8 @@ impl Default for Handlers {
         // Its sink already reaches the pipeline from any worker, and its acks and topics belong
         // to the socket's worker: a hop would only add latency.
         h.insert("ingest", Ingest, Reach::SocketWorker);
+        // Its hooks are configured where the socket is.
+        h.insert(BACKEND, Backend, Reach::SocketWorker);
         h
     }
 }

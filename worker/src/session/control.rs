@@ -8,6 +8,8 @@ use ews_proto::{ClientControl, ErrorKind, FrameKind, ServerFrame};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::handler::{self, Core, Msg, Services, SubscribeError};
+use crate::hooks;
+use ews_proto::hook::HookKind;
 
 /// Which of the session's own frames a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +84,26 @@ async fn topic_change(
             None,
             Some(raw),
         );
+    }
+    let hook = hooks::session_call(core, &services.node, HookKind::Subscribe, |r| {
+        r.topic = Some(raw.clone())
+    });
+    match hook.await {
+        Ok(Some(a)) if !a.accepted() => {
+            services.metrics.subscription("refused");
+            let reason = a.reason.unwrap_or_else(|| "refused by the backend".into());
+            return error_frame(ErrorKind::TopicForbidden, reason, None, Some(raw));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            services.metrics.subscription("backend_unavailable");
+            return error_frame(
+                ErrorKind::BackendUnavailable,
+                e.to_string(),
+                None,
+                Some(raw),
+            );
+        }
     }
     match handler::subscribe(core, services, &topic).await {
         Ok(()) => ServerFrame::Subscribed { topic: raw },

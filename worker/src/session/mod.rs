@@ -38,8 +38,10 @@ use crate::auth::Authenticator;
 use crate::handler::{
     self, Claims, CloseReason, Core, Msg, Registered, Services, SessionCtx, State,
 };
+use crate::hooks;
 use crate::metrics::Metrics;
 use crate::remote::{self, FromRemote, RemoteHandler};
+use ews_proto::hook::HookKind;
 
 /// How long a peer has to answer our close frame before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
@@ -260,9 +262,11 @@ impl<'e, T: Transport> Machine<'e, T> {
         }
     }
 
-    /// The local handler's `on_close`, with how the session ended.
+    /// The local handler's `on_close`, with how the session ended; then the route's
+    /// `disconnect` hook, if it has one (one attempt, within the backend's deadline).
     async fn finish(&mut self) {
         let why = self.why.take().unwrap_or(CloseReason::ClientLeft);
+        let label = why.label();
         self.core.gone = true;
         match &mut self.handling {
             Handling::Local { handler, state } => {
@@ -277,6 +281,21 @@ impl<'e, T: Transport> Machine<'e, T> {
                 m.remote_closed(r.end);
             }
         }
+        if self.core.hooks.is_some() {
+            self.disconnect_hook(label).await;
+        }
+    }
+
+    /// Boxed: only sessions of hooked routes make this call.
+    fn disconnect_hook(&mut self, reason: &'static str) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let node = &self.env.services.node;
+            let call = hooks::session_call(&self.core, node, HookKind::Disconnect, |r| {
+                r.reason = Some(reason.to_string())
+            });
+            // Answered for the record: a failure is counted (ews_hook_calls_total) and logged.
+            let _ = call.await;
+        })
     }
 
     /// Waits for the next thing that happens to the session. Only waits: every action is

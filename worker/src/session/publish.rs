@@ -12,7 +12,9 @@ use futures_util::stream::FuturesOrdered;
 use tokio::time::Instant;
 
 use super::control::error_frame;
-use crate::handler::{Core, Services};
+use crate::handler::{Claims, Core, Services};
+use crate::hooks::{Caller, RouteHooks};
+use ews_proto::hook::HookKind;
 
 /// Publishes of one session on their way at once.
 pub const MAX_IN_FLIGHT: usize = 16;
@@ -84,15 +86,39 @@ impl Publishing {
             let detail = format!("at most {} publishes a second", self.bucket.rate);
             return Err(error_frame(ErrorKind::RateLimited, detail, id, Some(raw)));
         }
-        metrics.client_request("publish", "ok");
-        let p = Publish {
+        let from = core.shared.client_id.as_ref().map(|c| c.to_string());
+        // The route's `publish` hook runs inside the publish, so its wait counts against the
+        // session's publishes in flight like the delivery's.
+        let hook = core
+            .hooks
+            .as_ref()
+            .filter(|h| h.route.has(HookKind::Publish))
+            .map(|h| OwnedCaller {
+                route: h.route.clone(),
+                claims: h.claims.clone(),
+                client: from.clone(),
+                node: services.node.to_string(),
+                session: core.shared.id,
+            });
+        let mut p = Publish {
             target: Target::topic(topic),
             msg,
             id: None,
-            from: core.shared.client_id.as_ref().map(|c| c.to_string()),
+            from,
         };
-        let pubsub = services.pubsub.clone();
+        let (pubsub, metrics) = (services.pubsub.clone(), services.metrics.clone());
         self.in_flight.push_back(Box::pin(async move {
+            if let Some(hook) = hook {
+                match hook.publish(&raw, &p.msg, &id).await {
+                    Ok(Some(rewritten)) => p.msg = rewritten,
+                    Ok(None) => {}
+                    Err((outcome, refused)) => {
+                        metrics.client_request("publish", outcome);
+                        return refused.to_text();
+                    }
+                }
+            }
+            metrics.client_request("publish", "ok");
             let d = pubsub.publish(&p).await;
             ServerFrame::Published {
                 id,
@@ -101,6 +127,62 @@ impl Publishing {
             .to_text()
         }));
         Ok(())
+    }
+}
+
+/// What a publish's hook call needs, owned: the call outlives the frame that started it.
+struct OwnedCaller {
+    route: std::sync::Arc<RouteHooks>,
+    claims: Option<Box<Claims>>,
+    client: Option<String>,
+    node: String,
+    session: u64,
+}
+
+impl OwnedCaller {
+    /// The backend's word on publishing `msg` to `topic`: go ahead (maybe with a rewritten
+    /// message) or the refusal.
+    async fn publish(
+        &self,
+        topic: &str,
+        msg: &str,
+        id: &Option<String>,
+    ) -> Result<Option<String>, (&'static str, ServerFrame)> {
+        let caller = Caller {
+            client: self.client.as_deref(),
+            node: &self.node,
+            session: self.session,
+            claims: self.claims.as_deref(),
+        };
+        let answer = self
+            .route
+            .call(HookKind::Publish, &caller, |r| {
+                r.topic = Some(topic.to_string());
+                r.msg = Some(msg.to_string());
+            })
+            .await;
+        match answer {
+            Ok(Some(a)) if !a.accepted() => {
+                let reason = a.reason.unwrap_or_else(|| "refused by the backend".into());
+                let frame = error_frame(
+                    ErrorKind::PublishForbidden,
+                    reason,
+                    id.clone(),
+                    Some(topic.to_string()),
+                );
+                Err(("refused", frame))
+            }
+            Ok(a) => Ok(a.and_then(|a| a.msg)),
+            Err(e) => {
+                let frame = error_frame(
+                    ErrorKind::BackendUnavailable,
+                    e.to_string(),
+                    id.clone(),
+                    Some(topic.to_string()),
+                );
+                Err(("backend_unavailable", frame))
+            }
+        }
     }
 }
 

@@ -12,7 +12,13 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::control::error_frame;
 use super::{close_frame, Flow, Machine, Transport};
+use std::sync::Arc;
+
+use ews_proto::hook::HookKind;
+
+use crate::auth::{Identity, Rights};
 use crate::handler::{CloseReason, Expiry};
+use crate::hooks;
 
 impl<T: Transport> Machine<'_, T> {
     /// Acts on the token's next deadline if it has passed (warn, or end the session), and arms
@@ -73,15 +79,21 @@ impl<T: Transport> Machine<'_, T> {
                     metrics.client_request("refresh", "refused");
                     refused("the token names another sub".into())
                 }
-                Ok(id) => {
-                    metrics.client_request("refresh", "ok");
-                    self.core.rights = id.rights.for_session(self.env.topics_open);
-                    if self.core.expiry.is_some() {
-                        self.core.expiry = Some(Expiry::new(id.exp, auth.leeway()));
-                        self.expiry_timer = None;
+                Ok(id) => match self.refresh_hook(id).await {
+                    Err(frame) => {
+                        metrics.client_request("refresh", "refused");
+                        frame
                     }
-                    ServerFrame::Refreshed { exp: id.exp }
-                }
+                    Ok((rights, exp)) => {
+                        metrics.client_request("refresh", "ok");
+                        self.core.rights = rights;
+                        if self.core.expiry.is_some() {
+                            self.core.expiry = Some(Expiry::new(exp, auth.leeway()));
+                            self.expiry_timer = None;
+                        }
+                        ServerFrame::Refreshed { exp }
+                    }
+                },
             },
         };
         if self.write(Message::text(frame.to_text())).await == Flow::End {
@@ -89,5 +101,53 @@ impl<T: Transport> Machine<'_, T> {
         }
         // A new token may end sooner than the next tick.
         self.token_deadline().await
+    }
+
+    /// The route's `refresh` hook on a verified token: the rights and expiry the session takes
+    /// (the backend may grant topics as at connect, and end it sooner), or the refusal.
+    async fn refresh_hook(&mut self, id: Identity) -> Result<(Arc<Rights>, u64), ServerFrame> {
+        let refused = |detail: String| error_frame(ErrorKind::TokenRefused, detail, None, None);
+        let mut rights = id.rights.for_session(self.env.topics_open);
+        let mut exp = id.exp;
+        if let Some(h) = &mut self.core.hooks {
+            h.claims = Some(id.claims);
+        }
+        let node = &self.env.services.node;
+        match hooks::session_call(&self.core, node, HookKind::Refresh, |_| {}).await {
+            Ok(None) => {}
+            Ok(Some(a)) if !a.accepted() => {
+                return Err(refused(
+                    a.reason.unwrap_or_else(|| "refused by the backend".into()),
+                ))
+            }
+            Ok(Some(a)) => {
+                if !a.topics.is_empty() || !a.publish.is_empty() {
+                    let subscribe = rights.subscribe.clone().widen(&a.topics);
+                    let publish = rights.publish.clone().widen(&a.publish);
+                    let (Ok(subscribe), Ok(publish)) = (subscribe, publish) else {
+                        let e = "the backend granted a topic that is not a valid pattern";
+                        return Err(error_frame(
+                            ErrorKind::BackendUnavailable,
+                            e.into(),
+                            None,
+                            None,
+                        ));
+                    };
+                    rights = Arc::new(Rights { subscribe, publish });
+                }
+                if let Some(at) = a.expires_at {
+                    exp = exp.min(at);
+                }
+            }
+            Err(e) => {
+                return Err(error_frame(
+                    ErrorKind::BackendUnavailable,
+                    e.to_string(),
+                    None,
+                    None,
+                ))
+            }
+        }
+        Ok((rights, exp))
     }
 }
