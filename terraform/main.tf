@@ -37,6 +37,29 @@ locals {
     "${local.ssm_arn_prefix}/${trimprefix(var.auth.hs256_secret_ssm_parameter, "/")}"
   ] : []
 
+  # Backend hooks: the hooks file the workers read (docs/hooks.md), passed whole in the user data
+  # (ews-configure decodes EWS_HOOKS_B64 into /etc/ews/hooks), and the secret that signs the calls
+  # to https backends.
+  hooks_on     = length(var.hooks.routes) > 0
+  hook_secret  = local.hooks_on && anytrue([for b in values(var.hooks.backends) : b.url != null])
+  hook_lambdas = local.hooks_on ? sort(compact([for b in values(var.hooks.backends) : b.lambda_function_arn])) : []
+  hooks_file = {
+    backends = { for name, b in var.hooks.backends : name => { for k, v in {
+      url             = b.url
+      lambda          = b.lambda_function_arn
+      timeoutMs       = b.timeout_ms
+      concurrency     = b.concurrency
+      breakerFailures = b.breaker_failures
+      breakerOpenMs   = b.breaker_open_ms
+    } : k => v if v != null } }
+    routes = var.hooks.routes
+  }
+  hooks_env = merge(
+    var.routes != "" ? { EWS_ROUTES = var.routes } : {},
+    local.hooks_on ? { EWS_HOOKS_B64 = base64encode(jsonencode(local.hooks_file)) } : {},
+    local.hook_secret ? { EWS_HOOK_SECRET_SSM_PARAMETER = aws_ssm_parameter.hook_secret[0].name } : {},
+  )
+
   sink_env = {
     kafka = {
       EWS_SINK          = "kafka"
@@ -79,6 +102,24 @@ resource "aws_ssm_parameter" "cluster_secret" {
   type             = "SecureString"
   value_wo         = ephemeral.aws_secretsmanager_random_password.cluster_secret.random_password
   value_wo_version = var.cluster_secret_version
+}
+
+# The hook secret signs every call to an https hooks backend (X-Ews-Signature); made and kept like
+# the cluster secret, only when a backend needs it. The team's backend reads the same parameter.
+ephemeral "aws_secretsmanager_random_password" "hook_secret" {
+  count               = local.hook_secret ? 1 : 0
+  password_length     = 48
+  exclude_punctuation = true
+}
+
+resource "aws_ssm_parameter" "hook_secret" {
+  #checkov:skip=CKV_AWS_337:The AWS-managed aws/ssm key encrypts it; a customer-managed key is a per-organisation choice.
+  count            = local.hook_secret ? 1 : 0
+  name             = "/${var.name}/hook-secret"
+  description      = "elastic-ws ${var.name}: signs the workers' calls to backend hooks"
+  type             = "SecureString"
+  value_wo         = ephemeral.aws_secretsmanager_random_password.hook_secret[0].random_password
+  value_wo_version = var.hook_secret_version
 }
 
 # The admin token guards every admin route of every node but /info and /metrics (publish, the
@@ -172,8 +213,9 @@ module "workers" {
   cluster_secret_parameter_arn  = aws_ssm_parameter.cluster_secret.arn
   admin_token_parameter_name    = aws_ssm_parameter.admin_token.name
   admin_token_parameter_arn     = aws_ssm_parameter.admin_token.arn
-  auth_env                      = local.auth_env
-  auth_secret_parameter_arns    = local.auth_secret_parameter_arns
+  auth_env                      = merge(local.auth_env, local.hooks_env)
+  auth_secret_parameter_arns    = concat(local.auth_secret_parameter_arns, aws_ssm_parameter.hook_secret[*].arn)
+  hook_lambda_arns              = local.hook_lambdas
   sink_env                      = local.sink_env
   events_queue_arn              = one(aws_sqs_queue.events[*].arn)
   extra_env                     = var.worker_extra_env

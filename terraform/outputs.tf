@@ -72,3 +72,8 @@ output "target_tracking_policy_arn" {
   description = "The target-tracking scaling policy; null with scaling_mode = \"lambda\"."
   value       = module.scaling.target_tracking_policy_arn
 }
+
+output "hook_secret_parameter" {
+  description = "The SSM SecureString whose value signs the workers' calls to https hooks backends (X-Ews-Signature): give the backend read access to it. Null without such a backend."
+  value       = one(aws_ssm_parameter.hook_secret[*].name)
+}

@@ -266,6 +266,69 @@ variable "kafka_topic" {
   default     = "events"
 }
 
+variable "routes" {
+  type        = string
+  description = "The workers' WebSocket routes (--routes): comma-separated PATH=HANDLER[@PLACEMENT][+presence], e.g. \"/ws=ingest,/chat=ingest,/bot=backend\". Empty: the worker's default."
+  default     = ""
+  validation {
+    condition     = var.routes == "" || can(regex("^/[^,=\\s]*=[a-z0-9_@+-]+(,/[^,=\\s]*=[a-z0-9_@+-]+)*$", var.routes))
+    error_message = "routes must be comma-separated PATH=HANDLER[@PLACEMENT][+presence] entries, each path starting with /."
+  }
+}
+
+variable "hooks" {
+  type = object({
+    backends = optional(map(object({
+      url                 = optional(string)
+      lambda_function_arn = optional(string)
+      timeout_ms          = optional(number)
+      concurrency         = optional(number)
+      breaker_failures    = optional(number)
+      breaker_open_ms     = optional(number)
+    })), {})
+    routes = optional(map(object({
+      backend = string
+      hooks   = list(string)
+    })), {})
+  })
+  description = "Backend hooks (docs/hooks.md): backends, each an https URL (every call signed with the hook secret this module keeps in SSM, output hook_secret_parameter) or a Lambda function ARN (the workers may invoke those functions and no other), and each route's hooks (connect, refresh, subscribe, publish, rpc, message, disconnect). The routes must be in var.routes."
+  default     = {}
+  validation {
+    condition     = alltrue([for b in values(var.hooks.backends) : (b.url == null) != (b.lambda_function_arn == null)])
+    error_message = "each hooks backend needs exactly one of url and lambda_function_arn."
+  }
+  validation {
+    condition     = alltrue([for b in values(var.hooks.backends) : b.url == null || can(regex("^https://", b.url))])
+    error_message = "a hooks backend url must be https:// (calls carry clients' claims)."
+  }
+  validation {
+    condition     = alltrue([for b in values(var.hooks.backends) : b.lambda_function_arn == null || can(regex("^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]+(:[A-Za-z0-9_$-]+)?$", b.lambda_function_arn))])
+    error_message = "lambda_function_arn must be a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER])."
+  }
+  validation {
+    condition     = alltrue([for r in values(var.hooks.routes) : contains(keys(var.hooks.backends), r.backend)])
+    error_message = "every hooks route names one of hooks.backends."
+  }
+  validation {
+    condition     = alltrue([for r in values(var.hooks.routes) : length(r.hooks) > 0 && alltrue([for h in r.hooks : contains(["connect", "refresh", "subscribe", "publish", "rpc", "message", "disconnect"], h)])])
+    error_message = "a hooks route lists one or more of connect, refresh, subscribe, publish, rpc, message and disconnect."
+  }
+  validation {
+    condition     = alltrue([for p in keys(var.hooks.routes) : strcontains(var.routes, "${p}=")])
+    error_message = "every hooks route must be one of var.routes (PATH=HANDLER)."
+  }
+}
+
+variable "hook_secret_version" {
+  type        = number
+  description = "Raise to rotate the hook secret (a new one is written to SSM; workers read it on restart, so roll the backends' copy first)."
+  default     = 1
+  validation {
+    condition     = var.hook_secret_version >= 1 && floor(var.hook_secret_version) == var.hook_secret_version
+    error_message = "hook_secret_version must be a positive whole number."
+  }
+}
+
 variable "worker_extra_env" {
   type        = map(string)
   description = "Further EWS_* settings for the workers' /etc/ews/ews.env."

@@ -34,6 +34,11 @@ pub struct EchoArgs {
     /// A reply not back after this long fails the connection.
     #[arg(long, env = "EWS_REPLY_TIMEOUT_MS", default_value_t = 10_000)]
     pub reply_timeout_ms: u64,
+    /// Ask this rpc method instead of echoing: each round trip is `{"type":"rpc","id":N,
+    /// "method":…,"data":"<payload>"}` answered by a `reply` with the same id (its data or its
+    /// error: a `no_method` answer is a round trip too, through the worker only).
+    #[arg(long, env = "EWS_RPC")]
+    pub rpc: Option<String>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -96,7 +101,7 @@ pub async fn run(args: EchoArgs) -> Result<EchoReport, String> {
 
     let echoed = shared.echoed.load(Ordering::Relaxed);
     Ok(EchoReport {
-        mode: "echo",
+        mode: if args.rpc.is_some() { "rpc" } else { "echo" },
         url: args.url,
         sent: shared.sent.load(Ordering::Relaxed),
         echoed,
@@ -126,8 +131,15 @@ async fn round_trips(i: u64, mut ws: Ws, args: EchoArgs, shared: Arc<Shared>) ->
             t.tick().await;
         }
         let payload = payload(i, k, args.message_size);
+        let frame = match &args.rpc {
+            Some(method) => {
+                serde_json::json!({"type": "rpc", "id": k, "method": method, "data": payload})
+                    .to_string()
+            }
+            None => payload.clone(),
+        };
         let t0 = Instant::now();
-        if let Err(e) = ws.send(Message::text(payload.clone())).await {
+        if let Err(e) = ws.send(Message::text(frame)).await {
             shared.errors.add(format!("send: {e}"));
             return None;
         }
@@ -138,7 +150,7 @@ async fn round_trips(i: u64, mut ws: Ws, args: EchoArgs, shared: Arc<Shared>) ->
                     shared.errors.add("echo timeout");
                     return None;
                 }
-                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == payload => {
+                Ok(Some(Ok(Message::Text(t)))) if answers(&args, &t, k, &payload) => {
                     shared.latency.record(t0.elapsed());
                     shared.echoed.fetch_add(1, Ordering::Relaxed);
                     break;
@@ -163,6 +175,15 @@ async fn round_trips(i: u64, mut ws: Ws, args: EchoArgs, shared: Arc<Shared>) ->
     Some((i, ws))
 }
 
+/// Whether `text` is the reply to round trip `k`: the payload itself, or the `reply` to rpc `k`.
+fn answers(args: &EchoArgs, text: &str, k: u64, payload: &str) -> bool {
+    if args.rpc.is_none() {
+        return text == payload;
+    }
+    serde_json::from_str::<serde_json::Value>(text)
+        .is_ok_and(|v| v["type"] == "reply" && v["id"] == k)
+}
+
 /// `<connection>:<message>` padded with `.` to `size` bytes, so a reply can be matched exactly.
 fn payload(conn: u64, k: u64, size: usize) -> String {
     let mut s = format!("{conn}:{k}:");
@@ -177,8 +198,8 @@ impl Outcome for EchoReport {
         let c = &self.connect;
         let mut out = vec![
             format!(
-                "echo {}: {}/{} connections ({:.0} handshakes/s)",
-                self.url, c.established, c.attempted, c.handshakes_per_sec
+                "{} {}: {}/{} connections ({:.0} handshakes/s)",
+                self.mode, self.url, c.established, c.attempted, c.handshakes_per_sec
             ),
             format!(
                 "echoed {}/{} messages in {:.2} s: {:.0} msg/s",

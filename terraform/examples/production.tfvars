@@ -44,6 +44,22 @@ auth = {
   audience = "elastic-ws"
 }
 
+# The chat route asks the team's backend before a client connects, joins or publishes, and tells it
+# who left; the bot route's messages and rpcs go to a Lambda function (docs/hooks.md). The https
+# backend verifies each call with the hook secret this deployment keeps in SSM
+# (output hook_secret_parameter); the workers may invoke that function and no other.
+routes = "/ws=ingest,/chat=ingest+presence,/bot=backend"
+hooks = {
+  backends = {
+    app = { url = "https://app.example.com/ews/hooks", timeout_ms = 2000 }
+    bot = { lambda_function_arn = "arn:aws:lambda:eu-central-1:123456789012:function:ews-hooks" }
+  }
+  routes = {
+    "/chat" = { backend = "app", hooks = ["connect", "subscribe", "publish", "disconnect"] }
+    "/bot"  = { backend = "bot", hooks = ["connect", "message", "rpc"] }
+  }
+}
+
 # Events go to an SQS queue (with a dead-letter queue) this deployment creates; consumers read the
 # `events_queue_url` output with any AWS SDK.
 sink = "sqs"

@@ -328,8 +328,12 @@ def ews_keys(path: Path) -> set[str]:
 
 
 def file_form(name: str) -> str:
-    """A `NAME_SSM_PARAMETER` setting reaches the binary as `NAME_FILE` (packer/files/ews-configure)."""
-    return name[: -len("_SSM_PARAMETER")] + "_FILE" if name.endswith("_SSM_PARAMETER") else name
+    """A `NAME_SSM_PARAMETER` or `NAME_B64` setting reaches the binary as `NAME_FILE`
+    (packer/files/ews-configure)."""
+    for suffix in ("_SSM_PARAMETER", "_B64"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)] + "_FILE"
+    return name
 
 
 # Names the packer runtime scripts read from /etc/ews/ews.env (units with that EnvironmentFile).

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 import boto3
 
@@ -37,6 +38,27 @@ def tfvars(path: str) -> dict:
             out[m.group(1)] = m.group(3) if raw.startswith('"') else (
                 raw == "true" if raw in ("true", "false") else int(raw))
     return out
+
+
+def tfvars_nested(path: str) -> dict:
+    """Every setting of a tfvars file, nested values included, read with python-hcl2 (the infra
+    tools' venv; its strings keep their quotes, which are taken off here)."""
+    import os
+    import subprocess
+    tools = os.environ.get("EWS_TOOLS_DIR") or str(Path(__file__).resolve().parents[2] / ".tools")
+    out = subprocess.run([f"{tools}/hcl2/bin/python", "-c",
+                          "import hcl2, json, sys; print(json.dumps(hcl2.load(open(sys.argv[1]))))", path],
+                         capture_output=True, text=True, check=True).stdout
+
+    def unquote(v):
+        if isinstance(v, str):
+            return v[1:-1] if len(v) >= 2 and v[0] == v[-1] == '"' else v
+        if isinstance(v, list):
+            return [unquote(x) for x in v]
+        if isinstance(v, dict):
+            return {unquote(k): unquote(x) for k, x in v.items()}
+        return v
+    return unquote(json.loads(out))
 
 
 def prepare(example: str, zip_dir: str) -> None:
@@ -414,6 +436,9 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
         actions = {a for d in docs for s in d["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
         check("logs:PutLogEvents" in actions, f"{role_name} may ship its logs")
 
+    # --- backend hooks ----------------------------------------------------------------------------
+    check_hooks(outputs, tfvars_nested(tfvars_path), name, iam, ssm, [r for r in roles if "-worker-" in r])
+
     # --- the active-leader lease -----------------------------------------------------------------
     ddb = boto3.client("dynamodb")
     table = outputs.get("leader_lease_table")
@@ -453,6 +478,44 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
         acts, res = role_grants(iam, role_name, "sqs")
         check(acts == {"sqs:SendMessage"} and res == {attrs.get("QueueArn")},
               f"{role_name} may only send to the events queue ({sorted(acts)} on {sorted(res)})")
+
+
+def check_hooks(outputs: dict, settings: dict, name: str, iam, ssm, worker_roles: list) -> None:
+    """The workers' routes and hooks file arrive in their user data; https backends are signed
+    with a secret in SSM the workers may read; Lambda backends are the only functions they may
+    invoke. Without hooks: none of it."""
+    import base64
+    env = user_data_env(outputs)
+    hooks = settings.get("hooks") or {}
+    routes = hooks.get("routes", {})
+    check(env.get("EWS_ROUTES") == (settings.get("routes") or None),
+          f"the workers' routes are var.routes ({env.get('EWS_ROUTES')})")
+    lambdas = sorted(b["lambda_function_arn"] for b in hooks.get("backends", {}).values()
+                     if b.get("lambda_function_arn")) if routes else []
+    for role_name in worker_roles:
+        acts, res = role_grants(iam, role_name, "lambda")
+        want = ({"lambda:InvokeFunction"}, set(lambdas)) if lambdas else (set(), set())
+        check((acts, res) == want, f"{role_name} may invoke only the hooks' functions ({sorted(acts)} on {sorted(res)})")
+    if not routes:
+        check("EWS_HOOKS_B64" not in env and outputs.get("hook_secret_parameter") is None,
+              "no hooks file and no hook secret without hooks")
+        return
+    file = json.loads(base64.b64decode(env.get("EWS_HOOKS_B64", "")).decode() or "{}")
+    check(file.get("routes") == routes, f"the hooks file carries every route's hooks ({file.get('routes')})")
+    for bname, b in hooks.get("backends", {}).items():
+        got = file.get("backends", {}).get(bname, {})
+        check(got.get("url") == b.get("url") and got.get("lambda") == b.get("lambda_function_arn"),
+              f"hooks backend {bname} as configured ({got})")
+    param = outputs.get("hook_secret_parameter")
+    check(param == f"/{name}/hook-secret" and env.get("EWS_HOOK_SECRET_SSM_PARAMETER") == param,
+          f"the hook secret's parameter is in the workers' user data ({param})")
+    if param:
+        secret = ssm.get_parameter(Name=param, WithDecryption=True)["Parameter"]
+        check(secret["Type"] == "SecureString" and len(secret["Value"]) == 48,
+              "hook secret: 48 random characters in an SSM SecureString")
+        for role_name in worker_roles:
+            _, res = role_grants(iam, role_name, "ssm")
+            check(secret["ARN"] in res, f"{role_name} may read the hook secret")
 
 
 def scale(outputs_path: str) -> None:

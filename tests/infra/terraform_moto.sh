@@ -220,6 +220,11 @@ apply_example() {
       "${args[@]}" -var leader_ami_id=ami-0000000000000000f
     expect_plan_error "$name" "are not in the region $region" \
       "${args[@]}" -var 'availability_zones=["us-east-1a","us-east-1b"]'
+    # Hooks that would send clients' claims in clear, or name a route the workers do not serve.
+    expect_plan_error "$name" "a hooks backend url must be https://" "${args[@]}" -var routes=/ws=ingest \
+      -var 'hooks={backends={app={url="http://app.example.com/h"}},routes={"/ws"={backend="app",hooks=["connect"]}}}'
+    expect_plan_error "$name" "every hooks route must be one of var.routes" "${args[@]}" -var routes=/ws=ingest \
+      -var 'hooks={backends={app={url="https://app.example.com/h"}},routes={"/chat"={backend="app",hooks=["connect"]}}}'
   fi
   say "$name: destroy"
   # moto keeps a terminated instance's primary network interface attached (AWS detaches it and

@@ -111,6 +111,7 @@ this line is not a setting
 EWS_PUBLISH_METRIC=true
 EWS_CLUSTER_SECRET_SSM_PARAMETER=/ews/cluster-secret
 EWS_LOG_GROUP=/ews/leaders
+EWS_HOOKS_B64=eyJiYWNrZW5kcyI6IHt9LCAicm91dGVzIjoge319
 UD
 python3 "$HERE/tests/infra/fake_imds.py" "$work/user-data" "$work/port" &
 imds_pid=$!
@@ -158,6 +159,14 @@ ews_gid="$(awk -F: '$1 == "ews" { print $3 }' "$root/etc/group")"
   fail "secret mode/group $(stat -c '%a %g' "$secret")"
 grep -q 's3cret-value\|SSM_PARAMETER' "$env_file" && fail "secret or SSM line leaked into ews.env" ||
   ok "no secret in ews.env"
+# A configuration file from user data (the workers' hooks JSON): decoded, group ews, named in ews.env.
+expect "EWS_HOOKS_FILE=/etc/ews/hooks"
+hooks_file="$root/etc/ews/hooks"
+[ "$(cat "$hooks_file" 2>/dev/null)" = '{"backends": {}, "routes": {}}' ] && ok "hooks file decoded" ||
+  fail "hooks file content: $(cat "$hooks_file" 2>/dev/null)"
+[ "$(stat -c '%a %g' "$hooks_file")" = "640 $ews_gid" ] && ok "hooks file mode 0640 group ews" ||
+  fail "hooks file mode/group $(stat -c '%a %g' "$hooks_file")"
+grep -q '_B64' "$env_file" && fail "a _B64 line leaked into ews.env" || ok "no _B64 line in ews.env"
 
 # Logs: the CloudWatch agent ships the unit's log file to the deployment's group, one stream per
 # instance; EWS_LOG_GROUP itself is for ews-configure, not the node.

@@ -51,6 +51,15 @@ data "aws_iam_policy_document" "worker" {
     actions   = ["autoscaling:CompleteLifecycleAction"]
     resources = [local.asg_arn_prefix]
   }
+  # Backend hooks on Lambda: invoke the functions the hooks name, no other.
+  dynamic "statement" {
+    for_each = length(var.hook_lambda_arns) > 0 ? [var.hook_lambda_arns] : []
+    content {
+      sid       = "InvokeHooks"
+      actions   = ["lambda:InvokeFunction"]
+      resources = statement.value
+    }
+  }
   # Send only (SendMessageBatch is authorized as SendMessage): a worker can neither read nor
   # delete events, nor touch any other queue.
   dynamic "statement" {

@@ -98,12 +98,18 @@ variable "cluster_secret_parameter_arn" {
 
 variable "auth_env" {
   type        = map(string)
-  description = "Authentication settings (EWS_JWKS_URL, EWS_JWT_*; EWS_JWT_HS256_SECRET_SSM_PARAMETER for an SSM-held secret)."
+  description = "Authentication and client-facing settings (EWS_JWKS_URL, EWS_JWT_*; EWS_JWT_HS256_SECRET_SSM_PARAMETER for an SSM-held secret; EWS_ROUTES, EWS_HOOKS_B64, EWS_HOOK_SECRET_SSM_PARAMETER)."
 }
 
 variable "auth_secret_parameter_arns" {
   type        = list(string)
   description = "ARNs of SSM parameters named in auth_env, for the instance role."
+  default     = []
+}
+
+variable "hook_lambda_arns" {
+  type        = list(string)
+  description = "Lambda functions the workers' backend hooks invoke: the instance role may invoke these and no other."
   default     = []
 }
 

@@ -32,6 +32,11 @@ pub struct HooksArgs {
     /// publish, rpc, message, disconnect) and how: see docs/hooks.md. Read once at start.
     #[arg(long, env = "EWS_HOOKS_FILE")]
     pub hooks_file: Option<PathBuf>,
+
+    /// File holding the secret that signs calls to every `url` backend of the hooks file that
+    /// names no `secretFile` of its own (in AWS: fetched from SSM at boot).
+    #[arg(long, env = "EWS_HOOK_SECRET_FILE")]
+    pub hook_secret_file: Option<PathBuf>,
 }
 
 /// The file as written.
@@ -127,12 +132,20 @@ pub struct Checked {
 }
 
 impl HooksFile {
-    /// Reads and checks `path`; secret files are read relative to the working directory.
-    pub fn load(path: &Path) -> Result<Checked, String> {
+    /// Reads and checks `path`; secret files are read relative to the working directory, and
+    /// `default_secret` signs the `url` backends that name none.
+    pub fn load(path: &Path, default_secret: Option<&Path>) -> Result<Checked, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("--hooks-file {}: {e}", path.display()))?;
-        let file: HooksFile = serde_json::from_str(&text)
+        let mut file: HooksFile = serde_json::from_str(&text)
             .map_err(|e| format!("--hooks-file {}: {e}", path.display()))?;
+        if let Some(secret) = default_secret {
+            for b in file.backends.values_mut() {
+                if b.url.is_some() && b.secret_file.is_none() {
+                    b.secret_file = Some(secret.to_path_buf());
+                }
+            }
+        }
         file.check()
             .map_err(|e| format!("--hooks-file {}: {e}", path.display()))
     }

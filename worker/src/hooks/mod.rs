@@ -34,9 +34,13 @@ pub async fn load(
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<Hooks> {
     let Some(path) = &args.hooks_file else {
+        if args.hook_secret_file.is_some() {
+            anyhow::bail!("--hook-secret-file without --hooks-file: no backend to sign calls to");
+        }
         return Ok(Hooks::default());
     };
-    let checked = config::HooksFile::load(path).map_err(anyhow::Error::msg)?;
+    let secret = args.hook_secret_file.as_deref();
+    let checked = config::HooksFile::load(path, secret).map_err(anyhow::Error::msg)?;
     let served: Vec<(&str, &str)> = routes
         .iter()
         .map(|r| (&*r.path, r.handler.name.as_str()))
