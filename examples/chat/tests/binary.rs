@@ -44,7 +44,9 @@ fn a_route_to_an_unknown_handler_is_refused_naming_the_chat_handler_among_those_
     assert!(!out.status.success(), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(r#"no handler named "nope" (this node has: chat, echo, greet, ingest)"#),
+        err.contains(
+            r#"no handler named "nope" (this node has: backend, chat, echo, greet, ingest)"#
+        ),
         "{err}"
     );
 }
