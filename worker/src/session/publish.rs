@@ -9,6 +9,7 @@ use ews_proto::topic::Topic;
 use ews_proto::{ErrorKind, ServerFrame, MAX_ID_LEN};
 use ews_sink::BoxFuture;
 use futures_util::stream::FuturesOrdered;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::control::error_frame;
@@ -23,6 +24,29 @@ pub const MAX_IN_FLIGHT: usize = 16;
 pub struct Publishing {
     bucket: Bucket,
     pub in_flight: FuturesOrdered<BoxFuture<'static, String>>,
+    /// On a route with a `publish` hook: resolves (or fails) once the last publish started is
+    /// done, so the next delivers after it (see [`Turn`]).
+    last: Option<oneshot::Receiver<()>>,
+}
+
+/// A hooked publish's place in line. Its backend may answer the hook calls of a session's
+/// publishes in any order, but subscribers must see them in the order the client sent them:
+/// each delivers only once the one before is done (delivered, refused or failed), while the
+/// hook calls themselves still overlap.
+struct Turn {
+    previous: Option<oneshot::Receiver<()>>,
+    /// Dropped when this publish is done, whichever way: the next one's turn.
+    _done: oneshot::Sender<()>,
+}
+
+impl Turn {
+    async fn wait(&mut self) {
+        if let Some(previous) = &mut self.previous {
+            // An error is the previous publish's sender dropped: done too.
+            let _ = previous.await;
+            self.previous = None;
+        }
+    }
 }
 
 impl Publishing {
@@ -30,6 +54,7 @@ impl Publishing {
         Publishing {
             bucket: Bucket::full(rate),
             in_flight: FuturesOrdered::new(),
+            last: None,
         }
     }
 
@@ -107,6 +132,13 @@ impl Publishing {
             from,
         };
         let (pubsub, metrics) = (services.pubsub.clone(), services.metrics.clone());
+        let mut turn = hook.as_ref().map(|_| {
+            let (done, next) = oneshot::channel();
+            Turn {
+                previous: self.last.replace(next),
+                _done: done,
+            }
+        });
         self.in_flight.push_back(Box::pin(async move {
             if let Some(hook) = hook {
                 match hook.publish(&raw, &p.msg, &id).await {
@@ -117,6 +149,9 @@ impl Publishing {
                         return refused.to_text();
                     }
                 }
+            }
+            if let Some(turn) = &mut turn {
+                turn.wait().await;
             }
             metrics.client_request("publish", "ok");
             let d = pubsub.publish(&p).await;
@@ -231,6 +266,25 @@ mod tests {
                 .push_back(Box::pin(std::future::pending::<String>()));
         }
         assert!(p.full());
+    }
+
+    /// A later publish whose hook answered first still waits for the one before, refused or
+    /// delivered.
+    #[tokio::test(start_paused = true)]
+    async fn a_hooked_publish_waits_for_the_one_before() {
+        let (first_done, second_waits) = oneshot::channel();
+        let mut second = Turn {
+            previous: Some(second_waits),
+            _done: oneshot::channel().0,
+        };
+        let waiting = tokio::time::timeout(Duration::from_secs(5), second.wait()).await;
+        assert!(waiting.is_err(), "the first is not done yet");
+        // The first finishes (here: refused, its sender simply dropped).
+        drop(first_done);
+        assert!(second.previous.is_some(), "still waiting on the first");
+        tokio::time::timeout(Duration::from_secs(5), second.wait())
+            .await
+            .expect("its turn now");
     }
 
     #[tokio::test(start_paused = true)]
