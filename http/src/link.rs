@@ -144,7 +144,8 @@ pub enum LinkError {
     Busy,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes` (signatures on the wire, development secrets).
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -167,6 +167,20 @@ fn refuses_non_loopback_targets() {
 /// A standalone `ews-worker` (HS256 secret `e2e-secret`) on free loopback ports, its state under
 /// `dir`, with `extra` flags; returns it once `/info` answers, and its public port.
 /// `scripts/test.sh` builds every binary first; `bin_path` fails with how to build it when missing.
+/// An `ews-queue` broker whose messages read without `--delete` come back after a second (its
+/// visibility timeout), its `events` queue's URL, and a standalone worker sending to it.
+fn worker_on_a_queue(dir: &std::path::Path) -> (Proc, String, Proc, u16) {
+    let queue_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let queue = ews_testkit::queue_broker(
+        queue_addr,
+        &dir.join("queue"),
+        &["--queue-visibility-timeout-ms", "1000"],
+    );
+    let queue_url = format!("ws://{queue_addr}/queue/events");
+    let (worker, port) = standalone_worker(dir, &["--queue-url", &queue_url]);
+    (queue, queue_url, worker, port)
+}
+
 fn standalone_worker(dir: &std::path::Path, extra: &[&str]) -> (Proc, u16) {
     standalone_worker_on(dir, free_port(), extra)
 }
@@ -404,16 +418,8 @@ fn authenticated_load_against_ews_worker() {
 #[test]
 fn ews_queue_read_prints_what_verify_kept() {
     let dir = ews_testkit::Scratch::new("queue-read");
-    let queue_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    // A short visibility timeout: a message read without --delete is delivered again after it.
-    let _queue = ews_testkit::queue_broker(
-        queue_addr,
-        &dir.join("queue"),
-        &["--queue-visibility-timeout-ms", "1000"],
-    );
-    let queue_url = format!("ws://{queue_addr}/queue/events");
+    let (_queue, queue_url, _worker, port) = worker_on_a_queue(&dir);
     let visible_again = || std::thread::sleep(Duration::from_millis(1_500));
-    let (_worker, port) = standalone_worker(&dir, &["--queue-url", &queue_url]);
 
     let (out, j) = run(load()
         .args(["verify", "--url", &format!("ws://127.0.0.1:{port}/ws")])
@@ -474,14 +480,7 @@ fn ews_queue_read_prints_what_verify_kept() {
 #[test]
 fn verify_deletes_only_what_its_run_sent() {
     let dir = ews_testkit::Scratch::new("verify-own");
-    let queue_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let _queue = ews_testkit::queue_broker(
-        queue_addr,
-        &dir.join("queue"),
-        &["--queue-visibility-timeout-ms", "1000"],
-    );
-    let queue_url = format!("ws://{queue_addr}/queue/events");
-    let (_worker, port) = standalone_worker(&dir, &["--queue-url", &queue_url]);
+    let (_queue, queue_url, _worker, port) = worker_on_a_queue(&dir);
     let url = format!("ws://127.0.0.1:{port}/ws");
     // Someone else's events.
     let (out, j) = run(load()

@@ -142,6 +142,12 @@ impl HookResponse {
     pub fn accepted(&self) -> bool {
         self.accept != Some(false)
     }
+
+    /// A refusal's reason for the client (the backend's, or a default).
+    pub fn into_reason(self) -> String {
+        self.reason
+            .unwrap_or_else(|| "refused by the backend".to_string())
+    }
 }
 
 #[cfg(test)]

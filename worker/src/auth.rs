@@ -230,7 +230,7 @@ fn parse_pem(bytes: &[u8]) -> anyhow::Result<(DecodingKey, Algorithm)> {
 /// A random 32-byte HS256 secret (hex) for standalone development mode.
 pub fn random_secret() -> String {
     let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    ews_http::link::hex(&bytes)
 }
 
 /// A development token for `sub`, valid for `valid_secs`.

@@ -227,7 +227,7 @@ impl Node {
         let (nofile, capacity) = capacity(&args)?;
         let metrics = Arc::new(Metrics::new());
         metrics.connections_max.set(capacity as i64);
-        let hooks = Arc::new(hooks::load(&args.hooks, &routes, &metrics).await?);
+        let routes = hooks::load(&args.hooks, routes, &metrics).await?;
 
         let public_listener = ews_http::bind(args.listen, backlog)
             .with_context(|| format!("binding --listen {}", args.listen))?;
@@ -265,7 +265,6 @@ impl Node {
             metrics: metrics.clone(),
             max_topics: args.max_topics_per_session,
             write_timeout: args.ping_interval * 2,
-            hooks,
         });
         let drain = CancellationToken::new();
         let (ticks, env, hosted_env) = session_envs(&args, services, &drain, auth.clone());

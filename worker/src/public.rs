@@ -228,7 +228,7 @@ async fn admit(
         return Err(Refusal::Banned(left));
     }
     let id = p.registry.new_id();
-    let hooks = match p.env.services.hooks.route(&route.path) {
+    let hooks = match &route.hooks {
         Some(h) => Some(connect_hook(p, h, &mut who, id).await?),
         None => None,
     };
@@ -311,22 +311,10 @@ async fn connect_hook(
                 .and_then(|s| StatusCode::from_u16(s).ok())
                 .filter(StatusCode::is_client_error)
                 .unwrap_or(StatusCode::FORBIDDEN);
-            let reason = a.reason.unwrap_or_else(|| "refused by the backend".into());
-            return Err(Refusal::HookRefused(status, reason));
+            return Err(Refusal::HookRefused(status, a.into_reason()));
         }
-        if !a.topics.is_empty() || !a.publish.is_empty() {
-            let bad = |e: ews_proto::topic::TopicError| {
-                Refusal::BackendUnavailable(HookError::Invalid(format!("a granted topic: {e}")))
-            };
-            let rights = Rights {
-                subscribe: who.rights.subscribe.clone().widen(&a.topics).map_err(bad)?,
-                publish: who.rights.publish.clone().widen(&a.publish).map_err(bad)?,
-            };
-            who.rights = Arc::new(rights);
-        }
-        if let Some(at) = a.expires_at {
-            who.exp = Some(who.exp.map_or(at, |exp| exp.min(at)));
-        }
+        (who.rights, who.exp) = crate::hooks::apply_grants(who.rights.clone(), who.exp, &a)
+            .map_err(Refusal::BackendUnavailable)?;
     }
     Ok(Box::new(SessionHooks {
         route: hooks.clone(),

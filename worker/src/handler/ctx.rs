@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::Msg;
 use crate::auth::Rights;
-use crate::hooks::{Hooks, SessionHooks};
+use crate::hooks::SessionHooks;
 use crate::ids::{ClientId, NodeId, SessionId};
 use crate::metrics::Metrics;
 use crate::pubsub::PubSub;
@@ -37,8 +37,6 @@ pub struct Services {
     pub max_topics: usize,
     /// A write that does not complete in this time (a peer that stopped reading) ends the session.
     pub write_timeout: Duration,
-    /// The routes' backend hooks (none without `--hooks-file`).
-    pub hooks: Arc<Hooks>,
 }
 
 /// The session's own part of the session layer: what handlers change through their context

@@ -357,6 +357,8 @@ pub(crate) struct ServedRoute {
     pub handler: Arc<Registered>,
     /// Its sessions announce their topic joins and leaves.
     pub presence: bool,
+    /// Its backend hooks (`--hooks-file`), if it has any.
+    pub hooks: Option<Arc<crate::hooks::RouteHooks>>,
 }
 
 /// A route naming a handler the node cannot serve it with.
@@ -398,6 +400,7 @@ impl Handlers {
                     placement: r.placement,
                     handler: h.clone(),
                     presence: r.presence,
+                    hooks: None,
                 })
             })
             .collect()

@@ -22,22 +22,24 @@ use ews_proto::hook::{HookKind, HookRequest, HookResponse};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::auth::Rights;
 use crate::handler::{Claims, Core, ServedRoute};
 use crate::metrics::Metrics;
 pub use config::HooksArgs;
 
-/// The hooks `--hooks-file` configures for `routes` (none without it): a start-up error if the
-/// file does not read, check, or fit the routes.
+/// `routes` with the hooks `--hooks-file` configures for each (none without it), resolved once
+/// at start so an upgrade finds its route's hooks on the route: a start-up error if the file
+/// does not read, check, or fit the routes.
 pub async fn load(
     args: &HooksArgs,
-    routes: &[ServedRoute],
+    routes: Arc<[ServedRoute]>,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<Hooks> {
+) -> anyhow::Result<Arc<[ServedRoute]>> {
     let Some(path) = &args.hooks_file else {
         if args.hook_secret_file.is_some() {
             anyhow::bail!("--hook-secret-file without --hooks-file: no backend to sign calls to");
         }
-        return Ok(Hooks::default());
+        return Ok(routes);
     };
     let secret = args.hook_secret_file.as_deref();
     let checked = config::HooksFile::load(path, secret).map_err(anyhow::Error::msg)?;
@@ -49,7 +51,40 @@ pub async fn load(
         .await
         .map_err(anyhow::Error::msg)?;
     tracing::info!(path = %path.display(), routes = hooks.routes.len(), "backend hooks");
-    Ok(hooks)
+    Ok(routes
+        .iter()
+        .map(|r| ServedRoute {
+            hooks: hooks.routes.get(&*r.path).cloned(),
+            ..r.clone()
+        })
+        .collect())
+}
+
+/// What an accepted `connect` or `refresh` answer does to a session: `rights` widened by the
+/// answer's topic grants, `exp` brought forward to its `expiresAt`. A grant that is not a topic
+/// pattern makes the answer invalid.
+pub fn apply_grants(
+    rights: Arc<Rights>,
+    exp: Option<u64>,
+    answer: &HookResponse,
+) -> Result<(Arc<Rights>, Option<u64>), HookError> {
+    let exp = match (exp, answer.expires_at) {
+        (Some(exp), Some(at)) => Some(exp.min(at)),
+        (exp, at) => exp.or(at),
+    };
+    if answer.topics.is_empty() && answer.publish.is_empty() {
+        return Ok((rights, exp));
+    }
+    let bad = |e: ews_proto::topic::TopicError| HookError::Invalid(format!("a granted topic: {e}"));
+    let widened = Rights {
+        subscribe: rights
+            .subscribe
+            .clone()
+            .widen(&answer.topics)
+            .map_err(bad)?,
+        publish: rights.publish.clone().widen(&answer.publish).map_err(bad)?,
+    };
+    Ok((Arc::new(widened), exp))
 }
 
 /// A session's call of its route's `hook` (`Ok(None)`: the route has none).
@@ -96,16 +131,15 @@ impl HookError {
     }
 }
 
-/// Every route's hooks, by path (empty without `--hooks-file`).
-#[derive(Default)]
-pub struct Hooks {
+/// Every hooked route's hooks, by path.
+struct Hooks {
     routes: HashMap<String, Arc<RouteHooks>>,
 }
 
 impl Hooks {
     /// The hooks of a checked file; `routes` are the paths `--routes` serves (a hooked route
     /// must be one) with their handler's name.
-    pub async fn new(
+    async fn new(
         file: config::Checked,
         routes: &[(&str, &str)],
         metrics: &Arc<Metrics>,
@@ -151,10 +185,6 @@ impl Hooks {
             );
         }
         Ok(Hooks { routes: out })
-    }
-
-    pub fn route(&self, path: &str) -> Option<&Arc<RouteHooks>> {
-        self.routes.get(path)
     }
 }
 
@@ -300,6 +330,24 @@ impl Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grants_widen_the_rights_and_expiry_comes_only_sooner() {
+        let answer: HookResponse =
+            serde_json::from_str(r#"{"topics":["room.*"],"expiresAt":100}"#).expect("answer");
+        let (rights, exp) =
+            apply_grants(Arc::new(Rights::default()), Some(200), &answer).expect("applied");
+        let room = ews_proto::topic::Topic::parse("room.1").expect("topic");
+        assert!(rights.subscribe.allows(&room) && !rights.publish.allows(&room));
+        assert_eq!(exp, Some(100));
+        let (_, exp) = apply_grants(Arc::new(Rights::default()), Some(50), &answer).expect("ok");
+        assert_eq!(exp, Some(50), "never later than the token");
+        let bad: HookResponse = serde_json::from_str(r#"{"publish":["a b"]}"#).expect("answer");
+        assert!(matches!(
+            apply_grants(Arc::new(Rights::default()), None, &bad),
+            Err(HookError::Invalid(_))
+        ));
+    }
 
     #[tokio::test]
     async fn rpc_and_message_hooks_need_the_backend_handler() {

@@ -182,13 +182,7 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(3 + 64);
-    out.push_str("v1=");
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("v1={}", ews_http::link::hex(&mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]

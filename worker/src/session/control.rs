@@ -91,7 +91,7 @@ async fn topic_change(
     match hook.await {
         Ok(Some(a)) if !a.accepted() => {
             services.metrics.subscription("refused");
-            let reason = a.reason.unwrap_or_else(|| "refused by the backend".into());
+            let reason = a.into_reason();
             return error_frame(ErrorKind::TopicForbidden, reason, None, Some(raw));
         }
         Ok(_) => {}

@@ -198,7 +198,7 @@ impl OwnedCaller {
             .await;
         match answer {
             Ok(Some(a)) if !a.accepted() => {
-                let reason = a.reason.unwrap_or_else(|| "refused by the backend".into());
+                let reason = a.into_reason();
                 let frame = error_frame(
                     ErrorKind::PublishForbidden,
                     reason,

@@ -162,7 +162,6 @@ fn fixture(ack_window: usize) -> Fixture {
     let registry = Arc::new(Registry::default());
     let sink = Arc::new(HeldSink::default());
     let services = Arc::new(Services {
-        hooks: Default::default(),
         node: "w1".into(),
         registry: registry.clone(),
         pubsub: Arc::new(PubSub {

@@ -106,48 +106,28 @@ impl<T: Transport> Machine<'_, T> {
     /// The route's `refresh` hook on a verified token: the rights and expiry the session takes
     /// (the backend may grant topics as at connect, and end it sooner), or the refusal.
     async fn refresh_hook(&mut self, id: Identity) -> Result<(Arc<Rights>, u64), ServerFrame> {
-        let refused = |detail: String| error_frame(ErrorKind::TokenRefused, detail, None, None);
-        let mut rights = id.rights.for_session(self.env.topics_open);
-        let mut exp = id.exp;
+        let rights = id.rights.for_session(self.env.topics_open);
         if let Some(h) = &mut self.core.hooks {
             h.claims = Some(id.claims);
         }
         let node = &self.env.services.node;
+        let unavailable = |e: hooks::HookError| {
+            error_frame(ErrorKind::BackendUnavailable, e.to_string(), None, None)
+        };
         match hooks::session_call(&self.core, node, HookKind::Refresh, |_| {}).await {
-            Ok(None) => {}
-            Ok(Some(a)) if !a.accepted() => {
-                return Err(refused(
-                    a.reason.unwrap_or_else(|| "refused by the backend".into()),
-                ))
-            }
+            Ok(None) => Ok((rights, id.exp)),
+            Ok(Some(a)) if !a.accepted() => Err(error_frame(
+                ErrorKind::TokenRefused,
+                a.into_reason(),
+                None,
+                None,
+            )),
             Ok(Some(a)) => {
-                if !a.topics.is_empty() || !a.publish.is_empty() {
-                    let subscribe = rights.subscribe.clone().widen(&a.topics);
-                    let publish = rights.publish.clone().widen(&a.publish);
-                    let (Ok(subscribe), Ok(publish)) = (subscribe, publish) else {
-                        let e = "the backend granted a topic that is not a valid pattern";
-                        return Err(error_frame(
-                            ErrorKind::BackendUnavailable,
-                            e.into(),
-                            None,
-                            None,
-                        ));
-                    };
-                    rights = Arc::new(Rights { subscribe, publish });
-                }
-                if let Some(at) = a.expires_at {
-                    exp = exp.min(at);
-                }
+                let (rights, exp) =
+                    hooks::apply_grants(rights, Some(id.exp), &a).map_err(unavailable)?;
+                Ok((rights, exp.unwrap_or(id.exp)))
             }
-            Err(e) => {
-                return Err(error_frame(
-                    ErrorKind::BackendUnavailable,
-                    e.to_string(),
-                    None,
-                    None,
-                ))
-            }
+            Err(e) => Err(unavailable(e)),
         }
-        Ok((rights, exp))
     }
 }
