@@ -60,6 +60,23 @@ locals {
     local.hook_secret ? { EWS_HOOK_SECRET_SSM_PARAMETER = aws_ssm_parameter.hook_secret[0].name } : {},
   )
 
+  # Lifecycle records (docs/lifecycle.md): the workers write connected/disconnected to their sink,
+  # the active leader node_lost to the same one.
+  lifecycle_env = var.lifecycle_events ? { EWS_LIFECYCLE_EVENTS = "true" } : {}
+
+
+  history_on = var.history_engine == "valkey" && (length(var.history_topics) > 0 || var.history_clients)
+  # What both roles read (EWS_HISTORY_REDIS_URL_SSM_PARAMETER becomes EWS_HISTORY_REDIS_URL_FILE,
+  # fetched at boot by ews-configure: the auth token never sits in user data).
+  history_env = local.history_on ? merge({
+    EWS_HISTORY_SIZE                    = tostring(var.history_size)
+    EWS_HISTORY_TTL_SECS                = tostring(var.history_ttl_secs)
+    EWS_HISTORY_REDIS_URL_SSM_PARAMETER = aws_ssm_parameter.history_url[0].name
+    },
+    length(var.history_topics) > 0 ? { EWS_HISTORY_TOPICS = join(",", var.history_topics) } : {},
+    var.history_clients ? { EWS_HISTORY_CLIENTS = "true" } : {},
+  ) : {}
+
   sink_env = {
     kafka = {
       EWS_SINK          = "kafka"
@@ -176,6 +193,13 @@ module "leaders" {
   log_group_arn                 = aws_cloudwatch_log_group.nodes["leaders"].arn
   # The built-in queue keeps its events on a volume of its own only where it is the sink.
   data_volume_size_gb = var.sink == "queue" ? var.leader_data_volume_size_gb : 0
+  # With lifecycle records the active leader writes node_lost to the workers' sink.
+  sink_env = var.lifecycle_events ? merge(local.sink_env, local.lifecycle_env) : {}
+  # The front door appends to history as the workers do.
+  history_env           = local.history_env
+  history_parameter_arn = one(aws_ssm_parameter.history_url[*].arn)
+  node_lost_after_secs  = var.lifecycle_events ? var.node_lost_after_secs : null
+  events_queue_arn      = var.lifecycle_events ? one(aws_sqs_queue.events[*].arn) : null
 }
 
 module "alb" {
@@ -213,10 +237,10 @@ module "workers" {
   cluster_secret_parameter_arn  = aws_ssm_parameter.cluster_secret.arn
   admin_token_parameter_name    = aws_ssm_parameter.admin_token.name
   admin_token_parameter_arn     = aws_ssm_parameter.admin_token.arn
-  auth_env                      = merge(local.auth_env, local.hooks_env)
-  auth_secret_parameter_arns    = concat(local.auth_secret_parameter_arns, aws_ssm_parameter.hook_secret[*].arn)
+  auth_env                      = merge(local.auth_env, local.hooks_env, local.history_env)
+  auth_secret_parameter_arns    = concat(local.auth_secret_parameter_arns, aws_ssm_parameter.hook_secret[*].arn, aws_ssm_parameter.history_url[*].arn)
   hook_lambda_arns              = local.hook_lambdas
-  sink_env                      = local.sink_env
+  sink_env                      = merge(local.sink_env, local.lifecycle_env)
   events_queue_arn              = one(aws_sqs_queue.events[*].arn)
   extra_env                     = var.worker_extra_env
   enable_ssm_session_manager    = var.enable_ssm_session_manager

@@ -123,6 +123,17 @@ resource "aws_vpc_security_group_egress_rule" "kafka" {
   cidr_ipv4         = each.value
 }
 
+# With lifecycle records the active leader produces node_lost to the same brokers.
+resource "aws_vpc_security_group_egress_rule" "leaders_kafka" {
+  for_each          = var.kafka_egress == null || !var.lifecycle_events ? toset([]) : toset(var.kafka_egress.cidrs)
+  security_group_id = aws_security_group.leaders.id
+  description       = "Kafka brokers (node_lost records)"
+  ip_protocol       = "tcp"
+  from_port         = var.kafka_egress.port
+  to_port           = var.kafka_egress.port
+  cidr_ipv4         = each.value
+}
+
 # --- leaders ---
 resource "aws_vpc_security_group_ingress_rule" "leaders_admin" {
   for_each          = toset(local.admin_cidrs)

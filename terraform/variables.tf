@@ -234,6 +234,74 @@ variable "sink" {
   }
 }
 
+variable "history_topics" {
+  type        = list(string)
+  description = "Topics (names or patterns such as room.*) whose messages are kept, so a client moved by a drain, a rebalance or a crash recovers what it missed (EWS_HISTORY_TOPICS; docs/history.md). Empty: no topic history."
+  default     = []
+}
+
+variable "history_clients" {
+  type        = bool
+  description = "Pushes to client ids keep history too (EWS_HISTORY_CLIENTS)."
+  default     = false
+}
+
+variable "history_size" {
+  type        = number
+  description = "Messages kept per topic (EWS_HISTORY_SIZE)."
+  default     = 100
+  validation {
+    condition     = var.history_size >= 1 && var.history_size <= 100000 && floor(var.history_size) == var.history_size
+    error_message = "history_size must be a whole number from 1 to 100000."
+  }
+}
+
+variable "history_ttl_secs" {
+  type        = number
+  description = "Seconds a message is kept (EWS_HISTORY_TTL_SECS)."
+  default     = 300
+  validation {
+    condition     = var.history_ttl_secs >= 1 && var.history_ttl_secs <= 604800 && floor(var.history_ttl_secs) == var.history_ttl_secs
+    error_message = "history_ttl_secs must be a whole number from 1 to 604800."
+  }
+}
+
+variable "history_engine" {
+  type        = string
+  description = "Where history lives: \"valkey\" (an ElastiCache Valkey replication group this module creates when any topic or client keeps history) or \"none\" (no history at all)."
+  default     = "valkey"
+  validation {
+    condition     = contains(["valkey", "none"], var.history_engine)
+    error_message = "history_engine must be \"valkey\" or \"none\"."
+  }
+  validation {
+    condition     = var.history_engine == "valkey" || (length(var.history_topics) == 0 && !var.history_clients)
+    error_message = "history_engine = \"none\" keeps no history: leave history_topics empty and history_clients off."
+  }
+}
+
+variable "history_node_type" {
+  type        = string
+  description = "ElastiCache node type of the history engine (two of them: a primary and a replica)."
+  default     = "cache.t4g.micro"
+}
+
+variable "lifecycle_events" {
+  type        = bool
+  description = "Write lifecycle records to the sink beside the events (EWS_LIFECYCLE_EVENTS): connected and disconnected for every session (workers), node_lost for every worker that leaves (the active leader), so a consumer can keep an exact table of online clients (docs/lifecycle.md)."
+  default     = false
+}
+
+variable "node_lost_after_secs" {
+  type        = number
+  description = "With lifecycle_events: seconds a worker stays unreachable before the active leader writes its node_lost (EWS_NODE_LOST_AFTER_SECS); a worker cut off longer ends its sessions when it is heard again."
+  default     = 30
+  validation {
+    condition     = var.node_lost_after_secs >= 1 && floor(var.node_lost_after_secs) == var.node_lost_after_secs
+    error_message = "node_lost_after_secs must be a whole number of seconds, at least 1."
+  }
+}
+
 variable "sqs" {
   type = object({
     retention_seconds          = optional(number, 345600)

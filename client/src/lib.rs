@@ -15,7 +15,7 @@
 mod backoff;
 mod connect;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ews_proto::{ClientControl, Event, ServerFrame};
+use ews_proto::{ClientControl, Event, ServerFrame, StreamPosition};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
@@ -136,6 +136,17 @@ pub struct Push {
     pub topic: Option<String>,
     /// The publishing client's id, when another client published it (set by the server).
     pub from: Option<String>,
+    /// On a topic with history: its place in the topic's stream (pushes come in offset order,
+    /// each once, across reconnects).
+    pub offset: Option<u64>,
+}
+
+/// Where this client is in a subscribed topic's stream (topics with history).
+#[derive(Debug, Default)]
+struct Track {
+    at: Option<StreamPosition>,
+    /// A subscribe with `since` is on its way: pushes past a gap wait for its replay.
+    recovering: bool,
 }
 
 /// What the server sends the application on its own: pushes, and who joined or left a topic
@@ -143,8 +154,25 @@ pub struct Push {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
     Push(Push),
-    Join { topic: String, client_id: String },
-    Leave { topic: String, client_id: String },
+    /// `info`: what the client's backend said about it at connect, if anything.
+    Join {
+        topic: String,
+        client_id: String,
+        info: Option<ews_proto::ClientInfo>,
+    },
+    Leave {
+        topic: String,
+        client_id: String,
+        info: Option<ews_proto::ClientInfo>,
+    },
+    /// What was published to `topic` while this client was away could not all be recovered
+    /// (`reason`: `expired`, `epoch_changed`, `too_many`, `unavailable`): refetch the state it
+    /// stands for. Pushes continue from now. An empty `topic` means the pushes to this client
+    /// itself (servers with history for client ids).
+    Unrecovered {
+        topic: String,
+        reason: String,
+    },
 }
 
 /// Why a publish or an rpc has no answer.
@@ -274,7 +302,9 @@ impl Client {
             stats: stats.clone(),
             backoff: options.backoff,
             outbox: VecDeque::new(),
-            topics: BTreeSet::new(),
+            topics: BTreeMap::new(),
+            direct: Track::default(),
+            resend: Vec::new(),
             waiting: HashMap::new(),
             requests: HashMap::new(),
             unsent: Vec::new(),
@@ -451,8 +481,15 @@ struct Task<D: Dial> {
     unsent: Vec<(String, Key, Reply)>,
     /// Unacknowledged events, oldest first: what a new connection sends again.
     outbox: VecDeque<Entry>,
-    /// Topics the application subscribed to: what a new connection subscribes to again.
-    topics: BTreeSet<String>,
+    /// Topics the application subscribed to: what a new connection subscribes to again, from
+    /// where it was in each topic with history.
+    topics: BTreeMap<String, Track>,
+    /// Where this client is in the stream of pushes to it (servers with history for client
+    /// ids): what a new connection `resume`s from.
+    direct: Track,
+    /// Frames to send on this connection once the current one is handled (a resubscribe to
+    /// fill a gap).
+    resend: Vec<String>,
     /// Subscribe and unsubscribe calls waiting for the server's answer, by topic.
     waiting: HashMap<String, Vec<Answer>>,
 }
@@ -527,10 +564,21 @@ impl<D: Dial> Task<D> {
             code: 1006,
             reason: e.to_string(),
         };
-        // Subscriptions first, so pushes on them flow while the resent events are answered.
-        for topic in &self.topics {
+        // Subscriptions first, so pushes on them flow while the resent events are answered; on a
+        // topic with history, from where this client was: what it missed comes first.
+        self.resend.clear();
+        if let Some(at) = self.direct.at.clone() {
+            self.direct.recovering = true;
+            let frame = ClientControl::Resume { since: at };
+            if let Err(err) = out.feed(Message::text(frame.to_text())).await {
+                return Some(lost(&err));
+            }
+        }
+        for (topic, track) in &mut self.topics {
+            track.recovering = track.at.is_some();
             let frame = ClientControl::Subscribe {
                 topic: topic.clone(),
+                since: track.at.clone(),
             };
             if let Err(err) = out.feed(Message::text(frame.to_text())).await {
                 return Some(lost(&err));
@@ -587,8 +635,12 @@ impl<D: Dial> Task<D> {
                         }
                     }
                     Some(Cmd::Subscribe(topic, answer)) => {
-                        let frame = ClientControl::Subscribe { topic: topic.clone() };
-                        self.topics.insert(topic.clone());
+                        let track = self.topics.entry(topic.clone()).or_default();
+                        track.recovering = track.at.is_some();
+                        let frame = ClientControl::Subscribe {
+                            topic: topic.clone(),
+                            since: track.at.clone(),
+                        };
                         self.waiting.entry(topic).or_default().push(answer);
                         if let Err(err) = out.send(Message::text(frame.to_text())).await {
                             return Some(lost(&err));
@@ -616,7 +668,13 @@ impl<D: Dial> Task<D> {
                 },
                 msg = inp.next() => match msg {
                     Some(Ok(Message::Text(t))) => {
-                        if self.on_frame(t.as_str()) {
+                        let refresh = self.on_frame(t.as_str());
+                        for frame in std::mem::take(&mut self.resend) {
+                            if let Err(err) = out.send(Message::text(frame)).await {
+                                return Some(lost(&err));
+                            }
+                        }
+                        if refresh {
                             // The server asked for a fresh token.
                             let frame = match self.dial.token().await {
                                 Some(token) => ClientControl::Refresh { token },
@@ -679,8 +737,67 @@ impl<D: Dial> Task<D> {
                 self.answer(&topic, Err(SubscribeError::Refused { kind, detail }));
                 return false;
             }
-            ServerFrame::Subscribed { topic } | ServerFrame::Unsubscribed { topic } => {
+            ServerFrame::Subscribed {
+                topic,
+                offset,
+                epoch,
+                recovered,
+                reason,
+            } => {
+                if let Some(track) = self.topics.get_mut(&topic) {
+                    track.recovering = false;
+                    if let (Some(offset), Some(epoch)) = (offset, epoch) {
+                        // Where the stream is: every push up to it came first.
+                        let behind = track.at.as_ref().is_none_or(|a| {
+                            a.epoch != epoch || a.offset < offset || recovered == Some(false)
+                        });
+                        if behind {
+                            track.at = Some(StreamPosition { offset, epoch });
+                        }
+                    }
+                }
+                if recovered == Some(false) {
+                    let reason = reason.unwrap_or_default();
+                    self.inbound(Inbound::Unrecovered {
+                        topic: topic.clone(),
+                        reason,
+                    });
+                }
                 self.answer(&topic, Ok(()));
+                return false;
+            }
+            ServerFrame::Unsubscribed { topic } => {
+                self.answer(&topic, Ok(()));
+                return false;
+            }
+            ServerFrame::Position { offset, epoch } => {
+                // A `resume` on its way knows better.
+                if !self.direct.recovering {
+                    self.direct.at = Some(StreamPosition { offset, epoch });
+                }
+                return false;
+            }
+            ServerFrame::Resumed {
+                offset,
+                epoch,
+                recovered,
+                reason,
+            } => {
+                self.direct.recovering = false;
+                let behind = self
+                    .direct
+                    .at
+                    .as_ref()
+                    .is_none_or(|a| a.epoch != epoch || a.offset < offset || !recovered);
+                if behind {
+                    self.direct.at = Some(StreamPosition { offset, epoch });
+                }
+                if !recovered {
+                    self.inbound(Inbound::Unrecovered {
+                        topic: String::new(),
+                        reason: reason.unwrap_or_default(),
+                    });
+                }
                 return false;
             }
             ServerFrame::Error {
@@ -699,16 +816,48 @@ impl<D: Dial> Task<D> {
                 }
                 (id, Err(SendError::Refused { kind, detail }))
             }
-            ServerFrame::Push { msg, topic, from } => {
-                self.inbound(Inbound::Push(Push { msg, topic, from }));
+            ServerFrame::Push {
+                msg,
+                topic,
+                from,
+                offset,
+                epoch,
+            } => {
+                if let (Some(offset), Some(epoch)) = (offset, epoch) {
+                    if !self.in_order(topic.as_deref(), StreamPosition { offset, epoch }) {
+                        return false;
+                    }
+                }
+                self.inbound(Inbound::Push(Push {
+                    msg,
+                    topic,
+                    from,
+                    offset,
+                }));
                 return false;
             }
-            ServerFrame::Join { topic, client_id } => {
-                self.inbound(Inbound::Join { topic, client_id });
+            ServerFrame::Join {
+                topic,
+                client_id,
+                info,
+            } => {
+                self.inbound(Inbound::Join {
+                    topic,
+                    client_id,
+                    info,
+                });
                 return false;
             }
-            ServerFrame::Leave { topic, client_id } => {
-                self.inbound(Inbound::Leave { topic, client_id });
+            ServerFrame::Leave {
+                topic,
+                client_id,
+                info,
+            } => {
+                self.inbound(Inbound::Leave {
+                    topic,
+                    client_id,
+                    info,
+                });
                 return false;
             }
             ServerFrame::Published {
@@ -741,6 +890,50 @@ impl<D: Dial> Task<D> {
         false
     }
 
+    /// Whether a push at `at` on `topic` is the next one: a copy is dropped; one past a gap is
+    /// dropped too, and the topic subscribed again from where this client is (the server hands
+    /// over what it missed, in order); another epoch starts over (the application hears that
+    /// what came before is lost).
+    fn in_order(&mut self, topic: Option<&str>, at: StreamPosition) -> bool {
+        let track = match topic {
+            Some(t) => match self.topics.get_mut(t) {
+                Some(track) => track,
+                None => return true,
+            },
+            None => &mut self.direct,
+        };
+        match &track.at {
+            Some(a) if a.epoch == at.epoch && at.offset <= a.offset => false,
+            Some(a) if a.epoch == at.epoch && at.offset > a.offset + 1 => {
+                if !track.recovering {
+                    track.recovering = true;
+                    let since = a.clone();
+                    let frame = match topic {
+                        Some(t) => ClientControl::Subscribe {
+                            topic: t.to_string(),
+                            since: Some(since),
+                        },
+                        None => ClientControl::Resume { since },
+                    };
+                    self.resend.push(frame.to_text());
+                }
+                false
+            }
+            Some(a) if a.epoch != at.epoch && !track.recovering => {
+                track.at = Some(at);
+                self.inbound(Inbound::Unrecovered {
+                    topic: topic.unwrap_or_default().to_string(),
+                    reason: "epoch_changed".into(),
+                });
+                true
+            }
+            _ => {
+                track.at = Some(at);
+                true
+            }
+        }
+    }
+
     fn inbound(&mut self, i: Inbound) {
         if self.pushes.try_send(i).is_err() {
             self.stats.pushes_dropped.fetch_add(1, Ordering::Relaxed);
@@ -771,7 +964,7 @@ impl<D: Dial> Task<D> {
                     Some(Cmd::Send(entry)) => self.outbox.push_back(entry),
                     // Sent, and answered, on the next connection.
                     Some(Cmd::Subscribe(topic, answer)) => {
-                        self.topics.insert(topic.clone());
+                        self.topics.entry(topic.clone()).or_default();
                         self.waiting.entry(topic).or_default().push(answer);
                     }
                     Some(Cmd::Unsubscribe(topic, answer)) => {

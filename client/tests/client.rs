@@ -242,7 +242,8 @@ async fn a_full_buffer_holds_the_sender_and_pushes_arrive() {
         Some(Inbound::Push(Push {
             msg: "hello".into(),
             topic: None,
-            from: None
+            from: None,
+            offset: None,
         }))
     );
     client.close().await;
@@ -416,7 +417,8 @@ async fn publishes_and_rpcs_get_their_answers_and_the_client_refreshes_its_token
         pushes.recv().await,
         Some(Inbound::Join {
             topic: "room.1".into(),
-            client_id: "bob".into()
+            client_id: "bob".into(),
+            info: None,
         })
     );
     reply(

@@ -32,6 +32,20 @@ pub const TOPICS_PATH: &str = "/internal/v1/topics";
 /// Node-link path: join/leave events for this node's presence-announcing subscribers.
 pub const PRESENCE_EVENTS_PATH: &str = "/internal/v1/presence-events";
 
+/// Node-link path: the active leader wrote a `node_lost` for this node's generation (it was
+/// cut off long enough to be taken for dead). The worker ends its sessions and exits, to come
+/// back as a new generation: a consumer of lifecycle records has ended every session of the
+/// old one.
+pub const LOST_PATH: &str = "/internal/v1/lost";
+
+/// The body of [`LOST_PATH`]: the generation declared lost (the request is signed for that
+/// node and generation too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lost {
+    pub generation: u64,
+}
+
 /// Longest a disconnected client may be refused a reconnect.
 pub const MAX_BAN_SECS: u64 = 3600;
 /// Most topics one node lists; past it the answer says `truncated`.
@@ -195,6 +209,9 @@ pub struct PresenceEvent {
     pub topic: Topic,
     pub client_id: String,
     pub joined: bool,
+    /// What the client's backend said about it at connect, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<ews_proto::ClientInfo>,
 }
 
 /// One node's coalesced join/leave events, sent to every worker that may hold the topics.

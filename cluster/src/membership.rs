@@ -510,6 +510,11 @@ impl Membership {
         };
         let mut view = self.view_rx.clone();
         view.mark_unchanged();
+        let (node, generation, interest) = (
+            state.node_id.clone(),
+            state.generation,
+            state.interest.clone(),
+        );
         {
             let key = (state.node_id.clone(), state.generation);
             let mut proven = lock(&self.shared.proven);
@@ -529,7 +534,21 @@ impl Membership {
             }
         }
         self.shared.refresh_now.notify_one();
-        let _ = tokio::time::timeout(ANNOUNCE_TIMEOUT, view.changed()).await;
+        // Until the view holds it: a rebuild that was under way when the state came in ends
+        // without it, and a publish routed by that view would miss the new subscriber.
+        let holds = |v: &ClusterView| {
+            v.members
+                .iter()
+                .any(|m| m.node_id == node && m.generation == generation && m.interest == interest)
+        };
+        let _ = tokio::time::timeout(ANNOUNCE_TIMEOUT, async {
+            while !holds(&view.borrow_and_update()) {
+                if view.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
         reply(StatusCode::NO_CONTENT, "")
     }
 

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ews_http::reply::{self, Body};
 use ews_proto::topic::Topic;
+use ews_proto::ClientInfo;
 use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -111,31 +112,43 @@ impl Query {
 pub struct Here {
     pub sessions: usize,
     /// Distinct client ids after the query's `after`, sorted: at most its `limit`, and at most
-    /// [`PAGE_BYTES`] of them (at least one, when there is one).
+    /// [`PAGE_BYTES`] of them and their infos (at least one, when there is one).
     pub clients: Vec<String>,
+    /// What their backend said about the listed clients that have an info.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub info: BTreeMap<String, ClientInfo>,
     /// Present when this node holds more ids past this page: ask again with `after` set to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
 }
 
 impl Here {
-    /// From the sessions' client ids (`None`: a session without one, under `--no-auth`), the
-    /// page `q` asks for.
-    pub fn of<'a>(q: &Query, clients: impl IntoIterator<Item = Option<&'a str>>) -> Here {
+    /// From the sessions' client ids and infos (`None`: a session without an id, under
+    /// `--no-auth`), the page `q` asks for.
+    pub fn of<'a>(
+        q: &Query,
+        clients: impl IntoIterator<Item = Option<(&'a str, Option<&'a ClientInfo>)>>,
+    ) -> Here {
         let mut sessions = 0;
-        let mut ids = BTreeSet::new();
+        let mut ids: BTreeMap<&str, Option<&ClientInfo>> = BTreeMap::new();
         for c in clients {
             sessions += 1;
-            if let Some(c) = c.filter(|c| q.after.as_deref().is_none_or(|a| *c > a)) {
-                ids.insert(c);
+            if let Some((c, info)) = c.filter(|(c, _)| q.after.as_deref().is_none_or(|a| *c > a)) {
+                let known = ids.entry(c).or_default();
+                *known = known.or(info);
             }
         }
         let mut page = Vec::new();
+        let mut infos = BTreeMap::new();
         let mut bytes = 0;
         let mut rest = ids.into_iter();
-        for id in rest.by_ref() {
+        for (id, info) in rest.by_ref() {
             page.push(id.to_string());
             bytes += id.len();
+            if let Some(i) = info {
+                bytes += i.len();
+                infos.insert(id.to_string(), i.clone());
+            }
             if page.len() >= q.limit || bytes >= PAGE_BYTES {
                 break;
             }
@@ -144,6 +157,7 @@ impl Here {
         Here {
             sessions,
             clients: page,
+            info: infos,
             next,
         }
     }
@@ -168,6 +182,9 @@ pub enum NodePresence {
 pub struct Presence {
     pub sessions: usize,
     pub clients: Vec<String>,
+    /// What their backend said about the listed clients that have an info.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub info: BTreeMap<String, ClientInfo>,
     /// Present when more ids follow: ask again with `after` set to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
@@ -208,6 +225,20 @@ impl Presence {
         }
         let more = all.len() > limit;
         self.clients = all.into_iter().take(limit).cloned().collect();
+        // Once, at the top (taken out of the nodes' parts, so a finished answer carries each
+        // info once; finishing again keeps what the first finish gathered).
+        let mut info = std::mem::take(&mut self.info);
+        info.retain(|c, _| self.clients.binary_search(c).is_ok());
+        for n in self.nodes.values_mut() {
+            if let NodePresence::Here(h) = n {
+                for (c, i) in std::mem::take(&mut h.info) {
+                    if self.clients.binary_search(&c).is_ok() {
+                        info.entry(c).or_insert(i);
+                    }
+                }
+            }
+        }
+        self.info = info;
         self.next = if more {
             self.clients.last().cloned()
         } else {
@@ -230,6 +261,13 @@ impl Presence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sessions with these client ids and no infos.
+    fn no_info<'a>(
+        ids: impl IntoIterator<Item = Option<&'a str>>,
+    ) -> impl Iterator<Item = Option<(&'a str, Option<&'a ClientInfo>)>> {
+        ids.into_iter().map(|c| c.map(|c| (c, None)))
+    }
 
     fn first(q: Option<&str>) -> Query {
         Query::parse(q).unwrap()
@@ -269,9 +307,12 @@ mod tests {
         let mut p = Presence::default();
         p.add_node(
             "w1",
-            Ok(Here::of(&q, [Some("alice"), Some("bob"), Some("alice")])),
+            Ok(Here::of(
+                &q,
+                no_info([Some("alice"), Some("bob"), Some("alice")]),
+            )),
         );
-        p.add_node("w2", Ok(Here::of(&q, [Some("carol"), None])));
+        p.add_node("w2", Ok(Here::of(&q, no_info([Some("carol"), None]))));
         p.add_node("w3", Err("no answer within 1000 ms".into()));
         assert_eq!(p.sessions, 5);
         assert_eq!(p.failed, ["w3"]);
@@ -287,11 +328,32 @@ mod tests {
     }
 
     #[test]
+    fn infos_are_listed_once_for_the_clients_on_the_page() {
+        let info: ClientInfo = serde_json::from_str(r#"{"name":"Alice"}"#).unwrap();
+        let q = first(Some("topic=t&limit=1"));
+        let mut p = Presence::default();
+        let w1 = [Some(("alice", Some(&info))), Some(("alice", None))];
+        p.add_node("w1", Ok(Here::of(&q, w1)));
+        let w2 = [Some(("alice", None)), Some(("bob", Some(&info)))];
+        p.add_node("w2", Ok(Here::of(&q, w2)));
+        p.finish(&q);
+        // Bob is past the page: his info waits for the next one.
+        assert_eq!(p.clients, ["alice"]);
+        assert_eq!(p.info.keys().collect::<Vec<_>>(), ["alice"]);
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(text.matches("Alice").count(), 1, "{text}");
+        assert!(
+            text.contains(r#""info":{"alice":{"name":"Alice"}}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_node_page_is_bounded_by_count_and_bytes_and_says_where_to_go_on() {
         let ids: Vec<String> = (0..1500).map(|i| format!("c{i:04}")).collect();
         let h = Here::of(
             &first(Some("topic=t")),
-            ids.iter().map(|s| Some(s.as_str())),
+            no_info(ids.iter().map(|s| Some(s.as_str()))),
         );
         assert_eq!((h.sessions, h.clients.len()), (1500, 1000));
         assert_eq!(h.next.as_deref(), Some("c0999"));
@@ -301,14 +363,17 @@ mod tests {
             .collect();
         let h = Here::of(
             &first(Some("topic=t")),
-            long.iter().map(|s| Some(s.as_str())),
+            no_info(long.iter().map(|s| Some(s.as_str()))),
         );
         let bytes: usize = h.clients.iter().map(String::len).sum();
         assert!((PAGE_BYTES..PAGE_BYTES + 65).contains(&bytes), "{bytes}");
         assert!(serde_json::to_vec(&h).unwrap().len() < 64 * 1024);
         assert!(h.next.is_some());
         // Exactly the last id: nothing more.
-        let h = Here::of(&first(Some("topic=t&limit=2")), [Some("a"), Some("b")]);
+        let h = Here::of(
+            &first(Some("topic=t&limit=2")),
+            no_info([Some("a"), Some("b")]),
+        );
         assert_eq!((h.clients.len(), h.next), (2, None));
     }
 
@@ -340,7 +405,7 @@ mod tests {
             for (i, n) in nodes.iter().enumerate() {
                 p.add_node(
                     &format!("w{i}"),
-                    Ok(Here::of(&q, n.iter().map(|s| Some(s.as_str())))),
+                    Ok(Here::of(&q, no_info(n.iter().map(|s| Some(s.as_str()))))),
                 );
             }
             p.finish(&q);

@@ -28,6 +28,7 @@ use http::{Method, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use ews_proto::topic::Topic;
+use ews_proto::StreamPosition;
 
 use crate::command::{PresenceEvents, TopicCounts, PRESENCE_EVENTS_PATH, TOPICS_PATH};
 use crate::link_client::{LinkClient, Proof};
@@ -64,6 +65,9 @@ pub struct Publish {
     pub msg: String,
     pub id: Option<String>,
     pub from: Option<String>,
+    /// On a topic with history: the message's place in the topic's stream, given by the node
+    /// that appended it (the node link carries it; the admin API refuses it). One topic only.
+    pub at: Option<StreamPosition>,
 }
 
 /// Most clients or topics one publish names.
@@ -103,6 +107,10 @@ struct PublishBody {
     id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    epoch: Option<String>,
 }
 
 impl TryFrom<PublishBody> for Publish {
@@ -139,11 +147,22 @@ impl TryFrom<PublishBody> for Publish {
         if b.from.as_ref().is_some_and(String::is_empty) {
             return Err("from is not empty".into());
         }
+        let at = match (b.offset, b.epoch) {
+            (None, None) => None,
+            (Some(offset), Some(epoch))
+                if matches!(&target, Target::Topics(t) if t.len() == 1)
+                    || matches!(&target, Target::Clients(c) if c.len() == 1) =>
+            {
+                Some(StreamPosition { offset, epoch })
+            }
+            _ => return Err("offset and epoch go together, with one topic or client".into()),
+        };
         Ok(Publish {
             target,
             msg: b.msg,
             id: b.id,
             from: b.from,
+            at,
         })
     }
 }
@@ -158,6 +177,8 @@ impl From<Publish> for PublishBody {
             msg: p.msg,
             id: p.id,
             from: p.from,
+            offset: p.at.as_ref().map(|a| a.offset),
+            epoch: p.at.map(|a| a.epoch),
         };
         match p.target {
             Target::Clients(mut cs) if cs.len() == 1 => b.client_id = cs.pop(),
@@ -171,6 +192,65 @@ impl From<Publish> for PublishBody {
         }
         b
     }
+}
+
+/// A publish as history needs it: each topic that keeps history gets its own publish, stamped
+/// with the message's position in that topic's stream (appended here, before any delivery);
+/// the other topics (and client ids) stay together in one. An append that fails fails the
+/// publish: a message with no place in its stream is not delivered.
+pub async fn stamp(
+    history: &ews_history::History,
+    p: Publish,
+) -> Result<Vec<Publish>, ews_history::HistoryError> {
+    if p.at.is_some() {
+        return Ok(vec![p]);
+    }
+    let kept = ews_history::Kept {
+        msg: p.msg.clone(),
+        from: p.from.clone(),
+    };
+    let topics = match &p.target {
+        Target::Clients(clients) if history.clients => {
+            let mut out = Vec::with_capacity(clients.len());
+            for c in clients {
+                let at = history
+                    .append_to(&ews_history::History::client_stream(c), &kept)
+                    .await?;
+                out.push(Publish {
+                    target: Target::client(c.clone()),
+                    at: Some(StreamPosition {
+                        offset: at.offset,
+                        epoch: at.epoch,
+                    }),
+                    ..p.clone()
+                });
+            }
+            return Ok(out);
+        }
+        Target::Topics(topics) if topics.iter().any(|t| history.keeps(t)) => topics,
+        _ => return Ok(vec![p]),
+    };
+    let (keeping, rest): (Vec<Topic>, Vec<Topic>) =
+        topics.iter().cloned().partition(|t| history.keeps(t));
+    let mut out = Vec::with_capacity(keeping.len() + 1);
+    for t in keeping {
+        let at = history.append(&t, &kept).await?;
+        out.push(Publish {
+            target: Target::topic(t),
+            at: Some(StreamPosition {
+                offset: at.offset,
+                epoch: at.epoch,
+            }),
+            ..p.clone()
+        });
+    }
+    if !rest.is_empty() {
+        out.push(Publish {
+            target: Target::Topics(rest),
+            ..p
+        });
+    }
+    Ok(out)
 }
 
 /// What one node did with a publish: its counts, or why there are none.

@@ -300,7 +300,8 @@ async fn the_rust_client_publishes_asks_hears_joins_and_refreshes_its_token() {
         joined,
         Some(ews_client::Inbound::Join {
             topic: "room.2".into(),
-            client_id: "frank".into()
+            client_id: "frank".into(),
+            info: None,
         })
     );
 

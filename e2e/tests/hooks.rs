@@ -136,6 +136,15 @@ impl Setup {
             })
     }
 
+    /// `/api/v1/presence?topic=T` on the worker's admin port.
+    fn presence(&self, topic: &str) -> Value {
+        let path = format!("/api/v1/presence?topic={topic}");
+        let (code, body) = ews_testkit::net::http_request(self.admin, "GET", &path, &[], b"")
+            .expect("the admin port answers");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+
     fn metrics(&self) -> String {
         ews_testkit::http_get(self.admin, "/metrics")
             .map(|(_, body)| body)
@@ -219,6 +228,11 @@ async fn each_hook_accepts_refuses_and_rewrites_as_the_backend_says() {
     )
     .await;
     assert_eq!(next(&mut bob, "bob").await["type"], "subscribed");
+    // And presence shows what the backend said about each at connect.
+    assert_eq!(
+        s.presence("room.lobby")["info"],
+        json!({"alice": {"name": "Alice"}, "bob": {"name": "Bob"}})
+    );
     // Not granted by either: the token decides first, the hook is not asked.
     send(
         &mut alice,
@@ -494,6 +508,10 @@ async fn a_lambda_backend_decides_through_the_lambda_invoke_api() {
     )
     .await;
     assert_eq!(next(&mut alice, "alice").await["type"], "subscribed");
+    assert_eq!(
+        s.presence("room.alice")["info"],
+        json!({"alice": {"name": "Alice"}})
+    );
     send(
         &mut alice,
         json!({"type": "publish", "topic": "room.alice", "msg": "oh darn", "id": "p1"}),

@@ -52,7 +52,8 @@ def decide(call):
         if claims.get("banned"):
             return {"accept": False, "status": 403, "reason": "banned by the backend"}
         rooms = ["room." + client, "room.lobby"]
-        return {"topics": rooms, "publish": rooms}
+        # info: what presence shows beside the client's id (join/leave frames, /api/v1/presence)
+        return {"topics": rooms, "publish": rooms, "info": {"name": client.capitalize()}}
     if hook == "subscribe":
         if call.get("topic") == "room.staff" and not claims.get("staff"):
             return {"accept": False, "reason": "staff only"}

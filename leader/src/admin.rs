@@ -34,6 +34,8 @@ pub struct Admin {
     pub registry: Registry,
     /// Set on SIGTERM: `/info` answers 503 from then on.
     pub draining: AtomicBool,
+    /// Topics with history: a front-door publish to one is appended before it fans out.
+    pub history: Option<std::sync::Arc<ews_history::History>>,
     /// Reaches the workers for a publish.
     pub fanout: Fanout,
 }
@@ -95,8 +97,24 @@ impl Admin {
         let mut all = Delivery::default();
         let sent = match path.as_str() {
             "/api/v1/publish" => match command::read::<Publish>(req, None).await {
+                Ok(p) if p.at.is_some() => Err(reply::text(
+                    StatusCode::BAD_REQUEST,
+                    "offset and epoch are given by the cluster, not by a publisher",
+                )),
                 Ok(p) => {
-                    self.fanout.publish(&p, &mut all).await;
+                    // A topic with history: appended here first, then fanned out stamped.
+                    let parts = match &self.history {
+                        Some(h) => ews_cluster::publish::stamp(h, p).await,
+                        None => Ok(vec![p]),
+                    };
+                    match parts {
+                        Ok(parts) => {
+                            for part in &parts {
+                                self.fanout.publish(part, &mut all).await;
+                            }
+                        }
+                        Err(e) => all.add_node("history", Err(e.to_string())),
+                    }
                     Ok(())
                 }
                 Err(r) => Err(r),

@@ -7,6 +7,7 @@ mod admin;
 mod cloudwatch;
 mod internal;
 mod lease;
+mod lost;
 mod node;
 mod takeover;
 

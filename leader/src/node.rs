@@ -25,6 +25,7 @@ use crate::activity::{self, Activity, ActivityMetrics, LeaseArgs, Terms};
 use crate::admin::Admin;
 use crate::cloudwatch;
 use crate::internal::InternalRoutes;
+use crate::lost::{self, LostArgs, LostSink};
 use crate::takeover::{Takeover, TakeoverMetrics};
 
 /// Every flag of `ews-leader`.
@@ -80,6 +81,18 @@ pub struct LeaderArgs {
     #[command(flatten)]
     pub lease: LeaseArgs,
 
+    /// Where the active leader writes `node_lost` records (`--lifecycle-events`): the workers'
+    /// sink.
+    #[command(flatten)]
+    pub sink: ews_sink::args::SinkArgs,
+
+    #[command(flatten)]
+    pub lost: LostArgs,
+
+    /// Topics with history (the front door appends to them): the workers' settings.
+    #[command(flatten)]
+    pub history: ews_history::HistoryArgs,
+
     #[command(flatten)]
     pub ports: PortArgs,
 
@@ -99,6 +112,8 @@ pub struct Leader {
     terms: Terms,
     activity: Activity,
     takeover: Arc<Takeover>,
+    /// Writes `node_lost` records, with `--lifecycle-events`.
+    lost: Option<(LostSink, Duration)>,
 }
 
 impl Leader {
@@ -131,7 +146,9 @@ impl Leader {
         takeover_metrics.register(&mut registry);
         let (terms, activity) = Terms::new(membership.clone(), activity_metrics);
         let broker = Arc::new(ews_queue::args::LazyBroker::new(args.queue.clone()));
+        let history = ews_history::History::from_args(&args.history, true)?.map(Arc::new);
         let admin = Arc::new(Admin {
+            history,
             token: args.admin.token().cloned(),
             view: membership.watch_view(),
             registry,
@@ -145,6 +162,13 @@ impl Leader {
             connections: TaskTracker::new(),
             membership: membership.clone(),
         });
+        let lost = match args.sink.lifecycle_events {
+            true => Some((
+                LostSink::new(&args.sink, broker.clone()).await?,
+                args.lost.after,
+            )),
+            false => None,
+        };
         let takeover = Arc::new(Takeover {
             link: membership.secret().map(LinkKey::derive),
             membership: membership.clone(),
@@ -181,6 +205,7 @@ impl Leader {
             terms,
             activity,
             takeover,
+            lost,
         })
     }
 
@@ -225,6 +250,10 @@ impl Leader {
                 }
             }
         });
+        if let Some((sink, after)) = self.lost {
+            let (m, a) = (self.membership.clone(), self.activity.clone());
+            ports.spawn(move |stop| lost::run(m, a, sink, after, stop));
+        }
         let choosing = CancellationToken::new();
         let choice = tokio::spawn(activity::run(
             self.lease,

@@ -120,6 +120,11 @@ pub struct HookResponse {
     /// An accepted `connect`: topic patterns the session may also publish to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<String>,
+    /// An accepted `connect`: what presence shows beside the client's id (a JSON object of at
+    /// most 4096 bytes): in the join and leave events its topics' other members get, and in
+    /// `/api/v1/presence` answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<crate::ClientInfo>,
     /// An accepted `connect` or `refresh`: the session ends at this time (Unix seconds) unless
     /// refreshed, instead of at its token's `exp` (never later than it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

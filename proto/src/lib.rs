@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub mod hook;
+pub mod lifecycle;
 pub mod topic;
 
 /// Client → worker on an `ingest` route: one event.
@@ -37,8 +38,14 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ClientControl {
-    /// Receive every message published to `topic` (if the token grants it).
-    Subscribe { topic: String },
+    /// Receive every message published to `topic` (if the token grants it). On a topic with
+    /// history, `since` (the last `offset` and `epoch` the client got) asks for what it missed
+    /// first: the answer says whether it was recovered.
+    Subscribe {
+        topic: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<StreamPosition>,
+    },
     /// Stop receiving `topic`'s messages.
     Unsubscribe { topic: String },
     /// Publish `msg` to every subscriber of `topic`, cluster-wide, if the token's `publish`
@@ -61,6 +68,10 @@ pub enum ClientControl {
     /// A fresh token for this session (after `refresh_required`): verified like the first, and
     /// for the same `sub`. Answered `refreshed` or an `error` of kind `token_refused`.
     Refresh { token: String },
+    /// With history for client ids (`--history-clients`): the pushes to this client after
+    /// `since` (the last such push's `offset` and `epoch`, or the `position` frame's), sent
+    /// while it was away. Answered by those pushes, in order, then `resumed`.
+    Resume { since: StreamPosition },
 }
 
 /// What a client frame is, from its top-level `type` key: the only thing that tells a control
@@ -113,6 +124,71 @@ pub fn now_ms() -> i64 {
 /// Longest event `id` a worker accepts, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 
+/// A client's place in a topic's stream: the `offset` and `epoch` of the last push it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamPosition {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// Most bytes of a [`ClientInfo`]'s JSON.
+pub const MAX_INFO_BYTES: usize = 4096;
+
+/// What a team's backend says about a client when its `connect` hook accepts it (a name, an
+/// avatar, a role): a JSON object of at most [`MAX_INFO_BYTES`], shown beside the client's id
+/// in presence (join and leave events, `/api/v1/presence`). Shared, not copied, by every event
+/// that carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
+#[serde(into = "serde_json::Map<String, serde_json::Value>")]
+pub struct ClientInfo(std::sync::Arc<serde_json::Map<String, serde_json::Value>>);
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for ClientInfo {
+    type Error = String;
+
+    fn try_from(m: serde_json::Map<String, serde_json::Value>) -> Result<ClientInfo, String> {
+        let len = serde_json::to_string(&m).map_or(usize::MAX, |s| s.len());
+        if len > MAX_INFO_BYTES {
+            return Err(format!(
+                "info of {len} bytes: at most {MAX_INFO_BYTES} bytes of JSON"
+            ));
+        }
+        Ok(ClientInfo(std::sync::Arc::new(m)))
+    }
+}
+
+impl From<ClientInfo> for serde_json::Map<String, serde_json::Value> {
+    fn from(i: ClientInfo) -> serde_json::Map<String, serde_json::Value> {
+        std::sync::Arc::unwrap_or_clone(i.0)
+    }
+}
+
+impl ClientInfo {
+    /// Its JSON's length in bytes.
+    pub fn len(&self) -> usize {
+        serde_json::to_string(&*self.0).map_or(0, |s| s.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl JsonSchema for ClientInfo {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ClientInfo".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "additionalProperties": true,
+            "description": "What the client's backend said about it at connect: any JSON object of at most 4096 bytes."
+        })
+    }
+}
+
 /// Worker → client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -154,10 +230,30 @@ pub enum ServerFrame {
         /// publish: a receiver can trust it. Absent for the backend's publishes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<String>,
+        /// On a topic with history: the message's place in the topic's stream (1, 2, 3, ...
+        /// with no gap), and the stream's epoch. Keep the last pair to recover with `since`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
     },
     /// The session now receives `topic`'s messages (also when it already did; also when the
-    /// backend subscribed it).
-    Subscribed { topic: String },
+    /// backend subscribed it). On a topic with history: `offset` and `epoch` are where the
+    /// stream is (the position to keep if no push follows), and, when the `subscribe` had a
+    /// `since`, `recovered` says whether every missed message came first (`true`) or not
+    /// (`false`, with `reason`: `epoch_changed`, `expired`, `too_many`, `unavailable`): the
+    /// application then refetches its state.
+    Subscribed {
+        topic: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// The session no longer receives `topic`'s messages (also when it did not).
     Unsubscribed { topic: String },
     /// The client's `publish` reached `delivered` sessions (cluster-wide).
@@ -179,17 +275,36 @@ pub enum ServerFrame {
     RefreshRequired { exp: u64 },
     /// The refreshed token is in force; the session now lasts until `exp`.
     Refreshed { exp: u64 },
-    /// `clientId` joined `topic` (on topics whose route announces presence).
+    /// With history for client ids: the first frame of a session, where the stream of pushes
+    /// to this client stands (every push to it after this carries the next offset). Keep it, and
+    /// the last push's pair after it, to `resume` on the next connection.
+    Position { offset: u64, epoch: String },
+    /// The answer to `resume`, after the pushes it recovered: where the stream stands now, and
+    /// whether every push the client missed came first (`recovered`; `reason` when not, as for
+    /// `subscribed`).
+    Resumed {
+        offset: u64,
+        epoch: String,
+        recovered: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// `clientId` joined `topic` (on topics whose route announces presence), with what its
+    /// backend's `connect` hook said about it.
     Join {
         topic: String,
         #[serde(rename = "clientId")]
         client_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        info: Option<ClientInfo>,
     },
     /// `clientId` left `topic`.
     Leave {
         topic: String,
         #[serde(rename = "clientId")]
         client_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        info: Option<ClientInfo>,
     },
 }
 
@@ -218,6 +333,10 @@ impl RpcError {
 
 /// The close code of a session whose token expired without a refresh.
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+
+/// Close code of a session that fell behind on a topic with history (its queue was full): the
+/// client reconnects and recovers what it missed with `since`.
+pub const CLOSE_LAGGED: u16 = 4010;
 
 /// What a `ServerFrame::Error` is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -306,6 +425,8 @@ pub fn schema() -> serde_json::Value {
         server_frame: ServerFrame,
         /// What a sink stores for each event.
         stamped_event: StampedEvent,
+        /// What a sink stores: an event, or a lifecycle record (`--lifecycle-events`).
+        sink_record: lifecycle::SinkRecord,
         /// Worker → a team's backend: a hook call (HTTP POST body).
         hook_request: hook::HookRequest,
         /// A team's backend → worker: the answer to a hook call.
@@ -341,6 +462,8 @@ mod tests {
                 msg: "hi".into(),
                 topic: None,
                 from: None,
+                offset: None,
+                epoch: None,
             }
             .to_text(),
             r#"{"type":"push","msg":"hi"}"#
@@ -350,13 +473,19 @@ mod tests {
                 msg: "hi".into(),
                 topic: Some("news".into()),
                 from: None,
+                offset: None,
+                epoch: None,
             }
             .to_text(),
             r#"{"type":"push","msg":"hi","topic":"news"}"#
         );
         assert_eq!(
             ServerFrame::Subscribed {
-                topic: "news".into()
+                topic: "news".into(),
+                offset: None,
+                epoch: None,
+                recovered: None,
+                reason: None,
             }
             .to_text(),
             r#"{"type":"subscribed","topic":"news"}"#
@@ -416,6 +545,8 @@ mod tests {
                     msg: "hi".into(),
                     topic: Some("t".into()),
                     from: Some("alice".into()),
+                    offset: None,
+                    epoch: None,
                 },
                 r#"{"type":"push","msg":"hi","topic":"t","from":"alice"}"#,
             ),
@@ -450,10 +581,24 @@ mod tests {
                 ServerFrame::Join {
                     topic: "t".into(),
                     client_id: "bob".into(),
+                    info: None,
                 },
                 r#"{"type":"join","topic":"t","clientId":"bob"}"#,
             ),
+            (
+                ServerFrame::Leave {
+                    topic: "t".into(),
+                    client_id: "bob".into(),
+                    info: serde_json::from_str(r#"{"name":"Bob"}"#).ok(),
+                },
+                r#"{"type":"leave","topic":"t","clientId":"bob","info":{"name":"Bob"}}"#,
+            ),
         ];
+        // An info is a JSON object of at most MAX_INFO_BYTES.
+        let big = format!(r#"{{"x":"{}"}}"#, "y".repeat(MAX_INFO_BYTES));
+        for bad in [r#"["a"]"#, r#""a""#, big.as_str()] {
+            assert!(serde_json::from_str::<ClientInfo>(bad).is_err(), "{bad}");
+        }
         for (frame, text) in frames {
             assert_eq!(frame.to_text(), text);
             assert_eq!(serde_json::from_str::<ServerFrame>(text).unwrap(), frame);
@@ -474,7 +619,8 @@ mod tests {
         assert_eq!(
             c,
             ClientControl::Subscribe {
-                topic: "news".into()
+                topic: "news".into(),
+                since: None,
             }
         );
         assert_eq!(c.to_text(), r#"{"type":"subscribe","topic":"news"}"#);

@@ -64,3 +64,27 @@ fn protocol_tables_name_every_frame_field_and_kind() {
         missing.join(", ")
     );
 }
+
+#[test]
+fn the_lifecycle_table_names_every_record_field() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/lifecycle.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/lifecycle.md");
+    let schema = ews_proto::schema();
+    let defs = &schema["$defs"];
+    let mut missing = Vec::new();
+    for ty in ["SessionLife", "NodeLost"] {
+        for f in defs[ty]["properties"].as_object().expect("fields").keys() {
+            if row(&doc, f).is_none() {
+                missing.push(format!("field `{f}` of {ty}"));
+            }
+        }
+    }
+    if row(&doc, "type").is_none() {
+        missing.push("field `type`".into());
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/lifecycle.md does not describe: {}",
+        missing.join(", ")
+    );
+}

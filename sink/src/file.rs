@@ -8,7 +8,7 @@ use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{BoxFuture, Receipt, ReceiptSender, Sink, SinkError, StampedEvent};
+use crate::{BoxFuture, Receipt, ReceiptSender, Sink, SinkError, SinkRecord};
 
 /// Events waiting for the writer; past it `submit` waits.
 const QUEUE: usize = 1024;
@@ -81,9 +81,9 @@ impl Sink for FileSink {
         "file"
     }
 
-    fn submit(&self, event: StampedEvent) -> BoxFuture<'_, Result<Receipt, SinkError>> {
+    fn submit(&self, record: SinkRecord) -> BoxFuture<'_, Result<Receipt, SinkError>> {
         Box::pin(async move {
-            let mut line = event.to_json();
+            let mut line = record.to_json();
             line.push(b'\n');
             let (sender, receipt) = Receipt::pending();
             self.tx
@@ -109,8 +109,9 @@ impl Sink for FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StampedEvent;
 
-    fn event(seq: u64) -> StampedEvent {
+    fn event(seq: u64) -> SinkRecord {
         StampedEvent {
             id: None,
             msg: "m".into(),
@@ -121,6 +122,7 @@ mod tests {
             seq,
             received_at: 2,
         }
+        .into()
     }
 
     #[tokio::test]

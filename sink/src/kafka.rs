@@ -15,7 +15,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::window::Window;
-use crate::{BoxFuture, Receipt, Sink, SinkError, StampedEvent};
+use crate::{BoxFuture, Receipt, Sink, SinkError, SinkRecord};
 
 /// Settings of the Kafka sink.
 #[derive(Debug, Clone)]
@@ -80,14 +80,18 @@ impl Sink for KafkaSink {
         "kafka"
     }
 
-    fn submit(&self, event: StampedEvent) -> BoxFuture<'_, Result<Receipt, SinkError>> {
+    fn submit(&self, record: SinkRecord) -> BoxFuture<'_, Result<Receipt, SinkError>> {
         Box::pin(async move {
             let slot = self.window.slot().await?;
-            let payload = event.to_json();
+            let payload = record.to_json();
+            // One partition per client keeps its records in order (its lifecycle records with
+            // its events); without a client id, per session (or per lost node).
+            let key = match record.client_id() {
+                "" => record.order_key(),
+                c => c.to_string(),
+            };
             let delivery = loop {
-                let record = FutureRecord::to(&self.topic)
-                    .key(&event.client_id)
-                    .payload(&payload);
+                let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
                 match self.producer.send_result(record) {
                     Ok(d) => break d,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {

@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
+pub mod args;
 mod file;
 mod stdout;
 mod window;
@@ -42,6 +43,7 @@ pub use sqs::{SqsConfig, SqsSink};
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a client sends and what a sink stores: the types of the client protocol.
+pub use ews_proto::lifecycle::{Lifecycle, SinkRecord};
 pub use ews_proto::{Event, StampedEvent};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -130,8 +132,9 @@ pub trait Sink: Send + Sync + 'static {
     /// Short name for logs and metric labels (`queue`, `sqs`, `kafka`, `file`, `stdout`).
     fn name(&self) -> &'static str;
 
-    /// Waits until the sink has room, then takes the event. The wait is the back-pressure.
-    fn submit(&self, event: StampedEvent) -> BoxFuture<'_, Result<Receipt, SinkError>>;
+    /// Waits until the sink has room, then takes the record (an event, or a lifecycle record).
+    /// The wait is the back-pressure.
+    fn submit(&self, record: SinkRecord) -> BoxFuture<'_, Result<Receipt, SinkError>>;
 
     /// Waits until every event submitted so far is durable or failed. Called on drain.
     fn flush(&self) -> BoxFuture<'_, Result<(), SinkError>>;

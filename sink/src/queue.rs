@@ -19,7 +19,7 @@ use ews_queue::{ClientFrame, Queue, QueueError, ServerFrame};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::window::Window;
-use crate::{BoxFuture, Receipt, ReceiptSender, Sink, SinkError, StampedEvent};
+use crate::{BoxFuture, Receipt, ReceiptSender, Sink, SinkError, SinkRecord};
 
 /// Names the queue URL (`ws://host:port/queue/{name}`) to connect to now, or `None` while no
 /// broker is known (the sink then waits and asks again).
@@ -52,8 +52,8 @@ pub(crate) fn queue_error(e: QueueError) -> SinkError {
     }
 }
 
-fn body_of(event: &StampedEvent) -> String {
-    String::from_utf8(event.to_json()).unwrap_or_default()
+fn body_of(record: &SinkRecord) -> String {
+    String::from_utf8(record.to_json()).unwrap_or_default()
 }
 
 impl QueueSink {
@@ -78,9 +78,9 @@ impl Sink for QueueSink {
         "queue"
     }
 
-    fn submit(&self, event: StampedEvent) -> BoxFuture<'_, Result<Receipt, SinkError>> {
+    fn submit(&self, record: SinkRecord) -> BoxFuture<'_, Result<Receipt, SinkError>> {
         Box::pin(async move {
-            let body = body_of(&event);
+            let body = body_of(&record);
             match &self.0 {
                 Mode::Embedded(q) => Ok(Receipt::queued(q.admit(body).await.map_err(queue_error)?)),
                 Mode::Remote(r) => {

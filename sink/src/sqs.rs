@@ -22,7 +22,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::window::Window;
-use crate::{BoxFuture, Receipt, ReceiptSender, Sink, SinkError, StampedEvent};
+use crate::{BoxFuture, Receipt, ReceiptSender, Sink, SinkError, SinkRecord};
 
 /// Entries per `SendMessageBatch` (the SQS maximum).
 const MAX_BATCH: usize = 10;
@@ -80,9 +80,9 @@ struct Entry {
     body: String,
     client_id: String,
     /// FIFO message group: the client id, or the session for a client without one (a group
-    /// id cannot be empty), so one client's events stay in order.
+    /// id cannot be empty), so one client's records stay in order.
     group: String,
-    /// `node-session-seq`: unique per event, the same on every retry.
+    /// [`SinkRecord::unique_key`]: unique per record, the same on every retry.
     dedup: String,
     receipt: ReceiptSender,
     _slot: OwnedSemaphorePermit,
@@ -111,9 +111,9 @@ impl Sink for SqsSink {
         "sqs"
     }
 
-    fn submit(&self, event: StampedEvent) -> BoxFuture<'_, Result<Receipt, SinkError>> {
+    fn submit(&self, record: SinkRecord) -> BoxFuture<'_, Result<Receipt, SinkError>> {
         Box::pin(async move {
-            let body = String::from_utf8(event.to_json()).unwrap_or_default();
+            let body = String::from_utf8(record.to_json()).unwrap_or_default();
             if body.len() > MAX_BATCH_BYTES {
                 return Err(SinkError::Rejected(format!(
                     "event of {} bytes exceeds the SQS message limit of {MAX_BATCH_BYTES}",
@@ -124,13 +124,12 @@ impl Sink for SqsSink {
             let (done, receipt) = Receipt::pending();
             let entry = Entry {
                 body,
-                dedup: format!("{}-{}-{}", event.node, event.session, event.seq),
-                group: if event.client_id.is_empty() {
-                    format!("{}-{}", event.node, event.session)
-                } else {
-                    event.client_id.clone()
+                dedup: record.unique_key(),
+                group: match record.client_id() {
+                    "" => record.order_key(),
+                    c => c.to_string(),
                 },
-                client_id: event.client_id,
+                client_id: record.client_id().to_string(),
                 receipt: done,
                 _slot: slot,
             };

@@ -5,7 +5,7 @@
 use tokio::io::{AsyncWriteExt, Stdout};
 use tokio::sync::Mutex;
 
-use crate::{BoxFuture, Receipt, Sink, SinkError, StampedEvent};
+use crate::{BoxFuture, Receipt, Sink, SinkError, SinkRecord};
 
 pub struct StdoutSink {
     out: Mutex<Stdout>,
@@ -30,9 +30,9 @@ impl Sink for StdoutSink {
         "stdout"
     }
 
-    fn submit(&self, event: StampedEvent) -> BoxFuture<'_, Result<Receipt, SinkError>> {
+    fn submit(&self, record: SinkRecord) -> BoxFuture<'_, Result<Receipt, SinkError>> {
         Box::pin(async move {
-            let mut line = event.to_json();
+            let mut line = record.to_json();
             line.push(b'\n');
             let mut out = self.out.lock().await;
             out.write_all(&line)

@@ -40,7 +40,7 @@ async fn every_acknowledged_event_is_in_the_topic() {
     let sink = KafkaSink::new(&KafkaConfig::new(&tansu.bootstrap(), "events")).unwrap();
     let mut receipts = Vec::new();
     for seq in 1..=2_000 {
-        receipts.push(sink.submit(event(seq)).await.unwrap());
+        receipts.push(sink.submit(event(seq).into()).await.unwrap());
     }
     sink.flush().await.unwrap();
     for r in receipts {
@@ -78,7 +78,7 @@ async fn broker_killed_mid_load_and_restarted_loses_no_acknowledged_event() {
         let submitted = submitted.clone();
         tokio::spawn(async move {
             for seq in 1..=3_000u64 {
-                let receipt: Receipt = sink.submit(event(seq)).await.unwrap();
+                let receipt: Receipt = sink.submit(event(seq).into()).await.unwrap();
                 submitted.store(seq, std::sync::atomic::Ordering::SeqCst);
                 let ack_tx = ack_tx.clone();
                 tokio::spawn(async move {

@@ -53,7 +53,7 @@ async fn embedded_receipts_resolve_once_durable() {
     let sink = QueueSink::embedded(queue.clone());
     let mut receipts = Vec::new();
     for seq in 1..=1_000 {
-        receipts.push(sink.submit(event(seq)).await.unwrap());
+        receipts.push(sink.submit(event(seq).into()).await.unwrap());
     }
     sink.flush().await.unwrap();
     for r in receipts {
@@ -87,7 +87,7 @@ async fn remote_sink_survives_a_broker_kill_without_losing_acknowledged_events()
         let sink = sink.clone();
         tokio::spawn(async move {
             for seq in 1..=5_000u64 {
-                let receipt = sink.submit(event(seq)).await.unwrap();
+                let receipt = sink.submit(event(seq).into()).await.unwrap();
                 let ack_tx = ack_tx.clone();
                 tokio::spawn(async move {
                     let _ = ack_tx.send((seq, receipt.await.is_ok()));
@@ -136,7 +136,10 @@ async fn a_broker_that_cannot_prove_the_cluster_key_gets_no_event() {
     let target_url = url.clone();
     let key = ews_http::link::LinkKey::derive(&ews_http::args::Secret::new("s3cret"));
     let sink = QueueSink::remote(Arc::new(move || Some(target_url.clone())), Some(key), 16);
-    let receipt = sink.submit(event(1)).await.expect("taken into the window");
+    let receipt = sink
+        .submit(event(1).into())
+        .await
+        .expect("taken into the window");
     assert!(
         tokio::time::timeout(Duration::from_secs(3), receipt)
             .await

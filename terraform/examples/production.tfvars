@@ -68,6 +68,19 @@ sqs = {
   max_receive_count = 5
 }
 
+# Beside the events, the queue carries every session's start and end and every lost worker, so
+# the team's consumer keeps an exact table of who is online (docs/lifecycle.md).
+lifecycle_events     = true
+node_lost_after_secs = 30
+
+# The chat rooms keep their last 200 messages for 5 minutes, and so do the pushes to each client:
+# a client moved by a drain, a rebalance or a crash gets what it missed (docs/history.md), from an
+# ElastiCache Valkey replication group this deployment creates (history_engine = "valkey").
+history_topics   = ["room.*"]
+history_clients  = true
+history_size     = 200
+history_ttl_secs = 300
+
 # Scale on the connected-client count the active leader publishes (counts each WebSocket once;
 # the ALB's ActiveConnectionCount also counts the ALB-to-worker side).
 scaling_metric                = "cluster"

@@ -16,6 +16,7 @@ pub mod nginx;
 pub mod nodes;
 pub mod proc;
 pub mod queue;
+pub mod redis;
 pub mod scratch;
 pub mod tansu;
 pub mod tmpfs;

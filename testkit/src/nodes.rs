@@ -78,7 +78,7 @@ impl Node {
         Node::start("ews-leader", spec, None)
     }
 
-    /// Starts `ews-worker` (stdout sink; no auth unless the spec gives a JWT secret) and waits until its admin port accepts
+    /// Starts `ews-worker` (stdout sink unless `extra` names one; no auth unless the spec gives a JWT secret) and waits until its admin port accepts
     /// connections (it does while still joining).
     pub fn worker(spec: &NodeSpec) -> Node {
         Node::worker_of("ews-worker", spec)
@@ -145,8 +145,11 @@ impl Node {
                 Some(secret) => cmd.args(["--jwt-hs256-secret", secret]),
                 None => cmd.arg("--no-auth"),
             };
-            cmd.args(["--sink", "stdout", "--listen"])
-                .arg(p.to_string());
+            // Unless the spec names a sink of its own.
+            if !spec.extra.contains(&"--sink") {
+                cmd.args(["--sink", "stdout"]);
+            }
+            cmd.arg("--listen").arg(p.to_string());
         }
         cmd.args(spec.extra);
         for (k, v) in spec.env {

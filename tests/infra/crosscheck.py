@@ -609,8 +609,9 @@ for b in re.findall(r"target/release/([\w-]+)", ci_text):
 # (each script item whole: a folded `>-` item spans lines)
 for item in re.split(r"\n\s*- ", ci_text):
     line = " ".join(item.split())
-    if "cargo build --release" in line and "--bin ews-worker" in line and "--features ews-worker/full" not in line:
-        err(".gitlab-ci.yml builds the release ews-worker without --features ews-worker/full (its Kafka and SQS sinks)")
+    for b in ("ews-worker", "ews-leader"):
+        if "cargo build --release" in line and f"--bin {b}" in line and not re.search(rf"--features \S*\b{b}/full\b", line):
+            err(f".gitlab-ci.yml builds the release {b} without its full feature (its Kafka and SQS sinks)")
 ci_lambdas = set(re.findall(r"target/lambda/([\w-]+)/bootstrap\.zip", ci_text))
 tf_lambdas = set()
 for p, _, _ in lambda_fns:

@@ -438,6 +438,8 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
 
     # --- backend hooks ----------------------------------------------------------------------------
     check_hooks(outputs, tfvars_nested(tfvars_path), name, iam, ssm, [r for r in roles if "-worker-" in r])
+    check_lifecycle(outputs, settings, name, iam, [r for r in roles if "-leader-" in r])
+    check_history(outputs, tfvars_nested(tfvars_path), name, iam, roles)
 
     # --- the active-leader lease -----------------------------------------------------------------
     ddb = boto3.client("dynamodb")
@@ -516,6 +518,95 @@ def check_hooks(outputs: dict, settings: dict, name: str, iam, ssm, worker_roles
         for role_name in worker_roles:
             _, res = role_grants(iam, role_name, "ssm")
             check(secret["ARN"] in res, f"{role_name} may read the hook secret")
+
+
+def leader_env(name: str) -> list:
+    """The EWS_* settings each leader instance's user data writes to /etc/ews/ews.env."""
+    import base64
+    ec2 = boto3.client("ec2")
+    out = []
+    for r in ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [f"{name}-leader-*"]}])["Reservations"]:
+        for i in r["Instances"]:
+            if i["State"]["Name"] == "terminated":
+                continue
+            raw = ec2.describe_instance_attribute(InstanceId=i["InstanceId"], Attribute="userData")
+            text = base64.b64decode(raw.get("UserData", {}).get("Value", "")).decode()
+            out.append(dict(line.split("=", 1) for line in text.splitlines() if "=" in line))
+    return out
+
+
+def check_lifecycle(outputs: dict, settings: dict, name: str, iam, leader_roles: list) -> None:
+    """With lifecycle_events, workers and both leaders write lifecycle records to one sink (the
+    leaders node_lost, after node_lost_after_secs), and the leaders may send to the events queue
+    only; without, neither role hears of it and the leaders may not send."""
+    on = settings.get("lifecycle_events") is True
+    workers = user_data_env(outputs)
+    leaders = leader_env(name)
+    check(len(leaders) == 2, f"both leaders' user data ({len(leaders)})")
+    check((workers.get("EWS_LIFECYCLE_EVENTS") == "true") == on,
+          f"workers write lifecycle records: {workers.get('EWS_LIFECYCLE_EVENTS')} (lifecycle_events = {on})")
+    after = str(settings.get("node_lost_after_secs", 30))
+    for env in leaders:
+        if on:
+            check(env.get("EWS_LIFECYCLE_EVENTS") == "true" and env.get("EWS_NODE_LOST_AFTER_SECS") == after
+                  and env.get("EWS_SINK") == workers.get("EWS_SINK")
+                  and env.get("EWS_SQS_QUEUE_URL") == workers.get("EWS_SQS_QUEUE_URL"),
+                  f"{env.get('EWS_NODE_ID')} writes node_lost to the workers' sink after {after} s ({env.get('EWS_SINK')})")
+        else:
+            check("EWS_LIFECYCLE_EVENTS" not in env and "EWS_SINK" not in env,
+                  f"{env.get('EWS_NODE_ID')} writes no lifecycle records")
+    queue_arn = None
+    if settings.get("sink", "sqs") == "sqs" and outputs.get("events_queue_url"):
+        queue_arn = boto3.client("sqs").get_queue_attributes(
+            QueueUrl=outputs["events_queue_url"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for role_name in leader_roles:
+        acts, res = role_grants(iam, role_name, "sqs")
+        want = ({"sqs:SendMessage"}, {queue_arn}) if on and queue_arn else (set(), set())
+        check((acts, res) == want, f"{role_name} may send only node_lost to the events queue ({sorted(acts)} on {sorted(res)})")
+
+
+def check_history(outputs: dict, settings: dict, name: str, iam, roles: list) -> None:
+    """With topics (or clients) keeping history, an ElastiCache Valkey replication group: two nodes
+    with automatic failover across zones, encrypted in transit and at rest, behind an auth token,
+    reachable from the workers and leaders only; its URL in an SSM SecureString both roles may
+    read and their user data names. Without: none of it. (moto does not model the ports' reach or
+    the failover itself.)"""
+    on = bool(settings.get("history_topics")) or settings.get("history_clients") is True
+    ec = boto3.client("elasticache")
+    groups = [g for g in ec.describe_replication_groups()["ReplicationGroups"]
+              if g["ReplicationGroupId"] == f"{name}-history"]
+    workers = user_data_env(outputs)
+    leaders = leader_env(name)
+    if not on:
+        check(not groups, f"no history engine without history ({len(groups)})")
+        check(all("EWS_HISTORY_REDIS_URL_SSM_PARAMETER" not in e for e in [workers, *leaders]),
+              "no history settings without history")
+        return
+    check(len(groups) == 1, f"the history replication group ({len(groups)})")
+    if not groups:
+        return
+    g = groups[0]
+    check(g.get("AtRestEncryptionEnabled") is True and g.get("TransitEncryptionEnabled") is True
+          and g.get("AuthTokenEnabled") is True,
+          f"history encrypted in transit and at rest, behind an auth token ({g.get('AtRestEncryptionEnabled')}, "
+          f"{g.get('TransitEncryptionEnabled')}, {g.get('AuthTokenEnabled')})")
+    # (moto lists one member cluster whatever the count asked; Terraform asks for two.)
+    check(g.get("AutomaticFailover") in ("enabled", "enabling") and g.get("MultiAZ") == "enabled",
+          f"history: automatic failover across zones ({g.get('AutomaticFailover')}, {g.get('MultiAZ')})")
+    param = f"/{name}/history-redis-url"
+    p = boto3.client("ssm").get_parameter(Name=param, WithDecryption=True)["Parameter"]
+    check(p["Type"] == "SecureString" and p["Value"].startswith("rediss://:"),
+          "the history URL (rediss://, with its token) in an SSM SecureString")
+    topics = ",".join(settings.get("history_topics") or [])
+    for env in [workers, *leaders]:
+        who = env.get("EWS_NODE_ID", "workers")
+        check(env.get("EWS_HISTORY_REDIS_URL_SSM_PARAMETER") == param
+              and env.get("EWS_HISTORY_TOPICS", "") == topics
+              and env.get("EWS_HISTORY_SIZE") == str(settings.get("history_size", 100)),
+              f"{who} keeps the history of {topics or 'no topic'} in the engine")
+    for role_name in (r for r in roles if "-leader-" in r or "-worker-" in r):
+        _, res = role_grants(iam, role_name, "ssm")
+        check(p["ARN"] in res, f"{role_name} may read the history URL")
 
 
 def scale(outputs_path: str) -> None:

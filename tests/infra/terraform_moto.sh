@@ -107,7 +107,8 @@ for _ in range(200):
     break
 EOF
 )"
-MOTO_IAM_LOAD_MANAGED_POLICIES=true "$PY" -m moto.server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+# moto's server, with the ElastiCache member clusters the provider reads (tests/infra/moto_server.py).
+MOTO_IAM_LOAD_MANAGED_POLICIES=true "$PY" "$HERE/tests/infra/moto_server.py" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
 moto_pid=$!
 endpoint="http://127.0.0.1:$port"
 for _ in $(seq 1 150); do

@@ -54,10 +54,16 @@ impl Admin {
             (&Method::GET, "/api/v1/sessions") => {
                 reply::json(StatusCode::OK, &self.registry.list())
             }
-            (&Method::POST, "/api/v1/publish") => match command::read(req, None).await {
-                Ok(p) => self.pubsub.publish(&p).await.into_response(),
-                Err(r) => r,
-            },
+            (&Method::POST, "/api/v1/publish") => {
+                match command::read::<ews_cluster::publish::Publish>(req, None).await {
+                    Ok(p) if p.at.is_some() => reply::text(
+                        StatusCode::BAD_REQUEST,
+                        "offset and epoch are given by the cluster, not by a publisher",
+                    ),
+                    Ok(p) => self.pubsub.publish(&p).await.into_response(),
+                    Err(r) => r,
+                }
+            }
             (&Method::POST, "/api/v1/disconnect") => {
                 match command::read::<Disconnect>(req, None).await {
                     Ok(d) => self.pubsub.disconnect(&d).await.into_response(),

@@ -143,6 +143,10 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub sink: SinkArgs,
 
+    /// Which topics keep history, how much, and where.
+    #[command(flatten)]
+    pub history: ews_history::HistoryArgs,
+
     #[command(flatten)]
     pub rebalance: RebalanceArgs,
 }

@@ -8,7 +8,8 @@
 //! sessions for a topic or client id) and `POST /internal/v1/session` (a session stream: this
 //! node runs the handler of a session another worker holds the socket of; HTTP/2, one stream
 //! per session) and `POST /internal/v1/state` (a peer's new state, so topic publishes from
-//! here reach it at once). Requests are signed with the cluster key and
+//! here reach it at once) and `POST /internal/v1/lost` (the active leader wrote this
+//! generation off: end every session and exit). Requests are signed with the cluster key and
 //! answers prove it back (`ews_http::link`); the secret itself never crosses the wire. The other
 //! side, the fan-out of a cluster publish, is `ews_cluster::publish::Fanout`.
 
@@ -16,8 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ews_cluster::command::{
-    self, Disconnect, PresenceEvents, TopicChange, DISCONNECT_PATH, PRESENCE_EVENTS_PATH,
-    SUBSCRIBE_PATH, TOPICS_PATH, UNSUBSCRIBE_PATH,
+    self, Disconnect, Lost, PresenceEvents, TopicChange, DISCONNECT_PATH, LOST_PATH,
+    PRESENCE_EVENTS_PATH, SUBSCRIBE_PATH, TOPICS_PATH, UNSUBSCRIBE_PATH,
 };
 use ews_cluster::presence::{self, PRESENCE_PATH};
 use ews_cluster::publish::{Publish, PUBLISH_PATH};
@@ -27,11 +28,14 @@ use ews_http::link_stream::LinkBody;
 use ews_http::reply;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::pubsub::deliver_here;
 use crate::registry::Registry;
 use crate::remote::hosted::Hosted;
 use crate::remote::SESSION_PATH;
+use crate::streams::NodeHistory;
 
 /// The node-link routes of a worker.
 pub struct Link {
@@ -45,6 +49,11 @@ pub struct Link {
     pub hosted: Arc<Hosted>,
     /// Topics one session may hold (a server-side subscribe is bound by it too).
     pub max_topics: usize,
+    /// Topics with history: a stamped publish is delivered in its stream's order.
+    pub history: Option<NodeHistory>,
+    /// Cancelled when the active leader says it wrote this generation off (`POST
+    /// /internal/v1/lost`): the node then ends its sessions and exits.
+    pub lost: CancellationToken,
 }
 
 impl Link {
@@ -85,7 +94,7 @@ impl Link {
             (&Method::POST, PUBLISH_PATH) => {
                 match command::read::<Publish>(req, accepted.as_ref()).await {
                     Ok(p) => {
-                        let d = self.registry.publish(&p);
+                        let d = deliver_here(&self.registry, self.history.as_ref(), &p).await;
                         for _ in 0..d.dropped {
                             self.metrics.dropped("outbound_full");
                         }
@@ -94,6 +103,16 @@ impl Link {
                     Err(r) => r,
                 }
             }
+            (&Method::POST, LOST_PATH) => match command::read::<Lost>(req, accepted.as_ref()).await
+            {
+                Ok(l) if l.generation == self.membership.own_state().generation => {
+                    tracing::error!("the active leader wrote this generation off as lost");
+                    self.lost.cancel();
+                    reply::text(StatusCode::OK, "ending every session")
+                }
+                Ok(_) => reply::text(StatusCode::CONFLICT, "not this generation"),
+                Err(r) => r,
+            },
             (&Method::POST, DISCONNECT_PATH) => {
                 match command::read::<Disconnect>(req, accepted.as_ref()).await {
                     Ok(d) => self.registry.disconnect(&d).into_response(),

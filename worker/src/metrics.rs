@@ -43,6 +43,7 @@ pub struct Metrics {
     hook_calls: Family<Labels3, Counter>,
     hook_seconds: Family<Labels2, Histogram, fn() -> Histogram>,
     hook_breaker: Family<Labels, Gauge>,
+    lifecycle: Family<Labels2, Counter>,
 }
 
 impl Metrics {
@@ -67,6 +68,7 @@ impl Metrics {
         let hook_seconds =
             Family::<Labels2, Histogram, fn() -> Histogram>::new_with_constructor(hook_histogram);
         let hook_breaker = Family::<Labels, Gauge>::default();
+        let lifecycle = Family::<Labels2, Counter>::default();
         let mut r = Registry::with_prefix("ews");
         r.register(
             "connections_active",
@@ -158,6 +160,11 @@ impl Metrics {
             "A backend's circuit: 0 closed, 1 open (calls fail at once), 2 half-open (probing)",
             hook_breaker.clone(),
         );
+        r.register(
+            "lifecycle_records",
+            "Lifecycle records (--lifecycle-events) by type (connected, disconnected) and sink outcome (ok, failed)",
+            lifecycle.clone(),
+        );
         // Every counter shows from the start, at 0, with its common outcomes: a dashboard or an
         // alarm on `rate(...)` finds the series before the first event of its kind.
         let labels = |f: &Family<Labels, Counter>, key: &'static str, values: &[&'static str]| {
@@ -206,6 +213,7 @@ impl Metrics {
             hook_calls,
             hook_seconds,
             hook_breaker,
+            lifecycle,
         }
     }
 
@@ -275,6 +283,13 @@ impl Metrics {
     }
 
     /// `ews_events_total{outcome}`: accepted, invalid, acked, nacked, sink_error.
+    /// `ews_lifecycle_records_total{type,outcome}`.
+    pub fn lifecycle(&self, kind: &'static str, outcome: &'static str) {
+        self.lifecycle
+            .get_or_create(&[("type", kind), ("outcome", outcome)])
+            .inc();
+    }
+
     pub fn event(&self, outcome: &'static str) {
         self.events.get_or_create(&[("outcome", outcome)]).inc();
     }

@@ -25,6 +25,7 @@ use crate::admin::Admin;
 use crate::auth::{self, Authenticator};
 use crate::handler::{Handler, Handlers, Reach, Services};
 use crate::ids::NodeId;
+use crate::lifecycle::LifecycleLog;
 use crate::link::Link;
 use crate::membership::{self, MembershipArgs};
 use crate::metrics::Metrics;
@@ -35,6 +36,7 @@ use crate::registry::Registry;
 use crate::remote::hosted::Hosted;
 use crate::remote::Placer;
 use crate::session::SessionEnv;
+use crate::streams::NodeHistory;
 use crate::{hooks, limits, sinks, WorkerArgs};
 
 /// How long the sink gets to flush after the sessions are closed.
@@ -164,7 +166,7 @@ impl NodeLink {
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         hosted: Arc<Hosted>,
-        max_topics: usize,
+        (max_topics, history): (usize, Option<NodeHistory>),
     ) -> NodeLink {
         let link = Link {
             verifier: membership.link_verifier(),
@@ -173,6 +175,8 @@ impl NodeLink {
             metrics,
             hosted,
             max_topics,
+            history,
+            lost: CancellationToken::new(),
         };
         NodeLink {
             listener,
@@ -248,7 +252,10 @@ impl Node {
         let node_id: NodeId = cluster_args.cluster.node_id().as_str().into();
         let registry = Arc::new(Registry::default());
         let deadline = cluster_args.cluster.publish_peer_timeout;
+        let history = ews_history::History::from_args(&args.history, membership.is_some())?
+            .map(|h| (Arc::new(h), Arc::new(crate::streams::Streams::default())));
         let pubsub = Arc::new(PubSub {
+            history: history.clone(),
             node: node_id.clone(),
             registry: registry.clone(),
             metrics: metrics.clone(),
@@ -256,6 +263,19 @@ impl Node {
                 .clone()
                 .map(|m| (m.clone(), Fanout::new(m, deadline))),
             max_topics: args.max_topics_per_session,
+        });
+        // The generation a `node_lost` names: membership's, so the leader and the records
+        // agree; outside a cluster, the start time as membership would take it.
+        let generation = membership
+            .as_ref()
+            .map_or_else(|| crate::ids::now_ms() as u64, |m| m.own_state().generation);
+        let lifecycle = args.sink.to.lifecycle_events.then(|| {
+            Arc::new(LifecycleLog::new(
+                node_id.clone(),
+                generation,
+                sink.clone(),
+                metrics.clone(),
+            ))
         });
         let services = Arc::new(Services {
             node: node_id.clone(),
@@ -265,6 +285,7 @@ impl Node {
             metrics: metrics.clone(),
             max_topics: args.max_topics_per_session,
             write_timeout: args.ping_interval * 2,
+            lifecycle,
         });
         let drain = CancellationToken::new();
         let (ticks, env, hosted_env) = session_envs(&args, services, &drain, auth.clone());
@@ -315,7 +336,7 @@ impl Node {
                 registry,
                 metrics,
                 hosted,
-                args.max_topics_per_session,
+                (args.max_topics_per_session, history),
             )
         });
         tracing::info!(
@@ -379,6 +400,7 @@ impl Node {
             move |req, peer| admin.clone().route(req, peer),
             self.port_limits.clone(),
         );
+        let lost = self.link.as_ref().map(|l| l.link.lost.clone());
         if let Some(NodeLink { listener, link }) = self.link {
             // HTTP/2 too: one connection per peer pair carries every session stream.
             let limits = ews_http::Limits {
@@ -410,11 +432,24 @@ impl Node {
                 None => std::future::pending().await,
             }
         };
+        let written_off = async {
+            match &lost {
+                Some(l) => l.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
         let result = tokio::select! {
             _ = shutdown.cancelled() => { tracing::info!("shutting down: draining"); Ok(()) }
             _ = self.handle.draining() => { tracing::info!("drain requested"); Ok(()) }
             _ = gave_up => Err(anyhow::anyhow!(
                 "could not join the cluster: no seed node answered in time"
+            )),
+            // Its sessions are over for every consumer of lifecycle records: end them now
+            // (no drain), and let the service manager start a new generation.
+            _ = written_off => Err(anyhow::anyhow!(
+                "the active leader wrote this worker off as lost (unreachable for longer than \
+                 its --node-lost-after-secs): ending every session and exiting, to rejoin as a \
+                 new generation"
             )),
         };
         self.handle.begin_drain();
@@ -549,7 +584,7 @@ fn standalone_secret(args: &WorkerArgs) -> anyhow::Result<(String, Option<std::p
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let sink = &args.sink;
-    if sink.sink != crate::sinks::SinkKind::Queue || sink.queue_url.is_some() {
+    if sink.to.sink != ews_sink::args::SinkKind::Queue || sink.queue_url.is_some() {
         return Ok((auth::random_secret(), None));
     }
     let dir = sink

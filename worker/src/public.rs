@@ -28,6 +28,7 @@ use crate::remote::{NoHandlerNode, Opening, Placed, Placer};
 use crate::session::{self, Session, SessionEnv};
 use crate::{page, token};
 use ews_proto::hook::HookKind;
+use ews_proto::ClientInfo;
 
 /// Everything the public port needs, shared by all connections.
 pub struct Public {
@@ -197,6 +198,8 @@ struct Who {
     claims: Option<Box<Claims>>,
     via_subprotocol: bool,
     ack: bool,
+    /// What the `connect` hook said about the client, for presence.
+    info: Option<ClientInfo>,
 }
 
 /// The admission steps, in order: a WebSocket upgrade on a known route, a serving node, a free
@@ -235,17 +238,18 @@ async fn admit(
     let Placed { node, handling } = place(p, &route, &who, id).await?;
     // Listed (and reachable by publish) from the moment the 101 goes out; released however the
     // session ends, also when the upgrade itself fails.
-    let shared = p.registry.register(
-        SessionShared::new(
-            id,
-            who.client.clone(),
-            route.path.clone(),
-            peer,
-            node.clone(),
-            p.outbound_queue,
-        )
-        .with_presence(route.presence),
-    );
+    let shared = SessionShared::new(
+        id,
+        who.client.clone(),
+        route.path.clone(),
+        peer,
+        node.clone(),
+        p.outbound_queue,
+    )
+    .with_presence(route.presence)
+    .with_info(who.info.take());
+    let control = route.handler.handler.takes_control_frames();
+    let shared = register(p, shared, control).await;
     let slot = Slot {
         shared: shared.clone(),
         permit,
@@ -285,6 +289,38 @@ async fn admit(
     Ok(response)
 }
 
+/// Lists the session. With history for client ids (on a route whose sessions answer control
+/// frames), it becomes a receiver of its client's stream under that stream's lock, and its
+/// first frame is `position`: where the stream stands, every push after it queued behind it.
+async fn register(p: &Public, shared: SessionShared, control: bool) -> Arc<SessionShared> {
+    let history = p.env.services.pubsub.history.as_ref();
+    let clients = history.filter(|(h, _)| h.clients && control);
+    let (Some((history, streams)), Some(client)) = (clients, shared.client_id.clone()) else {
+        return p.registry.register(shared);
+    };
+    let key = crate::streams::StreamKey::Client(client.to_string());
+    let top = match history.engine().top(&key.name()).await {
+        Ok(top) => top,
+        Err(e) => {
+            tracing::warn!(error = %e, "history unavailable at connect: no position");
+            return p.registry.register(shared);
+        }
+    };
+    let joined = streams.pin(&p.registry, &key, &top, |here| {
+        let s = p.registry.register(shared);
+        let frame = ews_proto::ServerFrame::Position {
+            offset: here.offset,
+            epoch: here.epoch.clone(),
+        };
+        let _ = s.push(frame.to_text().into());
+        Ok::<_, std::convert::Infallible>(s)
+    });
+    match joined {
+        Ok((s, _)) => s,
+        Err(never) => match never {},
+    }
+}
+
 /// The route's `connect` hook: the backend refuses the client (a 4xx it chooses) or accepts
 /// it, maybe granting topics beyond the token's and an earlier end than its `exp`. A hook that
 /// fails refuses with 503 and `Retry-After`: an unchecked client is not let in.
@@ -315,6 +351,7 @@ async fn connect_hook(
         }
         (who.rights, who.exp) = crate::hooks::apply_grants(who.rights.clone(), who.exp, &a)
             .map_err(Refusal::BackendUnavailable)?;
+        who.info = a.info;
     }
     Ok(Box::new(SessionHooks {
         route: hooks.clone(),
@@ -344,6 +381,7 @@ async fn authenticate(req: &Request<Incoming>, p: &Public) -> Result<Who, Refusa
             claims: None,
             via_subprotocol,
             ack,
+            info: None,
         },
         Some(i) => Who {
             client: Some(ClientId::from(i.sub)),
@@ -352,6 +390,7 @@ async fn authenticate(req: &Request<Incoming>, p: &Public) -> Result<Who, Refusa
             claims: Some(i.claims),
             via_subprotocol,
             ack,
+            info: None,
         },
     };
     Ok(who)

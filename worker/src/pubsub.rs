@@ -9,13 +9,14 @@ use ews_cluster::command::{
     SUBSCRIBE_PATH, UNSUBSCRIBE_PATH,
 };
 use ews_cluster::presence::{Presence, Query};
-use ews_cluster::publish::{Delivery, Fanout, Publish};
+use ews_cluster::publish::{Delivery, Fanout, Publish, Target};
 use ews_cluster::Membership;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::NodeId;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::streams::{NodeHistory, StreamKey};
 
 pub struct PubSub {
     pub node: NodeId,
@@ -25,6 +26,26 @@ pub struct PubSub {
     pub cluster: Option<(Arc<Membership>, Fanout)>,
     /// Topics one session may hold (a server-side subscribe is bound by it too).
     pub max_topics: usize,
+    /// Topics with history (`--history-topics`), and this node's place in their streams.
+    pub history: Option<NodeHistory>,
+}
+
+/// Delivers `p` to this node's sessions: a stamped message of a topic with history in its
+/// stream's order (see [`Streams`]), anything else at once.
+pub async fn deliver_here(
+    registry: &Registry,
+    history: Option<&NodeHistory>,
+    p: &Publish,
+) -> Delivery {
+    let key = match &p.target {
+        Target::Topics(ts) if ts.len() == 1 => StreamKey::Topic(ts[0].clone()),
+        Target::Clients(cs) if cs.len() == 1 => StreamKey::Client(cs[0].clone()),
+        _ => return registry.publish(p),
+    };
+    match (history, &p.at) {
+        (Some((h, streams)), Some(at)) => streams.deliver(registry, h, &key, p, at).await,
+        _ => registry.publish(p),
+    }
 }
 
 /// How often a node sends the join/leave events of its presence-announcing sessions: events
@@ -36,8 +57,37 @@ const PRESENCE_REQUEST_BYTES: usize = ews_cluster::publish::MAX_BODY / 2;
 
 impl PubSub {
     /// Delivers `p` to this node's sessions and every other worker's that may hold its target.
+    /// A topic with history has the message appended first (each such topic its own publish,
+    /// stamped with the message's position); if that fails nothing is delivered.
     pub async fn publish(&self, p: &Publish) -> Delivery {
-        let local = self.registry.publish(p);
+        let Some((history, _)) = &self.history else {
+            return self.publish_one(p).await;
+        };
+        match ews_cluster::publish::stamp(history, p.clone()).await {
+            Ok(parts) if parts.len() == 1 => self.publish_one(&parts[0]).await,
+            Ok(parts) => {
+                let mut all = Delivery::default();
+                for part in &parts {
+                    all.add_counts(&self.publish_one(part).await);
+                }
+                all
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "publish not appended to history: not delivered");
+                let mut all = Delivery::default();
+                all.add_node("history", Err(e.to_string()));
+                all
+            }
+        }
+    }
+
+    /// Delivers `p` here: a stamped message of a topic with history in its stream's order.
+    pub async fn deliver_here(&self, p: &Publish) -> Delivery {
+        deliver_here(&self.registry, self.history.as_ref(), p).await
+    }
+
+    async fn publish_one(&self, p: &Publish) -> Delivery {
+        let local = self.deliver_here(p).await;
         for _ in 0..local.dropped {
             self.metrics.dropped("outbound_full");
         }
@@ -175,6 +225,7 @@ mod tests {
             topic: topic.clone(),
             client_id,
             joined: true,
+            info: None,
         };
         let many: Vec<_> = (0..5000)
             .map(|i| event(format!("client-{i:0>60}")))

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use ews_proto::ServerFrame;
+use ews_proto::{ClientInfo, ServerFrame, StreamPosition, CLOSE_LAGGED};
 
 use crate::ids::{ClientId, NodeId, SessionId};
 use serde::Serialize;
@@ -45,6 +45,9 @@ pub struct SessionShared {
     pub presence: bool,
     /// The backend asked to close it (`POST /api/v1/disconnect`): the code and reason.
     kicked: OnceLock<Box<(u16, String)>>,
+    /// What the route's `connect` hook said about the client, for presence (a pointer: an
+    /// idle session without one carries 8 bytes for it).
+    pub info: Option<ClientInfo>,
     pub wake: Notify,
 }
 
@@ -72,8 +75,15 @@ impl SessionShared {
             closed: AtomicBool::new(false),
             presence: false,
             kicked: OnceLock::new(),
+            info: None,
             wake: Notify::new(),
         }
+    }
+
+    /// What its backend said about the client (see [`SessionShared::info`]).
+    pub fn with_info(mut self, info: Option<ClientInfo>) -> SessionShared {
+        self.info = info;
+        self
     }
 
     /// The session's route announces presence (see [`SessionShared::presence`]).
@@ -410,10 +420,19 @@ impl Registry {
         let mut all = Delivery::default();
         for (targets, e) in batch {
             let (topic, client_id) = (e.topic.as_str().to_string(), e.client_id.clone());
+            let info = e.info.clone();
             let frame = if e.joined {
-                ServerFrame::Join { topic, client_id }
+                ServerFrame::Join {
+                    topic,
+                    client_id,
+                    info,
+                }
             } else {
-                ServerFrame::Leave { topic, client_id }
+                ServerFrame::Leave {
+                    topic,
+                    client_id,
+                    info,
+                }
             };
             all.add_counts(&deliver(targets, frame));
         }
@@ -464,25 +483,69 @@ impl Registry {
             msg: msg.to_string(),
             id: None,
             from: None,
+            at: None,
         })
     }
 
     fn topic_from(&self, topic: &Topic, p: &Publish) -> Delivery {
-        let targets: Vec<Arc<SessionShared>> = {
-            let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            match g.by_topic.get(topic) {
-                Some(ids) => ids.iter().filter_map(|i| g.by_id.get(i).cloned()).collect(),
-                None => Vec::new(),
-            }
-        };
         deliver(
-            targets,
+            self.subscribers(topic),
             ServerFrame::Push {
                 msg: p.msg.clone(),
                 topic: Some(topic.as_str().to_string()),
                 from: p.from.clone(),
+                offset: None,
+                epoch: None,
             },
         )
+    }
+
+    /// Pushes a message of a topic with history (at `at` in its stream) to this node's
+    /// subscribers. A subscriber whose queue is full cannot take it and would be left with a
+    /// gap: it is closed (4010) to reconnect and recover the rest from history.
+    pub fn publish_topic_at(&self, topic: &Topic, p: &Publish, at: &StreamPosition) -> Delivery {
+        let frame = ServerFrame::Push {
+            msg: p.msg.clone(),
+            topic: Some(topic.as_str().to_string()),
+            from: p.from.clone(),
+            offset: Some(at.offset),
+            epoch: Some(at.epoch.clone()),
+        };
+        lagging_deliver(self.subscribers(topic), frame)
+    }
+
+    /// Pushes a message to client `client_id` with history (at `at` in its stream) to its
+    /// sessions here; one whose queue is full is closed (4010) to resume from history.
+    pub fn push_client_at(&self, client_id: &str, p: &Publish, at: &StreamPosition) -> Delivery {
+        let frame = ServerFrame::Push {
+            msg: p.msg.clone(),
+            topic: None,
+            from: p.from.clone(),
+            offset: Some(at.offset),
+            epoch: Some(at.epoch.clone()),
+        };
+        lagging_deliver(self.sessions_of(client_id), frame)
+    }
+
+    /// Whether client `client_id` has a session here.
+    pub fn has_sessions_of(&self, client_id: &str) -> bool {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.by_client.contains_key(client_id)
+    }
+
+    /// This node's subscribers of `topic`.
+    fn subscribers(&self, topic: &Topic) -> Vec<Arc<SessionShared>> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match g.by_topic.get(topic) {
+            Some(ids) => ids.iter().filter_map(|i| g.by_id.get(i).cloned()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether any session here is subscribed to `topic`.
+    pub fn has_subscribers(&self, topic: &Topic) -> bool {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.by_topic.contains_key(topic)
     }
 
     /// This node's sessions of `client_id`.
@@ -499,6 +562,8 @@ impl Registry {
                 msg: p.msg.clone(),
                 topic: None,
                 from: p.from.clone(),
+                offset: None,
+                epoch: None,
             },
         )
     }
@@ -550,6 +615,10 @@ impl Registry {
                     wait = wait.max(Some(seq));
                     let f = ServerFrame::Subscribed {
                         topic: c.topic.as_str().to_string(),
+                        offset: None,
+                        epoch: None,
+                        recovered: None,
+                        reason: None,
                     };
                     // A full queue still leaves the session subscribed: it simply hears of it
                     // through the pushes that follow.
@@ -624,7 +693,7 @@ impl Registry {
             q,
             ids.iter()
                 .filter_map(|i| g.by_id.get(i))
-                .map(|s| s.client_id.as_deref()),
+                .map(|s| s.client_id.as_deref().map(|c| (c, s.info.as_ref()))),
         )
     }
 
@@ -636,6 +705,7 @@ impl Registry {
             msg: msg.to_string(),
             id: None,
             from: None,
+            at: None,
         })
     }
 
@@ -679,6 +749,7 @@ impl Inner {
             topic: topic.clone(),
             client_id: client.to_string(),
             joined,
+            info: s.info.clone(),
         })
     }
 
@@ -700,22 +771,27 @@ impl Inner {
 /// unless it undoes the first (a join then a leave, a leave then a join), in which case nobody
 /// needs to hear of either. Order of first appearance is kept.
 fn coalesce(events: Vec<PresenceEvent>) -> Vec<PresenceEvent> {
-    let mut net: HashMap<(Topic, String), (usize, bool, bool)> = HashMap::new();
-    for (i, e) in events.iter().enumerate() {
-        net.entry((e.topic.clone(), e.client_id.clone()))
-            .and_modify(|(_, _, last)| *last = e.joined)
-            .or_insert((i, e.joined, e.joined));
+    type Net = (usize, bool, bool, Option<ClientInfo>);
+    let mut net: HashMap<(Topic, String), Net> = HashMap::new();
+    for (i, e) in events.into_iter().enumerate() {
+        net.entry((e.topic, e.client_id))
+            .and_modify(|(_, _, last, info)| {
+                *last = e.joined;
+                *info = e.info.clone();
+            })
+            .or_insert((i, e.joined, e.joined, e.info));
     }
     let mut kept: Vec<(usize, PresenceEvent)> = net
         .into_iter()
-        .filter(|(_, (_, first, last))| first == last)
-        .map(|((topic, client_id), (i, _, joined))| {
+        .filter(|(_, (_, first, last, _))| first == last)
+        .map(|((topic, client_id), (i, _, joined, info))| {
             (
                 i,
                 PresenceEvent {
                     topic,
                     client_id,
                     joined,
+                    info,
                 },
             )
         })
@@ -724,8 +800,26 @@ fn coalesce(events: Vec<PresenceEvent>) -> Vec<PresenceEvent> {
     kept.into_iter().map(|(_, e)| e).collect()
 }
 
+/// [`deliver`] for a message with history: a receiver whose queue is full cannot take it and
+/// would be left with a gap, so it is closed (4010) to reconnect and recover from history.
+fn lagging_deliver(targets: Vec<Arc<SessionShared>>, frame: ServerFrame) -> Delivery {
+    deliver_to(targets, frame, |s| {
+        s.kick(CLOSE_LAGGED, "lagged: reconnect and recover");
+    })
+}
+
 /// Queues `frame` for each of `targets`, counting who took it and whose queue was full.
 fn deliver(targets: Vec<Arc<SessionShared>>, frame: ServerFrame) -> Delivery {
+    deliver_to(targets, frame, |_| {})
+}
+
+/// Queues `frame` (serialised once) for each of `targets`; `full` hears of each one whose queue
+/// could not take it.
+fn deliver_to(
+    targets: Vec<Arc<SessionShared>>,
+    frame: ServerFrame,
+    full: impl Fn(&SessionShared),
+) -> Delivery {
     let mut r = Delivery::default();
     if targets.is_empty() {
         return r;
@@ -734,7 +828,10 @@ fn deliver(targets: Vec<Arc<SessionShared>>, frame: ServerFrame) -> Delivery {
     for s in targets {
         match s.push(frame.clone()) {
             Pushed::Queued => r.delivered += 1,
-            Pushed::Full => r.dropped += 1,
+            Pushed::Full => {
+                r.dropped += 1;
+                full(&s);
+            }
             Pushed::Closed => {}
         }
     }
@@ -862,6 +959,10 @@ mod tests {
         let r = Registry::default();
         let room = Topic::parse("room").unwrap();
         let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let info = |name: &str| {
+            let v = serde_json::json!({ "name": name });
+            ClientInfo::try_from(v.as_object().cloned().unwrap()).unwrap()
+        };
         let with_presence = |client: &str| {
             r.register(
                 SessionShared::new(
@@ -872,7 +973,8 @@ mod tests {
                     "w".into(),
                     8,
                 )
-                .with_presence(true),
+                .with_presence(true)
+                .with_info(Some(info(client))),
             )
         };
         let a = with_presence("alice");
@@ -889,7 +991,8 @@ mod tests {
             vec![PresenceEvent {
                 topic: room.clone(),
                 client_id: "alice".into(),
-                joined: true
+                joined: true,
+                info: Some(info("alice")),
             }]
         );
         r.subscribe(b.id, &room, 4).unwrap();
@@ -898,7 +1001,7 @@ mod tests {
         assert_eq!(r.deliver_presence(&events).delivered, 1);
         assert_eq!(
             a.pop().as_deref(),
-            Some(r#"{"type":"join","topic":"room","clientId":"bob"}"#)
+            Some(r#"{"type":"join","topic":"room","clientId":"bob","info":{"name":"bob"}}"#)
         );
         assert_eq!(quiet.pop(), None, "a route without presence hears nothing");
         // A second session of bob's on the topic is no new join; its last one leaving is a leave.
@@ -926,6 +1029,7 @@ mod tests {
             msg: "m".into(),
             id: None,
             from: Some("carol".into()),
+            at: None,
         };
         // Alice is on both topics: one push per topic.
         assert_eq!(r.publish(&p), counts(3, 0));
@@ -938,6 +1042,7 @@ mod tests {
             msg: "n".into(),
             id: None,
             from: None,
+            at: None,
         };
         assert_eq!(r.publish(&to_clients), counts(2, 0));
     }

@@ -78,7 +78,7 @@ fn config() -> WorkerConfig {
     w.no_auth = true;
     w.listen = "127.0.0.1:0".parse().unwrap();
     w.admin_listen = "127.0.0.1:0".parse().unwrap();
-    w.sink.sink = SinkKind::Stdout;
+    w.sink.to.sink = SinkKind::Stdout;
     w.routes = "/count=count".parse().unwrap();
     config
 }

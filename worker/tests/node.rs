@@ -27,7 +27,7 @@ async fn start(set: impl FnOnce(&mut WorkerArgs)) -> Running {
     let mut config = WorkerConfig::default();
     let w = &mut config.worker;
     w.no_auth = true;
-    w.sink.sink = SinkKind::Stdout;
+    w.sink.to.sink = SinkKind::Stdout;
     w.listen = "127.0.0.1:0".parse().expect("an address");
     w.admin_listen = "127.0.0.1:0".parse().expect("an address");
     set(w);

@@ -1,6 +1,6 @@
 import { DEFAULT_BACKOFF, drainDelay, retryDelay, type Backoff } from "./backoff.js";
 import { Outbox } from "./outbox.js";
-import type { ClientControl, ErrorKind, Event, ServerFrame } from "./protocol.js";
+import type { ClientControl, ClientInfo, ErrorKind, Event, ServerFrame, StreamPosition } from "./protocol.js";
 
 /** Why a `send` failed: the server's `nack`, one of its error kinds, or `closed`. */
 export type SendErrorKind = "nack" | ErrorKind | "closed";
@@ -102,11 +102,23 @@ export class SubscribeError extends Error {
  */
 export type PushListener = (msg: string, topic?: string, from?: string) => void;
 
+/**
+ * What a topic's stream held while this client was away could not all be recovered (`reason`:
+ * `expired`, `epoch_changed`, `too_many`, `unavailable`): refetch the state it stands for.
+ */
+export interface Unrecovered {
+  /** The topic, or `""` for the pushes to this client itself (servers with history for client ids). */
+  topic: string;
+  reason: string;
+}
+
 /** Someone joined or left a topic this client is on (routes that announce presence). */
 export interface PresenceEvent {
   type: "join" | "leave";
   topic: string;
   clientId: string;
+  /** What the client's backend said about it at connect (its `connect` hook's `info`), if anything. */
+  info?: ClientInfo;
 }
 
 /**
@@ -156,6 +168,15 @@ export class Client {
   private readonly pushListeners = new Set<PushListener>();
   /** Topics the application subscribed to: sent again on every new connection. */
   private readonly wanted = new Set<string>();
+  /**
+   * Where this client is in each subscribed topic with history (the last push's offset and
+   * epoch), and whether a resubscribe with `since` is on its way (pushes past a gap wait for its
+   * replay).
+   */
+  private readonly positions = new Map<string, { at: StreamPosition; recovering: boolean }>();
+  private readonly unrecoveredListeners = new Set<Listener<Unrecovered>>();
+  /** Where this client is in the stream of pushes to it (servers with history for client ids). */
+  private direct: { at: StreamPosition; recovering: boolean } | null = null;
   /** Subscribe/unsubscribe calls waiting for the server's answer, by topic. */
   private readonly waiting = new Map<string, Waiter[]>();
   private readonly stateListeners = new Set<Listener<ConnectionState>>();
@@ -226,20 +247,66 @@ export class Client {
   /**
    * Joins `topic` (if the token grants it): resolves once the server confirms, rejects with a
    * `SubscribeError` if it refuses. The subscription outlives reconnects: the client subscribes
-   * again on every new connection, so pushes on the topic resume by themselves (messages
-   * published while it was disconnected are not replayed).
+   * again on every new connection, so pushes on the topic resume by themselves. On a topic
+   * with history (`--history-topics`) it resubscribes from the last push it got: what was
+   * published meanwhile comes first, in order, once; when it cannot (`onUnrecovered`) the
+   * application refetches its state.
    */
   subscribe(topic: string): Promise<void> {
     if (this.finished) return Promise.reject(new SubscribeError(this.finished, "closed", topic));
     this.wanted.add(topic);
     const answered = this.wait(topic);
-    this.control({ type: "subscribe", topic });
+    this.control(this.subscribeFrame(topic));
     return answered;
+  }
+
+  /** Calls `fn` when what a topic's stream held while this client was away could not all be recovered. */
+  onUnrecovered(fn: Listener<Unrecovered>): () => void {
+    this.unrecoveredListeners.add(fn);
+    return () => this.unrecoveredListeners.delete(fn);
+  }
+
+  /** `subscribe`, from where this client is in the topic's stream if it has a place there. */
+  private subscribeFrame(topic: string): ClientControl {
+    const p = this.positions.get(topic);
+    if (!p) return { type: "subscribe", topic };
+    p.recovering = true;
+    return { type: "subscribe", topic, since: { ...p.at } };
+  }
+
+  /**
+   * Whether a push at `offset`/`epoch` on `topic` is the next one: a copy is dropped; one past a
+   * gap is dropped too and the topic subscribed again from where this client is (the server
+   * replays what it missed, in order); another epoch starts over, and listeners hear it.
+   */
+  private inOrder(topic: string | undefined, offset: number, epoch: string): boolean {
+    const p = topic === undefined ? this.direct : this.positions.get(topic);
+    if (!p) {
+      if (topic === undefined) this.direct = { at: { offset, epoch }, recovering: false };
+      else if (this.wanted.has(topic)) this.positions.set(topic, { at: { offset, epoch }, recovering: false });
+      return true;
+    }
+    if (p.at.epoch === epoch && offset <= p.at.offset) return false;
+    if (p.at.epoch === epoch && offset > p.at.offset + 1) {
+      if (!p.recovering && this.socket?.readyState === OPEN) {
+        p.recovering = true;
+        const frame: ClientControl =
+          topic === undefined ? { type: "resume", since: { ...p.at } } : this.subscribeFrame(topic);
+        this.socket.send(JSON.stringify(frame));
+      }
+      return false;
+    }
+    if (p.at.epoch !== epoch && !p.recovering) {
+      for (const fn of this.unrecoveredListeners) fn({ topic: topic ?? "", reason: "epoch_changed" });
+    }
+    p.at = { offset, epoch };
+    return true;
   }
 
   /** Leaves `topic`; resolves once the server confirms (at once while disconnected). */
   unsubscribe(topic: string): Promise<void> {
     this.wanted.delete(topic);
+    this.positions.delete(topic);
     if (!this.socket || this.socket.readyState !== OPEN) return Promise.resolve();
     const answered = this.wait(topic);
     this.control({ type: "unsubscribe", topic });
@@ -418,8 +485,13 @@ export class Client {
       this.refusedToken = null;
       this.opens += 1;
       this.setState({ state: "open" });
-      // Subscriptions first, so pushes on them flow while the resent events are answered.
-      for (const topic of this.wanted) socket.send(JSON.stringify({ type: "subscribe", topic }));
+      // Where it was in the pushes to it, then subscriptions, so pushes flow while the resent
+      // events are answered.
+      if (this.direct) {
+        this.direct.recovering = true;
+        socket.send(JSON.stringify({ type: "resume", since: { ...this.direct.at } }));
+      }
+      for (const topic of this.wanted) socket.send(JSON.stringify(this.subscribeFrame(topic)));
       const again = this.outbox.pending();
       if (this.opens > 1) this.resent += again.length;
       for (const e of again) socket.send(e.frame);
@@ -505,6 +577,9 @@ export class Client {
         break;
       }
       case "push": {
+        if (frame.offset != null && frame.epoch != null) {
+          if (!this.inOrder(frame.topic ?? undefined, frame.offset, frame.epoch)) break;
+        }
         for (const fn of this.pushListeners) fn(frame.msg, frame.topic ?? undefined, frame.from ?? undefined);
         break;
       }
@@ -521,6 +596,7 @@ export class Client {
       case "join":
       case "leave": {
         const ev: PresenceEvent = { type: frame.type, topic: frame.topic, clientId: frame.clientId };
+        if (frame.info) ev.info = frame.info;
         for (const fn of this.presenceListeners) fn(ev);
         break;
       }
@@ -528,9 +604,37 @@ export class Client {
         void this.refresh();
         break;
       }
-      case "subscribed":
+      case "subscribed": {
+        if (frame.offset != null && frame.epoch != null && this.wanted.has(frame.topic)) {
+          // Where the stream is: every push up to it came first.
+          const p = this.positions.get(frame.topic);
+          const behind = !p || p.at.epoch !== frame.epoch || p.at.offset < frame.offset || frame.recovered === false;
+          if (behind) this.positions.set(frame.topic, { at: { offset: frame.offset, epoch: frame.epoch }, recovering: false });
+          else p.recovering = false;
+        }
+        if (frame.recovered === false) {
+          for (const fn of this.unrecoveredListeners) fn({ topic: frame.topic, reason: frame.reason ?? "" });
+        }
+        this.answer(frame.topic);
+        break;
+      }
       case "unsubscribed": {
         this.answer(frame.topic);
+        break;
+      }
+      case "position": {
+        // A `resume` on its way knows better.
+        if (!this.direct?.recovering) this.direct = { at: { offset: frame.offset, epoch: frame.epoch }, recovering: false };
+        break;
+      }
+      case "resumed": {
+        const d = this.direct;
+        const behind = !d || d.at.epoch !== frame.epoch || d.at.offset < frame.offset || !frame.recovered;
+        if (behind || !d) this.direct = { at: { offset: frame.offset, epoch: frame.epoch }, recovering: false };
+        else d.recovering = false;
+        if (!frame.recovered) {
+          for (const fn of this.unrecoveredListeners) fn({ topic: "", reason: frame.reason ?? "" });
+        }
         break;
       }
     }

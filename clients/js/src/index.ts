@@ -12,6 +12,7 @@ export { connect, Client, RequestError, SendError, SubscribeError } from "./clie
 export type {
   Ack,
   PresenceEvent,
+  Unrecovered,
   RequestErrorKind,
   SendErrorKind,
   SubscribeErrorKind,
@@ -25,4 +26,4 @@ export type {
 export { retryDelay, drainDelay, DEFAULT_BACKOFF } from "./backoff.js";
 export type { Backoff } from "./backoff.js";
 export { Outbox } from "./outbox.js";
-export type { ClientControl, Event, ServerFrame, StampedEvent, ErrorKind } from "./protocol.js";
+export type { ClientControl, ClientInfo, Event, ServerFrame, StampedEvent, StreamPosition, ErrorKind } from "./protocol.js";

@@ -7,6 +7,7 @@
  */
 export type ClientControl =
   | {
+      since?: StreamPosition | null;
       topic: string;
       type: "subscribe";
     }
@@ -34,6 +35,10 @@ export type ClientControl =
   | {
       token: string;
       type: "refresh";
+    }
+  | {
+      since: StreamPosition;
+      type: "resume";
     };
 /**
  * What a `ServerFrame::Error` is about.
@@ -53,6 +58,10 @@ export type ErrorKind =
  * Which hook fired.
  */
 export type HookKind = "connect" | "refresh" | "subscribe" | "publish" | "rpc" | "message" | "disconnect";
+/**
+ * A lifecycle record as a sink stores it (`type` says which).
+ */
+export type Lifecycle = SessionLife | SessionLife1 | NodeLost;
 /**
  * Worker → client.
  */
@@ -88,16 +97,26 @@ export type ServerFrame =
       type: "error";
     }
   | {
+      epoch?: string | null;
       /**
        * The publishing client's id (its token's `sub`), set by the worker that took the
        * publish: a receiver can trust it. Absent for the backend's publishes.
        */
       from?: string | null;
       msg: string;
+      /**
+       * On a topic with history: the message's place in the topic's stream (1, 2, 3, ...
+       * with no gap), and the stream's epoch. Keep the last pair to recover with `since`.
+       */
+      offset?: number | null;
       topic?: string | null;
       type: "push";
     }
   | {
+      epoch?: string | null;
+      offset?: number | null;
+      reason?: string | null;
+      recovered?: boolean | null;
       topic: string;
       type: "subscribed";
     }
@@ -125,26 +144,64 @@ export type ServerFrame =
       type: "refreshed";
     }
   | {
+      epoch: string;
+      offset: number;
+      type: "position";
+    }
+  | {
+      epoch: string;
+      offset: number;
+      reason?: string | null;
+      recovered: boolean;
+      type: "resumed";
+    }
+  | {
       clientId: string;
+      info?: ClientInfo | null;
       topic: string;
       type: "join";
     }
   | {
       clientId: string;
+      info?: ClientInfo | null;
       topic: string;
       type: "leave";
     };
+/**
+ * One record of a sink: a client's event, or (with `--lifecycle-events`) a lifecycle record.
+ * An event has no `type` field; a lifecycle record always has one.
+ */
+export type SinkRecord = Lifecycle | StampedEvent;
 
 export interface Protocol {
   ClientControl?: ClientControl;
+  ClientInfo?: ClientInfo;
   ErrorKind?: ErrorKind;
   Event?: Event;
   HookKind?: HookKind;
   HookRequest?: HookRequest;
   HookResponse?: HookResponse;
+  Lifecycle?: Lifecycle;
+  NodeLost?: NodeLost1;
   RpcError?: RpcError;
   ServerFrame?: ServerFrame;
+  SessionLife?: SessionLife2;
+  SinkRecord?: SinkRecord;
   StampedEvent?: StampedEvent;
+  StreamPosition?: StreamPosition;
+}
+/**
+ * A client's place in a topic's stream: the `offset` and `epoch` of the last push it got.
+ */
+export interface StreamPosition {
+  epoch: string;
+  offset: number;
+}
+/**
+ * What the client's backend said about it at connect: any JSON object of at most 4096 bytes.
+ */
+export interface ClientInfo {
+  [k: string]: unknown | undefined;
 }
 /**
  * Client → worker on an `ingest` route: one event.
@@ -247,6 +304,12 @@ export interface HookResponse {
    */
   expiresAt?: number | null;
   /**
+   * An accepted `connect`: what presence shows beside the client's id (a JSON object of at
+   * most 4096 bytes): in the join and leave events its topics' other members get, and in
+   * `/api/v1/presence` answers.
+   */
+  info?: ClientInfo | null;
+  /**
    * An accepted `publish`: the message to publish instead of the client's.
    */
   msg?: string | null;
@@ -278,6 +341,91 @@ export interface HookResponse {
 export interface RpcError {
   code: string;
   message: string;
+}
+/**
+ * A session's start or end.
+ */
+export interface SessionLife {
+  type: "connected";
+}
+/**
+ * A session's start or end.
+ */
+export interface SessionLife1 {
+  type: "disconnected";
+}
+/**
+ * Ends every session of `node` in `generation` (written at least once; a repeat is
+ * harmless).
+ */
+export interface NodeLost {
+  type: "node_lost";
+}
+/**
+ * A worker generation that has left the cluster: its sessions are over.
+ */
+export interface NodeLost1 {
+  /**
+   * When it was written, ms since the epoch.
+   */
+  at: number;
+  /**
+   * Node id of the active leader that wrote it.
+   */
+  by: string;
+  generation: number;
+  node: string;
+  /**
+   * `dead`: it stopped answering and membership confirmed it gone, sessions and all;
+   * `restarted`: a newer generation of the node joined; `left`: it drained and left (its
+   * sessions wrote their own ends; this one only says no more will come).
+   */
+  reason: string;
+}
+/**
+ * A session's start or end.
+ */
+export interface SessionLife2 {
+  /**
+   * When the worker wrote the record, ms since the epoch.
+   */
+  at: number;
+  /**
+   * The authenticated client id (the token's `sub`); empty under `--no-auth`.
+   */
+  clientId: string;
+  /**
+   * The WebSocket close code, when a close frame was exchanged (`disconnected` only): the
+   * worker's, or the client's when it closed first.
+   */
+  code?: number | null;
+  /**
+   * The worker process's start time, ms since the epoch: every restart is a new generation,
+   * and a `node_lost` ends the sessions of one generation.
+   */
+  generation: number;
+  /**
+   * Node id of the worker holding the session.
+   */
+  node: string;
+  /**
+   * Per node and generation, 1, 2, 3, ... over its lifecycle records: a consumer that sees
+   * a gap knows it missed one.
+   */
+  nodeSeq: number;
+  /**
+   * Why the session ended (`disconnected` only): the label a `disconnect` hook hears
+   * (`client_left`, `draining`, `moved`, `peer_silent`, `token_expired`, ...).
+   */
+  reason?: string | null;
+  /**
+   * The route's path.
+   */
+  route: string;
+  /**
+   * Session id on that node (unique within a generation).
+   */
+  session: number;
 }
 /**
  * An event as every sink stores it: what the client sent, stamped by the worker that took it.

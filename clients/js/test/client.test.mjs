@@ -182,6 +182,64 @@ test("subscriptions are confirmed, refused by topic, and sent again after a reco
   await assert.rejects(late, (e) => e instanceof SubscribeError && e.kind === "closed");
 });
 
+test("on a topic with history it resubscribes from its last push, drops copies and fills gaps", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  const c = connect({ url: "ws://h/ws", WebSocket: FakeSocket, backoff: fast });
+  const got = [];
+  const lost = [];
+  c.onPush((msg) => got.push(msg));
+  c.onUnrecovered((u) => lost.push(u));
+  await until(() => sockets.length === 1);
+  sockets[0].open();
+  const joined = c.subscribe("room.1");
+  sockets[0].frame({ type: "subscribed", topic: "room.1", offset: 4, epoch: "e1" });
+  await joined;
+  const push = (s, msg, offset, epoch = "e1") => s.frame({ type: "push", topic: "room.1", msg, offset, epoch });
+  push(sockets[0], "five", 5);
+  push(sockets[0], "five again", 5);
+  // 6 never came: 7 waits, and the topic is asked again from 5.
+  push(sockets[0], "seven", 7);
+  assert.deepEqual(sockets[0].sent.at(-1), { type: "subscribe", topic: "room.1", since: { offset: 5, epoch: "e1" } });
+  push(sockets[0], "six", 6);
+  push(sockets[0], "seven", 7);
+  sockets[0].frame({ type: "subscribed", topic: "room.1", offset: 7, epoch: "e1", recovered: true });
+  assert.deepEqual(got, ["five", "six", "seven"]);
+
+  // After a drain the new connection resubscribes from 7.
+  sockets[0].drop(1012, "server draining");
+  await until(() => sockets.length === 2);
+  sockets[1].open();
+  assert.deepEqual(sockets[1].sent[0], { type: "subscribe", topic: "room.1", since: { offset: 7, epoch: "e1" } });
+  sockets[1].frame({ type: "subscribed", topic: "room.1", offset: 9, epoch: "e2", recovered: false, reason: "epoch_changed" });
+  assert.deepEqual(lost, [{ topic: "room.1", reason: "epoch_changed" }]);
+  push(sockets[1], "ten", 10, "e2");
+  assert.deepEqual(got, ["five", "six", "seven", "ten"]);
+  c.close();
+});
+
+test("with history for client ids it resumes the pushes to it from where it was", async () => {
+  const { FakeSocket, sockets } = fakeSockets();
+  const c = connect({ url: "ws://h/ws", WebSocket: FakeSocket, backoff: fast });
+  const got = [];
+  c.onPush((msg, topic) => got.push([msg, topic]));
+  await until(() => sockets.length === 1);
+  sockets[0].open();
+  sockets[0].frame({ type: "position", offset: 2, epoch: "e1" });
+  sockets[0].frame({ type: "push", msg: "three", offset: 3, epoch: "e1" });
+  sockets[0].drop(1012, "server draining");
+  await until(() => sockets.length === 2);
+  sockets[1].open();
+  assert.deepEqual(sockets[1].sent[0], { type: "resume", since: { offset: 3, epoch: "e1" } });
+  // The next session's own position comes first; the resume knows better.
+  sockets[1].frame({ type: "position", offset: 5, epoch: "e1" });
+  sockets[1].frame({ type: "push", msg: "four", offset: 4, epoch: "e1" });
+  sockets[1].frame({ type: "push", msg: "five", offset: 5, epoch: "e1" });
+  sockets[1].frame({ type: "resumed", offset: 5, epoch: "e1", recovered: true });
+  sockets[1].frame({ type: "push", msg: "five", offset: 5, epoch: "e1" });
+  assert.deepEqual(got.map(([m]) => m), ["three", "four", "five"]);
+  c.close();
+});
+
 test("publish resolves with what it reached, or rejects with the server's refusal", async () => {
   const { FakeSocket, sockets } = fakeSockets();
   const c = connect({ url: "ws://h/ws", WebSocket: FakeSocket, backoff: fast });

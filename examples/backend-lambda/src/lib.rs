@@ -7,6 +7,14 @@
 use ews_proto::hook::{HookKind, HookRequest, HookResponse};
 use ews_proto::RpcError;
 
+/// `alice` → `Alice`.
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
 /// The answer to one hook call.
 pub fn decide(call: &HookRequest) -> HookResponse {
     let claim = |name: &str| {
@@ -28,9 +36,12 @@ pub fn decide(call: &HookRequest) -> HookResponse {
         },
         HookKind::Connect => {
             let rooms = vec![format!("room.{client}"), "room.lobby".to_string()];
+            // What presence shows beside the client's id (join/leave frames, /api/v1/presence).
+            let info = serde_json::json!({ "name": capitalized(client) });
             HookResponse {
                 topics: rooms.clone(),
                 publish: rooms,
+                info: serde_json::from_value(info).ok(),
                 ..HookResponse::default()
             }
         }
@@ -113,9 +124,11 @@ mod tests {
             c.claims = serde_json::from_str(r#"{"banned": true}"#).ok()
         });
         assert_eq!((banned.accepted(), banned.status), (false, Some(403)));
+        let alice = call(HookKind::Connect, |_| {});
+        assert_eq!(alice.topics, ["room.alice", "room.lobby"]);
         assert_eq!(
-            call(HookKind::Connect, |_| {}).topics,
-            ["room.alice", "room.lobby"]
+            serde_json::to_string(&alice.info).unwrap(),
+            r#"{"name":"Alice"}"#
         );
         assert!(!call(HookKind::Subscribe, |c| c.topic = Some("room.staff".into())).accepted());
         assert!(!call(HookKind::Publish, |c| c.msg = Some("spam!".into())).accepted());

@@ -26,6 +26,8 @@ locals {
       }, var.publish_metric ? { EWS_PUBLISH_METRIC = "true" } : {},
       # ews-configure mounts this volume at /var/lib/ews (the built-in queue) before the leader starts.
       var.data_volume_size_gb > 0 ? { EWS_DATA_VOLUME_ID = aws_ebs_volume.data[i].id } : {},
+      var.sink_env, var.history_env,
+      var.node_lost_after_secs == null ? {} : { EWS_NODE_LOST_AFTER_SECS = tostring(var.node_lost_after_secs) },
     var.extra_env)
   ]
 }
@@ -92,13 +94,22 @@ data "aws_iam_policy_document" "leader" {
   statement {
     sid       = "ReadSecrets"
     actions   = ["ssm:GetParameter"]
-    resources = [var.cluster_secret_parameter_arn, var.admin_token_parameter_arn]
+    resources = compact([var.cluster_secret_parameter_arn, var.admin_token_parameter_arn, var.history_parameter_arn])
   }
   # Take, renew and release the active-leader lease: conditional UpdateItem on its table only.
   statement {
     sid       = "HoldLease"
     actions   = ["dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.lease.arn]
+  }
+  # node_lost records (lifecycle_events with sink = "sqs"): send only, to the events queue only.
+  dynamic "statement" {
+    for_each = var.events_queue_arn == null ? [] : [var.events_queue_arn]
+    content {
+      sid       = "SendLifecycleRecords"
+      actions   = ["sqs:SendMessage"]
+      resources = [statement.value]
+    }
   }
   # PutMetricData has no resource-level permissions; the namespace condition is the scope.
   statement {

@@ -91,6 +91,36 @@ variable "cloudwatch_interval_secs" {
   description = "How often the active leader publishes the cluster metric."
 }
 
+variable "sink_env" {
+  type        = map(string)
+  description = "With lifecycle records: the workers' sink settings and EWS_LIFECYCLE_EVENTS, EWS_NODE_LOST_AFTER_SECS (the active leader writes node_lost there); empty otherwise."
+  default     = {}
+}
+
+variable "history_env" {
+  type        = map(string)
+  description = "History settings (EWS_HISTORY_*), the workers' own: the front door appends to the same engine."
+  default     = {}
+}
+
+variable "history_parameter_arn" {
+  type        = string
+  description = "The SSM parameter holding the history engine's URL, which the leaders may read; null without history."
+  default     = null
+}
+
+variable "node_lost_after_secs" {
+  type        = number
+  description = "With lifecycle records: seconds a worker stays unreachable before the active leader writes its node_lost; null otherwise."
+  default     = null
+}
+
+variable "events_queue_arn" {
+  type        = string
+  description = "The SQS events queue the active leader may send node_lost records to; null when it writes none there."
+  default     = null
+}
+
 variable "extra_env" {
   type        = map(string)
   description = "Extra EWS_* settings for /etc/ews/ews.env on the leaders."

@@ -18,6 +18,7 @@ use super::Msg;
 use crate::auth::Rights;
 use crate::hooks::SessionHooks;
 use crate::ids::{ClientId, NodeId, SessionId};
+use crate::lifecycle::LifecycleLog;
 use crate::metrics::Metrics;
 use crate::pubsub::PubSub;
 use crate::registry::{Registry, SessionShared, TooManyTopics};
@@ -37,6 +38,8 @@ pub struct Services {
     pub max_topics: usize,
     /// A write that does not complete in this time (a peer that stopped reading) ends the session.
     pub write_timeout: Duration,
+    /// Writes the sessions' `connected` and `disconnected` records (`--lifecycle-events`).
+    pub(crate) lifecycle: Option<Arc<LifecycleLog>>,
 }
 
 /// The session's own part of the session layer: what handlers change through their context
@@ -285,6 +288,7 @@ impl<'a> SessionCtx<'a> {
             msg,
             id: None,
             from: None,
+            at: None,
         };
         async move { pubsub.publish(&p).await }
     }
@@ -326,7 +330,7 @@ impl<'a> SessionCtx<'a> {
             seq,
             received_at: crate::ids::now_ms(),
         };
-        let receipt = self.services.sink.submit(stamped).await?;
+        let receipt = self.services.sink.submit(stamped.into()).await?;
         self.core.last_seq = seq;
         if self.core.ack {
             self.core.inflight.push_back(InFlight {

@@ -102,6 +102,15 @@ var Client = class {
     this.pushListeners = /* @__PURE__ */ new Set();
     /** Topics the application subscribed to: sent again on every new connection. */
     this.wanted = /* @__PURE__ */ new Set();
+    /**
+     * Where this client is in each subscribed topic with history (the last push's offset and
+     * epoch), and whether a resubscribe with `since` is on its way (pushes past a gap wait for its
+     * replay).
+     */
+    this.positions = /* @__PURE__ */ new Map();
+    this.unrecoveredListeners = /* @__PURE__ */ new Set();
+    /** Where this client is in the stream of pushes to it (servers with history for client ids). */
+    this.direct = null;
     /** Subscribe/unsubscribe calls waiting for the server's answer, by topic. */
     this.waiting = /* @__PURE__ */ new Map();
     this.stateListeners = /* @__PURE__ */ new Set();
@@ -162,19 +171,61 @@ var Client = class {
   /**
    * Joins `topic` (if the token grants it): resolves once the server confirms, rejects with a
    * `SubscribeError` if it refuses. The subscription outlives reconnects: the client subscribes
-   * again on every new connection, so pushes on the topic resume by themselves (messages
-   * published while it was disconnected are not replayed).
+   * again on every new connection, so pushes on the topic resume by themselves. On a topic
+   * with history (`--history-topics`) it resubscribes from the last push it got: what was
+   * published meanwhile comes first, in order, once; when it cannot (`onUnrecovered`) the
+   * application refetches its state.
    */
   subscribe(topic) {
     if (this.finished) return Promise.reject(new SubscribeError(this.finished, "closed", topic));
     this.wanted.add(topic);
     const answered = this.wait(topic);
-    this.control({ type: "subscribe", topic });
+    this.control(this.subscribeFrame(topic));
     return answered;
+  }
+  /** Calls `fn` when what a topic's stream held while this client was away could not all be recovered. */
+  onUnrecovered(fn) {
+    this.unrecoveredListeners.add(fn);
+    return () => this.unrecoveredListeners.delete(fn);
+  }
+  /** `subscribe`, from where this client is in the topic's stream if it has a place there. */
+  subscribeFrame(topic) {
+    const p = this.positions.get(topic);
+    if (!p) return { type: "subscribe", topic };
+    p.recovering = true;
+    return { type: "subscribe", topic, since: { ...p.at } };
+  }
+  /**
+   * Whether a push at `offset`/`epoch` on `topic` is the next one: a copy is dropped; one past a
+   * gap is dropped too and the topic subscribed again from where this client is (the server
+   * replays what it missed, in order); another epoch starts over, and listeners hear it.
+   */
+  inOrder(topic, offset, epoch) {
+    const p = topic === void 0 ? this.direct : this.positions.get(topic);
+    if (!p) {
+      if (topic === void 0) this.direct = { at: { offset, epoch }, recovering: false };
+      else if (this.wanted.has(topic)) this.positions.set(topic, { at: { offset, epoch }, recovering: false });
+      return true;
+    }
+    if (p.at.epoch === epoch && offset <= p.at.offset) return false;
+    if (p.at.epoch === epoch && offset > p.at.offset + 1) {
+      if (!p.recovering && this.socket?.readyState === OPEN) {
+        p.recovering = true;
+        const frame = topic === void 0 ? { type: "resume", since: { ...p.at } } : this.subscribeFrame(topic);
+        this.socket.send(JSON.stringify(frame));
+      }
+      return false;
+    }
+    if (p.at.epoch !== epoch && !p.recovering) {
+      for (const fn of this.unrecoveredListeners) fn({ topic: topic ?? "", reason: "epoch_changed" });
+    }
+    p.at = { offset, epoch };
+    return true;
   }
   /** Leaves `topic`; resolves once the server confirms (at once while disconnected). */
   unsubscribe(topic) {
     this.wanted.delete(topic);
+    this.positions.delete(topic);
     if (!this.socket || this.socket.readyState !== OPEN) return Promise.resolve();
     const answered = this.wait(topic);
     this.control({ type: "unsubscribe", topic });
@@ -336,7 +387,11 @@ var Client = class {
       this.refusedToken = null;
       this.opens += 1;
       this.setState({ state: "open" });
-      for (const topic of this.wanted) socket.send(JSON.stringify({ type: "subscribe", topic }));
+      if (this.direct) {
+        this.direct.recovering = true;
+        socket.send(JSON.stringify({ type: "resume", since: { ...this.direct.at } }));
+      }
+      for (const topic of this.wanted) socket.send(JSON.stringify(this.subscribeFrame(topic)));
       const again = this.outbox.pending();
       if (this.opens > 1) this.resent += again.length;
       for (const e of again) socket.send(e.frame);
@@ -415,6 +470,9 @@ var Client = class {
         break;
       }
       case "push": {
+        if (frame.offset != null && frame.epoch != null) {
+          if (!this.inOrder(frame.topic ?? void 0, frame.offset, frame.epoch)) break;
+        }
         for (const fn of this.pushListeners) fn(frame.msg, frame.topic ?? void 0, frame.from ?? void 0);
         break;
       }
@@ -431,6 +489,7 @@ var Client = class {
       case "join":
       case "leave": {
         const ev = { type: frame.type, topic: frame.topic, clientId: frame.clientId };
+        if (frame.info) ev.info = frame.info;
         for (const fn of this.presenceListeners) fn(ev);
         break;
       }
@@ -438,9 +497,35 @@ var Client = class {
         void this.refresh();
         break;
       }
-      case "subscribed":
+      case "subscribed": {
+        if (frame.offset != null && frame.epoch != null && this.wanted.has(frame.topic)) {
+          const p = this.positions.get(frame.topic);
+          const behind = !p || p.at.epoch !== frame.epoch || p.at.offset < frame.offset || frame.recovered === false;
+          if (behind) this.positions.set(frame.topic, { at: { offset: frame.offset, epoch: frame.epoch }, recovering: false });
+          else p.recovering = false;
+        }
+        if (frame.recovered === false) {
+          for (const fn of this.unrecoveredListeners) fn({ topic: frame.topic, reason: frame.reason ?? "" });
+        }
+        this.answer(frame.topic);
+        break;
+      }
       case "unsubscribed": {
         this.answer(frame.topic);
+        break;
+      }
+      case "position": {
+        if (!this.direct?.recovering) this.direct = { at: { offset: frame.offset, epoch: frame.epoch }, recovering: false };
+        break;
+      }
+      case "resumed": {
+        const d = this.direct;
+        const behind = !d || d.at.epoch !== frame.epoch || d.at.offset < frame.offset || !frame.recovered;
+        if (behind || !d) this.direct = { at: { offset: frame.offset, epoch: frame.epoch }, recovering: false };
+        else d.recovering = false;
+        if (!frame.recovered) {
+          for (const fn of this.unrecoveredListeners) fn({ topic: "", reason: frame.reason ?? "" });
+        }
         break;
       }
     }

@@ -4,7 +4,7 @@
 //! `refresh` ([`super::token`]).
 
 use ews_proto::topic::Topic;
-use ews_proto::{ClientControl, ErrorKind, FrameKind, ServerFrame};
+use ews_proto::{ClientControl, ErrorKind, FrameKind, ServerFrame, StreamPosition};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::handler::{self, Core, Msg, Services, SubscribeError};
@@ -18,6 +18,8 @@ pub enum Own {
     Publish,
     Rpc,
     Refresh,
+    /// `resume`: the pushes to this client it missed (history for client ids).
+    Resume,
 }
 
 /// The kind and text of `msg` when it is one of the session's own frames; `None` for anything
@@ -32,6 +34,7 @@ pub fn own_frame(msg: &Msg) -> Option<(Own, &str)> {
         "publish" => Own::Publish,
         "rpc" => Own::Rpc,
         "refresh" => Own::Refresh,
+        "resume" => Own::Resume,
         _ => return None,
     };
     Some((own, text))
@@ -52,6 +55,10 @@ pub fn parse(text: &str, own: Own) -> Result<ClientControl, ServerFrame> {
                 r#"{"type":"rpc","id":N,"method":…,"data":…}"#,
             ),
             Own::Refresh => (ErrorKind::InvalidFrame, r#"{"type":"refresh","token":…}"#),
+            Own::Resume => (
+                ErrorKind::InvalidFrame,
+                r#"{"type":"resume","since":{"offset":…,"epoch":…}}"#,
+            ),
         };
         error_frame(error, format!("expected {expected}: {e}"), None, None)
     })
@@ -76,14 +83,43 @@ async fn topic_change(
         services.registry.unsubscribe(core.shared.id, &topic);
         return ServerFrame::Unsubscribed { topic: raw };
     }
-    if !core.rights.subscribe.allows(&topic) {
+    if let Err(refused) = may_subscribe(core, services, &topic, &raw).await {
+        return refused;
+    }
+    match handler::subscribe(core, services, &topic).await {
+        Ok(()) => subscribed(raw, None),
+        Err(e) => refused(&e, raw),
+    }
+}
+
+/// `subscribed` to `topic`, at `at` in its stream if it keeps history.
+pub fn subscribed(topic: String, at: Option<&StreamPosition>) -> ServerFrame {
+    ServerFrame::Subscribed {
+        topic,
+        offset: at.map(|a| a.offset),
+        epoch: at.map(|a| a.epoch.clone()),
+        recovered: None,
+        reason: None,
+    }
+}
+
+/// Whether the session may join `topic`: its token's grants, then the route's `subscribe` hook.
+/// A refusal is the `error` frame the client hears.
+pub async fn may_subscribe(
+    core: &Core,
+    services: &Services,
+    topic: &Topic,
+    raw: &str,
+) -> Result<(), ServerFrame> {
+    let raw = raw.to_string();
+    if !core.rights.subscribe.allows(topic) {
         services.metrics.subscription("forbidden");
-        return error_frame(
+        return Err(error_frame(
             ErrorKind::TopicForbidden,
             "the token does not grant this topic".into(),
             None,
             Some(raw),
-        );
+        ));
     }
     let hook = hooks::session_call(core, &services.node, HookKind::Subscribe, |r| {
         r.topic = Some(raw.clone())
@@ -92,23 +128,25 @@ async fn topic_change(
         Ok(Some(a)) if !a.accepted() => {
             services.metrics.subscription("refused");
             let reason = a.into_reason();
-            return error_frame(ErrorKind::TopicForbidden, reason, None, Some(raw));
+            return Err(error_frame(
+                ErrorKind::TopicForbidden,
+                reason,
+                None,
+                Some(raw),
+            ));
         }
         Ok(_) => {}
         Err(e) => {
             services.metrics.subscription("backend_unavailable");
-            return error_frame(
+            return Err(error_frame(
                 ErrorKind::BackendUnavailable,
                 e.to_string(),
                 None,
                 Some(raw),
-            );
+            ));
         }
     }
-    match handler::subscribe(core, services, &topic).await {
-        Ok(()) => ServerFrame::Subscribed { topic: raw },
-        Err(e) => refused(&e, raw),
-    }
+    Ok(())
 }
 
 /// What the client hears when a subscribe (its own, or its remote handler's) is refused.

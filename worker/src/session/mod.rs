@@ -15,6 +15,7 @@
 
 mod control;
 mod publish;
+mod recover;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -39,6 +40,7 @@ use crate::handler::{
     self, Claims, CloseReason, Core, Msg, Registered, Services, SessionCtx, State,
 };
 use crate::hooks;
+use crate::lifecycle::{Edge, LifecycleLog};
 use crate::metrics::Metrics;
 use crate::remote::{self, FromRemote, RemoteHandler};
 use ews_proto::hook::HookKind;
@@ -209,6 +211,8 @@ struct Machine<'e, T> {
     ticking: bool,
     /// How the session ended (first cause wins).
     why: Option<CloseReason>,
+    /// The close code of the first close frame exchanged, ours or the peer's.
+    code: Option<u16>,
     /// Client publishes on their way (made on the first).
     publishing: Option<Box<publish::Publishing>>,
     /// Armed only when the token's next deadline is near (an idle session holds no timer).
@@ -231,6 +235,7 @@ impl<'e, T: Transport> Machine<'e, T> {
             ticks,
             ticking: true,
             why: None,
+            code: None,
             publishing: None,
             expiry_timer: None,
         }
@@ -241,8 +246,12 @@ impl<'e, T: Transport> Machine<'e, T> {
         Flow::End
     }
 
-    /// The local handler's `on_open`; a remote session counts itself.
+    /// The session's `connected` record (where its socket is), then the local handler's
+    /// `on_open`; a remote session counts itself.
     async fn open(&mut self) -> Flow {
+        if let Some(log) = self.lifecycle() {
+            log.write(&self.core.shared, Edge::Connected).await;
+        }
         if self.core.expiry.is_some() && self.token_deadline().await == Flow::End {
             return Flow::End;
         }
@@ -262,8 +271,16 @@ impl<'e, T: Transport> Machine<'e, T> {
         }
     }
 
-    /// The local handler's `on_close`, with how the session ended; then the route's
-    /// `disconnect` hook, if it has one (one attempt, within the backend's deadline).
+    /// The node's lifecycle log, for a session whose socket is here (a handler hosted for
+    /// another worker's socket writes none: that worker does).
+    fn lifecycle(&self) -> Option<Arc<LifecycleLog>> {
+        let log = self.env.services.lifecycle.as_ref()?;
+        (!self.core.hosted).then(|| log.clone())
+    }
+
+    /// The local handler's `on_close`, with how the session ended; then the session's
+    /// `disconnected` record (after its last event) and the route's `disconnect` hook, if it
+    /// has one (one attempt, within the backend's deadline).
     async fn finish(&mut self) {
         let why = self.why.take().unwrap_or(CloseReason::ClientLeft);
         let label = why.label();
@@ -280,6 +297,10 @@ impl<'e, T: Transport> Machine<'e, T> {
                 m.remote_sessions.dec();
                 m.remote_closed(r.end);
             }
+        }
+        if let Some(log) = self.lifecycle() {
+            let edge = Edge::Disconnected(label, self.code);
+            log.write(&self.core.shared, edge).await;
         }
         if self.core.hooks.is_some() {
             self.disconnect_hook(label).await;
@@ -383,11 +404,15 @@ impl<'e, T: Transport> Machine<'e, T> {
             Wake::Remote(from) => self.remote_did(from).await,
             Wake::Client(None) => self.ended(CloseReason::ClientLeft),
             Wake::Client(Some(Err(e))) => {
-                let kind = on_error(&mut self.ws, e, self.env).await;
+                let (kind, code) = on_error(&mut self.ws, e, self.env).await;
+                self.code = self.code.or(code);
                 self.ended(CloseReason::Failed(kind))
             }
             Wake::Client(Some(Ok(msg))) => {
                 self.heard = true;
+                if let Message::Close(Some(f)) = &msg {
+                    self.code.get_or_insert(f.code.into());
+                }
                 self.env.metrics().frame_in(msg.len());
                 match Msg::from_ws(msg) {
                     Some(msg) if matches!(self.phase, Phase::Closing(_)) => {
@@ -422,7 +447,9 @@ impl<'e, T: Transport> Machine<'e, T> {
         let own = control::own_frame(&msg).filter(|(own, _)| match own {
             control::Own::Refresh => !hosted,
             control::Own::Rpc => self.control && local,
-            control::Own::Topic | control::Own::Publish => self.control && !hosted,
+            control::Own::Topic | control::Own::Publish | control::Own::Resume => {
+                self.control && !hosted
+            }
         });
         if let Some((own, text)) = own {
             return self.own_frame(own, text).await;
@@ -458,7 +485,11 @@ impl<'e, T: Transport> Machine<'e, T> {
     async fn parsed(&mut self, frame: ClientControl) -> Flow {
         let services = &self.env.services;
         match frame {
-            ClientControl::Subscribe { topic } => {
+            ClientControl::Resume { since } => self.resume(since).await,
+            ClientControl::Subscribe { topic, since } => {
+                if let Some(h) = self.history_of(&topic) {
+                    return self.subscribe_recovering(topic, since, h).await;
+                }
                 let reply = control::topic(&self.core, services, true, topic).await;
                 self.write(reply).await
             }
@@ -619,6 +650,7 @@ impl<'e, T: Transport> Machine<'e, T> {
     fn goodbye(&mut self, frame: CloseFrame, why: CloseReason) -> BoxFuture<'_, Flow> {
         Box::pin(async move {
             self.why.get_or_insert(why);
+            self.code.get_or_insert(frame.code.into());
             let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
             self.phase = Phase::Closing(Box::pin(sleep(CLOSE_GRACE)));
             while !self.core.inflight.is_empty() {
@@ -761,9 +793,15 @@ pub async fn send(out: &mut Out, msg: Message, metrics: &Metrics, timeout: Durat
 
 /// Maps a read error to the close code RFC 6455 asks for, sends it if the socket still can;
 /// the answer is the error's metric label.
-async fn on_error<T: Transport>(ws: &mut T, e: WsError, env: &SessionEnv) -> &'static str {
+/// Counts `e`, sends the close frame it calls for, and says what kind of error it was and the
+/// close code sent, if any.
+async fn on_error<T: Transport>(
+    ws: &mut T,
+    e: WsError,
+    env: &SessionEnv,
+) -> (&'static str, Option<u16>) {
     let (kind, code) = match &e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => return "closed",
+        WsError::ConnectionClosed | WsError::AlreadyClosed => return ("closed", None),
         WsError::Capacity(_) => ("message_too_big", Some(CloseCode::Size)),
         WsError::Protocol(_) => ("protocol", Some(CloseCode::Protocol)),
         WsError::Utf8(_) => ("invalid_utf8", Some(CloseCode::Invalid)),
@@ -775,5 +813,5 @@ async fn on_error<T: Transport>(ws: &mut T, e: WsError, env: &SessionEnv) -> &'s
         let frame = close_frame(code, kind);
         let _ = tokio::time::timeout(CLOSE_GRACE, ws.send(Message::Close(Some(frame)))).await;
     }
-    kind
+    (kind, code.map(u16::from))
 }

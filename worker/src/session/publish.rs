@@ -130,6 +130,7 @@ impl Publishing {
             msg,
             id: None,
             from,
+            at: None,
         };
         let (pubsub, metrics) = (services.pubsub.clone(), services.metrics.clone());
         let mut turn = hook.as_ref().map(|_| {

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ews_proto::{Event, ServerFrame, StampedEvent};
+use ews_proto::lifecycle::SinkRecord;
+use ews_proto::{Event, ServerFrame, StreamPosition};
 use ews_sink::{BoxFuture, Receipt, ReceiptSender, Sink, SinkError};
 use futures_util::Stream;
 use tokio::sync::{mpsc, watch};
@@ -35,9 +36,9 @@ fn token(sub: &str, secs: u64) -> (String, u64) {
     (t, exp)
 }
 
-/// A sink that holds every receipt until the test completes it.
+/// A sink that holds every receipt until the test completes it, and keeps what it took.
 #[derive(Default)]
-struct HeldSink(Mutex<Vec<ReceiptSender>>);
+struct HeldSink(Mutex<Vec<ReceiptSender>>, Mutex<Vec<SinkRecord>>);
 
 impl HeldSink {
     fn held(&self) -> usize {
@@ -55,9 +56,10 @@ impl Sink for HeldSink {
         "held"
     }
 
-    fn submit(&self, _: StampedEvent) -> BoxFuture<'_, Result<Receipt, SinkError>> {
+    fn submit(&self, record: SinkRecord) -> BoxFuture<'_, Result<Receipt, SinkError>> {
         let (tx, receipt) = Receipt::pending();
         self.0.lock().unwrap().push(tx);
+        self.1.lock().unwrap().push(record);
         Box::pin(async move { Ok(receipt) })
     }
 
@@ -158,9 +160,43 @@ struct Fixture {
 }
 
 fn fixture(ack_window: usize) -> Fixture {
+    fixture_of(ack_window, false)
+}
+
+/// With `lifecycle`, the sessions write their lifecycle records (generation 7).
+fn fixture_of(ack_window: usize, lifecycle: bool) -> Fixture {
+    fixture_full(ack_window, lifecycle, None)
+}
+
+/// Topics `room.*` and pushes to client ids keep history (10 messages) in memory.
+fn fixture_history() -> Fixture {
+    let mut history = ews_history::History::new(
+        vec![ews_proto::topic::TopicPattern::parse("room.*").unwrap()],
+        ews_history::Limits {
+            size: 10,
+            ttl: Duration::from_secs(60),
+        },
+        100,
+        Arc::new(ews_history::MemoryEngine::default()),
+    );
+    history.clients = true;
+    let streams = Arc::new(crate::streams::Streams::default());
+    fixture_full(8, false, Some((Arc::new(history), streams)))
+}
+
+fn fixture_full(
+    ack_window: usize,
+    lifecycle: bool,
+    history: Option<(Arc<ews_history::History>, Arc<crate::streams::Streams>)>,
+) -> Fixture {
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let registry = Arc::new(Registry::default());
     let sink = Arc::new(HeldSink::default());
+    let lifecycle = lifecycle.then(|| {
+        let log =
+            crate::lifecycle::LifecycleLog::new("w1".into(), 7, sink.clone(), metrics.clone());
+        Arc::new(log)
+    });
     let services = Arc::new(Services {
         node: "w1".into(),
         registry: registry.clone(),
@@ -170,11 +206,13 @@ fn fixture(ack_window: usize) -> Fixture {
             metrics: metrics.clone(),
             cluster: None,
             max_topics: 4,
+            history,
         }),
         sink: sink.clone(),
         metrics,
         max_topics: 4,
         write_timeout: Duration::from_secs(10),
+        lifecycle,
     });
     let (ticks, ticks_rx) = watch::channel(());
     let drain = CancellationToken::new();
@@ -454,7 +492,11 @@ async fn the_session_answers_topic_frames_for_its_handler() {
     assert_eq!(
         client.frame().await,
         ServerFrame::Subscribed {
-            topic: "news".into()
+            topic: "news".into(),
+            offset: None,
+            epoch: None,
+            recovered: None,
+            reason: None,
         }
     );
     let topic = ews_proto::topic::Topic::parse("news").unwrap();
@@ -732,7 +774,9 @@ async fn a_client_publishes_where_its_token_grants_at_its_rate_and_receivers_see
             ServerFrame::Push {
                 msg: format!("m{n}"),
                 topic: Some(room.as_str().into()),
-                from: Some("alice".into())
+                from: Some("alice".into()),
+                offset: None,
+                epoch: None,
             }
         );
     }
@@ -879,17 +923,20 @@ async fn presence_events_reach_a_running_session() {
     settle().await;
     let room = ews_proto::topic::Topic::parse("room").unwrap();
     f.registry.subscribe(shared.id, &room, 4).unwrap();
+    let info: ews_proto::ClientInfo = serde_json::from_str(r#"{"name":"Bob"}"#).unwrap();
     let e = ews_cluster::command::PresenceEvent {
         topic: room,
         client_id: "bob".into(),
         joined: true,
+        info: Some(info.clone()),
     };
     assert_eq!(f.registry.deliver_presence(&[e]).delivered, 1);
     assert_eq!(
         client.frame().await,
         ServerFrame::Join {
             topic: "room".into(),
-            client_id: "bob".into()
+            client_id: "bob".into(),
+            info: Some(info),
         }
     );
 }
@@ -915,4 +962,281 @@ async fn a_hosted_session_answers_rpcs_and_leaves_the_sockets_frames_alone() {
     let ServerFrame::Reply { id: 4, .. } = stream.frame().await else {
         panic!("the next frame answers rpc 4, nothing answered the publish");
     };
+}
+
+/// A lifecycle record as the tests compare it: (type, session, nodeSeq, reason, code).
+type Life = (&'static str, u64, u64, Option<String>, Option<u16>);
+
+/// The lifecycle records the sink took.
+fn lifecycle_records(f: &Fixture) -> Vec<Life> {
+    use ews_proto::lifecycle::Lifecycle;
+    f.sink
+        .1
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| match r {
+            SinkRecord::Lifecycle(Lifecycle::Connected(s)) => {
+                assert_eq!((s.node.as_str(), s.generation), ("w1", 7));
+                Some(("connected", s.session, s.node_seq, s.reason.clone(), s.code))
+            }
+            SinkRecord::Lifecycle(Lifecycle::Disconnected(s)) => Some((
+                "disconnected",
+                s.session,
+                s.node_seq,
+                s.reason.clone(),
+                s.code,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn sessions_write_their_start_and_end_with_the_reason_and_close_code() {
+    let f = fixture_of(8, true);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // The client closes (1000) and goes.
+    let (client, shared, task) = start(&f, Probe(tx.clone()), false, false, 8);
+    client
+        .tx
+        .send(Ok(Message::Close(Some(close_frame(
+            CloseCode::Normal,
+            "done",
+        )))))
+        .unwrap();
+    drop(client);
+    task.await.unwrap();
+    assert_eq!(rx.recv().await, Some(CloseReason::ClientLeft));
+    let first = shared.id;
+    // The handler closes (4001).
+    let (mut client, shared, task) = start(&f, Probe(tx.clone()), false, false, 8);
+    client.send("bye");
+    assert_eq!(client.close().await.0, CloseCode::from(4001));
+    drop(client);
+    task.await.unwrap();
+    let second = shared.id;
+    // A handler hosted for another worker's socket writes nothing: that worker does.
+    let (client, _, task) = start(&f, Probe(tx), false, true, 8);
+    drop(client);
+    task.await.unwrap();
+    assert_eq!(
+        lifecycle_records(&f),
+        [
+            ("connected", first, 1, None, None),
+            (
+                "disconnected",
+                first,
+                2,
+                Some("client_left".into()),
+                Some(1000)
+            ),
+            ("connected", second, 3, None, None),
+            ("disconnected", second, 4, Some("closed".into()), Some(4001)),
+        ]
+    );
+}
+
+/// A push on a topic with history: (msg, offset).
+async fn stamped(client: &mut Client) -> (String, u64) {
+    match client.frame().await {
+        ServerFrame::Push {
+            msg,
+            offset: Some(offset),
+            epoch: Some(_),
+            ..
+        } => (msg, offset),
+        other => panic!("expected a push with an offset, got {other:?}"),
+    }
+}
+
+/// Publishes `msg` to `topic` through the node's publish path (history first).
+async fn publish_to(f: &Fixture, topic: &str, msg: &str) {
+    let p = ews_cluster::publish::Publish {
+        target: ews_cluster::publish::Target::topic(ews_proto::topic::Topic::parse(topic).unwrap()),
+        msg: msg.into(),
+        id: None,
+        from: None,
+        at: None,
+    };
+    f.env.services.pubsub.publish(&p).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resubscribe_with_since_gets_what_it_missed_then_live_with_no_gap_or_copy() {
+    let f = fixture_history();
+    let (mut alice, _, _task) = start(&f, Ingest, false, false, 16);
+    alice.send(r#"{"type":"subscribe","topic":"room.1"}"#);
+    let ServerFrame::Subscribed {
+        offset: Some(0),
+        epoch: Some(epoch),
+        recovered: None,
+        ..
+    } = alice.frame().await
+    else {
+        panic!("subscribed at offset 0");
+    };
+    for m in ["a", "b", "c"] {
+        publish_to(&f, "room.1", m).await;
+    }
+    for (i, m) in ["a", "b", "c"].into_iter().enumerate() {
+        assert_eq!(stamped(&mut alice).await, (m.to_string(), i as u64 + 1));
+    }
+    // Bob was there until offset 1: he gets b and c, then live.
+    let (mut bob, _, _task2) = start(&f, Ingest, false, false, 16);
+    bob.send(&format!(
+        r#"{{"type":"subscribe","topic":"room.1","since":{{"offset":1,"epoch":"{epoch}"}}}}"#
+    ));
+    assert_eq!(stamped(&mut bob).await, ("b".into(), 2));
+    assert_eq!(stamped(&mut bob).await, ("c".into(), 3));
+    assert_eq!(
+        bob.frame().await,
+        ServerFrame::Subscribed {
+            topic: "room.1".into(),
+            offset: Some(3),
+            epoch: Some(epoch.clone()),
+            recovered: Some(true),
+            reason: None,
+        }
+    );
+    publish_to(&f, "room.1", "d").await;
+    assert_eq!(stamped(&mut bob).await, ("d".into(), 4));
+    assert_eq!(stamped(&mut alice).await, ("d".into(), 4));
+    // Carol names another epoch: told, and joined at the stream's position.
+    let (mut carol, _, _task3) = start(&f, Ingest, false, false, 16);
+    carol.send(r#"{"type":"subscribe","topic":"room.1","since":{"offset":1,"epoch":"gone"}}"#);
+    assert_eq!(
+        carol.frame().await,
+        ServerFrame::Subscribed {
+            topic: "room.1".into(),
+            offset: Some(4),
+            epoch: Some(epoch),
+            recovered: Some(false),
+            reason: Some("epoch_changed".into()),
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn pushes_that_overtake_each_other_are_delivered_in_offset_order_once() {
+    let f = fixture_history();
+    let (mut alice, _, _task) = start(&f, Ingest, false, false, 16);
+    alice.send(r#"{"type":"subscribe","topic":"room.1"}"#);
+    assert!(matches!(
+        alice.frame().await,
+        ServerFrame::Subscribed { .. }
+    ));
+    let (history, _) = f.env.services.pubsub.history.clone().unwrap();
+    let topic = ews_proto::topic::Topic::parse("room.1").unwrap();
+    // Two publishers appended 1 and 2; 2's fan-out arrives first.
+    let mut stamped_at = Vec::new();
+    for m in ["one", "two"] {
+        let kept = ews_history::Kept {
+            msg: m.into(),
+            from: None,
+        };
+        let at = history.append(&topic, &kept).await.unwrap();
+        stamped_at.push(ews_cluster::publish::Publish {
+            target: ews_cluster::publish::Target::topic(topic.clone()),
+            msg: m.into(),
+            id: None,
+            from: None,
+            at: Some(StreamPosition {
+                offset: at.offset,
+                epoch: at.epoch,
+            }),
+        });
+    }
+    let pubsub = &f.env.services.pubsub;
+    assert_eq!(pubsub.deliver_here(&stamped_at[1]).await.delivered, 1);
+    assert_eq!(stamped(&mut alice).await, ("one".into(), 1));
+    assert_eq!(stamped(&mut alice).await, ("two".into(), 2));
+    // The late one is a copy now.
+    assert_eq!(pubsub.deliver_here(&stamped_at[0]).await.delivered, 0);
+    publish_to(&f, "room.1", "three").await;
+    assert_eq!(stamped(&mut alice).await, ("three".into(), 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_away_longer_than_history_keeps_is_told_not_left_with_a_gap() {
+    let f = fixture_history();
+    let (mut alice, _, _task) = start(&f, Ingest, false, false, 16);
+    alice.send(r#"{"type":"subscribe","topic":"room.1"}"#);
+    let ServerFrame::Subscribed {
+        epoch: Some(epoch), ..
+    } = alice.frame().await
+    else {
+        panic!("subscribed");
+    };
+    // Fifteen messages; history keeps ten (6 to 15).
+    for i in 1..=15 {
+        publish_to(&f, "room.1", &format!("m{i}")).await;
+    }
+    let (mut bob, _, _task2) = start(&f, Ingest, false, false, 16);
+    bob.send(&format!(
+        r#"{{"type":"subscribe","topic":"room.1","since":{{"offset":2,"epoch":"{epoch}"}}}}"#
+    ));
+    assert_eq!(
+        bob.frame().await,
+        ServerFrame::Subscribed {
+            topic: "room.1".into(),
+            offset: Some(15),
+            epoch: Some(epoch),
+            recovered: Some(false),
+            reason: Some("expired".into()),
+        }
+    );
+    publish_to(&f, "room.1", "m16").await;
+    assert_eq!(stamped(&mut bob).await, ("m16".into(), 16));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_resumes_gets_the_pushes_to_it_it_missed() {
+    let f = fixture_history();
+    let push = |msg: &'static str| {
+        let p = ews_cluster::publish::Publish {
+            target: ews_cluster::publish::Target::client("alice"),
+            msg: msg.into(),
+            id: None,
+            from: None,
+            at: None,
+        };
+        let pubsub = f.env.services.pubsub.clone();
+        async move { pubsub.publish(&p).await }
+    };
+    let (mut first, _, _task) = start(&f, Ingest, false, false, 16);
+    push("a").await;
+    let epoch = match first.frame().await {
+        ServerFrame::Push {
+            msg,
+            offset: Some(1),
+            epoch: Some(epoch),
+            topic: None,
+            ..
+        } if msg == "a" => epoch,
+        other => panic!("{other:?}"),
+    };
+    // Gone; b and c are pushed meanwhile (to alice's other session, which also hears them).
+    drop(first);
+    let (mut second, _, _task2) = start(&f, Ingest, false, false, 16);
+    push("b").await;
+    push("c").await;
+    assert_eq!(stamped(&mut second).await, ("b".into(), 2));
+    assert_eq!(stamped(&mut second).await, ("c".into(), 3));
+    // A third session resumes from 1: b and c first, then resumed.
+    let (mut third, _, _task3) = start(&f, Ingest, false, false, 16);
+    third.send(&format!(
+        r#"{{"type":"resume","since":{{"offset":1,"epoch":"{epoch}"}}}}"#
+    ));
+    assert_eq!(stamped(&mut third).await, ("b".into(), 2));
+    assert_eq!(stamped(&mut third).await, ("c".into(), 3));
+    assert_eq!(
+        third.frame().await,
+        ServerFrame::Resumed {
+            offset: 3,
+            epoch,
+            recovered: true,
+            reason: None,
+        }
+    );
 }
