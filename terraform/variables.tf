@@ -236,8 +236,12 @@ variable "sink" {
 
 variable "history_topics" {
   type        = list(string)
-  description = "Topics (names or patterns such as room.*) whose messages are kept, so a client moved by a drain, a rebalance or a crash recovers what it missed (EWS_HISTORY_TOPICS; docs/history.md). Empty: no topic history."
+  description = "Topics (names or patterns such as room.*, each optionally with its own limits: room.*=500/3600 keeps 500 messages for an hour) whose messages are kept, so a client moved by a drain, a rebalance or a crash recovers what it missed (EWS_HISTORY_TOPICS; docs/history.md). Empty: no topic history."
   default     = []
+  validation {
+    condition     = alltrue([for t in var.history_topics : can(regex("^[A-Za-z0-9._:-]+(\\.\\*)?(=[0-9]*(/[0-9]+)?)?$", t))])
+    error_message = "history_topics entries are topic names or patterns (room.*), optionally with limits: room.*=500/3600 (size/seconds)."
+  }
 }
 
 variable "history_clients" {

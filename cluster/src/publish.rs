@@ -285,6 +285,19 @@ pub struct Delivery {
     /// Per node id: its counts or its failure.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub nodes: BTreeMap<String, NodeOutcome>,
+    /// Where history kept the message (a topic's or client's stream): a subscriber not reached
+    /// now (away, moving) recovers it from there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<KeptAt>,
+}
+
+/// A stream position a published message was kept at.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct KeptAt {
+    /// The topic, or `@` and the client id.
+    pub stream: String,
+    pub offset: u64,
+    pub epoch: String,
 }
 
 impl Delivery {
@@ -305,11 +318,30 @@ impl Delivery {
         }
     }
 
-    /// 200 when any session took the message (now, or on an earlier try with the same `id`);
+    /// Records where history kept the stamped `parts` of a publish.
+    pub fn kept_at(&mut self, parts: &[Publish]) {
+        for p in parts {
+            let Some(at) = &p.at else { continue };
+            let stream = match &p.target {
+                Target::Topics(t) => t.first().map(|t| t.as_str().to_string()),
+                Target::Clients(c) => c.first().map(|c| ews_history::History::client_stream(c)),
+            };
+            if let Some(stream) = stream {
+                self.kept.push(KeptAt {
+                    stream,
+                    offset: at.offset,
+                    epoch: at.epoch.clone(),
+                });
+            }
+        }
+    }
+
+    /// 200 when any session took the message (now, or on an earlier try with the same `id`)
+    /// or history kept it (whoever missed it recovers it: a retry would only keep it twice);
     /// otherwise 502 if a worker failed (the client may be there), 503 if every queue was
     /// full, 404 if no node has the client.
     pub fn status(&self) -> StatusCode {
-        if self.delivered > 0 || self.duplicates > 0 {
+        if self.delivered > 0 || self.duplicates > 0 || !self.kept.is_empty() {
             StatusCode::OK
         } else if !self.failed.is_empty() {
             StatusCode::BAD_GATEWAY
@@ -621,6 +653,7 @@ mod tests {
             duplicates: 0,
             failed: failed.iter().map(|s| s.to_string()).collect(),
             nodes: BTreeMap::new(),
+            kept: Vec::new(),
         }
     }
 
@@ -630,6 +663,14 @@ mod tests {
         assert_eq!(d(0, 3, &["w2"]).status(), StatusCode::BAD_GATEWAY);
         assert_eq!(d(0, 3, &[]).status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(d(0, 0, &[]).status(), StatusCode::NOT_FOUND);
+        // Nobody there now, but history kept it: whoever missed it recovers it.
+        let mut kept = d(0, 0, &[]);
+        kept.kept.push(KeptAt {
+            stream: "room.1".into(),
+            offset: 7,
+            epoch: "e".into(),
+        });
+        assert_eq!(kept.status(), StatusCode::OK);
         // A retry the nodes had already delivered: delivered, not "nobody there".
         let mut retry = Delivery::default();
         retry.add_node("w1", Ok(Delivery::duplicate()));

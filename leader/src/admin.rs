@@ -112,6 +112,7 @@ impl Admin {
                             for part in &parts {
                                 self.fanout.publish(part, &mut all).await;
                             }
+                            all.kept_at(&parts);
                         }
                         Err(e) => all.add_node("history", Err(e.to_string())),
                     }

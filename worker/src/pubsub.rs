@@ -64,12 +64,17 @@ impl PubSub {
             return self.publish_one(p).await;
         };
         match ews_cluster::publish::stamp(history, p.clone()).await {
-            Ok(parts) if parts.len() == 1 => self.publish_one(&parts[0]).await,
+            Ok(parts) if parts.len() == 1 => {
+                let mut all = self.publish_one(&parts[0]).await;
+                all.kept_at(&parts);
+                all
+            }
             Ok(parts) => {
                 let mut all = Delivery::default();
                 for part in &parts {
                     all.add_counts(&self.publish_one(part).await);
                 }
+                all.kept_at(&parts);
                 all
             }
             Err(e) => {
