@@ -17,12 +17,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::Admin;
 use crate::connect::{ConnectArgs, ConnectSummary, Connector, Target, Ws};
 use crate::pusher::{self, PusherArgs};
 use crate::stats::{per_sec, Errors, Failures, Latency, LatencySummary};
@@ -382,7 +381,7 @@ async fn wait_for_presence(args: &FanoutArgs, subscribers: u64) -> Result<(), St
     let path = format!("/api/v1/presence?topic={}", args.topic);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (status, body) = http(args, "GET", &path, "").await?;
+        let (status, body) = admin(args).request("GET", &path, "").await?;
         let sessions = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["sessions"].as_u64())
@@ -407,60 +406,20 @@ async fn publish(args: &FanoutArgs, msg: &str) -> Result<u64, String> {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let (target, body) = pusher::publish_request(&args.pusher, &args.topic, msg, now);
-        let (status, answer) = http(args, "POST", &target, &body).await?;
+        let (status, answer) = admin(args).request("POST", &target, &body).await?;
         if status != 200 {
             return Err(format!("status {status}: {answer}"));
         }
         return Ok(0);
     }
-    let body = serde_json::json!({"topic": args.topic, "msg": msg}).to_string();
-    let (status, answer) = http(args, "POST", "/api/v1/publish", &body).await?;
-    if status != 200 {
-        return Err(format!("status {status}"));
-    }
-    Ok(serde_json::from_str::<serde_json::Value>(&answer)
-        .ok()
-        .and_then(|v| v["delivered"].as_u64())
-        .unwrap_or(0))
+    admin(args).publish(&args.topic, msg).await
 }
 
-/// One HTTP/1.1 request on its own connection: (status, body).
-async fn http(
-    args: &FanoutArgs,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(args.publish_addr)
-        .await
-        .map_err(|e| format!("{}: {e}", args.publish_addr))?;
-    let auth = args
-        .admin_token
-        .as_ref()
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        args.publish_addr,
-        body.len()
-    );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw))
-        .await
-        .map_err(|_| "no answer within 30 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&raw);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("unreadable answer")?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((status, body.to_string()))
+fn admin(args: &FanoutArgs) -> Admin {
+    Admin {
+        addr: args.publish_addr,
+        token: args.admin_token.clone(),
+    }
 }
 
 /// Counts this subscriber's pushes on `topic` and their latency, until it has `messages` or

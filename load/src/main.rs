@@ -1,6 +1,7 @@
 //! `ews-load`: drives real WebSocket clients against a gateway on this host and reports what the
 //! clients saw and, given its PID, what the server spent. One subcommand per kind of load.
 
+mod admin;
 mod connect;
 mod echo;
 mod fanout;
@@ -8,6 +9,7 @@ mod idle;
 mod ingest;
 mod procfs;
 mod pusher;
+mod recover;
 mod server;
 mod source_ips;
 mod stats;
@@ -54,6 +56,11 @@ enum Load {
     /// Subscribe N clients over several workers to one topic and publish to it: delivery
     /// latency p50/p99 and pushes per second. Fails if a subscriber misses a message.
     Fanout(fanout::FanoutArgs),
+    /// Subscribe N clients to topics with history, take them away (drain their worker, or drop
+    /// their connections), publish what they miss, bring them all back at once: time to the
+    /// last recovered client and recoveries per second. Fails if a message is missing,
+    /// duplicated or out of order, or a client cannot recover.
+    Recover(recover::RecoverArgs),
 }
 
 /// What every mode reports.
@@ -116,6 +123,10 @@ fn main() -> ExitCode {
             Load::Fanout(a) => {
                 let c = a.connect.clone();
                 finish(&c, nofile, fanout::run(a)).await
+            }
+            Load::Recover(a) => {
+                let c = a.connect.clone();
+                finish(&c, nofile, recover::run(a)).await
             }
         }
     })

@@ -633,3 +633,96 @@ fn fanout_through_client_publishes_reaches_every_subscriber() {
     assert_eq!(j["received"], 120, "{j}");
     assert_eq!(j["delivered_by_server"], 120, "{j}");
 }
+
+/// `ews-load recover` with `extra` flags, 20 clients on 3 topics missing 5 messages each, the
+/// missed messages published through the admin port `admin`.
+fn recover(url_port: u16, admin: u16, extra: &[&str]) -> (Output, Value) {
+    run(load()
+        .args(["recover", "--url", &format!("ws://127.0.0.1:{url_port}/ws")])
+        .args(["--publish-addr", &format!("127.0.0.1:{admin}")])
+        .args(["--admin-token", "recover-admin", "-n", "20"])
+        .args(["--topics", "3", "--missed", "5"])
+        .args(["--jwt-hs256-secret", "e2e-secret", "--json"])
+        .args(extra))
+}
+
+/// `recover`, clients that drop their connections and come back to the same worker (history in
+/// its memory): every client recovers exactly what it missed, and the report counts it.
+#[test]
+fn recover_after_dropped_connections_gets_every_missed_message() {
+    let dir = ews_testkit::Scratch::new("load-recover-memory");
+    let admin = free_port();
+    let (_worker, port) = standalone_worker_on(
+        &dir,
+        admin,
+        &[
+            "--admin-token",
+            "recover-admin",
+            "--history-topics",
+            "bench.*",
+        ],
+    );
+    let (out, j) = recover(port, admin, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(j["away_by"], "dropped", "{j}");
+    assert_eq!(
+        (j["recovered"].as_u64(), j["messages_recovered"].as_u64()),
+        (Some(20), Some(100)),
+        "{j}"
+    );
+    assert_eq!(j["published"], 15, "{j}");
+    for k in ["missing", "duplicate", "out_of_order"] {
+        assert_eq!(j[k], 0, "{k}: {j}");
+    }
+    assert_eq!(j["time_to_recovered"]["count"], 20, "{j}");
+}
+
+/// `recover --drain-pid`: the first worker is drained (every client hears 1012), the clients
+/// come back to a second worker sharing its history in redis-server, and recover everything.
+/// A topic without history is refused up front, not counted as a recovery.
+#[test]
+fn recover_after_a_drain_moves_clients_to_another_worker_without_a_gap() {
+    let dir = ews_testkit::Scratch::new("load-recover-drain");
+    let redis = ews_testkit::redis::Redis::start();
+    let url = redis.url();
+    let history = [
+        "--admin-token",
+        "recover-admin",
+        "--history-topics",
+        "bench.*",
+        "--history-redis-url",
+        &url,
+        "--drain-seconds",
+        "1",
+    ];
+    let (admin_a, admin_b) = (free_port(), free_port());
+    let (drained, port_a) = standalone_worker_on(&dir.join("a"), admin_a, &history);
+    let (_back, port_b) = standalone_worker_on(&dir.join("b"), admin_b, &history);
+    let pid = drained.pid().to_string();
+    let back = format!("ws://127.0.0.1:{port_b}/ws");
+    let (out, j) = recover(
+        port_a,
+        admin_b,
+        &["--drain-pid", &pid, "--reconnect-urls", &back],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(j["away_by"], "drain", "{j}");
+    assert_eq!(j["close_codes"]["1012"], 20, "{j}");
+    assert_eq!(
+        (j["recovered"].as_u64(), j["messages_recovered"].as_u64()),
+        (Some(20), Some(100)),
+        "{j}"
+    );
+    for k in ["missing", "duplicate", "out_of_order"] {
+        assert_eq!(j[k], 0, "{k}: {j}");
+    }
+
+    let (out, _) = recover(port_b, admin_b, &["--topic-prefix", "other."]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("keeps no history")
+            || String::from_utf8_lossy(&out.stderr).contains("keeps no history"),
+        "{}",
+        show(&out)
+    );
+}
