@@ -3,6 +3,28 @@
 data "aws_availability_zones" "available" {
   #checkov:skip=CKV_AWS_394:Only the first two zone names are used (slice); a zone AWS adds later does not change them.
   state = "available"
+  # The region's own zones only: an account that opted in to Local Zones or Wavelength Zones sees
+  # them listed too (us-west-2-lax-1a sorts before us-west-2a), and they lack most instance types,
+  # NAT gateways and ALBs (https://docs.aws.amazon.com/local-zones/latest/ug/how-local-zones-work.html).
+  filter {
+    name   = "opt-in-status"
+    values = ["opt-in-not-required"]
+  }
+}
+
+# Which of those zones offer the nodes' instance types: not every type is offered in every zone
+# (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-instance-type-offerings.html), and an
+# Auto Scaling group in a zone without its type fails to launch there.
+data "aws_ec2_instance_type_offerings" "zones" {
+  location_type = "availability-zone"
+  filter {
+    name   = "instance-type"
+    values = local.node_types
+  }
+  filter {
+    name   = "location"
+    values = length(var.availability_zones) == 2 ? var.availability_zones : data.aws_availability_zones.available.names
+  }
 }
 
 data "aws_partition" "current" {}
@@ -10,8 +32,13 @@ data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
 
 locals {
-  node_amis      = { leader = var.leader_ami_id, worker = var.worker_ami_id }
-  azs            = length(var.availability_zones) == 2 ? var.availability_zones : slice(data.aws_availability_zones.available.names, 0, 2)
+  node_amis  = { leader = var.leader_ami_id, worker = var.worker_ami_id }
+  node_types = distinct([var.leader_instance_type, var.worker_instance_type])
+  offerings  = data.aws_ec2_instance_type_offerings.zones
+  # Zones (in the region's order) that offer every node type.
+  offered_zones = [for z in data.aws_availability_zones.available.names : z
+  if length(distinct([for i, where in local.offerings.locations : local.offerings.instance_types[i] if where == z])) == length(local.node_types)]
+  azs            = length(var.availability_zones) == 2 ? var.availability_zones : slice(local.offered_zones, 0, min(2, length(local.offered_zones)))
   admin_cidrs    = length(var.admin_cidrs) > 0 ? var.admin_cidrs : [var.vpc_cidr]
   lambda_zip_dir = var.lambda_zip_dir != "" ? var.lambda_zip_dir : "${path.module}/../target/lambda"
   # Scale-in timeline (docs/deploy.md): Auto Scaling first deregisters a terminating worker from
@@ -323,6 +350,15 @@ resource "terraform_data" "checks" {
     precondition {
       condition     = var.worker_max_size >= var.worker_min_size
       error_message = "worker_max_size must be at least worker_min_size."
+    }
+    precondition {
+      condition     = length(local.azs) == 2
+      error_message = "fewer than two zones of ${data.aws_region.current.name} offer ${join(" and ", local.node_types)} (offered in: ${join(", ", local.offered_zones)}): choose other instance types or set availability_zones."
+    }
+    precondition {
+      condition = alltrue([for z in local.azs : length(distinct([for i, where in local.offerings.locations :
+      local.offerings.instance_types[i] if where == z])) == length(local.node_types)])
+      error_message = "${join(" and ", local.node_types)} are not offered in every zone of ${join(", ", local.azs)} (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-instance-type-offerings.html): choose other zones or instance types."
     }
     precondition {
       condition     = alltrue([for z in local.azs : startswith(z, data.aws_region.current.name)])

@@ -222,6 +222,11 @@ variable "auth" {
     condition     = var.auth.no_auth || var.auth.jwks_url != "" || var.auth.hs256_secret_ssm_parameter != ""
     error_message = "auth needs jwks_url or hs256_secret_ssm_parameter (or, for trials only, no_auth = true)."
   }
+  # Unauthenticated clients write into the pipeline: only from ranges the deployer names.
+  validation {
+    condition     = !var.auth.no_auth || length(setintersection(toset(var.client_cidrs), toset(["0.0.0.0/0", "::/0"]))) == 0
+    error_message = "no_auth with client_cidrs open to the internet (0.0.0.0/0) is an open write endpoint: list the ranges that may connect in client_cidrs (your own address: curl https://checkip.amazonaws.com), or authenticate with jwks_url or hs256_secret_ssm_parameter."
+  }
 }
 
 variable "sink" {

@@ -7,6 +7,9 @@ worker_ami_id      = "ami-0fedcba9876543210"
 auth = {
   no_auth = true
 }
+# Without authentication, only the ranges named here may connect (the plan refuses 0.0.0.0/0 with
+# no_auth): put your own address here (curl https://checkip.amazonaws.com, then append /32).
+client_cidrs = ["203.0.113.10/32"]
 
 # Events go to the built-in durable queue on the active leader: nothing else to run, read it with
 # `ews-queue read` over the node link. For production, the default sink is SQS.

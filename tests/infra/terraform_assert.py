@@ -107,6 +107,25 @@ def role_grants(iam, role_name: str, service: str) -> tuple[set, set]:
             {r for st in mine for r in as_list(st["Resource"])})
 
 
+def check_launch_tags(outputs: dict, name: str) -> None:
+    """The worker launch template tags the instance, its volume and its network interface with
+    the deployment's default tags (cost allocation, tag-enforcing SCPs)."""
+    ec2 = boto3.client("ec2")
+    asg = boto3.client("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[outputs["asg_name"]])["AutoScalingGroups"][0]
+    lt = asg.get("LaunchTemplate") or asg.get("MixedInstancesPolicy", {}).get(
+        "LaunchTemplate", {}).get("LaunchTemplateSpecification", {})
+    data = ec2.describe_launch_template_versions(
+        LaunchTemplateId=lt["LaunchTemplateId"], Versions=["$Latest"])["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    specs = {s["ResourceType"]: {t["Key"]: t["Value"] for t in s.get("Tags", [])}
+             for s in data.get("TagSpecifications", [])}
+    for kind in ("instance", "volume", "network-interface"):
+        tags = specs.get(kind, {})
+        check(tags.get("Application") == "elastic-ws" and tags.get("Deployment") == name
+              and tags.get("Role") == "worker",
+              f"worker launch template tags its {kind} with the default tags ({tags})")
+
+
 def user_data_env(outputs: dict) -> dict:
     """The EWS_* settings the worker launch template's user data writes to /etc/ews/ews.env."""
     import base64
@@ -435,6 +454,8 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
                 for p in iam.list_role_policies(RoleName=role_name)["PolicyNames"]]
         actions = {a for d in docs for s in d["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
         check("logs:PutLogEvents" in actions, f"{role_name} may ship its logs")
+
+    check_launch_tags(outputs, name)
 
     # --- backend hooks ----------------------------------------------------------------------------
     check_hooks(outputs, tfvars_nested(tfvars_path), name, iam, ssm, [r for r in roles if "-worker-" in r])

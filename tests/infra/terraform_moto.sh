@@ -226,6 +226,9 @@ apply_example() {
       -var 'hooks={backends={app={url="http://app.example.com/h"}},routes={"/ws"={backend="app",hooks=["connect"]}}}'
     expect_plan_error "$name" "every hooks route must be one of var.routes" "${args[@]}" -var routes=/ws=ingest \
       -var 'hooks={backends={app={url="https://app.example.com/h"}},routes={"/chat"={backend="app",hooks=["connect"]}}}'
+    # Unauthenticated clients from anywhere: an open write endpoint, refused in the plan.
+    expect_plan_error "$name" "no_auth with client_cidrs open to the internet" "${args[@]}" \
+      -var 'client_cidrs=["0.0.0.0/0"]'
     # A history entry the workers would refuse at start is refused in the plan.
     expect_plan_error "$name" "history_topics entries are topic names or patterns" "${args[@]}" \
       -var 'history_topics=["room.*=lots"]'

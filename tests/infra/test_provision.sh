@@ -106,6 +106,7 @@ cat >"$work/user-data" <<'UD'
 EWS_NODE_ID=leader-1
 EWS_SEEDS=leader-2.ews.internal:7070
 EWS_INTERNAL_LISTEN=0.0.0.0:7070
+EWS_ADMIN_LISTEN=0.0.0.0:9191
 # a comment
 this line is not a setting
 EWS_PUBLISH_METRIC=true
@@ -184,7 +185,11 @@ grep -q EWS_LOG_GROUP "$env_file" && fail "EWS_LOG_GROUP leaked into ews.env" ||
 tcp_mem="$(sed -n 's/^net.ipv4.tcp_mem = //p' "$root/etc/sysctl.d/91-ews-tcp-mem.conf" 2>/dev/null)"
 [ "$tcp_mem" = "250000 375000 500000" ] && ok "tcp_mem from MemTotal ($tcp_mem pages)" ||
   fail "tcp_mem '$tcp_mem' (want 250000 375000 500000 for 4,000,000 kB)"
-for k in $(awk -F' = ' '/^net/ { print $1 }' "$root/etc/sysctl.d/91-ews-tcp-mem.conf"); do
+# The ports the user data listens on are reserved (no outgoing connection takes them first).
+reserved="$(sed -n 's/^net.ipv4.ip_local_reserved_ports = //p' "$root/etc/sysctl.d/92-ews-reserved-ports.conf" 2>/dev/null)"
+[ "$reserved" = "7070,9191" ] && ok "listening ports reserved ($reserved)" ||
+  fail "ip_local_reserved_ports '$reserved' (want 7070,9191)"
+for k in $(awk -F' = ' '/^net/ { print $1 }' "$root/etc/sysctl.d/91-ews-tcp-mem.conf") net.ipv4.ip_local_reserved_ports; do
   [ -e "/proc/sys/${k//.//}" ] || fail "tcp_mem key $k does not exist on this kernel"
 done
 
@@ -218,6 +223,21 @@ if command -v mkfs.ext4 >/dev/null && losetup -f >/dev/null 2>&1; then
     umount "$vol_root/var/lib/ews" || true
   else
     fail "data volume not mounted: $(cat "$work/vol.log")"
+  fi
+  losetup -d "$loopdev" || true
+  # A volume with data but no file system blkid knows (a damaged superblock, say) is never
+  # formatted: the boot stops and says so, and the data stays.
+  truncate -s 64M "$work/vol2.img"
+  printf 'acked events, no file system' | dd of="$work/vol2.img" bs=1 seek=4096 conv=notrunc status=none
+  loopdev="$(losetup -f --show "$work/vol2.img")"
+  ln -sfn "$loopdev" "$work/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"
+  if boot_with_volume 2>"$work/vol2.log"; then
+    fail "a non-blank volume without a file system was accepted: $(cat "$work/vol2.log")"
+  elif grep -q "not blank: refusing to format" "$work/vol2.log" &&
+    [ "$(dd if="$loopdev" bs=1 skip=4096 count=29 status=none)" = "acked events, no file system" ]; then
+    ok "a non-blank volume without a file system is refused, not formatted"
+  else
+    fail "non-blank volume: $(cat "$work/vol2.log")"
   fi
   losetup -d "$loopdev" || true
   loopdev=""

@@ -210,6 +210,8 @@ resource "aws_instance" "leader" {
     volume_type = "gp3"
     volume_size = var.root_volume_size_gb
     encrypted   = true
+    # The provider's default tags reach the instance, not its root volume.
+    tags = merge(data.aws_default_tags.current.tags, var.tags, { Name = "${var.name}-${local.leaders[count.index]}-root" })
   }
 
   tags = merge(var.tags, {
@@ -226,3 +228,5 @@ resource "aws_instance" "leader" {
 
   depends_on = [aws_route53_record.leader]
 }
+
+data "aws_default_tags" "current" {}

@@ -131,13 +131,22 @@ resource "aws_launch_template" "worker" {
     }
   }
 
-  tag_specifications {
-    resource_type = "instance"
-    tags          = merge(var.tags, { Name = "${var.name}-worker", Role = "worker" })
+  # What an instance launched from this template carries: the provider's default tags do not
+  # reach it, its volume or its network interface by themselves
+  # (https://registry.terraform.io/providers/hashicorp/aws/latest/docs/guides/resource-tagging),
+  # so cost allocation and a tag-enforcing SCP need them here, on all three.
+  dynamic "tag_specifications" {
+    for_each = ["instance", "volume", "network-interface"]
+    content {
+      resource_type = tag_specifications.value
+      tags          = merge(data.aws_default_tags.current.tags, var.tags, { Name = "${var.name}-worker", Role = "worker" })
+    }
   }
 
   tags = var.tags
 }
+
+data "aws_default_tags" "current" {}
 
 # The group's tags, each its own resource: see the lifecycle note on the group.
 resource "aws_autoscaling_group_tag" "workers" {
