@@ -9,6 +9,13 @@ use ews_sink::{KafkaConfig, KafkaSink, Receipt, Sink, StampedEvent};
 use ews_testkit::moto::Moto;
 use ews_testkit::tansu::Tansu;
 
+/// One broker at a time on this machine. Tansu 0.6.0 on S3 (moto) can lose records it has
+/// acknowledged when it is killed while starved of CPU: seen with both tests running at once, a
+/// contiguous range acknowledged just before the `kill -9` was missing after the restart, and
+/// fewer distinct records were in the topic than were sent (offsets handed out again). That is
+/// the broker's durability, not the sink's; run alone, each test passed every time (7 of 7).
+static ONE_BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn event(seq: u64) -> StampedEvent {
     StampedEvent {
         id: None,
@@ -35,6 +42,7 @@ fn seqs(records: &[Vec<u8>]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_is_in_the_topic() {
+    let _alone = ONE_BROKER.lock().await;
     let tansu = Tansu::start();
     tansu.create_topic("events", 3);
     let sink = KafkaSink::new(&KafkaConfig::new(&tansu.bootstrap(), "events")).unwrap();
@@ -63,6 +71,7 @@ async fn every_acknowledged_event_is_in_the_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_mid_load_and_restarted_loses_no_acknowledged_event() {
+    let _alone = ONE_BROKER.lock().await;
     let moto = Moto::start();
     let mut tansu = Tansu::start_on_s3(&moto);
     tansu.create_topic("events", 1);
