@@ -5,7 +5,9 @@ source "amazon-ebs" "leader" {
   instance_type = var.instance_type
   subnet_id     = var.subnet_id
   ssh_username  = "ec2-user"
-  ami_name      = "ews-leader-${var.version}-${formatdate("YYYYMMDDhhmmss", timestamp())}"
+  # SSH from the builder's address only (variables.pkr.hcl).
+  temporary_security_group_source_cidrs = [var.ssh_source_cidr]
+  ami_name                              = "ews-leader-${var.version}-${formatdate("YYYYMMDDhhmmss", timestamp())}"
   source_ami_filter {
     filters = {
       name                = "al2023-ami-2023.*-kernel-6.1-x86_64"

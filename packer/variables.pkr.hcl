@@ -34,6 +34,18 @@ variable "associate_public_ip_address" {
   default     = true
 }
 
+# Packer's temporary security group opens SSH to 0.0.0.0/0 unless told otherwise
+# (temporary_security_group_source_cidrs, https://developer.hashicorp.com/packer/integrations/hashicorp/amazon/latest/components/builder/ebs):
+# only the builder's own address may connect. CI passes the runner's public address.
+variable "ssh_source_cidr" {
+  type        = string
+  description = "The address Packer connects from, as a CIDR (your public IP plus /32: curl https://checkip.amazonaws.com). The builder instance accepts SSH from it only."
+  validation {
+    condition     = can(cidrhost(var.ssh_source_cidr, 0)) && var.ssh_source_cidr != "0.0.0.0/0"
+    error_message = "The ssh_source_cidr must be the builder's own address as a CIDR (e.g. 203.0.113.7/32), never 0.0.0.0/0."
+  }
+}
+
 locals {
   # Variable defaults cannot name path.root; a relative "../target/release" would resolve from the
   # working directory instead of this one.

@@ -99,7 +99,9 @@ check_packer() {
   printf '#!/bin/sh\n' >"$bins/ews-worker"
   printf '#!/bin/sh\n' >"$bins/ews-leader"
   packer fmt -check -diff "$TREE/packer" &&
-    (cd "$work" && packer validate packer/)
+    (cd "$work" && packer validate -var ssh_source_cidr=192.0.2.1/32 packer/) &&
+    # 0.0.0.0/0 (SSH open to the internet on the builder) is refused.
+    ! (cd "$work" && packer validate -var ssh_source_cidr=0.0.0.0/0 packer/ >/dev/null 2>&1)
 }
 
 # Which jobs a pipeline gets, evaluated by gitlab-ci-local as GitLab would (rules, extends, needs):

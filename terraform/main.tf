@@ -208,7 +208,7 @@ module "leaders" {
   cluster_secret_parameter_arn  = aws_ssm_parameter.cluster_secret.arn
   admin_token_parameter_name    = aws_ssm_parameter.admin_token.name
   admin_token_parameter_arn     = aws_ssm_parameter.admin_token.arn
-  publish_metric                = var.publish_cluster_metric || var.scaling_metric == "cluster"
+  publish_metric                = local.publish_metric
   cloudwatch_namespace          = var.cloudwatch_namespace
   cloudwatch_metric             = var.cloudwatch_metric
   cloudwatch_interval_secs      = var.cloudwatch_interval_secs

@@ -316,12 +316,17 @@ variable "sqs" {
     retention_seconds          = optional(number, 345600)
     visibility_timeout_seconds = optional(number, 30)
     max_receive_count          = optional(number, 5)
+    max_age_alarm_seconds      = optional(number, 900)
   })
-  description = "With sink = \"sqs\": how long the events queue keeps a message (default 4 days), a consumer's visibility timeout, and receives before a message moves to the dead-letter queue."
+  description = "With sink = \"sqs\": how long the events queue keeps a message (default 4 days), a consumer's visibility timeout, receives before a message moves to the dead-letter queue, and the age of the oldest waiting event that raises the events-oldest-event alarm (default 15 minutes)."
   default     = {}
   validation {
     condition     = var.sqs.retention_seconds >= 60 && var.sqs.retention_seconds <= 1209600 && var.sqs.visibility_timeout_seconds >= 0 && var.sqs.visibility_timeout_seconds <= 43200 && var.sqs.max_receive_count >= 1
     error_message = "sqs: retention 60..1209600 s, visibility timeout 0..43200 s, max_receive_count at least 1."
+  }
+  validation {
+    condition     = var.sqs.max_age_alarm_seconds >= 300 && var.sqs.max_age_alarm_seconds < var.sqs.retention_seconds
+    error_message = "sqs.max_age_alarm_seconds must be at least 300 (SQS reports every 5 minutes) and below retention_seconds (or the alarm comes after the events are gone)."
   }
 }
 

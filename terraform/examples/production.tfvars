@@ -63,9 +63,11 @@ hooks = {
 # Events go to an SQS queue (with a dead-letter queue) this deployment creates; consumers read the
 # `events_queue_url` output with any AWS SDK.
 sink = "sqs"
+# Page when the oldest waiting event is 10 minutes old (the events-oldest-event alarm).
 sqs = {
-  retention_seconds = 345600
-  max_receive_count = 5
+  retention_seconds     = 345600
+  max_receive_count     = 5
+  max_age_alarm_seconds = 600
 }
 
 # Beside the events, the queue carries every session's start and end and every lost worker, so

@@ -107,6 +107,41 @@ def role_grants(iam, role_name: str, service: str) -> tuple[set, set]:
             {r for st in mine for r in as_list(st["Resource"])})
 
 
+def queue_alarm(cw, alarm_name: str, queue: str, metric: str, threshold: float) -> None:
+    """An alarm on one SQS queue's metric above `threshold`, missing data not breaching."""
+    alarms = cw.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
+    a = alarms[0] if alarms else {}
+    dims = {d["Name"]: d["Value"] for d in a.get("Dimensions", [])}
+    check(a.get("Namespace") == "AWS/SQS" and a.get("MetricName") == metric and dims == {"QueueName": queue}
+          and a.get("Threshold") == threshold and a.get("ComparisonOperator") == "GreaterThanThreshold"
+          and a.get("TreatMissingData") == "notBreaching",
+          f"alarm {alarm_name}: {metric} of {queue} above {threshold} ({a.get('MetricName')}, {dims}, {a.get('Threshold')})")
+
+
+def check_ops_alarms(outputs: dict, settings: dict, name: str) -> None:
+    """The operator's alarms: the group at its maximum, the ALB's own 5xx and rejected
+    connections, and (where the leaders publish the cluster metric) no active leader, which
+    missing data must raise."""
+    cw = boto3.client("cloudwatch")
+    want = {"workers-at-max": ("AWS/AutoScaling", "GroupInServiceInstances", "notBreaching"),
+            "alb-5xx": ("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", "notBreaching"),
+            "alb-rejected": ("AWS/ApplicationELB", "RejectedConnectionCount", "notBreaching")}
+    if settings.get("scaling_metric") == "cluster" or settings.get("publish_cluster_metric") is True:
+        want["no-active-leader"] = ("ElasticWS", "ConnectedClients", "breaching")
+    for key, (namespace, metric, missing) in want.items():
+        alarms = cw.describe_alarms(AlarmNames=[f"{name}-{key}"])["MetricAlarms"]
+        a = alarms[0] if alarms else {}
+        check(a.get("Namespace") == namespace and a.get("MetricName") == metric
+              and a.get("TreatMissingData") == missing,
+              f"alarm {name}-{key}: {namespace} {metric}, missing data {missing} "
+              f"({a.get('Namespace')}, {a.get('MetricName')}, {a.get('TreatMissingData')})")
+    at_max = cw.describe_alarms(AlarmNames=[f"{name}-workers-at-max"])["MetricAlarms"]
+    dims = {d["Name"]: d["Value"] for d in (at_max[0]["Dimensions"] if at_max else [])}
+    check(dims == {"AutoScalingGroupName": outputs["asg_name"]}
+          and at_max and at_max[0]["Threshold"] == settings.get("worker_max_size", 10),
+          f"workers-at-max watches the group at its maximum ({dims})")
+
+
 def check_launch_tags(outputs: dict, name: str) -> None:
     """The worker launch template tags the instance, its volume and its network interface with
     the deployment's default tags (cost allocation, tag-enforcing SCPs)."""
@@ -222,6 +257,8 @@ def check_lambda_scaling(outputs: dict, settings: dict, lb: dict, name: str, ste
         sqs = boto3.client("sqs")
         attrs = sqs.get_queue_attributes(QueueUrl=failures, AttributeNames=["All"])["Attributes"]
         check(attrs.get("SqsManagedSseEnabled") == "true", "scaler failures queue encrypted")
+        queue_alarm(cw, f"{name}-scaler-failures", failures.rsplit("/", 1)[-1],
+                    "ApproximateNumberOfMessagesVisible", 0)
         for direction, fn_name in functions.items():
             cfg = lam.get_function_event_invoke_config(FunctionName=fn_name)
             dest = cfg.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
@@ -456,6 +493,7 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
         check("logs:PutLogEvents" in actions, f"{role_name} may ship its logs")
 
     check_launch_tags(outputs, name)
+    check_ops_alarms(outputs, settings, name)
 
     # --- backend hooks ----------------------------------------------------------------------------
     check_hooks(outputs, tfvars_nested(tfvars_path), name, iam, ssm, [r for r in roles if "-worker-" in r])
@@ -494,6 +532,12 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
           f"the events queue redrives to its dead-letter queue ({redrive})")
     check(attrs.get("SqsManagedSseEnabled") == "true" and dlq_attrs.get("SqsManagedSseEnabled") == "true",
           "both queues encrypted at rest")
+    cw = boto3.client("cloudwatch")
+    dlq_name, events_name = dlq.rsplit("/", 1)[-1], events.rsplit("/", 1)[-1]
+    queue_alarm(cw, f"{name}-events-dead-letters", dlq_name, "ApproximateNumberOfMessagesVisible", 0)
+    queue_alarm(cw, f"{name}-events-dead-letters-expiring", dlq_name, "ApproximateAgeOfOldestMessage", 864000)
+    queue_alarm(cw, f"{name}-events-oldest-event", events_name, "ApproximateAgeOfOldestMessage",
+                (tfvars_nested(tfvars_path).get("sqs") or {}).get("max_age_alarm_seconds", 900))
     worker_env = user_data_env(outputs)
     check(worker_env.get("EWS_SINK") == "sqs" and worker_env.get("EWS_SQS_QUEUE_URL") == events,
           f"workers send to the events queue ({worker_env.get('EWS_SINK')}, {worker_env.get('EWS_SQS_QUEUE_URL')})")

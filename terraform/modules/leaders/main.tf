@@ -164,7 +164,9 @@ resource "aws_network_interface" "leader" {
 }
 
 # The built-in queue's data, on a volume of its own: it survives the replacement of its leader
-# (a new AMI) and is attached to the new instance. Delete it only with the deployment.
+# (a new AMI) and is attached to the new instance. Whatever deletes it (destroying the
+# deployment, or switching `sink` away from "queue") first takes a final snapshot, so
+# acknowledged events stay readable (docs/deploy.md: restoring the queue from it).
 resource "aws_ebs_volume" "data" {
   #checkov:skip=CKV_AWS_189:Encrypted with the AWS-managed EBS key, like the root volumes; a customer-managed key is a per-organisation choice.
   count             = var.data_volume_size_gb > 0 ? 2 : 0
@@ -172,6 +174,7 @@ resource "aws_ebs_volume" "data" {
   size              = var.data_volume_size_gb
   type              = "gp3"
   encrypted         = true
+  final_snapshot    = true
   tags              = merge(var.tags, { Name = "${var.name}-${local.leaders[count.index]}-data" })
 }
 

@@ -277,6 +277,26 @@ resource "aws_cloudwatch_metric_alarm" "scaler_errors" {
   tags                = var.tags
 }
 
+# A failed run that exhausted its retries is in the failures queue: worth a page even when the
+# next reconcile repaired the alarms, because the error may come back (AccessDenied, a quota).
+resource "aws_cloudwatch_metric_alarm" "scaler_failures" {
+  count               = local.lambda_mode ? 1 : 0
+  alarm_name          = "${var.name}-scaler-failures"
+  alarm_description   = "${var.name}: a scaler invocation failed after its retries; its event and error are in ${aws_sqs_queue.scaler_failures[0].name} (kept 14 days)."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.scaler_failures[0].name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.notification_topic_arns
+  ok_actions          = var.notification_topic_arns
+  tags                = var.tags
+}
+
 # The scheduled reconcile: every few minutes each scaler rewrites both thresholds for the group's
 # actual desired capacity (an operator's resize, a lost invocation) and re-arms its alarm if it
 # has sat in ALARM with no invocation on its way, which CloudWatch would never invoke again.
