@@ -9,13 +9,6 @@ use ews_sink::{KafkaConfig, KafkaSink, Receipt, Sink, StampedEvent};
 use ews_testkit::moto::Moto;
 use ews_testkit::tansu::Tansu;
 
-/// One broker at a time on this machine. Tansu 0.6.0 on S3 (moto) can lose records it has
-/// acknowledged when it is killed while starved of CPU: seen with both tests running at once, a
-/// contiguous range acknowledged just before the `kill -9` was missing after the restart, and
-/// fewer distinct records were in the topic than were sent (offsets handed out again). That is
-/// the broker's durability, not the sink's; run alone, each test passed every time (7 of 7).
-static ONE_BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 fn event(seq: u64) -> StampedEvent {
     StampedEvent {
         id: None,
@@ -42,7 +35,6 @@ fn seqs(records: &[Vec<u8>]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_is_in_the_topic() {
-    let _alone = ONE_BROKER.lock().await;
     let tansu = Tansu::start();
     tansu.create_topic("events", 3);
     let sink = KafkaSink::new(&KafkaConfig::new(&tansu.bootstrap(), "events")).unwrap();
@@ -69,11 +61,18 @@ async fn every_acknowledged_event_is_in_the_topic() {
     assert_eq!(got.len(), 2_000, "no duplicates");
 }
 
+/// The broker stops answering mid-load (frozen with SIGSTOP: a hung broker or a partition) and
+/// comes back: nothing is acknowledged meanwhile, the producer is held to the window, and every
+/// acknowledged event is in the topic afterwards.
+///
+/// Not `kill -9` and a restart: Tansu 0.6.0 on S3 (moto) loses records it has already
+/// acknowledged when killed under load (seen here: a contiguous range acknowledged just before
+/// the kill missing after the restart, offsets handed out again), so that variant measured the
+/// test broker's durability, not the sink's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_killed_mid_load_and_restarted_loses_no_acknowledged_event() {
-    let _alone = ONE_BROKER.lock().await;
+async fn broker_outage_mid_load_back_pressures_and_loses_no_acknowledged_event() {
     let moto = Moto::start();
-    let mut tansu = Tansu::start_on_s3(&moto);
+    let tansu = Tansu::start_on_s3(&moto);
     tansu.create_topic("events", 1);
     let mut config = KafkaConfig::new(&tansu.bootstrap(), "events");
     config.max_in_flight = 200;
@@ -103,7 +102,7 @@ async fn broker_killed_mid_load_and_restarted_loses_no_acknowledged_event() {
         acked.insert(seq);
     }
 
-    tansu.kill();
+    tansu.pause();
     // Drain acknowledgements that were already on their way, then expect silence and a stalled
     // producer: the window is full and nothing more is acknowledged while the broker is down.
     // (Generous: delivery reports already on their way may be late on a busy machine.)
@@ -128,7 +127,7 @@ async fn broker_killed_mid_load_and_restarted_loses_no_acknowledged_event() {
         "no more than the window was taken while down"
     );
 
-    tansu.restart();
+    tansu.resume();
     while acked.len() < 3_000 {
         let (seq, ok) = tokio::time::timeout(Duration::from_secs(60), ack_rx.recv())
             .await
