@@ -528,7 +528,10 @@ impl Membership {
                         },
                     );
                 }
-                // Not newer: nothing to change, and nothing to wait for.
+                // The same revision: a probe brought it first, and the view may not hold it
+                // yet (a rebuild under way); wait for it below like for a new one.
+                Some(p) if p.state.revision == state.revision => {}
+                // Older: nothing to change, and nothing to wait for.
                 Some(_) => return reply(StatusCode::NO_CONTENT, ""),
                 None => return reply(StatusCode::NOT_FOUND, "not a node this one has proven"),
             }
