@@ -24,6 +24,8 @@ source "amazon-ebs" "leader" {
     Role        = "leader"
     Version     = var.version
     Application = "elastic-ws"
+    # What the image was built from (packer/scripts/amis.sh build-hash): an unchanged build is reused.
+    BuildHash = var.build_hash
   }
 }
 

@@ -51,3 +51,9 @@ locals {
   # working directory instead of this one.
   bin_dir = var.bin_dir != "" ? var.bin_dir : "${path.root}/../target/release"
 }
+
+variable "build_hash" {
+  type        = string
+  description = "SHA-256 of the binaries and packer/ (packer/scripts/amis.sh build-hash), tagged on the images as BuildHash so the pipeline reuses them while nothing changed; empty outside the pipeline."
+  default     = ""
+}

@@ -124,7 +124,7 @@ check_pipeline_rules() {
     fi
   }
   local base="fmt-clippy infra test build-binaries build-lambdas"
-  expect_jobs "default branch" main "" "$base package-amis terraform-plan terraform-apply"
+  expect_jobs "default branch" main "" "$base package-amis terraform-plan-staging terraform-apply-staging terraform-plan-production terraform-apply-production ami-cleanup"
   expect_jobs "other branch" feature "" "$base"
   expect_jobs "version tag" "" v1.2.3 \
     "fmt-clippy infra test build-binaries build-binaries-arm64 build-lambdas publish-packages release"

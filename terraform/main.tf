@@ -128,12 +128,14 @@ module "network" {
   availability_zones       = local.azs
   nat_gateway_per_az       = var.nat_gateway_per_az
   flow_logs_retention_days = var.log_retention_days
+  flow_logs_traffic_type   = var.flow_logs_traffic_type
+  interface_endpoints      = var.interface_endpoints
 }
 
 # The cluster secret authenticates node-to-node links. Secrets Manager's GetRandomPassword makes it
 # (an ephemeral value, never stored) and SSM Parameter Store keeps it as a write-only argument, so it
 # is in neither the Terraform state nor a saved plan; nodes fetch it at boot, never from user data.
-# Rotate by raising cluster_secret_version (a new password is written; nodes read it on restart).
+# Rotate without downtime through the second slot below (docs/deploy.md, "Rotating the cluster secret").
 ephemeral "aws_secretsmanager_random_password" "cluster_secret" {
   password_length     = 48
   exclude_punctuation = true
@@ -146,6 +148,36 @@ resource "aws_ssm_parameter" "cluster_secret" {
   type             = "SecureString"
   value_wo         = ephemeral.aws_secretsmanager_random_password.cluster_secret.random_password
   value_wo_version = var.cluster_secret_version
+}
+
+# The second slot of a rotation without downtime (docs/deploy.md, "Rotating the cluster secret"):
+# nodes sign with one slot (cluster_secret_signing) and, while cluster_secret_accept_both is set,
+# accept the other too, so old and new nodes of each rolling step always share a key. A node
+# reads both at boot; the instance roles may read exactly the slots the nodes are told to.
+ephemeral "aws_secretsmanager_random_password" "cluster_secret_2" {
+  count               = var.cluster_secret_2_version > 0 ? 1 : 0
+  password_length     = 48
+  exclude_punctuation = true
+}
+
+resource "aws_ssm_parameter" "cluster_secret_2" {
+  #checkov:skip=CKV_AWS_337:The AWS-managed aws/ssm key encrypts it; a customer-managed key is a per-organisation choice.
+  count            = var.cluster_secret_2_version > 0 ? 1 : 0
+  name             = "/${var.name}/cluster-secret-2"
+  description      = "elastic-ws ${var.name}: second slot of the node-to-node cluster secret (rotation)"
+  type             = "SecureString"
+  value_wo         = ephemeral.aws_secretsmanager_random_password.cluster_secret_2[0].random_password
+  value_wo_version = var.cluster_secret_2_version
+}
+
+locals {
+  # Slot number => its parameter (slot 2 only while it exists; the variables' validation refuses
+  # a setting that names it otherwise).
+  cluster_secret_slots = { for i, p in concat([aws_ssm_parameter.cluster_secret], aws_ssm_parameter.cluster_secret_2) :
+  i + 1 => { name = p.name, arn = p.arn } }
+  cluster_secret_signing = lookup(local.cluster_secret_slots, var.cluster_secret_signing, local.cluster_secret_slots[1])
+  cluster_secret_other   = lookup(local.cluster_secret_slots, 3 - var.cluster_secret_signing, local.cluster_secret_signing)
+  cluster_secret_arns    = distinct(var.cluster_secret_accept_both ? [local.cluster_secret_signing.arn, local.cluster_secret_other.arn] : [local.cluster_secret_signing.arn])
 }
 
 # The hook secret signs every call to an https hooks backend (X-Ews-Signature); made and kept like
@@ -194,30 +226,31 @@ resource "aws_cloudwatch_log_group" "nodes" {
 }
 
 module "leaders" {
-  source                        = "./modules/leaders"
-  name                          = var.name
-  ami_id                        = var.leader_ami_id
-  instance_type                 = var.leader_instance_type
-  vpc_id                        = module.network.vpc_id
-  subnet_ids                    = module.network.private_subnet_ids
-  security_group_id             = aws_security_group.leaders.id
-  private_zone_name             = var.private_zone_name
-  internal_port                 = var.internal_port
-  admin_port                    = var.admin_port
-  cluster_secret_parameter_name = aws_ssm_parameter.cluster_secret.name
-  cluster_secret_parameter_arn  = aws_ssm_parameter.cluster_secret.arn
-  admin_token_parameter_name    = aws_ssm_parameter.admin_token.name
-  admin_token_parameter_arn     = aws_ssm_parameter.admin_token.arn
-  publish_metric                = local.publish_metric
-  cloudwatch_namespace          = var.cloudwatch_namespace
-  cloudwatch_metric             = var.cloudwatch_metric
-  cloudwatch_interval_secs      = var.cloudwatch_interval_secs
-  extra_env                     = var.leader_extra_env
-  enable_ssm_session_manager    = var.enable_ssm_session_manager
-  root_volume_size_gb           = var.root_volume_size_gb
-  detailed_monitoring           = var.leader_detailed_monitoring
-  log_group_name                = aws_cloudwatch_log_group.nodes["leaders"].name
-  log_group_arn                 = aws_cloudwatch_log_group.nodes["leaders"].arn
+  source                               = "./modules/leaders"
+  name                                 = var.name
+  ami_id                               = var.leader_ami_id
+  instance_type                        = var.leader_instance_type
+  vpc_id                               = module.network.vpc_id
+  subnet_ids                           = module.network.private_subnet_ids
+  security_group_id                    = aws_security_group.leaders.id
+  private_zone_name                    = var.private_zone_name
+  internal_port                        = var.internal_port
+  admin_port                           = var.admin_port
+  cluster_secret_parameter_name        = local.cluster_secret_signing.name
+  cluster_secret_accept_parameter_name = var.cluster_secret_accept_both ? local.cluster_secret_other.name : null
+  cluster_secret_parameter_arns        = local.cluster_secret_arns
+  admin_token_parameter_name           = aws_ssm_parameter.admin_token.name
+  admin_token_parameter_arn            = aws_ssm_parameter.admin_token.arn
+  publish_metric                       = local.publish_metric
+  cloudwatch_namespace                 = var.cloudwatch_namespace
+  cloudwatch_metric                    = var.cloudwatch_metric
+  cloudwatch_interval_secs             = var.cloudwatch_interval_secs
+  extra_env                            = var.leader_extra_env
+  enable_ssm_session_manager           = var.enable_ssm_session_manager
+  root_volume_size_gb                  = var.root_volume_size_gb
+  detailed_monitoring                  = var.leader_detailed_monitoring
+  log_group_name                       = aws_cloudwatch_log_group.nodes["leaders"].name
+  log_group_arn                        = aws_cloudwatch_log_group.nodes["leaders"].arn
   # The built-in queue keeps its events on a volume of its own only where it is the sink.
   data_volume_size_gb = var.sink == "queue" ? var.leader_data_volume_size_gb : 0
   # With lifecycle records the active leader writes node_lost to the workers' sink.
@@ -230,51 +263,60 @@ module "leaders" {
 }
 
 module "alb" {
-  source                    = "./modules/alb"
-  name                      = var.name
-  vpc_id                    = module.network.vpc_id
-  subnet_ids                = module.network.public_subnet_ids
-  security_group_id         = aws_security_group.alb.id
-  target_port               = var.public_port
-  health_check_path         = "/info"
-  idle_timeout_secs         = var.alb_idle_timeout_secs
-  deregistration_delay_secs = local.deregistration_delay_secs
-  certificate_arn           = var.certificate_arn
-  deletion_protection       = var.alb_deletion_protection
-  access_logs_bucket        = var.alb_access_logs_bucket
+  source                     = "./modules/alb"
+  name                       = var.name
+  vpc_id                     = module.network.vpc_id
+  subnet_ids                 = module.network.public_subnet_ids
+  security_group_id          = aws_security_group.alb.id
+  target_port                = var.public_port
+  health_check_path          = "/info"
+  idle_timeout_secs          = var.alb_idle_timeout_secs
+  deregistration_delay_secs  = local.deregistration_delay_secs
+  certificate_arn            = var.certificate_arn
+  deletion_protection        = var.alb_deletion_protection
+  access_logs_bucket         = var.alb_access_logs_bucket
+  access_logs_retention_days = var.alb_access_logs_retention_days
+  waf_rate_limit             = var.waf_rate_limit
+  waf_count_only             = var.waf_count_only
 }
 
 module "workers" {
-  source                        = "./modules/workers"
-  name                          = var.name
-  ami_id                        = var.worker_ami_id
-  instance_type                 = var.worker_instance_type
-  subnet_ids                    = module.network.private_subnet_ids
-  security_group_id             = aws_security_group.workers.id
-  target_group_arn              = module.alb.target_group_arn
-  min_size                      = var.worker_min_size
-  max_size                      = var.worker_max_size
-  seeds                         = module.leaders.seeds
-  public_port                   = var.public_port
-  admin_port                    = var.admin_port
-  internal_port                 = var.internal_port
-  drain_seconds                 = var.drain_seconds
-  ping_interval_secs            = var.ping_interval_secs
-  cluster_secret_parameter_name = aws_ssm_parameter.cluster_secret.name
-  cluster_secret_parameter_arn  = aws_ssm_parameter.cluster_secret.arn
-  admin_token_parameter_name    = aws_ssm_parameter.admin_token.name
-  admin_token_parameter_arn     = aws_ssm_parameter.admin_token.arn
-  auth_env                      = merge(local.auth_env, local.hooks_env, local.history_env)
-  auth_secret_parameter_arns    = concat(local.auth_secret_parameter_arns, aws_ssm_parameter.hook_secret[*].arn, aws_ssm_parameter.history_url[*].arn)
-  hook_lambda_arns              = local.hook_lambdas
-  sink_env                      = merge(local.sink_env, local.lifecycle_env)
-  events_queue_arn              = one(aws_sqs_queue.events[*].arn)
-  extra_env                     = var.worker_extra_env
-  enable_ssm_session_manager    = var.enable_ssm_session_manager
-  root_volume_size_gb           = var.root_volume_size_gb
-  instance_warmup_secs          = var.worker_instance_warmup_secs
-  log_group_name                = aws_cloudwatch_log_group.nodes["workers"].name
-  log_group_arn                 = aws_cloudwatch_log_group.nodes["workers"].arn
+  source                               = "./modules/workers"
+  name                                 = var.name
+  ami_id                               = var.worker_ami_id
+  instance_type                        = var.worker_instance_type
+  subnet_ids                           = module.network.private_subnet_ids
+  security_group_id                    = aws_security_group.workers.id
+  target_group_arn                     = module.alb.target_group_arn
+  min_size                             = var.worker_min_size
+  max_size                             = var.worker_max_size
+  seeds                                = module.leaders.seeds
+  public_port                          = var.public_port
+  admin_port                           = var.admin_port
+  internal_port                        = var.internal_port
+  drain_seconds                        = var.drain_seconds
+  ping_interval_secs                   = var.ping_interval_secs
+  cluster_secret_parameter_name        = local.cluster_secret_signing.name
+  cluster_secret_accept_parameter_name = var.cluster_secret_accept_both ? local.cluster_secret_other.name : null
+  cluster_secret_parameter_arns        = local.cluster_secret_arns
+  admin_token_parameter_name           = aws_ssm_parameter.admin_token.name
+  admin_token_parameter_arn            = aws_ssm_parameter.admin_token.arn
+  auth_env                             = merge(local.auth_env, local.hooks_env, local.history_env)
+  auth_secret_parameter_arns           = concat(local.auth_secret_parameter_arns, aws_ssm_parameter.hook_secret[*].arn, aws_ssm_parameter.history_url[*].arn)
+  hook_lambda_arns                     = local.hook_lambdas
+  sink_env                             = merge(local.sink_env, local.lifecycle_env)
+  events_queue_arn                     = one(aws_sqs_queue.events[*].arn)
+  extra_env                            = var.worker_extra_env
+  enable_ssm_session_manager           = var.enable_ssm_session_manager
+  root_volume_size_gb                  = var.root_volume_size_gb
+  instance_warmup_secs                 = var.worker_instance_warmup_secs
+  log_group_name                       = aws_cloudwatch_log_group.nodes["workers"].name
+  log_group_arn                        = aws_cloudwatch_log_group.nodes["workers"].arn
+  # By name: the alarms watch the ALB and its target group, and exist from the first apply on,
+  # before any refresh (which only an update of the launch template starts).
+  refresh_rollback_alarms        = ["${var.name}-unhealthy-workers", "${var.name}-alb-5xx"]
+  refresh_max_healthy_percentage = var.worker_refresh_max_healthy_percentage
+  refresh_checkpoint_delay_secs  = var.worker_refresh_checkpoint_delay_secs
 }
 
 module "scaling" {

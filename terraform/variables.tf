@@ -195,8 +195,34 @@ variable "alb_deletion_protection" {
 
 variable "alb_access_logs_bucket" {
   type        = string
-  description = "S3 bucket for ALB access logs; empty = none."
+  description = "An existing S3 bucket for the ALB's access logs (its policy must let the ALB write); empty = a bucket made here (alb_access_logs_retention_days)."
   default     = ""
+}
+
+variable "alb_access_logs_retention_days" {
+  type        = number
+  description = "Without alb_access_logs_bucket: the ALB's access logs go to a bucket made here and expire after this many days; 0 = no access logs."
+  default     = 90
+  validation {
+    condition     = var.alb_access_logs_retention_days >= 0 && floor(var.alb_access_logs_retention_days) == var.alb_access_logs_retention_days
+    error_message = "alb_access_logs_retention_days must be a whole number, 0 or more."
+  }
+}
+
+variable "waf_rate_limit" {
+  type        = number
+  description = "AWS WAF on the ALB: block an address opening more than this many connections in five minutes (with Amazon's IP reputation list and known bad inputs); 0 = no WAF. Set it from what one address of yours may hold: a reconnect after a drain counts every client behind a NAT."
+  default     = 0
+  validation {
+    condition     = var.waf_rate_limit == 0 || (var.waf_rate_limit >= 10 && var.waf_rate_limit <= 2000000000)
+    error_message = "waf_rate_limit must be 0 (no WAF) or between 10 and 2,000,000,000 (AWS WAF's range)."
+  }
+}
+
+variable "waf_count_only" {
+  type        = bool
+  description = "The WAF rules count what they would block instead of blocking (watch before enforcing)."
+  default     = false
 }
 
 variable "enable_ssm_session_manager" {
@@ -580,10 +606,110 @@ variable "admin_token_version" {
 
 variable "cluster_secret_version" {
   type        = number
-  description = "Generation of the cluster secret: raise it to write a new random secret to SSM (nodes read it when they restart)."
+  description = "Generation of the cluster secret's first slot (/<name>/cluster-secret): raise it to write a new random secret there (nodes read it at boot; rotate without downtime as docs/deploy.md says)."
   default     = 1
   validation {
     condition     = var.cluster_secret_version >= 1 && floor(var.cluster_secret_version) == var.cluster_secret_version
     error_message = "cluster_secret_version must be a positive whole number."
   }
+}
+
+variable "cluster_secret_2_version" {
+  type        = number
+  description = "Generation of the cluster secret's second slot (/<name>/cluster-secret-2): raise it to write a new random secret there, the first step of a rotation without downtime (docs/deploy.md); 0 = no second slot."
+  default     = 0
+  validation {
+    condition     = var.cluster_secret_2_version >= 0 && floor(var.cluster_secret_2_version) == var.cluster_secret_2_version
+    error_message = "cluster_secret_2_version must be a whole number, 0 or more."
+  }
+}
+
+variable "cluster_secret_signing" {
+  type        = number
+  description = "Which cluster-secret slot the nodes sign with: 1 (/<name>/cluster-secret) or 2 (/<name>/cluster-secret-2)."
+  default     = 1
+  validation {
+    condition     = contains([1, 2], var.cluster_secret_signing)
+    error_message = "cluster_secret_signing must be 1 or 2."
+  }
+  validation {
+    condition     = var.cluster_secret_signing == 1 || var.cluster_secret_2_version > 0
+    error_message = "cluster_secret_signing = 2 needs the second slot: set cluster_secret_2_version (docs/deploy.md, \"Rotating the cluster secret\")."
+  }
+}
+
+variable "cluster_secret_accept_both" {
+  type        = bool
+  description = "Nodes also accept the slot they do not sign with: on for the two middle steps of a rotation (docs/deploy.md), off otherwise."
+  default     = false
+  validation {
+    condition     = !var.cluster_secret_accept_both || var.cluster_secret_2_version > 0
+    error_message = "cluster_secret_accept_both needs the second slot: set cluster_secret_2_version (docs/deploy.md, \"Rotating the cluster secret\")."
+  }
+}
+
+variable "worker_refresh_max_healthy_percentage" {
+  type        = number
+  description = "Rolling a new worker AMI or new settings: the most of the group in service at once, in percent (110: one worker at a time up to ten workers). docs/deploy.md, \"Rolling deploys\"."
+  default     = 110
+  validation {
+    condition     = var.worker_refresh_max_healthy_percentage > 100 && var.worker_refresh_max_healthy_percentage <= 200
+    error_message = "worker_refresh_max_healthy_percentage must be above 100 (launch before terminate) and at most 200."
+  }
+}
+
+variable "worker_refresh_checkpoint_delay_secs" {
+  type        = number
+  description = "Rolling deploys pause this long after 20 % and 50 % of the workers are replaced, for the rollback alarms to judge the new ones."
+  default     = 300
+  validation {
+    condition     = var.worker_refresh_checkpoint_delay_secs >= 0 && var.worker_refresh_checkpoint_delay_secs <= 172800
+    error_message = "worker_refresh_checkpoint_delay_secs must be between 0 and 172800 (the API's range)."
+  }
+}
+
+variable "flow_logs_traffic_type" {
+  type        = string
+  description = "What the VPC flow logs record: REJECT (refused connections, the default) or ALL (every flow, every WebSocket: far more log volume)."
+  default     = "REJECT"
+  validation {
+    condition     = contains(["REJECT", "ALL", "ACCEPT"], var.flow_logs_traffic_type)
+    error_message = "flow_logs_traffic_type must be REJECT, ACCEPT or ALL."
+  }
+}
+
+variable "interface_endpoints" {
+  type        = list(string)
+  description = "AWS services the nodes reach through interface endpoints instead of the NAT gateways: any of sqs, logs, ssm, monitoring, autoscaling, secretsmanager. Each bills per zone-hour (docs/deploy.md, \"What it costs\"); the DynamoDB and S3 gateway endpoints are always there (free)."
+  default     = []
+  validation {
+    condition     = alltrue([for e in var.interface_endpoints : contains(["sqs", "logs", "ssm", "monitoring", "autoscaling", "secretsmanager"], e)])
+    error_message = "interface_endpoints may name sqs, logs, ssm, monitoring, autoscaling and secretsmanager."
+  }
+}
+
+variable "queue_backup_retention_days" {
+  type        = number
+  description = "With sink = \"queue\": AWS Backup snapshots the leaders' data volumes on queue_backup_schedule and keeps each snapshot this many days; 0 = no backups."
+  default     = 14
+  validation {
+    condition     = var.queue_backup_retention_days >= 0 && floor(var.queue_backup_retention_days) == var.queue_backup_retention_days
+    error_message = "queue_backup_retention_days must be a whole number, 0 or more."
+  }
+}
+
+variable "queue_backup_schedule" {
+  type        = string
+  description = "When the queue volumes are backed up (an AWS Backup cron expression, UTC)."
+  default     = "cron(0 3 * * ? *)"
+  validation {
+    condition     = can(regex("^cron\\(.+\\)$", var.queue_backup_schedule))
+    error_message = "queue_backup_schedule must be a cron(...) expression."
+  }
+}
+
+variable "queue_backup_force_destroy" {
+  type        = bool
+  description = "Let `terraform destroy` delete the backup vault with its recovery points (trials); false keeps them and stops the destroy at the vault."
+  default     = false
 }

@@ -20,3 +20,8 @@ queue_name = "events"
 # cargo-lambda for a first try. Production uses the default, scaling_mode = "lambda".
 scaling_mode              = "target-tracking"
 target_clients_per_worker = 40000
+
+# The built-in queue's volumes are backed up daily (AWS Backup); a trial's destroy may take the
+# recovery points with it.
+queue_backup_retention_days = 7
+queue_backup_force_destroy  = true

@@ -8,6 +8,13 @@ Run with the moto venv's python (it has boto3); AWS_ENDPOINT_URL points at moto.
   terraform_assert.py check EXAMPLE OUTPUTS TFVARS asserts on what moto holds after an apply
   terraform_assert.py scale EXAMPLE OUTPUTS         does what a scale-up Lambda does to the group
   terraform_assert.py gone EXAMPLE                 asserts destroy removed what apply made
+  terraform_assert.py secrets OUTPUTS NAME SIGN ACCEPT  after a step of a cluster-secret rotation:
+                                                   the slot the nodes sign with and the one they
+                                                   accept ("-": none), and the roles' grants
+  terraform_assert.py refresh STATE_JSON           the workers' instance refresh preferences, from
+                                                   `terraform show -json` (moto does not keep them)
+  terraform_assert.py principals POLICY_JSON       makes the users the IAM-enforced run acts as
+                                                   (admin, deployer, planner) and prints their keys
 """
 
 from __future__ import annotations
@@ -308,6 +315,124 @@ def check_target_tracking(outputs: dict, settings: dict, name: str, metric_sourc
     check("GroupInServiceInstances" in enabled, f"the group publishes GroupInServiceInstances ({sorted(enabled)})")
 
 
+def check_network(settings: dict, name: str) -> None:
+    """The gateway endpoints on every private route table, the interface endpoints the settings
+    name (private DNS, HTTPS from the VPC only), each with the account-only policy, and flow logs
+    of the traffic type asked for."""
+    ec2 = boto3.client("ec2")
+    vpcs = ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [name]}])["Vpcs"]
+    check(len(vpcs) == 1, f"the VPC {name}")
+    if not vpcs:
+        return
+    vpc = vpcs[0]["VpcId"]
+    private_rts = {rt["RouteTableId"] for rt in ec2.describe_route_tables(Filters=[
+        {"Name": "vpc-id", "Values": [vpc]}, {"Name": "tag:Name", "Values": [f"{name}-private-*"]}])["RouteTables"]}
+    eps = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["VpcEndpoints"]
+    by_service = {e["ServiceName"].rsplit(".", 1)[-1]: e for e in eps}
+    for svc in ("dynamodb", "s3"):
+        e = by_service.get(svc)
+        check(e is not None and e["VpcEndpointType"] == "Gateway" and set(e.get("RouteTableIds", [])) == private_rts,
+              f"{svc} gateway endpoint on the private route tables")
+    want = set(settings.get("interface_endpoints", []))
+    got = {s for s, e in by_service.items() if e["VpcEndpointType"] == "Interface"}
+    check(got == want, f"interface endpoints {sorted(got)} == {sorted(want)}")
+    for svc in want & got:
+        e = by_service[svc]
+        check(e.get("PrivateDnsEnabled") is True and len(e.get("SubnetIds", [])) == 2,
+              f"{svc} endpoint: private DNS, both private subnets")
+    for svc, e in by_service.items():
+        doc = json.loads(e.get("PolicyDocument") or "{}")
+        conds = [st.get("Condition", {}) for st in doc.get("Statement", [])]
+        check(conds and all("aws:PrincipalAccount" in json.dumps(c) for c in conds),
+              f"{svc} endpoint admits this account's principals only")
+    logs = ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [vpc]}])["FlowLogs"]
+    traffic = settings.get("flow_logs_traffic_type", "REJECT")
+    check([f["TrafficType"] for f in logs] == [traffic], f"flow logs of {traffic} traffic ({[f['TrafficType'] for f in logs]})")
+
+
+def check_edge(settings: dict, name: str, lb: dict) -> None:
+    """The ALB's access logs go to the bucket made for them (locked down, expiring, writable by
+    the load balancer only), the WAF guards the ALB where the settings ask for it, and the
+    dashboard shows the deployment."""
+    elb = boto3.client("elbv2")
+    attrs = {a["Key"]: a["Value"] for a in elb.describe_load_balancer_attributes(
+        LoadBalancerArn=lb["LoadBalancerArn"])["Attributes"]}
+    retention = settings.get("alb_access_logs_retention_days", 90)
+    bucket = f"{name}-alb-logs-{boto3.client('sts').get_caller_identity()['Account']}-{boto3.session.Session().region_name}"
+    check((attrs.get("access_logs.s3.enabled") == "true") == (retention > 0)
+          and (retention == 0 or attrs.get("access_logs.s3.bucket") == bucket),
+          f"ALB access logs to {bucket} ({attrs.get('access_logs.s3.bucket')})")
+    if retention > 0:
+        s3 = boto3.client("s3")
+        pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        check(all(pab.values()), f"the logs bucket blocks public access ({pab})")
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+        check(any(r.get("Expiration", {}).get("Days") == retention for r in rules),
+              f"access logs expire after {retention} days")
+        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+        writers = [st for st in policy["Statement"] if st["Effect"] == "Allow"]
+        check(len(writers) == 1 and writers[0]["Action"] == "s3:PutObject"
+              and f"/{name}/AWSLogs/" in writers[0]["Resource"],
+              "only the load balancer may write, and only its logs")
+        check(any(st["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(st) for st in policy["Statement"]),
+              "the logs bucket refuses plain HTTP")
+    waf = boto3.client("wafv2")
+    acl = waf.get_web_acl_for_resource(ResourceArn=lb["LoadBalancerArn"]).get("WebACL")
+    want_waf = settings.get("waf_rate_limit", 0) > 0
+    check((acl is not None) == want_waf, f"WAF on the ALB: {acl is not None} (waf_rate_limit = {settings.get('waf_rate_limit', 0)})")
+    if acl:
+        rules = {r["Name"]: r for r in acl["Rules"]}
+        rate = rules.get("connections-per-address", {}).get("Statement", {}).get("RateBasedStatement", {})
+        check(rate.get("Limit") == settings["waf_rate_limit"] and rate.get("AggregateKeyType") == "IP",
+              f"WAF rate rule: {rate.get('Limit')} per address")
+        check({"AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesKnownBadInputsRuleSet"} <= set(rules),
+              f"WAF managed rule groups ({sorted(rules)})")
+    body = json.loads(boto3.client("cloudwatch").get_dashboard(DashboardName=name)["DashboardBody"])
+    titles = [w["properties"].get("title", "") for w in body["widgets"]]
+    want = ["Clients, and per in-service worker", "Workers (each step is a scale event)", "Load balancer", "Alarms"]
+    if settings.get("sink", "sqs") == "sqs":
+        want.insert(3, "Events: sent per second, waiting, age of the oldest (sink latency)")
+    check(titles == want, f"dashboard {name}: {titles}")
+    alarm_widget = next((w for w in body["widgets"] if w["type"] == "alarm"), {"properties": {"alarms": []}})
+    ours = [a["AlarmArn"] for a in boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"{name}-")["MetricAlarms"]]
+    check(set(alarm_widget["properties"]["alarms"]) <= set(ours) and len(alarm_widget["properties"]["alarms"]) >= 4,
+          f"the dashboard shows the deployment's alarms ({len(alarm_widget['properties']['alarms'])})")
+
+
+def check_backups(settings: dict, name: str) -> None:
+    """With the built-in queue, a daily plan backs up exactly both leaders' data volumes into the
+    deployment's vault and keeps each recovery point queue_backup_retention_days."""
+    backup = boto3.client("backup")
+    retention = settings.get("queue_backup_retention_days", 14)
+    on = settings.get("sink", "sqs") == "queue" and retention > 0
+    plans = [p for p in backup.list_backup_plans()["BackupPlansList"] if p["BackupPlanName"] == f"{name}-queue"]
+    check(len(plans) == (1 if on else 0), f"queue backup plan: {len(plans)} (sink {settings.get('sink', 'sqs')}, {retention} days)")
+    if not on or not plans:
+        return
+    plan = backup.get_backup_plan(BackupPlanId=plans[0]["BackupPlanId"])["BackupPlan"]
+    rule = plan["Rules"][0]
+    check(rule["TargetBackupVaultName"] == f"{name}-queue" and rule["Lifecycle"]["DeleteAfterDays"] == retention
+          and rule["ScheduleExpression"].startswith("cron("),
+          f"daily into {name}-queue, kept {rule['Lifecycle'].get('DeleteAfterDays')} days")
+    sels = backup.list_backup_selections(BackupPlanId=plans[0]["BackupPlanId"])["BackupSelectionsList"]
+    check(len(sels) == 1, f"one backup selection ({len(sels)})")
+    if sels:
+        sel = backup.get_backup_selection(BackupPlanId=plans[0]["BackupPlanId"],
+                                          SelectionId=sels[0]["SelectionId"])["BackupSelection"]
+        vols = boto3.client("ec2").describe_volumes(Filters=[{"Name": "tag:Name", "Values": [f"{name}-leader-*-data"]}])["Volumes"]
+        region = boto3.session.Session().region_name
+        want = {f"arn:aws:ec2:{region}:{boto3.client('sts').get_caller_identity()['Account']}:volume/{v['VolumeId']}" for v in vols}
+        check(len(want) == 2 and set(sel["Resources"]) == want, f"it selects both data volumes ({sel['Resources']})")
+        acts, _ = role_grants_managed(boto3.client("iam"), sel["IamRoleArn"].rsplit("/", 1)[-1])
+        check("arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup" in acts,
+              f"the backup role holds AWS's backup policy ({sorted(acts)})")
+
+
+def role_grants_managed(iam, role_name: str) -> tuple[set, None]:
+    """The managed policies attached to a role."""
+    return ({p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]}, None)
+
+
 def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
     outputs = {k: v["value"] for k, v in json.load(open(outputs_path)).items()}
     settings = tfvars(tfvars_path)
@@ -330,6 +455,8 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
         check((key in outputs) == (scaling_mode == "lambda"), f"output {key} present only in lambda mode")
     check(("target_tracking_policy_arn" in outputs) == (scaling_mode != "lambda"),
           "output target_tracking_policy_arn present only in target-tracking mode")
+
+    check_network({**settings, "interface_endpoints": tfvars_nested(tfvars_path).get("interface_endpoints", [])}, name)
 
     # --- the worker group -------------------------------------------------------------------
     asg_client = boto3.client("autoscaling")
@@ -362,6 +489,8 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
         return
     lb = lbs[0]
     check(lb.get("Type") == "application", "an application load balancer")
+    check_edge(settings, name, lb)
+    check_backups(settings, name)
     tgs = elb.describe_target_groups(LoadBalancerArn=lb["LoadBalancerArn"])["TargetGroups"]
     check(len(tgs) == 1, "one target group")
     tg = tgs[0]
@@ -701,10 +830,115 @@ def check_gone(example: str) -> None:
     check(not res, "no running instance left")
     params = boto3.client("ssm").describe_parameters()["Parameters"]
     check(not params, f"no SSM parameter left ({len(params)})")
+    plans = boto3.client("backup").list_backup_plans()["BackupPlansList"]
+    check(not plans, f"no backup plan left ({len(plans)})")
+    boards = boto3.client("cloudwatch").list_dashboards()["DashboardEntries"]
+    check(not boards, f"no dashboard left ({len(boards)})")
+    acls = boto3.client("wafv2").list_web_acls(Scope="REGIONAL")["WebACLs"]
+    check(not acls, f"no web ACL left ({len(acls)})")
+    buckets = [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"] if "-alb-logs-" in b["Name"]]
+    check(not buckets, f"no access-log bucket left ({buckets})")
+
+
+def check_secret_slots(outputs_path: str, name: str, sign: str, accept: str) -> None:
+    """A rotation step as the workers' user data and both instance roles see it: the parameter
+    they sign with, the one they also accept, and read access to exactly those cluster-secret
+    slots."""
+    outputs = {k: v["value"] for k, v in json.load(open(outputs_path)).items()}
+    env = user_data_env(outputs)
+    want_accept = None if accept == "-" else accept
+    check(env.get("EWS_CLUSTER_SECRET_SSM_PARAMETER") == sign,
+          f"workers sign with {sign} ({env.get('EWS_CLUSTER_SECRET_SSM_PARAMETER')})")
+    check(env.get("EWS_CLUSTER_SECRET_ACCEPT_SSM_PARAMETER") == want_accept,
+          f"workers accept {want_accept} ({env.get('EWS_CLUSTER_SECRET_ACCEPT_SSM_PARAMETER')})")
+    ssm = boto3.client("ssm")
+    arn = lambda n: ssm.get_parameter(Name=n)["Parameter"]["ARN"]
+    want = {arn(sign)} | ({arn(want_accept)} if want_accept else set())
+    iam = boto3.client("iam")
+    region = boto3.session.Session().region_name
+    for role in (f"{name}-worker-{region}", f"{name}-leader-{region}"):
+        _, res = role_grants(iam, role, "ssm")
+        slots = {r for r in res if re.search(r":parameter/[^/]+/cluster-secret(-2)?$", r)}
+        check(slots == want, f"{role} reads the cluster-secret slots {sorted(want)} ({sorted(slots)})")
+    # Each step changes the workers' launch template: the group rolls them as docs/deploy.md says.
+    refreshes = boto3.client("autoscaling").describe_instance_refreshes(
+        AutoScalingGroupName=outputs["asg_name"])["InstanceRefreshes"]
+    prefs = refreshes[0].get("Preferences", {}) if refreshes else {}
+    check(bool(refreshes) and refreshes[0]["Status"] == "InProgress"
+          and prefs.get("MinHealthyPercentage") == 100 and prefs.get("MaxHealthyPercentage") == 110
+          and prefs.get("AutoRollback") is True and prefs.get("CheckpointPercentages") == [20, 50, 100]
+          and set(prefs.get("AlarmSpecification", {}).get("Alarms", [])) == {f"{name}-unhealthy-workers", f"{name}-alb-5xx"},
+          f"the new launch template started a rolling refresh with rollback ({prefs})")
+    print(f"secrets: sign {sign}, accept {want_accept}: {len(FAILURES)} failed check(s)")
+
+
+def check_refresh(state_json: str) -> None:
+    """A deploy replaces workers in batches that never double the fleet, pauses at checkpoints,
+    and rolls back on the health alarms (docs/deploy.md, "Upgrading")."""
+    def resources(module):
+        yield from module.get("resources", [])
+        for child in module.get("child_modules", []):
+            yield from resources(child)
+    root = json.load(open(state_json))["values"]["root_module"]
+    groups = [r for r in resources(root) if r["address"] == "module.workers.aws_autoscaling_group.workers"]
+    check(len(groups) == 1, "the worker group is in the state")
+    if not groups:
+        return
+    refresh = groups[0]["values"]["instance_refresh"][0]
+    prefs = refresh["preferences"][0]
+    name = groups[0]["values"]["name"].removesuffix("-workers")
+    check(refresh["strategy"] == "Rolling", "rolling refresh")
+    check(prefs["min_healthy_percentage"] == 100, f"launch before terminate ({prefs['min_healthy_percentage']})")
+    check(100 < prefs["max_healthy_percentage"] <= 150,
+          f"batches of at most half the fleet, never doubling it ({prefs['max_healthy_percentage']} %)")
+    check(prefs["checkpoint_percentages"] and prefs["checkpoint_percentages"][-1] == 100
+          and prefs["checkpoint_delay"], f"checkpoints {prefs['checkpoint_percentages']} with a pause")
+    check(prefs["auto_rollback"] is True, "rolls back on failure")
+    alarms = prefs["alarm_specification"][0]["alarms"] if prefs.get("alarm_specification") else []
+    check(set(alarms) == {f"{name}-unhealthy-workers", f"{name}-alb-5xx"}, f"rollback alarms {alarms}")
+    if alarms:
+        existing = {a["AlarmName"] for a in boto3.client("cloudwatch").describe_alarms(AlarmNames=alarms)["MetricAlarms"]}
+        check(existing == set(alarms), f"the rollback alarms exist ({sorted(existing)})")
+    print(f"refresh: {len(FAILURES)} failed check(s)")
+
+
+def principals(deploy_policy: str) -> None:
+    """IAM users standing in for the pipeline's roles (moto authorizes users' keys; the policies
+    are the roles' own). The deployer holds terraform/ci-roles/deploy-policy.json as shipped; the
+    planner what terraform/ci-roles gives the plan role: ReadOnlyAccess plus GetRandomPassword (its
+    other statements, SSM reads and KMS decrypt through SSM, ReadOnlyAccess already covers in
+    moto, which has no KMS check). The harness itself (prepare, check, scale) acts as admin."""
+    iam = boto3.client("iam")
+    inline = {
+        "admin": json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+        "deployer": Path(deploy_policy).read_text(),
+        "planner": json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "secretsmanager:GetRandomPassword", "Resource": "*"}]}),
+    }
+    out = {}
+    for user, doc in inline.items():
+        iam.create_user(UserName=f"ews-test-{user}")
+        iam.put_user_policy(UserName=f"ews-test-{user}", PolicyName=user, PolicyDocument=doc)
+        if user == "planner":
+            iam.attach_user_policy(UserName=f"ews-test-{user}",
+                                   PolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess")
+        key = iam.create_access_key(UserName=f"ews-test-{user}")["AccessKey"]
+        out[user] = {"key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+    json.dump(out, sys.stdout)
 
 
 def main() -> int:
     mode = sys.argv[1]
+    if mode == "secrets":
+        check_secret_slots(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+        return 1 if FAILURES else 0
+    if mode == "refresh":
+        check_refresh(sys.argv[2])
+        return 1 if FAILURES else 0
+    if mode == "principals":
+        principals(sys.argv[2])
+        return 0
     if mode == "prepare":
         prepare(sys.argv[2], sys.argv[3])
         return 0

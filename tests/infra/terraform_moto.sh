@@ -122,14 +122,16 @@ unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ROLE_ARN AWS_WEB_IDENTITY_TOKEN_FILE
 
 cat >"$tf/providers_override.tf" <<EOF
 provider "aws" {
-  access_key                  = "testing"
-  secret_key                  = "testing"
+  # Credentials from the environment: the IAM-enforced run acts as different users.
   skip_credentials_validation = true
   skip_metadata_api_check     = true
   skip_requesting_account_id  = false
+  # moto serves every bucket under its one address.
+  s3_use_path_style = true
   endpoints {
     acm            = "$endpoint"
     autoscaling    = "$endpoint"
+    backup         = "$endpoint"
     cloudwatch     = "$endpoint"
     cloudwatchlogs = "$endpoint"
     ec2            = "$endpoint"
@@ -144,6 +146,7 @@ provider "aws" {
     sqs            = "$endpoint"
     ssm            = "$endpoint"
     sts            = "$endpoint"
+    wafv2          = "$endpoint"
   }
 }
 EOF
@@ -161,12 +164,40 @@ for fn in ("ews-scale-up", "ews-scale-down"):
         z.writestr(info, "#!/bin/sh\necho stand-in for %s\n" % fn)
 EOF
 
+# IAM enforced: each example is applied and destroyed as a user holding exactly
+# terraform/ci-roles/deploy-policy.json, and re-planned as one holding what the plan role holds;
+# moto then refuses any action a policy does not grant (it authorizes actions, not resources:
+# terraform/ci-roles narrows the IAM statements by name on top). EWS_TF_IAM_ENFORCED=0 turns
+# this off for a look at a failure that is not about permissions.
+principals="$work/principals.json"
+with_creds() { # with_creds USER CMD...: CMD with USER's keys while IAM is enforced
+  local who="$1"
+  shift
+  if [ -s "$principals" ]; then
+    AWS_ACCESS_KEY_ID="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]["key"])' "$principals" "$who")" \
+      AWS_SECRET_ACCESS_KEY="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]["secret"])' "$principals" "$who")" \
+      "$@"
+  else
+    "$@"
+  fi
+}
+enforce_iam() { # enforce_iam on|off
+  if [ "$1" = on ] && [ "${EWS_TF_IAM_ENFORCED:-1}" = 1 ]; then
+    AWS_DEFAULT_REGION=us-east-1 "$PY" "$HERE/tests/infra/terraform_assert.py" principals "$tf/ci-roles/deploy-policy.json" >"$principals"
+    curl -sf -X POST -H "Content-Type: text/plain" "$endpoint/moto-api/reset-auth" --data 0 >/dev/null
+    say "IAM enforced: apply and destroy as the deploy policy, plan as the plan role"
+  else
+    curl -sf -X POST -H "Content-Type: text/plain" "$endpoint/moto-api/reset-auth" --data inf >/dev/null
+    rm -f "$principals"
+  fi
+}
+
 fails=0
 # expect_plan_error NAME MESSAGE ARGS...: `terraform plan ARGS` must fail, with MESSAGE.
 expect_plan_error() {
   local name="$1" message="$2" log="$work/$1.expect-error.log"
   shift 2
-  if terraform -chdir="$tf" plan -refresh=false "$@" >"$log" 2>&1; then
+  if with_creds planner terraform -chdir="$tf" plan -refresh=false "$@" >"$log" 2>&1; then
     echo "FAIL: $name: a plan with a wrong setting passed (want: $message)"
     fails=$((fails + 1))
   elif tr -s ' \n' ' ' <"$log" | grep -qF "$message"; then
@@ -188,27 +219,35 @@ apply_example() {
   # What the package stage and the operator would provide: AMIs in the region (and, for the
   # production example, an ACM certificate), plus the moto-only settings.
   AWS_DEFAULT_REGION="$region" "$PY" "$HERE/tests/infra/terraform_assert.py" prepare "$name" "$zips" >"$vars"
+  enforce_iam on
   # The same state and settings for apply, the second plan and destroy.
   local args=(-input=false -no-color -state="$state" -var-file="examples/$name.tfvars" -var-file="$vars"
     -var "region=$region")
   say "$name: apply into moto ($region)"
-  if ! terraform -chdir="$tf" apply -auto-approve "${args[@]}" >"$work/$name.apply.log" 2>&1; then
+  if ! with_creds deployer terraform -chdir="$tf" apply -auto-approve "${args[@]}" >"$work/$name.apply.log" 2>&1; then
     tail -n 60 "$work/$name.apply.log"
     echo "FAIL: $name: terraform apply"
     fails=$((fails + 1))
+    enforce_iam off
     return
   fi
   grep -E '^Apply complete' "$work/$name.apply.log" | sed "s/^/[terraform] $name: /"
   terraform -chdir="$tf" output -state="$state" -json >"$work/$name.outputs.json"
-  if ! AWS_DEFAULT_REGION="$region" "$PY" "$HERE/tests/infra/terraform_assert.py" check "$name" \
+  if ! AWS_DEFAULT_REGION="$region" with_creds admin "$PY" "$HERE/tests/infra/terraform_assert.py" check "$name" \
     "$work/$name.outputs.json" "$tf/examples/$name.tfvars"; then
     echo "FAIL: $name: what moto holds after apply"
     fails=$((fails + 1))
   fi
+  terraform -chdir="$tf" show -json "$state" >"$work/$name.state.json"
+  if ! AWS_DEFAULT_REGION="$region" with_creds admin "$PY" "$HERE/tests/infra/terraform_assert.py" refresh "$work/$name.state.json"; then
+    echo "FAIL: $name: the workers' instance refresh"
+    fails=$((fails + 1))
+  fi
   # The scalers own the group's size and their idempotency tag: scale up as they would, and
   # the second plan must leave both alone (it is empty but for what moto does not store).
-  AWS_DEFAULT_REGION="$region" "$PY" "$HERE/tests/infra/terraform_assert.py" scale "$name" "$work/$name.outputs.json"
-  terraform -chdir="$tf" plan -out="$work/$name.replan" "${args[@]}" >"$work/$name.replan.log" 2>&1 || {
+  AWS_DEFAULT_REGION="$region" with_creds admin "$PY" "$HERE/tests/infra/terraform_assert.py" scale "$name" "$work/$name.outputs.json"
+  # The second plan is the pipeline's plan job: as the plan role.
+  with_creds planner terraform -chdir="$tf" plan -out="$work/$name.replan" "${args[@]}" >"$work/$name.replan.log" 2>&1 || {
     tail -n 40 "$work/$name.replan.log"; echo "FAIL: $name: second plan"; fails=$((fails + 1)); }
   terraform -chdir="$tf" show -json "$work/$name.replan" >"$work/$name.replan.json"
   if ! "$PY" "$HERE/tests/infra/terraform_plan_check.py" "$work/$name.replan.json"; then
@@ -216,6 +255,28 @@ apply_example() {
     fails=$((fails + 1))
   fi
   if [ "$name" = trial ]; then
+    # The cluster-secret rotation of docs/deploy.md, its three applies as the deployer: each
+    # step's signing and accepted slots, and the roles' grants to exactly those.
+    local step=0 n
+    n="$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$tf/examples/$name.tfvars")"
+    for rotation in "-var cluster_secret_2_version=1 -var cluster_secret_accept_both=true|/$n/cluster-secret|/$n/cluster-secret-2" \
+      "-var cluster_secret_2_version=1 -var cluster_secret_accept_both=true -var cluster_secret_signing=2|/$n/cluster-secret-2|/$n/cluster-secret" \
+      "-var cluster_secret_2_version=1 -var cluster_secret_signing=2|/$n/cluster-secret-2|-"; do
+      step=$((step + 1))
+      IFS='|' read -r rvars sign accept <<<"$rotation"
+      # shellcheck disable=SC2086 # rvars is a list of arguments
+      # Targeted: what a rotation changes (the full apply would also "restore" what moto omits,
+      # the private zone's VPC, which moto then refuses).
+      if ! with_creds deployer terraform -chdir="$tf" apply -auto-approve "${args[@]}" $rvars \
+        -target=aws_ssm_parameter.cluster_secret_2 -target=module.workers \
+        -target=module.leaders.aws_iam_role_policy.leader >"$work/$name.rotate$step.log" 2>&1; then
+        tail -n 30 "$work/$name.rotate$step.log"; echo "FAIL: $name: rotation step $step"; fails=$((fails + 1)); break
+      fi
+      terraform -chdir="$tf" output -state="$state" -json >"$work/$name.outputs.json"
+      AWS_DEFAULT_REGION="$region" with_creds admin "$PY" "$HERE/tests/infra/terraform_assert.py" secrets \
+        "$work/$name.outputs.json" "$n" "$sign" "$accept" || { echo "FAIL: $name: rotation step $step"; fails=$((fails + 1)); }
+    done
+    expect_plan_error "$name" "cluster_secret_signing = 2 needs the second slot" "${args[@]}" -var cluster_secret_signing=2
     # What a var file for another region does: stopped in the plan, saying why.
     expect_plan_error "$name" "leader_ami_id = ami-0000000000000000f does not exist in $region" \
       "${args[@]}" -var leader_ami_id=ami-0000000000000000f
@@ -238,12 +299,14 @@ apply_example() {
   # keeps it available), so Terraform could not delete the leaders' interfaces: they leave the
   # state here and go with moto's reset.
   terraform -chdir="$tf" state rm -state="$state" 'module.leaders.aws_network_interface.leader' >/dev/null
-  if ! terraform -chdir="$tf" destroy -auto-approve "${args[@]}" >"$work/$name.destroy.log" 2>&1; then
+  if ! with_creds deployer terraform -chdir="$tf" destroy -auto-approve "${args[@]}" >"$work/$name.destroy.log" 2>&1; then
     tail -n 40 "$work/$name.destroy.log"
     echo "FAIL: $name: terraform destroy"
     fails=$((fails + 1))
+    enforce_iam off
     return
   fi
+  enforce_iam off
   if ! AWS_DEFAULT_REGION="$region" "$PY" "$HERE/tests/infra/terraform_assert.py" gone "$name"; then
     echo "FAIL: $name: resources left in moto after destroy"
     fails=$((fails + 1))

@@ -19,8 +19,10 @@ MOTO_OMITS: dict[tuple[str, str], str] = {
         "moto does not return a security group rule's description",
     ("aws_vpc_security_group_egress_rule", "description"):
         "moto does not return a security group rule's description",
-    ("aws_route53_zone", "vpc"):
-        "moto does not return the VPC association of a private zone",
+    ("aws_backup_plan", "tags_all"):
+        "moto does not return the provider's default tags on a backup plan",
+    ("aws_backup_vault", "tags_all"):
+        "moto does not return the provider's default tags on a backup vault",
     ("aws_launch_template", "tags"):
         "moto does not return a launch template's own tags",
     ("aws_launch_template", "tags_all"):

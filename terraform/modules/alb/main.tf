@@ -6,9 +6,9 @@ locals {
 }
 
 resource "aws_lb" "this" {
-  #checkov:skip=CKV_AWS_91:Access logging is optional (access_logs_bucket); the bucket and its policy are the operator's.
   #checkov:skip=CKV_AWS_150:Deletion protection is a variable (deletion_protection), off so that trials can be torn down.
-  #checkov:skip=CKV2_AWS_28:A WAF is a per-organisation choice and not part of this module.
+  #checkov:skip=CKV2_AWS_28:The WAF is an option (waf_rate_limit, waf.tf); off in trials.
+  #checkov:skip=CKV2_AWS_76:The optional WAF (waf.tf) carries AWSManagedRulesKnownBadInputsRuleSet, the Log4j rules; checkov cannot follow its count.
   name                       = "${var.name}-alb"
   load_balancer_type         = "application"
   internal                   = false
@@ -19,13 +19,16 @@ resource "aws_lb" "this" {
   enable_deletion_protection = var.deletion_protection
 
   dynamic "access_logs" {
-    for_each = var.access_logs_bucket == "" ? [] : [var.access_logs_bucket]
+    for_each = local.logs_bucket == null ? [] : [local.logs_bucket]
     content {
       bucket  = access_logs.value
       prefix  = var.name
       enabled = true
     }
   }
+
+  # The bucket's policy first: the ALB checks that it may write there.
+  depends_on = [aws_s3_bucket_policy.logs]
 
   tags = var.tags
 }

@@ -76,3 +76,21 @@ variable "tags" {
   description = "Tags added to every resource."
   default     = {}
 }
+
+variable "access_logs_retention_days" {
+  type        = number
+  description = "Without access_logs_bucket: make a bucket for the access logs and keep each log this many days; 0 = no access logs."
+  default     = 90
+}
+
+variable "waf_rate_limit" {
+  type        = number
+  description = "Attach an AWS WAF web ACL blocking an address that opens more than this many connections in five minutes (plus Amazon's IP reputation list and known bad inputs); 0 = no WAF."
+  default     = 0
+}
+
+variable "waf_count_only" {
+  type        = bool
+  description = "The WAF's rules only count what they would block (to watch the metrics before blocking)."
+  default     = false
+}

@@ -24,6 +24,8 @@ locals {
       EWS_LOG_GROUP                    = var.log_group_name
       EWS_LEASE_TABLE                  = aws_dynamodb_table.lease.name
       }, var.publish_metric ? { EWS_PUBLISH_METRIC = "true" } : {},
+      # The second secret of a rotation in progress (docs/deploy.md, "Rotating the cluster secret").
+      var.cluster_secret_accept_parameter_name == null ? {} : { EWS_CLUSTER_SECRET_ACCEPT_SSM_PARAMETER = var.cluster_secret_accept_parameter_name },
       # ews-configure mounts this volume at /var/lib/ews (the built-in queue) before the leader starts.
       var.data_volume_size_gb > 0 ? { EWS_DATA_VOLUME_ID = aws_ebs_volume.data[i].id } : {},
       var.sink_env, var.history_env,
@@ -94,7 +96,7 @@ data "aws_iam_policy_document" "leader" {
   statement {
     sid       = "ReadSecrets"
     actions   = ["ssm:GetParameter"]
-    resources = compact([var.cluster_secret_parameter_arn, var.admin_token_parameter_arn, var.history_parameter_arn])
+    resources = compact(concat(var.cluster_secret_parameter_arns, [var.admin_token_parameter_arn, var.history_parameter_arn]))
   }
   # Take, renew and release the active-leader lease: conditional UpdateItem on its table only.
   statement {
@@ -169,6 +171,7 @@ resource "aws_network_interface" "leader" {
 # acknowledged events stay readable (docs/deploy.md: restoring the queue from it).
 resource "aws_ebs_volume" "data" {
   #checkov:skip=CKV_AWS_189:Encrypted with the AWS-managed EBS key, like the root volumes; a customer-managed key is a per-organisation choice.
+  #checkov:skip=CKV2_AWS_9:Both volumes are in the daily backup plan (backup.tf, selected by ARN through the module's output); checkov follows only the first.
   count             = var.data_volume_size_gb > 0 ? 2 : 0
   availability_zone = data.aws_subnet.leader[count.index].availability_zone
   size              = var.data_volume_size_gb

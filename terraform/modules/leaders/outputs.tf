@@ -24,3 +24,8 @@ output "lease_table" {
   description = "DynamoDB table of the active-leader lease (EWS_LEASE_TABLE)."
   value       = aws_dynamodb_table.lease.name
 }
+
+output "data_volume_arns" {
+  description = "ARNs of the built-in queue's data volumes (empty without them), for the backup selection."
+  value       = aws_ebs_volume.data[*].arn
+}

@@ -53,7 +53,13 @@ variable "admin_port" {
 
 variable "cluster_secret_parameter_name" {
   type        = string
-  description = "SSM SecureString holding the cluster secret; fetched at boot into EWS_CLUSTER_SECRET_FILE."
+  description = "SSM SecureString holding the cluster secret the node signs with; fetched at boot into EWS_CLUSTER_SECRET_FILE."
+}
+
+variable "cluster_secret_accept_parameter_name" {
+  type        = string
+  description = "SSM SecureString holding a second cluster secret the node also accepts during a rotation (EWS_CLUSTER_SECRET_ACCEPT_FILE); null = none."
+  default     = null
 }
 
 variable "admin_token_parameter_name" {
@@ -66,9 +72,9 @@ variable "admin_token_parameter_arn" {
   description = "ARN of that parameter, for the instance role."
 }
 
-variable "cluster_secret_parameter_arn" {
-  type        = string
-  description = "ARN of that parameter, for the instance role."
+variable "cluster_secret_parameter_arns" {
+  type        = list(string)
+  description = "ARNs of the cluster-secret parameters the node reads (the one it signs with and, during a rotation, the one it accepts), for the instance role."
 }
 
 variable "publish_metric" {

@@ -90,7 +90,9 @@ resource "aws_route_table_association" "private" {
   route_table_id = aws_route_table.private[count.index].id
 }
 
-# Flow logs: who talked to the nodes, for incident review.
+# Flow logs: who was refused (REJECT, the default) or everything (ALL), for incident review. ALL
+# records every accepted flow of every WebSocket too, and CloudWatch Logs bills each GB ingested
+# (https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs.html).
 resource "aws_cloudwatch_log_group" "flow_logs" {
   count = var.flow_logs_retention_days > 0 ? 1 : 0
   #checkov:skip=CKV_AWS_158:AWS-managed encryption at rest is enough for flow metadata; a CMK is a per-organisation choice.
@@ -136,8 +138,78 @@ resource "aws_iam_role_policy" "flow_logs" {
 resource "aws_flow_log" "this" {
   count           = var.flow_logs_retention_days > 0 ? 1 : 0
   vpc_id          = aws_vpc.this.id
-  traffic_type    = "ALL"
+  traffic_type    = var.flow_logs_traffic_type
   log_destination = aws_cloudwatch_log_group.flow_logs[0].arn
   iam_role_arn    = aws_iam_role.flow_logs[0].arn
   tags            = var.tags
+}
+
+# Endpoints: what the nodes call most goes to AWS inside the VPC instead of through the NAT
+# gateways, which bill every GB they process (https://docs.aws.amazon.com/vpc/latest/privatelink/gateway-endpoints.html,
+# https://docs.aws.amazon.com/vpc/latest/privatelink/create-interface-endpoint.html). The
+# gateway endpoints (DynamoDB: the leader lease; S3: package repositories, the ALB's logs) are
+# free; each interface endpoint bills per zone-hour, so they are a choice (docs/deploy.md, "What
+# it costs"). Every endpoint's policy admits only principals of this account, to its own service.
+data "aws_caller_identity" "current" {}
+
+locals {
+  # Each endpoint's service as IAM names its actions.
+  iam_prefix = { monitoring = "cloudwatch" }
+}
+
+data "aws_iam_policy_document" "endpoint" {
+  for_each = toset(concat(["dynamodb", "s3"], var.interface_endpoints))
+  statement {
+    actions   = ["${lookup(local.iam_prefix, each.key, each.key)}:*"]
+    resources = ["*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:PrincipalAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_vpc_endpoint" "gateway" {
+  for_each          = toset(["dynamodb", "s3"])
+  vpc_id            = aws_vpc.this.id
+  service_name      = "com.amazonaws.${data.aws_region.current.name}.${each.key}"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = aws_route_table.private[*].id
+  policy            = data.aws_iam_policy_document.endpoint[each.key].json
+  tags              = merge(var.tags, { Name = "${var.name}-${each.key}" })
+}
+
+resource "aws_security_group" "endpoints" {
+  count       = length(var.interface_endpoints) > 0 ? 1 : 0
+  name        = "${var.name}-endpoints"
+  description = "elastic-ws ${var.name}: HTTPS from the VPC to the interface endpoints"
+  vpc_id      = aws_vpc.this.id
+  tags        = merge(var.tags, { Name = "${var.name}-endpoints" })
+}
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints" {
+  count             = length(var.interface_endpoints) > 0 ? 1 : 0
+  security_group_id = aws_security_group.endpoints[0].id
+  description       = "HTTPS from the VPC"
+  cidr_ipv4         = var.cidr_block
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+}
+
+resource "aws_vpc_endpoint" "interface" {
+  for_each            = toset(var.interface_endpoints)
+  vpc_id              = aws_vpc.this.id
+  service_name        = "com.amazonaws.${data.aws_region.current.name}.${each.key}"
+  vpc_endpoint_type   = "Interface"
+  subnet_ids          = aws_subnet.private[*].id
+  security_group_ids  = [aws_security_group.endpoints[0].id]
+  private_dns_enabled = true
+  policy              = data.aws_iam_policy_document.endpoint[each.key].json
+  tags                = merge(var.tags, { Name = "${var.name}-${each.key}" })
 }

@@ -42,3 +42,19 @@ variable "tags" {
   description = "Tags added to every resource."
   default     = {}
 }
+
+variable "flow_logs_traffic_type" {
+  type        = string
+  description = "What the flow logs record: REJECT (refused connections only, a fraction of the volume and the cost) or ALL."
+  default     = "REJECT"
+  validation {
+    condition     = contains(["REJECT", "ALL", "ACCEPT"], var.flow_logs_traffic_type)
+    error_message = "flow_logs_traffic_type must be REJECT, ACCEPT or ALL."
+  }
+}
+
+variable "interface_endpoints" {
+  type        = list(string)
+  description = "AWS services the private subnets reach through interface endpoints instead of the NAT gateways (e.g. sqs, logs, ssm); empty = none."
+  default     = []
+}

@@ -22,7 +22,9 @@ locals {
     EWS_ASG_NAME                     = local.asg_name
     EWS_LIFECYCLE_HOOK_NAME          = local.hook_name
     EWS_LOG_GROUP                    = var.log_group_name
-  }, var.auth_env, var.sink_env, var.extra_env)
+  }, local.accept_env, var.auth_env, var.sink_env, var.extra_env)
+  # The second secret of a rotation in progress (docs/deploy.md, "Rotating the cluster secret").
+  accept_env = var.cluster_secret_accept_parameter_name == null ? {} : { EWS_CLUSTER_SECRET_ACCEPT_SSM_PARAMETER = var.cluster_secret_accept_parameter_name }
 }
 
 data "aws_iam_policy_document" "assume" {
@@ -44,7 +46,7 @@ data "aws_iam_policy_document" "worker" {
   statement {
     sid       = "ReadSecrets"
     actions   = ["ssm:GetParameter"]
-    resources = concat([var.cluster_secret_parameter_arn, var.admin_token_parameter_arn], var.auth_secret_parameter_arns)
+    resources = concat(var.cluster_secret_parameter_arns, [var.admin_token_parameter_arn], var.auth_secret_parameter_arns)
   }
   statement {
     sid       = "FinishDrain"
@@ -196,11 +198,30 @@ resource "aws_autoscaling_group" "workers" {
     default_result       = "CONTINUE"
   }
 
+  # A new launch template version (new AMI, new settings) replaces the workers in small batches:
+  # launch before terminate (min 100 %), at most max_healthy_percentage of the group at once
+  # (110 %: one worker at a time up to ten, so each batch's clients reconnect to the others and
+  # the fleet never doubles against the vCPU quota), a pause at each checkpoint, and a rollback
+  # to the previous template version when an alarm fires (the workers' health, the ALB's 5xx)
+  # (https://docs.aws.amazon.com/autoscaling/ec2/userguide/instance-refresh-overview.html,
+  # https://docs.aws.amazon.com/autoscaling/ec2/userguide/instance-refresh-rollback.html).
+  # The rollback needs a fixed template version, which the group uses (latest_version, never
+  # $Latest). Each replaced worker drains through the lifecycle hook like any scale-in.
   instance_refresh {
     strategy = "Rolling"
     preferences {
       min_healthy_percentage = 100
-      max_healthy_percentage = 200
+      max_healthy_percentage = var.refresh_max_healthy_percentage
+      checkpoint_percentages = var.refresh_checkpoint_percentages
+      checkpoint_delay       = var.refresh_checkpoint_delay_secs
+      skip_matching          = true
+      auto_rollback          = length(var.refresh_rollback_alarms) > 0
+      dynamic "alarm_specification" {
+        for_each = length(var.refresh_rollback_alarms) > 0 ? [var.refresh_rollback_alarms] : []
+        content {
+          alarms = alarm_specification.value
+        }
+      }
     }
   }
 

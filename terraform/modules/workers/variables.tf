@@ -78,7 +78,13 @@ variable "ping_interval_secs" {
 
 variable "cluster_secret_parameter_name" {
   type        = string
-  description = "SSM SecureString holding the cluster secret; fetched at boot into EWS_CLUSTER_SECRET_FILE."
+  description = "SSM SecureString holding the cluster secret the node signs with; fetched at boot into EWS_CLUSTER_SECRET_FILE."
+}
+
+variable "cluster_secret_accept_parameter_name" {
+  type        = string
+  description = "SSM SecureString holding a second cluster secret the node also accepts during a rotation (EWS_CLUSTER_SECRET_ACCEPT_FILE); null = none."
+  default     = null
 }
 
 variable "admin_token_parameter_name" {
@@ -91,9 +97,9 @@ variable "admin_token_parameter_arn" {
   description = "ARN of that parameter, for the instance role."
 }
 
-variable "cluster_secret_parameter_arn" {
-  type        = string
-  description = "ARN of that parameter, for the instance role."
+variable "cluster_secret_parameter_arns" {
+  type        = list(string)
+  description = "ARNs of the cluster-secret parameters the node reads (the one it signs with and, during a rotation, the one it accepts), for the instance role."
 }
 
 variable "auth_env" {
@@ -160,4 +166,32 @@ variable "tags" {
   type        = map(string)
   description = "Tags added to every resource."
   default     = {}
+}
+
+variable "refresh_max_healthy_percentage" {
+  type        = number
+  description = "Instance refresh: the most of the group's desired capacity in service at once (101-200); the batch size is this minus 100 percent, at least one worker."
+  default     = 110
+  validation {
+    condition     = var.refresh_max_healthy_percentage > 100 && var.refresh_max_healthy_percentage <= 200
+    error_message = "refresh_max_healthy_percentage must be above 100 (launch before terminate) and at most 200."
+  }
+}
+
+variable "refresh_checkpoint_percentages" {
+  type        = list(number)
+  description = "Instance refresh: percentages of the group replaced at which the refresh pauses for refresh_checkpoint_delay_secs; the last must be 100."
+  default     = [20, 50, 100]
+}
+
+variable "refresh_checkpoint_delay_secs" {
+  type        = number
+  description = "Instance refresh: the pause at each checkpoint, for the alarms to see the new workers under load."
+  default     = 300
+}
+
+variable "refresh_rollback_alarms" {
+  type        = list(string)
+  description = "CloudWatch alarm names: any in ALARM during an instance refresh fails it and rolls the group back to the previous launch template version. Empty = no rollback."
+  default     = []
 }
