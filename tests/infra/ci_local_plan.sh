@@ -17,6 +17,8 @@ TOOLS="${EWS_TOOLS_DIR:-$HERE/.tools}"
 PY="$TOOLS/moto/bin/python"
 GCL="$TOOLS/gitlab-ci-local/node_modules/.bin/gitlab-ci-local"
 say() { printf '[ci-plan] %s\n' "$*"; }
+# shellcheck source=tests/infra/lib.sh
+. "$HERE/tests/infra/lib.sh"
 command -v terraform >/dev/null || { echo "SKIPPED: terraform is not on PATH"; exit 77; }
 [ -x "$GCL" ] || EWS_TOOLS_DIR="$TOOLS" bash "$HERE/scripts/tools/gitlab-ci-local.sh" >/dev/null
 [ -x "$GCL" ] || { echo "SKIPPED: gitlab-ci-local could not be installed"; exit 77; }
@@ -31,15 +33,8 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# Terraform's provider from the machine's mirror when it has one (as terraform_moto.sh finds it).
-export TF_CLI_CONFIG_FILE="$work/cli.tfrc"
-provider_dir="$(find / -maxdepth 5 -type d -path '*registry.terraform.io/hashicorp/aws' \
-  -not -path '*/.terraform/*' 2>/dev/null | head -n 1 || true)"
-if [ -n "$provider_dir" ]; then
-  printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' "$(cd "$provider_dir/../../.." && pwd)" >"$TF_CLI_CONFIG_FILE"
-else
-  : >"$TF_CLI_CONFIG_FILE"
-fi
+# Terraform's provider from the machine's mirror when it has one.
+tf_cli_config "$work/cli.tfrc"
 export TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
 
 port="$(free_port)"
@@ -66,7 +61,7 @@ provider "aws" {
 }
 EOF
 if ! admin terraform -chdir="$work/ci-roles" init -input=false -no-color >"$work/ci-roles.init.log" 2>&1; then
-  if [ -z "$provider_dir" ] && grep -qiE 'could not connect|failed to (query|retrieve)|dial tcp|no such host' "$work/ci-roles.init.log"; then
+  if registry_unreachable "$work/ci-roles.init.log"; then
     echo "SKIPPED: no AWS provider mirror here and the Terraform registry is unreachable"
     exit 77
   fi
@@ -94,16 +89,7 @@ mkdir -p "$repo"
 (cd "$repo" && git init -q -b main && git -c user.email=ci@example.com -c user.name=ci add -A >/dev/null &&
   git -c user.email=ci@example.com -c user.name=ci commit -qm "ci-local plan" &&
   git remote add origin https://gitlab.example.com/example/elastic-ws.git)
-for fn in ews-scale-up ews-scale-down; do
-  mkdir -p "$repo/target/lambda/$fn"
-  "$PY" - "$repo/target/lambda/$fn/bootstrap.zip" <<'EOF'
-import sys, zipfile
-with zipfile.ZipFile(sys.argv[1], "w") as z:
-    info = zipfile.ZipInfo("bootstrap")
-    info.external_attr = 0o755 << 16
-    z.writestr(info, "#!/bin/sh\necho stand-in\n")
-EOF
-done
+stand_in_zips "$PY" "$repo/target/lambda"
 # Each environment's var file: the production example without region and AMI ids, its own name,
 # and what moto lacks (no MonitorInstances; a certificate moto issued).
 for env in staging production; do

@@ -423,14 +423,10 @@ def check_backups(settings: dict, name: str) -> None:
         region = boto3.session.Session().region_name
         want = {f"arn:aws:ec2:{region}:{boto3.client('sts').get_caller_identity()['Account']}:volume/{v['VolumeId']}" for v in vols}
         check(len(want) == 2 and set(sel["Resources"]) == want, f"it selects both data volumes ({sel['Resources']})")
-        acts, _ = role_grants_managed(boto3.client("iam"), sel["IamRoleArn"].rsplit("/", 1)[-1])
-        check("arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup" in acts,
-              f"the backup role holds AWS's backup policy ({sorted(acts)})")
-
-
-def role_grants_managed(iam, role_name: str) -> tuple[set, None]:
-    """The managed policies attached to a role."""
-    return ({p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]}, None)
+        attached = {p["PolicyArn"] for p in boto3.client("iam").list_attached_role_policies(
+            RoleName=sel["IamRoleArn"].rsplit("/", 1)[-1])["AttachedPolicies"]}
+        check("arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup" in attached,
+              f"the backup role holds AWS's backup policy ({sorted(attached)})")
 
 
 def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:

@@ -30,6 +30,8 @@ TOOLS="${EWS_TOOLS_DIR:-$HERE/.tools}"
 PY="$TOOLS/moto/bin/python"
 
 skip() { echo "SKIPPED: $*"; exit 77; }
+# shellcheck source=tests/infra/lib.sh
+. "$HERE/tests/infra/lib.sh"
 say() { printf '[terraform] %s\n' "$*"; }
 
 command -v terraform >/dev/null || skip "terraform is not on PATH"
@@ -42,19 +44,10 @@ cleanup() {
 trap cleanup EXIT
 
 # --- provider installation: the machine's filesystem mirror, else the public registry ----------
-mirror="${EWS_TF_PROVIDER_MIRROR:-}"
-if [ -z "$mirror" ]; then
-  provider_dir="$(find / -maxdepth 5 -type d -path '*registry.terraform.io/hashicorp/aws' \
-    -not -path '*/.terraform/*' 2>/dev/null | head -n 1 || true)"
-  # <mirror>/registry.terraform.io/hashicorp/aws
-  [ -n "$provider_dir" ] && mirror="$(cd "$provider_dir/../../.." && pwd)"
-fi
-export TF_CLI_CONFIG_FILE="$work/cli.tfrc"
+tf_cli_config "$work/cli.tfrc"
 if [ -n "$mirror" ]; then
-  printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' "$mirror" >"$TF_CLI_CONFIG_FILE"
   say "AWS provider from the filesystem mirror $mirror"
 else
-  : >"$TF_CLI_CONFIG_FILE"
   say "no provider mirror on this machine: installing the AWS provider from the registry"
 fi
 export TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1
@@ -75,7 +68,7 @@ EOF
 
 init_log="$work/init.log"
 if ! terraform -chdir="$tf" init -input=false -no-color >"$init_log" 2>&1; then
-  if [ -z "$mirror" ] && grep -qiE 'could not connect|failed to (query|retrieve)|dial tcp|no such host' "$init_log"; then
+  if registry_unreachable "$init_log"; then
     skip "no AWS provider mirror here and the Terraform registry is unreachable: $(grep -m1 -iE 'error' "$init_log")"
   fi
   cat "$init_log"
@@ -153,16 +146,7 @@ EOF
 
 # Stand-in scaler zips: moto keeps the code, it never runs it.
 zips="$work/lambda"
-"$PY" - "$zips" <<'EOF'
-import os, sys, zipfile
-for fn in ("ews-scale-up", "ews-scale-down"):
-    d = os.path.join(sys.argv[1], fn)
-    os.makedirs(d, exist_ok=True)
-    with zipfile.ZipFile(os.path.join(d, "bootstrap.zip"), "w") as z:
-        info = zipfile.ZipInfo("bootstrap")
-        info.external_attr = 0o755 << 16
-        z.writestr(info, "#!/bin/sh\necho stand-in for %s\n" % fn)
-EOF
+stand_in_zips "$PY" "$zips"
 
 # IAM enforced: each example is applied and destroyed as a user holding exactly
 # terraform/ci-roles/deploy-policy.json, and re-planned as one holding what the plan role holds;
@@ -171,12 +155,10 @@ EOF
 # this off for a look at a failure that is not about permissions.
 principals="$work/principals.json"
 with_creds() { # with_creds USER CMD...: CMD with USER's keys while IAM is enforced
-  local who="$1"
+  local key="key_$1" secret="secret_$1"
   shift
   if [ -s "$principals" ]; then
-    AWS_ACCESS_KEY_ID="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]["key"])' "$principals" "$who")" \
-      AWS_SECRET_ACCESS_KEY="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]["secret"])' "$principals" "$who")" \
-      "$@"
+    AWS_ACCESS_KEY_ID="${!key}" AWS_SECRET_ACCESS_KEY="${!secret}" "$@"
   else
     "$@"
   fi
@@ -184,6 +166,11 @@ with_creds() { # with_creds USER CMD...: CMD with USER's keys while IAM is enfor
 enforce_iam() { # enforce_iam on|off
   if [ "$1" = on ] && [ "${EWS_TF_IAM_ENFORCED:-1}" = 1 ]; then
     AWS_DEFAULT_REGION=us-east-1 "$PY" "$HERE/tests/infra/terraform_assert.py" principals "$tf/ci-roles/deploy-policy.json" >"$principals"
+    # key_<user>=... secret_<user>=..., read once for with_creds.
+    eval "$("$PY" -c 'import json, shlex, sys
+for user, k in json.load(open(sys.argv[1])).items():
+    key, secret = shlex.quote(k["key"]), shlex.quote(k["secret"])
+    print(f"key_{user}={key} secret_{user}={secret}")' "$principals")"
     curl -sf -X POST -H "Content-Type: text/plain" "$endpoint/moto-api/reset-auth" --data 0 >/dev/null
     say "IAM enforced: apply and destroy as the deploy policy, plan as the plan role"
   else
@@ -265,8 +252,8 @@ apply_example() {
       step=$((step + 1))
       IFS='|' read -r rvars sign accept <<<"$rotation"
       # shellcheck disable=SC2086 # rvars is a list of arguments
-      # Targeted: what a rotation changes (the full apply would also "restore" what moto omits,
-      # the private zone's VPC, which moto then refuses).
+      # Targeted: what a rotation changes (a full apply would also rewrite what moto does not
+      # return, terraform_plan_check.py's list, and test that instead).
       if ! with_creds deployer terraform -chdir="$tf" apply -auto-approve "${args[@]}" $rvars \
         -target=aws_ssm_parameter.cluster_secret_2 -target=module.workers \
         -target=module.leaders.aws_iam_role_policy.leader >"$work/$name.rotate$step.log" 2>&1; then
