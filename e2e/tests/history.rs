@@ -28,6 +28,9 @@ const ADMIN_TOKEN: &str = "history-admin-token";
 /// rebalancing margin (8 against a mean of 6).
 const CLIENTS: usize = 24;
 const TOPIC: &str = "room.1";
+/// Messages published at the least, each to the topic and to c0, on a fast machine or a slow
+/// one.
+const MIN_PUBLISHED: u64 = 300;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -211,7 +214,9 @@ async fn every_subscriber_gets_every_message_once_in_order_across_every_move() {
     let (p, s) = (published.clone(), stop.clone());
     let publisher = tokio::task::spawn_blocking(move || {
         let mut n = 0;
-        while !s.load(Ordering::Relaxed) {
+        // Past the moves it goes on to at least MIN_PUBLISHED, however slow the machine: the
+        // test asserts what the clients heard of a count, never how fast it was published.
+        while !s.load(Ordering::Relaxed) || n < MIN_PUBLISHED {
             n += 1;
             // 404 or 502 when no worker in reach took it live (the cluster still learning a
             // worker's interest, one just killed): it is in history all the same, and the
@@ -252,7 +257,6 @@ async fn every_subscriber_gets_every_message_once_in_order_across_every_move() {
     stop.store(true, Ordering::Relaxed);
     publisher.await.expect("the publisher");
     let last = published.load(Ordering::Relaxed);
-    assert!(last > 300, "published {last}");
     let (code, body) = publish_msg(door, &format!("done:{last}"));
     assert_eq!(code, 200, "{body}");
 
