@@ -317,6 +317,12 @@ module "workers" {
   refresh_rollback_alarms        = ["${var.name}-unhealthy-workers", "${var.name}-alb-5xx"]
   refresh_max_healthy_percentage = var.worker_refresh_max_healthy_percentage
   refresh_checkpoint_delay_secs  = var.worker_refresh_checkpoint_delay_secs
+  max_clients                    = var.worker_max_clients
+  busy_fraction                  = var.busy_fraction
+  termination_policy_arn         = one(aws_lambda_function.terminate[*].qualified_arn)
+  spot                           = var.spot
+  scheduled_capacity             = var.scheduled_capacity
+  scheduled_capacity_time_zone   = var.scheduled_capacity_time_zone
 }
 
 module "scaling" {
@@ -326,6 +332,12 @@ module "scaling" {
   asg_arn                          = module.workers.asg_arn
   step                             = var.step
   hysteresis                       = var.hysteresis
+  threshold_formula                = var.threshold_formula
+  min_size                         = var.worker_min_size
+  scale_in_cooldown_secs           = var.scale_in_cooldown_secs
+  fill_secs                        = var.fill_secs
+  busy_fraction                    = var.busy_fraction
+  worker_max_clients               = var.worker_max_clients
   bounds_override                  = var.scaler_bounds_override
   metric_source                    = var.scaling_metric
   alb_arn_suffix                   = module.alb.arn_suffix

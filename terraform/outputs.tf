@@ -43,6 +43,16 @@ output "scaler_functions" {
   value       = module.scaling.lambda_function_names
 }
 
+output "busy_alarm_name" {
+  description = "The busy-worker alarm (the busiest worker near its capacity); null without it."
+  value       = module.scaling.busy_alarm_name
+}
+
+output "termination_function" {
+  description = "The termination-policy Lambda (ews-terminate), which the group asks which worker to remove; null without it."
+  value       = one(aws_lambda_function.terminate[*].function_name)
+}
+
 output "admin_token_parameter" {
   description = "SSM parameter holding the admin token (Authorization: Bearer <token> on the admin ports)."
   value       = aws_ssm_parameter.admin_token.name

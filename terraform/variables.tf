@@ -471,8 +471,8 @@ variable "scaling_mode" {
 
 variable "target_clients_per_worker" {
   type        = number
-  description = "With scaling_mode = \"target-tracking\": connected clients per in-service worker the policy aims at."
-  default     = 40000
+  description = "With scaling_mode = \"target-tracking\": connected clients per in-service worker the policy aims at (the step's 80 % of worker_max_clients by default)."
+  default     = 80000
 }
 
 variable "target_tracking_disable_scale_in" {
@@ -483,8 +483,8 @@ variable "target_tracking_disable_scale_in" {
 
 variable "scaling_metric" {
   type        = string
-  description = "\"alb\": alarms on the ALB's ActiveConnectionCount (Sum, 60 s), as in the paper; \"cluster\": on the connected-client count the active leader publishes."
-  default     = "alb"
+  description = "\"cluster\" (default): alarms on the connected-client count the active leader publishes, beside the busiest and quietest worker's and each worker's (the busy-worker alarm and the least-loaded termination policy need them); a missing datapoint is missing, never zero. \"alb\": on the ALB's ActiveConnectionCount (Sum, 60 s), as in the paper, with a quiet minute read as zero; no busy-worker alarm."
+  default     = "cluster"
   validation {
     condition     = contains(["alb", "cluster"], var.scaling_metric)
     error_message = "scaling_metric must be \"alb\" or \"cluster\"."
@@ -517,14 +517,96 @@ variable "cloudwatch_interval_secs" {
 
 variable "step" {
   type        = number
-  description = "Connections per worker step (STEP): the paper's 50,000."
-  default     = 50000
+  description = "Clients per worker (STEP): with threshold_formula \"per-worker\", scale out above workers x step, in below (workers - 1) x (step - hysteresis). 80 % of worker_max_clients by default, so a fifth of each worker is left for the minutes a new one takes to boot and fill."
+  default     = 80000
 }
 
 variable "hysteresis" {
   type        = number
-  description = "Connections below a step boundary before scaling down (HYSTERESIS)."
-  default     = 5000
+  description = "Clients per worker below the step before scaling in (HYSTERESIS): the gap between stepping out and back in grows with the fleet."
+  default     = 8000
+}
+
+variable "threshold_formula" {
+  type        = string
+  description = "How the scalers' thresholds follow from the worker count (THRESHOLDS): \"per-worker\" (every worker is worth a step) or \"paper\" (the first worker_min_size workers are worth one step together: up = (n - min + 1) x step, down = (n - min) x step - hysteresis)."
+  default     = "per-worker"
+  validation {
+    condition     = contains(["per-worker", "paper"], var.threshold_formula)
+    error_message = "threshold_formula must be \"per-worker\" or \"paper\"."
+  }
+}
+
+variable "worker_max_clients" {
+  type        = number
+  description = "Clients one worker takes (EWS_MAX_CONNECTIONS); past it a worker refuses upgrades with 503 and Retry-After, and the busy-worker alarm's line is busy_fraction of it. The paper's 100,000 per node; the AMI's open-file limit (1,000,000) leaves room."
+  default     = 100000
+  validation {
+    condition     = var.worker_max_clients >= 1 && var.worker_max_clients <= 900000
+    error_message = "worker_max_clients must be within 1..900000 (the AMI's open-file limit is 1,000,000)."
+  }
+}
+
+variable "busy_fraction" {
+  type        = number
+  description = "Scale out when the busiest worker holds more than this fraction of worker_max_clients while the quietest is not still filling (the busy-worker alarm, 2 of 2 minutes); a worker above it also rebalances from half the margin on (EWS_BUSY_FRACTION)."
+  default     = 0.9
+  validation {
+    condition     = var.busy_fraction > 0 && var.busy_fraction <= 1
+    error_message = "busy_fraction must be within (0, 1]."
+  }
+}
+
+variable "scale_in_cooldown_secs" {
+  type        = number
+  description = "No scale-in within this long of the last scale-in or scale-out (SCALE_IN_COOLDOWN_SECS): a drop, or a gap read as one, costs one worker at most per cool-down."
+  default     = 300
+}
+
+variable "fill_secs" {
+  type        = number
+  description = "No busy-worker scale-out within this long of the group's last launch (FILL_SECS): boot, a metric delay and the fill of the worker added last."
+  default     = 300
+}
+
+variable "least_loaded_termination" {
+  type        = bool
+  description = "Scale-in removes the worker holding the fewest clients: the termination-policy Lambda ews-terminate, listed before NewestInstance. Needs the leaders' per-worker metric (scaling_metric = \"cluster\" or publish_cluster_metric)."
+  default     = true
+}
+
+variable "scheduled_capacity" {
+  type = list(object({
+    name     = string
+    start    = string
+    end      = string
+    min_size = number
+  }))
+  description = "Workers kept before a known peak: from the cron expression start to end (UTC unless scheduled_capacity_time_zone) the group's minimum is min_size, then worker_min_size again. Example: [{ name = \"evening\", start = \"30 16 * * *\", end = \"0 21 * * *\", min_size = 6 }]."
+  default     = []
+  validation {
+    condition     = alltrue([for s in var.scheduled_capacity : s.min_size >= 1 && can(regex("^[A-Za-z0-9-]{1,40}$", s.name))])
+    error_message = "scheduled_capacity: each entry needs min_size >= 1 and a name of letters, digits and dashes."
+  }
+}
+
+variable "scheduled_capacity_time_zone" {
+  type        = string
+  description = "IANA time zone of scheduled_capacity's cron expressions (e.g. Europe/Berlin)."
+  default     = "Etc/UTC"
+}
+
+variable "spot" {
+  type = object({
+    on_demand_base = number
+    instance_types = list(string)
+  })
+  description = "Spot workers: null (default) for On-Demand only; else on_demand_base On-Demand workers and Spot above them, price-capacity-optimized over instance_types (several, of one size), with Capacity Rebalancing, and each worker draining on its two-minute interruption notice (EWS_IMDS_URL). drain_seconds must then leave time in the notice (at most 90)."
+  default     = null
+  validation {
+    condition     = var.spot == null ? true : (var.spot.on_demand_base >= 0 && length(var.spot.instance_types) >= 1)
+    error_message = "spot: on_demand_base must be >= 0 and instance_types must name at least one type."
+  }
 }
 
 variable "scaler_bounds_override" {

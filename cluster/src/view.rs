@@ -206,6 +206,17 @@ impl ClusterView {
         self.cluster_connections + self.held_connections
     }
 
+    /// Each serving worker's node id and connected clients: what the busiest-worker metric and
+    /// the per-worker metric are made of. A draining worker is left out: its count only falls,
+    /// and it is leaving.
+    pub fn worker_counts(&self) -> Vec<(&str, u64)> {
+        self.members
+            .iter()
+            .filter(|m| m.role == Role::Worker && m.is_serving() && m.status == Status::Up)
+            .map(|m| (m.node_id.as_str(), m.conns))
+            .collect()
+    }
+
     /// The active leader's entry.
     pub fn active_leader(&self) -> Option<&Member> {
         let id = self.active_leader.as_deref()?;

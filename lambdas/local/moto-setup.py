@@ -46,7 +46,9 @@ def main() -> None:
             AvailabilityZones=["us-east-1a"],
         )
     existing = {a["AlarmName"] for a in cw.describe_alarms(AlarmNames=[UP, DOWN])["MetricAlarms"]}
-    for name, op, threshold in [(UP, "GreaterThanThreshold", 50000), (DOWN, "LessThanThreshold", -5000)]:
+    # The policy's thresholds at the minimum of 2 workers with the defaults (STEP 80,000 per
+    # worker, HYSTERESIS 8,000): scale up above 160,000, scale-down off.
+    for name, op, threshold in [(UP, "GreaterThanThreshold", 160000), (DOWN, "LessThanThreshold", -8000)]:
         if name not in existing:
             cw.put_metric_alarm(
                 AlarmName=name,

@@ -1,10 +1,11 @@
 //! Scaler configuration from the environment (the names the paper's functions use), checked once
 //! at cold start so a misconfigured function fails before it is ever invoked.
 
-use crate::policy::{Direction, Steps};
+use crate::policy::{Direction, Formula, Guards, Steps};
 
-/// Default clients per node step (the paper's 50,000).
-pub const DEFAULT_STEP: u64 = 50_000;
+/// Default clients per worker step: 80 % of the default worker capacity (100,000), so the fleet
+/// scales out with a fifth of every worker left for the minutes a new one takes to boot and fill.
+pub const DEFAULT_STEP: u64 = 80_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -16,8 +17,13 @@ pub struct Config {
     pub scale_up_alarm: String,
     /// `SCALE_DOWN_ALARM`.
     pub scale_down_alarm: String,
-    /// `STEP` (50,000) and `HYSTERESIS` (default STEP / 10).
+    /// `BUSY_ALARM`: the busiest-worker alarm, which the scale-up function answers too.
+    pub busy_alarm: Option<String>,
+    /// `STEP` (80,000), `HYSTERESIS` (default STEP / 10) and `THRESHOLDS` (`per-worker`, or
+    /// `paper`).
     pub steps: Steps,
+    /// `SCALE_IN_COOLDOWN_SECS` (300) and `FILL_SECS` (300).
+    pub guards: Guards,
     /// `MIN_SIZE` / `MAX_SIZE`: optional bounds, else the group's own.
     pub min_size: Option<u32>,
     pub max_size: Option<u32>,
@@ -67,6 +73,11 @@ impl Config {
                 &format!("must be below STEP ({step}), or scale-down could never fire"),
             ));
         }
+        let formula: Formula = parse(&get, "THRESHOLDS")?.unwrap_or_default();
+        let guards = Guards {
+            scale_in_cooldown_secs: parse(&get, "SCALE_IN_COOLDOWN_SECS")?.unwrap_or(300),
+            fill_secs: parse(&get, "FILL_SECS")?.unwrap_or(300),
+        };
         let min_size: Option<u32> = parse(&get, "MIN_SIZE")?;
         let max_size: Option<u32> = parse(&get, "MAX_SIZE")?;
         if let (Some(lo), Some(hi)) = (min_size, max_size) {
@@ -88,6 +99,18 @@ impl Config {
                 "must differ from SCALE_UP_ALARM",
             ));
         }
+        let busy_alarm = get("BUSY_ALARM")
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        if let Some(busy) = &busy_alarm {
+            if busy == &scale_up_alarm || busy == &scale_down_alarm {
+                return Err(invalid(
+                    "BUSY_ALARM",
+                    busy,
+                    "must differ from SCALE_UP_ALARM and SCALE_DOWN_ALARM",
+                ));
+            }
+        }
         let rearm_stuck_after =
             std::time::Duration::from_secs(parse(&get, "REARM_STUCK_AFTER_SECS")?.unwrap_or(120));
         Ok(Config {
@@ -95,7 +118,13 @@ impl Config {
             asg_name,
             scale_up_alarm,
             scale_down_alarm,
-            steps: Steps { step, hysteresis },
+            busy_alarm,
+            steps: Steps {
+                step,
+                hysteresis,
+                formula,
+            },
+            guards,
             min_size,
             max_size,
             rearm_stuck_after,
@@ -108,6 +137,15 @@ impl Config {
             Direction::Up => &self.scale_up_alarm,
             Direction::Down => &self.scale_down_alarm,
         }
+    }
+
+    /// Every alarm this function acts on: its own, and for scale-up the busy-worker alarm.
+    pub fn own_alarms(&self) -> Vec<&str> {
+        let mut v = vec![self.own_alarm()];
+        if self.direction == Direction::Up {
+            v.extend(self.busy_alarm.as_deref());
+        }
+        v
     }
 }
 
@@ -164,11 +202,20 @@ mod tests {
         assert_eq!(
             c.steps,
             Steps {
-                step: 50_000,
-                hysteresis: 5_000
+                step: 80_000,
+                hysteresis: 8_000,
+                formula: Formula::PerWorker,
+            }
+        );
+        assert_eq!(
+            c.guards,
+            Guards {
+                scale_in_cooldown_secs: 300,
+                fill_secs: 300
             }
         );
         assert_eq!((c.min_size, c.max_size), (None, None));
+        assert_eq!(c.own_alarms(), ["up"]);
         let d = Config::from_lookup(Direction::Down, lookup(&BASE)).unwrap();
         assert_eq!(d.own_alarm(), "down");
     }
@@ -181,15 +228,24 @@ mod tests {
             ("HYSTERESIS", "0"),
             ("MIN_SIZE", "3"),
             ("MAX_SIZE", " 6 "),
+            ("THRESHOLDS", "paper"),
+            ("SCALE_IN_COOLDOWN_SECS", "60"),
+            ("FILL_SECS", "0"),
+            ("BUSY_ALARM", "busy"),
         ]);
         let c = Config::from_lookup(Direction::Up, lookup(&env)).unwrap();
         assert_eq!(
             c.steps,
             Steps {
                 step: 1000,
-                hysteresis: 0
+                hysteresis: 0,
+                formula: Formula::Paper,
             }
         );
+        assert_eq!(c.guards.scale_in_cooldown_secs, 60);
+        assert_eq!(c.own_alarms(), ["up", "busy"]);
+        let d = Config::from_lookup(Direction::Down, lookup(&env)).unwrap();
+        assert_eq!(d.own_alarms(), ["down"]);
         assert_eq!((c.min_size, c.max_size), (Some(3), Some(6)));
     }
 
@@ -209,9 +265,12 @@ mod tests {
             ("STEP", "lots"),
             ("STEP", "0"),
             ("STEP", "-5"),
-            ("HYSTERESIS", "50000"),
+            ("HYSTERESIS", "80000"),
             ("MIN_SIZE", "two"),
             ("MAX_SIZE", "1.5"),
+            ("THRESHOLDS", "both"),
+            ("SCALE_IN_COOLDOWN_SECS", "soon"),
+            ("BUSY_ALARM", "up"),
         ] {
             let mut env = BASE.to_vec();
             env.push((name, value));

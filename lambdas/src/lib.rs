@@ -1,5 +1,6 @@
-//! Elasticity for the worker group: the scaling policy, the two scaler Lambdas built on it, and
-//! `ews-sim`, which replays load curves through the very same policy.
+//! Elasticity for the worker group: the scaling policy, the two scaler Lambdas built on it, the
+//! termination-policy Lambda that picks the least-loaded worker to remove, and `ews-sim`, which
+//! replays load curves through the very same policy.
 
 pub mod chart;
 pub mod config;
@@ -10,3 +11,4 @@ pub mod scaler;
 pub mod scenario;
 pub mod sim;
 pub mod sim_model;
+pub mod terminate;

@@ -1,17 +1,23 @@
-//! The scaling policy: one pure function shared by both Lambdas and the simulator, so what the
+//! The scaling policy: one pure module shared by the Lambdas and the simulator, so what the
 //! simulator predicts is what the deployed functions do.
 //!
-//! The paper steps each alarm's threshold by ±50,000 from its *current* value, which drifts as
-//! soon as one step is missed or repeated and leaves the scale-down alarm at 1,000,000 until the
-//! first scale-up. Here both thresholds are a function of the capacity alone:
+//! **Thresholds follow from the capacity** alone, so a retried or repeated invocation converges
+//! to the same thresholds. Two formulas ([`Formula`]):
 //!
-//! - up   = (n − min + 1) × step: one more step of clients than the first `min` nodes were
-//!   provisioned for, so the first scale-up happens above `step` clients (the paper's 50,000);
-//! - down = (n − min) × step − hysteresis: below the level that justified the current node
-//!   count, with a gap so a load hovering at a step boundary does not flap. At `n == min` it is
-//!   ≤ 0, which a connection count can never be below: the alarm is effectively disabled.
+//! - `per-worker` (deployed): every worker is worth `step` clients. Up = n × step: the fleet is
+//!   past its target on average. Down = (n − 1) × (step − hysteresis): one worker fewer would still
+//!   sit `hysteresis` below the target each, so the gap between stepping out and back in grows
+//!   with the fleet (at 9 workers a blip must lose 8 × hysteresis clients, not one hysteresis).
+//! - `paper`: the paper's ±50,000 stepping made consistent. Up = (n − min + 1) × step (the first
+//!   `min` workers count as one step); down = (n − min) × step − hysteresis.
 //!
-//! A retried or repeated invocation therefore converges to the same thresholds.
+//! At `n == min` the scale-down threshold is ≤ 0, which a connection count can never be below:
+//! the alarm is effectively off.
+//!
+//! **Guards** the alarms cannot express ([`Guards`]): at most one scale-in per cool-down (and
+//! none within a cool-down of a scale-out), and a scale-out on the busiest worker only once the
+//! worker added last has had time to boot and fill: adding workers while the last one is still
+//! empty is the cascade that overshoots.
 
 use serde::Serialize;
 
@@ -60,11 +66,44 @@ impl Bounds {
     }
 }
 
-/// Clients per node step and the scale-down gap, both in connections.
+/// Clients per node step and the scale-down gap, both in connections, and how thresholds
+/// follow from them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Steps {
     pub step: u64,
     pub hysteresis: u64,
+    pub formula: Formula,
+}
+
+/// How the thresholds follow from the capacity (the module's doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Formula {
+    /// Every worker is worth one step.
+    #[default]
+    PerWorker,
+    /// The first `min` workers are worth one step together (the paper).
+    Paper,
+}
+
+impl Formula {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Formula::PerWorker => "per-worker",
+            Formula::Paper => "paper",
+        }
+    }
+}
+
+impl std::str::FromStr for Formula {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Formula, String> {
+        match s {
+            "per-worker" => Ok(Formula::PerWorker),
+            "paper" => Ok(Formula::Paper),
+            _ => Err("either per-worker or paper".into()),
+        }
+    }
 }
 
 /// Alarm thresholds for one capacity.
@@ -78,10 +117,76 @@ pub struct Thresholds {
 
 /// The thresholds that belong to `n` nodes.
 pub fn thresholds(n: u32, bounds: Bounds, steps: Steps) -> Thresholds {
-    let above_min = u64::from(n.saturating_sub(bounds.min));
-    let up = (above_min + 1) as f64 * steps.step as f64;
-    let down = above_min as f64 * steps.step as f64 - steps.hysteresis as f64;
-    Thresholds { up, down }
+    let (step, hysteresis) = (steps.step as f64, steps.hysteresis as f64);
+    match steps.formula {
+        Formula::Paper => {
+            let above_min = f64::from(n.saturating_sub(bounds.min));
+            Thresholds {
+                up: (above_min + 1.0) * step,
+                down: above_min * step - hysteresis,
+            }
+        }
+        Formula::PerWorker => Thresholds {
+            up: f64::from(n) * step,
+            down: if n <= bounds.min {
+                -hysteresis.max(1.0)
+            } else {
+                f64::from(n - 1) * (step - hysteresis)
+            },
+        },
+    }
+}
+
+/// What an alarm can't see: when the last steps happened. Times are seconds on any one clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Guards {
+    /// No scale-in within this long of the last scale-in or scale-out (`SCALE_IN_COOLDOWN_SECS`).
+    pub scale_in_cooldown_secs: u64,
+    /// No scale-out on the busiest worker within this long of the last scale-out: a worker
+    /// added then may still be booting or filling (`FILL_SECS`).
+    pub fill_secs: u64,
+}
+
+/// Why a step is not taken now, and until when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Wait {
+    pub until: i64,
+}
+
+impl Guards {
+    /// Whether a scale-in may happen at `now`, given the last scale-in and scale-out.
+    pub fn scale_in(
+        self,
+        now: i64,
+        last_in: Option<i64>,
+        last_out: Option<i64>,
+    ) -> Result<(), Wait> {
+        let last = last_in.max(last_out);
+        after(now, last, self.scale_in_cooldown_secs)
+    }
+
+    /// Whether the busiest worker may add one at `now`, given the last scale-out.
+    pub fn busy_scale_out(self, now: i64, last_out: Option<i64>) -> Result<(), Wait> {
+        after(now, last_out, self.fill_secs)
+    }
+}
+
+/// How long the reconcile waits after the `failures`-th failed run in a row before it re-arms
+/// the alarm again: a minute, doubling, at most an hour. A persistent error (AccessDenied, a
+/// scaling activity that never ends) costs a handful of runs an hour, not one every few seconds.
+pub fn failure_backoff_secs(failures: u32) -> u64 {
+    60u64
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(3600)
+}
+
+fn after(now: i64, last: Option<i64>, secs: u64) -> Result<(), Wait> {
+    match last {
+        Some(t) if now < t.saturating_add(secs as i64) => Err(Wait {
+            until: t.saturating_add(secs as i64),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// What one alarm firing should do to the group.
@@ -122,6 +227,7 @@ mod tests {
     const STEPS: Steps = Steps {
         step: 50_000,
         hysteresis: 5_000,
+        formula: Formula::Paper,
     };
 
     #[test]
@@ -148,6 +254,7 @@ mod tests {
         let steps = Steps {
             step: 50_000,
             hysteresis: 0,
+            formula: Formula::Paper,
         };
         // A connection count is never < 0.
         assert_eq!(thresholds(2, PAPER, steps).down, 0.0);
@@ -190,6 +297,50 @@ mod tests {
         assert_eq!(decide(14, Direction::Up, PAPER, STEPS).to, 10);
         assert_eq!(decide(0, Direction::Down, PAPER, STEPS).to, 2);
         assert_eq!(decide(u32::MAX, Direction::Up, PAPER, STEPS).to, 10);
+    }
+
+    #[test]
+    fn per_worker_thresholds_widen_their_gap_with_the_fleet() {
+        let steps = Steps {
+            step: 80_000,
+            hysteresis: 8_000,
+            formula: Formula::PerWorker,
+        };
+        assert_eq!(thresholds(2, PAPER, steps).up, 160_000.0);
+        assert!(thresholds(2, PAPER, steps).down < 0.0);
+        for n in 3..=10 {
+            let t = thresholds(n, PAPER, steps);
+            assert_eq!(t.up, f64::from(n) * 80_000.0);
+            assert_eq!(t.down, f64::from(n - 1) * 72_000.0);
+            // The load that stepped out to n (just above up(n - 1)) is 8,000 × (n - 1) above
+            // the threshold that would step back in.
+            let gap = thresholds(n - 1, PAPER, steps).up - t.down;
+            assert_eq!(gap, f64::from(n - 1) * 8_000.0, "n = {n}");
+        }
+        assert_eq!("per-worker".parse::<Formula>(), Ok(Formula::PerWorker));
+        assert_eq!("paper".parse::<Formula>(), Ok(Formula::Paper));
+        assert!("both".parse::<Formula>().is_err());
+    }
+
+    #[test]
+    fn guards_space_scale_ins_and_wait_for_a_new_worker_to_fill() {
+        let g = Guards {
+            scale_in_cooldown_secs: 300,
+            fill_secs: 600,
+        };
+        assert_eq!(g.scale_in(1000, None, None), Ok(()));
+        assert_eq!(g.scale_in(1000, Some(800), None), Err(Wait { until: 1100 }));
+        assert_eq!(g.scale_in(1100, Some(800), None), Ok(()));
+        // A scale-out is followed by a cool-down too: no stepping straight back.
+        assert_eq!(
+            g.scale_in(1000, Some(100), Some(900)),
+            Err(Wait { until: 1200 })
+        );
+        assert_eq!(g.busy_scale_out(1000, Some(500)), Err(Wait { until: 1100 }));
+        assert_eq!(g.busy_scale_out(1000, Some(400)), Ok(()));
+        assert_eq!(g.busy_scale_out(1000, None), Ok(()));
+        let backoff: Vec<u64> = (1..=8).map(failure_backoff_secs).collect();
+        assert_eq!(backoff, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
     }
 
     #[test]

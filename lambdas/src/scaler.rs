@@ -1,12 +1,17 @@
 //! The scaler Lambda handler: one alarm transition in, at most one node of change out.
 //!
 //! Order of work and why:
-//! 1. Ignore anything that is not a transition into ALARM of this function's alarm.
+//! 1. Ignore anything that is not a transition into ALARM of this function's alarms (scale-up
+//!    answers the total's alarm and the busiest worker's).
 //! 2. Describe the fired alarm: if it is no longer in ALARM, this delivery is a retry of an event
 //!    already handled (we re-arm to OK at the end) or the load already recovered.
-//! 3. Describe the group; record the event's key in a group tag *before* changing capacity, so a
-//!    retry after a partial run cannot step twice (at worst a step is skipped, and the re-armed
-//!    alarm fires again one period later if the breach persists).
+//! 3. Describe the group. Check the guards ([`Guards`]) against the time of the last steps,
+//!    kept in group tags: a scale-in within the cool-down, or a busy-worker scale-out while the
+//!    worker added last may still be filling, waits (`waiting`) and leaves the alarm in ALARM for
+//!    the scheduled reconcile to re-arm, so a persisting breach is looked at again minutes later,
+//!    never seconds. Record the event's key and the step's time in group tags *before* changing
+//!    capacity, so a retry after a partial run cannot step twice (at worst a step is skipped,
+//!    and the alarm fires again later if the breach persists).
 //! 4. SetDesiredCapacity (clamped: moto does not enforce min/max, AWS rejects past them).
 //! 5. Rewrite both alarms for the new capacity. PutMetricAlarm replaces the whole alarm
 //!    configuration, so every field of the described alarm is copied and only the threshold
@@ -17,7 +22,11 @@
 //!
 //! Transient AWS errors are retried with backoff by the SDK clients' retry policy
 //! ([`retry_config`]); an error that remains names the failing call, and the function fails so
-//! AWS retries the whole event (safe by steps 2 and 3).
+//! AWS retries the whole event (safe by steps 2 and 3). A failed run does **not** re-arm its
+//! alarm: re-armed, the alarm would fire again within seconds and a persistent error
+//! (AccessDenied, a scaling activity that never ends) would loop. Left in ALARM, it is re-armed
+//! by the scheduled reconcile, at most once per `reconcile_minutes`, and the function's Errors
+//! alarm says why.
 
 use std::time::Duration;
 
@@ -29,10 +38,15 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::event::{classify_json, Verdict};
-use crate::policy::{decide, thresholds, Bounds, Decision, Direction, Thresholds};
+use crate::policy::{decide, thresholds, Bounds, Decision, Direction, Thresholds, Wait};
 
 /// The group tag holding the key of the last alarm transition a scaler acted on.
 pub const LAST_EVENT_TAG: &str = "ews:last-scaling-event";
+/// The group tags holding when the scalers last stepped in and out (RFC 3339).
+pub const LAST_SCALE_IN_TAG: &str = "ews:last-scale-in";
+pub const LAST_SCALE_OUT_TAG: &str = "ews:last-scale-out";
+/// The group tag counting the scalers' failed runs in a row: `<count>@<RFC 3339 time>`.
+pub const FAILURES_TAG: &str = "ews:scaler-failures";
 
 /// Five attempts with exponential backoff from 200 ms: rides out throttling and brief outages
 /// well within a Lambda timeout.
@@ -101,6 +115,9 @@ pub enum Action {
     Scaled,
     /// Already at the bound: thresholds checked, alarm re-armed, capacity unchanged.
     AtBound,
+    /// A guard holds the step back (the scale-in cool-down, a new worker still filling): the
+    /// alarm stays in ALARM for the reconcile to re-arm.
+    Waiting,
     /// The same transition was acted on before (a retried delivery after a partial run).
     Duplicate,
     /// A scheduled reconcile: thresholds rewritten for the group's actual capacity (and this
@@ -157,22 +174,56 @@ impl Scaler {
         if is_reconcile(&event.payload) {
             return self.reconcile().await;
         }
-        let own = self.cfg.own_alarm().to_string();
-        let (key, at) = match classify_json(event.payload, &own) {
-            Verdict::Act { key, at } => (key, at),
-            Verdict::Ignore(reason) => return Ok(ignored(reason)),
+        let mut first_reason = None;
+        let mut acted = None;
+        for own in self.cfg.own_alarms() {
+            match classify_json(event.payload.clone(), own) {
+                Verdict::Act { key, at } => {
+                    acted = Some((own.to_string(), key, at));
+                    break;
+                }
+                Verdict::Ignore(reason) => {
+                    first_reason.get_or_insert(reason);
+                }
+            }
+        }
+        let Some((own, key, at)) = acted else {
+            return Ok(ignored(first_reason.unwrap_or_default()));
         };
         let result = self.scale(&own, key, at).await;
         if let Err(e) = &result {
-            // CloudWatch invokes again only after a state change: left in ALARM, this alarm would
-            // never invoke again while the breach lasts. Re-armed, it fires next period if the
-            // breach persists (best effort; the scheduled reconcile catches what this misses).
-            match self.rearm(&own, "after a failed run").await {
-                Ok(()) => tracing::warn!(error = %e, "run failed; alarm re-armed to fire again"),
-                Err(re) => tracing::warn!(error = %e, rearm = %re, "run failed; re-arm failed too"),
-            }
+            // Not re-armed: it would fire again within seconds, and a persistent error would
+            // loop. The reconcile re-arms it, backing off by the failures counted here.
+            let counted = self.count_failure().await;
+            tracing::warn!(error = %e, alarm = %own, failures_in_a_row = ?counted, "run failed; the alarm stays in ALARM until the scheduled reconcile re-arms it");
         }
         result
+    }
+
+    /// Counts a failed run in the group's [`FAILURES_TAG`] (best effort: the error that failed
+    /// the run may fail this too, and then the reconcile re-arms at its own pace).
+    async fn count_failure(&self) -> Option<u32> {
+        let group = self.describe_group().await.ok()?;
+        let (before, _) = failures(&group).unwrap_or((0, 0));
+        let now = before.saturating_add(1);
+        let value = format!("{now}@{}", chrono::Utc::now().to_rfc3339());
+        self.asg
+            .create_or_update_tags()
+            .tags(self.tag(FAILURES_TAG, &value))
+            .send()
+            .await
+            .ok()?;
+        Some(now)
+    }
+
+    fn tag(&self, key: &str, value: &str) -> AsgTag {
+        AsgTag::builder()
+            .resource_id(&self.cfg.asg_name)
+            .resource_type("auto-scaling-group")
+            .key(key)
+            .value(value)
+            .propagate_at_launch(false)
+            .build()
     }
 
     /// Acts on the transition `key` (at `at`) of this function's alarm `own`.
@@ -229,9 +280,19 @@ impl Scaler {
         } else {
             decide(desired, self.cfg.direction, bounds, self.cfg.steps)
         };
+        let now = chrono::Utc::now();
+        if !duplicate && decision.changes_capacity() {
+            if let Err(wait) = self.guard(&group, own, now).await {
+                let settled = self
+                    .settle_thresholds(bounds.clamp(desired), bounds)
+                    .await?;
+                return Ok(self.waiting(own, wait, bounds, desired, settled, key));
+            }
+        }
 
         if !duplicate {
-            self.record_key(&key).await?;
+            let stepped = decision.changes_capacity().then_some(now);
+            self.record_key(&key, stepped).await?;
         }
         if decision.changes_capacity() {
             self.set_desired(decision.to).await?;
@@ -296,6 +357,102 @@ impl Scaler {
         })
     }
 
+    /// The guard for a step of `own`'s alarm at `now` ([`Guards`]), from the group's tags; for
+    /// the busy-worker alarm also its instances (one still launching is capacity on its way) and
+    /// its last launch (a replacement's too, which no tag records).
+    async fn guard(
+        &self,
+        group: &AutoScalingGroup,
+        own: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), Wait> {
+        let last_in = tag_time(group, LAST_SCALE_IN_TAG);
+        let last_out = tag_time(group, LAST_SCALE_OUT_TAG);
+        let guards = self.cfg.guards;
+        match self.cfg.direction {
+            Direction::Down => guards.scale_in(now.timestamp(), last_in, last_out),
+            Direction::Up if self.cfg.busy_alarm.as_deref() == Some(own) => {
+                let launching = group.instances().iter().any(|i| {
+                    i.lifecycle_state()
+                        .is_some_and(|s| s.as_str().starts_with("Pending"))
+                });
+                if launching {
+                    return Err(Wait {
+                        until: now.timestamp() + guards.fill_secs as i64,
+                    });
+                }
+                let last_launch = self.last_launch().await;
+                guards.busy_scale_out(now.timestamp(), last_out.max(last_launch))
+            }
+            Direction::Up => Ok(()),
+        }
+    }
+
+    /// When the group last launched an instance, from its scaling activities (best effort:
+    /// without it the tags' last scale-out still guards).
+    async fn last_launch(&self) -> Option<i64> {
+        let out = self
+            .asg
+            .describe_scaling_activities()
+            .auto_scaling_group_name(&self.cfg.asg_name)
+            .max_records(20)
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %aws_sdk_autoscaling::error::DisplayErrorContext(&e), "DescribeScalingActivities failed; the last scale-out guards alone");
+            })
+            .ok()?;
+        out.activities()
+            .iter()
+            .filter(|a| a.description().is_some_and(|d| d.starts_with("Launching")))
+            .filter_map(|a| a.start_time().map(|t| t.secs()))
+            .max()
+    }
+
+    fn waiting(
+        &self,
+        own: &str,
+        wait: Wait,
+        bounds: Bounds,
+        desired: u32,
+        settled: Settled,
+        key: String,
+    ) -> Outcome {
+        let until = chrono::DateTime::from_timestamp(wait.until, 0)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        let reason = match self.cfg.direction {
+            Direction::Down => format!(
+                "scale-in cool-down until {until}; alarm {own:?} stays in ALARM until the \
+                 scheduled reconcile re-arms it"
+            ),
+            Direction::Up => format!(
+                "the worker added last may still be filling until {until}; alarm {own:?} stays \
+                 in ALARM until the scheduled reconcile re-arms it"
+            ),
+        };
+        tracing::info!(%reason, "step held back");
+        Outcome {
+            action: Action::Waiting,
+            reason,
+            change: Some(self.change(bounds, desired, &settled, key)),
+        }
+    }
+
+    /// The response's account of the group: from `from` nodes to what the thresholds settled on.
+    fn change(&self, bounds: Bounds, from: u32, settled: &Settled, key: String) -> Change {
+        Change {
+            group: self.cfg.asg_name.clone(),
+            direction: self.cfg.direction,
+            bounds,
+            from,
+            to: settled.nodes,
+            up_threshold: settled.thresholds.up,
+            down_threshold: settled.thresholds.down,
+            key,
+        }
+    }
+
     /// The scheduled reconcile (EventBridge, every few minutes): whatever changed the group's
     /// desired capacity (an operator, another tool, a lost invocation), both thresholds are
     /// rewritten for what is there; and this function's alarm, if it has sat in ALARM past
@@ -308,46 +465,53 @@ impl Scaler {
         let settled = self
             .settle_thresholds(bounds.clamp(desired), bounds)
             .await?;
-        let own = self.cfg.own_alarm().to_string();
         let alarms = self.describe_alarms().await?;
-        let alarm = find_alarm(&alarms, &own)?;
-        let since = alarm
-            .state_transitioned_timestamp()
-            .or(alarm.state_updated_timestamp())
-            .and_then(|t| std::time::SystemTime::try_from(*t).ok())
-            .and_then(|t| t.elapsed().ok());
-        let stuck = alarm.state_value == Some(StateValue::Alarm)
-            && since.is_none_or(|d| d >= self.cfg.rearm_stuck_after);
-        if stuck {
-            self.rearm(
-                &own,
-                "by the scheduled reconcile (no invocation re-armed it)",
-            )
-            .await?;
+        let mut rearmed = Vec::new();
+        let backoff = failures(&group).and_then(|(n, at)| {
+            let until = at + crate::policy::failure_backoff_secs(n) as i64;
+            (n > 0 && chrono::Utc::now().timestamp() < until).then_some((n, until))
+        });
+        for own in self.cfg.own_alarms() {
+            let alarm = find_alarm(&alarms, own)?;
+            let since = alarm
+                .state_transitioned_timestamp()
+                .or(alarm.state_updated_timestamp())
+                .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+                .and_then(|t| t.elapsed().ok());
+            let stuck = alarm.state_value == Some(StateValue::Alarm)
+                && since.is_none_or(|d| d >= self.cfg.rearm_stuck_after);
+            if stuck && backoff.is_none() {
+                self.rearm(
+                    own,
+                    "by the scheduled reconcile (no invocation re-armed it)",
+                )
+                .await?;
+                rearmed.push(format!("{own:?}"));
+            }
         }
         let reason = format!(
-            "thresholds rewritten for the group's {} nodes{}",
+            "thresholds rewritten for the group's {} nodes{}{}",
             settled.nodes,
-            if stuck {
-                format!("; alarm {own:?} was stuck in ALARM and is re-armed")
-            } else {
+            if rearmed.is_empty() {
                 String::new()
+            } else {
+                format!("; {} stuck in ALARM and re-armed", rearmed.join(" and "))
+            },
+            match backoff {
+                Some((n, until)) => format!(
+                    "; {n} failed runs in a row: no re-arm until {}",
+                    chrono::DateTime::from_timestamp(until, 0)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default()
+                ),
+                None => String::new(),
             }
         );
         tracing::info!(%reason, "reconciled");
         Ok(Outcome {
             action: Action::Reconciled,
             reason,
-            change: Some(Change {
-                group: self.cfg.asg_name.clone(),
-                direction: self.cfg.direction,
-                bounds,
-                from: desired,
-                to: settled.nodes,
-                up_threshold: settled.thresholds.up,
-                down_threshold: settled.thresholds.down,
-                key: String::new(),
-            }),
+            change: Some(self.change(bounds, desired, &settled, String::new())),
         })
     }
 
@@ -365,10 +529,11 @@ impl Scaler {
             let t = thresholds(nodes, bounds, self.cfg.steps);
             // Fresh copies: another scaler may have rewritten them since this one started.
             for alarm in &self.describe_alarms().await? {
-                let threshold = if alarm.alarm_name() == Some(self.cfg.scale_up_alarm.as_str()) {
-                    t.up
-                } else {
-                    t.down
+                // The busy-worker alarm's line is the capacity's, not the fleet's: left alone.
+                let threshold = match alarm.alarm_name() {
+                    Some(n) if n == self.cfg.scale_up_alarm => t.up,
+                    Some(n) if n == self.cfg.scale_down_alarm => t.down,
+                    _ => continue,
                 };
                 self.put_threshold(alarm, threshold).await?;
             }
@@ -397,14 +562,22 @@ impl Scaler {
         let out = self
             .cw
             .describe_alarms()
-            .alarm_names(&self.cfg.scale_up_alarm)
-            .alarm_names(&self.cfg.scale_down_alarm)
+            .set_alarm_names(Some(
+                [&self.cfg.scale_up_alarm, &self.cfg.scale_down_alarm]
+                    .into_iter()
+                    .chain(self.cfg.busy_alarm.as_ref())
+                    .cloned()
+                    .collect(),
+            ))
             .alarm_types(AlarmType::MetricAlarm)
             .send()
             .await
             .map_err(aws_err(CALL))?;
         let alarms = out.metric_alarms().to_vec();
-        for name in [&self.cfg.scale_up_alarm, &self.cfg.scale_down_alarm] {
+        for name in [&self.cfg.scale_up_alarm, &self.cfg.scale_down_alarm]
+            .into_iter()
+            .chain(self.cfg.busy_alarm.as_ref())
+        {
             find_alarm(&alarms, name)?;
         }
         Ok(alarms)
@@ -431,18 +604,26 @@ impl Scaler {
             })
     }
 
-    async fn record_key(&self, key: &str) -> Result<(), ScaleError> {
-        let tag = AsgTag::builder()
-            .resource_id(&self.cfg.asg_name)
-            .resource_type("auto-scaling-group")
-            .key(LAST_EVENT_TAG)
-            .value(key)
-            .propagate_at_launch(false)
-            .build();
-        self.asg
+    /// Records the transition's key and, for a step, its time as the last scale-in or -out.
+    async fn record_key(
+        &self,
+        key: &str,
+        stepped: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), ScaleError> {
+        let mut put = self
+            .asg
             .create_or_update_tags()
-            .tags(tag)
-            .send()
+            .tags(self.tag(LAST_EVENT_TAG, key));
+        if let Some(at) = stepped {
+            let name = match self.cfg.direction {
+                Direction::Up => LAST_SCALE_OUT_TAG,
+                Direction::Down => LAST_SCALE_IN_TAG,
+            };
+            put = put
+                .tags(self.tag(name, &at.to_rfc3339()))
+                .tags(self.tag(FAILURES_TAG, &format!("0@{}", at.to_rfc3339())));
+        }
+        put.send()
             .await
             .map_err(aws_err("autoscaling:CreateOrUpdateTags"))?;
         Ok(())
@@ -546,6 +727,29 @@ fn find_alarm<'a>(alarms: &'a [MetricAlarm], name: &str) -> Result<&'a MetricAla
                 "cloudwatch:DescribeAlarms: metric alarm {name:?} not found"
             ))
         })
+}
+
+/// The failed runs in a row and the last one's time (seconds), from [`FAILURES_TAG`].
+fn failures(group: &AutoScalingGroup) -> Option<(u32, i64)> {
+    let value = group
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(FAILURES_TAG))?
+        .value()?;
+    let (n, at) = value.split_once('@')?;
+    let at = chrono::DateTime::parse_from_rfc3339(at).ok()?.timestamp();
+    Some((n.parse().ok()?, at))
+}
+
+/// A step time recorded in a group tag, in seconds; an unreadable one counts as none.
+fn tag_time(group: &AutoScalingGroup, key: &str) -> Option<i64> {
+    group
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+        .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
+        .map(|t| t.timestamp())
 }
 
 fn sizes(group: &AutoScalingGroup) -> Result<(u32, u32, u32), ScaleError> {

@@ -102,6 +102,27 @@ pub enum Scenario {
     /// A working day (`lambdas/scenarios/day.csv`): night low, morning ramp, lunch dip, evening
     /// peak of 440,000.
     Day,
+    /// A flash crowd: 20,000 clients, then 400,000 within ten minutes, for two hours.
+    Flash,
+    /// 680,000 clients (nine workers) for three hours, all gone for three minutes after the
+    /// first hour (a network outage on the clients' side) and back after it.
+    Blip,
+    /// Six hours of 240,000 clients ± 6 % on a 20-minute cycle: around the three-worker step.
+    #[value(name = "oscillation-low")]
+    OscillationLow,
+    /// Six hours of 400,000 clients ± 6 % on a 20-minute cycle: around the five-worker step.
+    #[value(name = "oscillation-high")]
+    OscillationHigh,
+}
+
+/// `level` ± 6 % on a 20-minute cycle for six hours, a point a minute.
+fn oscillation(level: f64) -> Vec<(u64, u64)> {
+    (0..=360)
+        .map(|m| {
+            let phase = (m % 20) as f64 / 20.0 * std::f64::consts::TAU;
+            (m * 60, (level * (1.0 + 0.06 * phase.sin())).round() as u64)
+        })
+        .collect()
 }
 
 /// The day curve shipped as an example of the CSV format.
@@ -118,6 +139,24 @@ impl Scenario {
                 })
             }
             Scenario::Table2 => vec![(0, 0), (300 * 60, 150_000)],
+            Scenario::Flash => vec![
+                (0, 20_000),
+                (H / 2, 20_000),
+                (H / 2 + 600, 400_000),
+                (5 * H / 2, 400_000),
+                (3 * H, 20_000),
+                (4 * H, 20_000),
+            ],
+            Scenario::Blip => vec![
+                (0, 680_000),
+                (H, 680_000),
+                (H + 1, 0),
+                (H + 180, 0),
+                (H + 181, 680_000),
+                (3 * H, 680_000),
+            ],
+            Scenario::OscillationLow => oscillation(240_000.0),
+            Scenario::OscillationHigh => oscillation(400_000.0),
             Scenario::Case1 => vec![(0, 50_000), (3 * H, 50_000)],
             Scenario::Case2 => vec![
                 (0, 100_000),
@@ -142,7 +181,7 @@ impl Scenario {
             Scenario::Table2 => vec![50_000, 100_000, 150_000],
             Scenario::Case1 => vec![50_000],
             Scenario::Case2 | Scenario::Case2Short => vec![100_000],
-            Scenario::Day => Vec::new(),
+            _ => Vec::new(),
         }
     }
 
@@ -157,6 +196,10 @@ impl Scenario {
             Scenario::Day => {
                 "A working day: 14,000 at night, 310,000 late morning, 440,000 at 20:00"
             }
+            Scenario::Flash => "A flash crowd: 20,000 to 400,000 clients in ten minutes",
+            Scenario::Blip => "680,000 clients, all gone for three minutes after an hour",
+            Scenario::OscillationLow => "240,000 clients ± 6 % on a 20-minute cycle",
+            Scenario::OscillationHigh => "400,000 clients ± 6 % on a 20-minute cycle",
         }
     }
 }

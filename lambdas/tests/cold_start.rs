@@ -1,4 +1,5 @@
-//! A scaler with missing or malformed configuration fails at cold start, naming the variable.
+//! A scaler or the termination policy with missing or malformed configuration fails at cold
+//! start, naming the variable.
 
 use std::process::Command;
 
@@ -40,4 +41,7 @@ fn missing_or_malformed_config_fails_naming_the_variable() {
         assert!(out.contains("STEP"), "{out}");
         assert!(out.contains("fifty thousand"), "{out}");
     }
+    let (ok, out) = cold_start(env!("CARGO_BIN_EXE_ews-terminate"), &[]);
+    assert!(!ok);
+    assert!(out.contains("DEPLOYMENT is not set"), "{out}");
 }

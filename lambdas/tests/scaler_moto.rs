@@ -8,7 +8,9 @@ use aws_sdk_cloudwatch::types::{
 };
 use ews_lambdas::config::Config;
 use ews_lambdas::policy::Direction;
-use ews_lambdas::scaler::{Action, Outcome, Scaler, LAST_EVENT_TAG};
+use ews_lambdas::scaler::{
+    Action, Outcome, Scaler, FAILURES_TAG, LAST_EVENT_TAG, LAST_SCALE_IN_TAG, LAST_SCALE_OUT_TAG,
+};
 use ews_testkit::moto::Moto;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
@@ -16,6 +18,7 @@ use serde_json::{json, Value};
 const ASG: &str = "ews-workers";
 const UP: &str = "ews-scale-up-alarm";
 const DOWN: &str = "ews-scale-down-alarm";
+const BUSY: &str = "ews-busy-worker-alarm";
 const UP_FN: &str = "arn:aws:lambda:us-east-1:123456789012:function:ews-scale-up";
 const DOWN_FN: &str = "arn:aws:lambda:us-east-1:123456789012:function:ews-scale-down";
 
@@ -26,8 +29,8 @@ struct Env {
 }
 
 impl Env {
-    /// moto with a worker group of `desired` nodes (bounds 2..10) and both alarms at the paper's
-    /// initial thresholds for that capacity.
+    /// moto with a worker group of `desired` nodes (bounds 2..10) and both alarms at the
+    /// per-worker thresholds for that capacity (STEP 50,000, HYSTERESIS 5,000).
     async fn start(desired: i32) -> Env {
         let moto = Moto::start();
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -63,7 +66,60 @@ impl Env {
             .unwrap();
         env.create_up_alarm(desired).await;
         env.create_down_alarm(desired).await;
+        env.create_busy_alarm().await;
         env
+    }
+
+    /// The busy-worker alarm: a static line the scalers never rewrite.
+    async fn create_busy_alarm(&self) {
+        self.cw
+            .put_metric_alarm()
+            .alarm_name(BUSY)
+            .alarm_actions(UP_FN)
+            .namespace("ElasticWS")
+            .metric_name("BusiestWorkerClients")
+            .statistic(Statistic::Maximum)
+            .period(60)
+            .evaluation_periods(2)
+            .threshold(90_000.0)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .treat_missing_data("notBreaching")
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Sets a group tag as a scaler would have.
+    async fn tag(&self, key: &str, value: &str) {
+        self.asg
+            .create_or_update_tags()
+            .tags(
+                aws_sdk_autoscaling::types::Tag::builder()
+                    .resource_id(ASG)
+                    .resource_type("auto-scaling-group")
+                    .key(key)
+                    .value(value)
+                    .propagate_at_launch(false)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn group_tag(&self, key: &str) -> Option<String> {
+        let out = self
+            .asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(ASG)
+            .send()
+            .await
+            .unwrap();
+        out.auto_scaling_groups()[0]
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value().map(str::to_string))
     }
 
     /// The scale-up alarm at its threshold for `desired` nodes.
@@ -157,6 +213,7 @@ impl Env {
             ("SCALE_DOWN_ALARM", DOWN),
             ("STEP", "50000"),
             ("HYSTERESIS", "5000"),
+            ("BUSY_ALARM", BUSY),
         ];
         vars.extend_from_slice(extra);
         let cfg = Config::from_lookup(direction, |k| {
@@ -225,7 +282,7 @@ impl Env {
             .unwrap();
         let at = self.alarm(name).await.state_updated_timestamp.unwrap();
         let at = chrono::DateTime::from_timestamp_millis(at.to_millis().unwrap()).unwrap();
-        let file = if name == UP {
+        let file = if name == UP || name == BUSY {
             "scale-up-alarm.json"
         } else {
             "scale-down-alarm.json"
@@ -238,11 +295,15 @@ impl Env {
 }
 
 fn initial_up(n: i32) -> f64 {
-    f64::from(n - 2 + 1) * 50_000.0
+    f64::from(n) * 50_000.0
 }
 
 fn initial_down(n: i32) -> f64 {
-    f64::from(n - 2) * 50_000.0 - 5_000.0
+    if n <= 2 {
+        -5_000.0
+    } else {
+        f64::from(n - 1) * 45_000.0
+    }
 }
 
 fn sample(name: &str) -> Value {
@@ -323,7 +384,7 @@ async fn scale_up_rethresholds_both_alarms_rearms_and_is_idempotent() {
     assert_eq!((change.from, change.to), (2, 3));
     assert_eq!(
         (change.up_threshold, change.down_threshold),
-        (100_000.0, 45_000.0)
+        (150_000.0, 90_000.0)
     );
     assert_state(&env, 3, &before).await;
     assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Ok));
@@ -455,8 +516,8 @@ async fn a_missing_group_is_an_error_naming_the_call() {
     let msg = err.to_string();
     assert!(msg.contains("DescribeAutoScalingGroups"), "{msg}");
     assert!(msg.contains("WS_ASG_NAME"), "{msg}");
-    // The failed run re-armed its alarm, so CloudWatch invokes again next period.
-    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Ok));
+    // Not re-armed: a persistent error would loop every few seconds. The reconcile re-arms it.
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Alarm));
 }
 
 #[tokio::test]
@@ -591,11 +652,12 @@ async fn a_stale_retry_of_an_older_transition_is_rejected() {
 }
 
 /// A run that fails (here the scale-down alarm was deleted, so the scaler cannot rewrite it and
-/// refuses to step) re-arms its alarm on the way out, so CloudWatch invokes again next period.
-/// Once the alarm is back, the reconcile finds everything consistent and the next period's
-/// invocation steps as expected.
+/// refuses to step) leaves its alarm in ALARM and counts the failure on the group; the
+/// reconcile re-arms the alarm only once the back-off (a minute, doubling per failure in a row,
+/// at most an hour) is over, so a persistent error costs a few runs an hour, not one every few
+/// seconds. Once the alarm is back, the next breach steps and the count starts over.
 #[tokio::test]
-async fn a_failed_run_is_followed_by_the_next_period_stepping() {
+async fn a_failed_run_backs_off_and_the_next_breach_steps() {
     let env = Env::start(2).await;
     let up = env.scaler(Direction::Up);
     env.cw
@@ -609,18 +671,105 @@ async fn a_failed_run_is_followed_by_the_next_period_stepping() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains(DOWN), "{err}");
-    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Ok));
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Alarm));
     assert_eq!(env.desired().await, 2, "no step without both alarms");
+    let count = env.group_tag(FAILURES_TAG).await.unwrap();
+    assert!(count.starts_with("1@"), "{count}");
 
     // `terraform apply` puts the alarm back, at its initial threshold.
     env.create_down_alarm(2).await;
     let before = snapshot(&env).await;
-    let out = invoke(&up, json!({"action": "reconcile"})).await;
+    let patient = env.scaler_with(Direction::Up, &[("REARM_STUCK_AFTER_SECS", "0")]);
+    let out = invoke(&patient, json!({"action": "reconcile"})).await;
     assert_eq!(out.action, Action::Reconciled, "{out:?}");
+    assert!(
+        out.reason.contains("1 failed runs in a row"),
+        "{}",
+        out.reason
+    );
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Alarm));
     assert_state(&env, 2, &before).await;
+    // A minute later (the tag says so) the back-off is over and the reconcile re-arms.
+    let earlier = chrono::Utc::now() - chrono::Duration::seconds(61);
+    env.tag(FAILURES_TAG, &format!("1@{}", earlier.to_rfc3339()))
+        .await;
+    let out = invoke(&patient, json!({"action": "reconcile"})).await;
+    assert!(out.reason.contains("re-armed"), "{}", out.reason);
+    assert_eq!(env.alarm(UP).await.state_value, Some(StateValue::Ok));
 
-    // The breach persists: next period the alarm fires again and the scaler steps.
+    // The breach persists: the alarm fires again and the scaler steps; the count starts over.
     let out = invoke(&up, env.breach(UP).await).await;
     assert_eq!(out.action, Action::Scaled, "{out:?}");
     assert_state(&env, 3, &before).await;
+    let count = env.group_tag(FAILURES_TAG).await.unwrap();
+    assert!(count.starts_with("0@"), "{count}");
+}
+
+/// One scale-in per cool-down: a second breach within it waits, leaving the alarm in ALARM for
+/// the reconcile; once the cool-down is over (the tag says the last scale-in was long ago) the
+/// next breach steps.
+#[tokio::test]
+async fn scale_in_waits_out_the_cool_down() {
+    let env = Env::start(5).await;
+    let before = snapshot(&env).await;
+    let down = env.scaler(Direction::Down);
+    let out = invoke(&down, env.breach(DOWN).await).await;
+    assert_eq!(out.action, Action::Scaled, "{out:?}");
+    assert_state(&env, 4, &before).await;
+    assert!(env.group_tag(LAST_SCALE_IN_TAG).await.is_some());
+
+    let out = invoke(&down, env.breach(DOWN).await).await;
+    assert_eq!(out.action, Action::Waiting, "{out:?}");
+    assert!(out.reason.contains("cool-down until"), "{}", out.reason);
+    assert_state(&env, 4, &before).await;
+    assert_eq!(env.alarm(DOWN).await.state_value, Some(StateValue::Alarm));
+
+    let long_ago = chrono::Utc::now() - chrono::Duration::seconds(301);
+    env.tag(LAST_SCALE_IN_TAG, &long_ago.to_rfc3339()).await;
+    let out = invoke(&down, env.breach(DOWN).await).await;
+    assert_eq!(out.action, Action::Scaled, "{out:?}");
+    assert_state(&env, 3, &before).await;
+
+    // No scale-in within a cool-down of a scale-out either.
+    let up = env.scaler(Direction::Up);
+    assert_eq!(
+        invoke(&up, env.breach(UP).await).await.action,
+        Action::Scaled
+    );
+    env.tag(LAST_SCALE_IN_TAG, &long_ago.to_rfc3339()).await;
+    let out = invoke(&down, env.breach(DOWN).await).await;
+    assert_eq!(out.action, Action::Waiting, "{out:?}");
+    assert_state(&env, 4, &before).await;
+}
+
+/// The busiest worker's alarm steps out like the total's; a second breach while the worker
+/// added last may still be filling waits. The busy alarm's line is never rewritten.
+#[tokio::test]
+async fn the_busy_alarm_steps_then_waits_for_the_new_worker_to_fill() {
+    let env = Env::start(3).await;
+    let before = snapshot(&env).await;
+    let eager = env.scaler_with(Direction::Up, &[("FILL_SECS", "0")]);
+    let out = invoke(&eager, env.breach(BUSY).await).await;
+    assert_eq!(out.action, Action::Scaled, "{out:?}");
+    assert_state(&env, 4, &before).await;
+    assert_eq!(env.alarm(BUSY).await.state_value, Some(StateValue::Ok));
+    assert!(env.group_tag(LAST_SCALE_OUT_TAG).await.is_some());
+
+    let up = env.scaler(Direction::Up);
+    let out = invoke(&up, env.breach(BUSY).await).await;
+    assert_eq!(out.action, Action::Waiting, "{out:?}");
+    assert!(out.reason.contains("still be filling"), "{}", out.reason);
+    assert_eq!(env.alarm(BUSY).await.state_value, Some(StateValue::Alarm));
+    assert_state(&env, 4, &before).await;
+    assert_eq!(env.alarm(BUSY).await.threshold, Some(90_000.0));
+    // The total's alarm is not held back by it.
+    let out = invoke(&up, env.breach(UP).await).await;
+    assert_eq!(out.action, Action::Scaled, "{out:?}");
+    assert_state(&env, 5, &before).await;
+    // The scale-down function does not answer the busy alarm.
+    let down = env.scaler(Direction::Down);
+    assert_eq!(
+        invoke(&down, env.breach(BUSY).await).await.action,
+        Action::Ignored
+    );
 }

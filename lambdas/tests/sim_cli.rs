@@ -56,12 +56,26 @@ fn table_ii_and_the_cost_cases() {
 fn the_day_in_both_modes() {
     let (ok, lambda, err) = sim(&["--scenario", "day", "--churn-per-hour", "0.2"]);
     assert!(ok, "{err}");
-    assert!(lambda.contains("policy: lambda: step 50000"), "{lambda}");
+    assert!(
+        lambda.contains("policy: lambda: step 80000 per-worker, hysteresis 8000"),
+        "{lambda}"
+    );
+    assert!(lambda.contains("busy worker above 90 %"), "{lambda}");
     assert!(lambda.contains("up 1 of 1, down 3 of 3 x 60 s"), "{lambda}");
     // Deployed workers rebalance, priced as deployed; `--rebalance off` shows the day without.
-    assert!(lambda.contains("rebalance on"), "{lambda}");
-    assert!(lambda.contains("peak per node 44783"), "{lambda}");
-    assert!(lambda.contains("cost $14.0727 at $0.101/h"), "{lambda}");
+    assert!(lambda.contains("rebalance 20/s above +20 %"), "{lambda}");
+    assert!(lambda.contains("peak per node 90245"), "{lambda}");
+    assert!(lambda.contains("cost $8.6187 at $0.101/h"), "{lambda}");
+    assert!(
+        lambda.contains(
+            "capacity: 100000 per worker, 0.0 minutes with a worker over it, 0 connections refused"
+        ),
+        "{lambda}"
+    );
+    assert!(
+        lambda.contains("cost per million connection-minutes: $0.0281"),
+        "{lambda}"
+    );
     let (ok, off, err) = sim(&[
         "--scenario",
         "day",
@@ -72,7 +86,8 @@ fn the_day_in_both_modes() {
     ]);
     assert!(ok, "{err}");
     assert!(off.contains("rebalance off"), "{off}");
-    assert!(off.contains("peak per node 68217"), "{off}");
+    // Without rebalancing a worker fills up to its capacity and refuses.
+    assert!(off.contains("peak per node 100000"), "{off}");
     let (ok, _, err) = sim(&["--rebalance", "maybe"]);
     assert!(!ok);
     assert!(err.contains("--rebalance"), "{err}");
@@ -86,11 +101,11 @@ fn the_day_in_both_modes() {
     ]);
     assert!(ok, "{err}");
     assert!(
-        tt.contains("target tracking: 40000 clients per worker"),
+        tt.contains("target tracking: 80000 clients per worker"),
         "{tt}"
     );
     for out in [&lambda, &tt] {
-        assert!(out.contains("max nodes 10"), "{out}");
+        assert!(out.contains("max nodes 6"), "{out}");
         assert!(out.contains("clients moved by scale-in"), "{out}");
     }
 }
@@ -99,7 +114,7 @@ fn the_day_in_both_modes() {
 fn csv_in_csv_and_svg_out() {
     let dir = ews_testkit::Scratch::new("sim-test");
     let curve = dir.join("curve.csv");
-    std::fs::write(&curve, "seconds,clients\n0,0\n3600,160000\n7200,0\n").unwrap();
+    std::fs::write(&curve, "seconds,clients\n0,0\n3600,400000\n7200,0\n").unwrap();
     let (csv, svg) = (dir.join("out.csv"), dir.join("out.svg"));
     let (ok, out, err) = sim(&[
         "--load-csv",
@@ -114,7 +129,8 @@ fn csv_in_csv_and_svg_out() {
     assert!(out.contains("down 3->2"), "{out}");
     let rows = std::fs::read_to_string(&csv).unwrap();
     assert!(rows.starts_with("t_secs,clients,connected,desired,in_service,booting"));
-    assert_eq!(rows.lines().count(), 1 + 121);
+    // A row every 10 s.
+    assert_eq!(rows.lines().count(), 1 + 721);
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<svg ") && svg.contains("load from curve.csv"));
 }
@@ -132,17 +148,77 @@ fn bad_input_is_a_clear_error() {
     let (ok, _, err) = sim(&["--load-csv", long.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("--tick-secs"), "{err}");
-    let (ok, _, err) = sim(&["--hysteresis", "60000"]);
+    let (ok, _, err) = sim(&["--hysteresis", "90000"]);
     assert!(!ok);
     assert!(err.contains("--hysteresis"), "{err}");
     let (ok, _, err) = sim(&["--down-datapoints-to-alarm", "4"]);
     assert!(!ok);
     assert!(err.contains("--down-evaluation-periods"), "{err}");
+    for (flag, value) in [
+        ("--schedule", "25:00-21:00=6"),
+        ("--schedule", "21:00-07:00=6"),
+        ("--busy-fraction", "2"),
+        ("--lost-invocations", "1.5"),
+        ("--thresholds", "both"),
+    ] {
+        let (ok, _, err) = sim(&[flag, value]);
+        assert!(!ok, "{flag} {value}");
+        assert!(
+            err.contains(flag) || err.contains(value),
+            "{flag} {value}: {err}"
+        );
+    }
+}
+
+/// `--compare` puts the run beside target tracking and the best static fleet; Spot, a
+/// schedule and the previous release's settings are one flag each.
+#[test]
+fn compare_spot_schedule_and_the_previous_release() {
+    let (ok, out, err) = sim(&[
+        "--scenario",
+        "day",
+        "--compare",
+        "--spot-base",
+        "1",
+        "--schedule",
+        "17:00-21:00=6",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("up 4->6 (schedule)"), "{out}");
+    assert!(out.contains("spot: "), "{out}");
+    assert!(out.contains("0 lost to them"), "{out}");
+    assert!(
+        out.contains("compare: lambda, Spot above 1 | 6 | 0.0 |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("compare: target tracking at 80000, Spot above 1 |"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "compare: static 5 workers (fewest without overload) | 5 | 0.0 | 0 | 0 | 0 | 120.00 |"
+        ),
+        "{out}"
+    );
+    let (ok, out, err) = sim(&[
+        "--preset",
+        "previous",
+        "--scenario",
+        "day",
+        "--price-per-hour",
+        "0.085",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("cost per million connection-minutes: $0.0387"),
+        "{out}"
+    );
 }
 
 /// The charts in docs/scaling.md, each with the flags the docs quote. They are deterministic:
 /// the committed files must be what `ews-sim` writes now (`EWS_WRITE_CHARTS=1` rewrites them).
-const DOC_CHARTS: [(&str, &[&str]); 7] = [
+const DOC_CHARTS: [(&str, &[&str]); 13] = [
     ("table2", &["--preset", "paper", "--scenario", "table2"]),
     (
         "table2-rebalance",
@@ -151,21 +227,20 @@ const DOC_CHARTS: [(&str, &[&str]); 7] = [
     ("case1", &["--preset", "paper", "--scenario", "case1"]),
     ("case2", &["--preset", "paper", "--scenario", "case2"]),
     ("case2-6h", &["--preset", "paper", "--scenario", "case2-6h"]),
-    (
-        "day-lambda",
-        &["--scenario", "day", "--churn-per-hour", "0.2"],
-    ),
+    ("day-lambda", &["--scenario", "day"]),
     (
         "day-target-tracking",
-        &[
-            "--scenario",
-            "day",
-            "--churn-per-hour",
-            "0.2",
-            "--mode",
-            "target-tracking",
-        ],
+        &["--scenario", "day", "--mode", "target-tracking"],
     ),
+    (
+        "day-previous",
+        &["--preset", "previous", "--scenario", "day"],
+    ),
+    ("day-spot", &["--scenario", "day", "--spot-base", "0"]),
+    ("flash", &["--scenario", "flash"]),
+    ("blip", &["--scenario", "blip"]),
+    ("oscillation-low", &["--scenario", "oscillation-low"]),
+    ("oscillation-high", &["--scenario", "oscillation-high"]),
 ];
 
 #[test]

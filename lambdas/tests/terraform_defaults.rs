@@ -2,7 +2,7 @@
 //! Terraform variables themselves, so changing one without the other fails here.
 
 use ews_lambdas::policy::Direction;
-use ews_lambdas::sim::{AlarmWindow, Settings};
+use ews_lambdas::sim::{AlarmWindow, Rebalance, Settings, Termination};
 
 fn read(rel: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
@@ -63,6 +63,37 @@ fn the_simulator_defaults_are_the_terraform_defaults() {
 
     assert_eq!(sim.steps.step, number(&root, "step"));
     assert_eq!(sim.steps.hysteresis, number(&root, "hysteresis"));
+    assert_eq!(
+        sim.steps.formula.as_str(),
+        default_of(&root, "threshold_formula")
+    );
+    // Each worker's capacity and the busy-worker line, the guards, the drain.
+    assert_eq!(sim.capacity, Some(number(&root, "worker_max_clients")));
+    assert_eq!(
+        sim.busy_fraction.map(|f| f.to_string()),
+        Some(default_of(&root, "busy_fraction"))
+    );
+    assert!(scaling_main.contains("evaluation_periods  = 2"));
+    assert_eq!(sim.busy, AlarmWindow::all_of(2));
+    assert_eq!(
+        sim.guards.scale_in_cooldown_secs,
+        number(&root, "scale_in_cooldown_secs")
+    );
+    assert_eq!(sim.guards.fill_secs, number(&root, "fill_secs"));
+    assert_eq!(sim.drain_secs, number(&root, "drain_seconds"));
+    let main = read("../terraform/main.tf");
+    assert!(main.contains("deregistration_delay_secs = var.drain_seconds + 15"));
+    assert_eq!(sim.deregistration_secs, sim.drain_secs + 15);
+    // The least-loaded worker goes (the termination-policy Lambda, on by default).
+    assert_eq!(default_of(&root, "least_loaded_termination"), "true");
+    assert_eq!(sim.termination, Termination::LeastLoaded);
+    // The cluster metric: a gap is missing, never zero (FILL only on the ALB's).
+    assert_eq!(default_of(&root, "scaling_metric"), "cluster");
+    assert!(!sim.metric.fill_gaps_with_zero);
+    // No schedule and no Spot unless asked for.
+    assert_eq!(default_of(&root, "scheduled_capacity"), "[]");
+    assert_eq!(default_of(&root, "spot"), "null");
+    assert!(sim.schedule.is_empty() && sim.spot.is_none());
     assert_eq!(u64::from(sim.bounds.min), number(&root, "worker_min_size"));
     assert_eq!(u64::from(sim.bounds.max), number(&root, "worker_max_size"));
     // Terraform sets no datapoints_to_alarm: AWS then needs every evaluation period.
@@ -95,11 +126,13 @@ fn the_simulator_defaults_are_the_terraform_defaults() {
     assert!(deploy.contains("on-demand list prices for eu-central-1"));
     let row = format!("2 × c6i.large (≈ ${:.3}/h)", sim.price_per_hour);
     assert!(deploy.contains(&row), "docs/deploy.md has no row {row:?}");
-    // Workers rebalance unless told otherwise: nothing deployed passes `--rebalance-rate 0`.
-    assert!(sim.rebalance);
+    // Workers rebalance at their defaults: nothing deployed passes `--rebalance-rate` or
+    // `--rebalance-margin`.
+    assert_eq!(sim.rebalance, Some(Rebalance::WORKER));
     for dir in ["../terraform", "../packer"] {
         for text in files_under(dir) {
             assert!(!text.contains("rebalance-rate") && !text.contains("REBALANCE_RATE"));
+            assert!(!text.contains("rebalance-margin") && !text.contains("REBALANCE_MARGIN"));
         }
     }
     // REARM_STUCK_AFTER_SECS, which Terraform leaves at the scalers' default.
@@ -113,4 +146,5 @@ fn the_simulator_defaults_are_the_terraform_defaults() {
     let cfg = cfg.expect("a minimal configuration");
     assert_eq!(cfg.rearm_stuck_after.as_secs(), sim.rearm_stuck_after_secs);
     assert_eq!(cfg.steps, sim.steps);
+    assert_eq!(cfg.guards, sim.guards);
 }

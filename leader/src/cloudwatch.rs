@@ -1,4 +1,9 @@
-//! The cluster-wide connected-client count as a CloudWatch custom metric.
+//! The cluster-wide connected-client count as a CloudWatch custom metric, and beside it what the
+//! scaling needs to see overload: the busiest and the quietest serving worker's clients
+//! ([`BUSIEST_METRIC`], [`QUIETEST_METRIC`]; the busy-worker alarm fires when the busiest is
+//! near its capacity while the quietest is not still filling) and each worker's clients
+//! ([`WORKER_METRIC`] with a `Worker` dimension, the node id: the EC2 instance id in AWS), which
+//! the termination-policy Lambda reads to remove the least-loaded worker.
 //!
 //! Only the leader holding the active term publishes, so the metric has one writer even though
 //! both leaders run this loop (under a partition too, with the lease): when the active one dies,
@@ -23,6 +28,48 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::activity::Activity;
+
+/// The busiest serving worker's connected clients.
+pub const BUSIEST_METRIC: &str = "BusiestWorkerClients";
+/// The quietest serving worker's connected clients.
+pub const QUIETEST_METRIC: &str = "QuietestWorkerClients";
+/// One serving worker's connected clients, dimension `Worker` = its node id.
+pub const WORKER_METRIC: &str = "WorkerClients";
+/// PutMetricData takes at most this many datums a call.
+const DATUMS_PER_CALL: usize = 1000;
+
+/// Every datum of one publication: the total, the busiest and quietest worker, each worker.
+fn datums(settings: &Settings, view: &ClusterView) -> Vec<MetricDatum> {
+    let deployment = settings
+        .deployment
+        .as_ref()
+        .map(|d| Dimension::builder().name("Deployment").value(d).build());
+    let datum = |name: &str, value: u64, worker: Option<&str>| {
+        let mut dims: Vec<Dimension> = deployment.iter().cloned().collect();
+        dims.extend(worker.map(|w| Dimension::builder().name("Worker").value(w).build()));
+        MetricDatum::builder()
+            .metric_name(name)
+            .value(value as f64)
+            .unit(StandardUnit::Count)
+            .set_dimensions((!dims.is_empty()).then_some(dims))
+            .build()
+    };
+    let workers = view.worker_counts();
+    let mut out = vec![datum(&settings.metric, view.scaling_count(), None)];
+    if let (Some(busiest), Some(quietest)) = (
+        workers.iter().map(|w| w.1).max(),
+        workers.iter().map(|w| w.1).min(),
+    ) {
+        out.push(datum(BUSIEST_METRIC, busiest, None));
+        out.push(datum(QUIETEST_METRIC, quietest, None));
+    }
+    out.extend(
+        workers
+            .iter()
+            .map(|(id, conns)| datum(WORKER_METRIC, *conns, Some(id))),
+    );
+    out
+}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -100,23 +147,19 @@ pub async fn run(
             }
             was_partial = partial;
         }
-        let datum = MetricDatum::builder()
-            .metric_name(&settings.metric)
-            .value(view.scaling_count() as f64)
-            .unit(StandardUnit::Count)
-            .set_dimensions(
-                settings
-                    .deployment
-                    .as_ref()
-                    .map(|d| vec![Dimension::builder().name("Deployment").value(d).build()]),
-            )
-            .build();
-        let sent = client
-            .put_metric_data()
-            .namespace(&settings.namespace)
-            .metric_data(datum)
-            .send()
-            .await;
+        let mut sent = Ok(());
+        for chunk in datums(&settings, &view).chunks(DATUMS_PER_CALL) {
+            let put = client
+                .put_metric_data()
+                .namespace(&settings.namespace)
+                .set_metric_data(Some(chunk.to_vec()))
+                .send()
+                .await;
+            if let Err(e) = put {
+                sent = Err(e);
+                break;
+            }
+        }
         match sent {
             Ok(_) => metrics.record("ok"),
             Err(e) => {

@@ -27,11 +27,23 @@ leader_instance_type = "t3.medium"
 worker_instance_type = "c6i.large"
 root_volume_size_gb  = 20
 
-# The paper's group: 2..10 workers, 50,000 connections per step.
-worker_min_size = 2
-worker_max_size = 10
-step            = 50000
-hysteresis      = 5000
+# 2..10 workers of 100,000 clients each, a step of 80,000 per worker (docs/scaling.md).
+worker_min_size    = 2
+worker_max_size    = 10
+worker_max_clients = 100000
+step               = 80000
+hysteresis         = 8000
+
+# Spot above two On-Demand workers, over four instance types of the c6i.large size: the largest
+# lever on the bill (docs/scaling.md, "Spot"); each Spot worker drains on its interruption notice.
+spot = {
+  on_demand_base = 2
+  instance_types = ["c6i.large", "c6a.large", "c5.large", "c5a.large"]
+}
+# Two more workers before the evening peak (the day curve's 20:00), UTC.
+scheduled_capacity = [
+  { name = "evening", start = "30 16 * * *", end = "0 21 * * *", min_size = 4 },
+]
 
 # wss:// with an ACM certificate for your host name (create a Route 53 alias to alb_dns_name).
 certificate_arn         = "arn:aws:acm:eu-central-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"

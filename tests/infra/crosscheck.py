@@ -53,9 +53,13 @@ CONTRACT = {
         "EWS_CLUSTER_SECRET_FILE": None,
     },
     "lambdas": {"WS_ASG_NAME", "SCALE_UP_ALARM", "SCALE_DOWN_ALARM", "STEP", "HYSTERESIS",
-                "MIN_SIZE", "MAX_SIZE"},
+                "MIN_SIZE", "MAX_SIZE", "THRESHOLDS", "SCALE_IN_COOLDOWN_SECS", "FILL_SECS",
+                "BUSY_ALARM"},
+    # The termination-policy Lambda (lambdas/src/terminate.rs): its own two.
+    "terminate": {"METRIC_NAMESPACE", "DEPLOYMENT"},
 }
 LAMBDA_REQUIRED = {"WS_ASG_NAME", "SCALE_UP_ALARM", "SCALE_DOWN_ALARM", "STEP", "HYSTERESIS"}
+TERMINATE_SRC = ROOT / "lambdas" / "src" / "terminate.rs"
 # Read by the AWS SDK inside the binaries, not by our code.
 SDK_ENV = {"AWS_REGION"}
 
@@ -159,10 +163,13 @@ def binary_env(crate: Path, main: Path, ws: dict[str, Path]) -> dict[str, str | 
     return env
 
 
-def lambda_env_names(crate: Path) -> set[str]:
-    """Names the scalers look up: string literals passed to env::var / lookup helpers."""
+def lambda_env_names(crate: Path, only: Path | None = None) -> set[str]:
+    """Names the scalers (or, `only` the termination policy's file) look up: string literals
+    passed to env::var / lookup helpers."""
     names = set()
     for p in sorted((crate / "src").rglob("*.rs")):
+        if (only is not None and p != only) or (only is None and p == TERMINATE_SRC):
+            continue
         src = strip_tests(p.read_text())
         if "env::var" not in src and "from_lookup" not in src and "required(" not in src:
             continue
@@ -231,7 +238,7 @@ for b in ("ews-worker", "ews-leader"):
             code[b][n] = None
     print(f"crosscheck: {b}: {len(names)} env names from {exe} --help")
 
-for b in ("ews-scale-up", "ews-scale-down", "ews-sim", "ews-load"):
+for b in ("ews-scale-up", "ews-scale-down", "ews-terminate", "ews-sim", "ews-load"):
     if b not in bins:
         err(f"Cargo: no [[bin]] named {b} (the contract's binary name)")
 lambda_names = lambda_env_names(bins["ews-scale-up"]) if "ews-scale-up" in bins else set()
@@ -240,6 +247,9 @@ if not lambda_names:
     lambda_names = set(CONTRACT["lambdas"])
 for n in LAMBDA_REQUIRED - lambda_names:
     err(f"lambdas: the code does not read {n}, which the contract and Terraform rely on")
+terminate_names = lambda_env_names(bins["ews-terminate"], TERMINATE_SRC) if "ews-terminate" in bins else set()
+for n in CONTRACT["terminate"] - terminate_names:
+    err(f"lambdas: the termination policy does not read {n}, which Terraform sets")
 
 worker_src = crate_sources(bins["ews-worker"], mains["ews-worker"]) if "ews-worker" in bins else ""
 
@@ -405,10 +415,13 @@ for p, name, body in lambda_fns:
     envs = body.get("environment", [{}])[0].get("variables", "")
     m = re.fullmatch(r"\$\{local\.(\w+)\}", str(envs))
     expr = str(locals_of(p).get(m.group(1), "")) if m else str(envs)
-    set_names = keys_in(expr)
-    for n in sorted(set_names - lambda_names):
-        err(f"{rel(p)}: Lambda {name} sets {n}, which the scaler code does not read")
-    for n in sorted(LAMBDA_REQUIRED - set_names):
+    # An inline map comes back from python-hcl2 as a dict.
+    set_names = set(envs) if isinstance(envs, dict) else keys_in(expr)
+    reads, required = ((terminate_names, CONTRACT["terminate"]) if name == "terminate"
+                       else (lambda_names, LAMBDA_REQUIRED))
+    for n in sorted(set_names - reads):
+        err(f"{rel(p)}: Lambda {name} sets {n}, which its code does not read")
+    for n in sorted(required - set_names):
         err(f"{rel(p)}: Lambda {name} does not set {n}")
     if body.get("runtime") != "provided.al2023":
         err(f"{rel(p)}: Lambda {name} runtime must be provided.al2023")
@@ -464,8 +477,15 @@ SDK_OPS = {
 }
 
 
-def sdk_actions(crate: Path, main: Path) -> set[str]:
+def sdk_actions(crate: Path, main: Path, skip: Path | None = None) -> set[str]:
     src = crate_sources(crate, main)
+    if skip is not None and skip.is_file():
+        src = src.replace(strip_tests(skip.read_text()), "")
+    return {a for op, a in SDK_OPS.items() if re.search(r"\.%s\(\)" % op, src)}
+
+
+def file_actions(path: Path) -> set[str]:
+    src = strip_tests(path.read_text()) if path.is_file() else ""
     return {a for op, a in SDK_OPS.items() if re.search(r"\.%s\(\)" % op, src)}
 
 
@@ -482,13 +502,20 @@ scaling_main = TF / "modules" / "scaling" / "main.tf"
 # Actions a role needs for what AWS does on the code's behalf, not for a call in the code: Lambda
 # sends a failed asynchronous invocation to the on-failure destination with the function's role.
 SERVICE_ACTIONS = {"scaler Lambdas": {"sqs:SendMessage"}}
+termination_tf = TF / "termination.tf"
 for label, binary, path in (
     ("scaler Lambdas", "ews-scale-up", scaling_main),
     ("leader instances", "ews-leader", leaders_main),
+    ("termination policy", "ews-terminate", termination_tf),
 ):
     if binary not in bins or not path.is_file():
         continue
-    need = sdk_actions(bins[binary], mains[binary]) | SERVICE_ACTIONS.get(label, set())
+    if label == "termination policy":
+        need = file_actions(TERMINATE_SRC)
+    else:
+        # The termination policy's calls are its own role's, not the scalers'.
+        need = sdk_actions(bins[binary], mains[binary], TERMINATE_SRC)
+    need |= SERVICE_ACTIONS.get(label, set())
     have = policy_actions(path)
     if not need:
         warnings.append(f"{label}: no AWS SDK calls found in the code yet; IAM not compared")
@@ -622,7 +649,10 @@ for item in re.split(r"\n\s*- ", ci_text):
 ci_lambdas = set(re.findall(r"target/lambda/([\w-]+)/bootstrap\.zip", ci_text))
 tf_lambdas = set()
 for p, _, _ in lambda_fns:
-    tf_lambdas |= set(re.findall(r'bin\s*=\s*"([^"]+)"', p.read_text()))
+    text = p.read_text()
+    # By a `bin = "..."` map entry (the scalers) or named in the zip's path (the termination policy).
+    tf_lambdas |= set(re.findall(r'bin\s*=\s*"([^"]+)"', text))
+    tf_lambdas |= set(re.findall(r'/(ews-[\w-]+)/bootstrap\.zip', text))
 if ci_lambdas != tf_lambdas:
     err(f".gitlab-ci.yml ships Lambda zips {sorted(ci_lambdas)} but Terraform deploys {sorted(tf_lambdas)}")
 if "cargo lambda build --release --arm64 --output-format zip" not in ci_text:

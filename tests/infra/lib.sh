@@ -27,12 +27,13 @@ registry_unreachable() {
   [ -z "$mirror" ] && grep -qiE 'could not connect|failed to (query|retrieve)|dial tcp|no such host' "$1"
 }
 
-# stand_in_zips PYTHON DIR: DIR/<scaler>/bootstrap.zip for both scalers, as `cargo lambda build`
-# lays them out, holding a shell script: moto keeps a function's code, it never runs it.
+# stand_in_zips PYTHON DIR: DIR/<function>/bootstrap.zip for the scalers and the termination
+# policy, as `cargo lambda build` lays them out, holding a shell script: moto keeps a function's
+# code, it never runs it.
 stand_in_zips() {
   "$1" - "$2" <<'PY'
 import os, sys, zipfile
-for fn in ("ews-scale-up", "ews-scale-down"):
+for fn in ("ews-scale-up", "ews-scale-down", "ews-terminate"):
     d = os.path.join(sys.argv[1], fn)
     os.makedirs(d, exist_ok=True)
     with zipfile.ZipFile(os.path.join(d, "bootstrap.zip"), "w") as z:

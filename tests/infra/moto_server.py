@@ -7,10 +7,11 @@ deletes them and the group for good. And moto does not implement DeleteCacheSubn
 the provider retries until it times out: here it deletes the group. With IAM enforced, CloudWatch
 actions are named as IAM names them, and a zone created with a VPC is private. It adds what moto
 lacks and the configuration uses: AWS Backup selections, the group's instance refreshes (recorded
-as asked, never run) and image deprecation; and with IAM enforced, the unsigned AssumeRoleWithWebIdentity is authorized
+as asked, never run), a partial update of its mixed instances policy, and image deprecation; and with IAM enforced, the unsigned AssumeRoleWithWebIdentity is authorized
 by the role's trust policy, as in AWS. Started by tests/infra/terraform_moto.sh instead of `-m moto.server`,
 with the same arguments; nothing else changes."""
 
+import copy
 import datetime
 import json
 import sys
@@ -253,6 +254,44 @@ def cancel_instance_refresh(self):
 
 for _fn in (start_instance_refresh, describe_instance_refreshes, cancel_instance_refresh):
     setattr(AutoScalingResponse, _fn.__name__, _fn)
+
+
+# An update's MixedInstancesPolicy changes what it names and keeps the rest, and an update without
+# one keeps it whole, as in AWS: the provider sends only the new launch template version when the
+# template changes, and moto (5.2.5) would replace the whole policy with that, or drop it, losing
+# the instance types and the Spot distribution.
+_update_group = AutoScalingResponse.update_auto_scaling_group
+
+
+def _merged(old, new):
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = dict(old)
+        for k, v in new.items():
+            out[k] = _merged(old.get(k), v)
+        return out
+    return new
+
+
+def update_auto_scaling_group(self):
+    name = self._get_param("AutoScalingGroupName")
+    # moto fills in what it is given in place: keep the request as it came.
+    new = copy.deepcopy(self._get_param("MixedInstancesPolicy"))
+    groups = self.autoscaling_backend.autoscaling_groups
+    old = copy.deepcopy(groups[name].mixed_instances_policy) if name in groups else None
+    result = _update_group(self)
+    if old:
+        # What was asked for over what was there (nothing asked: all of it stays); the template
+        # as moto resolved it (its name added).
+        merged = _merged(old, new) if new else old
+        spec = ((groups[name].mixed_instances_policy or {}).get("LaunchTemplate") or {}).get(
+            "LaunchTemplateSpecification")
+        if spec:
+            merged.setdefault("LaunchTemplate", {})["LaunchTemplateSpecification"] = spec
+        groups[name].mixed_instances_policy = merged
+    return result
+
+
+AutoScalingResponse.update_auto_scaling_group = update_auto_scaling_group
 
 
 # AssumeRoleWithWebIdentity is unsigned (the token is the credential), which moto's enforcement

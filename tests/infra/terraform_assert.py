@@ -182,6 +182,75 @@ def user_data_env(outputs: dict) -> dict:
     return dict(line.split("=", 1) for line in raw.splitlines() if "=" in line)
 
 
+def check_termination(outputs: dict, settings: dict, asg: dict, name: str, metric_source: str) -> None:
+    """Scale-in removes the least-loaded worker: the termination-policy Lambda first (a published
+    version, callable by EC2 Auto Scaling's service-linked role, reading the leaders' per-worker
+    metric), NewestInstance after it; NewestInstance alone where the leaders publish no metric."""
+    lam = boto3.client("lambda")
+    publish = metric_source == "cluster" or settings.get("publish_cluster_metric") is True
+    least = settings.get("least_loaded_termination", True) and publish
+    fn_name = outputs.get("termination_function")
+    if not least:
+        check(asg.get("TerminationPolicies") == ["NewestInstance"] and fn_name is None,
+              f"without the per-worker metric scale-in removes the newest ({asg.get('TerminationPolicies')})")
+        return
+    check(fn_name == f"{name}-terminate", f"termination function {fn_name}")
+    if not fn_name:
+        return
+    fn = lam.get_function(FunctionName=fn_name)["Configuration"]
+    versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName=fn_name)["Versions"]
+                if v["Version"] != "$LATEST"]
+    want = [f"{fn['FunctionArn']}:{versions[-1]}" if versions else None, "NewestInstance"]
+    check(asg.get("TerminationPolicies") == want,
+          f"the least-loaded worker goes first, then the newest ({asg.get('TerminationPolicies')} == {want})")
+    env = fn.get("Environment", {}).get("Variables", {})
+    check(env == {"METRIC_NAMESPACE": settings.get("cloudwatch_namespace", "ElasticWS"), "DEPLOYMENT": name},
+          f"ews-terminate reads the deployment's per-worker metric ({env})")
+    check(fn["Runtime"] == "provided.al2023" and fn["Architectures"] == ["arm64"], "ews-terminate: provided.al2023 on arm64")
+    policy = json.loads(lam.get_policy(FunctionName=fn_name, Qualifier=versions[-1])["Policy"]) if versions else {}
+    principals = [s.get("Principal", {}).get("AWS") if isinstance(s.get("Principal"), dict) else s.get("Principal")
+                  for s in policy.get("Statement", [])]
+    check(any(str(p).endswith(":role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling")
+              for p in principals),
+          f"EC2 Auto Scaling's service-linked role may call the version ({principals})")
+    acts, _ = role_grants(boto3.client("iam"), fn["Role"].split("/")[-1], "cloudwatch")
+    check(acts == {"cloudwatch:GetMetricData"}, f"ews-terminate may only read metrics ({sorted(acts)})")
+
+
+def check_spot_and_schedule(settings: dict, asg: dict, name: str) -> None:
+    """Spot above an On-Demand base over several types with Capacity Rebalancing, the workers
+    told to watch for their notice; scheduled minimums raised and lowered."""
+    import base64
+    spot = (settings.get("spot") or None)
+    mip = asg.get("MixedInstancesPolicy")
+    if spot is None:
+        check(mip is None and not asg.get("CapacityRebalance"), "On-Demand only: no mixed instances policy")
+    else:
+        dist = (mip or {}).get("InstancesDistribution", {})
+        overrides = [o.get("InstanceType") for o in (mip or {}).get("LaunchTemplate", {}).get("Overrides", [])]
+        check(dist.get("OnDemandBaseCapacity") == spot["on_demand_base"]
+              and dist.get("OnDemandPercentageAboveBaseCapacity") == 0
+              and dist.get("SpotAllocationStrategy") == "price-capacity-optimized",
+              f"Spot above {spot['on_demand_base']} On-Demand workers ({dist})")
+        check(overrides == spot["instance_types"], f"Spot over {spot['instance_types']} ({overrides})")
+        check(asg.get("CapacityRebalance") is True, "Capacity Rebalancing on")
+    env = user_data_env({"asg_name": asg["AutoScalingGroupName"]})
+    check(("EWS_IMDS_URL" in env) == (spot is not None),
+          f"workers watch for the Spot notice only on Spot ({env.get('EWS_IMDS_URL')})")
+    check(env.get("EWS_MAX_CONNECTIONS") == str(settings.get("worker_max_clients", 100000))
+          and env.get("EWS_BUSY_FRACTION") == str(settings.get("busy_fraction", 0.9)),
+          f"workers take worker_max_clients and rebalance past busy_fraction ({env.get('EWS_MAX_CONNECTIONS')}, "
+          f"{env.get('EWS_BUSY_FRACTION')})")
+    actions = boto3.client("autoscaling").describe_scheduled_actions(
+        AutoScalingGroupName=asg["AutoScalingGroupName"])["ScheduledUpdateGroupActions"]
+    got = {a["ScheduledActionName"]: (a.get("Recurrence"), a.get("MinSize")) for a in actions}
+    want = {}
+    for s in settings.get("scheduled_capacity") or []:
+        want[f"{name}-{s['name']}-start"] = (s["start"], s["min_size"])
+        want[f"{name}-{s['name']}-end"] = (s["end"], settings.get("worker_min_size", 2))
+    check(got == want, f"scheduled capacity ({got} == {want})")
+
+
 def check_lambda_scaling(outputs: dict, settings: dict, lb: dict, name: str, step: int,
                          hysteresis: int, metric_source: str) -> None:
     """The paper's design: two alarms, each invoking its scaler Lambda; the reconcile schedule;
@@ -200,7 +269,9 @@ def check_lambda_scaling(outputs: dict, settings: dict, lb: dict, name: str, ste
         check(alarm["AlarmActions"] == [fn["FunctionArn"]], f"{direction}: alarm invokes {fn['FunctionName']}")
         check(alarm["ComparisonOperator"] == ("GreaterThanThreshold" if direction == "up" else "LessThanThreshold"),
               f"{direction}: comparison {alarm['ComparisonOperator']}")
-        want = step if direction == "up" else -hysteresis
+        per_worker = settings.get("threshold_formula", "per-worker") == "per-worker"
+        up = settings.get("worker_min_size", 2) * step if per_worker else step
+        want = up if direction == "up" else -hysteresis
         check(alarm["Threshold"] == want, f"{direction}: initial threshold {alarm['Threshold']} == {want}")
         queries = alarm.get("Metrics") or []
         stats = [q["MetricStat"] for q in queries if "MetricStat" in q]
@@ -236,25 +307,50 @@ def check_lambda_scaling(outputs: dict, settings: dict, lb: dict, name: str, ste
             return p.get("Service") if isinstance(p, dict) else p
         stmts = [s for s in every if principal_of(s) != "events.amazonaws.com"]
         scheduled = [s for s in every if principal_of(s) == "events.amazonaws.com"]
-        check(len(stmts) == 1, f"{direction}: one invoke permission for its alarm")
+        busy = metric_source == "cluster" and direction == "up"
+        check(len(stmts) == (2 if busy else 1),
+              f"{direction}: an invoke permission for its alarm{' and the busy-worker alarm' if busy else ''}")
         check(len(scheduled) == 1, f"{direction}: one invoke permission for the reconcile schedule")
-        if stmts:
-            s = stmts[0]
+        for s in stmts[:1]:
             principal = s.get("Principal", {})
             principal = principal.get("Service") if isinstance(principal, dict) else principal
             check(principal == "lambda.alarms.cloudwatch.amazonaws.com",
                   f"{direction}: permission for the CloudWatch alarms principal ({principal})")
             source = s.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn")
-            check(source == outputs[f"scale_{direction}_alarm_arn"], f"{direction}: only its own alarm may invoke ({source})")
+            sources = {st.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") for st in stmts}
+            mine = {outputs[f"scale_{direction}_alarm_arn"]}
+            if busy:
+                mine.add(outputs[f"scale_{direction}_alarm_arn"].replace(":alarm:" + outputs["scale_up_alarm_name"],
+                                                                         ":alarm:" + f"{name}-busy-worker"))
+            check(sources == mine, f"{direction}: only its own alarms may invoke ({sorted(sources)})")
         check(fn["Runtime"] == "provided.al2023" and fn["Architectures"] == ["arm64"], f"{direction}: provided.al2023 on arm64")
         env = fn.get("Environment", {}).get("Variables", {})
         check(env.get("WS_ASG_NAME") == outputs["asg_name"], f"{direction}: WS_ASG_NAME")
         check(env.get("SCALE_UP_ALARM") == outputs["scale_up_alarm_name"] and
               env.get("SCALE_DOWN_ALARM") == outputs["scale_down_alarm_name"], f"{direction}: alarm names in env")
         check(env.get("STEP") == str(step), f"{direction}: STEP {env.get('STEP')}")
+        check(env.get("THRESHOLDS") == settings.get("threshold_formula", "per-worker")
+              and env.get("SCALE_IN_COOLDOWN_SECS") == str(settings.get("scale_in_cooldown_secs", 300))
+              and env.get("FILL_SECS") == str(settings.get("fill_secs", 300)),
+              f"{direction}: THRESHOLDS, SCALE_IN_COOLDOWN_SECS, FILL_SECS ({env})")
+        check(env.get("BUSY_ALARM") == (f"{name}-busy-worker" if metric_source == "cluster" else None),
+              f"{direction}: BUSY_ALARM {env.get('BUSY_ALARM')}")
+    if metric_source == "cluster":
+        busy = cw.describe_alarms(AlarmNames=[f"{name}-busy-worker"])["MetricAlarms"]
+        b = busy[0] if busy else {}
+        up_fn = lam.get_function(FunctionName=functions["up"])["Configuration"]["FunctionArn"]
+        returned = [q for q in b.get("Metrics", []) if q.get("ReturnData")]
+        metrics = {q["Id"]: q["MetricStat"]["Metric"]["MetricName"] for q in b.get("Metrics", []) if "MetricStat" in q}
+        want_line = settings.get("busy_fraction", 0.9) * settings.get("worker_max_clients", 100000)
+        check(b.get("Threshold") == want_line and b.get("EvaluationPeriods") == 2
+              and b.get("AlarmActions") == [up_fn]
+              and returned and returned[0].get("Expression") == "IF(quietest * 2 >= busiest, busiest, 0)"
+              and metrics == {"busiest": "BusiestWorkerClients", "quietest": "QuietestWorkerClients"},
+              f"the busy-worker alarm: the busiest above {want_line} while the fleet is evenly busy, "
+              f"2 minutes, invoking the scale-up function ({b.get('Threshold')}, {metrics})")
     events = boto3.client("events")
     rule = events.describe_rule(Name=f"{name}-scaling-reconcile")
-    check(rule.get("ScheduleExpression") == "rate(5 minutes)", f"reconcile every 5 minutes ({rule.get('ScheduleExpression')})")
+    check(rule.get("ScheduleExpression") == "rate(2 minutes)", f"reconcile every 2 minutes ({rule.get('ScheduleExpression')})")
     targets = {t["Arn"] for t in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]}
     check(targets == {f["FunctionArn"] for f in [lam.get_function(FunctionName=fn)["Configuration"] for fn in functions.values()]},
           f"the reconcile schedule invokes both scalers ({sorted(targets)})")
@@ -294,7 +390,7 @@ def check_target_tracking(outputs: dict, settings: dict, name: str, metric_sourc
     if not policies:
         return
     tt = policies[0]["TargetTrackingConfiguration"]
-    check(tt["TargetValue"] == settings.get("target_clients_per_worker", 40000),
+    check(tt["TargetValue"] == settings.get("target_clients_per_worker", 80000),
           f"target {tt['TargetValue']} clients per worker")
     check(policies[0].get("EstimatedInstanceWarmup") == settings.get("worker_instance_warmup_secs", 120),
           f"warmup {policies[0].get('EstimatedInstanceWarmup')} s")
@@ -435,9 +531,9 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
     name = settings.get("name", "ews")
     min_size = settings.get("worker_min_size", 2)
     max_size = settings.get("worker_max_size", 10)
-    step = settings.get("step", 50000)
-    hysteresis = settings.get("hysteresis", 5000)
-    metric_source = settings.get("scaling_metric", "alb")
+    step = settings.get("step", 80000)
+    hysteresis = settings.get("hysteresis", 8000)
+    metric_source = settings.get("scaling_metric", "cluster")
     public_port, admin_port, internal_port = 8080, 9090, 7070
 
     scaling_mode = settings.get("scaling_mode", "lambda")
@@ -466,7 +562,10 @@ def check_applied(example: str, outputs_path: str, tfvars_path: str) -> None:
           f"ASG bounds {asg['MinSize']}..{asg['MaxSize']} == {min_size}..{max_size}")
     check(asg["DesiredCapacity"] == min_size, f"ASG starts at min ({asg['DesiredCapacity']})")
     check(asg["HealthCheckType"] == "ELB", "ASG uses the ALB health check")
-    check(asg.get("TerminationPolicies") == ["NewestInstance"], "scale-in removes the newest instance")
+    check_termination(outputs, settings, asg, name, metric_source)
+    nested = tfvars_nested(tfvars_path)
+    check_spot_and_schedule({**settings, "spot": nested.get("spot"),
+                             "scheduled_capacity": nested.get("scheduled_capacity") or []}, asg, name)
     check(len(asg.get("VPCZoneIdentifier", "").split(",")) == 2, "ASG spans two subnets")
     tags = {tg["Key"]: tg["Value"] for tg in asg.get("Tags", [])}
     check(tags.get("Name") == f"{name}-worker", f"the group's own tags are set ({tags})")

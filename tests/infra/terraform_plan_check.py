@@ -38,6 +38,8 @@ MOTO_OMITS: dict[tuple[str, str], str] = {
     ("aws_launch_template", "default_version"): "follows the launch template update above",
     ("aws_launch_template", "latest_version"): "follows the launch template update above",
     ("aws_autoscaling_group", "launch_template"): "the group follows the new launch template version",
+    ("aws_autoscaling_group", "mixed_instances_policy"):
+        "the group follows the new launch template version (Spot: in its mixed instances policy)",
     ("aws_autoscaling_policy", "enabled"):
         "moto does not return whether a scaling policy is enabled",
     ("aws_autoscaling_policy", "predictive_scaling_configuration"):

@@ -149,6 +149,9 @@ pub struct WorkerArgs {
 
     #[command(flatten)]
     pub rebalance: RebalanceArgs,
+
+    #[command(flatten)]
+    pub spot: crate::spot::SpotArgs,
 }
 
 /// Where the keys that verify client tokens come from.

@@ -27,6 +27,7 @@ mod registry;
 mod remote;
 mod session;
 mod sinks;
+mod spot;
 mod streams;
 mod token;
 

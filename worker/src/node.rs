@@ -200,6 +200,7 @@ pub struct Node {
     ping_interval: Duration,
     ticks: watch::Sender<()>,
     rebalance: RebalanceArgs,
+    spot: crate::spot::SpotArgs,
     handle: WorkerHandle,
 }
 
@@ -360,6 +361,7 @@ impl Node {
             ping_interval: args.ping_interval,
             ticks,
             rebalance: args.rebalance.clone(),
+            spot: args.spot.clone(),
             handle: WorkerHandle { slots, drain },
         })
     }
@@ -414,6 +416,8 @@ impl Node {
             );
         }
         ports.spawn(|stop| tick(self.ping_interval, self.ticks, stop));
+        let (spot, handle) = (self.spot.clone(), self.handle.clone());
+        ports.spawn(move |stop| crate::spot::watch(spot, handle, stop));
         if let Some(membership) = &self.membership {
             let (m, worker) = (membership.clone(), self.handle.clone());
             let registry = self.public.registry.clone();
@@ -423,7 +427,8 @@ impl Node {
             let (m, worker) = (membership.clone(), self.handle.clone());
             let (registry, metrics) = (self.public.registry.clone(), self.public.metrics.clone());
             let args = self.rebalance.clone();
-            ports.spawn(|stop| rebalance::run(args, m, registry, worker, metrics, stop));
+            let max = self.public.slots.max();
+            ports.spawn(move |stop| rebalance::run(args, max, m, registry, worker, metrics, stop));
         }
 
         let gave_up = async {

@@ -121,8 +121,19 @@ impl Refusal {
             }
             Refusal::NoRoute => reply::text(StatusCode::NOT_FOUND, "no such WebSocket route"),
             Refusal::BadUpgrade(r) => r.into_response(),
-            Refusal::Draining => reply::text(StatusCode::SERVICE_UNAVAILABLE, "draining"),
-            Refusal::OverCapacity => reply::text(StatusCode::SERVICE_UNAVAILABLE, "over capacity"),
+            // Either way another worker behind the load balancer likely has room: come back in
+            // a second (the load balancer's round robin picks the next worker) rather than wait.
+            Refusal::Draining | Refusal::OverCapacity => {
+                let why = if matches!(self, Refusal::Draining) {
+                    "draining"
+                } else {
+                    "over capacity"
+                };
+                let mut r = reply::text(StatusCode::SERVICE_UNAVAILABLE, why);
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
             Refusal::Unauthorized(_) => {
                 let mut r = reply::text(StatusCode::UNAUTHORIZED, "invalid token");
                 r.headers_mut().insert(

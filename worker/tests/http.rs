@@ -161,6 +161,27 @@ async fn capacity_is_enforced_with_503() {
         .err();
     assert_eq!(err.map(|e| e.0), Some(503));
     assert!(w.metrics().contains("ews_connections_active 1"));
+    // The refusal says when to come back: at once, to the next worker the balancer picks.
+    let mut s = TcpStream::connect(w.public).expect("connect");
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: {auth}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).expect("request");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    assert!(head.contains("retry-after: 1\r\n"), "{head}");
 }
 
 #[test]

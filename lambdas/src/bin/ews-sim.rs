@@ -7,10 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use ews_lambdas::chart::{self, Labels};
-use ews_lambdas::policy::{Bounds, Direction, Steps};
+use ews_lambdas::policy::{Bounds, Direction, Formula, Steps};
 use ews_lambdas::scenario::{LoadCurve, Scenario};
 use ews_lambdas::sim::{
-    run, static_fleet, AlarmWindow, MetricModel, Mode, Report, Sample, Settings, TargetTracking,
+    best_static, run, static_fleet, AlarmWindow, Mode, Rebalance, Report, Sample, Scheduled,
+    Settings, Spot, TargetTracking, Termination, Trigger,
 };
 
 /// Where the defaults come from.
@@ -22,6 +23,19 @@ enum Preset {
     Deployed,
     /// The paper's set-up: both alarms on 1 of 1 minute, nodes in service at once, t2.medium.
     Paper,
+    /// What `terraform/` deployed before the busy-worker alarm and the guards: the paper's
+    /// thresholds at 50,000, ALB gaps read as zero, the newest worker removed, a failed run
+    /// re-armed.
+    Previous,
+}
+
+/// Which worker a scale-in removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TerminationArg {
+    /// The group's NewestInstance policy.
+    Newest,
+    /// The custom termination policy Lambda: the fewest clients.
+    LeastLoaded,
 }
 
 /// The scaling design simulated (Terraform's `scaling_mode`).
@@ -65,18 +79,85 @@ struct Args {
     /// Scale-down gap below the step (the Lambdas' HYSTERESIS; default STEP / 10).
     #[arg(long, env = "EWS_HYSTERESIS")]
     hysteresis: Option<u64>,
+    /// How thresholds follow from the capacity (the Lambdas' THRESHOLDS): per-worker or paper.
+    #[arg(long, env = "EWS_THRESHOLDS")]
+    thresholds: Option<Formula>,
+    /// Clients one worker takes before refusing with 503 (`worker_max_clients`); 0 = no limit.
+    #[arg(long, env = "EWS_CAPACITY")]
+    capacity: Option<u64>,
+    /// Scale out when the busiest worker holds more than this fraction of its capacity
+    /// (`busy_fraction`); 0 = no busy-worker alarm.
+    #[arg(long, env = "EWS_BUSY_FRACTION")]
+    busy_fraction: Option<f64>,
+    /// No scale-in within this long of the last step (SCALE_IN_COOLDOWN_SECS).
+    #[arg(long, env = "EWS_SCALE_IN_COOLDOWN_SECS")]
+    scale_in_cooldown_secs: Option<u64>,
+    /// No busy-worker scale-out within this long of the last scale-out (FILL_SECS).
+    #[arg(long, env = "EWS_FILL_SECS")]
+    fill_secs: Option<u64>,
+    /// Which worker a scale-in removes.
+    #[arg(long, env = "EWS_TERMINATION", value_enum)]
+    termination: Option<TerminationArg>,
+    /// A removed worker's drain (`drain_seconds`).
+    #[arg(long, env = "EWS_DRAIN_SECS")]
+    drain_secs: Option<u64>,
+    /// After the drain until the instance is gone (deregistration delay), billed.
+    #[arg(long, env = "EWS_DEREGISTRATION_SECS")]
+    deregistration_secs: Option<u64>,
+    /// Sessions a shedding worker closes per second (--rebalance-rate of the worker).
+    #[arg(long, env = "EWS_REBALANCE_RATE")]
+    rebalance_rate: Option<f64>,
+    /// Above the mean by this fraction a worker sheds (--rebalance-margin of the worker).
+    #[arg(long, env = "EWS_REBALANCE_MARGIN")]
+    rebalance_margin: Option<f64>,
+    /// Chance that a period's datapoint never arrives.
+    #[arg(long, env = "EWS_GAP_PROBABILITY")]
+    gap_probability: Option<f64>,
+    /// Periods a datapoint takes to reach the alarms.
+    #[arg(long, env = "EWS_METRIC_DELAY_PERIODS")]
+    metric_delay_periods: Option<usize>,
+    /// Read a missing datapoint as zero (FILL(m, 0)), as the old ALB alarm did.
+    #[arg(long, env = "EWS_FILL_GAPS_WITH_ZERO")]
+    fill_gaps_with_zero: bool,
+    /// Chance that an alarm's invocation is lost.
+    #[arg(long, env = "EWS_LOST_INVOCATIONS")]
+    lost_invocations: Option<f64>,
+    /// Chance that an invocation is delivered twice.
+    #[arg(long, env = "EWS_DUPLICATE_INVOCATIONS")]
+    duplicate_invocations: Option<f64>,
+    /// Every SetDesiredCapacity fails (a persistent error).
+    #[arg(long, env = "EWS_FAILING_SET_DESIRED")]
+    failing_set_desired: bool,
+    /// A failed run re-arms its alarm (the old failure path).
+    #[arg(long, env = "EWS_REARM_ON_FAILURE")]
+    rearm_on_failure: bool,
+    /// A scheduled minimum, `HH:MM-HH:MM=N` each day (`scheduled_capacity`); repeatable.
+    #[arg(long = "schedule", env = "EWS_SCHEDULE", value_delimiter = ';', value_parser = scheduled)]
+    schedule: Vec<Scheduled>,
+    /// Spot workers above this many On-Demand ones (`spot_on_demand_base`).
+    #[arg(long, env = "EWS_SPOT_BASE")]
+    spot_base: Option<u32>,
+    /// Spot price, dollars per hour (default 40 % of the On-Demand price).
+    #[arg(long, env = "EWS_SPOT_PRICE_PER_HOUR")]
+    spot_price_per_hour: Option<f64>,
+    /// Spot interruptions per worker-hour (seeded).
+    #[arg(long, env = "EWS_SPOT_INTERRUPTIONS_PER_HOUR", default_value_t = 0.05)]
+    spot_interruptions_per_hour: f64,
+    /// Also run target tracking and the best static fleet on the same curve, side by side.
+    #[arg(long, env = "EWS_COMPARE")]
+    compare: bool,
     /// Group minimum (the policy's lower bound).
     #[arg(long, env = "EWS_MIN_SIZE")]
     min_size: Option<u32>,
     /// Group maximum.
     #[arg(long, env = "EWS_MAX_SIZE")]
     max_size: Option<u32>,
-    /// Simulation tick.
-    #[arg(long, env = "EWS_TICK_SECS", default_value_t = 60)]
-    tick_secs: u64,
+    /// Simulation tick (10 s deployed, 60 s for the paper).
+    #[arg(long, env = "EWS_TICK_SECS")]
+    tick_secs: Option<u64>,
     /// Alarm period (a multiple of the tick).
-    #[arg(long, env = "EWS_PERIOD_SECS", default_value_t = 60)]
-    period_secs: u64,
+    #[arg(long, env = "EWS_PERIOD_SECS")]
+    period_secs: Option<u64>,
     /// Scale-up alarm: evaluation periods (the window of datapoints).
     #[arg(long, env = "EWS_UP_EVALUATION_PERIODS")]
     up_evaluation_periods: Option<usize>,
@@ -153,23 +234,60 @@ fn main() -> ExitCode {
     }
 }
 
+/// `HH:MM-HH:MM=N`: a scheduled minimum.
+fn scheduled(s: &str) -> Result<Scheduled, String> {
+    let bad = || format!("{s:?}: expected HH:MM-HH:MM=N, e.g. 07:30-21:00=5");
+    let (span, n) = s.split_once('=').ok_or_else(bad)?;
+    let (a, b) = span.split_once('-').ok_or_else(bad)?;
+    let secs = |hm: &str| -> Result<u64, String> {
+        let (h, m) = hm.trim().split_once(':').ok_or_else(bad)?;
+        let (h, m): (u64, u64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 24 || m > 59 || h * 3600 + m * 60 > 86_400 {
+            return Err(bad());
+        }
+        Ok(h * 3600 + m * 60)
+    };
+    let (from_secs, to_secs) = (secs(a)?, secs(b)?);
+    if from_secs >= to_secs {
+        return Err(format!("{s:?}: the window must end after it starts"));
+    }
+    Ok(Scheduled {
+        from_secs,
+        to_secs,
+        min: n.trim().parse().map_err(|_| bad())?,
+    })
+}
+
 /// The preset, with every given flag over it; checked as the Lambdas check their configuration.
 fn settings(args: &Args) -> Result<Settings, String> {
-    let base = match args.preset {
+    let mut cfg = match args.preset {
         Preset::Deployed => Settings::deployed(),
         Preset::Paper => Settings::paper(),
+        Preset::Previous => Settings::previous(),
     };
-    let step = args.step.unwrap_or(base.steps.step);
-    let hysteresis = args.hysteresis.unwrap_or(step / 10);
+    let step = args.step.unwrap_or(cfg.steps.step);
+    let hysteresis = args.hysteresis.unwrap_or(if args.step.is_some() {
+        step / 10
+    } else {
+        cfg.steps.hysteresis
+    });
     if step == 0 || hysteresis >= step {
         return Err("--step must be positive and --hysteresis below it".into());
     }
-    let min = args.min_size.unwrap_or(base.bounds.min);
-    let max = args.max_size.unwrap_or(base.bounds.max);
+    cfg.steps = Steps {
+        step,
+        hysteresis,
+        formula: args.thresholds.unwrap_or(cfg.steps.formula),
+    };
+    let min = args.min_size.unwrap_or(cfg.bounds.min);
+    let max = args.max_size.unwrap_or(cfg.bounds.max);
     if min == 0 || min > max {
         return Err("--min-size must be at least 1 and not above --max-size".into());
     }
-    if args.tick_secs == 0 || !args.period_secs.is_multiple_of(args.tick_secs) {
+    cfg.bounds = Bounds { min, max };
+    cfg.tick_secs = args.tick_secs.unwrap_or(cfg.tick_secs);
+    cfg.period_secs = args.period_secs.unwrap_or(cfg.period_secs);
+    if cfg.tick_secs == 0 || !cfg.period_secs.is_multiple_of(cfg.tick_secs) {
         return Err("--period-secs must be a multiple of a positive --tick-secs".into());
     }
     let window = |n: Option<usize>, m: Option<usize>, base: AlarmWindow, which: &str| {
@@ -185,39 +303,94 @@ fn settings(args: &Args) -> Result<Settings, String> {
             datapoints_to_alarm: m,
         })
     };
-    let mut cfg = Settings {
-        bounds: Bounds { min, max },
-        steps: Steps { step, hysteresis },
-        tick_secs: args.tick_secs,
-        period_secs: args.period_secs,
-        up: window(
-            args.up_evaluation_periods,
-            args.up_datapoints_to_alarm,
-            base.up,
-            "up",
-        )?,
-        down: window(
-            args.down_evaluation_periods,
-            args.down_datapoints_to_alarm,
-            base.down,
-            "down",
-        )?,
-        metric: MetricModel {
-            double_count: args.double_count,
-            missing_at_zero: args.missing_at_zero,
-        },
-        rearm_secs: args.rearm_secs.unwrap_or(base.rearm_secs),
-        reconcile_secs: args.reconcile_secs.unwrap_or(base.reconcile_secs),
-        rearm_stuck_after_secs: args
-            .rearm_stuck_after_secs
-            .unwrap_or(base.rearm_stuck_after_secs),
-        boot_secs: args.boot_secs.unwrap_or(base.boot_secs),
-        churn_per_hour: args.churn_per_hour,
-        rebalance: args.rebalance.unwrap_or(base.rebalance),
-        price_per_hour: args.price_per_hour.unwrap_or(base.price_per_hour),
-        seed: args.seed,
-        mode: Mode::Lambda,
+    cfg.up = window(
+        args.up_evaluation_periods,
+        args.up_datapoints_to_alarm,
+        cfg.up,
+        "up",
+    )?;
+    cfg.down = window(
+        args.down_evaluation_periods,
+        args.down_datapoints_to_alarm,
+        cfg.down,
+        "down",
+    )?;
+    cfg.metric.double_count |= args.double_count;
+    cfg.metric.missing_at_zero |= args.missing_at_zero;
+    cfg.metric.fill_gaps_with_zero |= args.fill_gaps_with_zero;
+    cfg.metric.delay_periods = args
+        .metric_delay_periods
+        .unwrap_or(cfg.metric.delay_periods);
+    cfg.rearm_secs = args.rearm_secs.unwrap_or(cfg.rearm_secs);
+    cfg.reconcile_secs = args.reconcile_secs.unwrap_or(cfg.reconcile_secs);
+    cfg.rearm_stuck_after_secs = args
+        .rearm_stuck_after_secs
+        .unwrap_or(cfg.rearm_stuck_after_secs);
+    cfg.boot_secs = args.boot_secs.unwrap_or(cfg.boot_secs);
+    cfg.drain_secs = args.drain_secs.unwrap_or(cfg.drain_secs);
+    cfg.deregistration_secs = args.deregistration_secs.unwrap_or(cfg.deregistration_secs);
+    cfg.churn_per_hour = args.churn_per_hour;
+    if let Some(c) = args.capacity {
+        cfg.capacity = (c > 0).then_some(c);
+    }
+    if let Some(f) = args.busy_fraction {
+        if !(0.0..=1.0).contains(&f) {
+            return Err("--busy-fraction must be within 0..=1".into());
+        }
+        cfg.busy_fraction = (f > 0.0).then_some(f);
+    }
+    cfg.guards.scale_in_cooldown_secs = args
+        .scale_in_cooldown_secs
+        .unwrap_or(cfg.guards.scale_in_cooldown_secs);
+    cfg.guards.fill_secs = args.fill_secs.unwrap_or(cfg.guards.fill_secs);
+    if let Some(t) = args.termination {
+        cfg.termination = match t {
+            TerminationArg::Newest => Termination::Newest,
+            TerminationArg::LeastLoaded => Termination::LeastLoaded,
+        };
+    }
+    let on = args.rebalance.unwrap_or(cfg.rebalance.is_some());
+    let base = cfg.rebalance.unwrap_or(Rebalance::WORKER);
+    let rebalance = Rebalance {
+        rate_per_sec: args.rebalance_rate.unwrap_or(base.rate_per_sec),
+        margin: args.rebalance_margin.unwrap_or(base.margin),
     };
+    if !(rebalance.rate_per_sec >= 0.0 && rebalance.margin >= 0.0) {
+        return Err("--rebalance-rate and --rebalance-margin must not be negative".into());
+    }
+    cfg.rebalance = (on && rebalance.rate_per_sec > 0.0).then_some(rebalance);
+    let chance = |v: Option<f64>, base: f64, name: &str| match v.unwrap_or(base) {
+        p if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("--{name} must be a chance within 0..=1")),
+    };
+    cfg.metric.gap_probability = chance(
+        args.gap_probability,
+        cfg.metric.gap_probability,
+        "gap-probability",
+    )?;
+    cfg.faults.lost_invocation = chance(
+        args.lost_invocations,
+        cfg.faults.lost_invocation,
+        "lost-invocations",
+    )?;
+    cfg.faults.duplicate_invocation = chance(
+        args.duplicate_invocations,
+        cfg.faults.duplicate_invocation,
+        "duplicate-invocations",
+    )?;
+    cfg.faults.failing_set_desired |= args.failing_set_desired;
+    cfg.faults.rearm_on_failure |= args.rearm_on_failure;
+    cfg.schedule.extend(args.schedule.iter().copied());
+    cfg.price_per_hour = args.price_per_hour.unwrap_or(cfg.price_per_hour);
+    if let Some(base) = args.spot_base {
+        cfg.spot = Some(Spot {
+            on_demand_base: base,
+            price_per_hour: args.spot_price_per_hour.unwrap_or(cfg.price_per_hour * 0.4),
+            interruptions_per_hour: args.spot_interruptions_per_hour,
+            notice_secs: 120,
+        });
+    }
+    cfg.seed = args.seed;
     if cfg.reconcile_secs > 0 && !cfg.reconcile_secs.is_multiple_of(cfg.period_secs) {
         return Err("--reconcile-secs must be a multiple of --period-secs (or 0)".into());
     }
@@ -259,15 +432,18 @@ fn simulate(args: &Args) -> Result<(), String> {
     };
     // Every tick is kept for the report, CSV and chart: bound the run.
     const MAX_TICKS: u64 = 1_000_000;
-    if curve.duration_secs() / args.tick_secs > MAX_TICKS {
+    if curve.duration_secs() / cfg.tick_secs > MAX_TICKS {
         return Err(format!(
             "the curve lasts {} s: more than {MAX_TICKS} ticks of {} s; raise --tick-secs",
             curve.duration_secs(),
-            args.tick_secs
+            cfg.tick_secs
         ));
     }
     let report = run(&cfg, &curve);
     print!("{}", text_report(args, &cfg, &title, &marks, &report));
+    if args.compare {
+        print!("{}", compare(&cfg, &curve, &report));
+    }
     if let Some(path) = &args.csv_out {
         std::fs::write(path, csv(&report)).map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -276,7 +452,7 @@ fn simulate(args: &Args) -> Result<(), String> {
         if cfg.churn_per_hour > 0.0 {
             let _ = write!(subtitle, "; churn {:.0} %/h", cfg.churn_per_hour * 100.0);
         }
-        if cfg.rebalance {
+        if cfg.rebalance.is_some() {
             subtitle.push_str("; rebalancing");
         }
         let _ = write!(subtitle, "; {}", summary_line(&report));
@@ -296,11 +472,72 @@ fn simulate(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The run beside target tracking and the best static fleet on the same curve.
+fn compare(cfg: &Settings, curve: &LoadCurve, report: &Report) -> String {
+    let mut o = String::from(
+        "compare: run | max workers | minutes over capacity | refused | moved by scale-in | \
+         scale events | instance-hours | cost | $ per million connection-minutes\n",
+    );
+    let mut row = |name: &str, r: &Report| {
+        let _ = writeln!(
+            o,
+            "compare: {name} | {} | {:.1} | {} | {} | {} | {:.2} | ${:.4} | ${:.4}",
+            r.max_nodes(),
+            r.minutes_over_capacity(),
+            r.refused(),
+            r.forced_reconnects,
+            r.events.len(),
+            r.instance_hours(),
+            r.cost(),
+            r.cost_per_million_connection_minutes()
+        );
+    };
+    row(&describe_short(cfg), report);
+    if cfg.mode == Mode::Lambda {
+        let tt = Settings {
+            mode: Mode::TargetTracking(TargetTracking {
+                target: cfg.default_target(),
+                disable_scale_in: false,
+            }),
+            ..cfg.clone()
+        };
+        row(&describe_short(&tt), &run(&tt, curve));
+    }
+    match best_static(cfg, curve) {
+        Some((n, r)) => row(&format!("static {n} workers (fewest without overload)"), &r),
+        None => {
+            let _ = writeln!(
+                o,
+                "compare: no static fleet within the maximum serves this curve"
+            );
+        }
+    }
+    o
+}
+
+fn describe_short(cfg: &Settings) -> String {
+    let spot = cfg
+        .spot
+        .map(|s| format!(", Spot above {}", s.on_demand_base))
+        .unwrap_or_default();
+    match cfg.mode {
+        Mode::Lambda => format!("lambda{spot}"),
+        Mode::TargetTracking(tt) => format!("target tracking at {}{spot}", tt.target),
+    }
+}
+
 fn describe_mode(cfg: &Settings) -> String {
     match cfg.mode {
         Mode::Lambda => format!(
-            "lambda: step {}, hysteresis {}, bounds {}..{}",
-            cfg.steps.step, cfg.steps.hysteresis, cfg.bounds.min, cfg.bounds.max
+            "lambda: step {} {}, hysteresis {}, bounds {}..{}{}",
+            cfg.steps.step,
+            cfg.steps.formula.as_str(),
+            cfg.steps.hysteresis,
+            cfg.bounds.min,
+            cfg.bounds.max,
+            cfg.busy_fraction
+                .map(|f| format!(", busy worker above {:.0} %", f * 100.0))
+                .unwrap_or_default()
         ),
         Mode::TargetTracking(tt) => format!(
             "target tracking: {} clients per worker{}, bounds {}..{}",
@@ -336,9 +573,10 @@ fn describe_alarms(cfg: &Settings) -> String {
 
 fn summary_line(r: &Report) -> String {
     format!(
-        "{} scale events, {:.1} instance-hours",
+        "{} scale events, {} connections refused, {} clients moved by scale-in",
         r.events.len(),
-        r.instance_hours()
+        r.refused(),
+        r.forced_reconnects
     )
 }
 
@@ -377,7 +615,10 @@ fn text_report(args: &Args, cfg: &Settings, title: &str, marks: &[u64], r: &Repo
         cfg.reconcile_secs,
         cfg.boot_secs,
         cfg.churn_per_hour * 100.0,
-        if cfg.rebalance { "on" } else { "off" },
+        match cfg.rebalance {
+            Some(r) => format!("{}/s above +{:.0} %", r.rate_per_sec, r.margin * 100.0),
+            None => "off".into(),
+        },
         cfg.seed
     );
     let _ = writeln!(
@@ -410,7 +651,12 @@ fn text_report(args: &Args, cfg: &Settings, title: &str, marks: &[u64], r: &Repo
                 Direction::Up => "up",
                 Direction::Down => "down",
             };
-            format!("{} {arrow} {}->{}", hm(e.t), e.from, e.to)
+            let why = match e.trigger {
+                Trigger::Total | Trigger::Tracking => "",
+                Trigger::Busiest => " (busiest worker)",
+                Trigger::Schedule => " (schedule)",
+            };
+            format!("{} {arrow} {}->{}{why}", hm(e.t), e.from, e.to)
         })
         .collect();
     let _ = writeln!(o, "scale events: {}", events.join(", "));
@@ -442,6 +688,36 @@ fn text_report(args: &Args, cfg: &Settings, title: &str, marks: &[u64], r: &Repo
         r.invocations,
         r.forced_reconnects
     );
+    let _ = writeln!(
+        o,
+        "capacity: {} per worker, {:.1} minutes with a worker over it, {} connections refused; \
+         most scale-ins in 10 minutes {}; {} failed scaler runs; {} clients moved by rebalancing",
+        cfg.capacity
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "no limit".into()),
+        r.minutes_over_capacity(),
+        r.refused(),
+        r.most_scale_ins_within(600),
+        r.failed_invocations,
+        r.rebalanced
+    );
+    if let Some(spot) = r.spot_price_per_hour {
+        let _ = writeln!(
+            o,
+            "spot: {:.2} of the instance-hours at ${spot:.4}/h, {} interruptions, {} clients \
+             moved by them, {} lost to them",
+            r.spot_hours(),
+            r.interruptions,
+            r.interruption_reconnects,
+            r.lost_to_interruptions
+        );
+    }
+    let _ = writeln!(
+        o,
+        "cost per million connection-minutes: ${:.4} ({:.0} million connection-minutes)",
+        r.cost_per_million_connection_minutes(),
+        r.connection_minutes() / 1e6
+    );
     let peak = r.samples.iter().map(|s| s.load).max().unwrap_or(0);
     let (n, cost) = static_fleet(peak, args.static_per_node, hours, cfg.price_per_hour);
     let _ = writeln!(
@@ -457,7 +733,7 @@ fn text_report(args: &Args, cfg: &Settings, title: &str, marks: &[u64], r: &Repo
 fn csv(r: &Report) -> String {
     let ids = r.nodes.len();
     let mut o = String::from(
-        "t_secs,clients,connected,desired,in_service,booting,up_threshold,down_threshold",
+        "t_secs,clients,connected,desired,in_service,booting,draining,refused,up_threshold,down_threshold",
     );
     for id in 1..=ids {
         let _ = write!(o, ",node{id}");
@@ -466,13 +742,15 @@ fn csv(r: &Report) -> String {
     for s in &r.samples {
         let _ = write!(
             o,
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{}",
             s.t,
             s.load,
             s.connected(),
             s.desired,
             s.conns.len(),
             s.booting,
+            s.draining,
+            s.refused,
             s.thresholds.map(|t| t.up.to_string()).unwrap_or_default(),
             s.thresholds.map(|t| t.down.to_string()).unwrap_or_default()
         );

@@ -1,7 +1,9 @@
-# The two CloudWatch alarms and the two scaler Lambdas of the paper. Each alarm invokes its Lambda
-# directly (CloudWatch alarm Lambda action); the Lambda steps the group's desired capacity by one
-# and rewrites both alarms' thresholds for the new capacity. The thresholds set here are the
-# policy's at min capacity: scale-up at STEP, scale-down disabled.
+# The scaling alarms and the two scaler Lambdas. Each alarm invokes its Lambda directly (CloudWatch
+# alarm Lambda action); the Lambda steps the group's desired capacity by one and rewrites both
+# threshold alarms for the new capacity. The thresholds set here are the policy's at min capacity:
+# scale-up at min x STEP (per-worker) or STEP (paper), scale-down disabled. Beside them, on the
+# cluster metric, the busy-worker alarm: a fixed line (busy_fraction of a worker's capacity) on
+# the busiest worker, which the scale-up Lambda answers too.
 data "aws_partition" "current" {}
 data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
@@ -10,12 +12,15 @@ locals {
   alarm_names = {
     up   = "${var.name}-scale-up"
     down = "${var.name}-scale-down"
+    busy = "${var.name}-busy-worker"
   }
   alarm_arns = {
     for k, n in local.alarm_names :
     k => "arn:${data.aws_partition.current.partition}:cloudwatch:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:alarm:${n}"
   }
   lambda_mode = var.mode == "lambda"
+  # The busy-worker alarm needs the per-worker figures only the leaders publish.
+  busy_alarm = local.lambda_mode && var.metric_source == "cluster"
   # Empty in target-tracking mode: no alarms, functions, schedule or failure queue of ours.
   scalers = local.lambda_mode ? {
     up   = { bin = "ews-scale-up", function = "${var.name}-scale-up" }
@@ -24,14 +29,17 @@ locals {
 
   # What the scaler binaries read (lambdas/): both get the same configuration.
   lambda_env = merge({
-    WS_ASG_NAME      = var.asg_name
-    SCALE_UP_ALARM   = local.alarm_names.up
-    SCALE_DOWN_ALARM = local.alarm_names.down
-    STEP             = tostring(var.step)
-    HYSTERESIS       = tostring(var.hysteresis)
-    }, var.bounds_override == null ? {} : {
-    MIN_SIZE = tostring(var.bounds_override.min_size)
-    MAX_SIZE = tostring(var.bounds_override.max_size)
+    WS_ASG_NAME                        = var.asg_name
+    SCALE_UP_ALARM                     = local.alarm_names.up
+    SCALE_DOWN_ALARM                   = local.alarm_names.down
+    STEP                               = tostring(var.step)
+    HYSTERESIS                         = tostring(var.hysteresis)
+    THRESHOLDS                         = var.threshold_formula
+    SCALE_IN_COOLDOWN_SECS             = tostring(var.scale_in_cooldown_secs)
+    FILL_SECS                          = tostring(var.fill_secs)
+    }, local.busy_alarm ? { BUSY_ALARM = local.alarm_names.busy } : {}, var.bounds_override == null ? {} : {
+    MIN_SIZE                           = tostring(var.bounds_override.min_size)
+    MAX_SIZE                           = tostring(var.bounds_override.max_size)
   })
 
   # Both sources give the alarms one figure: connected WebSocket clients, which STEP is sized in.
@@ -74,12 +82,12 @@ locals {
     }
   } : {}
 
-  # The policy's thresholds (lambdas/src/policy.rs) at n = min: up = (n - min + 1) x STEP = STEP;
-  # down = (n - min) x STEP - HYSTERESIS = -HYSTERESIS, which a connection count (never negative)
-  # cannot go below, i.e. scale-down is disabled at min capacity. The first Lambda run therefore
-  # finds both thresholds already right.
+  # The policy's thresholds (lambdas/src/policy.rs) at n = min: up = min x STEP (per-worker) or
+  # (n - min + 1) x STEP = STEP (paper); down = -HYSTERESIS, which a connection count (never
+  # negative) cannot go below, i.e. scale-down is disabled at min capacity. The first Lambda run
+  # therefore finds both thresholds already right.
   initial_threshold = {
-    up   = var.step
+    up   = var.threshold_formula == "per-worker" ? var.min_size * var.step : var.step
     down = -var.hysteresis
   }
 }
@@ -142,7 +150,63 @@ data "aws_iam_policy_document" "assume" {
   }
 }
 
-# Least privilege: read and resize this one group, read and rewrite these two alarms, write logs.
+# The busiest worker near its capacity while the quietest is not still filling: the fleet is full,
+# not uneven. A worker that just joined holds few clients (the quietest), which keeps the alarm at
+# zero until rebalancing has filled it: adding another then would be the cascade that overshoots.
+# Two minutes, so one datapoint from before a new worker joined cannot fire it. A missing
+# datapoint (no active leader) is not breaching.
+resource "aws_cloudwatch_metric_alarm" "busy" {
+  count               = local.busy_alarm ? 1 : 0
+  alarm_name          = local.alarm_names.busy
+  alarm_description   = "${var.name}: the busiest worker holds more than ${var.busy_fraction * 100} % of its ${var.worker_max_clients} clients and the fleet is evenly busy; invokes ${local.scalers.up.function}."
+  evaluation_periods  = 2
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.busy_fraction * var.worker_max_clients
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_lambda_function.scaler["up"].arn]
+  tags                = var.tags
+
+  metric_query {
+    id          = "busy"
+    expression  = "IF(quietest * 2 >= busiest, busiest, 0)"
+    label       = "Busiest worker's clients while the fleet is evenly busy"
+    return_data = true
+  }
+
+  metric_query {
+    id = "busiest"
+    metric {
+      namespace   = var.cloudwatch_namespace
+      metric_name = "BusiestWorkerClients"
+      stat        = "Maximum"
+      dimensions  = { Deployment = var.name }
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id = "quietest"
+    metric {
+      namespace   = var.cloudwatch_namespace
+      metric_name = "QuietestWorkerClients"
+      stat        = "Minimum"
+      dimensions  = { Deployment = var.name }
+      period      = 60
+    }
+  }
+}
+
+resource "aws_lambda_permission" "busy" {
+  count          = local.busy_alarm ? 1 : 0
+  statement_id   = "AllowInvokeFromBusyAlarm"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.scaler["up"].function_name
+  principal      = "lambda.alarms.cloudwatch.amazonaws.com"
+  source_arn     = local.alarm_arns.busy
+  source_account = data.aws_caller_identity.current.account_id
+}
+
+# Least privilege: read and resize this one group, read and rewrite these alarms, write logs.
 data "aws_iam_policy_document" "scaler" {
   for_each = local.scalers
   statement {
@@ -150,10 +214,11 @@ data "aws_iam_policy_document" "scaler" {
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.scaler[each.key].arn}:*"]
   }
-  # DescribeAutoScalingGroups supports no resource-level permissions.
+  # DescribeAutoScalingGroups and DescribeScalingActivities (the group's last launch, which the
+  # busy-worker alarm's scale-out waits on) support no resource-level permissions.
   statement {
     sid       = "ReadGroup"
-    actions   = ["autoscaling:DescribeAutoScalingGroups"]
+    actions   = ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeScalingActivities"]
     resources = ["*"]
   }
   statement {
@@ -166,7 +231,7 @@ data "aws_iam_policy_document" "scaler" {
   statement {
     sid       = "RewriteAlarms"
     actions   = ["cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:SetAlarmState"]
-    resources = values(local.alarm_arns)
+    resources = local.busy_alarm ? values(local.alarm_arns) : [local.alarm_arns.up, local.alarm_arns.down]
   }
   # Lambda itself sends a failed asynchronous invocation's record to the on-failure destination,
   # with the function's role.

@@ -37,3 +37,8 @@ output "target_tracking_policy_arn" {
   description = "The target-tracking policy; null in lambda mode."
   value       = try(aws_autoscaling_policy.target_tracking[0].arn, null)
 }
+
+output "busy_alarm_name" {
+  description = "Name of the busy-worker alarm (BUSY_ALARM); null without it (target tracking, the ALB metric)."
+  value       = try(aws_cloudwatch_metric_alarm.busy[0].alarm_name, null)
+}

@@ -15,7 +15,7 @@ variable "asg_arn" {
 
 variable "step" {
   type        = number
-  description = "Connections per threshold step (STEP): scale up above (n - min + 1) x step, down below (n - min) x step - hysteresis."
+  description = "Clients per worker step (STEP); how the thresholds follow from it is threshold_formula's."
   validation {
     condition     = var.step >= 1 && floor(var.step) == var.step
     error_message = "step must be a positive whole number."
@@ -24,7 +24,7 @@ variable "step" {
 
 variable "hysteresis" {
   type        = number
-  description = "Connections below a step boundary before scaling down (HYSTERESIS), so a load hovering at a boundary does not flap."
+  description = "Clients per worker below the step before scaling down (HYSTERESIS), so a load hovering at a boundary does not flap."
   validation {
     condition     = var.hysteresis >= 0 && floor(var.hysteresis) == var.hysteresis
     error_message = "hysteresis must be a non-negative whole number."
@@ -111,8 +111,8 @@ variable "tags" {
 
 variable "reconcile_minutes" {
   type        = number
-  description = "Minutes between two scheduled reconciles of the scaling alarms with the group."
-  default     = 5
+  description = "Minutes between two scheduled reconciles of the scaling alarms with the group: an alarm a guard, a bound or a failure left in ALARM is looked at again this often."
+  default     = 2
   validation {
     condition     = var.reconcile_minutes >= 2 && floor(var.reconcile_minutes) == var.reconcile_minutes
     error_message = "reconcile_minutes must be a whole number of minutes, at least 2 (EventBridge says rate(1 minute) for one)."
@@ -132,7 +132,7 @@ variable "mode" {
 variable "target_clients_per_worker" {
   type        = number
   description = "Target-tracking mode: connected clients per in-service worker the policy holds the group at."
-  default     = 40000
+  default     = 80000
   validation {
     condition     = var.target_clients_per_worker >= 1
     error_message = "target_clients_per_worker must be at least 1."
@@ -149,4 +149,39 @@ variable "instance_warmup_secs" {
   type        = number
   description = "Target-tracking mode: seconds before a new worker's clients count (the policy's estimated instance warmup)."
   default     = 120
+}
+
+variable "min_size" {
+  type        = number
+  description = "The group's minimum: the per-worker formula's initial scale-up threshold is min_size x step."
+}
+
+variable "threshold_formula" {
+  type        = string
+  description = "THRESHOLDS: \"per-worker\" or \"paper\"."
+  default     = "per-worker"
+}
+
+variable "scale_in_cooldown_secs" {
+  type        = number
+  description = "SCALE_IN_COOLDOWN_SECS: no scale-in within this long of the last step."
+  default     = 300
+}
+
+variable "fill_secs" {
+  type        = number
+  description = "FILL_SECS: no busy-worker scale-out within this long of the group's last launch."
+  default     = 300
+}
+
+variable "busy_fraction" {
+  type        = number
+  description = "The busy-worker alarm's line as a fraction of worker_max_clients."
+  default     = 0.9
+}
+
+variable "worker_max_clients" {
+  type        = number
+  description = "Clients one worker takes."
+  default     = 100000
 }

@@ -22,7 +22,11 @@ locals {
     EWS_ASG_NAME                     = local.asg_name
     EWS_LIFECYCLE_HOOK_NAME          = local.hook_name
     EWS_LOG_GROUP                    = var.log_group_name
-  }, local.accept_env, var.auth_env, var.sink_env, var.extra_env)
+    EWS_MAX_CONNECTIONS              = tostring(var.max_clients)
+    EWS_BUSY_FRACTION                = tostring(var.busy_fraction)
+  }, local.accept_env, local.spot_env, var.auth_env, var.sink_env, var.extra_env)
+  # Spot workers watch for their interruption notice and drain on it.
+  spot_env = var.spot == null ? {} : { EWS_IMDS_URL = "http://169.254.169.254" }
   # The second secret of a rotation in progress (docs/deploy.md, "Rotating the cluster secret").
   accept_env = var.cluster_secret_accept_parameter_name == null ? {} : { EWS_CLUSTER_SECRET_ACCEPT_SSM_PARAMETER = var.cluster_secret_accept_parameter_name }
 }
@@ -171,8 +175,11 @@ resource "aws_autoscaling_group" "workers" {
   target_group_arns         = [var.target_group_arn]
   health_check_type         = "ELB"
   health_check_grace_period = 90
-  # The paper: scaling in removes the newest node, which holds the fewest clients.
-  termination_policies = ["NewestInstance"]
+  # Scaling in removes the worker holding the fewest clients (the termination-policy Lambda,
+  # given); NewestInstance after it, or alone without it (the paper's choice).
+  termination_policies = var.termination_policy_arn == null ? ["NewestInstance"] : [var.termination_policy_arn, "NewestInstance"]
+  # Spot: a replacement is launched on a rebalance recommendation, before the interruption.
+  capacity_rebalance = var.spot != null
   # AZRebalance would terminate workers holding connections just to even out the zones
   # (https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-suspend-resume-processes.html);
   # the group only ever changes size through the scalers and health checks.
@@ -185,9 +192,37 @@ resource "aws_autoscaling_group" "workers" {
   enabled_metrics     = ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances", "GroupTerminatingInstances"]
   metrics_granularity = "1Minute"
 
-  launch_template {
-    id      = aws_launch_template.worker.id
-    version = aws_launch_template.worker.latest_version
+  dynamic "launch_template" {
+    for_each = var.spot == null ? [1] : []
+    content {
+      id      = aws_launch_template.worker.id
+      version = aws_launch_template.worker.latest_version
+    }
+  }
+
+  # Spot above an On-Demand base, over several instance types of one size: the pools with the
+  # most spare capacity at the lowest price, so interruptions are rare and spread.
+  dynamic "mixed_instances_policy" {
+    for_each = var.spot == null ? [] : [var.spot]
+    content {
+      instances_distribution {
+        on_demand_base_capacity                  = mixed_instances_policy.value.on_demand_base
+        on_demand_percentage_above_base_capacity = 0
+        spot_allocation_strategy                 = "price-capacity-optimized"
+      }
+      launch_template {
+        launch_template_specification {
+          launch_template_id = aws_launch_template.worker.id
+          version            = aws_launch_template.worker.latest_version
+        }
+        dynamic "override" {
+          for_each = mixed_instances_policy.value.instance_types
+          content {
+            instance_type = override.value
+          }
+        }
+      }
+    }
   }
 
   # Part of the group from the start, so no instance is ever terminated without its drain.
@@ -234,5 +269,34 @@ resource "aws_autoscaling_group" "workers" {
       condition     = var.max_size >= var.min_size
       error_message = "max_size must be at least min_size."
     }
+    precondition {
+      condition     = var.spot == null || var.drain_seconds <= 90
+      error_message = "With spot, drain_seconds must be at most 90: the drain must end within the two-minute interruption notice."
+    }
   }
+}
+
+# Scheduled capacity: before a known peak the group's minimum rises (and the desired capacity with
+# it), afterwards it returns to min_size and the scale-in alarm brings the group back down, one
+# worker per cool-down. The scalers read the group's minimum, so their thresholds follow.
+resource "aws_autoscaling_schedule" "raise" {
+  for_each               = { for s in var.scheduled_capacity : s.name => s }
+  scheduled_action_name  = "${var.name}-${each.key}-start"
+  autoscaling_group_name = aws_autoscaling_group.workers.name
+  recurrence             = each.value.start
+  time_zone              = var.scheduled_capacity_time_zone
+  min_size               = min(each.value.min_size, var.max_size)
+  max_size               = -1
+  desired_capacity       = -1
+}
+
+resource "aws_autoscaling_schedule" "lower" {
+  for_each               = { for s in var.scheduled_capacity : s.name => s }
+  scheduled_action_name  = "${var.name}-${each.key}-end"
+  autoscaling_group_name = aws_autoscaling_group.workers.name
+  recurrence             = each.value.end
+  time_zone              = var.scheduled_capacity_time_zone
+  min_size               = var.min_size
+  max_size               = -1
+  desired_capacity       = -1
 }

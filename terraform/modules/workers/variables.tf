@@ -195,3 +195,45 @@ variable "refresh_rollback_alarms" {
   description = "CloudWatch alarm names: any in ALARM during an instance refresh fails it and rolls the group back to the previous launch template version. Empty = no rollback."
   default     = []
 }
+
+variable "max_clients" {
+  type        = number
+  description = "Clients one worker takes (EWS_MAX_CONNECTIONS)."
+}
+
+variable "busy_fraction" {
+  type        = number
+  description = "Fraction of max_clients above which a worker rebalances from half the margin (EWS_BUSY_FRACTION)."
+}
+
+variable "termination_policy_arn" {
+  type        = string
+  description = "Qualified ARN of the termination-policy Lambda, listed before NewestInstance; null: NewestInstance alone."
+  default     = null
+}
+
+variable "spot" {
+  type = object({
+    on_demand_base = number
+    instance_types = list(string)
+  })
+  description = "Spot above an On-Demand base over these instance types; null: On-Demand only."
+  default     = null
+}
+
+variable "scheduled_capacity" {
+  type = list(object({
+    name     = string
+    start    = string
+    end      = string
+    min_size = number
+  }))
+  description = "Scheduled minimums: from start to end (cron) the group keeps at least min_size workers."
+  default     = []
+}
+
+variable "scheduled_capacity_time_zone" {
+  type        = string
+  description = "Time zone of scheduled_capacity's cron expressions."
+  default     = "Etc/UTC"
+}
