@@ -219,7 +219,7 @@ impl Settings {
     /// What `terraform/` deploys with its defaults: 2..10 c6i.large workers in eu-central-1 at
     /// 100,000 clients each, STEP 80,000 per worker, HYSTERESIS 8,000, the busy-worker alarm at
     /// 90 % of capacity, scale-up on 1 of 1 minute, scale-down on 3 of 3 with a 5-minute
-    /// cool-down, a reconcile every 5 minutes, 120 s warmup, the least-loaded worker removed
+    /// cool-down, a reconcile every 2 minutes, 120 s warmup, the least-loaded worker removed
     /// after a 30 s drain and 45 s deregistration delay, workers rebalancing; and the faults
     /// AWS may bring: a minute's metric delay, a gap in one datapoint of 200, one invocation
     /// of 200 lost and one duplicated.

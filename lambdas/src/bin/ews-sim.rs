@@ -17,9 +17,10 @@ use ews_lambdas::sim::{
 /// Where the defaults come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Preset {
-    /// What `terraform/` deploys by default: scale-up on 1 of 1 minute, scale-down on 3 of 3,
-    /// 120 s warmup, a reconcile every 5 minutes, workers rebalancing, c6i.large in
-    /// eu-central-1.
+    /// What `terraform/` deploys by default: 100,000 clients per worker, 80,000 per step, the
+    /// busy-worker alarm, scale-up on 1 of 1 minute, scale-down on 3 of 3 with a 5-minute
+    /// cool-down, a reconcile every 2 minutes, 120 s warmup, the least-loaded worker removed,
+    /// workers rebalancing, c6i.large in eu-central-1.
     Deployed,
     /// The paper's set-up: both alarms on 1 of 1 minute, nodes in service at once, t2.medium.
     Paper,
