@@ -131,6 +131,7 @@ fn after_a_failback_every_acknowledged_event_is_readable_from_the_active_leader(
         internal,
         public: Some(public),
         proc: worker,
+        queue_dir: None,
     };
     wait_active(&w, "leader-1", Duration::from_secs(20));
 

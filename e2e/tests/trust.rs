@@ -128,6 +128,7 @@ fn gossip_from_a_node_without_the_key_decides_nothing() {
         internal: w_internal,
         public: Some(public),
         proc: worker,
+        queue_dir: None,
     };
 
     // Every real node sees the strangers gossip, and believes nothing of it.

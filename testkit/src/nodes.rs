@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{bin_path, free_port, free_udp_port, net, Proc};
+use crate::{bin_path, free_port, free_udp_port, net, Proc, Scratch};
 
 /// A loopback address whose port is free for both TCP and UDP: an internal port.
 pub fn internal_addr() -> SocketAddr {
@@ -21,6 +21,9 @@ pub struct Node {
     /// Public WebSocket port (workers only).
     pub public: Option<SocketAddr>,
     pub proc: Proc,
+    /// A leader's own queue directory, where the spec names none: leaders of tests running at
+    /// once would otherwise share `./data/queue`, and its lock. Removed with the node.
+    pub queue_dir: Option<Scratch>,
 }
 
 /// What to start. `extra` flags come last, so they can override the defaults set here.
@@ -151,6 +154,12 @@ impl Node {
             }
             cmd.arg("--listen").arg(p.to_string());
         }
+        let queue_dir =
+            (binary == "ews-leader" && !spec.extra.contains(&"--queue-dir")).then(|| {
+                let dir = Scratch::new(&format!("queue-{}", spec.node_id));
+                cmd.arg("--queue-dir").arg(dir.path());
+                dir
+            });
         cmd.args(spec.extra);
         for (k, v) in spec.env {
             cmd.env(k, v);
@@ -162,6 +171,7 @@ impl Node {
             internal,
             public,
             proc,
+            queue_dir,
         }
     }
 
