@@ -3,38 +3,24 @@
 //! the others; and a scale-in removes the worker the termination policy picks, the least
 //! loaded, so only its clients move.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ews_testkit::free_port;
 use ews_testkit::nginx::RoundRobin;
 use ews_testkit::nodes::{Node, NodeSpec};
-use ews_testkit::{free_port, net};
 use futures_util::StreamExt;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-/// A counter or gauge without labels from `node`'s `/metrics`.
-fn metric(node: &Node, name: &str) -> u64 {
-    let Ok((_, body)) = net::http_get(node.admin, "/metrics") else {
-        return 0;
-    };
-    body.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(0.0) as u64
-}
-
 fn active(node: &Node) -> u64 {
-    metric(node, "ews_connections_active")
+    support::metric(node, "ews_connections_active") as u64
 }
 
 /// One client that stays connected through `lb` and reconnects at once whenever it is closed,

@@ -8,10 +8,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod support;
+
+use ews_testkit::free_port;
 use ews_testkit::nginx::RoundRobin;
 use ews_testkit::nodes::{internal_addr, Node, NodeSpec};
-use ews_testkit::{free_port, net};
 use futures_util::StreamExt;
+use support::metric;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -26,14 +29,6 @@ fn worker(id: &str, seeds: &[SocketAddr], public_port: Option<u16>) -> Node {
         public_port,
         ..NodeSpec::new(id, seeds)
     })
-}
-
-/// A counter or gauge without labels from `node`'s `/metrics`.
-fn metric(node: &Node, name: &str) -> f64 {
-    let (_, body) = net::http_get(node.admin, "/metrics").expect("metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Closes the clients saw: (code, reason).

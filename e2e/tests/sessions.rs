@@ -21,6 +21,7 @@ use ews_testkit::net;
 use ews_testkit::nodes::{Node, NodeSpec};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use support::metric;
 use support::serving_workers;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -174,14 +175,6 @@ async fn close_code(ws: &mut Ws, within: Duration) -> (u16, String, Duration) {
             None => panic!("socket ended without a close frame"),
         }
     }
-}
-
-/// A counter or gauge without labels from `node`'s `/metrics`.
-fn metric(node: &Node, name: &str) -> f64 {
-    let (_, body) = net::http_get(node.admin, "/metrics").expect("metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn rss_kib(node: &Node) -> u64 {

@@ -1282,7 +1282,7 @@ mod tests {
         assert_eq!(r.lost_to_interruptions, 0);
         assert!(r.spot_hours() > 0.0);
         assert!(r.cost() < run(&Settings::deployed(), &Scenario::Day.curve()).cost());
-        // A drain longer than the notice loses what it did not close.
+        // A drain window longer than the notice is cut to fit it: still nothing is lost.
         let slow = Settings {
             drain_secs: 300,
             ..cfg

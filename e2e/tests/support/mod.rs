@@ -151,3 +151,11 @@ pub async fn send_json(ws: &mut Ws, frame: serde_json::Value) {
     .await
     .expect("sent");
 }
+
+/// A counter or gauge without labels from `node`'s `/metrics` (0 when absent).
+pub fn metric(node: &ews_testkit::nodes::Node, name: &str) -> f64 {
+    let (_, body) = ews_testkit::net::http_get(node.admin, "/metrics").expect("metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}

@@ -173,25 +173,22 @@ resource "aws_cloudwatch_metric_alarm" "busy" {
     return_data = true
   }
 
-  metric_query {
-    id = "busiest"
-    metric {
-      namespace   = var.cloudwatch_namespace
-      metric_name = "BusiestWorkerClients"
-      stat        = "Maximum"
-      dimensions  = { Deployment = var.name }
-      period      = 60
+  # The two figures the leader publishes beside the total, each with the statistic that keeps a
+  # failover overlap from hiding it.
+  dynamic "metric_query" {
+    for_each = {
+      busiest  = { name = "BusiestWorkerClients", stat = "Maximum" }
+      quietest = { name = "QuietestWorkerClients", stat = "Minimum" }
     }
-  }
-
-  metric_query {
-    id = "quietest"
-    metric {
-      namespace   = var.cloudwatch_namespace
-      metric_name = "QuietestWorkerClients"
-      stat        = "Minimum"
-      dimensions  = { Deployment = var.name }
-      period      = 60
+    content {
+      id = metric_query.key
+      metric {
+        namespace   = var.cloudwatch_namespace
+        metric_name = metric_query.value.name
+        stat        = metric_query.value.stat
+        dimensions  = { Deployment = var.name }
+        period      = 60
+      }
     }
   }
 }
